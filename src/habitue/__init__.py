@@ -1,0 +1,3 @@
+"""Habitué: an open-source loyalty-program engine."""
+
+__version__ = "0.1.0"

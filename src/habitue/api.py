@@ -1,0 +1,135 @@
+"""The ASGI application: routers, error rendering, middleware, lifespan."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from habitue import jobs
+from habitue.db import Database
+from habitue.errors import ERROR_BASE, HabitueError
+from habitue.middleware import BodyLimit, IdempotencyKeys, Metrics
+from habitue.settings import Settings, get_settings
+
+log = structlog.get_logger()
+
+PROBLEM = "application/problem+json"
+
+
+def _problem(status: int, type_: str, title: str, detail: str, **extra: Any) -> JSONResponse:
+    body = {"type": ERROR_BASE + type_, "title": title, "status": status, "detail": detail, **extra}
+    return JSONResponse(body, status_code=status, media_type=PROBLEM)
+
+
+def _field(loc: tuple[Any, ...]) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    out = ""
+    for p in parts:
+        out += f"[{p}]" if p.isdigit() else (f".{p}" if out else p)
+    return out or "body"
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(HabitueError)
+    async def _habitue(_: Request, exc: HabitueError) -> JSONResponse:
+        return JSONResponse(exc.problem(), status_code=exc.status, media_type=PROBLEM)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [
+            {
+                "field": _field(tuple(e.get("loc", ()))),
+                "message": e.get("msg", "invalid"),
+                "code": e.get("type"),
+            }
+            for e in exc.errors()
+        ]
+        detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5])
+        return _problem(422, "validation", "Invalid request", detail, errors=errors)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        kind = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "http-error")
+        return _problem(exc.status_code, kind, str(exc.detail), str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, _exc: Exception) -> JSONResponse:
+        log.exception("unhandled error", path=request.url.path)
+        return _problem(
+            500, "internal", "Internal error", "an unexpected error occurred; it has been logged"
+        )
+
+
+def create_app(settings: Settings | None = None, *, db: Database | None = None) -> FastAPI:
+    """Build the application; `db` may be passed in by tests and benchmarks."""
+    settings = settings or get_settings()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.db = db or Database(
+            settings.database_url,
+            group_commit=settings.group_commit,
+            max_batch=settings.group_commit_max,
+            pool_size=settings.pool_size,
+        )
+        task = None
+        if settings.scheduler:
+            task = asyncio.create_task(jobs.scheduler(app.state.db, settings))
+        try:
+            yield
+        finally:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            if db is None:
+                await app.state.db.dispose()
+
+    app = FastAPI(
+        title="Habitué",
+        version="0.1.0",
+        description="Loyalty-program engine: members, cards, points, rules, tiers, rewards.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    install_error_handlers(app)
+
+    from habitue.events.api import router as events_router
+    from habitue.ledger.api import router as ledger_router
+    from habitue.members.api import router as members_router
+    from habitue.messaging.api import router as feed_router
+    from habitue.programs.api import router as programs_router
+
+    for router in (programs_router, members_router, ledger_router, events_router, feed_router):
+        app.include_router(router)
+    for extra in _optional_routers():
+        app.include_router(extra)
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    app.add_middleware(IdempotencyKeys)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(Metrics)
+    return app
+
+
+def _optional_routers() -> list[Any]:
+    """Routers of rooms that register themselves in `habitue.routers`."""
+    from habitue.routers import extra_routers
+
+    return extra_routers()

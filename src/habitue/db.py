@@ -1,0 +1,277 @@
+"""Engines, sessions and the unit of work; SQLite and PostgreSQL behind one interface."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar, cast
+
+from sqlalchemy import JSON, BigInteger, Integer, MetaData, Table, event
+from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.pool import NullPool
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# Integer primary keys: BIGINT on PostgreSQL, INTEGER (rowid alias) on SQLite.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+JSONType = JSON()
+
+
+class Base(DeclarativeBase):
+    """Declarative base with a stable constraint naming convention."""
+
+    metadata = MetaData(naming_convention=NAMING)
+
+
+T = TypeVar("T")
+
+
+def sync_url(url: str) -> URL:
+    """The synchronous driver URL (sqlite / postgresql+psycopg)."""
+    u = make_url(url)
+    if u.drivername in ("sqlite", "sqlite+aiosqlite", "sqlite+pysqlite"):
+        return u.set(drivername="sqlite")
+    if u.drivername.startswith("postgresql"):
+        return u.set(drivername="postgresql+psycopg")
+    return u
+
+
+def async_url(url: str) -> URL:
+    """The asynchronous driver URL (sqlite+aiosqlite / postgresql+psycopg)."""
+    u = sync_url(url)
+    if u.drivername == "sqlite":
+        return u.set(drivername="sqlite+aiosqlite")
+    return u
+
+
+def is_sqlite(url: str | URL) -> bool:
+    return make_url(str(url) if isinstance(url, URL) else url).get_backend_name() == "sqlite"
+
+
+def _sqlite_setup(sync_engine: Engine, *, immediate: bool) -> None:
+    """WAL, a busy timeout, foreign keys, and transactions we open ourselves.
+
+    pysqlite's own transaction handling is bypassed so that savepoints work and writers
+    take the lock up front (`BEGIN IMMEDIATE`) instead of failing on lock upgrade.
+    """
+
+    @event.listens_for(sync_engine, "connect")
+    def _connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.close()
+
+    @event.listens_for(sync_engine, "begin")
+    def _begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def make_sync_engine(url: str, **kwargs: Any) -> Engine:
+    """A synchronous engine for batch paths (import, migrations, verify)."""
+    from sqlalchemy import create_engine
+
+    u = sync_url(url)
+    if u.get_backend_name() == "sqlite":
+        engine = create_engine(u, **kwargs)
+        _sqlite_setup(engine, immediate=True)
+        return engine
+    return create_engine(u, **kwargs)
+
+
+RETRYABLE_SQLSTATES = {"40001", "40P01"}
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """A serialization failure or deadlock that is safe to retry."""
+    if isinstance(exc, DBAPIError):
+        code = getattr(exc.orig, "sqlstate", None)
+        if code in RETRYABLE_SQLSTATES:
+            return True
+        text = str(exc.orig).lower()
+        return "database is locked" in text
+    return False
+
+
+Work = Callable[[AsyncSession], Awaitable[T]]
+
+
+@dataclass
+class _Job:
+    work: Work[Any]
+    future: asyncio.Future[Any]
+    tries: int = 0
+
+
+@dataclass
+class GroupCommitter:
+    """Runs units of work from concurrent requests in one transaction and one commit.
+
+    Each unit runs in its own savepoint, so one that fails is rolled back alone; each caller
+    is answered only after the commit that holds its work.
+    """
+
+    sessionmaker: async_sessionmaker[AsyncSession]
+    max_batch: int = 64
+    _queue: asyncio.Queue[_Job] = field(default_factory=asyncio.Queue)
+    _task: asyncio.Task[None] | None = None
+
+    async def run(self, work: Work[T]) -> T:
+        loop = asyncio.get_running_loop()
+        job = _Job(work=work, future=loop.create_future())
+        await self._queue.put(job)
+        if self._task is None or self._task.done():
+            self._task = loop.create_task(self._loop())
+        result: T = await job.future
+        return result
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _loop(self) -> None:
+        while True:
+            jobs = [await self._queue.get()]
+            while len(jobs) < self.max_batch and not self._queue.empty():
+                jobs.append(self._queue.get_nowait())
+            await self._run_batch(jobs)
+
+    async def _run_batch(self, jobs: list[_Job]) -> None:
+        outcomes: list[tuple[_Job, Any, BaseException | None]] = []
+        retry: list[_Job] = []
+        try:
+            async with self.sessionmaker() as session, session.begin():
+                for job in jobs:
+                    try:
+                        async with session.begin_nested():
+                            value = await job.work(session)
+                        outcomes.append((job, value, None))
+                    except Exception as exc:  # one unit fails alone
+                        if is_retryable(exc) and job.tries < 5:
+                            retry.append(job)
+                        else:
+                            outcomes.append((job, None, exc))
+        except Exception as exc:
+            # The commit itself failed: run each unit again on its own.
+            for job in jobs:
+                job.tries += 1
+                if job.tries > 5:
+                    if not job.future.done():
+                        job.future.set_exception(exc)
+                    continue
+                await self._run_alone(job)
+            return
+        for job, value, error in outcomes:
+            if job.future.done():
+                continue
+            if error is not None:
+                job.future.set_exception(error)
+            else:
+                job.future.set_result(value)
+        for job in retry:
+            job.tries += 1
+            await self._run_alone(job)
+
+    async def _run_alone(self, job: _Job) -> None:
+        for attempt in range(6):
+            try:
+                async with self.sessionmaker() as session, session.begin():
+                    value = await job.work(session)
+            except Exception as exc:
+                if is_retryable(exc) and attempt < 5:
+                    await asyncio.sleep(0.005 * (attempt + 1))
+                    continue
+                if not job.future.done():
+                    job.future.set_exception(exc)
+                return
+            if not job.future.done():
+                job.future.set_result(value)
+            return
+
+
+class Database:
+    """The store: an async engine for reads, one for writes, and the group committer."""
+
+    def __init__(
+        self, url: str, *, group_commit: bool = True, max_batch: int = 64, pool_size: int = 20
+    ) -> None:
+        self.url = url
+        self.sqlite = is_sqlite(url)
+        if self.sqlite:
+            self.read_engine: AsyncEngine = create_async_engine(async_url(url), poolclass=NullPool)
+            self.write_engine: AsyncEngine = create_async_engine(
+                async_url(url), pool_size=1, max_overflow=0
+            )
+            _sqlite_setup(self.read_engine.sync_engine, immediate=False)
+            _sqlite_setup(self.write_engine.sync_engine, immediate=True)
+        else:
+            self.read_engine = create_async_engine(
+                async_url(url), pool_size=pool_size, max_overflow=pool_size
+            )
+            self.write_engine = self.read_engine
+        self.reader = async_sessionmaker(self.read_engine, expire_on_commit=False)
+        self.writer = async_sessionmaker(self.write_engine, expire_on_commit=False)
+        # SQLite has one writer: everything that writes goes through the committer there.
+        self.committer = (
+            GroupCommitter(self.writer, max_batch=max_batch)
+            if group_commit or self.sqlite
+            else None
+        )
+
+    @contextlib.asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncSession]:
+        async with self.reader() as session:
+            yield session
+
+    async def write(self, work: Work[T]) -> T:
+        """Run one unit of work in a transaction (grouped with its neighbours when enabled)."""
+        if self.committer is not None:
+            return await self.committer.run(work)
+        for attempt in range(6):
+            try:
+                async with self.writer() as session, session.begin():
+                    return await work(session)
+            except DBAPIError as exc:
+                if is_retryable(exc) and attempt < 5:
+                    await asyncio.sleep(0.005 * (attempt + 1))
+                    continue
+                raise
+        raise AssertionError("unreachable")
+
+    async def dispose(self) -> None:
+        if self.committer is not None:
+            await self.committer.close()
+        await self.read_engine.dispose()
+        if self.write_engine is not self.read_engine:
+            await self.write_engine.dispose()
+
+
+def table_of(model: type[Base]) -> Table:
+    """The Core table of a mapped class (typed for mypy)."""
+    return cast(Table, model.__table__)
+
+
+def dialect_name(session: AsyncSession) -> str:
+    """`postgresql` or `sqlite`: for the few statements that differ."""
+    return session.get_bind().dialect.name

@@ -1,0 +1,237 @@
+"""The demo café chain: members and a year of purchases, reproducible from a seed."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import random
+import tempfile
+from collections.abc import Awaitable, Callable
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from habitue import clock
+from habitue.db import Database, make_sync_engine
+from habitue.events.importer import import_purchases
+from habitue.members import service as members_service
+from habitue.members.schemas import MemberCreate, MemberRead
+from habitue.migrate import upgrade
+from habitue.programs import service as programs_service
+from habitue.programs.errors import ProgramNotFound
+from habitue.programs.schemas import ApiKeyCreate, Expiry, ProgramCreate
+
+PROGRAM = "cafe"
+MENU: list[tuple[str, str, str]] = [
+    ("espresso", "coffee", "2.20"),
+    ("cappuccino", "coffee", "3.40"),
+    ("latte", "coffee", "3.80"),
+    ("filter", "coffee", "2.60"),
+    ("tea", "tea", "2.80"),
+    ("croissant", "pastry", "1.60"),
+    ("pain-au-chocolat", "pastry", "1.80"),
+    ("cookie", "pastry", "2.10"),
+    ("sandwich", "food", "6.90"),
+    ("salad", "food", "8.50"),
+    ("beans-250g", "retail", "9.90"),
+]
+FIRST = [
+    "Ana",
+    "Louis",
+    "Maja",
+    "Emil",
+    "Chloé",
+    "Noah",
+    "Ida",
+    "Hugo",
+    "Freja",
+    "Léa",
+    "Oscar",
+    "Alma",
+    "Jules",
+    "Clara",
+    "Victor",
+    "Sofie",
+    "Lucas",
+    "Inès",
+    "William",
+    "Ella",
+]
+LAST = [
+    "Martin",
+    "Jensen",
+    "Bernard",
+    "Nielsen",
+    "Dubois",
+    "Hansen",
+    "Moreau",
+    "Pedersen",
+    "Laurent",
+    "Andersen",
+    "Simon",
+    "Larsen",
+    "Michel",
+    "Sørensen",
+    "Lefebvre",
+    "Rasmussen",
+]
+
+
+def _program_create() -> ProgramCreate:
+    return ProgramCreate(
+        code=PROGRAM,
+        name="Café Habitué",
+        currency="EUR",
+        timezone="Europe/Paris",
+        points_name="beans",
+        earn_rate="1",
+        expiry=Expiry(policy="days", days=365),
+        redeem_rate="0.05",
+        redeem_step=10,
+    )
+
+
+def _members(n: int, rng: random.Random) -> list[MemberCreate]:
+    out = []
+    for i in range(n):
+        first, last = rng.choice(FIRST), rng.choice(LAST)
+        locale = rng.choices(["en", "fr", "da"], weights=[3, 5, 2])[0]
+        out.append(
+            MemberCreate(
+                external_id=f"C{i:06d}",
+                email=f"{first.lower().replace('é', 'e').replace('è', 'e')}.{i}@example.com",
+                first_name=first,
+                last_name=last,
+                birth_date=date(rng.randint(1950, 2006), rng.randint(1, 12), rng.randint(1, 28)),
+                locale=locale,
+                consents={
+                    "email": rng.random() < 0.7,
+                    "sms": rng.random() < 0.3,
+                    "analytics": rng.random() < 0.8,
+                },
+                attributes={
+                    "favourite": rng.choice(["coffee", "tea", "pastry", "food"]),
+                    "store": rng.choice(["Bastille", "Nørrebro", "Canal"]),
+                },
+                card_kind=rng.choice(["digital", "physical"]),
+            )
+        )
+    return out
+
+
+def _purchases_csv(
+    path: Path, n_members: int, n_purchases: int, rng: random.Random, end: datetime
+) -> None:
+    # Regulars are few and frequent: a skewed draw of who buys, like a real café.
+    weights = [1.0 / (1 + i) ** 0.6 for i in range(n_members)]
+    start = end - timedelta(days=365)
+    buyers = rng.choices(range(n_members), weights=weights, k=n_purchases)
+    stamps = sorted(
+        start + timedelta(seconds=rng.randint(0, 365 * 86400 - 1)) for _ in range(n_purchases)
+    )
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(
+            [
+                "member_external_id",
+                "external_id",
+                "occurred_at",
+                "total",
+                "sku",
+                "category",
+                "quantity",
+                "unit_price",
+            ]
+        )
+        for k, (who, at) in enumerate(zip(buyers, stamps, strict=True)):
+            local_hour = rng.choice([7, 8, 8, 9, 10, 12, 13, 15, 17, 21])
+            at = at.replace(hour=local_hour, minute=rng.randint(0, 59))
+            if at > end:
+                at = end - timedelta(minutes=rng.randint(1, 600))
+            basket = [rng.choice(MENU) for _ in range(rng.choice([1, 1, 2, 2, 3]))]
+            cents = sum(int(p.replace(".", "")) for _, _, p in basket)
+            total = f"{cents // 100}.{cents % 100:02d}"
+            for sku, cat, price in basket:
+                w.writerow([f"C{who:06d}", f"R{k:07d}", at.isoformat(), total, sku, cat, 1, price])
+
+
+def _enrol_one(
+    info: programs_service.ProgramInfo, data: MemberCreate
+) -> Callable[[AsyncSession], Awaitable[MemberRead]]:
+    async def work(session: AsyncSession) -> MemberRead:
+        return await members_service.enrol(session, info, data)
+
+    return work
+
+
+async def _enrol_all(db: Database, members: list[MemberCreate]) -> str:
+    async with db.read() as session:
+        info = await programs_service.get_info(session, PROGRAM)
+    first = ""
+    for i in range(0, len(members), 200):
+        batch = members[i : i + 200]
+        reads = await asyncio.gather(*[db.write(_enrol_one(info, m)) for m in batch])
+        first = first or reads[0].id
+    return first
+
+
+async def _setup(url: str, members: list[MemberCreate]) -> dict[str, Any]:
+    db = Database(url)
+    try:
+        created = False
+        try:
+            async with db.read() as session:
+                await programs_service.get_info(session, PROGRAM)
+        except ProgramNotFound:
+            await db.write(lambda s: programs_service.create_program(s, _program_create()))
+            created = True
+        sample = ""
+        if created:
+            sample = await _enrol_all(db, members)
+            await _install_rules(db)
+        async with db.read() as session:
+            info = await programs_service.get_info(session, PROGRAM)
+        name = f"till-{clock.now().strftime('%Y%m%d%H%M%S%f')}"
+        key = await db.write(
+            lambda s: programs_service.create_api_key(
+                s, info, ApiKeyCreate(name=name, scopes=["events:write", "members:read"])
+            )
+        )
+        return {"created": created, "till_key": key.key, "sample": sample}
+    finally:
+        await db.dispose()
+
+
+async def _install_rules(db: Database) -> None:
+    """The demo rule set, once the rules room provides it."""
+    try:
+        from habitue.rules import demo_install  # type: ignore[attr-defined]
+    except ImportError:
+        return
+    await demo_install.install(db, PROGRAM)
+
+
+def load(url: str, *, members: int, purchases: int, seed: int) -> dict[str, Any]:
+    """Migrate, create the café program and its data (once), and mint a till key."""
+    upgrade(url)
+    rng = random.Random(seed)  # noqa: S311 - demo data, reproducible by design
+    people = _members(members, rng)
+    setup = asyncio.run(_setup(url, people))
+    summary = "already loaded"
+    if setup["created"]:
+        end = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "purchases.csv"
+            _purchases_csv(path, members, purchases, rng, end)
+            engine = make_sync_engine(url)
+            report = import_purchases(engine, PROGRAM, path)
+            engine.dispose()
+        summary = f"{members:,} members, {report.imported:,} purchases, {report.points:,} points"
+    return {
+        "program": PROGRAM,
+        "summary": summary,
+        "till_key": setup["till_key"],
+        "sample_member": setup["sample"] or "(see GET /v1/programs/cafe/members)",
+    }

@@ -1,0 +1,39 @@
+"""Routes: record and quote events."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from habitue.deps import DbDep, ProgramDep, ReadSession, scoped
+from habitue.events import service as events_service
+from habitue.events.schemas import EventCreate, EventRead
+from habitue.programs.service import Principal
+
+router = APIRouter(prefix="/v1/programs/{program}/events", tags=["events"])
+
+
+@router.post("", status_code=201, response_model=EventRead)
+async def record_event(
+    program: ProgramDep, body: EventCreate, db: DbDep, _: Principal = scoped("events:write")
+) -> EventRead:
+    return await db.write(lambda s: events_service.record(s, program, body))
+
+
+@router.post("/quote", response_model=EventRead)
+async def quote_event(
+    program: ProgramDep,
+    body: EventCreate,
+    session: ReadSession,
+    _: Principal = scoped("events:write"),
+) -> EventRead:
+    return await events_service.quote(session, program, body)
+
+
+@router.get("/{event_id}", response_model=EventRead)
+async def get_event(
+    program: ProgramDep,
+    event_id: str,
+    session: ReadSession,
+    _: Principal = scoped("events:read"),
+) -> EventRead:
+    return await events_service.get(session, program, event_id)

@@ -1,0 +1,70 @@
+"""Recorded events (purchases, refunds, actions) and their basket lines."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import BigInteger, DateTime, ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from habitue.db import Base, BigId, JSONType
+
+
+class Event(Base):
+    __tablename__ = "events"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    program_id: Mapped[int] = mapped_column(ForeignKey("programs.id"))
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id"))
+    type: Mapped[str] = mapped_column(String(32))
+    source: Mapped[str] = mapped_column(String(64))
+    external_id: Mapped[str] = mapped_column(String(200))
+    occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    total_minor: Mapped[int] = mapped_column(BigInteger, default=0)
+    points: Mapped[int] = mapped_column(BigInteger, default=0)
+    points_spent: Mapped[int] = mapped_column(BigInteger, default=0)
+    refers_to: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    refunded_minor: Mapped[int] = mapped_column(BigInteger, default=0)
+    points_taken_back: Mapped[int] = mapped_column(BigInteger, default=0)
+    spent_returned: Mapped[int] = mapped_column(BigInteger, default=0)
+    attributes: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    response: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        UniqueConstraint("program_id", "source", "external_id"),
+        Index("ix_events_member_occurred", "member_id", "occurred_at"),
+        Index("ix_events_program_occurred", "program_id", "occurred_at"),
+    )
+
+
+class EventLine(Base):
+    __tablename__ = "event_lines"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    program_id: Mapped[int] = mapped_column(BigInteger)
+    member_id: Mapped[int] = mapped_column(BigInteger)
+    event_id: Mapped[str] = mapped_column(ForeignKey("events.id"), index=True)
+    line_no: Mapped[int] = mapped_column(Integer)
+    sku: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    category: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    quantity: Mapped[str] = mapped_column(String(20))
+    unit_price_minor: Mapped[int] = mapped_column(BigInteger)
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+
+
+class IdempotencyRecord(Base):
+    """The first response to a POST carrying an `Idempotency-Key`."""
+
+    __tablename__ = "idempotency_records"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    program_id: Mapped[int] = mapped_column(BigInteger)
+    key: Mapped[str] = mapped_column(String(200))
+    request_hash: Mapped[str] = mapped_column(String(64))
+    status_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    body: Mapped[Any] = mapped_column(JSONType, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (UniqueConstraint("program_id", "key"),)

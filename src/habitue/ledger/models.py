@@ -1,0 +1,100 @@
+"""Double-entry points ledger: accounts, transactions of postings, lots."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import BigInteger, DateTime, ForeignKey, Index, Integer, String, text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from habitue.db import Base, BigId
+
+
+class Account(Base):
+    """A member's `available`/`pending` account, or a program's system account.
+
+    Member balances are materialised here in the same transaction as their postings. System
+    accounts (issued, redeemed, expired, adjusted) are touched by every transaction, so their
+    balance is the sum of their postings, computed when read, to avoid a global hot row.
+    """
+
+    __tablename__ = "accounts"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    program_id: Mapped[int] = mapped_column(ForeignKey("programs.id"))
+    member_id: Mapped[int | None] = mapped_column(ForeignKey("members.id"), nullable=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    balance: Mapped[int] = mapped_column(BigInteger, default=0)
+
+    __table_args__ = (
+        Index("ux_accounts_member_kind", "member_id", "kind", unique=True),
+        Index(
+            "ux_accounts_system_kind",
+            "program_id",
+            "kind",
+            unique=True,
+            sqlite_where=text("member_id IS NULL"),
+            postgresql_where=text("member_id IS NULL"),
+        ),
+    )
+
+
+class LedgerTransaction(Base):
+    __tablename__ = "ledger_transactions"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    program_id: Mapped[int] = mapped_column(ForeignKey("programs.id"))
+    member_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    reference: Mapped[str] = mapped_column(String(200))
+    event_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    actor: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    reason: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        Index("ux_ledger_transactions_reference", "program_id", "reference", unique=True),
+        Index("ix_ledger_transactions_member", "member_id", "id"),
+    )
+
+
+class Posting(Base):
+    """One leg of a transaction; a positive amount credits the account."""
+
+    __tablename__ = "postings"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    program_id: Mapped[int] = mapped_column(BigInteger)
+    transaction_id: Mapped[int] = mapped_column(ForeignKey("ledger_transactions.id"), index=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
+    member_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    amount: Mapped[int] = mapped_column(BigInteger)
+    rule_code: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    rule_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    rule_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Lot(Base):
+    """Points credited together, consumed by spends, take-backs and expiry."""
+
+    __tablename__ = "lots"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    program_id: Mapped[int] = mapped_column(BigInteger)
+    member_id: Mapped[int] = mapped_column(BigInteger)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"))
+    transaction_id: Mapped[int] = mapped_column(BigInteger)
+    event_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    amount: Mapped[int] = mapped_column(BigInteger)
+    remaining: Mapped[int] = mapped_column(BigInteger)
+    earned_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    pending_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+    __table_args__ = (
+        Index("ix_lots_account_open", "account_id", "remaining"),
+        Index("ix_lots_program_expires", "program_id", "expires_at"),
+        Index("ix_lots_program_pending", "program_id", "pending_until"),
+        Index("ix_lots_event", "event_id"),
+    )

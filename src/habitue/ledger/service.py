@@ -1,0 +1,563 @@
+"""The only writer of points: transactions of postings that sum to zero, balances, lots.
+
+Every function here runs inside the caller's transaction and never commits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from sqlalchemy import and_, bindparam, func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from habitue import clock
+from habitue.db import dialect_name, table_of
+from habitue.ledger.errors import InsufficientPoints
+from habitue.ledger.expiry import lot_expiry
+from habitue.ledger.models import Account, LedgerTransaction, Lot, Posting
+from habitue.programs.service import ProgramInfo
+
+_accounts = table_of(Account)
+_txns = table_of(LedgerTransaction)
+_postings = table_of(Posting)
+_lots = table_of(Lot)
+
+DebitMode = Literal["strict", "partial", "negative"]
+
+
+@dataclass(frozen=True, slots=True)
+class MemberAccounts:
+    """The member's internal id and its two point accounts."""
+
+    member_id: int
+    available: int
+    pending: int
+
+
+@dataclass(frozen=True, slots=True)
+class Leg:
+    """Points credited to the member by one rule (for the rule id on the posting)."""
+
+    amount: int
+    rule_code: str | None = None
+    rule_id: int | None = None
+    rule_version: int | None = None
+
+
+async def open_accounts(session: AsyncSession, program_id: int, member_id: int) -> MemberAccounts:
+    """Create a new member's `available` and `pending` accounts."""
+    ids = (
+        await session.execute(
+            insert(_accounts).returning(
+                _accounts.c.id, _accounts.c.kind, sort_by_parameter_order=True
+            ),
+            [
+                {
+                    "program_id": program_id,
+                    "member_id": member_id,
+                    "kind": "available",
+                    "balance": 0,
+                },
+                {"program_id": program_id, "member_id": member_id, "kind": "pending", "balance": 0},
+            ],
+        )
+    ).all()
+    by_kind = {kind: i for i, kind in ids}
+    return MemberAccounts(member_id, by_kind["available"], by_kind["pending"])
+
+
+async def _transaction(
+    session: AsyncSession,
+    *,
+    program_id: int,
+    member_id: int | None,
+    kind: str,
+    reference: str,
+    event_id: str | None,
+    actor: str | None,
+    reason: str | None,
+    postings: Sequence[dict[str, Any]],
+    now: datetime,
+) -> int:
+    if sum(p["amount"] for p in postings) != 0:
+        raise AssertionError("postings of a transaction must sum to zero")
+    txn_id = (
+        await session.execute(
+            insert(_txns)
+            .values(
+                program_id=program_id,
+                member_id=member_id,
+                kind=kind,
+                reference=reference,
+                event_id=event_id,
+                actor=actor,
+                reason=reason,
+                created_at=now,
+            )
+            .returning(_txns.c.id)
+        )
+    ).scalar_one()
+    rows = [
+        {
+            "program_id": program_id,
+            "transaction_id": txn_id,
+            "member_id": member_id,
+            "rule_code": None,
+            "rule_id": None,
+            "rule_version": None,
+            "created_at": now,
+            **p,
+        }
+        for p in postings
+        if p["amount"] != 0
+    ]
+    await session.execute(insert(_postings), rows)
+    return int(txn_id)
+
+
+async def _add_balance(session: AsyncSession, account_id: int, amount: int) -> int:
+    result = await session.execute(
+        update(_accounts)
+        .where(_accounts.c.id == account_id)
+        .values(balance=_accounts.c.balance + amount)
+        .returning(_accounts.c.balance)
+    )
+    return int(result.scalar_one())
+
+
+async def credit(
+    session: AsyncSession,
+    program: ProgramInfo,
+    accounts: MemberAccounts,
+    legs: Sequence[Leg],
+    *,
+    kind: str,
+    reference: str,
+    counter: str = "issued",
+    event_id: str | None = None,
+    earned_at: datetime | None = None,
+    pending_until: datetime | None = None,
+    actor: str | None = None,
+    reason: str | None = None,
+    now: datetime | None = None,
+) -> int:
+    """Credit points to the member (pending when `pending_until` is in the future) as one lot."""
+    now = now or clock.now()
+    total = sum(leg.amount for leg in legs)
+    if total <= 0:
+        raise ValueError("a credit must be positive")
+    earned_at = earned_at or now
+    pending = pending_until is not None and pending_until > now
+    target = accounts.pending if pending else accounts.available
+    postings = [
+        {
+            "account_id": target,
+            "amount": leg.amount,
+            "rule_code": leg.rule_code,
+            "rule_id": leg.rule_id,
+            "rule_version": leg.rule_version,
+        }
+        for leg in legs
+        if leg.amount
+    ]
+    postings.append({"account_id": program.system_accounts[counter], "amount": -total})
+    txn_id = await _transaction(
+        session,
+        program_id=program.id,
+        member_id=accounts.member_id,
+        kind=kind,
+        reference=reference,
+        event_id=event_id,
+        actor=actor,
+        reason=reason,
+        postings=postings,
+        now=now,
+    )
+    balance = await _add_balance(session, target, total)
+    # On a negative balance, new points first repay the debt: only the rest opens a lot.
+    open_amount = max(0, min(total, balance))
+    if open_amount > 0:
+        available_from = now if not pending else pending_until
+        assert available_from is not None
+        await session.execute(
+            insert(_lots).values(
+                program_id=program.id,
+                member_id=accounts.member_id,
+                account_id=target,
+                transaction_id=txn_id,
+                event_id=event_id,
+                amount=total,
+                remaining=open_amount,
+                earned_at=earned_at,
+                expires_at=None
+                if pending
+                else lot_expiry(
+                    max(earned_at, now) if kind == "release" else earned_at,
+                    program.expiry_policy,
+                    program.expiry_days,
+                    program.timezone,
+                ),
+                pending_until=pending_until if pending else None,
+            )
+        )
+    return txn_id
+
+
+async def _lock_balance(session: AsyncSession, account_id: int) -> int:
+    q = select(_accounts.c.balance).where(_accounts.c.id == account_id)
+    if dialect_name(session) == "postgresql":
+        q = q.with_for_update()
+    return int((await session.execute(q)).scalar_one())
+
+
+async def _consume_lots(
+    session: AsyncSession, account_id: int, amount: int, prefer_event: str | None
+) -> None:
+    """Take `amount` from the open lots: this event's first, then closest to expiry."""
+    if amount <= 0:
+        return
+    order: list[Any] = []
+    if prefer_event is not None:
+        order.append((_lots.c.event_id == prefer_event).desc())
+    order += [_lots.c.expires_at.is_(None), _lots.c.expires_at, _lots.c.id]
+    q = (
+        select(_lots.c.id, _lots.c.remaining)
+        .where(_lots.c.account_id == account_id, _lots.c.remaining > 0)
+        .order_by(*order)
+    )
+    if dialect_name(session) == "postgresql":
+        q = q.with_for_update()
+    left = amount
+    changes: list[dict[str, int]] = []
+    for lot_id, remaining in (await session.execute(q)).all():
+        take = min(left, remaining)
+        changes.append({"b_id": lot_id, "b_remaining": remaining - take})
+        left -= take
+        if left == 0:
+            break
+    if changes:
+        await session.execute(
+            update(_lots)
+            .where(_lots.c.id == bindparam("b_id"))
+            .values(remaining=bindparam("b_remaining")),
+            changes,
+            execution_options={"synchronize_session": False},
+        )
+
+
+async def debit(
+    session: AsyncSession,
+    program: ProgramInfo,
+    accounts: MemberAccounts,
+    amount: int,
+    *,
+    kind: str,
+    reference: str,
+    counter: str,
+    mode: DebitMode = "strict",
+    from_pending: bool = False,
+    event_id: str | None = None,
+    prefer_event: str | None = None,
+    actor: str | None = None,
+    reason: str | None = None,
+    now: datetime | None = None,
+) -> tuple[int, int | None]:
+    """Take points from the member; returns (points taken, transaction id).
+
+    `strict` refuses with InsufficientPoints, `partial` takes what there is down to zero,
+    `negative` takes all even below zero. Two concurrent debits never take the same points:
+    the account row is locked (PostgreSQL) or the database has one writer (SQLite).
+    """
+    if amount <= 0:
+        raise ValueError("a debit must be positive")
+    now = now or clock.now()
+    account = accounts.pending if from_pending else accounts.available
+    if mode == "strict":
+        result = await session.execute(
+            update(_accounts)
+            .where(_accounts.c.id == account, _accounts.c.balance >= amount)
+            .values(balance=_accounts.c.balance - amount)
+            .returning(_accounts.c.balance)
+        )
+        if result.first() is None:
+            have = await _lock_balance(session, account)
+            raise InsufficientPoints(f"needs {amount} points, {max(have, 0)} available")
+        before = None
+        taken = amount
+    else:
+        before = await _lock_balance(session, account)
+        taken = amount if mode == "negative" else min(amount, max(before, 0))
+        if taken == 0:
+            return 0, None
+        await _add_balance(session, account, -taken)
+    txn_id = await _transaction(
+        session,
+        program_id=program.id,
+        member_id=accounts.member_id,
+        kind=kind,
+        reference=reference,
+        event_id=event_id,
+        actor=actor,
+        reason=reason,
+        postings=[
+            {"account_id": account, "amount": -taken},
+            {"account_id": program.system_accounts[counter], "amount": taken},
+        ],
+        now=now,
+    )
+    lot_amount = taken if before is None else min(taken, max(before, 0))
+    await _consume_lots(session, account, lot_amount, prefer_event)
+    return taken, txn_id
+
+
+async def release_one(
+    session: AsyncSession,
+    program: ProgramInfo,
+    lot: dict[str, Any],
+    accounts: MemberAccounts,
+    now: datetime,
+) -> None:
+    """Move one due pending lot to the available account."""
+    amount = int(lot["remaining"])
+    await session.execute(update(_lots).where(_lots.c.id == lot["id"]).values(remaining=0))
+    await _add_balance(session, accounts.pending, -amount)
+    txn_id = await _transaction(
+        session,
+        program_id=program.id,
+        member_id=accounts.member_id,
+        kind="release",
+        reference=f"release:{lot['id']}",
+        event_id=lot["event_id"],
+        actor=None,
+        reason=None,
+        postings=[
+            {"account_id": accounts.pending, "amount": -amount},
+            {"account_id": accounts.available, "amount": amount},
+        ],
+        now=now,
+    )
+    balance = await _add_balance(session, accounts.available, amount)
+    open_amount = max(0, min(amount, balance))
+    if open_amount:
+        released_at = clock.as_utc(lot["pending_until"])
+        await session.execute(
+            insert(_lots).values(
+                program_id=program.id,
+                member_id=accounts.member_id,
+                account_id=accounts.available,
+                transaction_id=txn_id,
+                event_id=lot["event_id"],
+                amount=amount,
+                remaining=open_amount,
+                earned_at=clock.as_utc(lot["earned_at"]),
+                expires_at=lot_expiry(
+                    released_at, program.expiry_policy, program.expiry_days, program.timezone
+                ),
+                pending_until=None,
+            )
+        )
+
+
+async def accounts_of(
+    session: AsyncSession, member_ids: Sequence[int]
+) -> dict[int, MemberAccounts]:
+    rows = (
+        await session.execute(
+            select(_accounts.c.member_id, _accounts.c.kind, _accounts.c.id).where(
+                _accounts.c.member_id.in_(list(member_ids))
+            )
+        )
+    ).all()
+    acc: dict[int, dict[str, int]] = {}
+    for member_id, kind, account_id in rows:
+        acc.setdefault(member_id, {})[kind] = account_id
+    return {m: MemberAccounts(m, k["available"], k["pending"]) for m, k in acc.items()}
+
+
+async def release_due(
+    session: AsyncSession, program: ProgramInfo, *, now: datetime, limit: int = 1000
+) -> int:
+    """Release pending lots whose return window has closed; returns the points released."""
+    lots = (
+        (
+            await session.execute(
+                select(_lots)
+                .where(
+                    _lots.c.program_id == program.id,
+                    _lots.c.pending_until.is_not(None),
+                    _lots.c.pending_until <= now,
+                    _lots.c.remaining > 0,
+                )
+                .order_by(_lots.c.id)
+                .limit(limit)
+            )
+        )
+        .mappings()
+        .all()
+    )
+    if not lots:
+        return 0
+    accounts = await accounts_of(session, [lot["member_id"] for lot in lots])
+    total = 0
+    for lot in lots:
+        await release_one(session, program, dict(lot), accounts[lot["member_id"]], now)
+        total += int(lot["remaining"])
+    return total
+
+
+async def expire_due(
+    session: AsyncSession, program: ProgramInfo, *, now: datetime, limit: int = 5000
+) -> list[tuple[int, int, int]]:
+    """Expire due lots, one expiry transaction per member; returns (member, points, txn).
+
+    Running it twice is safe: expired lots are closed, so the second run finds nothing.
+    """
+    lots = (
+        await session.execute(
+            select(_lots.c.id, _lots.c.member_id, _lots.c.account_id, _lots.c.remaining)
+            .where(
+                _lots.c.program_id == program.id,
+                _lots.c.expires_at.is_not(None),
+                _lots.c.expires_at <= now,
+                _lots.c.remaining > 0,
+            )
+            .order_by(_lots.c.member_id, _lots.c.id)
+            .limit(limit)
+        )
+    ).all()
+    per_member: dict[int, tuple[int, int, list[int]]] = {}
+    for lot_id, member_id, account_id, remaining in lots:
+        acc, total, ids = per_member.get(member_id, (account_id, 0, []))
+        ids.append(lot_id)
+        per_member[member_id] = (acc, total + remaining, ids)
+    out: list[tuple[int, int, int]] = []
+    stamp = now.strftime("%Y%m%dT%H%M%S%f")
+    for member_id, (account_id, points, ids) in per_member.items():
+        await session.execute(update(_lots).where(_lots.c.id.in_(ids)).values(remaining=0))
+        await _add_balance(session, account_id, -points)
+        txn_id = await _transaction(
+            session,
+            program_id=program.id,
+            member_id=member_id,
+            kind="expire",
+            reference=f"expire:{member_id}:{stamp}:{ids[0]}",
+            event_id=None,
+            actor="expiry",
+            reason=None,
+            postings=[
+                {"account_id": account_id, "amount": -points},
+                {"account_id": program.system_accounts["expired"], "amount": points},
+            ],
+            now=now,
+        )
+        out.append((member_id, points, txn_id))
+    return out
+
+
+async def balances(
+    session: AsyncSession, accounts: MemberAccounts, *, expiring: int = 3
+) -> dict[str, Any]:
+    """Available and pending points, and the next lots to expire."""
+    rows = dict(
+        (
+            await session.execute(
+                select(_accounts.c.kind, _accounts.c.balance).where(
+                    _accounts.c.member_id == accounts.member_id
+                )
+            )
+        ).all()
+    )
+    exp = (
+        await session.execute(
+            select(_lots.c.expires_at, func.sum(_lots.c.remaining))
+            .where(
+                _lots.c.account_id == accounts.available,
+                _lots.c.remaining > 0,
+                _lots.c.expires_at.is_not(None),
+            )
+            .group_by(_lots.c.expires_at)
+            .order_by(_lots.c.expires_at)
+            .limit(expiring)
+        )
+    ).all()
+    return {
+        "available": int(rows.get("available", 0)),
+        "pending": int(rows.get("pending", 0)),
+        "expiring": [
+            {"points": int(points), "expires_at": clock.as_utc(at).isoformat()}
+            for at, points in exp
+        ],
+    }
+
+
+async def history(
+    session: AsyncSession, member_id: int, *, before: int | None, limit: int
+) -> list[dict[str, Any]]:
+    """The member's movements, newest first, one row per transaction."""
+    member_accounts = select(_accounts.c.id).where(_accounts.c.member_id == member_id)
+    q = (
+        select(
+            _txns.c.id,
+            _txns.c.kind,
+            _txns.c.event_id,
+            _txns.c.reason,
+            _txns.c.actor,
+            _txns.c.created_at,
+            _accounts.c.kind.label("account"),
+            func.sum(_postings.c.amount).label("amount"),
+        )
+        .join(_postings, _postings.c.transaction_id == _txns.c.id)
+        .join(_accounts, _accounts.c.id == _postings.c.account_id)
+        .where(_txns.c.member_id == member_id, _postings.c.account_id.in_(member_accounts))
+        .group_by(
+            _txns.c.id,
+            _txns.c.kind,
+            _txns.c.event_id,
+            _txns.c.reason,
+            _txns.c.actor,
+            _txns.c.created_at,
+            _accounts.c.kind,
+        )
+        .order_by(_txns.c.id.desc())
+    )
+    if before is not None:
+        q = q.where(_txns.c.id < before)
+    rows = (await session.execute(q.limit(limit * 2))).all()
+    merged: dict[int, dict[str, Any]] = {}
+    for r in rows:
+        item = merged.setdefault(
+            r.id,
+            {
+                "id": r.id,
+                "kind": r.kind,
+                "event_id": r.event_id,
+                "reason": r.reason,
+                "actor": r.actor,
+                "created_at": clock.as_utc(r.created_at).isoformat(),
+                "available": 0,
+                "pending": 0,
+            },
+        )
+        item[r.account] = int(r.amount)
+    items = sorted(merged.values(), key=lambda i: -int(i["id"]))[:limit]
+    for item in items:
+        item["points"] = item["available"] + item["pending"]
+    return items
+
+
+async def open_lots_for_event(session: AsyncSession, account_id: int, event_id: str) -> int:
+    total = (
+        await session.execute(
+            select(func.coalesce(func.sum(_lots.c.remaining), 0)).where(
+                and_(
+                    _lots.c.account_id == account_id,
+                    _lots.c.event_id == event_id,
+                    _lots.c.remaining > 0,
+                )
+            )
+        )
+    ).scalar_one()
+    return int(total)

@@ -1,0 +1,511 @@
+"""Enrolment, lookup, profile changes and cards."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from habitue import clock
+from habitue.db import table_of
+from habitue.errors import ValidationFailed
+from habitue.ids import new_id
+from habitue.ledger import service as ledger_service
+from habitue.ledger.models import Account
+from habitue.ledger.service import MemberAccounts
+from habitue.members.cards import luhn_valid, new_card_number, parse_card_input, qr_payload
+from habitue.members.errors import (
+    CardBlocked,
+    CardNotFound,
+    DuplicateMember,
+    InvalidCardNumber,
+    MemberNotActive,
+    MemberNotFound,
+)
+from habitue.members.models import Card, Member
+from habitue.members.schemas import (
+    BalanceRead,
+    CardRead,
+    CardReplace,
+    MemberCreate,
+    MemberRead,
+    MemberUpdate,
+)
+from habitue.messaging import outbox
+from habitue.programs.service import ProgramInfo
+from habitue.rules.types import MemberSnapshot
+from habitue.settings import get_settings
+
+_members = table_of(Member)
+_cards = table_of(Card)
+_accounts = table_of(Account)
+
+
+def contact_hash(value: str) -> str:
+    """Keyed hash of an email or phone: members are found by it, never by the clear value."""
+    normal = value.strip().lower()
+    return hmac.new(get_settings().hmac_key.encode(), normal.encode(), hashlib.sha256).hexdigest()
+
+
+def phone_normal(value: str) -> str:
+    return "".join(ch for ch in value if ch.isdigit() or ch == "+")
+
+
+@dataclass(frozen=True, slots=True)
+class MemberRef:
+    """What the event path needs of a member, loaded in one query."""
+
+    id: int
+    public_id: str
+    status: str
+    tier: str | None
+    enrolled_at: datetime
+    attributes: dict[str, Any]
+    accounts: MemberAccounts
+
+    def snapshot(self) -> MemberSnapshot:
+        return MemberSnapshot(
+            id=self.public_id,
+            status=self.status,
+            enrolled_at=self.enrolled_at,
+            tier=self.tier,
+            attributes=self.attributes,
+        )
+
+    def require_active(self) -> None:
+        if self.status != "active":
+            raise MemberNotActive(f"member {self.public_id} is {self.status}")
+
+
+async def enrol(session: AsyncSession, program: ProgramInfo, data: MemberCreate) -> MemberRead:
+    """Enrol a member with a card and two point accounts; email and external id are unique."""
+    now = clock.now()
+    email = data.email.lower() if data.email else None
+    values: dict[str, Any] = {
+        "public_id": new_id(),
+        "program_id": program.id,
+        "external_id": data.external_id,
+        "email": email,
+        "email_hash": contact_hash(email) if email else None,
+        "phone": data.phone,
+        "phone_hash": contact_hash(phone_normal(data.phone)) if data.phone else None,
+        "first_name": data.first_name,
+        "last_name": data.last_name,
+        "birth_date": data.birth_date,
+        "locale": data.locale,
+        "status": "active",
+        "tier": None,
+        "consents": {k: {"granted": v, "at": now.isoformat()} for k, v in data.consents.items()},
+        "attributes": data.attributes,
+        "lifetime_earned": 0,
+        "enrolled_at": now,
+        "updated_at": now,
+    }
+    await _check_unique(session, program, email=email, external_id=data.external_id)
+    try:
+        async with session.begin_nested():
+            member_id = (
+                await session.execute(insert(_members).values(values).returning(_members.c.id))
+            ).scalar_one()
+    except IntegrityError as exc:
+        raise DuplicateMember("a member with this email or external_id exists") from exc
+    await ledger_service.open_accounts(session, program.id, member_id)
+    number = await _issue_card(session, program, member_id, data.card_kind)
+    await outbox.emit(
+        session,
+        program_id=program.id,
+        type_="member.enrolled",
+        member_id=values["public_id"],
+        payload={
+            "member_id": values["public_id"],
+            "card_number": number,
+            "external_id": data.external_id,
+            "locale": data.locale,
+        },
+    )
+    return await read(session, program, values["public_id"], with_balance=False)
+
+
+async def _check_unique(
+    session: AsyncSession,
+    program: ProgramInfo,
+    *,
+    email: str | None,
+    external_id: str | None,
+    exclude: int | None = None,
+) -> None:
+    if email:
+        q = select(_members.c.id).where(
+            _members.c.program_id == program.id, _members.c.email_hash == contact_hash(email)
+        )
+        found = (await session.execute(q)).scalar()
+        if found is not None and found != exclude:
+            raise DuplicateMember(
+                "a member with this email exists in the program",
+                errors=[{"field": "email", "message": "already enrolled"}],
+            )
+    if external_id:
+        q = select(_members.c.id).where(
+            _members.c.program_id == program.id, _members.c.external_id == external_id
+        )
+        found = (await session.execute(q)).scalar()
+        if found is not None and found != exclude:
+            raise DuplicateMember(
+                "a member with this external_id exists in the program",
+                errors=[{"field": "external_id", "message": "already enrolled"}],
+            )
+
+
+async def _issue_card(
+    session: AsyncSession, program: ProgramInfo, member_id: int, kind: str
+) -> str:
+    for _ in range(5):
+        number = new_card_number(program.card_prefix)
+        try:
+            async with session.begin_nested():
+                await session.execute(
+                    insert(_cards).values(
+                        program_id=program.id,
+                        member_id=member_id,
+                        number=number,
+                        kind=kind,
+                        status="active",
+                        created_at=clock.now(),
+                    )
+                )
+            return number
+        except IntegrityError:
+            continue
+    raise RuntimeError("could not draw a free card number")
+
+
+def _ref_query(program_id: int) -> Any:
+    avail = _accounts.alias("avail")
+    pend = _accounts.alias("pend")
+    return (
+        select(
+            _members.c.id,
+            _members.c.public_id,
+            _members.c.external_id,
+            _members.c.status,
+            _members.c.tier,
+            _members.c.enrolled_at,
+            _members.c.attributes,
+            avail.c.id.label("available"),
+            pend.c.id.label("pending"),
+        )
+        .join(avail, (avail.c.member_id == _members.c.id) & (avail.c.kind == "available"))
+        .join(pend, (pend.c.member_id == _members.c.id) & (pend.c.kind == "pending"))
+        .where(_members.c.program_id == program_id)
+    )
+
+
+def _to_ref(row: Any) -> MemberRef:
+    return MemberRef(
+        id=row.id,
+        public_id=row.public_id,
+        status=row.status,
+        tier=row.tier,
+        enrolled_at=clock.as_utc(row.enrolled_at),
+        attributes=row.attributes or {},
+        accounts=MemberAccounts(row.id, row.available, row.pending),
+    )
+
+
+async def resolve(
+    session: AsyncSession,
+    program: ProgramInfo,
+    *,
+    member_id: str | None = None,
+    card_number: str | None = None,
+    external_id: str | None = None,
+) -> MemberRef:
+    """Find a member by public id, card (number, barcode or QR) or external id."""
+    q = _ref_query(program.id)
+    if member_id is not None:
+        q = q.where(_members.c.public_id == member_id)
+    elif external_id is not None:
+        q = q.where(_members.c.external_id == external_id)
+    elif card_number is not None:
+        code, number = parse_card_input(card_number)
+        if code is not None and code != program.code:
+            raise CardNotFound("this card belongs to another program")
+        if not luhn_valid(number):
+            raise InvalidCardNumber(
+                "card number fails the Luhn check",
+                errors=[{"field": "card_number", "message": "invalid check digit"}],
+            )
+        card = (
+            await session.execute(
+                select(_cards.c.member_id, _cards.c.status).where(
+                    _cards.c.number == number, _cards.c.program_id == program.id
+                )
+            )
+        ).first()
+        if card is None:
+            raise CardNotFound(f"no card {number}")
+        if card.status != "active":
+            raise CardBlocked(f"card {number} is {card.status}")
+        q = q.where(_members.c.id == card.member_id)
+    else:
+        raise ValidationFailed("member", "give one of id, card_number or external_id")
+    row = (await session.execute(q)).first()
+    if row is None:
+        raise MemberNotFound("no such member in this program")
+    return _to_ref(row)
+
+
+async def refs_by_external_id(
+    session: AsyncSession, program: ProgramInfo, external_ids: list[str]
+) -> dict[str, MemberRef]:
+    out: dict[str, MemberRef] = {}
+    for i in range(0, len(external_ids), 500):
+        chunk = external_ids[i : i + 500]
+        rows = (
+            await session.execute(_ref_query(program.id).where(_members.c.external_id.in_(chunk)))
+        ).all()
+        for row in rows:
+            out[row.external_id] = _to_ref(row)
+    return out
+
+
+def _card_read(program: ProgramInfo, row: Any) -> CardRead:
+    return CardRead(
+        number=row.number,
+        kind=row.kind,
+        status=row.status,
+        qr_payload=qr_payload(program.code, row.number),
+        created_at=clock.as_utc(row.created_at),
+        replaced_by=row.replaced_by,
+    )
+
+
+async def read(
+    session: AsyncSession, program: ProgramInfo, public_id: str, *, with_balance: bool = True
+) -> MemberRead:
+    """A member's profile with cards, tier and balance."""
+    row = (
+        await session.execute(
+            select(_members).where(
+                _members.c.program_id == program.id, _members.c.public_id == public_id
+            )
+        )
+    ).first()
+    if row is None:
+        raise MemberNotFound("no such member in this program")
+    return await _read_row(session, program, row, with_balance=with_balance)
+
+
+async def _read_row(
+    session: AsyncSession, program: ProgramInfo, row: Any, *, with_balance: bool
+) -> MemberRead:
+    cards = (
+        await session.execute(
+            select(_cards).where(_cards.c.member_id == row.id).order_by(_cards.c.id)
+        )
+    ).all()
+    card_reads = [_card_read(program, c) for c in cards]
+    active = next((c.number for c in card_reads if c.status == "active"), None)
+    balance = await balance_of(session, row) if with_balance else None
+    return MemberRead(
+        id=row.public_id,
+        external_id=row.external_id,
+        email=row.email,
+        phone=row.phone,
+        first_name=row.first_name,
+        last_name=row.last_name,
+        birth_date=row.birth_date,
+        locale=row.locale,
+        status=row.status,
+        consents=row.consents or {},
+        attributes=row.attributes or {},
+        enrolled_at=clock.as_utc(row.enrolled_at),
+        card_number=active,
+        cards=card_reads,
+        tier=row.tier,
+        balance=balance,
+    )
+
+
+async def balance_of(session: AsyncSession, row: Any) -> BalanceRead:
+    accounts = (await ledger_service.accounts_of(session, [row.id]))[row.id]
+    b = await ledger_service.balances(session, accounts)
+    return BalanceRead(
+        available=b["available"],
+        pending=b["pending"],
+        expiring=b["expiring"],
+        lifetime_earned=int(row.lifetime_earned),
+        tier=row.tier,
+    )
+
+
+async def balance(session: AsyncSession, program: ProgramInfo, public_id: str) -> BalanceRead:
+    row = (
+        await session.execute(
+            select(_members).where(
+                _members.c.program_id == program.id, _members.c.public_id == public_id
+            )
+        )
+    ).first()
+    if row is None:
+        raise MemberNotFound("no such member in this program")
+    return await balance_of(session, row)
+
+
+async def find(
+    session: AsyncSession,
+    program: ProgramInfo,
+    *,
+    external_id: str | None,
+    email: str | None,
+    card_number: str | None,
+    after: str | None,
+    limit: int,
+) -> tuple[list[MemberRead], str | None]:
+    """Members matching one criterion (or all, paged by id)."""
+    q = select(_members).where(_members.c.program_id == program.id)
+    if external_id is not None:
+        q = q.where(_members.c.external_id == external_id)
+    if email is not None:
+        q = q.where(_members.c.email_hash == contact_hash(email))
+    if card_number is not None:
+        _, number = parse_card_input(card_number)
+        q = q.where(
+            _members.c.id.in_(
+                select(_cards.c.member_id).where(
+                    _cards.c.number == number, _cards.c.program_id == program.id
+                )
+            )
+        )
+    if after is not None:
+        q = q.where(_members.c.public_id > after)
+    rows = (await session.execute(q.order_by(_members.c.public_id).limit(limit + 1))).all()
+    items = [await _read_row(session, program, r, with_balance=False) for r in rows[:limit]]
+    cursor = items[-1].id if len(rows) > limit and items else None
+    return items, cursor
+
+
+async def update_member(
+    session: AsyncSession,
+    program: ProgramInfo,
+    public_id: str,
+    data: MemberUpdate,
+    *,
+    actor: str,
+) -> MemberRead:
+    """Change profile fields, consents (with history) or status."""
+    ref = await resolve(session, program, member_id=public_id)
+    row = (await session.execute(select(_members).where(_members.c.id == ref.id))).first()
+    assert row is not None
+    changes: dict[str, Any] = {}
+    fields = data.model_fields_set
+    if "email" in fields:
+        email = data.email.lower() if data.email else None
+        await _check_unique(session, program, email=email, external_id=None, exclude=ref.id)
+        changes["email"] = email
+        changes["email_hash"] = contact_hash(email) if email else None
+    if "phone" in fields:
+        changes["phone"] = data.phone
+        changes["phone_hash"] = contact_hash(phone_normal(data.phone)) if data.phone else None
+    for name in ("first_name", "last_name", "birth_date", "locale", "status"):
+        if name in fields and getattr(data, name) is not None:
+            changes[name] = getattr(data, name)
+    if data.attributes is not None:
+        changes["attributes"] = {**(row.attributes or {}), **data.attributes}
+    if data.consents is not None:
+        consents = dict(row.consents or {})
+        now = clock.now().isoformat()
+        for channel, granted in data.consents.items():
+            prior = consents.get(channel, {})
+            history = list(prior.get("history", []))
+            if prior:
+                history.append({"granted": prior.get("granted"), "at": prior.get("at")})
+            consents[channel] = {"granted": granted, "at": now, "history": history}
+        changes["consents"] = consents
+    if changes:
+        changes["updated_at"] = clock.now()
+        await session.execute(update(_members).where(_members.c.id == ref.id).values(changes))
+        await outbox.emit(
+            session,
+            program_id=program.id,
+            type_="member.updated",
+            member_id=public_id,
+            payload={
+                "member_id": public_id,
+                "fields": sorted(k for k in changes if not k.endswith("_hash")),
+                "actor": actor,
+            },
+        )
+    return await read(session, program, public_id)
+
+
+async def lookup_card(
+    session: AsyncSession, program: ProgramInfo, value: str
+) -> tuple[MemberRead, CardRead]:
+    """Identify a member at a till by card number, barcode or QR payload."""
+    ref = await resolve(session, program, card_number=value)
+    member = await read(session, program, ref.public_id)
+    _, number = parse_card_input(value)
+    card = next(c for c in member.cards if c.number == number)
+    return member, card
+
+
+async def replace_card(
+    session: AsyncSession, program: ProgramInfo, public_id: str, data: CardReplace
+) -> MemberRead:
+    """Block the member's active cards and issue a new one; the balance stays with the member."""
+    ref = await resolve(session, program, member_id=public_id)
+    number = await _issue_card(session, program, ref.id, data.kind)
+    await session.execute(
+        update(_cards)
+        .where(_cards.c.member_id == ref.id, _cards.c.status == "active", _cards.c.number != number)
+        .values(status="blocked", blocked_at=clock.now(), replaced_by=number)
+    )
+    await outbox.emit(
+        session,
+        program_id=program.id,
+        type_="card.replaced",
+        member_id=public_id,
+        payload={"member_id": public_id, "card_number": number, "reason": data.reason},
+    )
+    return await read(session, program, public_id)
+
+
+async def block_card(session: AsyncSession, program: ProgramInfo, number: str) -> CardRead:
+    """Block a card (lost or stolen) without issuing a new one."""
+    row = (
+        await session.execute(
+            select(_cards).where(_cards.c.number == number, _cards.c.program_id == program.id)
+        )
+    ).first()
+    if row is None:
+        raise CardNotFound(f"no card {number}")
+    await session.execute(
+        update(_cards).where(_cards.c.id == row.id).values(status="blocked", blocked_at=clock.now())
+    )
+    member_public = (
+        await session.execute(select(_members.c.public_id).where(_members.c.id == row.member_id))
+    ).scalar_one()
+    await outbox.emit(
+        session,
+        program_id=program.id,
+        type_="card.blocked",
+        member_id=member_public,
+        payload={"member_id": member_public, "card_number": number},
+    )
+    row2 = (await session.execute(select(_cards).where(_cards.c.id == row.id))).first()
+    return _card_read(program, row2)
+
+
+async def add_lifetime(session: AsyncSession, member_id: int, points: int) -> None:
+    await session.execute(
+        update(_members)
+        .where(_members.c.id == member_id)
+        .values(lifetime_earned=_members.c.lifetime_earned + points)
+    )

@@ -1,0 +1,115 @@
+"""Write domain events to the outbox, and page through them in commit order."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from habitue import clock
+from habitue.db import dialect_name, table_of
+from habitue.messaging.models import OutboxEvent
+from habitue.programs.models import Program
+
+_outbox = table_of(OutboxEvent)
+_programs = table_of(Program)
+
+
+def outbox_row(
+    program_id: int, type_: str, member_id: str | None, payload: dict[str, Any]
+) -> dict[str, Any]:
+    """The row of one domain event (for callers that insert in bulk)."""
+    return {
+        "program_id": program_id,
+        "type": type_,
+        "member_id": member_id,
+        "payload": payload,
+        "created_at": clock.now(),
+    }
+
+
+async def emit(
+    session: AsyncSession,
+    *,
+    program_id: int,
+    type_: str,
+    member_id: str | None,
+    payload: dict[str, Any],
+) -> None:
+    """Record one domain event in the caller's transaction."""
+    await session.execute(insert(_outbox).values(outbox_row(program_id, type_, member_id, payload)))
+
+
+async def emit_many(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
+    """Record several domain events in the caller's transaction."""
+    if rows:
+        await session.execute(insert(_outbox), list(rows))
+
+
+async def sequence_pending(session: AsyncSession, program_id: int, *, limit: int = 5000) -> int:
+    """Give committed, unsequenced events the next feed positions, in id order.
+
+    Runs under the program row's lock, so positions only grow: an event committed after a
+    reader saw position N always gets a position above N.
+    """
+    q = select(_programs.c.feed_seq).where(_programs.c.id == program_id)
+    if dialect_name(session) == "postgresql":
+        q = q.with_for_update()
+    last = (await session.execute(q)).scalar_one()
+    ids = (
+        (
+            await session.execute(
+                select(_outbox.c.id)
+                .where(_outbox.c.program_id == program_id, _outbox.c.seq.is_(None))
+                .order_by(_outbox.c.id)
+                .limit(limit)
+            )
+        )
+        .scalars()
+        .all()
+    )
+    if not ids:
+        return int(last)
+    params = [{"b_id": i, "b_seq": last + n} for n, i in enumerate(ids, start=1)]
+    from sqlalchemy import bindparam
+
+    await session.execute(
+        update(_outbox).where(_outbox.c.id == bindparam("b_id")).values(seq=bindparam("b_seq")),
+        params,
+        execution_options={"synchronize_session": False},
+    )
+    new_last = last + len(ids)
+    await session.execute(
+        update(_programs).where(_programs.c.id == program_id).values(feed_seq=new_last)
+    )
+    return int(new_last)
+
+
+async def read_feed(
+    session: AsyncSession, program_id: int, *, after: int, limit: int
+) -> list[dict[str, Any]]:
+    """Events with a feed position above `after`, oldest first."""
+    rows = (
+        (
+            await session.execute(
+                select(_outbox)
+                .where(_outbox.c.program_id == program_id, _outbox.c.seq > after)
+                .order_by(_outbox.c.seq)
+                .limit(limit)
+            )
+        )
+        .mappings()
+        .all()
+    )
+    return [
+        {
+            "id": r["seq"],
+            "type": r["type"],
+            "member_id": r["member_id"],
+            "data": r["payload"],
+            "created_at": clock.as_utc(r["created_at"]).isoformat(),
+        }
+        for r in rows
+    ]

@@ -1,0 +1,13 @@
+"""Program errors."""
+
+from habitue.errors import Conflict, NotFound
+
+
+class ProgramNotFound(NotFound):
+    type = "program-not-found"
+    title = "Program not found"
+
+
+class ProgramExists(Conflict):
+    type = "program-exists"
+    title = "Program already exists"

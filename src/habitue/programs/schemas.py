@@ -1,0 +1,136 @@
+"""API shapes of programs and keys."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from babel.numbers import list_currencies
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+_CURRENCIES = frozenset(list_currencies())
+
+SCOPES = (
+    "admin",
+    "members:read",
+    "members:write",
+    "events:write",
+    "events:read",
+    "points:write",
+    "rules:write",
+    "rewards:write",
+    "coupons:redeem",
+    "analytics:read",
+)
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def _decimal_string(value: str, field: str, *, positive: bool = False) -> str:
+    try:
+        d = Decimal(value)
+    except (InvalidOperation, TypeError) as exc:
+        raise ValueError(f"{field} must be a decimal string") from exc
+    if not d.is_finite() or d < 0 or (positive and d == 0):
+        raise ValueError(f"{field} must be a {'positive' if positive else 'non-negative'} decimal")
+    return str(d)
+
+
+class Expiry(Strict):
+    policy: Literal["never", "days", "end_of_month", "end_of_year"] = "never"
+    days: int | None = Field(default=None, ge=1, le=36500)
+
+    @model_validator(mode="after")
+    def _days_with_policy(self) -> Expiry:
+        if self.policy == "days" and self.days is None:
+            raise ValueError("days is required when policy is 'days'")
+        if self.policy != "days" and self.days is not None:
+            raise ValueError("days is only meaningful when policy is 'days'")
+        return self
+
+
+class ProgramCreate(Strict):
+    code: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{1,63}$")
+    name: str = Field(min_length=1, max_length=200)
+    currency: str = Field(default="EUR", min_length=3, max_length=3)
+    timezone: str = "UTC"
+    points_name: str = Field(default="points", min_length=1, max_length=64)
+    earn_rate: str = "1"
+    rounding: Literal["down", "half_up", "up"] = "down"
+    pending_days: int = Field(default=0, ge=0, le=365)
+    expiry: Expiry = Field(default_factory=Expiry)
+    allow_negative: bool = False
+    redeem_rate: str = "0.01"
+    """Money one point is worth when paying at the till."""
+    redeem_step: int = Field(default=1, ge=1, le=100000)
+
+    @field_validator("currency")
+    @classmethod
+    def _currency(cls, v: str) -> str:
+        if v not in _CURRENCIES:
+            raise ValueError("not an ISO 4217 currency code")
+        return v
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, v: str) -> str:
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError("not an IANA time zone") from exc
+        return v
+
+    @field_validator("earn_rate")
+    @classmethod
+    def _rate(cls, v: str) -> str:
+        return _decimal_string(v, "earn_rate")
+
+    @field_validator("redeem_rate")
+    @classmethod
+    def _redeem_rate(cls, v: str) -> str:
+        return _decimal_string(v, "redeem_rate", positive=True)
+
+
+class ProgramRead(BaseModel):
+    code: str
+    name: str
+    currency: str
+    timezone: str
+    points_name: str
+    earn_rate: str
+    rounding: str
+    pending_days: int
+    expiry: Expiry
+    allow_negative: bool
+    redeem_rate: str
+    redeem_step: int
+    card_prefix: str
+    created_at: datetime
+
+
+class ApiKeyCreate(Strict):
+    name: str = Field(min_length=1, max_length=200)
+    scopes: list[str] = Field(min_length=1)
+    partner: str | None = None
+
+    @field_validator("scopes")
+    @classmethod
+    def _scopes(cls, v: list[str]) -> list[str]:
+        bad = [s for s in v if s not in SCOPES]
+        if bad:
+            raise ValueError(f"unknown scopes {bad}; known: {list(SCOPES)}")
+        return sorted(set(v))
+
+
+class ApiKeyRead(BaseModel):
+    id: int
+    name: str
+    prefix: str
+    scopes: list[str]
+    created_at: datetime
+    key: str | None = None
+    """The secret, shown only in the response that created it."""

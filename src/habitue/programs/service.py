@@ -1,0 +1,290 @@
+"""Programs, their system accounts, and API keys."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import time
+from dataclasses import dataclass
+from decimal import Decimal
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from habitue import clock
+from habitue.db import table_of
+from habitue.ledger.models import Account
+from habitue.money import currency_exponent
+from habitue.programs.errors import ProgramExists, ProgramNotFound
+from habitue.programs.models import ApiKey, Program
+from habitue.programs.schemas import ApiKeyCreate, ApiKeyRead, Expiry, ProgramCreate, ProgramRead
+from habitue.rules.types import ProgramSnapshot
+
+SYSTEM_ACCOUNTS = ("issued", "redeemed", "expired", "adjusted")
+
+_programs = table_of(Program)
+_keys = table_of(ApiKey)
+_accounts = table_of(Account)
+
+
+@dataclass(frozen=True, slots=True)
+class ProgramInfo:
+    """A program's settings as plain values, cached per process."""
+
+    id: int
+    code: str
+    name: str
+    currency: str
+    currency_exponent: int
+    timezone: str
+    points_name: str
+    earn_rate: Decimal
+    rounding: str
+    pending_days: int
+    expiry_policy: str
+    expiry_days: int | None
+    allow_negative: bool
+    redeem_rate: Decimal
+    redeem_step: int
+    card_prefix: str
+    system_accounts: dict[str, int]
+
+    def snapshot(self) -> ProgramSnapshot:
+        return ProgramSnapshot(
+            id=self.id,
+            code=self.code,
+            currency=self.currency,
+            currency_exponent=self.currency_exponent,
+            timezone=self.timezone,
+            earn_rate=self.earn_rate,
+            rounding=self.rounding,  # type: ignore[arg-type]
+            pending_days=self.pending_days,
+        )
+
+
+_CACHE_TTL = 5.0
+_cache: dict[str, tuple[float, ProgramInfo]] = {}
+
+
+def forget(code: str | None = None) -> None:
+    """Drop cached program settings (after an update, and between tests)."""
+    if code is None:
+        _cache.clear()
+    else:
+        _cache.pop(code, None)
+
+
+async def get_info(session: AsyncSession, code: str) -> ProgramInfo:
+    """A program's settings by code; raises ProgramNotFound."""
+    hit = _cache.get(code)
+    if hit is not None and hit[0] > time.monotonic():
+        return hit[1]
+    row = (
+        (await session.execute(select(_programs).where(_programs.c.code == code)))
+        .mappings()
+        .first()
+    )
+    if row is None:
+        raise ProgramNotFound(f"no program {code!r}")
+    accounts = (
+        await session.execute(
+            select(_accounts.c.kind, _accounts.c.id).where(
+                _accounts.c.program_id == row["id"], _accounts.c.member_id.is_(None)
+            )
+        )
+    ).all()
+    info = ProgramInfo(
+        id=row["id"],
+        code=row["code"],
+        name=row["name"],
+        currency=row["currency"],
+        currency_exponent=currency_exponent(row["currency"]),
+        timezone=row["timezone"],
+        points_name=row["points_name"],
+        earn_rate=Decimal(row["earn_rate"]),
+        rounding=row["rounding"],
+        pending_days=row["pending_days"],
+        expiry_policy=row["expiry_policy"],
+        expiry_days=row["expiry_days"],
+        allow_negative=row["allow_negative"],
+        redeem_rate=Decimal(row["redeem_rate"]),
+        redeem_step=row["redeem_step"],
+        card_prefix=row["card_prefix"],
+        system_accounts={k: i for k, i in accounts},
+    )
+    _cache[code] = (time.monotonic() + _CACHE_TTL, info)
+    return info
+
+
+def to_read(info: ProgramInfo, created_at: object = None) -> ProgramRead:
+    return ProgramRead(
+        code=info.code,
+        name=info.name,
+        currency=info.currency,
+        timezone=info.timezone,
+        points_name=info.points_name,
+        earn_rate=str(info.earn_rate),
+        rounding=info.rounding,
+        pending_days=info.pending_days,
+        expiry=Expiry(policy=info.expiry_policy, days=info.expiry_days),
+        allow_negative=info.allow_negative,
+        redeem_rate=str(info.redeem_rate),
+        redeem_step=info.redeem_step,
+        card_prefix=info.card_prefix,
+        created_at=created_at or clock.now(),
+    )
+
+
+async def create_program(session: AsyncSession, data: ProgramCreate) -> ProgramInfo:
+    """Create a program with its system accounts; the code must be new."""
+    exists = await session.execute(select(_programs.c.id).where(_programs.c.code == data.code))
+    if exists.first() is not None:
+        raise ProgramExists(f"program {data.code!r} already exists")
+    now = clock.now()
+    try:
+        async with session.begin_nested():
+            result = await session.execute(
+                insert(_programs)
+                .values(
+                    code=data.code,
+                    name=data.name,
+                    currency=data.currency,
+                    timezone=data.timezone,
+                    points_name=data.points_name,
+                    earn_rate=data.earn_rate,
+                    rounding=data.rounding,
+                    pending_days=data.pending_days,
+                    expiry_policy=data.expiry.policy,
+                    expiry_days=data.expiry.days,
+                    allow_negative=data.allow_negative,
+                    redeem_rate=data.redeem_rate,
+                    redeem_step=data.redeem_step,
+                    card_prefix="",
+                    feed_seq=0,
+                    settings={},
+                    created_at=now,
+                )
+                .returning(_programs.c.id)
+            )
+    except IntegrityError as exc:
+        raise ProgramExists(f"program {data.code!r} already exists") from exc
+    program_id = int(result.scalar_one())
+    # Card numbers: 8 + program id on 5 digits, so a number names its program.
+    prefix = f"8{program_id % 100000:05d}"
+    await session.execute(
+        update(_programs).where(_programs.c.id == program_id).values(card_prefix=prefix)
+    )
+    await session.execute(
+        insert(_accounts),
+        [
+            {"program_id": program_id, "member_id": None, "kind": k, "balance": 0}
+            for k in SYSTEM_ACCOUNTS
+        ],
+    )
+    forget(data.code)
+    return await get_info(session, data.code)
+
+
+async def program_created_at(session: AsyncSession, program_id: int) -> object:
+    return (
+        await session.execute(select(_programs.c.created_at).where(_programs.c.id == program_id))
+    ).scalar_one()
+
+
+async def list_programs(session: AsyncSession) -> list[str]:
+    return list(
+        (await session.execute(select(_programs.c.code).order_by(_programs.c.id))).scalars()
+    )
+
+
+# --- API keys -------------------------------------------------------------------------------
+
+
+def hash_key(key: str) -> str:
+    """Keys carry 256 random bits, so a plain SHA-256 is a safe, fast digest at rest."""
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+async def create_api_key(
+    session: AsyncSession, program: ProgramInfo, data: ApiKeyCreate
+) -> ApiKeyRead:
+    """Make a scoped key; the secret is returned once and only its hash is stored."""
+    prefix = secrets.token_hex(4)
+    key = f"hab_{prefix}_{secrets.token_urlsafe(32)}"
+    now = clock.now()
+    try:
+        async with session.begin_nested():
+            result = await session.execute(
+                insert(_keys)
+                .values(
+                    program_id=program.id,
+                    name=data.name,
+                    prefix=prefix,
+                    key_hash=hash_key(key),
+                    scopes=data.scopes,
+                    partner_code=data.partner,
+                    created_at=now,
+                )
+                .returning(_keys.c.id)
+            )
+    except IntegrityError as exc:
+        from habitue.errors import Conflict
+
+        raise Conflict(f"a key named {data.name!r} exists in this program") from exc
+    return ApiKeyRead(
+        id=int(result.scalar_one()),
+        name=data.name,
+        prefix=prefix,
+        scopes=data.scopes,
+        created_at=now,
+        key=key,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling: the operator (every program) or a key of one program."""
+
+    name: str
+    program_id: int | None
+    scopes: frozenset[str]
+    partner: str | None = None
+
+    def allows(self, scope: str) -> bool:
+        return "admin" in self.scopes or scope in self.scopes
+
+
+_key_cache: dict[str, tuple[float, Principal | None]] = {}
+
+
+async def authenticate(session: AsyncSession, key: str, admin_key: str | None) -> Principal | None:
+    """The principal of a bearer key, or None when the key is unknown or revoked."""
+    if admin_key and hmac.compare_digest(key.encode(), admin_key.encode()):
+        return Principal(name="operator", program_id=None, scopes=frozenset({"admin"}))
+    digest = hash_key(key)
+    hit = _key_cache.get(digest)
+    if hit is not None and hit[0] > time.monotonic():
+        return hit[1]
+    row = (
+        (
+            await session.execute(
+                select(_keys).where(_keys.c.key_hash == digest, _keys.c.revoked_at.is_(None))
+            )
+        )
+        .mappings()
+        .first()
+    )
+    principal = (
+        None
+        if row is None
+        else Principal(
+            name=f"key:{row['name']}",
+            program_id=row["program_id"],
+            scopes=frozenset(row["scopes"]),
+            partner=row["partner_code"],
+        )
+    )
+    _key_cache[digest] = (time.monotonic() + _CACHE_TTL, principal)
+    return principal

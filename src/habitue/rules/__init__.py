@@ -1,0 +1,1 @@
+"""Earning rules: the rule model, CEL compilation and the pure decision function."""

@@ -1,0 +1,271 @@
+"""The pure decision function: (event, member, program, rules, now) → effects. No I/O.
+
+Order of play: the program's base earn (purchases only, rule code "base"), then the rules of
+the event's type from the highest priority down. A rule applies when it is inside its
+validity window, its ritual schedule and its audience, its condition holds, at least one line
+matches its line condition (when it has one), its random draw wins (when it has a
+probability), and its caps and budget leave something to grant. Once an `exclusive` rule has
+granted something, rules of lower priority are not evaluated. The effects come out in stacking
+order: base, then multipliers (over the base points), then bonuses.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from habitue.money import points_for_amount, round_points
+from habitue.rules.compile import STAGE_MULTIPLIER, CompiledRule, RuleSet
+from habitue.rules.context import build_roots, local_time
+from habitue.rules.types import (
+    AddTierCredits,
+    Capped,
+    Decision,
+    EarnPoints,
+    Effect,
+    EventInput,
+    GrantBenefit,
+    IssueCoupon,
+    LineInput,
+    MemberSnapshot,
+    ProgramSnapshot,
+    RandomDraw,
+    RuleError,
+    RuleTally,
+    RuleUsage,
+    Tally,
+)
+
+BASE_RULE = "base"
+_NO_TALLY = RuleTally()
+_ZERO = Tally()
+_ONE = Decimal(1)
+
+
+def base_points(event: EventInput, member: MemberSnapshot, program: ProgramSnapshot) -> int:
+    """The program's base earn: rate × what the customer paid, times the member's multiplier."""
+    eligible = max(event.total_minor - event.discount_minor, 0)
+    rate = program.earn_rate * member.earn_multiplier
+    return points_for_amount(eligible, program.currency_exponent, rate, program.rounding)
+
+
+def random_draw(rule_code: str, rule_version: int, external_id: str) -> int:
+    """The reproducible draw of a random rule for an event: 64 bits of a sha256."""
+    digest = hashlib.sha256(f"{rule_code}:{rule_version}:{external_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big")
+
+
+def in_schedule(rule: CompiledRule, local: datetime) -> bool:
+    """Whether a local wall-clock time falls inside the rule's ritual schedule."""
+    minute = local.hour * 60 + local.minute
+    wd = local.weekday()
+    if rule.start_minute <= rule.end_minute:
+        return wd in rule.days and rule.start_minute <= minute <= rule.end_minute
+    return (wd in rule.days and minute >= rule.start_minute) or (
+        (wd - 1) % 7 in rule.days and minute <= rule.end_minute
+    )
+
+
+def _eligible_share(event: EventInput, amount_minor: int) -> int:
+    """The part of a line amount that was paid for (points and coupons are not eligible)."""
+    if event.discount_minor <= 0 or event.total_minor <= 0:
+        return amount_minor
+    eligible = max(event.total_minor - event.discount_minor, 0)
+    return amount_minor * eligible // event.total_minor
+
+
+class _Run:
+    """The state of one `decide` call."""
+
+    __slots__ = ("event", "member", "program", "base", "roots", "errors", "capped", "draws")
+
+    def __init__(
+        self,
+        event: EventInput,
+        member: MemberSnapshot,
+        program: ProgramSnapshot,
+        base: int,
+        roots: dict[str, Any],
+    ) -> None:
+        self.event = event
+        self.member = member
+        self.program = program
+        self.base = base
+        self.roots = roots
+        self.errors: list[RuleError] = []
+        self.capped: list[Capped] = []
+        self.draws: list[RandomDraw] = []
+
+    def matching_lines(self, rule: CompiledRule) -> list[LineInput] | None:
+        """The lines a line rule matches (None: the rule has no line condition)."""
+        expr = rule.line_condition
+        if expr is None:
+            return None
+        roots = self.roots
+        out: list[LineInput] = []
+        for line, values in zip(self.event.lines, roots["event"]["lines"], strict=True):
+            roots["line"] = values
+            result = expr.evaluate(roots)
+            if result is True:
+                out.append(line)
+            elif result is not False:
+                raise TypeError(f"line_condition returned {type(result).__name__}, not bool")
+        roots.pop("line", None)
+        return out
+
+    def amount(self, rule: CompiledRule, lines: list[LineInput] | None) -> int:
+        """Points (or tier credits) the rule asks for, before caps."""
+        eff = rule.spec.effect
+        kind = eff.kind
+        program, event = self.program, self.event
+        if kind in ("fixed", "per_line", "per_unit"):
+            points = eff.points or 0
+            if kind == "fixed":
+                return points
+            if kind == "per_line":
+                return points * len(lines if lines is not None else event.lines)
+            qty = sum((ln.quantity for ln in (lines if lines is not None else event.lines)), 0)
+            return round_points(Decimal(points) * Decimal(qty), program.rounding)
+        if kind == "multiplier":
+            factor = eff.factor or _ONE
+            share = self.base
+            if lines is not None:
+                minor = _eligible_share(event, sum(ln.amount_minor for ln in lines))
+                rate = program.earn_rate * self.member.earn_multiplier
+                share = min(
+                    points_for_amount(minor, program.currency_exponent, rate, program.rounding),
+                    self.base,
+                )
+            return round_points(Decimal(share) * (factor - 1), program.rounding)
+        if kind == "tier_credits" and eff.points is not None:
+            return eff.points
+        # per_currency_unit and tier_credits by rate
+        if lines is not None:
+            minor = _eligible_share(event, sum(ln.amount_minor for ln in lines))
+        else:
+            minor = max(event.total_minor - event.discount_minor, 0)
+        rate = eff.rate or _ONE
+        return points_for_amount(minor, program.currency_exponent, rate, program.rounding)
+
+    def clip(self, rule: CompiledRule, requested: int, tally: RuleTally) -> int:
+        """What caps and budget leave of a request (0: nothing), recording any clipping."""
+        granted, reason = requested, ""
+        for cap in rule.spec.caps:
+            used = tally.periods.get(cap.period, _ZERO)
+            if cap.count is not None and used.count >= cap.count:
+                granted, reason = 0, f"count cap {cap.count} per {cap.period} reached"
+                break
+            if cap.points is not None and cap.points - used.points < granted:
+                granted = max(cap.points - used.points, 0)
+                reason = f"points cap {cap.points} per {cap.period}"
+        budget = rule.spec.budget
+        if budget is not None and granted > 0 and budget - tally.budget_used < granted:
+            granted = max(budget - tally.budget_used, 0)
+            reason = f"budget {budget}"
+        if granted != requested:
+            self.capped.append(Capped(rule.code, requested, granted, reason, rule.version))
+        return granted
+
+    def apply(self, rule: CompiledRule, usage: RuleUsage | None) -> Effect | None:
+        """The effect of one rule on this event, or None when it does not apply."""
+        if rule.condition.evaluate(self.roots) is not True:
+            return None
+        lines = self.matching_lines(rule)
+        if lines is not None and not lines:
+            return None
+        spec = rule.spec
+        if rule.threshold is not None and spec.effect.probability is not None:
+            draw = random_draw(rule.code, rule.version, self.event.external_id)
+            won = draw < rule.threshold
+            self.draws.append(
+                RandomDraw(rule.code, rule.version, draw, spec.effect.probability, won)
+            )
+            if not won:
+                return None
+        tally = usage.rules.get(rule.code, _NO_TALLY) if usage is not None else _NO_TALLY
+        kind = spec.effect.kind
+        if kind in ("benefit", "coupon"):
+            if not self.clip(rule, 1, tally):
+                return None
+            if kind == "benefit":
+                return GrantBenefit(
+                    spec.effect.benefit or "", rule.code, spec.effect.days, rule.rule_id,
+                    rule.version,
+                )  # fmt: skip
+            return IssueCoupon(spec.effect.reward_code or "", rule.code, rule.rule_id, rule.version)
+        requested = self.amount(rule, lines)
+        if requested <= 0:
+            return None
+        granted = self.clip(rule, requested, tally)
+        if granted <= 0:
+            return None
+        if kind == "tier_credits":
+            return AddTierCredits(
+                granted, rule.code, rule.rule_id, rule.version, requested - granted
+            )
+        return EarnPoints(
+            granted, rule.code, rule.rule_id, rule.version, clipped=requested - granted
+        )
+
+
+def decide(
+    event: EventInput,
+    member: MemberSnapshot,
+    program: ProgramSnapshot,
+    rules: RuleSet | Sequence[CompiledRule],
+    now: datetime,
+    usage: RuleUsage | None = None,
+) -> Decision:
+    """Decide what an event earns. Deterministic: the same inputs give the same effects.
+
+    Rules see the event's own time (`event.occurred_at` in the program's time zone), so a
+    quote, the real event, an import and a backtest of the same event decide alike; `now`
+    (the decision time) is kept for callers and not read by rules.
+    """
+    del now
+    base = base_points(event, member, program) if event.type == "purchase" else 0
+    base_effects: list[Effect] = [EarnPoints(amount=base, rule_code=BASE_RULE)] if base > 0 else []
+    rule_set = rules if isinstance(rules, RuleSet) else RuleSet.of(rules)
+    candidates = rule_set.for_event(event.type)
+    if not candidates:
+        return Decision(effects=tuple(base_effects))
+    local = local_time(event.occurred_at, program.timezone)
+    run = _Run(event, member, program, base, build_roots(event, member, program, local, base))
+    multipliers: list[Effect] = []
+    bonuses: list[Effect] = []
+    stop_below: int | None = None
+    at = event.occurred_at
+    for rule in candidates:
+        spec = rule.spec
+        if stop_below is not None and rule.priority < stop_below:
+            break
+        if (spec.valid_from is not None and at < spec.valid_from) or (
+            spec.valid_to is not None and at >= spec.valid_to
+        ):
+            continue
+        if spec.schedule is not None and not in_schedule(rule, local):
+            continue
+        if rule.tiers and (member.tier is None or member.tier not in rule.tiers):
+            continue
+        if rule.segments and rule.segments.isdisjoint(member.segments):
+            continue
+        try:
+            effect = run.apply(rule, usage)
+        except Exception as exc:  # a failing rule never fails the event
+            run.roots.pop("line", None)
+            run.errors.append(RuleError(rule.code, f"{type(exc).__name__}: {exc}", rule.version))
+            continue
+        if effect is None:
+            continue
+        (multipliers if rule.stage == STAGE_MULTIPLIER else bonuses).append(effect)
+        if spec.exclusive:
+            stop_below = rule.priority
+    return Decision(
+        effects=(*base_effects, *multipliers, *bonuses),
+        errors=tuple(run.errors),
+        capped=tuple(run.capped),
+        draws=tuple(run.draws),
+    )

@@ -1,0 +1,42 @@
+"""Configuration from `HABITUE_*` environment variables."""
+
+from __future__ import annotations
+
+import secrets
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_DEV_HMAC_KEY = "habitue-development-only-hmac-key"
+
+
+class Settings(BaseSettings):
+    """Runtime settings; secrets have no usable default outside development."""
+
+    model_config = SettingsConfigDict(env_prefix="HABITUE_", extra="ignore")
+
+    env: Literal["development", "test", "production"] = "development"
+    database_url: str = "sqlite:///habitue.db"
+    admin_key: str | None = None
+    hmac_key: str = _DEV_HMAC_KEY
+    session_secret: str = Field(default_factory=lambda: secrets.token_urlsafe(32))
+    group_commit: bool = True
+    group_commit_max: int = 64
+    scheduler: bool = True
+    scheduler_interval_seconds: int = 300
+    max_body_bytes: int = 1_000_000
+    pool_size: int = 20
+
+    @model_validator(mode="after")
+    def _secrets_required_in_production(self) -> Settings:
+        if self.env == "production" and self.hmac_key == _DEV_HMAC_KEY:
+            raise ValueError("HABITUE_HMAC_KEY must be set in production")
+        return self
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once from the environment."""
+    return Settings()
