@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from habitue import jobs
+from habitue import jobs, rooms
 from habitue.db import Database
 from habitue.errors import ERROR_BASE, HabitueError
 from habitue.middleware import BodyLimit, IdempotencyKeys, Metrics
@@ -72,6 +72,7 @@ def install_error_handlers(app: FastAPI) -> None:
 def create_app(settings: Settings | None = None, *, db: Database | None = None) -> FastAPI:
     """Build the application; `db` may be passed in by tests and benchmarks."""
     settings = settings or get_settings()
+    rooms.load()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

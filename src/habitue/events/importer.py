@@ -658,6 +658,9 @@ def import_purchases(
     progress: Callable[[int], None] | None = None,
 ) -> ImportReport:
     """Import a purchases CSV; re-running it credits nothing twice. One transaction per chunk."""
+    from habitue import rooms
+
+    rooms.load()
     report = ImportReport()
     now = clock.now()
     with engine.connect() as conn:

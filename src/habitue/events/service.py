@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from habitue import clock
 from habitue.db import dialect_name, table_of
 from habitue.errors import ValidationFailed
+from habitue.events import hooks
 from habitue.events.errors import (
     CurrencyMismatch,
     LinesMismatch,
@@ -136,8 +137,17 @@ def prepare(program: ProgramInfo, body: EventCreate, *, now: datetime) -> Prepar
     return Prepared(body=body, event=event, discount_minor=discount)
 
 
-def _decide(program: ProgramInfo, member: MemberRef, prepared: Prepared, now: datetime) -> Decision:
-    return rules_decide.decide(prepared.event, member.snapshot(), program.snapshot(), [], now)
+async def _decide(
+    session: AsyncSession,
+    program: ProgramInfo,
+    member: MemberRef,
+    prepared: Prepared,
+    now: datetime,
+) -> Decision:
+    snap = await hooks.snapshot(session, program, member, now)
+    rules = await hooks.rules_for(session, program)
+    usage = await hooks.usage_for(session, program, member, rules, now)
+    return rules_decide.decide(prepared.event, snap, program.snapshot(), rules, now, usage)
 
 
 def _effects(decision: Decision) -> list[EffectRead]:
@@ -193,7 +203,7 @@ async def quote(session: AsyncSession, program: ProgramInfo, body: EventCreate) 
     if body.type == "refund":
         raise ValidationFailed("type", "refunds cannot be quoted")
     member = await _member_for(session, program, body)
-    decision = _decide(program, member, prepared, now)
+    decision = await _decide(session, program, member, prepared, now)
     earned = decision.points
     return EventRead(
         id="",
@@ -252,7 +262,7 @@ async def _earn(
             reason=f"paid at the till ({body.external_id})",
             now=now,
         )
-    decision = _decide(program, member, prepared, now)
+    decision = await _decide(session, program, member, prepared, now)
     earn_legs = [
         Leg(e.amount, e.rule_code, e.rule_id, e.rule_version)
         for e in decision.effects
@@ -277,6 +287,18 @@ async def _earn(
             now=now,
         )
         await members_service.add_lifetime(session, member.id, earned)
+    extra = await hooks.run_after_event(
+        session,
+        hooks.EventApplied(
+            program=program,
+            member=member,
+            event=event,
+            event_id=event_id,
+            decision=decision,
+            points_earned=earned,
+            now=now,
+        ),
+    )
     response = EventRead(
         id=event_id,
         type=body.type,
@@ -291,7 +313,7 @@ async def _earn(
         if spent
         else None,
         pending=pending and earned > 0,
-        effects=_effects(decision),
+        effects=_effects(decision) + [EffectRead.model_validate(x) for x in extra],
         errors=[{"rule": e.rule_code, "message": e.message} for e in decision.errors],
     )
     await _insert_event(
@@ -502,7 +524,22 @@ async def _refund(
     )
     if taken:
         await members_service.add_lifetime(session, member.id, -taken)
-    effects = []
+    extra = await hooks.run_after_refund(
+        session,
+        hooks.RefundApplied(
+            program=program,
+            member=member,
+            refund_event_id=event_id,
+            purchase_id=purchase["id"],
+            purchase_external_id=purchase["external_id"],
+            amount_minor=event.total_minor,
+            purchase_total_minor=full,
+            refunded_total_minor=refunded,
+            points_taken_back=taken,
+            now=now,
+        ),
+    )
+    effects = [EffectRead.model_validate(x) for x in extra]
     if to_take > 0:
         effects.append(
             EffectRead(
