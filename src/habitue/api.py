@@ -102,6 +102,8 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None) 
         lifespan=lifespan,
     )
     app.state.settings = settings
+    if db is not None:
+        app.state.db = db
     install_error_handlers(app)
 
     from habitue.events.api import router as events_router
