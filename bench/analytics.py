@@ -5,10 +5,12 @@ gamma-distributed purchase rate, purchases over two years, 3 % refunds. Runs RFM
 through `habitue.analytics.rfm` (the portable query on DuckDB) and the same RFM as one
 hand-written DuckDB query, alternating, and reports the best time of each, their ratio and the
 peak resident memory of each step (Linux VmHWM, reset before each step). Then fits BG/NBD and
-Gamma-Gamma on all 23,570 CDNOW customers and values them.
+Gamma-Gamma on all 23,570 CDNOW customers and values them. Last, replays 1,000,000 synthetic
+purchases through `habitue.analytics.backtest` (base earn + three rules, then base only).
 
     .venv/bin/python bench/analytics.py                       # 1,000,000 members, 10,000,000 rows
     .venv/bin/python bench/analytics.py --members 10000 --purchases 100000   # a quick look
+    .venv/bin/python bench/analytics.py --only-backtest --backtest 1000000    # the backtest only
 """
 
 from __future__ import annotations
@@ -19,8 +21,9 @@ import resource
 import sys
 import time
 import tracemalloc
-from collections.abc import Callable
-from datetime import UTC, datetime
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -33,7 +36,10 @@ import pyarrow.compute as pc
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from habitue.analytics import clv, rfm  # noqa: E402
+from habitue.analytics import backtest, clv, rfm  # noqa: E402
+from habitue.rules.compile import compile_rules  # noqa: E402
+from habitue.rules.model import parse_rule  # noqa: E402
+from habitue.rules.types import EventInput, LineInput, ProgramSnapshot  # noqa: E402
 
 CDNOW_MASTER = ROOT / "tests" / "analytics" / "data" / "CDNOW_master.txt"
 AS_OF = datetime(2026, 1, 1, tzinfo=UTC)
@@ -203,12 +209,123 @@ def cdnow() -> list[tuple[str, str]]:
     return rows
 
 
+BACKTEST_PROGRAM = ProgramSnapshot(
+    id=1,
+    code="bench",
+    currency="EUR",
+    currency_exponent=2,
+    timezone="Europe/Paris",
+    earn_rate=Decimal("1"),
+    rounding="down",
+    pending_days=0,
+)
+BACKTEST_RULES = [
+    {
+        "code": "coffee-bonus",
+        "event_type": "purchase",
+        "line_condition": 'line.category == "coffee"',
+        "effect": {"kind": "per_line", "points": 5},
+        "caps": [{"period": "day", "count": 1}],
+    },
+    {
+        "code": "wednesday-night",
+        "event_type": "purchase",
+        "schedule": {"days": ["wed"], "start": "21:00", "end": "23:59"},
+        "effect": {"kind": "multiplier", "factor": "2"},
+    },
+    {
+        "code": "big-basket",
+        "event_type": "purchase",
+        "condition": "event.total_minor >= 5000",
+        "effect": {"kind": "fixed", "points": 50},
+        "budget": 10000000,
+    },
+]
+
+
+def backtest_transactions(n: int, members: int, seed: int = 7) -> Iterator[backtest.Transaction]:
+    """n purchases of a synthetic store, in time order, one or two basket lines each."""
+    rng = np.random.default_rng(seed)
+    who = rng.integers(0, members, n)
+    offsets = np.sort(rng.integers(0, SPAN_US, n))
+    amounts = np.maximum(rng.lognormal(np.log(2_500), 0.9, n).astype(np.int64), 50)
+    two_lines = rng.random(n) < 0.5
+    categories = ("coffee", "food", "tea", "merch")
+    cat = rng.integers(0, 4, n)
+    start = datetime(2024, 1, 1, tzinfo=UTC)
+    keys = [f"m{i}" for i in range(members)]
+    for i in range(n):
+        total = int(amounts[i])
+        category = categories[cat[i]]
+        if two_lines[i]:
+            half = total // 2
+            lines: tuple[LineInput, ...] = (
+                LineInput("sku1", category, Decimal(1), half, half),
+                LineInput("sku2", "food", Decimal(1), total - half, total - half),
+            )
+        else:
+            lines = (LineInput("sku1", category, Decimal(1), total, total),)
+        event = EventInput(
+            type="purchase",
+            external_id=f"t{i}",
+            occurred_at=start + timedelta(microseconds=int(offsets[i])),
+            total_minor=total,
+            lines=lines,
+        )
+        yield backtest.Transaction(keys[who[i]], event)
+
+
+def run_backtest_bench(n: int) -> list[tuple[str, str]]:
+    """Replay n transactions with three rules (line rule with a daily cap, ritual, budget)."""
+    members = max(n // 20, 1)
+    started = time.perf_counter()
+    for _ in backtest_transactions(n, members):
+        pass
+    generation = time.perf_counter() - started
+    rules = compile_rules(parse_rule(r) for r in BACKTEST_RULES)
+    reset_peak_memory()
+    started = time.perf_counter()
+    result = backtest.run_backtest(
+        backtest_transactions(n, members), program=BACKTEST_PROGRAM, rules=rules
+    )
+    total = time.perf_counter() - started
+    replay = total - generation
+    started = time.perf_counter()
+    base_only = backtest.run_backtest(backtest_transactions(n, members), program=BACKTEST_PROGRAM)
+    base_replay = time.perf_counter() - started - generation
+    per_rule = ", ".join(f"{k} {v:,}" for k, v in sorted(result.by_rule.items()))
+    return [
+        (f"backtest: {n:,} purchases of {result.members:,} members, base + 3 rules", ""),
+        ("  generating the transactions alone", f"{generation:.2f} s"),
+        (
+            "  replay through decide with the simulated ledger (generation included)",
+            f"{total:.2f} s, {n / total:,.0f} transactions/s",
+        ),
+        (
+            "  replay alone (target ≥ 20,000 transactions/s)",
+            f"{replay:.2f} s, {n / replay:,.0f} transactions/s",
+        ),
+        ("  points issued", f"{result.points_issued:,} ({per_rule})"),
+        (
+            "  replay alone, base earn only (no rules)",
+            f"{base_replay:.2f} s, {n / base_replay:,.0f} transactions/s, "
+            f"{base_only.points_issued:,} points",
+        ),
+        ("  peak resident memory", f"{peak_memory_mib():,.0f} MiB"),
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--members", type=int, default=1_000_000)
     parser.add_argument("--purchases", type=int, default=10_000_000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--backtest", type=int, default=1_000_000, help="transactions to replay")
+    parser.add_argument("--only-backtest", action="store_true", help="skip RFM and CDNOW")
     args = parser.parse_args()
+    if args.only_backtest:
+        print_rows(run_backtest_bench(args.backtest))
+        return
 
     rows: list[tuple[str, str]] = [
         ("machine", f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}, "
@@ -272,14 +389,19 @@ def main() -> None:
     ]  # fmt: skip
     del store, module_result, hand_result
     rows += cdnow()
+    rows += run_backtest_bench(args.backtest)
+    print_rows(rows)
+    if not same:
+        sys.exit(1)
 
+
+def print_rows(rows: list[tuple[str, str]]) -> None:
+    """The figures as a two-column table."""
     width = max(len(name) for name, _ in rows)
     print(f"{'figure':<{width}} | value")
     print(f"{'-' * width}-|-{'-' * 40}")
     for name, value in rows:
         print(f"{name:<{width}} | {value}")
-    if not same:
-        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -61,6 +62,7 @@ def serve(
         workers=workers,
         log_level="warning",
         access_log=False,
+        loop=os.environ.get("HABITUE_UVICORN_LOOP", "auto"),  # type: ignore[arg-type]
     )
 
 
@@ -255,6 +257,374 @@ def demo(
     console.print(f"[bold]admin key[/] (HABITUE_ADMIN_KEY): {admin_key}")
     console.print(f"[bold]till key[/] (events:write, members:read): {info['till_key']}")
     console.print(f"[bold]sample member[/]: {info['sample_member']}")
+    console.print(f"[bold]admin console[/]: {info['admin_user']}")
     if serve_after:
         console.print(f"serving on http://127.0.0.1:{port} (docs at /docs)")
         serve(host="127.0.0.1", port=port, workers=1)
+
+
+# --- rewards room ---------------------------------------------------------------------------
+coupons_app = typer.Typer(help="Coupons (rewards room).", no_args_is_help=True)
+app.add_typer(coupons_app, name="coupons")
+
+
+@coupons_app.command("generate")
+def coupons_generate(
+    program: Annotated[str, typer.Option(help="program code")],
+    reward: Annotated[str, typer.Option(help="the reward the codes give")],
+    count: Annotated[int, typer.Option(help="how many codes", min=1, max=1_000_000)],
+    out: Annotated[Path, typer.Option(help="CSV file to write (code,expires_at)")],
+    campaign: Annotated[str, typer.Option(help="campaign name")] = "campaign",
+) -> None:
+    """Generate a campaign's coupon codes in bulk and export them as CSV."""
+    import time
+
+    from habitue.db import Database
+    from habitue.programs import service as programs_service
+    from habitue.rewards import coupons
+    from habitue.rewards.schemas import CouponBatchCreate
+
+    data = CouponBatchCreate(reward=reward, count=count, campaign=campaign)
+
+    async def run() -> int:
+        db = Database(get_settings().database_url)
+        try:
+            async with db.read() as session:
+                info = await programs_service.get_info(session, program)
+            made = await db.write(lambda s: coupons.generate(s, info, data))
+        finally:
+            await db.dispose()
+        with out.open("w", newline="") as fh:
+            coupons.write_csv(fh, made)
+        return len(made)
+
+    started = time.perf_counter()
+    n = asyncio.run(run())
+    took = time.perf_counter() - started
+    console.print(f"[green]{n:,} codes[/] written to {out} in {took:.1f} s")
+
+
+# --- web: console users (issue 7) ------------------------------------------------------------
+
+admin_app = typer.Typer(help="Admin console users.", no_args_is_help=True)
+app.add_typer(admin_app, name="admin")
+
+
+@admin_app.command("create-user")
+def admin_create_user(
+    email: Annotated[str, typer.Option(help="the user's email, used to sign in")],
+    role: Annotated[str, typer.Option(help="owner, marketer, support or analyst")],
+    password: Annotated[
+        str, typer.Option(help="at least 10 characters", prompt=True, hide_input=True)
+    ],
+    program: Annotated[str | None, typer.Option(help="limit the user to one program")] = None,
+) -> None:
+    """Create a user of the admin console (/admin) with a role."""
+    from habitue.db import Database
+    from habitue.errors import HabitueError
+    from habitue.migrate import upgrade
+    from habitue.programs import service as programs_service
+    from habitue.web import service as web_service
+
+    url = get_settings().database_url
+
+    async def run() -> None:
+        db = Database(url)
+        try:
+            program_id = None
+            if program is not None:
+                async with db.read() as session:
+                    program_id = (await programs_service.get_info(session, program)).id
+            await db.write(
+                lambda s: web_service.create_staff(
+                    s, email=email, role=role, password=password, program_id=program_id
+                )
+            )
+        finally:
+            await db.dispose()
+
+    upgrade(url)
+    try:
+        asyncio.run(run())
+    except HabitueError as exc:
+        err.print(f"[red]refused[/] {exc.detail}")
+        raise typer.Exit(1) from exc
+    console.print(f"[green]created[/] {role} {email.strip().lower()}")
+
+
+# --- tiers and clubs rooms (issue 4) -------------------------------------------------------
+from collections.abc import Callable, Coroutine  # noqa: E402
+from typing import Any  # noqa: E402
+
+tiers_app = typer.Typer(help="Club statuses (tiers).", no_args_is_help=True)
+app.add_typer(tiers_app, name="tiers")
+clubs_app = typer.Typer(help="The paid VIP club.", no_args_is_help=True)
+app.add_typer(clubs_app, name="clubs")
+
+
+def _run_refusing(run: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    """Run a command's coroutine; a refusal (unknown program…) exits 1 with its reason."""
+    from habitue.errors import HabitueError
+
+    try:
+        asyncio.run(run())
+    except HabitueError as exc:
+        err.print(f"[red]refused[/] {exc.detail}")
+        raise typer.Exit(1) from exc
+
+
+@tiers_app.command("evaluate")
+def tiers_evaluate(
+    program: Annotated[str | None, typer.Option(help="a program's code (default: all)")] = None,
+) -> None:
+    """Close due qualification periods and apply downgrades (idempotent)."""
+    from habitue.db import Database
+    from habitue.programs import service as programs_service
+    from habitue.tiers.jobs import run_evaluation
+
+    async def run() -> None:
+        db = Database(get_settings().database_url)
+        try:
+            async with db.read() as session:
+                codes = [program] if program else await programs_service.list_programs(session)
+            for code in codes:
+                done = await run_evaluation(db, code)
+                console.print(
+                    f"{code}: closed {done.closed:,} periods; {done.downgraded:,} downgrades; "
+                    f"{done.graced:,} put in grace; {done.grace_ended:,} grace periods ended"
+                )
+        finally:
+            await db.dispose()
+
+    _run_refusing(run)
+
+
+@clubs_app.command("renew")
+def clubs_renew(
+    program: Annotated[str | None, typer.Option(help="a program's code (default: all)")] = None,
+) -> None:
+    """Charge due renewals, retry failed ones, end lapsed subscriptions, grant vouchers."""
+    from habitue.clubs.jobs import run_renewals
+    from habitue.db import Database
+    from habitue.programs import service as programs_service
+
+    async def run() -> None:
+        db = Database(get_settings().database_url)
+        try:
+            async with db.read() as session:
+                codes = [program] if program else await programs_service.list_programs(session)
+            for code in codes:
+                r = await run_renewals(db, code)
+                console.print(
+                    f"{code}: renewed {r.renewed}, failed {r.failed}, expired {r.expired}, "
+                    f"ended {r.ended}, vouchers {r.vouchers}"
+                )
+        finally:
+            await db.dispose()
+
+    _run_refusing(run)
+
+
+# --- analytics (issue 6) -------------------------------------------------------------------
+
+import contextlib  # noqa: E402
+import typing  # noqa: E402
+
+recommend_app = typer.Typer(help="Recommendations (analytics room).", no_args_is_help=True)
+app.add_typer(recommend_app, name="recommend")
+report_app = typer.Typer(help="Program reports (analytics room).", no_args_is_help=True)
+app.add_typer(report_app, name="report")
+
+if typing.TYPE_CHECKING:
+    from habitue.programs.service import ProgramInfo
+
+
+def _program_info(code: str) -> ProgramInfo:
+    """A program's settings, read once through the async store."""
+    from habitue.db import Database
+    from habitue.programs import service as programs_service
+
+    async def run() -> ProgramInfo:
+        db = Database(get_settings().database_url)
+        try:
+            async with db.read() as session:
+                return await programs_service.get_info(session, code)
+        finally:
+            await db.dispose()
+
+    return asyncio.run(run())
+
+
+def _analytics_steps(*, quiet: bool = False) -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed:,}"),
+        TimeElapsedColumn(),
+        console=err,
+        disable=quiet,
+    )
+
+
+@app.command()
+def rfm(
+    program: Annotated[str, typer.Option(help="program code")],
+    window_days: Annotated[int, typer.Option(help="RFM window in days")] = 365,
+) -> None:
+    """Score every member (RFM, segment, CLV, probability alive), store it, refresh segments."""
+    from habitue.analytics import segments as segments_service
+    from habitue.analytics import service as analytics_service
+    from habitue.db import make_sync_engine
+
+    info = _program_info(program)
+    engine = make_sync_engine(get_settings().database_url)
+    try:
+        with _analytics_steps() as bar:
+            task = bar.add_task("scoring members", total=2)
+            with engine.begin() as conn:
+                run = analytics_service.refresh_scores(
+                    conn, info, window_days=window_days, stream=True
+                )
+                bar.advance(task)
+                bar.update(task, description="recomputing segments")
+                sizes = segments_service.recompute(conn, info)
+                bar.advance(task)
+    finally:
+        engine.dispose()
+    table = Table("RFM segment", "members")
+    for name, count in run.segments.items():
+        table.add_row(name, f"{count:,}")
+    console.print(table)
+    console.print(
+        f"{run.members_scored:,} members scored ({run.members_with_rfm:,} in the window); "
+        f"CLV {'fitted' if run.clv_fitted else 'not fitted (no repeat purchases)'}; "
+        f"{len(sizes)} dynamic segments recomputed"
+    )
+
+
+@app.command()
+def backtest(
+    program: Annotated[str, typer.Option(help="program code")],
+    source: Annotated[str, typer.Option("--from", help="a purchases CSV, or 'store'")],
+    rules: Annotated[Path | None, typer.Option(help="rules JSON (default: base earn only)")] = None,
+    redemption_rate: Annotated[float, typer.Option(help="share of points redeemed")] = 0.7,
+    point_value: Annotated[
+        str | None, typer.Option(help="value of a point in currency (default: redeem rate)")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """Replay past transactions through the rules with a simulated ledger; print points, cost."""
+    from decimal import Decimal
+
+    import orjson
+
+    from habitue.analytics import backtest as bt
+    from habitue.db import make_sync_engine
+    from habitue.money import format_minor
+
+    info = _program_info(program)
+    rule_set = bt.load_rules(rules) if rules is not None else None
+    scale = Decimal(10) ** info.currency_exponent
+    value_minor = Decimal(point_value or info.redeem_rate) * scale
+    engine = make_sync_engine(get_settings().database_url) if source == "store" else None
+    try:
+        with _analytics_steps(quiet=as_json) as bar:
+            task = bar.add_task("replaying transactions", total=None)
+            with contextlib.ExitStack() as stack:
+                txs: typing.Iterable[bt.Transaction]
+                if engine is not None:
+                    conn = stack.enter_context(engine.connect())
+                    txs = bt.read_store(conn, info.id)  # streamed while replayed
+                else:
+                    txs = bt.read_csv(Path(source), currency_exponent=info.currency_exponent)
+                result = bt.run_backtest(
+                    txs,
+                    program=info.snapshot(),
+                    rules=rule_set,
+                    redemption_rate=redemption_rate,
+                    point_value_minor=value_minor,
+                    progress=lambda n: bar.advance(task, n),
+                )
+    finally:
+        if engine is not None:
+            engine.dispose()
+    if as_json:
+        console.print_json(orjson.dumps(result.as_dict(), default=str).decode())
+        return
+    rule_codes = sorted(result.by_rule)
+    table = Table("month", *rule_codes, "total")
+    for month, by_rule in sorted(result.by_month.items()):
+        table.add_row(
+            month,
+            *(f"{by_rule.get(c, 0):,}" for c in rule_codes),
+            f"{sum(by_rule.values()):,}",
+        )
+    table.add_row(
+        "all", *(f"{result.by_rule[c]:,}" for c in rule_codes), f"{result.points_issued:,}"
+    )
+    console.print(table)
+    exp = info.currency_exponent
+    console.print(
+        f"{result.transactions:,} transactions of {result.members:,} members in "
+        f"{result.seconds:.2f} s ({result.rate:,.0f}/s); points issued {result.points_issued:,}, "
+        f"taken back {result.points_taken_back:,}; expected redemptions "
+        f"{result.expected_redemptions:,} ({redemption_rate:.0%}) costing "
+        f"{format_minor(result.expected_cost_minor, exp)} {info.currency}; "
+        "tier mix: not available (tiers are not simulated yet)"
+    )
+
+
+@recommend_app.command("evaluate")
+def recommend_evaluate(
+    program: Annotated[str, typer.Option(help="program code")],
+    split_at: Annotated[
+        str | None, typer.Option(help="ISO time of the split (default: 80 % of the history)")
+    ] = None,
+    k: Annotated[int, typer.Option(help="list length")] = 10,
+) -> None:
+    """Offline evaluation on a time split: precision@k and NDCG@k against popularity."""
+    from datetime import datetime
+
+    from habitue import clock
+    from habitue.analytics import service as analytics_service
+    from habitue.db import make_sync_engine
+
+    info = _program_info(program)
+    split = clock.as_utc(datetime.fromisoformat(split_at)) if split_at else None
+    engine = make_sync_engine(get_settings().database_url)
+    try:
+        with _analytics_steps() as bar:
+            bar.add_task("evaluating", total=None)
+            with engine.connect() as conn:
+                result = analytics_service.evaluate_recommendations(conn, info, split_at=split, k=k)
+    finally:
+        engine.dispose()
+    table = Table("model", f"precision@{k}", f"NDCG@{k}")
+    table.add_row("item-item", f"{result.model_precision:.4f}", f"{result.model_ndcg:.4f}")
+    table.add_row(
+        "popularity", f"{result.popularity_precision:.4f}", f"{result.popularity_ndcg:.4f}"
+    )
+    console.print(table)
+    console.print(f"{result.members_evaluated:,} members evaluated")
+
+
+@report_app.command("monthly")
+def report_monthly(
+    program: Annotated[str, typer.Option(help="program code")],
+    out: Annotated[Path, typer.Option(help="file to write")],
+    fmt: Annotated[str, typer.Option("--format", help="json, csv or parquet")] = "json",
+) -> None:
+    """Write the monthly program report (members, points, liability, breakage, revenue)."""
+    from habitue.analytics import report as report_service
+    from habitue.db import make_sync_engine
+
+    info = _program_info(program)
+    engine = make_sync_engine(get_settings().database_url)
+    try:
+        with engine.connect() as conn:
+            rows, rewards = report_service.program_report(conn, info, stream=True)
+    finally:
+        engine.dispose()
+    body, _ = report_service.render(rows, fmt, rewards=rewards)
+    out.write_bytes(body)
+    console.print(f"{len(rows)} months written to {out}")

@@ -119,6 +119,7 @@ Work = Callable[[AsyncSession], Awaitable[T]]
 class _Job:
     work: Work[Any]
     future: asyncio.Future[Any]
+    key: str = ""
     tries: int = 0
 
 
@@ -135,9 +136,9 @@ class GroupCommitter:
     _queue: asyncio.Queue[_Job] = field(default_factory=asyncio.Queue)
     _task: asyncio.Task[None] | None = None
 
-    async def run(self, work: Work[T]) -> T:
+    async def run(self, work: Work[T], key: str = "") -> T:
         loop = asyncio.get_running_loop()
-        job = _Job(work=work, future=loop.create_future())
+        job = _Job(work=work, future=loop.create_future(), key=key)
         await self._queue.put(job)
         if self._task is None or self._task.done():
             self._task = loop.create_task(self._loop())
@@ -155,6 +156,9 @@ class GroupCommitter:
             jobs = [await self._queue.get()]
             while len(jobs) < self.max_batch and not self._queue.empty():
                 jobs.append(self._queue.get_nowait())
+            # Units that lock one member's rows run in key order, so that two batches
+            # (two server processes) always take row locks in the same order: no deadlock.
+            jobs.sort(key=lambda j: j.key)
             await self._run_batch(jobs)
 
     async def _run_batch(self, jobs: list[_Job]) -> None:
@@ -244,10 +248,13 @@ class Database:
         async with self.reader() as session:
             yield session
 
-    async def write(self, work: Work[T]) -> T:
-        """Run one unit of work in a transaction (grouped with its neighbours when enabled)."""
+    async def write(self, work: Work[T], *, key: str = "") -> T:
+        """Run one unit of work in a transaction (grouped with its neighbours when enabled).
+
+        `key` names what the unit locks (e.g. the member): grouped units run in key order.
+        """
         if self.committer is not None:
-            return await self.committer.run(work)
+            return await self.committer.run(work, key)
         for attempt in range(6):
             try:
                 async with self.writer() as session, session.begin():

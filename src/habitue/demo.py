@@ -207,7 +207,7 @@ async def _setup(url: str, members: list[MemberCreate]) -> dict[str, Any]:
 async def _install_rules(db: Database) -> None:
     """The demo rule set, once the rules room provides it."""
     try:
-        from habitue.rules import demo_install  # type: ignore[attr-defined]
+        from habitue.rules import demo_install
     except ImportError:
         return
     await demo_install.install(db, PROGRAM)
@@ -234,4 +234,30 @@ def load(url: str, *, members: int, purchases: int, seed: int) -> dict[str, Any]
         "summary": summary,
         "till_key": setup["till_key"],
         "sample_member": setup["sample"] or "(see GET /v1/programs/cafe/members)",
+        "admin_user": asyncio.run(_demo_staff(url)),
     }
+
+
+# --- web: a console user for the demo (issue 7) -----------------------------------------------
+
+
+async def _demo_staff(url: str) -> str:
+    """Create the owner `admin@example.com` with a fresh random password (once); how to sign in."""
+    import secrets
+
+    from habitue.errors import Conflict
+    from habitue.web import service as web_service
+
+    password = secrets.token_urlsafe(12)
+    db = Database(url)
+    try:
+        await db.write(
+            lambda s: web_service.create_staff(
+                s, email="admin@example.com", role="owner", password=password
+            )
+        )
+    except Conflict:
+        return "admin@example.com (already created; password printed on the first run)"
+    finally:
+        await db.dispose()
+    return f"admin@example.com / {password}  (http://127.0.0.1:8000/admin, portal: /app/{PROGRAM})"

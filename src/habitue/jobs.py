@@ -58,6 +58,10 @@ async def run_all(db: Database) -> None:
     for code in codes:
         await run_release(db, code)
         await run_expiry(db, code)
+        await __import__("habitue.tiers.jobs", fromlist=["x"]).run_evaluation(db, code)  # tiers
+        await __import__("habitue.clubs.jobs", fromlist=["x"]).run_renewals(db, code)  # clubs
+        await __import__("habitue.rewards.tasks", fromlist=["x"]).run_for_program(db, code)
+        await __import__("habitue.analytics.service", fromlist=["x"]).run_scheduled(db, code)
 
 
 async def scheduler(db: Database, settings: Settings) -> None:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import importlib
 
 # Each room built on the foundation adds its hook module here.
-ROOM_HOOKS: tuple[str, ...] = ()
+ROOM_HOOKS: tuple[str, ...] = ("habitue.rewards.hooks",
+    "habitue.tiers.hooks", "habitue.clubs.hooks",
+    "habitue.rules.hooks",)
 
 _loaded = False
 

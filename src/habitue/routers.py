@@ -7,4 +7,10 @@ from typing import Any
 
 def extra_routers() -> list[Any]:
     routers: list[Any] = []
+    routers += __import__("habitue.web.routes", fromlist=["routers"]).routers()  # web
+    routers.append(__import__("habitue.tiers.api", fromlist=["router"]).router)  # tiers
+    routers.append(__import__("habitue.clubs.api", fromlist=["router"]).router)  # clubs
+    routers.append(__import__("habitue.rewards.api", fromlist=["router"]).router)  # rewards
+    routers.append(__import__("habitue.analytics.api", fromlist=["router"]).router)  # analytics
+    routers.append(__import__("habitue.rules.api", fromlist=["router"]).router)  # rules
     return routers

@@ -22,7 +22,6 @@ from hypothesis.stateful import (
     consumes,
     initialize,
     invariant,
-    precondition,
     rule,
 )
 
@@ -52,11 +51,13 @@ class LedgerMachine(RuleBasedStateMachine):
         programs_service.forget()
         self.loop = asyncio.new_event_loop()
         self.db = Database(_URL["db"])
-        settings_ = Settings(env="test", database_url=_URL["db"], admin_key=ADMIN_KEY,
-                             scheduler=False, hmac_key="k")
+        settings_ = Settings(
+            env="test", database_url=_URL["db"], admin_key=ADMIN_KEY, scheduler=False, hmac_key="k"
+        )
         self.app = create_app(settings_, db=self.db)
         self.client = httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=self.app), base_url="http://t",
+            transport=httpx.ASGITransport(app=self.app),
+            base_url="http://t",
             headers={"Authorization": f"Bearer {ADMIN_KEY}"},
         )
         self.code = "sm" + secrets.token_hex(5)
@@ -76,9 +77,19 @@ class LedgerMachine(RuleBasedStateMachine):
 
     @initialize(pending=st.sampled_from([0, 3]), negative=st.booleans())
     def create(self, pending: int, negative: bool) -> None:
-        r = self.run(self.client.post("/v1/programs", json={
-            "code": self.code, "name": "sm", "earn_rate": "1.5", "pending_days": pending,
-            "expiry": {"policy": "days", "days": 20}, "allow_negative": negative}))
+        r = self.run(
+            self.client.post(
+                "/v1/programs",
+                json={
+                    "code": self.code,
+                    "name": "sm",
+                    "earn_rate": "1.5",
+                    "pending_days": pending,
+                    "expiry": {"policy": "days", "days": 20},
+                    "allow_negative": negative,
+                },
+            )
+        )
         assert r.status_code == 201, r.text
 
     @rule(target=members)
@@ -92,8 +103,15 @@ class LedgerMachine(RuleBasedStateMachine):
     def purchase(self, member: str, cents: int) -> tuple[str, str, int]:
         self.n += 1
         ext = f"p{self.n}"
-        r = self.post("/events", {"type": "purchase", "member": {"id": member},
-                                  "external_id": ext, "total": f"{cents / 100:.2f}"})
+        r = self.post(
+            "/events",
+            {
+                "type": "purchase",
+                "member": {"id": member},
+                "external_id": ext,
+                "total": f"{cents / 100:.2f}",
+            },
+        )
         assert r.status_code == 201, r.text
         assert r.json()["points"] == (cents * 3) // 200
         return member, ext, cents
@@ -103,8 +121,15 @@ class LedgerMachine(RuleBasedStateMachine):
         _, ext, cents = p
         amount = cents * share // 100
         self.n += 1
-        r = self.post("/events", {"type": "refund", "external_id": f"r{self.n}",
-                                  "refers_to": ext, "total": f"{amount / 100:.2f}"})
+        r = self.post(
+            "/events",
+            {
+                "type": "refund",
+                "external_id": f"r{self.n}",
+                "refers_to": ext,
+                "total": f"{amount / 100:.2f}",
+            },
+        )
         if amount == 0:
             assert r.status_code == 422
         else:
@@ -135,7 +160,6 @@ class LedgerMachine(RuleBasedStateMachine):
     def time_passes(self, days: int) -> None:
         clock.advance(timedelta(days=days))
 
-    @precondition(lambda self: True)
     @rule()
     def run_jobs(self) -> None:
         self.run(jobs.run_release(self.db, self.code))
@@ -158,7 +182,10 @@ class LedgerMachine(RuleBasedStateMachine):
 
 
 LedgerMachine.TestCase.settings = settings(
-    max_examples=int(os.environ.get("HABITUE_SM_EXAMPLES", "10")), stateful_step_count=20, deadline=None, phases=[Phase.explicit, Phase.generate],
+    max_examples=int(os.environ.get("HABITUE_SM_EXAMPLES", "10")),
+    stateful_step_count=20,
+    deadline=None,
+    phases=[Phase.explicit, Phase.generate],
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
 

@@ -10,8 +10,14 @@ from tests.conftest import create_program, enrol, purchase
 
 async def test_enrol_returns_id_and_luhn_card(client: httpx.AsyncClient, program: str) -> None:
     m = await enrol(
-        client, program, external_id="C1", email="Ana@Example.com", first_name="Ana",
-        birth_date="1990-04-01", locale="fr-FR", consents={"email": True},
+        client,
+        program,
+        external_id="C1",
+        email="Ana@Example.com",
+        first_name="Ana",
+        birth_date="1990-04-01",
+        locale="fr-FR",
+        consents={"email": True},
         attributes={"favourite": "latte"},
     )
     assert len(m["id"]) == 36 and m["card_number"].isdigit()
@@ -45,15 +51,23 @@ async def test_card_lookup_by_number_and_qr(client: httpx.AsyncClient, program: 
 async def test_replacement_card_keeps_balance(client: httpx.AsyncClient, program: str) -> None:
     m = await enrol(client, program)
     await purchase(client, program, m["id"], "25.00")
-    r = await client.post(f"/v1/programs/{program}/members/{m['id']}/cards", json={"reason": "lost"})
+    r = await client.post(
+        f"/v1/programs/{program}/members/{m['id']}/cards", json={"reason": "lost"}
+    )
     assert r.status_code == 201, r.text
     new = r.json()["card_number"]
     assert new != m["card_number"]
     old = await client.get(f"/v1/programs/{program}/cards/{m['card_number']}")
     assert old.status_code == 409 and old.json()["type"].endswith("/card-blocked")
-    r = await client.post(f"/v1/programs/{program}/events", json={
-        "type": "purchase", "member": {"card_number": new}, "external_id": "after-replace",
-        "total": "5.00"})
+    r = await client.post(
+        f"/v1/programs/{program}/events",
+        json={
+            "type": "purchase",
+            "member": {"card_number": new},
+            "external_id": "after-replace",
+            "total": "5.00",
+        },
+    )
     assert r.status_code == 201
     bal = (await client.get(f"/v1/programs/{program}/members/{m['id']}/balance")).json()
     assert bal["available"] == 30
@@ -93,7 +107,9 @@ async def test_suspended_member_neither_earns_nor_spends(
 ) -> None:
     m = await enrol(client, program)
     await purchase(client, program, m["id"], "10.00")
-    r = await client.patch(f"/v1/programs/{program}/members/{m['id']}", json={"status": "suspended"})
+    r = await client.patch(
+        f"/v1/programs/{program}/members/{m['id']}", json={"status": "suspended"}
+    )
     assert r.status_code == 200 and r.json()["status"] == "suspended"
     r = await purchase(client, program, m["id"], "10.00")
     assert r.status_code == 409 and r.json()["type"].endswith("/member-not-active")
@@ -105,8 +121,9 @@ async def test_suspended_member_neither_earns_nor_spends(
 
 async def test_consent_history_is_kept(client: httpx.AsyncClient, program: str) -> None:
     m = await enrol(client, program, consents={"email": True})
-    r = await client.patch(f"/v1/programs/{program}/members/{m['id']}",
-                           json={"consents": {"email": False}})
+    r = await client.patch(
+        f"/v1/programs/{program}/members/{m['id']}", json={"consents": {"email": False}}
+    )
     consent = r.json()["consents"]["email"]
     assert consent["granted"] is False
     assert consent["history"][0]["granted"] is True
@@ -116,12 +133,15 @@ async def test_other_programs_key_sees_404(client: httpx.AsyncClient) -> None:
     a = await create_program(client)
     b = await create_program(client)
     m = await enrol(client, a)
-    r = await client.post(f"/v1/programs/{b}/api-keys",
-                          json={"name": "till", "scopes": ["members:read"]})
+    r = await client.post(
+        f"/v1/programs/{b}/api-keys", json={"name": "till", "scopes": ["members:read"]}
+    )
     key_b = r.json()["key"]
-    r = await client.get(f"/v1/programs/{a}/members/{m['id']}",
-                         headers={"Authorization": f"Bearer {key_b}"})
+    r = await client.get(
+        f"/v1/programs/{a}/members/{m['id']}", headers={"Authorization": f"Bearer {key_b}"}
+    )
     assert r.status_code == 404 and r.json()["type"].endswith("/program-not-found")
-    r = await client.get(f"/v1/programs/{b}/members/{m['id']}",
-                         headers={"Authorization": f"Bearer {key_b}"})
+    r = await client.get(
+        f"/v1/programs/{b}/members/{m['id']}", headers={"Authorization": f"Bearer {key_b}"}
+    )
     assert r.status_code == 404 and r.json()["type"].endswith("/member-not-found")

@@ -16,7 +16,7 @@ router = APIRouter(prefix="/v1/programs/{program}/events", tags=["events"])
 async def record_event(
     program: ProgramDep, body: EventCreate, db: DbDep, _: Principal = scoped("events:write")
 ) -> EventRead:
-    return await db.write(lambda s: events_service.record(s, program, body))
+    return await events_service.record_event(db, program, body)
 
 
 @router.post("/quote", response_model=EventRead)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import io
-import secrets
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -19,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, Engine, Table, bindparam, insert, select, text, update
+from sqlalchemy import JSON, Connection, Engine, Table, bindparam, select, text, update
 
 from habitue import clock
 from habitue.db import table_of
@@ -27,7 +26,7 @@ from habitue.events.models import Event, EventLine
 from habitue.ids import new_id
 from habitue.ledger.expiry import lot_expiry
 from habitue.ledger.models import Account, LedgerTransaction, Lot, Posting
-from habitue.members.cards import luhn_check_digit
+from habitue.members.cards import new_card_number
 from habitue.members.models import Card, Member
 from habitue.messaging.models import OutboxEvent
 from habitue.money import MoneyFormatError, format_minor, parse_minor
@@ -223,23 +222,46 @@ def _allocate_ids(conn: Connection, table: Table, n: int) -> list[int]:
 
 
 def _copy_rows(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
-    """Insert many rows: COPY on PostgreSQL, executemany elsewhere."""
+    """Insert many rows: COPY on PostgreSQL; on SQLite one prepared executemany with the
+    columns' own bind processors applied directly (SQLAlchemy's per-row bookkeeping costs
+    more than SQLite's insert)."""
     if not rows:
         return
-    if conn.dialect.name != "postgresql":
-        conn.execute(insert(table), rows)
-        return
     cols = list(rows[0].keys())
-    json_cols = {c.name for c in table.columns if c.type.__class__.__name__ == "JSON"}
+    json_cols = {c.name for c in table.columns if isinstance(c.type, JSON)}
+    if conn.dialect.name != "postgresql":
+        dialect = conn.dialect
+        procs: list[Any] = []
+        for c in cols:
+            if c in json_cols:
+                procs.append(_json_text)
+            else:
+                procs.append(table.c[c].type.dialect_impl(dialect).bind_processor(dialect))
+        sql = f"INSERT INTO {table.name} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"  # noqa: S608
+        params = [
+            tuple(
+                r[c] if p is None or r[c] is None else p(r[c])
+                for c, p in zip(cols, procs, strict=True)
+            )
+            for r in rows
+        ]
+        raw_sqlite = conn.connection.driver_connection
+        assert raw_sqlite is not None
+        cur = raw_sqlite.cursor()
+        cur.executemany(sql, params)
+        cur.close()
+        return
     raw = conn.connection.driver_connection
     assert raw is not None
-    with raw.cursor() as cur:
+    with raw.cursor() as pg_cur:
         stmt = f"COPY {table.name} ({', '.join(cols)}) FROM STDIN"
-        with cur.copy(stmt) as copy:
+        with pg_cur.copy(stmt) as copy:
             for r in rows:
-                copy.write_row(
-                    [orjson.dumps(r[c]).decode() if c in json_cols else r[c] for c in cols]
-                )
+                copy.write_row([_json_text(r[c]) if c in json_cols else r[c] for c in cols])
+
+
+def _json_text(value: Any) -> str:
+    return orjson.dumps(value).decode()
 
 
 def _load_members(conn: Connection, program_id: int, external_ids: list[str]) -> dict[str, _Member]:
@@ -278,10 +300,26 @@ def _load_members(conn: Connection, program_id: int, external_ids: list[str]) ->
     return out
 
 
+def _fresh_card_numbers(conn: Connection, prefix: str, n: int) -> list[str]:
+    """`n` distinct card numbers under `prefix` that no card has yet."""
+    out: set[str] = set()
+    while len(out) < n:
+        want = n - len(out)
+        drawn = {new_card_number(prefix) for _ in range(want)} - out
+        for i in range(0, len(drawn), 900):
+            chunk = list(drawn)[i : i + 900]
+            taken = set(
+                conn.execute(select(_cards.c.number).where(_cards.c.number.in_(chunk))).scalars()
+            )
+            out.update(set(chunk) - taken)
+    return list(out)[:n]
+
+
 def _enrol_missing(
     conn: Connection, program: _Program, external_ids: list[str], now: datetime
 ) -> dict[str, _Member]:
     ids = _allocate_ids(conn, _members, len(external_ids))
+    numbers = _fresh_card_numbers(conn, program.card_prefix, len(external_ids))
     members: list[dict[str, Any]] = []
     cards: list[dict[str, Any]] = []
     outbox: list[dict[str, Any]] = []
@@ -310,10 +348,7 @@ def _enrol_missing(
                 "updated_at": now,
             }
         )
-        body = program.card_prefix + "".join(
-            str(secrets.randbelow(10)) for _ in range(15 - len(program.card_prefix))
-        )
-        number = body + luhn_check_digit(body)
+        number = numbers.pop()
         cards.append(
             {
                 "program_id": program.id,
@@ -647,6 +682,18 @@ def _import_chunk(
     report.imported += len(todo)
 
 
+def _refresh_statistics(engine: Engine) -> None:
+    """ANALYZE the tables a bulk load grows (PostgreSQL), so that lookups keep using indexes.
+
+    Fresh tables have no statistics until autovacuum catches up; the planner then takes
+    them for empty and the member lookups of later chunks turn into scans.
+    """
+    if engine.dialect.name != "postgresql":
+        return
+    with engine.begin() as conn:
+        conn.execute(text("ANALYZE members, accounts, cards, events"))
+
+
 def import_purchases(
     engine: Engine,
     program_code: str,
@@ -675,8 +722,10 @@ def import_purchases(
         batch: list[list[dict[str, str]]] = []
         last_pos = 0
 
+        flushes = 0
+
         def flush() -> None:
-            nonlocal last_pos
+            nonlocal last_pos, flushes
             with engine.begin() as conn:
                 _import_chunk(
                     conn,
@@ -690,6 +739,9 @@ def import_purchases(
             if progress is not None:
                 n = sum(len(g) for g in batch)
                 progress(n)
+            flushes += 1
+            if flushes & (flushes - 1) == 0:
+                _refresh_statistics(engine)
             batch.clear()
 
         for group in _groups(iter(reader)):

@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from habitue import clock
-from habitue.db import dialect_name, table_of
+from habitue.db import Database, dialect_name, table_of
 from habitue.errors import ValidationFailed
 from habitue.events import hooks
 from habitue.events.errors import (
@@ -146,7 +146,7 @@ async def _decide(
 ) -> Decision:
     snap = await hooks.snapshot(session, program, member, now)
     rules = await hooks.rules_for(session, program)
-    usage = await hooks.usage_for(session, program, member, rules, now)
+    usage = await hooks.usage_for(session, program, member, rules, prepared.event.occurred_at)
     return rules_decide.decide(prepared.event, snap, program.snapshot(), rules, now, usage)
 
 
@@ -196,6 +196,14 @@ async def _member_for(session: AsyncSession, program: ProgramInfo, body: EventCr
     )
 
 
+def lock_key(body: EventCreate) -> str:
+    """The member an event will lock, as a sort key for grouped commits."""
+    sel = body.member
+    if sel is None:
+        return "~refund:" + (body.refers_to or "")
+    return sel.id or sel.card_number or sel.external_id or ""
+
+
 async def quote(session: AsyncSession, program: ProgramInfo, body: EventCreate) -> EventRead:
     """What the event would earn, computed by the same `decide`, writing nothing."""
     now = clock.now()
@@ -227,15 +235,36 @@ async def record(session: AsyncSession, program: ProgramInfo, body: EventCreate)
     found = await _existing(session, program, body.source, body.external_id)
     if found is not None:
         return found
-    now = clock.now()
-    prepared = prepare(program, body, now=now)
     try:
         async with session.begin_nested():
-            if body.type == "refund":
-                return await _refund(session, program, prepared, now)
-            return await _earn(session, program, prepared, now)
+            return await apply(session, program, body)
     except IntegrityError:
         found = await _existing(session, program, body.source, body.external_id)
+        if found is None:
+            raise
+        return found
+
+
+async def apply(session: AsyncSession, program: ProgramInfo, body: EventCreate) -> EventRead:
+    """Apply a new event; raises IntegrityError when its external_id was recorded already."""
+    now = clock.now()
+    prepared = prepare(program, body, now=now)
+    if body.type == "refund":
+        return await _refund(session, program, prepared, now)
+    return await _earn(session, program, prepared, now)
+
+
+async def record_event(db: Database, program: ProgramInfo, body: EventCreate) -> EventRead:
+    """The request path: one unit of work, no pre-check; a retry reads the first answer.
+
+    The unique (program, source, external_id) index decides: a duplicate rolls its unit of
+    work back whole, and the stored response of the first is returned.
+    """
+    try:
+        return await db.write(lambda s: apply(s, program, body), key=lock_key(body))
+    except IntegrityError:
+        async with db.read() as session:
+            found = await _existing(session, program, body.source, body.external_id)
         if found is None:
             raise
         return found

@@ -101,15 +101,26 @@ class RuleSet:
 
     rules: tuple[CompiledRule, ...]
     by_event_type: dict[str, tuple[CompiledRule, ...]]
+    reads: dict[str, frozenset[str]]
+    """Per event type, the root variables (event, member, now) its rules read."""
 
     @classmethod
     def of(cls, rules: Iterable[CompiledRule]) -> RuleSet:
         """Index compiled rules; inactive ones are left out."""
         active = sorted((r for r in rules if r.spec.active), key=lambda r: (-r.priority, r.code))
         index: dict[str, list[CompiledRule]] = {}
+        reads: dict[str, set[str]] = {}
         for r in active:
             index.setdefault(r.spec.event_type, []).append(r)
-        return cls(tuple(active), {k: tuple(v) for k, v in index.items()})
+            roots = reads.setdefault(r.spec.event_type, set())
+            for expr in (r.condition, r.line_condition):
+                if expr is not None:
+                    roots.update(p[0] for p in expr.paths)
+        return cls(
+            tuple(active),
+            {k: tuple(v) for k, v in index.items()},
+            {k: frozenset(v) for k, v in reads.items()},
+        )
 
     def for_event(self, event_type: str) -> tuple[CompiledRule, ...]:
         """The rules that may apply to an event type, in evaluation order."""

@@ -1,7 +1,8 @@
 """The variables CEL rules see, built once per event from the plain snapshots.
 
 `event`: type, external_id, total and discount (doubles, major units), total_minor and
-discount_minor (ints), base_points, lines, attributes. `line` (line conditions only): sku and
+discount_minor (ints), base_points, line_count (int), quantity (double: units in the basket),
+lines, attributes. `line` (line conditions only): sku and
 category (strings, "" when unknown), quantity, unit_price, amount (doubles), unit_price_minor,
 amount_minor (ints). `member`: id, tier ("" when none), status, tenure_days, attributes,
 counters (every name of `COUNTERS` present, 0 by default), benefits and segments (sorted lists).
@@ -12,6 +13,7 @@ year.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
@@ -48,8 +50,20 @@ def line_values(line: LineInput, scale: float) -> dict[str, Any]:
     }
 
 
+def lines_values(event: EventInput, program: ProgramSnapshot) -> list[dict[str, Any]]:
+    """The `event.lines` variable."""
+    scale = float(10**program.currency_exponent)
+    return [line_values(line, scale) for line in event.lines]
+
+
 def now_values(local: datetime) -> dict[str, Any]:
-    """The `now` variable for a local wall-clock time."""
+    """The `now` variable for a local wall-clock time (shared: never mutate it)."""
+    return _now_values(local.year, local.month, local.day, local.hour, local.minute)
+
+
+@lru_cache(maxsize=4096)
+def _now_values(year: int, month: int, day: int, hour: int, minute: int) -> dict[str, Any]:
+    local = datetime(year, month, day, hour, minute)  # naive: wall-clock fields only
     wd = local.weekday()
     return {
         "weekday": wd,
@@ -70,31 +84,56 @@ def build_roots(
     program: ProgramSnapshot,
     local: datetime,
     base_points: int,
+    *,
+    with_lines: bool = True,
+    include: Collection[str] = ("event", "member", "now"),
 ) -> dict[str, Any]:
-    """All CEL root variables for one event except `line` (plain dicts, built once)."""
+    """The CEL root variables for one event except `line` (plain dicts, built once).
+
+    Only the roots named in `include` are built. Without `with_lines`, `event.lines` is left
+    out for the caller to add when an expression reads it (see `lines_values`).
+    """
+    out: dict[str, Any] = {}
+    if "event" in include:
+        out["event"] = event_values(event, program, base_points, with_lines=with_lines)
+    if "member" in include:
+        out["member"] = member_values(member, event.occurred_at)
+    if "now" in include:
+        out["now"] = now_values(local)
+    return out
+
+
+def event_values(
+    event: EventInput, program: ProgramSnapshot, base_points: int, *, with_lines: bool = True
+) -> dict[str, Any]:
+    """The `event` variable."""
     scale = float(10**program.currency_exponent)
-    counters = _ZERO_COUNTERS | member.counters if member.counters else dict(_ZERO_COUNTERS)
+    ev: dict[str, Any] = {
+        "type": event.type,
+        "external_id": event.external_id,
+        "total": event.total_minor / scale,
+        "total_minor": event.total_minor,
+        "discount": event.discount_minor / scale,
+        "discount_minor": event.discount_minor,
+        "base_points": base_points,
+        "line_count": len(event.lines),
+        "quantity": float(sum((ln.quantity for ln in event.lines), 0)),
+        "attributes": event.attributes,
+    }
+    if with_lines:
+        ev["lines"] = lines_values(event, program)
+    return ev
+
+
+def member_values(member: MemberSnapshot, at: datetime) -> dict[str, Any]:
+    """The `member` variable as of a time (for `tenure_days`)."""
     return {
-        "event": {
-            "type": event.type,
-            "external_id": event.external_id,
-            "total": event.total_minor / scale,
-            "total_minor": event.total_minor,
-            "discount": event.discount_minor / scale,
-            "discount_minor": event.discount_minor,
-            "base_points": base_points,
-            "lines": [line_values(line, scale) for line in event.lines],
-            "attributes": event.attributes,
-        },
-        "member": {
-            "id": member.id,
-            "tier": member.tier or "",
-            "status": member.status,
-            "tenure_days": max((event.occurred_at - member.enrolled_at).days, 0),
-            "attributes": member.attributes,
-            "counters": counters,
-            "benefits": sorted(member.benefits),
-            "segments": sorted(member.segments),
-        },
-        "now": now_values(local),
+        "id": member.id,
+        "tier": member.tier or "",
+        "status": member.status,
+        "tenure_days": max((at - member.enrolled_at).days, 0),
+        "attributes": member.attributes,
+        "counters": _ZERO_COUNTERS | member.counters if member.counters else _ZERO_COUNTERS,
+        "benefits": sorted(member.benefits),
+        "segments": sorted(member.segments),
     }

@@ -19,7 +19,8 @@ from typing import Any
 
 from habitue.money import points_for_amount, round_points
 from habitue.rules.compile import STAGE_MULTIPLIER, CompiledRule, RuleSet
-from habitue.rules.context import build_roots, local_time
+from habitue.rules.context import build_roots, line_values, lines_values, local_time
+from habitue.rules.expressions import Expression
 from habitue.rules.types import (
     AddTierCredits,
     Capped,
@@ -80,7 +81,9 @@ def _eligible_share(event: EventInput, amount_minor: int) -> int:
 class _Run:
     """The state of one `decide` call."""
 
-    __slots__ = ("event", "member", "program", "base", "roots", "errors", "capped", "draws")
+    __slots__ = (
+        "event", "member", "program", "base", "roots", "errors", "capped", "draws", "lines"
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -98,6 +101,22 @@ class _Run:
         self.errors: list[RuleError] = []
         self.capped: list[Capped] = []
         self.draws: list[RandomDraw] = []
+        self.lines: list[dict[str, Any]] | None = None
+
+    def line_dicts(self) -> list[dict[str, Any]]:
+        """The `line` values of the basket, built on first use."""
+        if self.lines is None:
+            self.lines = lines_values(self.event, self.program)
+        return self.lines
+
+    def evaluate(self, expr: Expression) -> bool:
+        """Evaluate an event-level condition to a bool."""
+        if expr.reads_lines and "lines" not in self.roots["event"]:
+            self.roots["event"]["lines"] = self.line_dicts()
+        result = expr.evaluate_fast(self.roots)
+        if type(result) is not bool:
+            raise TypeError(f"condition returned {type(result).__name__}, not bool")
+        return result
 
     def matching_lines(self, rule: CompiledRule) -> list[LineInput] | None:
         """The lines a line rule matches (None: the rule has no line condition)."""
@@ -105,14 +124,40 @@ class _Run:
         if expr is None:
             return None
         roots = self.roots
+        if expr.reads_lines and "lines" not in roots["event"]:
+            roots["event"]["lines"] = self.line_dicts()
         out: list[LineInput] = []
-        for line, values in zip(self.event.lines, roots["event"]["lines"], strict=True):
-            roots["line"] = values
-            result = expr.evaluate(roots)
-            if result is True:
-                out.append(line)
-            elif result is not False:
-                raise TypeError(f"line_condition returned {type(result).__name__}, not bool")
+        key_of = expr.line_key
+        if key_of is not None:
+            exponent = self.program.currency_exponent
+            memo = expr.line_memos.get(exponent)
+            if memo is None:
+                memo = expr.line_memos[exponent] = {}
+            lines = self.event.lines
+            keys = list(map(key_of, lines))
+            results = list(map(memo.get, keys))
+            if None in results:
+                scale = float(10**exponent)
+                for i, result in enumerate(results):
+                    if result is None:
+                        roots["line"] = line_values(lines[i], scale)
+                        result = expr.evaluate(roots, memoise=False)
+                        if type(result) is not bool:
+                            raise TypeError(
+                                f"line_condition returned {type(result).__name__}, not bool"
+                            )
+                        if len(memo) >= 8192:
+                            memo.clear()
+                        memo[keys[i]] = results[i] = result
+            out = [line for line, result in zip(lines, results, strict=True) if result]
+        else:
+            for line, values in zip(self.event.lines, self.line_dicts(), strict=True):
+                roots["line"] = values
+                result = expr.evaluate(roots)
+                if type(result) is not bool:
+                    raise TypeError(f"line_condition returned {type(result).__name__}, not bool")
+                if result:
+                    out.append(line)
         roots.pop("line", None)
         return out
 
@@ -171,11 +216,17 @@ class _Run:
 
     def apply(self, rule: CompiledRule, usage: RuleUsage | None) -> Effect | None:
         """The effect of one rule on this event, or None when it does not apply."""
-        if rule.condition.evaluate(self.roots) is not True:
+        condition = rule.condition
+        if condition.constant is None:
+            if not self.evaluate(condition):
+                return None
+        elif not condition.constant:
             return None
-        lines = self.matching_lines(rule)
-        if lines is not None and not lines:
-            return None
+        lines = None
+        if rule.line_condition is not None:
+            lines = self.matching_lines(rule)
+            if not lines:
+                return None
         spec = rule.spec
         if rule.threshold is not None and spec.effect.probability is not None:
             draw = random_draw(rule.code, rule.version, self.event.external_id)
@@ -233,7 +284,21 @@ def decide(
     if not candidates:
         return Decision(effects=tuple(base_effects))
     local = local_time(event.occurred_at, program.timezone)
-    run = _Run(event, member, program, base, build_roots(event, member, program, local, base))
+    run = _Run(
+        event,
+        member,
+        program,
+        base,
+        build_roots(
+            event,
+            member,
+            program,
+            local,
+            base,
+            with_lines=False,
+            include=rule_set.reads.get(event.type, ()),
+        ),
+    )
     multipliers: list[Effect] = []
     bonuses: list[Effect] = []
     stop_below: int | None = None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from habitue.errors import Conflict, HabitueError, NotFound
+
 
 class RuleValidationError(ValueError):
     """A rule that cannot be saved: `field` names the bad field, `message` says why.
@@ -27,3 +29,32 @@ class RuleValidationError(ValueError):
             out["line"] = self.line
             out["column"] = self.column
         return out
+
+
+class InvalidRule(HabitueError):
+    """A rule that cannot be saved (422): the entry names the field and the CEL position."""
+
+    status = 422
+    type = "invalid-rule"
+    title = "Invalid rule"
+
+    @classmethod
+    def of(cls, exc: RuleValidationError) -> InvalidRule:
+        """The problem for a `RuleValidationError`."""
+        return cls(str(exc), errors=[exc.as_dict()])
+
+
+class RuleNotFound(NotFound):
+    """No rule with that code in the program (or it was deleted)."""
+
+
+class RuleExists(Conflict):
+    """A live rule already has that code."""
+
+    type = "rule-exists"
+
+
+class BudgetExhausted(Conflict):
+    """A concurrent event used the rule's remaining budget first: retrying decides again."""
+
+    type = "rule-budget-race"

@@ -10,8 +10,9 @@ per distinct category, not once per basket line.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from operator import attrgetter, itemgetter
 from typing import Any
 
 import cel
@@ -28,6 +29,8 @@ EVENT_FIELDS: dict[str, type] = {
     "discount": float,
     "discount_minor": int,
     "base_points": int,
+    "line_count": int,
+    "quantity": float,
     "lines": list,
     "attributes": dict,
 }
@@ -244,15 +247,70 @@ _SCALARS = (str, int, float, bool, type(None))
 _MEMO_LIMIT = 8192
 
 
+def _fast_key(paths: tuple[tuple[str, ...], ...]) -> Callable[[Mapping[str, Any]], Any] | None:
+    """A key function over fields whose type is fixed (known scalars and member counters)."""
+    groups: dict[tuple[str, ...], list[str]] = {}
+    for path in paths:
+        if len(path) == 2 and path[0] in ("event", "member", "now"):
+            kind = FIELDS[path[0]].get(path[1])
+            if kind not in (str, int, float):
+                return None
+            groups.setdefault(path[:1], []).append(path[1])
+        elif len(path) == 3 and path[:2] == ("member", "counters"):
+            groups.setdefault(path[:2], []).append(path[2])
+        else:
+            return None
+    if not groups:
+        return None
+    plan = [
+        (itemgetter(*source) if len(source) == 1 else _counters, itemgetter(*sorted(names)))
+        for source, names in sorted(groups.items())
+    ]
+    if len(plan) == 1:
+        ((source, fields),) = plan
+        return lambda roots: fields(source(roots))
+    return lambda roots: tuple([fields(source(roots)) for source, fields in plan])
+
+
+def _counters(roots: Mapping[str, Any]) -> Any:
+    return roots["member"]["counters"]
+
+
+# The `LineInput` attribute that determines each `line` field, for memo keys.
+_LINE_ATTRS = {
+    "sku": "sku",
+    "category": "category",
+    "quantity": "quantity",
+    "unit_price": "unit_price_minor",
+    "unit_price_minor": "unit_price_minor",
+    "amount": "amount_minor",
+    "amount_minor": "amount_minor",
+}
+
+
 @dataclass(slots=True, eq=False)
 class Expression:
-    """A compiled CEL expression that evaluates over only the values it reads, memoised."""
+    """A compiled CEL expression that evaluates over only the values it reads, memoised.
+
+    `line_key`, set when the expression reads nothing but known `line` fields, computes its
+    memo key straight from a `LineInput`, so a line condition costs one dict lookup per line
+    once its distinct line shapes have been seen. `line_fields` lists the line fields named
+    in an expression that reads `event.lines`: only those are passed to CEL.
+    """
 
     source: str
     program: Any
     paths: tuple[tuple[str, ...], ...]
     constant: bool | None = None
-    memo: dict[tuple[Any, ...], Any] = field(default_factory=dict)
+    memo: dict[Any, Any] = field(default_factory=dict)
+    reads_lines: bool = False
+    line_fields: tuple[str, ...] | None = None
+    line_key: Callable[[Any], Any] | None = None
+    line_memos: dict[int, dict[Any, Any]] = field(default_factory=dict)
+    """Memo of `line_key` results per currency exponent (amounts are scaled by it)."""
+    fast_key: Callable[[Mapping[str, Any]], Any] | None = None
+    """The memo key straight from the roots, when every path is a field of fixed type."""
+    fast_memo: dict[Any, Any] = field(default_factory=dict)
 
     @classmethod
     def build(cls, source: str, program: Any) -> Expression:
@@ -265,7 +323,36 @@ class Expression:
         for path in sorted({r.path for r in refs}, key=len):
             if not any(path[: len(p)] == p for p in paths):
                 paths.append(path)
-        return cls(source, program, tuple(paths))
+        expr = cls(source, program, tuple(paths))
+        expr.reads_lines = any(p in (("event",), ("event", "lines")) for p in paths)
+        if expr.reads_lines and ("event",) not in paths:
+            named = {t.text for t in _tokens(source) if t.kind == "ident"}
+            named |= {t.text.strip("'\"rRbB") for t in _tokens(source) if t.kind == "string"}
+            expr.line_fields = tuple(sorted(named & LINE_FIELDS.keys()))
+        if paths and all(len(p) == 2 and p[0] == "line" and p[1] in LINE_FIELDS for p in paths):
+            attrs = sorted({_LINE_ATTRS[p[1]] for p in paths})
+            expr.line_key = attrgetter(*attrs)
+        expr.fast_key = _fast_key(expr.paths)
+        return expr
+
+    def evaluate_fast(self, roots: Mapping[str, Any]) -> Any:
+        """Evaluate with the fast memo key when there is one (a missing key falls back)."""
+        key_of = self.fast_key
+        if key_of is None:
+            return self.constant if self.constant is not None else self.evaluate(roots)
+        try:
+            key = key_of(roots)
+        except KeyError:
+            return self.evaluate(roots)
+        memo = self.fast_memo
+        hit = memo.get(key, _MISSING)
+        if hit is not _MISSING:
+            return hit
+        result = self.evaluate(roots, memoise=False)
+        if len(memo) >= _MEMO_LIMIT:
+            memo.clear()
+        memo[key] = result
+        return result
 
     def evaluate(self, roots: Mapping[str, Any], *, memoise: bool = True) -> Any:
         """Evaluate over `roots` (plain dicts); CEL errors propagate as Python exceptions."""
@@ -305,6 +392,9 @@ class Expression:
                 node = node.setdefault(name, {})
             if depth < len(path) and type(value) is dict:
                 node.setdefault(path[depth - 1], {})
+            elif path == ("event", "lines") and self.line_fields is not None and depth == 2:
+                keep = self.line_fields
+                node["lines"] = [{f: ln[f] for f in keep} for ln in value]
             else:
                 node[path[depth - 1]] = value
         result = self.program.execute(context)

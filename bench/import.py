@@ -1,0 +1,107 @@
+"""bench/import: `habitue import purchases` of 1,000,000 purchases on SQLite and PostgreSQL.
+
+    .venv/bin/python bench/import.py [--rows 1000000] [--members 100000]
+
+Generates a CSV (seeded), creates a fresh database of each kind, imports with
+--enrol-missing through the same code as the CLI, then imports the same file again (it must
+credit nothing), and prints rows/s for both runs and the ledger check.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import random
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import scratch_pg  # noqa: E402
+
+from habitue.db import Database, make_sync_engine  # noqa: E402
+from habitue.events.importer import import_purchases  # noqa: E402
+from habitue.ledger.verify import verify  # noqa: E402
+from habitue.migrate import upgrade  # noqa: E402
+from habitue.programs import service as programs_service  # noqa: E402
+from habitue.programs.schemas import ProgramCreate  # noqa: E402
+
+
+def make_csv(path: Path, rows: int, members: int, seed: int = 1) -> None:
+    rng = random.Random(seed)
+    start = datetime.now(UTC) - timedelta(days=365)
+    with path.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["member_external_id", "external_id", "occurred_at", "total"])
+        for i in range(rows):
+            at = start + timedelta(seconds=i * 365 * 86400 // rows)
+            cents = rng.randint(100, 9000)
+            w.writerow([f"M{rng.randrange(members):07d}", f"R{i:08d}", at.isoformat(),
+                        f"{cents // 100}.{cents % 100:02d}"])
+
+
+async def _program(url: str) -> None:
+    db = Database(url)
+    try:
+        await db.write(lambda s: programs_service.create_program(s, ProgramCreate(
+            code="bench", name="Bench", currency="EUR", timezone="Europe/Paris",
+            expiry={"policy": "days", "days": 365})))
+    finally:
+        await db.dispose()
+
+
+async def _verify(url: str) -> bool:
+    db = Database(url)
+    try:
+        async with db.read() as session:
+            breaches = await verify(session)
+        return all(not rows for rows in breaches.values())
+    finally:
+        await db.dispose()
+
+
+def run(url: str, path: Path, rows: int) -> tuple[float, float, bool]:
+    upgrade(url)
+    asyncio.run(_program(url))
+    engine = make_sync_engine(url)
+    t = time.perf_counter()
+    first = import_purchases(engine, "bench", path, enrol_missing=True)
+    t1 = time.perf_counter() - t
+    assert first.imported == rows, first
+    assert first.rejected == 0, first
+    t = time.perf_counter()
+    again = import_purchases(engine, "bench", path, enrol_missing=True)
+    t2 = time.perf_counter() - t
+    assert (again.imported, again.already, again.points) == (0, rows, 0), again
+    engine.dispose()
+    return rows / t1, rows / t2, asyncio.run(_verify(url))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rows", type=int, default=1_000_000)
+    ap.add_argument("--members", type=int, default=100_000)
+    ap.add_argument("--only", choices=["sqlite", "postgres"])
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "purchases.csv"
+        make_csv(path, args.rows, args.members)
+        results = {}
+        if args.only != "postgres":
+            results["SQLite"] = run(f"sqlite:///{tmp}/bench.db", path, args.rows)
+        if args.only != "sqlite":
+            with scratch_pg("bench_import") as url:
+                results["PostgreSQL"] = run(url, path, args.rows)
+    print(f"{args.rows:,} purchases, {args.members:,} members enrolled on the way")
+    print(f"{'store':<12}{'import rows/s':>15}{'re-run rows/s':>15}  ledger verify")
+    for name, (first, again, ok) in results.items():
+        print(f"{name:<12}{first:>15,.0f}{again:>15,.0f}  {'ok' if ok else 'BREACH'}")
+    print("target: >= 20,000 rows/s on both")
+
+
+if __name__ == "__main__":
+    main()

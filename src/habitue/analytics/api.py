@@ -1,0 +1,216 @@
+"""Routes: member scores and recommendations, RFM segment sizes, dynamic segments, campaigns,
+and the monthly program report."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query
+from fastapi.responses import Response
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from habitue.analytics import campaigns as campaigns_service
+from habitue.analytics import report as report_service
+from habitue.analytics import segments as segments_service
+from habitue.analytics import service as analytics_service
+from habitue.analytics.schemas import (
+    CampaignCreate,
+    CampaignRead,
+    CampaignReport,
+    Recommendations,
+    ScoresRead,
+    ScoresRun,
+    SegmentCreate,
+    SegmentMembers,
+    SegmentRead,
+    SegmentSize,
+    SegmentSizes,
+)
+from habitue.deps import DbDep, ProgramDep, ReadSession, scoped
+from habitue.members import service as members_service
+from habitue.money import format_minor
+from habitue.programs.service import Principal
+
+router = APIRouter(prefix="/v1/programs/{program}", tags=["analytics"])
+
+
+@router.get("/members/{member_id}/scores", response_model=ScoresRead)
+async def member_scores(
+    program: ProgramDep,
+    member_id: str,
+    session: ReadSession,
+    _: Principal = scoped("analytics:read"),
+) -> ScoresRead:
+    return ScoresRead(**await analytics_service.member_scores(session, program, member_id))
+
+
+@router.post("/analytics/scores", response_model=ScoresRun)
+async def compute_scores(
+    program: ProgramDep, db: DbDep, _: Principal = scoped("rules:write")
+) -> ScoresRun:
+    async def work(session: AsyncSession) -> ScoresRun:
+        run = await analytics_service.refresh_scores_async(session, program)
+        await segments_service.recompute_async(session, program)
+        return ScoresRun(
+            members_scored=run.members_scored,
+            members_with_rfm=run.members_with_rfm,
+            clv_fitted=run.clv_fitted,
+            computed_at=run.computed_at,
+            segments=run.segments,
+        )
+
+    return await db.write(work)
+
+
+@router.get("/analytics/segments", response_model=SegmentSizes)
+async def segment_sizes(
+    program: ProgramDep,
+    db: DbDep,
+    months: Annotated[int, Query(ge=1, le=120)] = 12,
+    _: Principal = scoped("analytics:read"),
+) -> SegmentSizes:
+    rows = await analytics_service.run_read(
+        db, lambda conn: analytics_service.segment_history(conn, program, months=months)
+    )
+    exp = program.currency_exponent
+    return SegmentSizes(
+        items=[
+            SegmentSize(
+                as_of=r["as_of"],
+                segment=r["segment"],
+                members=r["members"],
+                monetary=format_minor(r["monetary_minor"], exp),
+            )
+            for r in rows
+        ]
+    )
+
+
+def _segment_read(info: segments_service.SegmentInfo) -> SegmentRead:
+    return SegmentRead(
+        code=info.code,
+        name=info.name,
+        condition=info.condition,
+        members=info.members,
+        computed_at=info.computed_at,
+        created_at=info.created_at,
+    )
+
+
+@router.post("/segments", status_code=201, response_model=SegmentRead)
+async def create_segment(
+    program: ProgramDep, body: SegmentCreate, db: DbDep, _: Principal = scoped("rules:write")
+) -> SegmentRead:
+    async def work(session: AsyncSession) -> SegmentRead:
+        info = await segments_service.create_segment(
+            session, program, code=body.code, name=body.name, condition=body.condition
+        )
+        return _segment_read(info)
+
+    return await db.write(work)
+
+
+@router.get("/segments", response_model=list[SegmentRead])
+async def list_segments(
+    program: ProgramDep, session: ReadSession, _: Principal = scoped("analytics:read")
+) -> list[SegmentRead]:
+    return [_segment_read(i) for i in await segments_service.list_segments(session, program)]
+
+
+@router.get("/segments/{code}", response_model=SegmentRead)
+async def get_segment(
+    program: ProgramDep, code: str, session: ReadSession, _: Principal = scoped("analytics:read")
+) -> SegmentRead:
+    return _segment_read(await segments_service.get_segment(session, program, code))
+
+
+@router.post("/segments/{code}/recompute", response_model=SegmentRead)
+async def recompute_segment(
+    program: ProgramDep, code: str, db: DbDep, _: Principal = scoped("rules:write")
+) -> SegmentRead:
+    async def work(session: AsyncSession) -> SegmentRead:
+        await segments_service.get_segment(session, program, code)
+        await segments_service.recompute_async(session, program, [code])
+        return _segment_read(await segments_service.get_segment(session, program, code))
+
+    return await db.write(work)
+
+
+@router.get("/segments/{code}/members", response_model=SegmentMembers)
+async def segment_members(
+    program: ProgramDep, code: str, session: ReadSession, _: Principal = scoped("analytics:read")
+) -> SegmentMembers:
+    ids = await segments_service.members_in_segment(session, program, code)
+    return SegmentMembers(code=code, members=await segments_service.member_public_ids(session, ids))
+
+
+@router.get("/members/{member_id}/recommendations", response_model=Recommendations)
+async def recommendations(
+    program: ProgramDep,
+    member_id: str,
+    session: ReadSession,
+    db: DbDep,
+    k: Annotated[int, Query(ge=1, le=100)] = 10,
+    exclude_recent_days: Annotated[int | None, Query(ge=1, le=3650)] = None,
+    _: Principal = scoped("analytics:read"),
+) -> Recommendations:
+    ref = await members_service.resolve(session, program, member_id=member_id)
+    items, source = await analytics_service.run_read(
+        db,
+        lambda conn: analytics_service.recommend_for_member(
+            conn, program, ref.id, k=k, exclude_recent_days=exclude_recent_days
+        ),
+    )
+    return Recommendations(member_id=member_id, source=source, items=items)
+
+
+@router.post("/campaigns", status_code=201, response_model=CampaignRead)
+async def create_campaign(
+    program: ProgramDep, body: CampaignCreate, db: DbDep, _: Principal = scoped("rules:write")
+) -> CampaignRead:
+    async def work(session: AsyncSession) -> CampaignRead:
+        info = await campaigns_service.create_campaign(
+            session,
+            program,
+            code=body.code,
+            kind=body.kind,
+            holdout_share=body.holdout_share,
+            starts_at=body.starts_at,
+            ends_at=body.ends_at,
+        )
+        return CampaignRead(
+            code=info.code,
+            kind=info.kind,
+            holdout_share=info.holdout_share,
+            starts_at=info.starts_at,
+            ends_at=info.ends_at,
+            created_at=info.created_at,
+            treatment=info.treatment,
+            holdout=info.holdout,
+        )
+
+    return await db.write(work)
+
+
+@router.get("/campaigns/{code}/report", response_model=CampaignReport)
+async def campaign_report(
+    program: ProgramDep, code: str, session: ReadSession, _: Principal = scoped("analytics:read")
+) -> CampaignReport:
+    return CampaignReport(**await campaigns_service.campaign_report(session, program, code))
+
+
+@router.get("/reports/monthly", response_class=Response)
+async def monthly_report(
+    program: ProgramDep,
+    db: DbDep,
+    format: Literal["json", "csv", "parquet"] = "json",  # noqa: A002 - the API's parameter name
+    _: Principal = scoped("analytics:read"),
+) -> Response:
+    rows, rewards = await analytics_service.run_read(
+        db, lambda conn: report_service.program_report(conn, program)
+    )
+    body, media_type = report_service.render(rows, format, rewards=rewards)
+    headers = {}
+    if format != "json":
+        headers["Content-Disposition"] = f'attachment; filename="{program.code}-monthly.{format}"'
+    return Response(body, media_type=media_type, headers=headers)

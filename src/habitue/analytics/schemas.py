@@ -1,0 +1,145 @@
+"""API shapes of the analytics room; money as decimal strings, ratios as floats, never NaN."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ScoresRead(BaseModel):
+    """A member's RFM scores, named segment, CLV and churn figures (null when not computed)."""
+
+    member_id: str
+    recency_days: int | None
+    frequency: int | None
+    monetary: str | None
+    r: int | None
+    f: int | None
+    m: int | None
+    segment: str | None
+    clv: str | None
+    """Discounted expected revenue over the next 12 months (10 %/year)."""
+    p_alive: float | None
+    expected_purchases_30d: float | None
+    computed_at: datetime | None
+
+
+class ScoresRun(BaseModel):
+    """What a computation of scores did."""
+
+    members_scored: int
+    members_with_rfm: int
+    clv_fitted: bool
+    computed_at: datetime
+    segments: dict[str, int]
+
+
+class SegmentSize(BaseModel):
+    """Members of one RFM segment at one date."""
+
+    as_of: datetime
+    segment: str
+    members: int
+    monetary: str
+
+
+class SegmentSizes(BaseModel):
+    """RFM segment sizes at the start of each month and now."""
+
+    items: list[SegmentSize]
+
+
+class SegmentCreate(_Strict):
+    """A dynamic segment: a code and a CEL condition over `member` features."""
+
+    code: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    name: str = Field(default="", max_length=200)
+    condition: str = Field(min_length=1, max_length=4000)
+
+
+class SegmentRead(BaseModel):
+    """A dynamic segment and the size of its last computation."""
+
+    code: str
+    name: str
+    condition: str
+    members: int
+    computed_at: datetime | None
+    created_at: datetime
+
+
+class SegmentMembers(BaseModel):
+    """Public ids of a segment's members."""
+
+    code: str
+    members: list[str]
+
+
+class Recommendations(BaseModel):
+    """Items recommended to a member, and whether they came from co-purchases or popularity."""
+
+    member_id: str
+    source: Literal["item-item", "popular"]
+    items: list[str]
+
+
+class CampaignCreate(_Strict):
+    """A campaign measured against a hold-out group of the given share."""
+
+    code: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    kind: Literal["offer", "rule", "newsletter"]
+    holdout_share: float
+    starts_at: AwareDatetime
+    ends_at: AwareDatetime
+
+
+class CampaignRead(BaseModel):
+    """A campaign and its groups' sizes at creation."""
+
+    code: str
+    kind: str
+    holdout_share: float
+    starts_at: datetime
+    ends_at: datetime
+    created_at: datetime
+    treatment: int
+    holdout: int
+
+
+class GroupRead(BaseModel):
+    """One group's outcomes over the campaign window."""
+
+    members: int
+    buyers: int
+    revenue: str
+    revenue_per_member: str | None
+    visits_per_member: float
+    points_cost_per_member: float
+
+
+class CampaignReport(BaseModel):
+    """Treatment against hold-out: incremental revenue with its interval, and a verdict."""
+
+    code: str
+    kind: str
+    holdout_share: float
+    starts_at: datetime
+    ends_at: datetime
+    treatment: GroupRead
+    holdout: GroupRead
+    confidence: float
+    incremental_revenue_per_member: str | None
+    ci_low: str | None
+    ci_high: str | None
+    p_value: float | None
+    significant: bool
+    incremental_revenue: str | None
+    incremental_points_cost: str | None
+    return_on_points: float | None
+    verdict: str

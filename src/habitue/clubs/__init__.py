@@ -1,0 +1,1 @@
+"""The paid VIP club: plans, subscriptions, payments through a provider, renewals."""

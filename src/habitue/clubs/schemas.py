@@ -1,0 +1,122 @@
+"""API shapes of the clubs room."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+BillingPeriod = Literal["monthly", "yearly"]
+SubscriptionStatus = Literal["incomplete", "trialing", "active", "past_due", "canceled", "expired"]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class PlanCreate(Strict):
+    code: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")
+    name: str = Field(min_length=1, max_length=200)
+    price: str = Field(description="decimal string in the program's currency")
+    currency: str = Field(min_length=3, max_length=3)
+    period: BillingPeriod
+    trial_days: int = Field(default=0, ge=0, le=365)
+    grace_days: int = Field(
+        default=0, ge=0, le=60, description="days a past-due subscription keeps its benefits"
+    )
+    multiplier: str = "1"
+    privileges: list[str] = Field(default_factory=list, max_length=50)
+    voucher_points: int = Field(default=0, ge=0, le=1_000_000, description="points each month")
+
+    @field_validator("multiplier")
+    @classmethod
+    def _multiplier(cls, v: str) -> str:
+        try:
+            d = Decimal(v)
+        except InvalidOperation as exc:
+            raise ValueError("multiplier must be a decimal string") from exc
+        if not d.is_finite() or d < 1 or d > 100:
+            raise ValueError("multiplier must be between 1 and 100")
+        return str(d)
+
+    @field_validator("privileges")
+    @classmethod
+    def _privileges(cls, v: list[str]) -> list[str]:
+        if any(not p or len(p) > 64 for p in v):
+            raise ValueError("privileges are names of 1 to 64 characters")
+        return sorted(set(v))
+
+
+class PlanRead(BaseModel):
+    code: str
+    name: str
+    price: str
+    currency: str
+    period: BillingPeriod
+    trial_days: int
+    grace_days: int
+    multiplier: str
+    privileges: list[str]
+    voucher_points: int
+    created_at: datetime
+
+
+class SubscriptionCreate(Strict):
+    plan: str
+    provider: Literal["manual", "test"] = "manual"
+
+
+class SubscriptionRead(BaseModel):
+    id: str
+    member_id: str
+    plan: str
+    provider: str
+    status: SubscriptionStatus
+    benefits_active: bool
+    trial_end: datetime | None
+    current_period_start: datetime
+    current_period_end: datetime
+    past_due_since: datetime | None
+    retry_count: int
+    next_retry_at: datetime | None
+    cancel_at_period_end: bool
+    canceled_at: datetime | None
+    ended_at: datetime | None
+    ended_reason: str | None
+    vouchers_granted: int
+
+
+class CancelRequest(Strict):
+    at_period_end: bool = False
+
+
+class PaymentRecord(Strict):
+    amount: str
+    reference: str = Field(min_length=1, max_length=200)
+
+
+class PaymentRead(BaseModel):
+    id: str
+    subscription_id: str
+    provider: str
+    reference: str | None
+    status: str
+    amount: str
+    currency: str
+    error: str | None
+    created_at: datetime
+    refunded_at: datetime | None
+
+
+class WebhookSecretRead(BaseModel):
+    secret: str
+
+
+class RenewalRun(BaseModel):
+    renewed: int
+    failed: int
+    expired: int
+    ended: int
+    vouchers: int

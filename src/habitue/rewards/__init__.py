@@ -1,0 +1,1 @@
+"""Rewards: catalogue, redemptions, coupons, pay-with-points, personal offers, referrals."""

@@ -1,0 +1,1 @@
+"""Club statuses: tier ladders, qualification counters, upgrades and period-end evaluation."""

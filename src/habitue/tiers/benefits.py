@@ -1,0 +1,53 @@
+"""What a member may claim now: their tier's privileges and their active clubs' benefits."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from habitue import clock
+from habitue.clubs import service as clubs_service
+from habitue.members.service import MemberRef
+from habitue.programs.service import ProgramInfo
+from habitue.tiers import service as tiers_service
+from habitue.tiers.schemas import BenefitSource, BenefitsRead
+
+
+async def benefits_of(
+    session: AsyncSession, program: ProgramInfo, member: MemberRef
+) -> BenefitsRead:
+    """Tier privileges and club benefits active now, with the combined earn multiplier."""
+    now = clock.now()
+    sources: list[BenefitSource] = []
+    multiplier = Decimal(1)
+    tier = await tiers_service.tier_benefits(session, program, member.id)
+    if tier is not None:
+        multiplier *= tier.multiplier
+        sources.append(
+            BenefitSource(
+                source="tier",
+                code=tier.code,
+                multiplier=str(tier.multiplier),
+                privileges=list(tier.privileges),
+            )
+        )
+    for club in await clubs_service.active_benefits(session, program, member.id, now):
+        multiplier *= club.multiplier
+        sources.append(
+            BenefitSource(
+                source="club",
+                code=club.plan,
+                multiplier=str(club.multiplier),
+                privileges=list(club.privileges),
+                until=club.until,
+            )
+        )
+    privileges = sorted({p for s in sources for p in s.privileges})
+    return BenefitsRead(
+        member_id=member.public_id,
+        tier=tier.code if tier else None,
+        multiplier=str(multiplier),
+        privileges=privileges,
+        sources=sources,
+    )

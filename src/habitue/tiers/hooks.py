@@ -1,0 +1,68 @@
+"""Registers the tiers room on the event path (imported once through `habitue.rooms`)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from habitue.events import hooks
+from habitue.members.service import MemberRef
+from habitue.programs.service import ProgramInfo
+from habitue.rules.types import MemberSnapshot
+from habitue.tiers import service as tiers_service
+
+
+async def enrich(
+    session: AsyncSession,
+    program: ProgramInfo,
+    member: MemberRef,
+    snap: MemberSnapshot,
+    now: datetime,
+) -> MemberSnapshot:
+    """Give the rules the member's tier, its earn multiplier and its privileges."""
+    del now
+    ladder = await tiers_service.load_ladder(session, program.id)
+    if ladder is None:
+        return snap
+    tier = await tiers_service.tier_benefits(session, program, member.id)
+    if tier is None:
+        return replace(snap, tier=None)
+    return replace(
+        snap,
+        tier=tier.code,
+        earn_multiplier=snap.earn_multiplier * tier.multiplier,
+        benefits=snap.benefits | frozenset(tier.privileges),
+    )
+
+
+async def after_event(session: AsyncSession, applied: hooks.EventApplied) -> list[dict[str, Any]]:
+    return await tiers_service.on_event(
+        session,
+        applied.program,
+        applied.member,
+        event=applied.event,
+        event_id=applied.event_id,
+        decision=applied.decision,
+        now=applied.now,
+    )
+
+
+async def after_refund(session: AsyncSession, applied: hooks.RefundApplied) -> list[dict[str, Any]]:
+    return await tiers_service.on_refund(
+        session,
+        applied.program,
+        applied.member,
+        purchase_id=applied.purchase_id,
+        purchase_total_minor=applied.purchase_total_minor,
+        refunded_total_minor=applied.refunded_total_minor,
+        now=applied.now,
+    )
+
+
+if enrich not in hooks.enrichers:
+    hooks.enrichers.append(enrich)
+    hooks.after_event.append(after_event)
+    hooks.after_refund.append(after_refund)

@@ -1,0 +1,132 @@
+"""API shapes of the tiers room."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+Metric = Literal["tier_credits", "qualifying_spend", "visits", "purchases", "bookings"]
+WindowKind = Literal["rolling_months", "calendar_year", "anniversary_year"]
+CODE = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class WindowSpec(Strict):
+    kind: WindowKind
+    months: int | None = Field(default=None, ge=1, le=60)
+
+
+class TierWrite(Strict):
+    code: str = Field(pattern=CODE)
+    name: str = Field(min_length=1, max_length=200)
+    threshold: int | str = Field(
+        description="integer for counts and credits; a decimal money string for qualifying_spend"
+    )
+    multiplier: str = "1"
+    privileges: list[str] = Field(default_factory=list, max_length=50)
+
+    @field_validator("multiplier")
+    @classmethod
+    def _multiplier(cls, v: str) -> str:
+        try:
+            d = Decimal(v)
+        except InvalidOperation as exc:
+            raise ValueError("multiplier must be a decimal string") from exc
+        if not d.is_finite() or d < 1 or d > 100:
+            raise ValueError("multiplier must be between 1 and 100")
+        return str(d)
+
+    @field_validator("privileges")
+    @classmethod
+    def _privileges(cls, v: list[str]) -> list[str]:
+        if any(not p or len(p) > 64 for p in v):
+            raise ValueError("privileges are names of 1 to 64 characters")
+        return sorted(set(v))
+
+
+class LadderWrite(Strict):
+    metric: Metric
+    window: WindowSpec
+    grace_days: int = Field(default=0, ge=0, le=366)
+    tiers: list[TierWrite] = Field(min_length=1, max_length=20)
+
+
+class TierRead(BaseModel):
+    code: str
+    name: str
+    rank: int
+    threshold: int | str
+    multiplier: str
+    privileges: list[str]
+
+
+class LadderRead(BaseModel):
+    metric: Metric
+    window: WindowSpec
+    grace_days: int
+    tiers: list[TierRead]
+    updated_at: datetime
+
+
+class GuaranteeWrite(Strict):
+    tier: str
+    until: date = Field(description="the last day (local) the tier is held at least")
+
+
+class GuaranteeRead(BaseModel):
+    tier: str
+    until: date
+
+
+class TierProgress(BaseModel):
+    member_id: str
+    tier: str | None
+    tier_name: str | None
+    rank: int | None
+    metric: Metric
+    value: int | str = Field(description="the metric so far in the current period")
+    next_tier: str | None
+    to_next: int | str | None = Field(description="what remains to reach the next tier")
+    to_keep: int | str | None = Field(description="what remains to keep the current tier")
+    period_start: date
+    period_end: date = Field(description="the last day of the period (local)")
+    closes_at: datetime = Field(description="the instant the period closes")
+    grace_until: date | None = None
+    guaranteed: GuaranteeRead | None = None
+
+
+class BenefitSource(BaseModel):
+    source: Literal["tier", "club"]
+    code: str
+    multiplier: str
+    privileges: list[str]
+    until: datetime | None = None
+
+
+class BenefitsRead(BaseModel):
+    member_id: str
+    tier: str | None
+    multiplier: str
+    privileges: list[str]
+    sources: list[BenefitSource]
+
+
+class HistoryRead(BaseModel):
+    from_tier: str | None
+    to_tier: str | None
+    reason: str
+    metric_value: int | None
+    created_at: datetime
+
+
+class EvaluationRead(BaseModel):
+    program: str
+    closed: int
+    downgraded: int
+    graced: int

@@ -1,0 +1,1 @@
+"""The member portal (`/app`) and the admin console (`/admin`): pages, sessions, languages."""

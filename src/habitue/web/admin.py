@@ -1,0 +1,493 @@
+"""The admin console, `/admin/…`: staff sign-in, dashboard, members, adjustments, simulator."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from habitue.db import Database
+from habitue.errors import HabitueError
+from habitue.events import service as events_service
+from habitue.events.schemas import EventCreate, EventRead
+from habitue.ledger import operations as ledger_operations
+from habitue.ledger import service as ledger_service
+from habitue.ledger.errors import InsufficientPoints
+from habitue.ledger.schemas import AdjustmentCreate
+from habitue.members import service as members_service
+from habitue.members.errors import MemberNotFound
+from habitue.members.schemas import MemberRead
+from habitue.programs import service as programs_service
+from habitue.programs.errors import ProgramNotFound
+from habitue.programs.service import ProgramInfo
+from habitue.web import queries
+from habitue.web import service as web_service
+from habitue.web.i18n import _l, normalise
+from habitue.web.pages import (
+    LOCALE_COOKIE,
+    STAFF_COOKIE,
+    Page,
+    form_of,
+    new_page,
+    safe_next,
+    signin_url,
+)
+from habitue.web.portal import KIND_LABELS
+
+router = APIRouter(prefix="/admin", include_in_schema=False)
+
+
+def _db(request: Request) -> Database:
+    db: Database = request.app.state.db
+    return db
+
+
+@dataclass
+class Console:
+    page: Page
+    staff: web_service.Staff
+    program: ProgramInfo | None = None
+
+    def render(self, template: str, status: int = 200, **context: Any) -> Response:
+        return self.page.render(
+            template,
+            status,
+            staff=self.staff,
+            program=self.program,
+            base=f"/admin/{self.program.code}" if self.program else "/admin",
+            area="admin",
+            member=None,
+            **context,
+        )
+
+    def denied(self) -> Response:
+        return self.render(
+            "error.html",
+            403,
+            title=self.page._("Not allowed"),
+            message=self.page._("Your role does not allow this. Ask an owner of the program."),
+        )
+
+    def not_found(self) -> Response:
+        return self.render(
+            "error.html",
+            404,
+            title=self.page._("Page not found"),
+            message=self.page._("There is nothing at this address."),
+        )
+
+
+async def _load(request: Request, code: str | None = None) -> Console | Response:
+    """The console context, or the response to send instead (sign-in or not found)."""
+    token = request.cookies.get(STAFF_COOKIE)
+    staff = None
+    info = None
+    async with _db(request).read() as session:
+        info = await web_service.load_session(session, token, "staff")
+        if info is not None and info.staff_id is not None:
+            staff = await web_service.get_staff(session, info.staff_id)
+    if staff is None:
+        page = new_page(request)
+        return page.redirect(signin_url("/admin/signin", request.url.path))
+    program = None
+    if code is not None:
+        try:
+            async with _db(request).read() as session:
+                program = (
+                    await programs_service.get_info(session, code) if len(code) <= 64 else None
+                )
+        except ProgramNotFound:
+            program = None
+        if program is not None and staff.program_id not in (None, program.id):
+            program = None
+    page = new_page(request, session=info, timezone=program.timezone if program else "UTC")
+    console = Console(page, staff, program)
+    if code is not None and program is None:
+        return console.not_found()
+    return console
+
+
+def _forbidden_form(console: Console) -> Response:
+    return console.render(
+        "error.html",
+        403,
+        title=console.page._("This form has expired"),
+        message=console.page._("Please go back, reload the page and try again."),
+    )
+
+
+@router.get("/signin")
+async def signin_form(request: Request, next: str | None = None) -> Response:  # noqa: A002
+    page = new_page(request)
+    return page.render(
+        "admin/signin.html",
+        values={},
+        errors={},
+        next=safe_next(next, "/admin", ""),
+        area="admin",
+        staff=None,
+        program=None,
+        member=None,
+    )
+
+
+@router.post("/signin")
+async def signin(request: Request) -> Response:
+    page = new_page(request)
+    form = await form_of(request)
+    target = safe_next(form.get("next"), "/admin", "/admin")
+    context = {"area": "admin", "staff": None, "program": None, "member": None, "next": target}
+    if not page.csrf_ok(form):
+        return page.render(
+            "admin/signin.html",
+            403,
+            values={"email": form.get("email", "")},
+            errors={"password": _l("This form has expired. Please try again.")},
+            **context,
+        )
+    email = form.get("email", "").strip()
+    password = form.get("password", "")
+
+    async def work(session: AsyncSession) -> str | None:
+        staff = await web_service.check_staff_password(session, email, password)
+        if staff is None:
+            return None
+        token, _ = await web_service.open_session(
+            session, kind="staff", program_id=staff.program_id, staff_id=staff.id
+        )
+        return token
+
+    token = await _db(request).write(work) if email and password else None
+    if token is None:
+        return page.render(
+            "admin/signin.html",
+            422,
+            values={"email": email},
+            errors={"password": _l("The email or the password is not right.")},
+            **context,
+        )
+    page.set_cookie(STAFF_COOKIE, token, path="/admin")
+    return page.redirect(target)
+
+
+@router.post("/signout")
+async def signout(request: Request) -> Response:
+    console = await _load(request)
+    if isinstance(console, Response):
+        return console
+    form = await form_of(request)
+    if not console.page.csrf_ok(form):
+        return _forbidden_form(console)
+    token = request.cookies.get(STAFF_COOKIE)
+    await _db(request).write(lambda s: web_service.close_session(s, token))
+    console.page.delete_cookie(STAFF_COOKIE, path="/admin")
+    return console.page.redirect("/admin/signin")
+
+
+@router.post("/locale")
+async def switch_locale(request: Request) -> Response:
+    page = new_page(request)
+    form = await form_of(request)
+    token = request.cookies.get(STAFF_COOKIE)
+    async with _db(request).read() as session:
+        info = await web_service.load_session(session, token, "staff")
+    if info is not None:
+        page.csrf = info.csrf
+    if not page.csrf_ok(form):
+        return page.redirect("/admin")
+    page.set_cookie(LOCALE_COOKIE, normalise(form.get("locale")) or page.locale)
+    return page.redirect(safe_next(form.get("next"), "/admin", "/admin"))
+
+
+@router.get("")
+@router.get("/")
+async def programs(request: Request) -> Response:
+    console = await _load(request)
+    if isinstance(console, Response):
+        return console
+    async with _db(request).read() as session:
+        codes = await queries.program_codes(session)
+    if console.staff.program_id is not None:
+        async with _db(request).read() as session:
+            mine = [
+                (c, n)
+                for c, n in codes
+                if (await programs_service.get_info(session, c)).id == console.staff.program_id
+            ]
+        codes = mine
+    if len(codes) == 1:
+        return console.page.redirect(f"/admin/{codes[0][0]}")
+    return console.render("admin/programs.html", programs=codes)
+
+
+@router.get("/{program}")
+async def dashboard(request: Request, program: str) -> Response:
+    console = await _load(request, program)
+    if isinstance(console, Response):
+        return console
+    info = console.program
+    assert info is not None
+    async with _db(request).read() as session:
+        figures = await queries.dashboard(session, info)
+    t = console.page._
+    figures["months"] = [
+        console.page.fmt.date(date(int(m[:4]), int(m[5:]), 1), "MMM y") for m in figures["labels"]
+    ]
+    charts = {
+        "members": {
+            "labels": figures["months"],
+            "datasets": [{"label": t("Members"), "data": figures["members"]}],
+        },
+        "points": {
+            "labels": figures["months"],
+            "datasets": [
+                {"label": t("Issued"), "data": figures["issued"]},
+                {"label": t("Redeemed"), "data": figures["redeemed"]},
+                {"label": t("Expired"), "data": figures["expired"]},
+            ],
+        },
+    }
+    return console.render("admin/dashboard.html", figures=figures, charts=json.dumps(charts))
+
+
+@router.get("/{program}/members")
+async def members(request: Request, program: str, q: str = "") -> Response:
+    console = await _load(request, program)
+    if isinstance(console, Response):
+        return console
+    if not console.staff.may("members"):
+        return console.denied()
+    info = console.program
+    assert info is not None
+    found: list[MemberRead] = []
+    text = q.strip()[:200]
+    if text:
+        async with _db(request).read() as session:
+            found = await _search(session, info, text)
+    return console.render("admin/members.html", q=text, found=found)
+
+
+async def _search(session: AsyncSession, info: ProgramInfo, text: str) -> list[MemberRead]:
+    if "@" in text:
+        items, _ = await members_service.find(
+            session, info, external_id=None, email=text, card_number=None, after=None, limit=20
+        )
+        return items
+    digits = text.replace(" ", "").replace("-", "")
+    if digits.isdigit() or text.startswith("habitue:"):
+        items, _ = await members_service.find(
+            session, info, external_id=None, email=None, card_number=text, after=None, limit=20
+        )
+        return items
+    ids = await queries.search_by_name(session, info, text)
+    return [await members_service.read(session, info, i, with_balance=False) for i in ids]
+
+
+async def _member_view(
+    request: Request, console: Console, public_id: str
+) -> tuple[MemberRead, list[dict[str, Any]]] | None:
+    info = console.program
+    assert info is not None
+    try:
+        async with _db(request).read() as session:
+            member = await members_service.read(session, info, public_id[:64])
+            ref = await members_service.resolve(session, info, member_id=member.id)
+            history = await ledger_service.history(session, ref.id, before=None, limit=100)
+    except MemberNotFound:
+        return None
+    return member, history
+
+
+@router.get("/{program}/members/{member_id}")
+async def member(request: Request, program: str, member_id: str) -> Response:
+    console = await _load(request, program)
+    if isinstance(console, Response):
+        return console
+    if not console.staff.may("members"):
+        return console.denied()
+    view = await _member_view(request, console, member_id)
+    if view is None:
+        return console.not_found()
+    return console.render(
+        "admin/member.html",
+        m=view[0],
+        history=view[1],
+        kinds=KIND_LABELS,
+        values={},
+        errors={},
+        done=request.query_params.get("adjusted"),
+    )
+
+
+@router.post("/{program}/members/{member_id}/adjust")
+async def adjust(request: Request, program: str, member_id: str) -> Response:
+    console = await _load(request, program)
+    if isinstance(console, Response):
+        return console
+    if not console.staff.may("adjust"):
+        return console.denied()
+    form = await form_of(request)
+    if not console.page.csrf_ok(form):
+        return _forbidden_form(console)
+    view = await _member_view(request, console, member_id)
+    if view is None:
+        return console.not_found()
+    errors: dict[str, str] = {}
+    values = {"points": form.get("points", ""), "reason": form.get("reason", "")}
+    try:
+        points = int(values["points"].strip())
+        if points == 0 or abs(points) > 10**9:
+            raise ValueError
+    except ValueError:
+        points = 0
+        errors["points"] = _l("Enter a whole number of points, not zero (negative to take back).")
+    reason = values["reason"].strip()
+    if len(reason) < 3:
+        errors["reason"] = _l("Give a reason (at least 3 characters).")
+    elif len(reason) > 500:
+        errors["reason"] = _l("This is too long.")
+    info = console.program
+    assert info is not None
+    if not errors:
+        actor = f"staff:{console.staff.email}"
+        data = AdjustmentCreate(points=points, reason=reason)
+        public_id = view[0].id
+
+        async def work(session: AsyncSession) -> None:
+            ref = await members_service.resolve(session, info, member_id=public_id)
+            await ledger_operations.adjust(session, info, ref, data, actor=actor)
+
+        try:
+            await _db(request).write(work)
+        except InsufficientPoints:
+            errors["points"] = _l("The member does not have that many points.")
+        except HabitueError:
+            errors["points"] = _l("This adjustment was refused.")
+    if errors:
+        return console.render(
+            "admin/member.html",
+            422,
+            m=view[0],
+            history=view[1],
+            kinds=KIND_LABELS,
+            values=values,
+            errors=errors,
+            done=None,
+        )
+    return console.page.redirect(f"/admin/{info.code}/members/{view[0].id}?adjusted={points}")
+
+
+SAMPLE_LINES = "espresso,coffee,2,2.20\ncroissant,pastry,1,1.60"
+
+
+def _parse_lines(text: str) -> list[dict[str, Any]]:
+    """`sku,category,quantity,unit_price` per line into basket lines."""
+    lines = []
+    for raw in text.strip().splitlines():
+        if not raw.strip():
+            continue
+        parts = [p.strip() for p in raw.split(",")]
+        if len(parts) != 4:
+            raise ValueError(raw)
+        sku, category, quantity, price = parts
+        Decimal(quantity)
+        Decimal(price)
+        lines.append(
+            {
+                "sku": sku or None,
+                "category": category or None,
+                "quantity": quantity,
+                "unit_price": price,
+            }
+        )
+    return lines
+
+
+@router.get("/{program}/simulator")
+async def simulator_form(request: Request, program: str) -> Response:
+    console = await _load(request, program)
+    if isinstance(console, Response):
+        return console
+    if not console.staff.may("simulate"):
+        return console.denied()
+    values = {
+        "type": "purchase",
+        "lines": SAMPLE_LINES,
+        "member": request.query_params.get("member", ""),
+    }
+    return console.render("admin/simulator.html", values=values, errors={}, result=None)
+
+
+@router.post("/{program}/simulator")
+async def simulate(request: Request, program: str) -> Response:
+    console = await _load(request, program)
+    if isinstance(console, Response):
+        return console
+    if not console.staff.may("simulate"):
+        return console.denied()
+    form = await form_of(request)
+    if not console.page.csrf_ok(form):
+        return _forbidden_form(console)
+    info = console.program
+    assert info is not None
+    values = {k: form.get(k, "") for k in ("member", "type", "total", "lines", "json")}
+    errors: dict[str, str] = {}
+    body: dict[str, Any] = {}
+    if values["json"].strip():
+        try:
+            body = json.loads(values["json"])
+            if not isinstance(body, dict):
+                raise ValueError
+        except ValueError:
+            errors["json"] = _l("This is not a JSON object.")
+    else:
+        try:
+            lines = _parse_lines(values["lines"])
+        except (ValueError, InvalidOperation):
+            lines = []
+            errors["lines"] = _l("Write one line per item: sku,category,quantity,unit price.")
+        total = values["total"].strip()
+        if not total and lines:
+            total = str(sum(Decimal(x["quantity"]) * Decimal(x["unit_price"]) for x in lines))
+        body = {
+            "type": values["type"].strip() or "purchase",
+            "total": total or None,
+            "lines": lines,
+        }
+    who = values["member"].strip()
+    if "member" not in body:
+        if not who:
+            errors["member"] = _l("Give a member's card number or id.")
+        digits = who.replace(" ", "")
+        body["member"] = (
+            {"card_number": who} if digits.isdigit() or who.startswith("habitue:") else {"id": who}
+        )
+    body.setdefault("external_id", "simulator")
+    result: EventRead | None = None
+    if not errors:
+        try:
+            event = EventCreate.model_validate(body)
+            async with _db(request).read() as session:
+                result = await events_service.quote(session, info, event)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            errors["json" if values["json"].strip() else "lines"] = (
+                ".".join(str(p) for p in first.get("loc", ())) + ": " + str(first.get("msg"))
+            )
+        except MemberNotFound:
+            errors["member"] = _l("No member with this card number or id.")
+        except HabitueError as exc:
+            errors["member" if "card" in exc.detail or "member" in exc.detail else "lines"] = (
+                exc.detail
+            )
+    status = 422 if errors else 200
+    return console.render(
+        "admin/simulator.html", status, values=values, errors=errors, result=result
+    )

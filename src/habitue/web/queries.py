@@ -1,0 +1,158 @@
+"""Read-only figures for the console: dashboard series and member search by name.
+
+These read the members and ledger tables directly (never write them): aggregates over a whole
+program that no service offers yet. Month buckets are computed in SQL on both dialects.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, literal_column, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from habitue import clock
+from habitue.db import dialect_name, table_of
+from habitue.ledger.models import Account, Posting
+from habitue.members.models import Member
+from habitue.programs.models import Program
+from habitue.programs.service import ProgramInfo
+
+_members = table_of(Member)
+_accounts = table_of(Account)
+_postings = table_of(Posting)
+_programs = table_of(Program)
+
+
+def _month(session: AsyncSession, column: Any) -> Any:
+    if dialect_name(session) == "postgresql":
+        return func.to_char(func.timezone("UTC", column), literal_column("'YYYY-MM'"))
+    return func.strftime("%Y-%m", column)
+
+
+def months_back(n: int, now: datetime | None = None) -> list[str]:
+    """The last `n` months as `YYYY-MM`, oldest first, ending with the current one."""
+    now = now or clock.now()
+    year, month = now.year, now.month
+    out = []
+    for _ in range(n):
+        out.append(f"{year:04d}-{month:02d}")
+        month -= 1
+        if month == 0:
+            year, month = year - 1, 12
+    return out[::-1]
+
+
+async def dashboard(
+    session: AsyncSession, program: ProgramInfo, *, months: int = 12
+) -> dict[str, Any]:
+    """Members over time, points issued/redeemed/expired per month, outstanding liability."""
+    labels = months_back(months)
+    start = datetime.fromisoformat(labels[0] + "-01T00:00:00+00:00")
+    month = _month(session, _members.c.enrolled_at)
+    before = (
+        await session.execute(
+            select(func.count()).where(
+                _members.c.program_id == program.id, _members.c.enrolled_at < start
+            )
+        )
+    ).scalar_one()
+    joined: dict[str, int] = dict(
+        (
+            await session.execute(
+                select(month, func.count())
+                .where(_members.c.program_id == program.id, _members.c.enrolled_at >= start)
+                .group_by(month)
+            )
+        ).all()
+    )
+    total = int(before)
+    members_series = []
+    for label in labels:
+        total += int(joined.get(label, 0))
+        members_series.append(total)
+
+    pmonth = _month(session, _postings.c.created_at)
+    rows = (
+        await session.execute(
+            select(pmonth, _accounts.c.kind, func.sum(_postings.c.amount))
+            .join(_accounts, _accounts.c.id == _postings.c.account_id)
+            .where(
+                _accounts.c.program_id == program.id,
+                _accounts.c.member_id.is_(None),
+                _postings.c.created_at >= start,
+            )
+            .group_by(pmonth, _accounts.c.kind)
+        )
+    ).all()
+    # A system account is the other side of the member's posting: `issued` goes down when
+    # members are credited, `redeemed` and `expired` go up when points leave members.
+    flows: dict[str, dict[str, int]] = {k: {} for k in ("issued", "redeemed", "expired")}
+    for label, kind, amount in rows:
+        if kind == "issued":
+            flows["issued"][label] = -int(amount)
+        elif kind in ("redeemed", "expired"):
+            flows[kind][label] = int(amount)
+    liability = (
+        await session.execute(
+            select(_accounts.c.kind, func.coalesce(func.sum(_accounts.c.balance), 0))
+            .where(_accounts.c.program_id == program.id, _accounts.c.member_id.is_not(None))
+            .group_by(_accounts.c.kind)
+        )
+    ).all()
+    owed = {kind: int(v) for kind, v in liability}
+    active = (
+        await session.execute(
+            select(func.count()).where(
+                _members.c.program_id == program.id, _members.c.status == "active"
+            )
+        )
+    ).scalar_one()
+    return {
+        "labels": labels,
+        "members": members_series,
+        "issued": [flows["issued"].get(m, 0) for m in labels],
+        "redeemed": [flows["redeemed"].get(m, 0) for m in labels],
+        "expired": [flows["expired"].get(m, 0) for m in labels],
+        "liability": {
+            "available": owed.get("available", 0),
+            "pending": owed.get("pending", 0),
+            "total": owed.get("available", 0) + owed.get("pending", 0),
+        },
+        "active_members": int(active),
+        "since": (clock.now() - timedelta(days=30 * months)).isoformat(),
+    }
+
+
+async def search_by_name(
+    session: AsyncSession, program: ProgramInfo, text: str, *, limit: int = 50
+) -> list[str]:
+    """Public ids of members whose first or last name contains `text` (any case)."""
+    pattern = "%" + text.lower().replace("%", "").replace("_", "") + "%"
+    full = func.lower(
+        func.coalesce(_members.c.first_name, "") + " " + func.coalesce(_members.c.last_name, "")
+    )
+    rows = (
+        await session.execute(
+            select(_members.c.public_id)
+            .where(
+                _members.c.program_id == program.id,
+                or_(
+                    func.lower(_members.c.first_name).like(pattern),
+                    func.lower(_members.c.last_name).like(pattern),
+                    full.like(pattern),
+                ),
+            )
+            .order_by(_members.c.last_name, _members.c.first_name)
+            .limit(limit)
+        )
+    ).all()
+    return [r.public_id for r in rows]
+
+
+async def program_codes(session: AsyncSession) -> list[tuple[str, str]]:
+    rows = (
+        await session.execute(select(_programs.c.code, _programs.c.name).order_by(_programs.c.code))
+    ).all()
+    return [(r.code, r.name) for r in rows]

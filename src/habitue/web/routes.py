@@ -1,0 +1,45 @@
+"""The web room's routers: static files, the member portal and the admin console."""
+
+from __future__ import annotations
+
+import mimetypes
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import FileResponse, PlainTextResponse, Response
+
+from habitue.web.pages import STATIC
+
+static_router = APIRouter(include_in_schema=False)
+_ROOT = STATIC.resolve()
+_TYPES = {".js": "text/javascript", ".css": "text/css", ".webmanifest": "application/manifest+json"}
+
+
+@static_router.get("/static/{path:path}")
+async def static(path: str) -> Response:
+    """A file under `web/static`, never outside it; vendored files are cached for a year."""
+    target = (_ROOT / path).resolve()
+    if not target.is_relative_to(_ROOT) or not target.is_file() or target.name == "sw.js":
+        return PlainTextResponse("not found", status_code=404)
+    media = (
+        _TYPES.get(target.suffix)
+        or mimetypes.guess_type(target.name)[0]
+        or "application/octet-stream"
+    )
+    cache = (
+        "public, max-age=31536000, immutable"
+        if "vendor" in target.parts
+        else "public, max-age=3600"
+    )
+    return FileResponse(
+        target,
+        media_type=media,
+        headers={"Cache-Control": cache, "X-Content-Type-Options": "nosniff"},
+    )
+
+
+def routers() -> list[Any]:
+    from habitue.web.admin import router as admin_router
+    from habitue.web.portal import router as portal_router
+
+    return [static_router, portal_router, admin_router]

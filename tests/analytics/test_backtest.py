@@ -1,0 +1,156 @@
+"""Backtest: the replay through `decide` matches the real ledger, and rules are totalled."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import httpx
+import orjson
+import pytest
+
+from habitue.analytics import backtest
+from habitue.analytics.errors import InvalidAnalyticsInput
+from habitue.db import Database, make_sync_engine
+from habitue.programs import service as programs_service
+from habitue.rules.types import ProgramSnapshot
+from tests.conftest import create_program, enrol, purchase
+
+PROGRAM = ProgramSnapshot(
+    id=1,
+    code="p",
+    currency="EUR",
+    currency_exponent=2,
+    timezone="Europe/Paris",
+    earn_rate=Decimal("1.75"),
+    rounding="down",
+    pending_days=0,
+)
+
+
+async def test_backtest_of_base_rate_equals_the_real_ledger(
+    client: httpx.AsyncClient, db: Database, db_url: str
+) -> None:
+    code = await create_program(client, earn_rate="1.75")
+    rng = random.Random(6)
+    members = [(await enrol(client, code))["id"] for _ in range(5)]
+    start = datetime.now(UTC) - timedelta(days=90)
+    bought: list[tuple[str, str, int]] = []
+    for i in range(40):
+        member = rng.choice(members)
+        cents = rng.randint(1, 9_999)
+        r = await purchase(
+            client,
+            code,
+            member,
+            f"{cents // 100}.{cents % 100:02d}",
+            external_id=f"buy-{i}",
+            occurred_at=(start + timedelta(days=i * 2, hours=rng.randint(0, 23))).isoformat(),
+        )
+        assert r.status_code == 201, r.text
+        bought.append((member, f"buy-{i}", cents))
+    for member, external_id, cents in bought[:5]:  # partial refunds take back their share
+        r = await client.post(
+            f"/v1/programs/{code}/events",
+            json={
+                "type": "refund",
+                "external_id": f"re-{external_id}",
+                "refers_to": external_id,
+                "total": f"{cents // 300}.{cents // 3 % 100:02d}",
+                "member": {"id": member},
+            },
+        )
+        assert r.status_code == 201, r.text
+    months = (await client.get(f"/v1/programs/{code}/reports/monthly")).json()["months"]
+    ledger_net = sum(m["points_issued"] for m in months)
+    async with db.read() as session:
+        info = await programs_service.get_info(session, code)
+    engine = make_sync_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            result = backtest.run_backtest(
+                list(backtest.read_store(conn, info.id)), program=info.snapshot()
+            )
+    finally:
+        engine.dispose()
+    assert result.transactions == 45
+    assert result.members == 5
+    assert result.points_taken_back > 0
+    assert result.net_points == ledger_net
+    assert result.by_rule == {"base": result.points_issued}
+    assert result.tier_mix is None
+
+
+def _csv(path: Path) -> Path:
+    rows = [
+        "member_external_id,external_id,occurred_at,total,sku,category,quantity,unit_price",
+        # A Wednesday evening in Paris (ritual), two lines.
+        "ana,t1,2026-01-07T20:30:00Z,12.00,latte,coffee,2,4.50",
+        "ana,t1,2026-01-07T20:30:00Z,12.00,cookie,food,1,3.00",
+        "ana,t2,2026-01-08T09:00:00Z,4.50,latte,coffee,1,4.50",
+        "ana,t3,2026-02-01T09:00:00Z,4.50,latte,coffee,1,4.50",
+        "bo,t4,2026-02-03T09:00:00Z,3.00,cookie,food,1,3.00",
+    ]
+    target = path / "purchases.csv"
+    target.write_text("\n".join(rows) + "\n")
+    return target
+
+
+def test_backtest_from_csv_per_rule_per_month_with_caps(tmp_path: Path) -> None:
+    rules = tmp_path / "rules.json"
+    rules.write_text(
+        orjson.dumps(
+            [
+                {
+                    "code": "coffee-bonus",
+                    "event_type": "purchase",
+                    "line_condition": 'line.category == "coffee"',
+                    "effect": {"kind": "per_line", "points": 10},
+                    "caps": [{"period": "month", "count": 1}],
+                },
+                {
+                    "code": "double",
+                    "event_type": "purchase",
+                    "condition": "event.total_minor >= 1000",
+                    "effect": {"kind": "multiplier", "factor": "2"},
+                },
+            ]
+        ).decode()
+    )
+    rule_set = backtest.load_rules(rules)
+    result = backtest.run_backtest(
+        backtest.read_csv(_csv(tmp_path), currency_exponent=2),
+        program=PROGRAM,
+        rules=rule_set,
+        redemption_rate=0.5,
+        point_value_minor=Decimal("0.5"),
+    )
+    # base: 12.00×1.75=21, 4.50×1.75=7 (twice), 3.00×1.75=5 → 40
+    assert result.by_rule["base"] == 40
+    # one coffee grant per member per month: January t1 (not t2), February t3
+    assert result.by_rule["coffee-bonus"] == 20
+    assert result.by_rule["double"] == 21  # the multiplier adds the base again on t1 only
+    assert result.by_month == {
+        "2026-01": {"base": 28, "coffee-bonus": 10, "double": 21},
+        "2026-02": {"base": 12, "coffee-bonus": 10},
+    }
+    assert result.points_issued == 81
+    assert result.expected_redemptions == 40  # round(81 × 0.5), half to even
+    assert result.expected_cost_minor == 20
+    summary = result.as_dict()
+    assert summary["tier_mix"] is None
+    assert "not available" in summary["tier_mix_note"]
+
+
+def test_backtest_rejects_bad_settings_and_files(tmp_path: Path) -> None:
+    with pytest.raises(InvalidAnalyticsInput):
+        backtest.run_backtest([], program=PROGRAM, redemption_rate=1.5)
+    bad = tmp_path / "bad.csv"
+    bad.write_text("member_external_id,external_id,occurred_at,total\nana,t1,yesterday,1.00\n")
+    with pytest.raises(InvalidAnalyticsInput):
+        list(backtest.read_csv(bad, currency_exponent=2))
+    empty = backtest.run_backtest([], program=PROGRAM)
+    assert empty.points_issued == 0
+    assert empty.rate == 0.0

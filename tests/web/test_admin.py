@@ -1,0 +1,185 @@
+"""The admin console through HTTP: staff sign-in, roles, search, adjustments, simulator."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from typer.testing import CliRunner
+
+from habitue.db import Database
+from habitue.programs import service as programs_service
+from tests.conftest import enrol, purchase
+from tests.web.conftest import PASSWORD, csrf_of, make_staff, staff_signin
+
+
+async def test_staff_sign_in_is_required(client: httpx.AsyncClient, program: str) -> None:
+    r = await client.get(f"/admin/{program}")
+    assert r.status_code == 303
+    assert r.headers["location"].startswith("/admin/signin?next=")
+    page = await client.get("/admin/signin")
+    bad = await client.post(
+        "/admin/signin",
+        data={
+            "csrf_token": csrf_of(page.text),
+            "email": "nobody@example.com",
+            "password": "x" * 12,
+        },
+    )
+    assert bad.status_code == 422
+    assert 'value="nobody@example.com"' in bad.text
+
+
+async def test_owner_sees_dashboard_and_liability(
+    client: httpx.AsyncClient, program: str, db: Database
+) -> None:
+    m = await enrol(client, program, email="dash@example.com")
+    await purchase(client, program, m["id"], "150.00")
+    await staff_signin(client, await make_staff(db, "owner"))
+    r = await client.get(f"/admin/{program}")
+    assert r.status_code == 200
+    assert 'id="chart-members"' in r.text
+    assert "chart-4.6.1.umd.min.js" in r.text
+    assert '<dd id="liability">150</dd>' in r.text
+    assert '"Issued"' in r.text
+
+
+async def test_support_finds_a_member_and_adjusts_points(
+    client: httpx.AsyncClient, program: str, db: Database
+) -> None:
+    m = await enrol(
+        client, program, email="find@example.com", first_name="Maja", last_name="Nielsen"
+    )
+    await staff_signin(client, await make_staff(db, "support"))
+    for q in ("maja", "NIELSEN", "find@example.com", m["card_number"]):
+        r = await client.get(f"/admin/{program}/members", params={"q": q})
+        assert f"/admin/{program}/members/{m['id']}" in r.text, q
+    page = await client.get(f"/admin/{program}/members/{m['id']}")
+    token = csrf_of(page.text)
+    url = f"/admin/{program}/members/{m['id']}/adjust"
+    missing = await client.post(url, data={"csrf_token": token, "points": "25", "reason": ""})
+    assert missing.status_code == 422
+    assert "Give a reason" in missing.text
+    assert 'value="25"' in missing.text
+    overdraw = await client.post(url, data={"csrf_token": token, "points": "-5", "reason": "oops"})
+    assert overdraw.status_code == 422
+    assert "does not have that many points" in overdraw.text
+    ok = await client.post(url, data={"csrf_token": token, "points": "25", "reason": "broken cup"})
+    assert ok.status_code == 303
+    page = await client.get(ok.headers["location"])
+    assert '<dd id="available">25</dd>' in page.text
+    assert "broken cup" in page.text
+    assert "staff:support-" in page.text
+    ledger = await client.get(f"/v1/programs/{program}/members/{m['id']}/ledger")
+    assert ledger.status_code == 200
+
+
+async def test_roles_limit_what_staff_may_do(
+    client: httpx.AsyncClient, program: str, db: Database
+) -> None:
+    m = await enrol(client, program)
+    await staff_signin(client, await make_staff(db, "analyst"))
+    page = await client.get(f"/admin/{program}/members/{m['id']}")
+    assert page.status_code == 200
+    assert "Adjust points" not in page.text
+    r = await client.post(
+        f"/admin/{program}/members/{m['id']}/adjust",
+        data={"csrf_token": csrf_of(page.text), "points": "10", "reason": "nice"},
+    )
+    assert r.status_code == 403
+    client.cookies.clear()
+    await staff_signin(client, await make_staff(db, "marketer"))
+    assert (await client.get(f"/admin/{program}/members")).status_code == 403
+    assert (await client.get(f"/admin/{program}/simulator")).status_code == 200
+
+
+async def test_staff_of_one_program_do_not_see_another(
+    client: httpx.AsyncClient, program: str, db: Database
+) -> None:
+    from tests.conftest import create_program
+
+    other = await create_program(client)
+    async with db.read() as session:
+        info = await programs_service.get_info(session, program)
+    await staff_signin(client, await make_staff(db, "owner", program_id=info.id))
+    assert (await client.get(f"/admin/{program}")).status_code == 200
+    assert (await client.get(f"/admin/{other}")).status_code == 404
+    r = await client.get("/admin/")
+    assert r.status_code == 303
+    assert r.headers["location"] == f"/admin/{program}"
+
+
+async def test_simulator_shows_what_each_rule_gives(
+    client: httpx.AsyncClient, program: str, db: Database
+) -> None:
+    m = await enrol(client, program)
+    await staff_signin(client, await make_staff(db, "marketer"))
+    page = await client.get(f"/admin/{program}/simulator")
+    token = csrf_of(page.text)
+    r = await client.post(
+        f"/admin/{program}/simulator",
+        data={
+            "csrf_token": token,
+            "member": m["card_number"],
+            "type": "purchase",
+            "total": "",
+            "lines": "espresso,coffee,2,2.20\nsandwich,food,1,6.90",
+        },
+    )
+    assert r.status_code == 200, r.text
+    assert '<span id="sim-points">11</span>' in r.text
+    assert 'id="effects"' in r.text
+    bad = await client.post(
+        f"/admin/{program}/simulator",
+        data={"csrf_token": token, "member": "4242", "lines": "one,two"},
+    )
+    assert bad.status_code == 422
+    assert 'value="4242"' in bad.text
+    assert "one line per item" in bad.text
+    pasted = await client.post(
+        f"/admin/{program}/simulator",
+        data={
+            "csrf_token": token,
+            "json": '{"type": "purchase", "total": "9.99", '
+            f'"member": {{"id": "{m["id"]}"}}, "external_id": "x"}}',
+        },
+    )
+    assert pasted.status_code == 200
+    assert '<span id="sim-points">9</span>' in pasted.text
+    junk = await client.post(
+        f"/admin/{program}/simulator", data={"csrf_token": token, "json": "[1, 2"}
+    )
+    assert junk.status_code == 422
+
+
+def test_cli_creates_a_console_user(db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from habitue.cli import app
+    from habitue.settings import get_settings
+
+    mp = monkeypatch
+    mp.setenv("HABITUE_DATABASE_URL", db_url)
+    mp.setenv("HABITUE_HMAC_KEY", "test-hmac-key")
+    get_settings.cache_clear()
+    try:
+        runner = CliRunner()
+        args = ["admin", "create-user", "--email", "Cli@Example.com", "--role", "support"]
+        done = runner.invoke(app, [*args, "--password", PASSWORD])
+        assert done.exit_code == 0, done.output
+        assert "created support cli@example.com" in done.output
+        again = runner.invoke(app, [*args, "--password", PASSWORD])
+        assert again.exit_code == 1
+        weak = runner.invoke(
+            app,
+            [
+                "admin",
+                "create-user",
+                "--email",
+                "w@example.com",
+                "--role",
+                "boss",
+                "--password",
+                PASSWORD,
+            ],
+        )
+        assert weak.exit_code == 1
+    finally:
+        get_settings.cache_clear()

@@ -1,0 +1,336 @@
+"""The portal and the console in a real browser: Playwright driving Debian's Chromium.
+
+One server (uvicorn in a thread, on the test database) and one browser for the module; every
+page visited is checked with axe-core (no serious or critical violation) and screenshotted
+under `test-artifacts/web/<db>/`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+import re
+import secrets
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+
+from habitue.api import create_app
+from habitue.db import Database
+from habitue.members.cards import qr_payload
+from habitue.settings import Settings
+from habitue.web import service as web_service
+from tests.conftest import ADMIN_KEY, new_code
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+ROOT = Path(__file__).resolve().parents[2]
+AXE = "/static/vendor/axe-core-4.14.1.min.js"
+STAFF_PASSWORD = "console-password-1"
+
+if not os.path.exists(CHROMIUM) and not os.environ.get("CI"):
+    pytest.skip("Chromium is not installed (apt-get install chromium)", allow_module_level=True)
+
+sync_api = pytest.importorskip("playwright.sync_api")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def server(db_url: str) -> Iterator[str]:
+    """The application served on a free local port, against the test database."""
+    settings = Settings(
+        env="test",
+        database_url=db_url,
+        admin_key=ADMIN_KEY,
+        scheduler=False,
+        hmac_key="test-hmac-key",
+    )
+    port = _free_port()
+    config = uvicorn.Config(
+        create_app(settings),
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        access_log=False,
+        ws="none",
+        lifespan="on",
+    )
+    srv = uvicorn.Server(config)
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not srv.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("the test server did not start")
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    srv.should_exit = True
+    thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def api(server: str) -> Iterator[httpx.Client]:
+    with httpx.Client(
+        base_url=server, headers={"Authorization": f"Bearer {ADMIN_KEY}"}, timeout=30
+    ) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def program(api: httpx.Client) -> str:
+    code = new_code("web")
+    r = api.post(
+        "/v1/programs",
+        json={"code": code, "name": "Café Habitué", "currency": "EUR", "timezone": "Europe/Paris"},
+    )
+    assert r.status_code == 201, r.text
+    return code
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    with sync_api.sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="module")
+def artifacts(db_kind: str) -> Path:
+    path = ROOT / "test-artifacts" / "web" / db_kind
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+class Pages:
+    """Checks and screenshots each page it is shown."""
+
+    def __init__(self, page: Any, base: str, artifacts: Path) -> None:
+        self.page = page
+        self.base = base
+        self.artifacts = artifacts
+        self.audited: list[str] = []
+
+    def check(self, name: str) -> None:
+        self.page.wait_for_load_state("load")
+        self.page.add_script_tag(url=self.base + AXE)
+        violations = self.page.evaluate(
+            """async () => {
+                const r = await axe.run(document, {resultTypes: ["violations"]});
+                return r.violations
+                  .filter(v => v.impact === "serious" || v.impact === "critical")
+                  .map(v => ({id: v.id, impact: v.impact,
+                              nodes: v.nodes.slice(0, 3).map(n => n.target.join(" "))}));
+            }"""
+        )
+        self.page.screenshot(path=str(self.artifacts / f"{name}.png"), full_page=True)
+        assert violations == [], f"{name}: {violations}"
+        self.audited.append(name)
+
+
+def _decode(png: bytes, fmt: str) -> str:
+    import zxingcpp
+    from PIL import Image
+
+    image = Image.open(io.BytesIO(png)).convert("L")
+    results = zxingcpp.read_barcodes(image)
+    texts = [r.text for r in results if fmt in str(r.format)]
+    assert texts, f"no {fmt} in the screenshot: {[(str(r.format), r.text) for r in results]}"
+    return str(texts[0])
+
+
+def test_member_signs_up_sees_the_card_earns_and_switches_language(
+    server: str, api: httpx.Client, program: str, browser: Any, artifacts: Path
+) -> None:
+    context = browser.new_context(viewport={"width": 412, "height": 915}, locale="en-GB")
+    page = context.new_page()
+    pages = Pages(page, server, artifacts)
+    base = f"{server}/app/{program}"
+
+    page.goto(f"{base}/signin")
+    pages.check("portal-signin")
+    page.get_by_role("link", name="Join the program", exact=True).click()
+    pages.check("portal-signup")
+    # A bad form first: errors next to the fields, in English, with what was typed kept.
+    page.fill("#f-first_name", "Freja")
+    page.fill("#f-email", "not-an-email")
+    page.fill("#f-password", "short")
+    page.get_by_role("button", name="Create my card", exact=True).click()
+    assert page.locator("#e-email").inner_text() == "Enter a valid email address."
+    assert page.input_value("#f-first_name") == "Freja"
+    pages.check("portal-signup-errors")
+    email = f"freja-{secrets.token_hex(3)}@example.com"
+    page.fill("#f-email", email)
+    page.fill("#f-password", "a-long-password")
+    page.fill("#f-last_name", "Sørensen")
+    page.fill("#f-birth_date", "1991-03-14")
+    page.check("#c-sms")
+    page.get_by_role("button", name="Create my card", exact=True).click()
+    page.wait_for_url(f"{base}/card")
+    pages.check("portal-card")
+
+    member = page.request.get(f"{base}/export").json()["member"]
+    number = member["card_number"]
+    assert page.locator("#card-number").get_attribute("data-number") == number
+    qr_text = _decode(page.locator("#qr svg").screenshot(), "QR")  # "QR Code"
+    assert qr_text == qr_payload(program, number)
+    bars = page.locator("#barcode svg").screenshot(path=str(artifacts / "portal-barcode.png"))
+    assert _decode(bars, "Code 128") == number
+    assert page.locator("#balance-available").inner_text() == "0"
+
+    r = api.post(
+        f"/v1/programs/{program}/events",
+        json={
+            "type": "purchase",
+            "member": {"id": member["id"]},
+            "external_id": new_code("till"),
+            "total": "1250.00",
+        },
+    )
+    assert r.status_code == 201, r.text
+    page.reload()
+    assert page.locator("#balance-available").inner_text() == "1,250"
+
+    page.get_by_role("link", name="My points", exact=True).click()
+    assert page.locator("#available").inner_text() == "1,250"
+    assert "Points earned" in page.locator("table.history").inner_text()
+    pages.check("portal-points")
+    page.get_by_role("link", name="My profile", exact=True).click()
+    assert page.is_checked("#c-sms")
+    pages.check("portal-profile")
+
+    page.get_by_role("button", name="Français", exact=True).click()
+    page.wait_for_load_state("load")
+    assert page.locator("html").get_attribute("lang") == "fr"
+    assert page.locator("h1").inner_text() == "Mon profil"
+    page.get_by_role("link", name="Mes points", exact=True).click()
+    assert page.locator("#available").inner_text().replace("\u202f", " ") == "1 250"
+    pages.check("portal-points-fr")
+    page.get_by_role("button", name="Dansk", exact=True).click()
+    page.wait_for_load_state("load")
+    assert page.locator("h1").inner_text() == "Mine point"
+    assert page.locator("#available").inner_text() == "1.250"
+    page.get_by_role("link", name="Mit kort", exact=True).click()
+    assert page.get_by_text("Vis dette ved kassen").is_visible()
+    pages.check("portal-card-da")
+
+    # The card stays available offline once the service worker has cached it.
+    page.evaluate("async () => { await navigator.serviceWorker.ready; }")
+    page.reload()
+    page.wait_for_function("navigator.serviceWorker.controller !== null")
+    page.reload()
+    context.set_offline(True)
+    try:
+        page.reload()
+        assert page.locator("#card-number").get_attribute("data-number") == number
+    finally:
+        context.set_offline(False)
+    context.close()
+    assert len(pages.audited) == 8
+
+
+async def _staff(db_url: str, email: str) -> None:
+    db = Database(db_url)
+    try:
+        await db.write(
+            lambda s: web_service.create_staff(
+                s, email=email, role="owner", password=STAFF_PASSWORD
+            )
+        )
+    finally:
+        await db.dispose()
+
+
+def test_admin_finds_a_member_adjusts_points_and_simulates(
+    server: str, api: httpx.Client, program: str, browser: Any, artifacts: Path, db_url: str
+) -> None:
+    m = api.post(
+        f"/v1/programs/{program}/members",
+        json={
+            "email": f"ida-{secrets.token_hex(3)}@example.com",
+            "first_name": "Ida",
+            "last_name": "Lefebvre",
+        },
+    ).json()
+    api.post(
+        f"/v1/programs/{program}/events",
+        json={
+            "type": "purchase",
+            "member": {"id": m["id"]},
+            "external_id": new_code("t"),
+            "total": "40.00",
+        },
+    )
+    email = f"owner-{secrets.token_hex(3)}@example.com"
+    # Playwright's sync API owns this thread's event loop: create the user from another one.
+    maker = threading.Thread(target=lambda: asyncio.run(_staff(db_url, email)))
+    maker.start()
+    maker.join()
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="en-GB")
+    page = context.new_page()
+    pages = Pages(page, server, artifacts)
+
+    page.goto(f"{server}/admin/{program}")
+    page.wait_for_url(re.compile(r".*/admin/signin\?next=.*"))
+    pages.check("admin-signin")
+    page.fill("#f-email", email)
+    page.fill("#f-password", STAFF_PASSWORD)
+    page.get_by_role("button", name="Sign in", exact=True).click()
+    page.wait_for_url(f"{server}/admin/{program}")
+    page.wait_for_function("window.Chart && Chart.getChart('chart-points') !== undefined")
+    pages.check("admin-dashboard")
+
+    page.get_by_role("link", name="Members", exact=True).click()
+    page.fill("#q", "lefeb")
+    page.get_by_role("button", name="Search", exact=True).click()
+    pages.check("admin-members")
+    page.get_by_role("link", name="Ida Lefebvre", exact=True).click()
+    assert page.locator("#available").inner_text() == "40"
+    pages.check("admin-member")
+    page.fill("#f-points", "-15")
+    page.get_by_role("button", name="Record the adjustment", exact=True).click()
+    assert "Give a reason" in page.locator("#e-reason").inner_text()
+    assert page.input_value("#f-points") == "-15"
+    page.fill("#f-reason", "double scan at the till")
+    page.get_by_role("button", name="Record the adjustment", exact=True).click()
+    page.wait_for_url(re.compile(r".*adjusted=-15"))
+    assert page.locator("#available").inner_text() == "25"
+    assert "double scan at the till" in page.locator("#ledger").inner_text()
+    pages.check("admin-member-adjusted")
+
+    page.get_by_role("link", name="Simulate a basket for this member", exact=True).click()
+    assert page.input_value("#f-member") == m["card_number"]
+    page.fill("#f-lines", "latte,coffee,3,3.80\nbeans-250g,retail,1,9.90")
+    page.get_by_role("button", name="Simulate", exact=True).click()  # htmx swaps the result in
+    page.wait_for_selector("#sim-points")
+    assert page.locator("#sim-points").inner_text() == "21"
+    assert page.locator("#effects tbody tr").count() >= 1
+    pages.check("admin-simulator")
+    page.get_by_role("button", name="Français", exact=True).click()
+    page.wait_for_load_state("load")
+    assert page.locator("h1").inner_text() == "Simulateur de règles"
+    context.close()
