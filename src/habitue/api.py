@@ -81,6 +81,7 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None) 
             group_commit=settings.group_commit,
             max_batch=settings.group_commit_max,
             pool_size=settings.pool_size,
+            lanes=settings.group_commit_lanes,
         )
         task = None
         if settings.scheduler:

@@ -62,7 +62,7 @@ def serve(
         workers=workers,
         log_level="warning",
         access_log=False,
-        loop=os.environ.get("HABITUE_UVICORN_LOOP", "auto"),  # type: ignore[arg-type]
+        loop=os.environ.get("HABITUE_UVICORN_LOOP", "auto"),
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
@@ -218,7 +219,13 @@ class Database:
     """The store: an async engine for reads, one for writes, and the group committer."""
 
     def __init__(
-        self, url: str, *, group_commit: bool = True, max_batch: int = 64, pool_size: int = 20
+        self,
+        url: str,
+        *,
+        group_commit: bool = True,
+        max_batch: int = 64,
+        pool_size: int = 20,
+        lanes: int = 4,
     ) -> None:
         self.url = url
         self.sqlite = is_sqlite(url)
@@ -236,12 +243,16 @@ class Database:
             self.write_engine = self.read_engine
         self.reader = async_sessionmaker(self.read_engine, expire_on_commit=False)
         self.writer = async_sessionmaker(self.write_engine, expire_on_commit=False)
-        # SQLite has one writer: everything that writes goes through the committer there.
-        self.committer = (
-            GroupCommitter(self.writer, max_batch=max_batch)
+        # SQLite has one writer: everything that writes goes through one committer there.
+        # PostgreSQL gets several lanes so that batches of different members commit in
+        # parallel; a key always maps to the same lane, so its units keep their order.
+        n = 1 if self.sqlite else max(1, lanes)
+        self.committers = (
+            [GroupCommitter(self.writer, max_batch=max_batch) for _ in range(n)]
             if group_commit or self.sqlite
-            else None
+            else []
         )
+        self.committer = self.committers[0] if self.committers else None
 
     @contextlib.asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:
@@ -253,8 +264,9 @@ class Database:
 
         `key` names what the unit locks (e.g. the member): grouped units run in key order.
         """
-        if self.committer is not None:
-            return await self.committer.run(work, key)
+        if self.committers:
+            lane = zlib.crc32(key.encode()) % len(self.committers) if key else 0
+            return await self.committers[lane].run(work, key)
         for attempt in range(6):
             try:
                 async with self.writer() as session, session.begin():
@@ -267,8 +279,8 @@ class Database:
         raise AssertionError("unreachable")
 
     async def dispose(self) -> None:
-        if self.committer is not None:
-            await self.committer.close()
+        for committer in self.committers:
+            await committer.close()
         await self.read_engine.dispose()
         if self.write_engine is not self.read_engine:
             await self.write_engine.dispose()

@@ -13,6 +13,7 @@ from datetime import timedelta
 from typing import Any
 
 import httpx
+from sqlalchemy.ext.asyncio import AsyncSession
 from tests.conftest import create_program, enrol
 
 from habitue import clock
@@ -44,7 +45,7 @@ BASKETS = 1_000
 
 
 def _basket(rng: random.Random, member: str, n: int) -> dict[str, Any]:
-    lines = [
+    lines: list[dict[str, Any]] = [
         {"sku": f"S{rng.randrange(50)}", "category": rng.choice(CATEGORIES),
          "quantity": rng.randint(1, 3),
          "unit_price": f"{rng.randint(1, 8)}.{rng.randrange(100):02d}"}
@@ -77,7 +78,11 @@ async def test_quote_equals_the_real_event(client: httpx.AsyncClient, db: Databa
             body = EventCreate.model_validate(basket)
             async with db.read() as session:
                 quoted = await events_service.quote(session, info, body)
-            real = await db.write(lambda s, b=body: events_service.record(s, info, b))
+
+            async def work(session: AsyncSession, b: EventCreate = body) -> EventRead:
+                return await events_service.record(session, info, b)
+
+            real = await db.write(work)
             assert quoted.points_earned == real.points_earned
             out.append((_by_rule(quoted), _by_rule(real)))
         return out

@@ -9,6 +9,8 @@ from datetime import timedelta
 from typing import Any
 
 import httpx
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession
 from tests.conftest import enrol, new_code
 
 from habitue import clock
@@ -20,6 +22,8 @@ from habitue.rules import service as rules_service
 from habitue.rules.compile import rule_cache
 from habitue.rules.counters import CounterEvent, counters_at, recompute_counters
 from habitue.rules.demo_rules import DEMO_RULES
+from habitue.rules.errors import BudgetExhausted
+from habitue.rules.types import Decision, EarnPoints
 
 
 async def _post(client: httpx.AsyncClient, program: str, body: dict[str, Any]) -> httpx.Response:
@@ -133,3 +137,32 @@ async def test_demo_rules_install_once(client: httpx.AsyncClient, db: Database) 
     assert sorted(i["code"] for i in got["items"]) == sorted(s.code for s in DEMO_RULES)
     lottery = (await client.get(f"/v1/programs/{code}/rules/pastry-lottery")).json()
     assert lottery["expected_cost_per_event"] == "0.02"
+
+
+async def test_budget_update_refuses_an_overrun(
+    client: httpx.AsyncClient, program: str, db: Database
+) -> None:
+    """Two decisions that both saw room in the budget: the conditional update stops the second."""
+    rule = {"code": "launch", "event_type": "visit",
+            "effect": {"kind": "fixed", "points": 40}, "budget": 100}
+    rule_id = (await client.post(f"/v1/programs/{program}/rules", json=rule)).json()["id"]
+    m = await enrol(client, program)
+    async with db.read() as session:
+        info = await programs_service.get_info(session, program)
+        ref = await members_service.resolve(session, info, member_id=m["id"])
+    decision = Decision(effects=(EarnPoints(40, "launch", rule_id, 1),))
+    at = clock.now()
+
+    async def apply(session: AsyncSession) -> None:
+        await rules_service.record_usage(session, info, ref.id, decision, at)
+
+    await db.write(apply)
+    await db.write(apply)
+    with pytest.raises(BudgetExhausted):
+        await db.write(apply)
+    async with db.read() as session:
+        usage = await rules_service.load_usage(
+            session, info, ref.id, (await rules_service.rule_set(session, info)).rules, at
+        )
+    assert usage is not None
+    assert usage.rules["launch"].budget_used == 80
