@@ -17,6 +17,7 @@ from habitue.api import create_app
 from habitue.db import Database
 from habitue.migrate import upgrade
 from habitue.programs import service as programs_service
+from habitue.rules import service as rules_service
 from habitue.settings import Settings
 
 ADMIN_KEY = "test-admin-key"
@@ -85,6 +86,7 @@ def settings(db_url: str) -> Settings:
 def _fresh_state() -> Iterator[None]:
     clock.reset()
     programs_service.forget()
+    rules_service.forget_stamp()
     yield
     clock.reset()
 

@@ -173,6 +173,8 @@ class GroupCommitter:
                             value = await job.work(session)
                         outcomes.append((job, value, None))
                     except Exception as exc:  # one unit fails alone
+                        # Whatever it cached on the session was rolled back with it.
+                        session.info.clear()
                         if is_retryable(exc) and job.tries < 5:
                             retry.append(job)
                         else:

@@ -4,12 +4,14 @@ and members' incremental counters. Services flush, never commit: the caller's un
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import and_, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from habitue import clock
@@ -66,6 +68,7 @@ def _dump(spec: RuleSpec) -> dict[str, Any]:
 
 def _forget(session: AsyncSession, program_id: int) -> None:
     session.info.get(_SESSION_KEY, {}).pop(program_id, None)
+    forget_stamp(program_id)
 
 
 async def _row(session: AsyncSession, program: ProgramInfo, code: str) -> Any:
@@ -301,20 +304,38 @@ def _raise_miss() -> list[RuleVersion]:
     raise _Miss
 
 
+# Other processes see a rule change within STAMP_TTL seconds; this one at once.
+STAMP_TTL = 2.0
+_stamps: dict[int, tuple[float, tuple[int, int]]] = {}
+
+
+def forget_stamp(program_id: int | None = None) -> None:
+    """Drop the cached rules version stamp (after a rule change, and between tests)."""
+    if program_id is None:
+        _stamps.clear()
+    else:
+        _stamps.pop(program_id, None)
+
+
 async def rule_set(session: AsyncSession, program: ProgramInfo) -> RuleSet:
     """The program's compiled rules, from the process cache when its version stamp is current.
 
     The stamp (count and sum of the rules' revisions) changes with every create, edit and
     delete, so one cheap aggregate per event keeps every process in step.
     """
-    stamp_row = (
-        await session.execute(
-            select(func.count(), func.coalesce(func.sum(_rules.c.revision), 0)).where(
-                _rules.c.program_id == program.id
+    hit = _stamps.get(program.id)
+    if hit is not None and hit[0] > time.monotonic():
+        stamp = hit[1]
+    else:
+        stamp_row = (
+            await session.execute(
+                select(func.count(), func.coalesce(func.sum(_rules.c.revision), 0)).where(
+                    _rules.c.program_id == program.id
+                )
             )
-        )
-    ).one()
-    stamp = (int(stamp_row[0]), int(stamp_row[1]))
+        ).one()
+        stamp = (int(stamp_row[0]), int(stamp_row[1]))
+        _stamps[program.id] = (time.monotonic() + STAMP_TTL, stamp)
     try:
         rules = rule_cache.get(program.id, stamp, _raise_miss)
     except _Miss:
@@ -477,12 +498,25 @@ def state_from_json(data: Mapping[str, Any]) -> CounterState:
     )
 
 
+_COUNTERS_KEY = "habitue.rules.counters"
+
+
 async def counter_state(session: AsyncSession, member_id: int) -> CounterState:
-    """A member's counter state (empty when nothing was counted yet)."""
-    raw = (
-        await session.execute(select(_counters.c.state).where(_counters.c.member_id == member_id))
-    ).scalar_one_or_none()
-    return CounterState() if raw is None else state_from_json(raw)
+    """A member's counter state (empty when nothing was counted yet).
+
+    Read once per unit of work and kept on the session: the event path reads it before
+    `decide` and writes it after. On PostgreSQL the row is locked on that first read, so two
+    events of one member never count from the same state.
+    """
+    cache: dict[int, CounterState | None] = session.info.setdefault(_COUNTERS_KEY, {})
+    if member_id in cache:
+        return cache[member_id] or CounterState()
+    query = select(_counters.c.state).where(_counters.c.member_id == member_id)
+    if dialect_name(session) == "postgresql":
+        query = query.with_for_update()
+    raw = (await session.execute(query)).scalar_one_or_none()
+    cache[member_id] = None if raw is None else state_from_json(raw)
+    return cache[member_id] or CounterState()
 
 
 async def member_counters(
@@ -500,27 +534,34 @@ async def count_event(
     if bump(probe, event, program.timezone) is probe:
         return  # an event type no counter reads
     now = clock.now()
-    query = select(_counters.c.state).where(_counters.c.member_id == member_id)
-    if dialect_name(session) == "postgresql":
-        query = query.with_for_update()
-        pg = postgresql.insert(_counters).values(
-            member_id=member_id, program_id=program.id, state=state_to_json(probe), updated_at=now
-        )
-        await session.execute(pg.on_conflict_do_nothing(index_elements=["member_id"]))
-    raw = (await session.execute(query)).scalar_one_or_none()
-    state = bump(CounterState() if raw is None else state_from_json(raw), event, program.timezone)
-    if raw is None:
-        await session.execute(
-            insert(_counters).values(
-                member_id=member_id,
-                program_id=program.id,
-                state=state_to_json(state),
-                updated_at=now,
-            )
-        )
+    cache: dict[int, CounterState | None] = session.info.setdefault(_COUNTERS_KEY, {})
+    if member_id not in cache:
+        await counter_state(session, member_id)
+    known = cache[member_id]
+    state = bump(CounterState() if known is None else known, event, program.timezone)
+    if known is None:
+        try:
+            async with session.begin_nested():
+                await session.execute(
+                    insert(_counters).values(
+                        member_id=member_id,
+                        program_id=program.id,
+                        state=state_to_json(state),
+                        updated_at=now,
+                    )
+                )
+        except IntegrityError:
+            # Another transaction counted this member's first event meanwhile: start over
+            # from its (now locked) row.
+            cache.pop(member_id, None)
+            await count_event(session, program, member_id, event)
+            return
     else:
         await session.execute(
             update(_counters)
             .where(_counters.c.member_id == member_id)
             .values(state=state_to_json(state), updated_at=now)
         )
+    cache[member_id] = state
+
+
