@@ -41,6 +41,8 @@ from habitue.rules.types import Decision, EarnPoints, EventInput, LineInput
 
 _events = table_of(Event)
 _lines = table_of(EventLine)
+_EVENT_INSERT = insert(_events)
+_LINES_INSERT = insert(_lines)
 
 CENT_TOLERANCE = 1
 
@@ -410,29 +412,30 @@ async def _insert_event(
 ) -> None:
     body, event = prepared.body, prepared.event
     await session.execute(
-        insert(_events).values(
-            id=event_id,
-            program_id=program.id,
-            member_id=member.id,
-            type=body.type,
-            source=body.source,
-            external_id=body.external_id,
-            occurred_at=event.occurred_at,
-            total_minor=event.total_minor,
-            points=points,
-            points_spent=body.spend_points,
-            refers_to=refers_to,
-            refunded_minor=0,
-            points_taken_back=0,
-            spent_returned=0,
-            attributes=body.attributes,
-            response=response.model_dump(mode="json"),
-            created_at=now,
-        )
+        _EVENT_INSERT,
+        {
+            "id": event_id,
+            "program_id": program.id,
+            "member_id": member.id,
+            "type": body.type,
+            "source": body.source,
+            "external_id": body.external_id,
+            "occurred_at": event.occurred_at,
+            "total_minor": event.total_minor,
+            "points": points,
+            "points_spent": body.spend_points,
+            "refers_to": refers_to,
+            "refunded_minor": 0,
+            "points_taken_back": 0,
+            "spent_returned": 0,
+            "attributes": body.attributes,
+            "response": response.model_dump(mode="json"),
+            "created_at": now,
+        },
     )
     if event.lines:
         await session.execute(
-            insert(_lines),
+            _LINES_INSERT,
             [
                 {
                     "program_id": program.id,

@@ -25,6 +25,17 @@ _txns = table_of(LedgerTransaction)
 _postings = table_of(Posting)
 _lots = table_of(Lot)
 
+# Hot-path statements, built once: reused statement objects keep their compiled form.
+_TXN_INSERT = insert(_txns).returning(_txns.c.id)
+_POSTINGS_INSERT = insert(_postings)
+_LOT_INSERT = insert(_lots)
+_ADD_BALANCE = (
+    update(_accounts)
+    .where(_accounts.c.id == bindparam("acc_id"))
+    .values(balance=_accounts.c.balance + bindparam("acc_delta"))
+    .returning(_accounts.c.balance)
+)
+
 DebitMode = Literal["strict", "partial", "negative"]
 
 
@@ -86,18 +97,17 @@ async def _transaction(
         raise AssertionError("postings of a transaction must sum to zero")
     txn_id = (
         await session.execute(
-            insert(_txns)
-            .values(
-                program_id=program_id,
-                member_id=member_id,
-                kind=kind,
-                reference=reference,
-                event_id=event_id,
-                actor=actor,
-                reason=reason,
-                created_at=now,
-            )
-            .returning(_txns.c.id)
+            _TXN_INSERT,
+            {
+                "program_id": program_id,
+                "member_id": member_id,
+                "kind": kind,
+                "reference": reference,
+                "event_id": event_id,
+                "actor": actor,
+                "reason": reason,
+                "created_at": now,
+            },
         )
     ).scalar_one()
     rows = [
@@ -114,17 +124,12 @@ async def _transaction(
         for p in postings
         if p["amount"] != 0
     ]
-    await session.execute(insert(_postings), rows)
+    await session.execute(_POSTINGS_INSERT, rows)
     return int(txn_id)
 
 
 async def _add_balance(session: AsyncSession, account_id: int, amount: int) -> int:
-    result = await session.execute(
-        update(_accounts)
-        .where(_accounts.c.id == account_id)
-        .values(balance=_accounts.c.balance + amount)
-        .returning(_accounts.c.balance)
-    )
+    result = await session.execute(_ADD_BALANCE, {"acc_id": account_id, "acc_delta": amount})
     return int(result.scalar_one())
 
 
@@ -183,16 +188,17 @@ async def credit(
         available_from = now if not pending else pending_until
         assert available_from is not None
         await session.execute(
-            insert(_lots).values(
-                program_id=program.id,
-                member_id=accounts.member_id,
-                account_id=target,
-                transaction_id=txn_id,
-                event_id=event_id,
-                amount=total,
-                remaining=open_amount,
-                earned_at=earned_at,
-                expires_at=None
+            _LOT_INSERT,
+            {
+                "program_id": program.id,
+                "member_id": accounts.member_id,
+                "account_id": target,
+                "transaction_id": txn_id,
+                "event_id": event_id,
+                "amount": total,
+                "remaining": open_amount,
+                "earned_at": earned_at,
+                "expires_at": None
                 if pending
                 else lot_expiry(
                     max(earned_at, now) if kind == "release" else earned_at,
@@ -200,8 +206,8 @@ async def credit(
                     program.expiry_days,
                     program.timezone,
                 ),
-                pending_until=pending_until if pending else None,
-            )
+                "pending_until": pending_until if pending else None,
+            },
         )
     return txn_id
 

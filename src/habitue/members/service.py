@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -186,6 +186,10 @@ async def _issue_card(
 
 
 def _ref_query(program_id: int) -> Any:
+    return _REF_BASE.where(_members.c.program_id == program_id)
+
+
+def _ref_base() -> Any:
     avail = _accounts.alias("avail")
     pend = _accounts.alias("pend")
     return (
@@ -202,8 +206,21 @@ def _ref_query(program_id: int) -> Any:
         )
         .join(avail, (avail.c.member_id == _members.c.id) & (avail.c.kind == "available"))
         .join(pend, (pend.c.member_id == _members.c.id) & (pend.c.kind == "pending"))
-        .where(_members.c.program_id == program_id)
     )
+
+
+_REF_BASE = _ref_base()
+# The event path's lookups, built once: a statement object that is reused keeps its cache
+# key, so SQLAlchemy skips rebuilding it for every event.
+_REF_BY = {
+    column: _REF_BASE.where(
+        _members.c.program_id == bindparam("ref_program"), _members.c[column] == bindparam("ref_v")
+    )
+    for column in ("public_id", "external_id", "id")
+}
+_CARD_BY_NUMBER = select(_cards.c.member_id, _cards.c.status).where(
+    _cards.c.number == bindparam("card_number"), _cards.c.program_id == bindparam("card_program")
+)
 
 
 def _to_ref(row: Any) -> MemberRef:
@@ -227,11 +244,10 @@ async def resolve(
     external_id: str | None = None,
 ) -> MemberRef:
     """Find a member by public id, card (number, barcode or QR) or external id."""
-    q = _ref_query(program.id)
     if member_id is not None:
-        q = q.where(_members.c.public_id == member_id)
+        column, value = "public_id", member_id
     elif external_id is not None:
-        q = q.where(_members.c.external_id == external_id)
+        column, value = "external_id", external_id
     elif card_number is not None:
         code, number = parse_card_input(card_number)
         if code is not None and code != program.code:
@@ -243,19 +259,19 @@ async def resolve(
             )
         card = (
             await session.execute(
-                select(_cards.c.member_id, _cards.c.status).where(
-                    _cards.c.number == number, _cards.c.program_id == program.id
-                )
+                _CARD_BY_NUMBER, {"card_number": number, "card_program": program.id}
             )
         ).first()
         if card is None:
             raise CardNotFound(f"no card {number}")
         if card.status != "active":
             raise CardBlocked(f"card {number} is {card.status}")
-        q = q.where(_members.c.id == card.member_id)
+        column, value = "id", card.member_id
     else:
         raise ValidationFailed("member", "give one of id, card_number or external_id")
-    row = (await session.execute(q)).first()
+    row = (
+        await session.execute(_REF_BY[column], {"ref_program": program.id, "ref_v": value})
+    ).first()
     if row is None:
         raise MemberNotFound("no such member in this program")
     return _to_ref(row)
@@ -503,9 +519,13 @@ async def block_card(session: AsyncSession, program: ProgramInfo, number: str) -
     return _card_read(program, row2)
 
 
+_ADD_LIFETIME = (
+    update(_members)
+    .where(_members.c.id == bindparam("life_member"))
+    .values(lifetime_earned=_members.c.lifetime_earned + bindparam("life_points"))
+)
+
+
 async def add_lifetime(session: AsyncSession, member_id: int, points: int) -> None:
-    await session.execute(
-        update(_members)
-        .where(_members.c.id == member_id)
-        .values(lifetime_earned=_members.c.lifetime_earned + points)
-    )
+    """Add (or, for a take-back, subtract) points to the member's lifetime earned total."""
+    await session.execute(_ADD_LIFETIME, {"life_member": member_id, "life_points": points})

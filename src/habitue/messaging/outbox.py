@@ -15,6 +15,7 @@ from habitue.programs.models import Program
 
 _outbox = table_of(OutboxEvent)
 _programs = table_of(Program)
+_OUTBOX_INSERT = insert(_outbox)
 
 
 def outbox_row(
@@ -39,13 +40,13 @@ async def emit(
     payload: dict[str, Any],
 ) -> None:
     """Record one domain event in the caller's transaction."""
-    await session.execute(insert(_outbox).values(outbox_row(program_id, type_, member_id, payload)))
+    await session.execute(_OUTBOX_INSERT, outbox_row(program_id, type_, member_id, payload))
 
 
 async def emit_many(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
     """Record several domain events in the caller's transaction."""
     if rows:
-        await session.execute(insert(_outbox), list(rows))
+        await session.execute(_OUTBOX_INSERT, list(rows))
 
 
 async def sequence_pending(session: AsyncSession, program_id: int, *, limit: int = 5000) -> int:

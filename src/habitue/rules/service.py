@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy import and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -499,6 +499,13 @@ def state_from_json(data: Mapping[str, Any]) -> CounterState:
 
 
 _COUNTERS_KEY = "habitue.rules.counters"
+_COUNTERS_READ = select(_counters.c.state).where(_counters.c.member_id == bindparam("cnt_member"))
+_COUNTERS_LOCK = _COUNTERS_READ.with_for_update()
+_COUNTERS_WRITE = (
+    update(_counters)
+    .where(_counters.c.member_id == bindparam("cnt_member"))
+    .values(state=bindparam("cnt_state"), updated_at=bindparam("cnt_at"))
+)
 
 
 async def counter_state(session: AsyncSession, member_id: int) -> CounterState:
@@ -511,10 +518,8 @@ async def counter_state(session: AsyncSession, member_id: int) -> CounterState:
     cache: dict[int, CounterState | None] = session.info.setdefault(_COUNTERS_KEY, {})
     if member_id in cache:
         return cache[member_id] or CounterState()
-    query = select(_counters.c.state).where(_counters.c.member_id == member_id)
-    if dialect_name(session) == "postgresql":
-        query = query.with_for_update()
-    raw = (await session.execute(query)).scalar_one_or_none()
+    query = _COUNTERS_LOCK if dialect_name(session) == "postgresql" else _COUNTERS_READ
+    raw = (await session.execute(query, {"cnt_member": member_id})).scalar_one_or_none()
     cache[member_id] = None if raw is None else state_from_json(raw)
     return cache[member_id] or CounterState()
 
@@ -558,10 +563,7 @@ async def count_event(
             return
     else:
         await session.execute(
-            update(_counters)
-            .where(_counters.c.member_id == member_id)
-            .values(state=state_to_json(state), updated_at=now)
+            _COUNTERS_WRITE,
+            {"cnt_member": member_id, "cnt_state": state_to_json(state), "cnt_at": now},
         )
     cache[member_id] = state
-
-
