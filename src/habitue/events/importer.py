@@ -33,6 +33,8 @@ from habitue.money import MoneyFormatError, format_minor, parse_minor
 from habitue.programs.models import Program
 from habitue.programs.service import SYSTEM_ACCOUNTS
 from habitue.rules import decide as rules_decide
+from habitue.rules.compile import RuleSet, compile_rules
+from habitue.rules.service import live_rule_versions_sync
 from habitue.rules.types import (
     EarnPoints,
     EventInput,
@@ -67,6 +69,8 @@ class ImportReport:
     points: int = 0
     enrolled: int = 0
     rejects: list[tuple[dict[str, str], str]] = field(default_factory=list)
+    skipped_rules: tuple[str, ...] = ()
+    """Rules with caps or budgets, which only the API path applies."""
 
 
 @dataclass
@@ -93,6 +97,8 @@ class _Program:
     pending_days: int
     card_prefix: str
     system: dict[str, int]
+    rules: RuleSet
+    skipped_rules: tuple[str, ...]
 
 
 def _load_program(conn: Connection, code: str) -> _Program:
@@ -109,6 +115,11 @@ def _load_program(conn: Connection, code: str) -> _Program:
         ).all()
     )
     exp = currency_exponent(row["currency"])
+    # The bulk path keeps no per-member caps, budgets or counters: rules that need them are
+    # left to the API path and named in the report.
+    versions = live_rule_versions_sync(conn, row["id"])
+    usable = [v for v in versions if not v.spec.caps and v.spec.budget is None]
+    skipped = tuple(v.spec.code for v in versions if v not in usable)
     return _Program(
         id=row["id"],
         code=code,
@@ -129,6 +140,8 @@ def _load_program(conn: Connection, code: str) -> _Program:
         pending_days=row["pending_days"],
         card_prefix=row["card_prefix"],
         system={k: system[k] for k in SYSTEM_ACCOUNTS},
+        rules=compile_rules(usable),
+        skipped_rules=skipped,
     )
 
 
@@ -482,7 +495,7 @@ def _import_chunk(
             enrolled_at=member.enrolled_at,
             tier=member.tier,
         )
-        decision = rules_decide.decide(event, snap, program.snapshot, [], now)
+        decision = rules_decide.decide(event, snap, program.snapshot, program.rules, now)
         decisions.append([e for e in decision.effects if isinstance(e, EarnPoints) and e.amount])
     earning = [i for i, d in enumerate(decisions) if d]
     txn_ids = iter(_allocate_ids(conn, _txns, len(earning)))
@@ -713,6 +726,7 @@ def import_purchases(
     with engine.connect() as conn:
         program = _load_program(conn, program_code)
         conn.rollback()
+    report.skipped_rules = program.skipped_rules
     with path.open(newline="", encoding="utf-8") as fh:
         reader = csv.DictReader(fh)
         header = reader.fieldnames or []

@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -79,22 +80,32 @@ async def _row(session: AsyncSession, program: ProgramInfo, code: str) -> Any:
     ).first()
 
 
-async def _live_specs(session: AsyncSession, program: ProgramInfo) -> list[tuple[Any, RuleSpec]]:
-    rows = (
-        await session.execute(
-            select(_rules, _versions.c.spec)
-            .join(
-                _versions,
-                and_(
-                    _versions.c.rule_id == _rules.c.id,
-                    _versions.c.version == _rules.c.current_version,
-                ),
-            )
-            .where(_rules.c.program_id == program.id, _rules.c.active.is_(True))
-            .order_by(_rules.c.code)
+def _live_specs_query(program_id: int) -> Any:
+    return (
+        select(_rules, _versions.c.spec)
+        .join(
+            _versions,
+            and_(
+                _versions.c.rule_id == _rules.c.id,
+                _versions.c.version == _rules.c.current_version,
+            ),
         )
-    ).all()
+        .where(_rules.c.program_id == program_id, _rules.c.active.is_(True))
+        .order_by(_rules.c.code)
+    )
+
+
+async def _live_specs(session: AsyncSession, program: ProgramInfo) -> list[tuple[Any, RuleSpec]]:
+    rows = (await session.execute(_live_specs_query(program.id))).all()
     return [(r, RuleSpec.model_validate(r.spec)) for r in rows]
+
+
+def live_rule_versions_sync(conn: Connection, program_id: int) -> list[RuleVersion]:
+    """The program's live rules with their ids and versions, for batch paths (sync API)."""
+    return [
+        RuleVersion(RuleSpec.model_validate(r.spec), rule_id=r.id, version=r.current_version)
+        for r in conn.execute(_live_specs_query(program_id)).all()
+    ]
 
 
 async def _warnings_for(session: AsyncSession, program: ProgramInfo, spec: RuleSpec) -> list[str]:
