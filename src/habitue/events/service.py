@@ -65,13 +65,40 @@ def _money(value: str | None, field: str, exponent: int) -> int:
         raise ValidationFailed(field, str(exc)) from exc
 
 
+_ATTRIBUTE_TYPES: dict[str, tuple[type, ...]] = {
+    "string": (str,),
+    "number": (int, float),
+    "integer": (int,),
+    "boolean": (bool,),
+}
+
+
+def _check_attributes(attributes: dict[str, Any], schema: dict[str, Any]) -> None:
+    """Attributes of a custom event against its declared schema (no extra, typed, required)."""
+    declared: dict[str, str] = schema.get("attributes", {})
+    for name, value in attributes.items():
+        kind = declared.get(name)
+        if kind is None:
+            raise ValidationFailed(f"attributes.{name}", "not declared for this event type")
+        is_bool = isinstance(value, bool)
+        if not isinstance(value, _ATTRIBUTE_TYPES[kind]) or (is_bool and kind != "boolean"):
+            raise ValidationFailed(f"attributes.{name}", f"must be {kind}")
+    for name in schema.get("required", []):
+        if name not in attributes:
+            raise ValidationFailed(f"attributes.{name}", "is required")
+
+
 def prepare(program: ProgramInfo, body: EventCreate, *, now: datetime) -> Prepared:
     """Check an event against the program and turn it into plain values (no I/O)."""
     if body.type not in BUILTIN_TYPES:
-        raise UnknownEventType(
-            f"unknown event type {body.type!r}",
-            errors=[{"field": "type", "message": f"known types: {list(BUILTIN_TYPES)}"}],
-        )
+        custom = program.event_types.get(body.type)
+        if custom is None:
+            known = [*BUILTIN_TYPES, *sorted(program.event_types)]
+            raise UnknownEventType(
+                f"unknown event type {body.type!r}",
+                errors=[{"field": "type", "message": f"known types: {known}"}],
+            )
+        _check_attributes(body.attributes, custom)
     if body.currency is not None and body.currency != program.currency:
         raise CurrencyMismatch(
             f"the program's currency is {program.currency}",

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+from typing import Annotated, Any
+
 from fastapi import APIRouter
+from fastapi import Path as PathParam
 
 from habitue.deps import DbDep, ProgramDep, ReadSession, scoped
 from habitue.errors import Forbidden
 from habitue.programs import service as programs_service
-from habitue.programs.schemas import ApiKeyCreate, ApiKeyRead, ProgramCreate, ProgramRead
+from habitue.programs.schemas import (
+    ApiKeyCreate,
+    ApiKeyRead,
+    EventTypeSpec,
+    ProgramCreate,
+    ProgramRead,
+)
 from habitue.programs.service import Principal
 
 router = APIRouter(prefix="/v1/programs", tags=["programs"])
@@ -43,3 +52,22 @@ async def create_api_key(
     program: ProgramDep, body: ApiKeyCreate, db: DbDep, _: Principal = scoped("admin")
 ) -> ApiKeyRead:
     return await db.write(lambda s: programs_service.create_api_key(s, program, body))
+
+
+@router.put("/{program}/event-types/{code}")
+async def put_event_type(
+    program: ProgramDep,
+    code: Annotated[str, PathParam(pattern=r"^[a-z][a-z0-9_]{0,31}$")],
+    body: EventTypeSpec,
+    db: DbDep,
+    _: Principal = scoped("rules:write"),
+) -> dict[str, Any]:
+    """Declare a custom event type (e.g. `workshop_attended`) and its attributes' schema."""
+    return await db.write(lambda s: programs_service.put_event_type(s, program, code, body))
+
+
+@router.get("/{program}/event-types")
+async def list_event_types(
+    program: ProgramDep, _: Principal = scoped("members:read")
+) -> dict[str, Any]:
+    return {"items": [{"code": k, **v} for k, v in sorted(program.event_types.items())]}

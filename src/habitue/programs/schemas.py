@@ -134,3 +134,23 @@ class ApiKeyRead(BaseModel):
     created_at: datetime
     key: str | None = None
     """The secret, shown only in the response that created it."""
+
+
+AttributeType = Literal["string", "number", "integer", "boolean"]
+
+
+class EventTypeSpec(Strict):
+    """A program-defined event type: the attributes its events carry."""
+
+    attributes: dict[str, AttributeType] = Field(default_factory=dict)
+    required: list[str] = Field(default_factory=list)
+
+    @field_validator("attributes")
+    @classmethod
+    def _names(cls, v: dict[str, str]) -> dict[str, str]:
+        import re
+
+        bad = [k for k in v if not re.fullmatch(r"[a-z][a-z0-9_]{0,63}", k)]
+        if bad:
+            raise ValueError(f"attribute names must be snake_case identifiers: {bad}")
+        return v

@@ -6,20 +6,28 @@ import hashlib
 import hmac
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from habitue import clock
-from habitue.db import table_of
+from habitue.db import dialect_name, table_of
 from habitue.ledger.models import Account
 from habitue.money import currency_exponent
 from habitue.programs.errors import ProgramExists, ProgramNotFound
 from habitue.programs.models import ApiKey, Program
-from habitue.programs.schemas import ApiKeyCreate, ApiKeyRead, Expiry, ProgramCreate, ProgramRead
+from habitue.programs.schemas import (
+    ApiKeyCreate,
+    ApiKeyRead,
+    EventTypeSpec,
+    Expiry,
+    ProgramCreate,
+    ProgramRead,
+)
 from habitue.rules.types import ProgramSnapshot
 
 SYSTEM_ACCOUNTS = ("issued", "redeemed", "expired", "adjusted")
@@ -50,6 +58,8 @@ class ProgramInfo:
     redeem_step: int
     card_prefix: str
     system_accounts: dict[str, int]
+    event_types: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Program-defined event types: code → {"attributes": {name: type}, "required": [...]}."""
 
     def snapshot(self) -> ProgramSnapshot:
         return ProgramSnapshot(
@@ -113,6 +123,7 @@ async def get_info(session: AsyncSession, code: str) -> ProgramInfo:
         redeem_step=row["redeem_step"],
         card_prefix=row["card_prefix"],
         system_accounts={k: i for k, i in accounts},
+        event_types=dict((row["settings"] or {}).get("event_types", {})),
     )
     _cache[code] = (time.monotonic() + _CACHE_TTL, info)
     return info
@@ -288,3 +299,29 @@ async def authenticate(session: AsyncSession, key: str, admin_key: str | None) -
     )
     _key_cache[digest] = (time.monotonic() + _CACHE_TTL, principal)
     return principal
+
+
+async def put_event_type(
+    session: AsyncSession, program: ProgramInfo, code: str, data: EventTypeSpec
+) -> dict[str, Any]:
+    """Declare (or redeclare) a custom event type and the schema of its attributes."""
+    from habitue.errors import ValidationFailed
+    from habitue.events.schemas import BUILTIN_TYPES
+
+    if code in BUILTIN_TYPES:
+        raise ValidationFailed("code", f"{code!r} is a built-in event type")
+    unknown = [r for r in data.required if r not in data.attributes]
+    if unknown:
+        raise ValidationFailed("required", f"not declared in attributes: {unknown}")
+    q = select(_programs.c.settings).where(_programs.c.id == program.id)
+    if dialect_name(session) == "postgresql":
+        q = q.with_for_update()
+    current = dict((await session.execute(q)).scalar_one() or {})
+    types = dict(current.get("event_types", {}))
+    types[code] = data.model_dump()
+    current["event_types"] = types
+    await session.execute(
+        update(_programs).where(_programs.c.id == program.id).values(settings=current)
+    )
+    forget(program.code)
+    return {"code": code, **types[code]}
