@@ -7,7 +7,7 @@ import importlib
 # Each room built on the foundation adds its hook module here.
 ROOM_HOOKS: tuple[str, ...] = ("habitue.rewards.hooks",
     "habitue.tiers.hooks", "habitue.clubs.hooks",
-    "habitue.rules.hooks",)
+    "habitue.rules.hooks", "habitue.analytics.hooks",)
 
 _loaded = False
 

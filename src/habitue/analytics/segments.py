@@ -264,6 +264,9 @@ async def create_segment(
     except IntegrityError as exc:
         raise SegmentExists(f"a segment {code!r} already exists in this program") from exc
     await session.run_sync(lambda s: recompute(s.connection(), program, codes=[code], now=now))
+    from habitue.analytics import hooks as analytics_hooks  # the hooks import this module
+
+    analytics_hooks.forget(program.id)
     return await get_segment(session, program, code)
 
 
