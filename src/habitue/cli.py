@@ -404,6 +404,40 @@ def tiers_evaluate(
     _run_refusing(run)
 
 
+@tiers_app.command("rebuild")
+def tiers_rebuild(
+    program: Annotated[str | None, typer.Option(help="a program's code (default: all)")] = None,
+) -> None:
+    """Recompute this period's qualification counters from the events and upgrade (idempotent)."""
+    from habitue.db import Database
+    from habitue.programs import service as programs_service
+    from habitue.tiers import service as tiers_service
+    from habitue.tiers.jobs import run_rebuild
+
+    async def run() -> None:
+        db = Database(get_settings().database_url)
+        try:
+            async with db.read() as session:
+                codes = [program] if program else await programs_service.list_programs(session)
+                if not program:  # every program that has a ladder
+                    infos = [await programs_service.get_info(session, c) for c in codes]
+                    codes = [
+                        i.code
+                        for i in infos
+                        if await tiers_service.load_ladder(session, i.id) is not None
+                    ]
+            for code in codes:
+                done = await run_rebuild(db, code)
+                console.print(
+                    f"{code}: {done.members:,} members counted this period; "
+                    f"{done.upgraded:,} upgrades; {done.left_grace:,} left grace"
+                )
+        finally:
+            await db.dispose()
+
+    _run_refusing(run)
+
+
 @clubs_app.command("renew")
 def clubs_renew(
     program: Annotated[str | None, typer.Option(help="a program's code (default: all)")] = None,

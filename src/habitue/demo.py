@@ -22,6 +22,7 @@ from habitue.migrate import upgrade
 from habitue.programs import service as programs_service
 from habitue.programs.errors import ProgramNotFound
 from habitue.programs.schemas import ApiKeyCreate, Expiry, ProgramCreate
+from habitue.tiers.schemas import LadderWrite
 
 PROGRAM = "cafe"
 MENU: list[tuple[str, str, str]] = [
@@ -213,6 +214,56 @@ async def _install_rules(db: Database) -> None:
     await demo_install.install(db, PROGRAM)
 
 
+def demo_ladder() -> LadderWrite:
+    """The café's ladder: qualifying spend over the calendar year, a month of grace."""
+    return LadderWrite.model_validate(
+        {
+            "metric": "qualifying_spend",
+            "window": {"kind": "calendar_year"},
+            "grace_days": 31,
+            "tiers": [
+                {"code": "bronze", "name": "Bronze", "threshold": "0.00"},
+                {"code": "silver", "name": "Silver", "threshold": "150.00",
+                 "multiplier": "1.25", "privileges": ["free_refill"]},
+                {"code": "gold", "name": "Gold", "threshold": "400.00", "multiplier": "1.5",
+                 "privileges": ["free_refill", "priority_queue", "presale"]},
+            ],
+        }
+    )  # fmt: skip
+
+
+async def _install_tiers(url: str) -> str:
+    """Install the demo ladder, then count the imported year toward it (`tiers rebuild`: the
+    import does not run the event hooks). Returns the tier mix, e.g. `bronze 1,500, …`."""
+    from sqlalchemy import func, select
+
+    from habitue.db import table_of
+    from habitue.members.models import Member
+    from habitue.tiers import service as tiers_service
+    from habitue.tiers.jobs import run_rebuild
+
+    db = Database(url)
+    try:
+        async with db.read() as session:
+            info = await programs_service.get_info(session, PROGRAM)
+        await db.write(lambda s: tiers_service.set_ladder(s, info, demo_ladder()))
+        await run_rebuild(db, PROGRAM)
+        members = table_of(Member)
+        async with db.read() as session:
+            rows = (
+                await session.execute(
+                    select(members.c.tier, func.count())
+                    .where(members.c.program_id == info.id)
+                    .group_by(members.c.tier)
+                )
+            ).all()
+    finally:
+        await db.dispose()
+    order = {"bronze": 0, "silver": 1, "gold": 2}
+    counts = sorted(((r[0] or "none", int(r[1])) for r in rows), key=lambda r: order.get(r[0], 9))
+    return ", ".join(f"{code} {n:,}" for code, n in counts)
+
+
 def load(url: str, *, members: int, purchases: int, seed: int) -> dict[str, Any]:
     """Migrate, create the café program and its data (once), and mint a till key."""
     upgrade(url)
@@ -228,7 +279,11 @@ def load(url: str, *, members: int, purchases: int, seed: int) -> dict[str, Any]
             engine = make_sync_engine(url)
             report = import_purchases(engine, PROGRAM, path)
             engine.dispose()
-        summary = f"{members:,} members, {report.imported:,} purchases, {report.points:,} points"
+        mix = asyncio.run(_install_tiers(url))
+        summary = (
+            f"{members:,} members, {report.imported:,} purchases, {report.points:,} points; "
+            f"tiers {mix}"
+        )
     return {
         "program": PROGRAM,
         "summary": summary,

@@ -108,6 +108,22 @@ def live_rule_versions_sync(conn: Connection, program_id: int) -> list[RuleVersi
     ]
 
 
+async def rules_referencing_tier(
+    session: AsyncSession, program: ProgramInfo, code: str
+) -> list[str]:
+    """Codes of the program's active rules whose `audience.tiers` lists the tier `code`
+    (deleted, switched-off and expired rules do not count), sorted."""
+    now = clock.now()
+    out: list[str] = []
+    for row, spec in await _live_specs(session, program):
+        if not spec.active or spec.audience is None or code not in spec.audience.tiers:
+            continue
+        if spec.valid_to is not None and spec.valid_to <= now:
+            continue
+        out.append(row.code)
+    return out
+
+
 async def _warnings_for(session: AsyncSession, program: ProgramInfo, spec: RuleSpec) -> list[str]:
     """Warnings of the rule set that involve this rule (exclusive rules sharing a priority)."""
     others = [s for _, s in await _live_specs(session, program) if s.code != spec.code]

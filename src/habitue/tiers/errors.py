@@ -25,3 +25,8 @@ class UnknownTier(HabitueError):
 class LadderInUse(Conflict):
     type = "tier-ladder-in-use"
     title = "Tier ladder in use"
+
+
+class TierInUse(Conflict):
+    type = "tier-in-use"
+    title = "Tier in use by rules"

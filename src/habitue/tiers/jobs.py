@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from habitue import clock
 from habitue.db import Database, table_of
 from habitue.programs import service as programs_service
-from habitue.tiers import evaluate, periods
+from habitue.tiers import evaluate, periods, rebuild
 from habitue.tiers import service as tiers_service
 from habitue.tiers.evaluate import PassResult
 from habitue.tiers.models import TierLadder, TierStatus
@@ -75,3 +75,16 @@ async def run_evaluation(db: Database, code: str) -> PassResult:
 
     await db.write(bump)
     return total
+
+
+async def run_rebuild(db: Database, code: str) -> rebuild.RebuildResult:
+    """Recompute a program's qualification counters of the current period from its events and
+    apply the upgrades they earn (one transaction; running it again changes nothing)."""
+    async with db.read() as session:
+        program = await programs_service.get_info(session, code)
+    tiers_service.forget(program.id)
+
+    async def work(session: AsyncSession) -> rebuild.RebuildResult:
+        return await rebuild.rebuild(session, program)
+
+    return await db.write(work)

@@ -22,9 +22,10 @@ from habitue.members.service import MemberRef
 from habitue.messaging import outbox
 from habitue.money import MoneyFormatError, format_minor, parse_minor
 from habitue.programs.service import ProgramInfo
+from habitue.rules.service import rules_referencing_tier
 from habitue.rules.types import AddTierCredits, Decision, EventInput
 from habitue.tiers import periods
-from habitue.tiers.errors import InvalidLadder, LadderInUse, NoLadder, UnknownTier
+from habitue.tiers.errors import InvalidLadder, LadderInUse, NoLadder, TierInUse, UnknownTier
 from habitue.tiers.models import (
     Tier,
     TierBucket,
@@ -250,6 +251,32 @@ def _validate(program: ProgramInfo, data: LadderWrite) -> list[int]:
     return out
 
 
+async def _check_removed_tiers(
+    session: AsyncSession, program: ProgramInfo, old: Ladder, data: LadderWrite
+) -> None:
+    """Refuse (409 `tier-in-use`) a ladder that drops a tier an active rule's audience names."""
+    kept = {t.code for t in data.tiers}
+    errors: list[dict[str, Any]] = []
+    for t in old.tiers:
+        if t.code in kept:
+            continue
+        rules = await rules_referencing_tier(session, program, t.code)
+        if rules:
+            errors.append(
+                {
+                    "field": "tiers",
+                    "tier": t.code,
+                    "rules": rules,
+                    "message": f"tier {t.code!r} is in the audience of rules {', '.join(rules)}",
+                }
+            )
+    if errors:
+        detail = "; ".join(e["message"] for e in errors)
+        raise TierInUse(
+            f"{detail}: change or delete those rules before removing the tier", errors=errors
+        )
+
+
 async def set_ladder(session: AsyncSession, program: ProgramInfo, data: LadderWrite) -> Ladder:
     """Replace the program's ladder; members keep their rank (clamped to the new top)."""
     thresholds = _validate(program, data)
@@ -257,6 +284,8 @@ async def set_ladder(session: AsyncSession, program: ProgramInfo, data: LadderWr
     forget(program.id)  # decide on what the database holds, not on a cached copy
     old = await load_ladder(session, program.id)
     forget(program.id)
+    if old is not None:
+        await _check_removed_tiers(session, program, old, data)
     months = data.window.months if data.window.kind == periods.ROLLING else None
     if old is not None and (
         old.metric != data.metric
