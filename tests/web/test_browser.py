@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import os
 import re
 import secrets
@@ -16,6 +17,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -223,17 +225,62 @@ def test_member_signs_up_sees_the_card_earns_and_switches_language(
     assert page.is_checked("#c-sms")
     pages.check("portal-profile")
 
+    # Rewards: a voucher made through the API, redeemed in the portal, shown as a coupon.
+    r = api.post(
+        f"/v1/programs/{program}/rewards",
+        json={
+            "code": "coffee-voucher",
+            "kind": "voucher",
+            "value": "3.00",
+            "cost_points": 250,
+            "texts": {"en": {"name": "A free coffee", "description": "Any size."}},
+        },
+    )
+    assert r.status_code == 201, r.text
+    now = datetime.now(UTC)
+    r = api.post(
+        f"/v1/programs/{program}/offers",
+        json={
+            "code": "latte-2",
+            "texts": {"en": {"name": "Two euros off a latte"}},
+            "value": "2.00",
+            "starts_at": (now - timedelta(hours=1)).isoformat(),
+            "ends_at": (now + timedelta(days=7)).isoformat(),
+            "members": [member["id"]],
+        },
+    )
+    assert r.status_code == 201, r.text
+    page.get_by_role("link", name="Rewards", exact=True).click()
+    pages.check("portal-rewards")
+    page.get_by_role("button", name="Redeem A free coffee", exact=True).click()
+    page.wait_for_url(re.compile(r".*/coupons\?redeemed=coffee-voucher$"))
+    code = page.locator(".coupon-code").first.get_attribute("data-code")
+    assert code and re.fullmatch(r"[2-9A-Z]{4}-[2-9A-Z]{4}-[2-9A-Z]{4}-[2-9A-Z]{2}", code)
+    assert "A free coffee" in page.locator("#coupons").inner_text()
+    coupon_qr = _decode(page.locator("#coupons .qr svg").first.screenshot(), "QR")
+    assert coupon_qr == code.replace("-", "")
+    pages.check("portal-coupons")
+    page.get_by_role("link", name="My offers", exact=True).click()
+    page.get_by_role("button", name="Activate Two euros off a latte", exact=True).click()
+    page.wait_for_url(f"{base}/offers")
+    assert "Activated" in page.locator("#offers").inner_text()
+    pages.check("portal-offers")
+    page.get_by_role("link", name="Invite a friend", exact=True).click()
+    assert page.locator("#referral-code").inner_text().strip()
+    pages.check("portal-invite")
+    page.get_by_role("link", name="My profile", exact=True).click()
+
     page.get_by_role("button", name="Français", exact=True).click()
     page.wait_for_load_state("load")
     assert page.locator("html").get_attribute("lang") == "fr"
     assert page.locator("h1").inner_text() == "Mon profil"
     page.get_by_role("link", name="Mes points", exact=True).click()
-    assert page.locator("#available").inner_text().replace("\u202f", " ") == "1 250"
+    assert page.locator("#available").inner_text().replace("\u202f", " ") == "1 000"
     pages.check("portal-points-fr")
     page.get_by_role("button", name="Dansk", exact=True).click()
     page.wait_for_load_state("load")
     assert page.locator("h1").inner_text() == "Mine point"
-    assert page.locator("#available").inner_text() == "1.250"
+    assert page.locator("#available").inner_text() == "1.000"
     page.get_by_role("link", name="Mit kort", exact=True).click()
     assert page.get_by_text("Vis dette ved kassen").is_visible()
     pages.check("portal-card-da")
@@ -250,7 +297,7 @@ def test_member_signs_up_sees_the_card_earns_and_switches_language(
     finally:
         context.set_offline(False)
     context.close()
-    assert len(pages.audited) == 8
+    assert len(pages.audited) == 12
 
 
 async def _staff(db_url: str, email: str) -> None:
@@ -285,6 +332,14 @@ def test_admin_finds_a_member_adjusts_points_and_simulates(
             "total": "40.00",
         },
     )
+    rule = {
+        "code": "hot-drinks",
+        "name": "Double points on hot drinks",
+        "event_type": "purchase",
+        "line_condition": "line.category == 'tea'",
+        "effect": {"kind": "multiplier", "factor": "2"},
+    }
+    assert api.post(f"/v1/programs/{program}/rules", json=rule).status_code == 201
     email = f"owner-{secrets.token_hex(3)}@example.com"
     # Playwright's sync API owns this thread's event loop: create the user from another one.
     maker = threading.Thread(target=lambda: asyncio.run(_staff(db_url, email)))
@@ -330,6 +385,22 @@ def test_admin_finds_a_member_adjusts_points_and_simulates(
     assert page.locator("#sim-points").inner_text() == "21"
     assert page.locator("#effects tbody tr").count() >= 1
     pages.check("admin-simulator")
+
+    # Edit the rule in the simulator: coffee instead of tea; the simulated points change.
+    page.get_by_role("link", name="hot-drinks", exact=True).click()
+    assert "\"line.category == 'tea'\"" in page.input_value("#f-rule_json")
+    page.fill("#f-lines", "latte,coffee,3,3.80\nbeans-250g,retail,1,9.90")
+    page.fill("#f-rule_json", "{not json")
+    page.get_by_role("button", name="Save the rule and simulate", exact=True).click()
+    page.wait_for_selector("#e-rule_json")
+    assert "not a JSON object" in page.locator("#e-rule_json").inner_text()
+    edited = json.dumps({**rule, "line_condition": "line.category == 'coffee'"}, indent=2)
+    page.fill("#f-rule_json", edited)
+    page.get_by_role("button", name="Save the rule and simulate", exact=True).click()
+    page.wait_for_selector("#rule-saved")
+    assert int(page.locator("#sim-points").inner_text()) > 21
+    assert "hot-drinks" in page.locator("#effects").inner_text()
+    pages.check("admin-simulator-rule")
     page.get_by_role("button", name="Français", exact=True).click()
     page.wait_for_load_state("load")
     assert page.locator("h1").inner_text() == "Simulateur de règles"

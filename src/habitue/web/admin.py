@@ -27,6 +27,9 @@ from habitue.members.schemas import MemberRead
 from habitue.programs import service as programs_service
 from habitue.programs.errors import ProgramNotFound
 from habitue.programs.service import ProgramInfo
+from habitue.rules import service as rules_service
+from habitue.rules.errors import InvalidRule, RuleNotFound
+from habitue.rules.schemas import RuleRead
 from habitue.web import queries
 from habitue.web import service as web_service
 from habitue.web.i18n import _l, normalise
@@ -422,7 +425,61 @@ async def simulator_form(request: Request, program: str) -> Response:
         "lines": SAMPLE_LINES,
         "member": request.query_params.get("member", ""),
     }
-    return console.render("admin/simulator.html", values=values, errors={}, result=None)
+    rules = await _rules(request, console)
+    chosen = request.query_params.get("rule", "")
+    for rule in rules:
+        if rule.code == chosen:
+            values["rule_json"] = json.dumps(rule.spec, indent=2, ensure_ascii=False)
+    return console.render(
+        "admin/simulator.html", values=values, errors={}, result=None, rules=rules
+    )
+
+
+async def _rules(request: Request, console: Console) -> list[RuleRead]:
+    """The program's live rules, for the editor (owners and marketers only)."""
+    if console.program is None or not console.staff.may("rules"):
+        return []
+    info = console.program
+    async with _db(request).read() as session:
+        return (await rules_service.list_rules(session, info)).items
+
+
+async def _save_rule(
+    request: Request, console: Console, text: str, errors: dict[str, str]
+) -> str | None:
+    """Create or update the rule in `text` (JSON) through the rules service; its code."""
+    info = console.program
+    assert info is not None
+    try:
+        data = json.loads(text)
+        if not isinstance(data, dict):
+            raise ValueError
+    except ValueError:
+        errors["rule_json"] = _l("This is not a JSON object.")
+        return None
+    code = data.get("code")
+    if not isinstance(code, str) or not code:
+        errors["rule_json"] = _l("The rule needs a code.")
+        return None
+    actor = f"staff:{console.staff.email}"
+
+    async def work(session: AsyncSession) -> RuleRead:
+        try:
+            return await rules_service.update_rule(session, info, code, data, actor=actor)
+        except RuleNotFound:
+            return await rules_service.create_rule(session, info, data, actor=actor)
+
+    try:
+        saved = await _db(request).write(work)
+    except InvalidRule as exc:
+        first = exc.errors[0] if exc.errors else {"field": "", "message": exc.detail}
+        where = f" (line {first['line']}, column {first['column']})" if "line" in first else ""
+        errors["rule_json"] = f"{first['field']}: {first['message']}{where}"
+        return None
+    except HabitueError as exc:
+        errors["rule_json"] = exc.detail
+        return None
+    return saved.code
 
 
 @router.post("/{program}/simulator")
@@ -437,8 +494,19 @@ async def simulate(request: Request, program: str) -> Response:
         return _forbidden_form(console)
     info = console.program
     assert info is not None
-    values = {k: form.get(k, "") for k in ("member", "type", "total", "lines", "json")}
+    fields = ("member", "type", "total", "lines", "json", "rule_json")
+    values = {k: form.get(k, "") for k in fields}
     errors: dict[str, str] = {}
+    saved: str | None = None
+    if form.get("action") == "save_rule":
+        if not console.staff.may("rules"):
+            return console.denied()
+        saved = await _save_rule(request, console, values["rule_json"], errors)
+        if saved is None:
+            rules = await _rules(request, console)
+            return console.render(
+                "admin/simulator.html", 422, values=values, errors=errors, result=None, rules=rules
+            )
     body: dict[str, Any] = {}
     if values["json"].strip():
         try:
@@ -489,5 +557,11 @@ async def simulate(request: Request, program: str) -> Response:
             )
     status = 422 if errors else 200
     return console.render(
-        "admin/simulator.html", status, values=values, errors=errors, result=result
+        "admin/simulator.html",
+        status,
+        values=values,
+        errors=errors,
+        result=result,
+        rules=await _rules(request, console),
+        saved=saved,
     )

@@ -39,6 +39,7 @@ async def static(path: str) -> Response:
 
 
 def routers() -> list[Any]:
+    from habitue.web import portal_rewards  # noqa: F401  (its pages join the portal's router)
     from habitue.web.admin import router as admin_router
     from habitue.web.portal import router as portal_router
 
