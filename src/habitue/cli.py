@@ -378,14 +378,12 @@ def _run_refusing(run: Callable[[], Coroutine[Any, Any, None]]) -> None:
         raise typer.Exit(1) from exc
 
 
-@tiers_app.command("evaluate")
-def tiers_evaluate(
-    program: Annotated[str | None, typer.Option(help="a program's code (default: all)")] = None,
+def _each_program(
+    program: str | None, step: Callable[[Any, str, bool], Coroutine[Any, Any, str | None]]
 ) -> None:
-    """Close due qualification periods and apply downgrades (idempotent)."""
+    """Run `step(db, code, chosen)` for one program or for every program, printing its line."""
     from habitue.db import Database
     from habitue.programs import service as programs_service
-    from habitue.tiers.jobs import run_evaluation
 
     async def run() -> None:
         db = Database(get_settings().database_url)
@@ -393,15 +391,30 @@ def tiers_evaluate(
             async with db.read() as session:
                 codes = [program] if program else await programs_service.list_programs(session)
             for code in codes:
-                done = await run_evaluation(db, code)
-                console.print(
-                    f"{code}: closed {done.closed:,} periods; {done.downgraded:,} downgrades; "
-                    f"{done.graced:,} put in grace; {done.grace_ended:,} grace periods ended"
-                )
+                line = await step(db, code, program is not None)
+                if line is not None:
+                    console.print(f"{code}: {line}")
         finally:
             await db.dispose()
 
     _run_refusing(run)
+
+
+@tiers_app.command("evaluate")
+def tiers_evaluate(
+    program: Annotated[str | None, typer.Option(help="a program's code (default: all)")] = None,
+) -> None:
+    """Close due qualification periods and apply downgrades (idempotent)."""
+    from habitue.tiers.jobs import run_evaluation
+
+    async def step(db: Any, code: str, _chosen: bool) -> str:
+        done = await run_evaluation(db, code)
+        return (
+            f"closed {done.closed:,} periods; {done.downgraded:,} downgrades; "
+            f"{done.graced:,} put in grace; {done.grace_ended:,} grace periods ended"
+        )
+
+    _each_program(program, step)
 
 
 @tiers_app.command("rebuild")
@@ -409,33 +422,23 @@ def tiers_rebuild(
     program: Annotated[str | None, typer.Option(help="a program's code (default: all)")] = None,
 ) -> None:
     """Recompute this period's qualification counters from the events and upgrade (idempotent)."""
-    from habitue.db import Database
     from habitue.programs import service as programs_service
     from habitue.tiers import service as tiers_service
     from habitue.tiers.jobs import run_rebuild
 
-    async def run() -> None:
-        db = Database(get_settings().database_url)
-        try:
+    async def step(db: Any, code: str, chosen: bool) -> str | None:
+        if not chosen:  # over every program: only those with a ladder
             async with db.read() as session:
-                codes = [program] if program else await programs_service.list_programs(session)
-                if not program:  # every program that has a ladder
-                    infos = [await programs_service.get_info(session, c) for c in codes]
-                    codes = [
-                        i.code
-                        for i in infos
-                        if await tiers_service.load_ladder(session, i.id) is not None
-                    ]
-            for code in codes:
-                done = await run_rebuild(db, code)
-                console.print(
-                    f"{code}: {done.members:,} members counted this period; "
-                    f"{done.upgraded:,} upgrades; {done.left_grace:,} left grace"
-                )
-        finally:
-            await db.dispose()
+                info = await programs_service.get_info(session, code)
+                if await tiers_service.load_ladder(session, info.id) is None:
+                    return None
+        done = await run_rebuild(db, code)
+        return (
+            f"{done.members:,} members counted this period; "
+            f"{done.upgraded:,} upgrades; {done.left_grace:,} left grace"
+        )
 
-    _run_refusing(run)
+    _each_program(program, step)
 
 
 @clubs_app.command("renew")
@@ -444,24 +447,15 @@ def clubs_renew(
 ) -> None:
     """Charge due renewals, retry failed ones, end lapsed subscriptions, grant vouchers."""
     from habitue.clubs.jobs import run_renewals
-    from habitue.db import Database
-    from habitue.programs import service as programs_service
 
-    async def run() -> None:
-        db = Database(get_settings().database_url)
-        try:
-            async with db.read() as session:
-                codes = [program] if program else await programs_service.list_programs(session)
-            for code in codes:
-                r = await run_renewals(db, code)
-                console.print(
-                    f"{code}: renewed {r.renewed}, failed {r.failed}, expired {r.expired}, "
-                    f"ended {r.ended}, vouchers {r.vouchers}"
-                )
-        finally:
-            await db.dispose()
+    async def step(db: Any, code: str, _chosen: bool) -> str:
+        r = await run_renewals(db, code)
+        return (
+            f"renewed {r.renewed}, failed {r.failed}, expired {r.expired}, "
+            f"ended {r.ended}, vouchers {r.vouchers}"
+        )
 
-    _run_refusing(run)
+    _each_program(program, step)
 
 
 # --- analytics (issue 6) -------------------------------------------------------------------
