@@ -540,6 +540,10 @@ def backtest(
     program: Annotated[str, typer.Option(help="program code")],
     source: Annotated[str, typer.Option("--from", help="a purchases CSV, or 'store'")],
     rules: Annotated[Path | None, typer.Option(help="rules JSON (default: base earn only)")] = None,
+    ladder: Annotated[
+        Path | None,
+        typer.Option(help="tier ladder JSON, as the API takes (default: the store's with store)"),
+    ] = None,
     redemption_rate: Annotated[float, typer.Option(help="share of points redeemed")] = 0.7,
     point_value: Annotated[
         str | None, typer.Option(help="value of a point in currency (default: redeem rate)")
@@ -557,6 +561,11 @@ def backtest(
 
     info = _program_info(program)
     rule_set = bt.load_rules(rules) if rules is not None else None
+    tier_ladder = (
+        bt.load_ladder(ladder, currency_exponent=info.currency_exponent)
+        if ladder is not None
+        else None
+    )
     scale = Decimal(10) ** info.currency_exponent
     value_minor = Decimal(point_value or info.redeem_rate) * scale
     engine = make_sync_engine(get_settings().database_url) if source == "store" else None
@@ -567,6 +576,8 @@ def backtest(
                 txs: typing.Iterable[bt.Transaction]
                 if engine is not None:
                     conn = stack.enter_context(engine.connect())
+                    if tier_ladder is None:
+                        tier_ladder = bt.store_ladder(conn, info.id)
                     txs = bt.read_store(conn, info.id)  # streamed while replayed
                 else:
                     txs = bt.read_csv(Path(source), currency_exponent=info.currency_exponent)
@@ -577,6 +588,7 @@ def backtest(
                     redemption_rate=redemption_rate,
                     point_value_minor=value_minor,
                     progress=lambda n: bar.advance(task, n),
+                    ladder=tier_ladder,
                 )
     finally:
         if engine is not None:
@@ -596,14 +608,20 @@ def backtest(
         "all", *(f"{result.by_rule[c]:,}" for c in rule_codes), f"{result.points_issued:,}"
     )
     console.print(table)
+    if result.tier_mix is not None:
+        codes = list(dict.fromkeys(c for mix in result.tier_mix.values() for c in mix))
+        tiers_table = Table("month", *codes, title="tier mix (members at the month's end)")
+        for month, mix in sorted(result.tier_mix.items()):
+            tiers_table.add_row(month, *(f"{mix.get(c, 0):,}" for c in codes))
+        console.print(tiers_table)
     exp = info.currency_exponent
     console.print(
         f"{result.transactions:,} transactions of {result.members:,} members in "
         f"{result.seconds:.2f} s ({result.rate:,.0f}/s); points issued {result.points_issued:,}, "
         f"taken back {result.points_taken_back:,}; expected redemptions "
         f"{result.expected_redemptions:,} ({redemption_rate:.0%}) costing "
-        f"{format_minor(result.expected_cost_minor, exp)} {info.currency}; "
-        "tier mix: not available (tiers are not simulated yet)"
+        f"{format_minor(result.expected_cost_minor, exp)} {info.currency}"
+        + ("" if result.tier_mix is not None else "; tier mix: no ladder")
     )
 
 

@@ -15,7 +15,15 @@ from habitue.analytics import backtest
 from habitue.analytics.errors import InvalidAnalyticsInput
 from habitue.db import Database, make_sync_engine
 from habitue.programs import service as programs_service
-from habitue.rules.types import ProgramSnapshot
+from habitue.rules.types import EventInput, ProgramSnapshot
+from habitue.tiers import periods
+from habitue.tiers.qualify import (
+    NO_TIER,
+    Qualifier,
+    QualifyingLadder,
+    QualifyingTier,
+    UnsupportedLadder,
+)
 from tests.conftest import create_program, enrol, purchase
 
 PROGRAM = ProgramSnapshot(
@@ -141,7 +149,6 @@ def test_backtest_from_csv_per_rule_per_month_with_caps(tmp_path: Path) -> None:
     assert result.expected_cost_minor == 20
     summary = result.as_dict()
     assert summary["tier_mix"] is None
-    assert "not available" in summary["tier_mix_note"]
 
 
 def test_backtest_rejects_bad_settings_and_files(tmp_path: Path) -> None:
@@ -154,3 +161,87 @@ def test_backtest_rejects_bad_settings_and_files(tmp_path: Path) -> None:
     empty = backtest.run_backtest([], program=PROGRAM)
     assert empty.points_issued == 0
     assert empty.rate == 0.0
+
+
+LADDER = {
+    "metric": "qualifying_spend",
+    "window": {"kind": "calendar_year"},
+    "tiers": [
+        {"code": "member", "name": "Member", "threshold": "0.00"},
+        {"code": "silver", "name": "Silver", "threshold": "100.00"},
+        {"code": "gold", "name": "Gold", "threshold": "300.00"},
+    ],
+}
+
+
+def _buy(member: str, key: str, at: str, cents: int) -> backtest.Transaction:
+    event = EventInput(
+        type="purchase", external_id=key, occurred_at=datetime.fromisoformat(at), total_minor=cents
+    )
+    return backtest.Transaction(member, event)
+
+
+def test_backtest_tier_mix_over_a_year_boundary(tmp_path: Path) -> None:
+    path = tmp_path / "ladder.json"
+    path.write_bytes(orjson.dumps(LADDER))
+    ladder = backtest.load_ladder(path, currency_exponent=2)
+    history = [
+        _buy("a", "t1", "2025-03-10T10:00:00+00:00", 15_000),  # a: silver
+        _buy("a", "t2", "2025-06-15T10:00:00+00:00", 20_000),  # a: 350 in 2025, gold
+        # 23:30 on 31 December in Paris: counts in 2025, b is silver
+        _buy("b", "t3", "2025-12-31T22:30:00+00:00", 10_000),
+        # 00:30 on 1 January in Paris: counts in 2026 (250 alone, not gold), after the close
+        _buy("b", "t4", "2025-12-31T23:30:00+00:00", 25_000),
+        _buy("a", "t5", "2026-02-01T10:00:00+00:00", 5_000),  # a spends only 50 in 2026
+        _buy("c", "t6", "2026-03-01T10:00:00+00:00", 3_000),  # c: member
+        _buy("a", "t7", "2027-01-10T10:00:00+00:00", 1_000),  # after the 2027 close
+    ]
+    result = backtest.run_backtest(history, program=PROGRAM, ladder=ladder)
+    assert result.tier_mix == {
+        "2025-03": {"member": 0, "silver": 1, "gold": 0},
+        "2025-06": {"member": 0, "silver": 0, "gold": 1},
+        "2025-12": {"member": 0, "silver": 1, "gold": 1},
+        # the 2026 close keeps a gold (350 in 2025) and b silver (100 in 2025)
+        "2026-01": {"member": 0, "silver": 1, "gold": 1},
+        "2026-02": {"member": 0, "silver": 1, "gold": 1},
+        "2026-03": {"member": 1, "silver": 1, "gold": 1},
+        # the 2027 close: a did not requalify (50) and drops one step to silver; b keeps
+        # silver (250 in 2026); c stays member
+        "2027-01": {"member": 1, "silver": 2, "gold": 0},
+    }
+    assert list(result.as_dict()["tier_mix"]) == sorted(result.tier_mix)
+    # the tier reaches `decide`: same points as without a ladder (multipliers of 1)
+    assert result.points_issued == backtest.run_backtest(history, program=PROGRAM).points_issued
+
+
+def test_qualifier_rolling_window_and_no_base_tier() -> None:
+    ladder = QualifyingLadder(
+        "visits",
+        periods.Window(periods.ROLLING, 2),
+        (QualifyingTier("regular", 2), QualifyingTier("habitue", 4)),
+    )
+    q = Qualifier(ladder, "UTC")
+    day = datetime(2026, 1, 5, tzinfo=UTC)
+    assert q.add("m", day, 1) == -1
+    assert q.mix() == {NO_TIER: 1, "regular": 0, "habitue": 0}
+    assert q.add("m", day + timedelta(days=1), 1) == 0  # two visits: regular
+    assert q.add("m", datetime(2026, 2, 3, tzinfo=UTC), 2) == 1  # Jan + Feb = 4: habitue
+    # 1 April closes February–March (2 visits: regular, kept); 1 May closes March–April (0):
+    # one step down only from regular to no tier
+    q.advance(datetime(2026, 4, 1, tzinfo=UTC).date())
+    assert q.rank("m") == 0
+    q.advance(datetime(2026, 5, 1, tzinfo=UTC).date())
+    assert q.rank("m") == -1
+    with pytest.raises(UnsupportedLadder):
+        QualifyingLadder("visits", periods.Window(periods.ANNIVERSARY), ladder.tiers)
+
+
+def test_backtest_rejects_bad_ladders(tmp_path: Path) -> None:
+    bad = {**LADDER, "tiers": [{"code": "x", "name": "X", "threshold": 5}]}
+    with pytest.raises(InvalidAnalyticsInput):
+        backtest.ladder_from_dict(bad, currency_exponent=2)
+    anniversary = {**LADDER, "window": {"kind": "anniversary_year"}}
+    with pytest.raises(InvalidAnalyticsInput, match="anniversary"):
+        backtest.ladder_from_dict(anniversary, currency_exponent=2)
+    with pytest.raises(InvalidAnalyticsInput):
+        backtest.load_ladder(tmp_path / "missing.json", currency_exponent=2)

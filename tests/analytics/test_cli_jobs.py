@@ -91,6 +91,20 @@ async def test_cli_rfm_backtest_report_and_recommend(
     assert "2026-01" in out
     assert "2026-02" in out
     assert "points issued 25" in out
+    assert "tier mix: no ladder" in out
+    ladder = tmp_path / "ladder.json"
+    ladder.write_text(
+        '{"metric": "purchases", "window": {"kind": "calendar_year"}, "tiers": ['
+        '{"code": "base", "name": "Base", "threshold": 0},'
+        '{"code": "fan", "name": "Fan", "threshold": 1}]}'
+    )
+    out = await _invoke(
+        "backtest", "--program", code, "--from", str(csv_file), "--ladder", str(ladder), "--json"
+    )
+    assert orjson.loads(out)["tier_mix"] == {
+        "2026-01": {"base": 0, "fan": 1},
+        "2026-02": {"base": 0, "fan": 2},
+    }
 
     target = tmp_path / "report.parquet"
     out = await _invoke(

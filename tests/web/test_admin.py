@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import re
+
 import httpx
 import pytest
 from typer.testing import CliRunner
@@ -32,15 +35,41 @@ async def test_staff_sign_in_is_required(client: httpx.AsyncClient, program: str
 async def test_owner_sees_dashboard_and_liability(
     client: httpx.AsyncClient, program: str, db: Database
 ) -> None:
+    await staff_signin(client, await make_staff(db, "owner"))
+    empty = await client.get(f"/admin/{program}")  # no member, no scores: friendly empty states
+    assert empty.status_code == 200
+    assert 'id="segments-empty"' in empty.text
+    assert 'id="tiers-empty"' in empty.text
+    assert 'id="chart-segments"' not in empty.text
+    ladder = {
+        "metric": "qualifying_spend",
+        "window": {"kind": "calendar_year"},
+        "tiers": [
+            {"code": "base", "name": "Base", "threshold": "0.00"},
+            {"code": "silver", "name": "Silver", "threshold": "100.00"},
+        ],
+    }
+    r = await client.post(f"/v1/programs/{program}/tiers", json=ladder)
+    assert r.status_code == 201, r.text
     m = await enrol(client, program, email="dash@example.com")
     await purchase(client, program, m["id"], "150.00")
-    await staff_signin(client, await make_staff(db, "owner"))
+    await enrol(client, program, email="dash2@example.com")
+    r = await client.post(f"/v1/programs/{program}/analytics/scores")
+    assert r.status_code == 200, r.text
     r = await client.get(f"/admin/{program}")
     assert r.status_code == 200
     assert 'id="chart-members"' in r.text
     assert "chart-4.6.1.umd.min.js" in r.text
     assert '<dd id="liability">150</dd>' in r.text
     assert '"Issued"' in r.text
+    charts = json.loads(re.search(r'id="chart-data">(.*?)</script>', r.text, re.S).group(1))
+    assert 'id="chart-segments"' in r.text
+    assert 'id="chart-tiers"' in r.text
+    assert sum(charts["segments"]["datasets"][0]["data"]) == 1  # the one buyer is scored
+    assert charts["tiers"] == {
+        "labels": ["No tier", "Silver"],
+        "datasets": [{"label": "Members", "data": [1, 1]}],
+    }
 
 
 async def test_support_finds_a_member_and_adjusts_points(

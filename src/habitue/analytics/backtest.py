@@ -6,8 +6,12 @@ from the store (purchases, refunds and actions of a program, in time order). Eac
 with the rules given and the program's base earn; an in-memory ledger keeps each member's
 points, the caps' tallies and the rules' budgets, and refunds take back the share of the
 purchase's points the real refund takes back. The result is points issued, per rule and per
-month, expected redemptions and their cost. Tiers are not simulated (`tier_mix` is None): the
-tiers room has no pure qualification function yet, so every member is decided without a tier.
+month, expected redemptions and their cost. With a ladder (`load_ladder`, or the store's), a
+`tiers.qualify.Qualifier` keeps each member's tier as events are replayed: each event is decided
+with the member's tier (and its earn multiplier), then counted toward the ladder's metric, and
+`tier_mix` gives the members per tier at the end of each month (see `tiers/qualify.py` for what
+the replay simplifies). Without a ladder members are decided without a tier and `tier_mix` is
+None.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from __future__ import annotations
 import csv
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -45,6 +49,14 @@ from habitue.rules.types import (
     Tally,
 )
 from habitue.rules.usage import period_keys
+from habitue.tiers import periods as tier_periods
+from habitue.tiers.qualify import (
+    Qualifier,
+    QualifyingLadder,
+    QualifyingTier,
+    UnsupportedLadder,
+    metric_amount,
+)
 
 _events = table_of(Event)
 _lines = table_of(EventLine)
@@ -81,7 +93,8 @@ class BacktestResult:
     point_value_minor: Decimal = Decimal(0)
     seconds: float = 0.0
     tier_mix: dict[str, dict[str, int]] | None = None
-    """Not simulated yet: no pure tier qualification function is available."""
+    """Month (program time zone, YYYY-MM) → tier code → members at the month's end (replayed
+    months only); None without a ladder."""
 
     @property
     def net_points(self) -> int:
@@ -117,8 +130,11 @@ class BacktestResult:
             "by_rule": dict(sorted(self.by_rule.items())),
             "by_month": {m: dict(sorted(r.items())) for m, r in sorted(self.by_month.items())},
             "rule_errors": self.rule_errors,
-            "tier_mix": self.tier_mix,
-            "tier_mix_note": "not available: tiers are not simulated yet",
+            "tier_mix": (
+                None
+                if self.tier_mix is None
+                else {m: dict(t) for m, t in sorted(self.tier_mix.items())}
+            ),
             "seconds": round(self.seconds, 3),
             "transactions_per_second": round(self.rate),
         }
@@ -134,6 +150,66 @@ def load_rules(path: Path) -> RuleSet:
     if not isinstance(items, list):
         raise InvalidAnalyticsInput("the rules file holds a list of rules")
     return compile_rules(parse_rule(item) for item in items)
+
+
+def ladder_from_dict(data: Any, *, currency_exponent: int) -> QualifyingLadder:
+    """A ladder in the API's JSON format (`PUT /tiers/ladder`) as a `QualifyingLadder`."""
+    from pydantic import ValidationError
+
+    from habitue.tiers.schemas import LadderWrite
+
+    try:
+        spec = LadderWrite.model_validate(data)
+        tiers: list[QualifyingTier] = []
+        for t in spec.tiers:
+            if spec.metric == "qualifying_spend":
+                if not isinstance(t.threshold, str):
+                    raise ValueError(f"tier {t.code}: spend thresholds are decimal strings")
+                threshold = parse_minor(t.threshold, currency_exponent)
+            elif isinstance(t.threshold, int):
+                threshold = t.threshold
+            else:
+                raise ValueError(f"tier {t.code}: thresholds of {spec.metric} are integers")
+            tiers.append(QualifyingTier(t.code, threshold, t.multiplier))
+        months = spec.window.months
+        if spec.window.kind == tier_periods.ROLLING and months is None:
+            raise ValueError("a rolling window needs its number of months")
+        window = tier_periods.Window(spec.window.kind, months or 12)
+        return QualifyingLadder(spec.metric, window, tuple(tiers))
+    except (ValidationError, ValueError, MoneyFormatError) as exc:
+        raise InvalidAnalyticsInput(f"invalid ladder: {exc}") from exc
+
+
+def load_ladder(path: Path, *, currency_exponent: int) -> QualifyingLadder:
+    """A ladder from a JSON file in the API's ladder format."""
+    try:
+        data = orjson.loads(path.read_bytes())
+    except (OSError, orjson.JSONDecodeError) as exc:
+        raise InvalidAnalyticsInput(f"cannot read the ladder from {path}: {exc}") from exc
+    return ladder_from_dict(data, currency_exponent=currency_exponent)
+
+
+def store_ladder(conn: Connection, program_id: int) -> QualifyingLadder | None:
+    """The program's stored ladder, or None when it has none."""
+    from habitue.tiers.models import Tier, TierLadder
+
+    ladders, tiers = table_of(TierLadder), table_of(Tier)
+    row = conn.execute(select(ladders).where(ladders.c.program_id == program_id)).first()
+    if row is None:
+        return None
+    rungs = conn.execute(
+        select(tiers.c.code, tiers.c.threshold, tiers.c.multiplier)
+        .where(tiers.c.program_id == program_id)
+        .order_by(tiers.c.rank)
+    ).all()
+    try:
+        return QualifyingLadder(
+            row.metric,
+            tier_periods.Window(row.window, row.window_months or 12),
+            tuple(QualifyingTier(t.code, int(t.threshold), t.multiplier) for t in rungs),
+        )
+    except UnsupportedLadder as exc:
+        raise InvalidAnalyticsInput(f"the program's ladder cannot be replayed: {exc}") from exc
 
 
 def _parse_time(value: str) -> datetime:
@@ -365,6 +441,7 @@ def run_backtest(
     redemption_rate: float = 0.7,
     point_value_minor: Decimal = Decimal(1),
     progress: Callable[[int], None] | None = None,
+    ladder: QualifyingLadder | None = None,
 ) -> BacktestResult:
     """Replay transactions in order through `decide` and total what they would have issued."""
     if not 0.0 <= redemption_rate <= 1.0:
@@ -380,6 +457,10 @@ def run_backtest(
     balances = ledger.balances
     purchases = ledger.purchases
     period_keys_of = ledger.period_keys
+    qualifier = Qualifier(ladder, program.timezone) if ladder is not None else None
+    tier_mix: dict[str, dict[str, int]] = {}
+    ranks: dict[str, int] = {}
+    mix_month: str | None = None
     started = time.perf_counter()
     count = issued = taken_back = errors = 0
     for tx in transactions:
@@ -396,6 +477,21 @@ def run_backtest(
             taken_back += _refund(ledger, tx)
             continue
         keys = period_keys_of(event.occurred_at)
+        if qualifier is not None and ladder is not None:
+            if mix_month != keys["month"]:
+                if mix_month is not None:
+                    tier_mix[mix_month] = qualifier.mix()
+                mix_month = keys["month"]
+            qualifier.advance(qualifier.local_day(event.occurred_at))
+            rank = qualifier.rank(member_key)
+            if ranks.get(member_key) != rank:
+                ranks[member_key] = rank
+                tier = ladder.tiers[rank] if rank >= 0 else None
+                member = snapshots[member_key] = replace(
+                    member,
+                    tier=tier.code if tier is not None else None,
+                    earn_multiplier=Decimal(tier.multiplier) if tier is not None else Decimal(1),
+                )
         usage = ledger.usage(member_key, event.type, keys) if limited else None
         decision = decide(event, member, program, rule_set, event.occurred_at, usage)
         if decision.errors:
@@ -410,6 +506,9 @@ def run_backtest(
                 month[effect.rule_code] = month.get(effect.rule_code, 0) + effect.amount
         if usage is not None:
             ledger.record_usage(member_key, keys, decision)
+        if qualifier is not None and ladder is not None:
+            amount = metric_amount(ladder.metric, event, decision)
+            qualifier.add(member_key, event.occurred_at, amount)
         if points:
             issued += points
             balances[member_key] = balances.get(member_key, 0) + points
@@ -421,6 +520,10 @@ def run_backtest(
             progress(10_000)
     if progress is not None and count % 10_000:
         progress(count % 10_000)
+    if qualifier is not None and mix_month is not None:
+        tier_mix[mix_month] = qualifier.mix()
+    if qualifier is not None:
+        result.tier_mix = tier_mix
     for month_rules in by_month.values():
         for code, amount in month_rules.items():
             result.by_rule[code] = result.by_rule.get(code, 0) + amount

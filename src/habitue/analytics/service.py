@@ -191,6 +191,21 @@ async def refresh_scores_async(session: AsyncSession, program: ProgramInfo) -> S
     return await session.run_sync(lambda s: refresh_scores(s.connection(), program))
 
 
+async def stored_segment_sizes(session: AsyncSession, program: ProgramInfo) -> dict[str, int]:
+    """Members per RFM segment in the stored scores (`member_scores`), in `rfm.SEGMENTS` order;
+    empty when the program was never scored."""
+    rows = (
+        await session.execute(
+            select(_scores.c.segment, func.count())
+            .where(_scores.c.program_id == program.id, _scores.c.segment.is_not(None))
+            .group_by(_scores.c.segment)
+        )
+    ).all()
+    counts = {str(name): int(n) for name, n in rows}
+    ordered = {name: counts.pop(name) for name in rfm.SEGMENTS if name in counts}
+    return {**ordered, **dict(sorted(counts.items()))}
+
+
 def _clean(value: float | None) -> float | None:
     return value if value is not None and math.isfinite(value) else None
 

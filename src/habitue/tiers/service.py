@@ -23,7 +23,7 @@ from habitue.messaging import outbox
 from habitue.money import MoneyFormatError, format_minor, parse_minor
 from habitue.programs.service import ProgramInfo
 from habitue.rules.service import rules_referencing_tier
-from habitue.rules.types import AddTierCredits, Decision, EventInput
+from habitue.rules.types import Decision, EventInput
 from habitue.tiers import periods
 from habitue.tiers.errors import InvalidLadder, LadderInUse, NoLadder, TierInUse, UnknownTier
 from habitue.tiers.models import (
@@ -34,6 +34,7 @@ from habitue.tiers.models import (
     TierLadder,
     TierStatus,
 )
+from habitue.tiers.qualify import metric_amount
 from habitue.tiers.schemas import (
     GuaranteeRead,
     GuaranteeWrite,
@@ -368,19 +369,6 @@ async def set_ladder(session: AsyncSession, program: ProgramInfo, data: LadderWr
 
 # ----------------------------------------------------------------------------------------
 # Counters and status on the event path
-
-
-def metric_amount(metric: str, event: EventInput, decision: Decision) -> int:
-    """What an event adds to a metric: spend paid, one visit/purchase/booking, or credits."""
-    if metric == MONEY_METRIC:
-        return max(event.total_minor - event.discount_minor, 0) if event.type == "purchase" else 0
-    if metric == "visits":
-        return 1 if event.type == "visit" else 0
-    if metric == "purchases":
-        return 1 if event.type == "purchase" else 0
-    if metric == "bookings":
-        return 1 if event.type == "booking" else 0
-    return sum(e.amount for e in decision.effects if isinstance(e, AddTierCredits))
 
 
 async def _add_to_bucket(

@@ -13,6 +13,7 @@ from fastapi.responses import Response
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from habitue.analytics import service as analytics_service
 from habitue.db import Database
 from habitue.errors import HabitueError
 from habitue.events import service as events_service
@@ -230,6 +231,22 @@ async def programs(request: Request) -> Response:
     return console.render("admin/programs.html", programs=codes)
 
 
+# The RFM segments' names (`analytics.rfm.SEGMENTS`), marked for translation on the dashboard.
+SEGMENT_NAMES = (
+    _l("Champions"),
+    _l("Loyal"),
+    _l("Potential loyalists"),
+    _l("New"),
+    _l("Promising"),
+    _l("Need attention"),
+    _l("About to sleep"),
+    _l("At risk"),
+    _l("Can't lose them"),
+    _l("Hibernating"),
+    _l("Lost"),
+)
+
+
 @router.get("/{program}")
 async def dashboard(request: Request, program: str) -> Response:
     console = await _load(request, program)
@@ -239,7 +256,11 @@ async def dashboard(request: Request, program: str) -> Response:
     assert info is not None
     async with _db(request).read() as session:
         figures = await queries.dashboard(session, info)
+        segments = await analytics_service.stored_segment_sizes(session, info)
+        tiers = await queries.tier_mix(session, info)
     t = console.page._
+    figures["segments"] = [(t(name), count) for name, count in segments.items()]
+    figures["tiers"] = [(name if name is not None else t("No tier"), n) for name, n in tiers]
     figures["months"] = [
         console.page.fmt.date(date(int(m[:4]), int(m[5:]), 1), "MMM y") for m in figures["labels"]
     ]
@@ -255,6 +276,14 @@ async def dashboard(request: Request, program: str) -> Response:
                 {"label": t("Redeemed"), "data": figures["redeemed"]},
                 {"label": t("Expired"), "data": figures["expired"]},
             ],
+        },
+        "segments": {
+            "labels": [name for name, _ in figures["segments"]],
+            "datasets": [{"label": t("Members"), "data": [n for _, n in figures["segments"]]}],
+        },
+        "tiers": {
+            "labels": [name for name, _ in figures["tiers"]],
+            "datasets": [{"label": t("Members"), "data": [n for _, n in figures["tiers"]]}],
         },
     }
     return console.render("admin/dashboard.html", figures=figures, charts=json.dumps(charts))

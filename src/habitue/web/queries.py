@@ -156,3 +156,26 @@ async def program_codes(session: AsyncSession) -> list[tuple[str, str]]:
         await session.execute(select(_programs.c.code, _programs.c.name).order_by(_programs.c.code))
     ).all()
     return [(r.code, r.name) for r in rows]
+
+
+async def tier_mix(session: AsyncSession, program: ProgramInfo) -> list[tuple[str | None, int]]:
+    """Active members per tier (`members.tier`) as (tier name, count), up the ladder, members
+    without a tier first (as None); empty when the program has no active member."""
+    from habitue.tiers.service import load_ladder
+
+    rows = (
+        await session.execute(
+            select(_members.c.tier, func.count())
+            .where(_members.c.program_id == program.id, _members.c.status == "active")
+            .group_by(_members.c.tier)
+        )
+    ).all()
+    counts: dict[str | None, int] = {tier: int(n) for tier, n in rows}
+    ladder = await load_ladder(session, program.id)
+    names: dict[str | None, str | None] = {None: None}
+    if ladder is not None:
+        names.update({t.code: t.name for t in ladder.tiers})
+    out = [(name, counts.pop(code)) for code, name in names.items() if code in counts]
+    out += sorted(counts.items(), key=lambda item: str(item[0]))
+    return out
+

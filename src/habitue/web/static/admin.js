@@ -18,4 +18,14 @@
     data: { labels: data.points.labels, datasets: paint(data.points.datasets) },
     options: { animation: false, responsive: true }
   });
+  // Sizes by category; the canvas is absent (an empty-state message instead) without data.
+  ["segments", "tiers"].forEach(function (name) {
+    var canvas = document.getElementById("chart-" + name);
+    if (!canvas || !data[name] || !data[name].labels.length) return;
+    new Chart(canvas, {
+      type: "bar",
+      data: { labels: data[name].labels, datasets: paint(data[name].datasets) },
+      options: { animation: false, responsive: true, plugins: { legend: { display: false } } }
+    });
+  });
 })();
