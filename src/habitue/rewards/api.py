@@ -251,7 +251,9 @@ async def target_offer(
     db: DbDep,
     _: Principal = scoped("rewards:write"),
 ) -> OfferRead:
-    return await db.write(lambda s: offers.add_targets(s, program, code, body.members))
+    return await db.write(
+        lambda s: offers.add_targets(s, program, code, body.members, body.segment)
+    )
 
 
 @router.get(MEMBER + "/offers", response_model=OfferPage)

@@ -107,15 +107,23 @@ async def create(session: AsyncSession, program: ProgramInfo, data: OfferCreate)
             ).scalar_one()
     except IntegrityError as exc:
         raise OfferExists(f"offer {data.code!r} already exists") from exc
-    await _add(session, program, offer_id, data.members)
+    await _add(session, program, offer_id, data.members, data.segment)
     row = await _fetch(session, program, data.code)
     return _read(program, row, members=await _count(session, offer_id))
 
 
 async def _add(
-    session: AsyncSession, program: ProgramInfo, offer_id: int, members: list[str]
+    session: AsyncSession,
+    program: ProgramInfo,
+    offer_id: int,
+    members: list[str],
+    segment: str | None = None,
 ) -> None:
     ids = set(await _member_ids(session, program, members))
+    if segment is not None:
+        from habitue.analytics import segments as segments_service
+
+        ids |= set(await segments_service.members_in_segment(session, program, segment))
     if not ids:
         return
     have = set(
@@ -135,11 +143,15 @@ async def _add(
 
 
 async def add_targets(
-    session: AsyncSession, program: ProgramInfo, code: str, members: list[str]
+    session: AsyncSession,
+    program: ProgramInfo,
+    code: str,
+    members: list[str],
+    segment: str | None = None,
 ) -> OfferRead:
-    """Target more members (already targeted ones are left as they are)."""
+    """Target more members, listed or a segment's (already targeted ones stay as they are)."""
     row = await _fetch(session, program, code)
-    await _add(session, program, row["id"], members)
+    await _add(session, program, row["id"], members, segment)
     return _read(program, row, members=await _count(session, row["id"]))
 
 

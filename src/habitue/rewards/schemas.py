@@ -216,6 +216,8 @@ class OfferCreate(DiscountFields):
     starts_at: datetime
     ends_at: datetime
     members: list[str] = Field(default_factory=list, max_length=100_000)
+    segment: str | None = Field(default=None, max_length=64)
+    """A dynamic segment whose current members are targeted too (see docs/analytics.md)."""
 
     @model_validator(mode="after")
     def _terms(self) -> OfferCreate:
@@ -227,7 +229,14 @@ class OfferCreate(DiscountFields):
 
 
 class OfferTargets(Strict):
-    members: list[str] = Field(min_length=1, max_length=100_000)
+    members: list[str] = Field(default_factory=list, max_length=100_000)
+    segment: str | None = Field(default=None, max_length=64)
+
+    @model_validator(mode="after")
+    def _some(self) -> OfferTargets:
+        if not self.members and self.segment is None:
+            raise ValueError("give members, a segment, or both")
+        return self
 
 
 class OfferRead(BaseModel):
