@@ -134,7 +134,6 @@ def import_purchases(
     from habitue.events.importer import write_rejects
 
     engine = make_sync_engine(get_settings().database_url)
-    size = file.stat().st_size
     with Progress(
         TextColumn("[bold]importing"),
         BarColumn(),
@@ -152,7 +151,6 @@ def import_purchases(
             source=source,
             progress=lambda n: bar.advance(task, n),
         )
-        del size
     engine.dispose()
     rejects_path = rejects or file.with_suffix(".rejects.csv")
     if report.rejected:

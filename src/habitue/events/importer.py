@@ -734,12 +734,11 @@ def import_purchases(
         if missing:
             raise ValueError(f"the CSV lacks columns {missing}")
         batch: list[list[dict[str, str]]] = []
-        last_pos = 0
 
         flushes = 0
 
         def flush() -> None:
-            nonlocal last_pos, flushes
+            nonlocal flushes
             with engine.begin() as conn:
                 _import_chunk(
                     conn,

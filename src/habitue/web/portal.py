@@ -145,6 +145,19 @@ async def _load(request: Request, code: str, *, signed_in: bool = True) -> Porta
     return Portal(page, program, member, member_id, token if member else None)
 
 
+async def _load_form(
+    request: Request, code: str, *, signed_in: bool = True
+) -> tuple[Portal, dict[str, str]] | Response:
+    """A posted form with its portal context, once its CSRF token checks out."""
+    portal = await _load(request, code, signed_in=signed_in)
+    if isinstance(portal, Response):
+        return portal
+    form = await form_of(request)
+    if not portal.page.csrf_ok(form):
+        return _forbidden_form(portal)
+    return portal, form
+
+
 def _forbidden_form(portal: Portal) -> Response:
     return portal.render(
         "error.html",
@@ -233,12 +246,10 @@ def _signup_errors(exc: ValidationError) -> dict[str, str]:
 
 @router.post("/{program}/signup")
 async def signup(request: Request, program: str) -> Response:
-    portal = await _load(request, program, signed_in=False)
-    if isinstance(portal, Response):
-        return portal
-    form = await form_of(request)
-    if not portal.page.csrf_ok(form):
-        return _forbidden_form(portal)
+    loaded = await _load_form(request, program, signed_in=False)
+    if isinstance(loaded, Response):
+        return loaded
+    portal, form = loaded
     values = {k: v for k, v in form.items() if k not in ("password", "csrf_token")}
     errors: dict[str, str] = {}
     email = form.get("email", "").strip()
@@ -305,12 +316,10 @@ async def signin_form(request: Request, program: str, next: str | None = None) -
 
 @router.post("/{program}/signin")
 async def signin(request: Request, program: str) -> Response:
-    portal = await _load(request, program, signed_in=False)
-    if isinstance(portal, Response):
-        return portal
-    form = await form_of(request)
-    if not portal.page.csrf_ok(form):
-        return _forbidden_form(portal)
+    loaded = await _load_form(request, program, signed_in=False)
+    if isinstance(loaded, Response):
+        return loaded
+    portal, form = loaded
     info = portal.program
     email = form.get("email", "").strip()
     password = form.get("password", "")
@@ -338,12 +347,10 @@ async def signin(request: Request, program: str) -> Response:
 
 @router.post("/{program}/signin/link")
 async def signin_link(request: Request, program: str) -> Response:
-    portal = await _load(request, program, signed_in=False)
-    if isinstance(portal, Response):
-        return portal
-    form = await form_of(request)
-    if not portal.page.csrf_ok(form):
-        return _forbidden_form(portal)
+    loaded = await _load_form(request, program, signed_in=False)
+    if isinstance(loaded, Response):
+        return loaded
+    portal, form = loaded
     email = form.get("link_email", "").strip()
     if "@" not in email or len(email) > 320:
         return portal.render(
@@ -406,12 +413,10 @@ async def signout(request: Request, program: str) -> Response:
 
 @router.post("/{program}/locale")
 async def switch_locale(request: Request, program: str) -> Response:
-    portal = await _load(request, program, signed_in=False)
-    if isinstance(portal, Response):
-        return portal
-    form = await form_of(request)
-    if not portal.page.csrf_ok(form):
-        return _forbidden_form(portal)
+    loaded = await _load_form(request, program, signed_in=False)
+    if isinstance(loaded, Response):
+        return loaded
+    portal, form = loaded
     locale = normalise(form.get("locale")) or portal.page.locale
     target = safe_next(form.get("next"), f"{base(portal.program)}/", f"{base(portal.program)}/")
     portal.page.set_cookie(LOCALE_COOKIE, locale)
@@ -527,12 +532,10 @@ def _profile_values(member: MemberRead | None) -> dict[str, str]:
 
 @router.post("/{program}/profile")
 async def profile(request: Request, program: str) -> Response:
-    portal = await _load(request, program)
-    if isinstance(portal, Response):
-        return portal
-    form = await form_of(request)
-    if not portal.page.csrf_ok(form):
-        return _forbidden_form(portal)
+    loaded = await _load_form(request, program)
+    if isinstance(loaded, Response):
+        return loaded
+    portal, form = loaded
     assert portal.member is not None
     values = {k: v for k, v in form.items() if k != "csrf_token"}
     errors: dict[str, str] = {}
@@ -600,12 +603,10 @@ async def export(request: Request, program: str) -> Response:
 
 @router.post("/{program}/close")
 async def close_account(request: Request, program: str) -> Response:
-    portal = await _load(request, program)
-    if isinstance(portal, Response):
-        return portal
-    form = await form_of(request)
-    if not portal.page.csrf_ok(form):
-        return _forbidden_form(portal)
+    loaded = await _load_form(request, program)
+    if isinstance(loaded, Response):
+        return loaded
+    portal, form = loaded
     assert portal.member is not None
     assert portal.member_id is not None
     if form.get("confirm") != "on":

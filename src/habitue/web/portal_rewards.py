@@ -23,8 +23,7 @@ from habitue.rewards.schemas import (
 )
 from habitue.web.codes import qr_svg
 from habitue.web.i18n import _l
-from habitue.web.pages import form_of
-from habitue.web.portal import Portal, _db, _forbidden_form, _load, base, router
+from habitue.web.portal import Portal, _db, _load, _load_form, base, router
 
 # What the member reads when a redemption or an activation is refused, by problem type.
 REFUSALS = {
@@ -97,12 +96,10 @@ async def rewards_page(request: Request, program: str) -> Response:
 
 @router.post("/{program}/rewards/{code}/redeem")
 async def redeem_reward(request: Request, program: str, code: str) -> Response:
-    portal = await _load(request, program)
-    if isinstance(portal, Response):
-        return portal
-    form = await form_of(request)
-    if not portal.page.csrf_ok(form):
-        return _forbidden_form(portal)
+    loaded = await _load_form(request, program)
+    if isinstance(loaded, Response):
+        return loaded
+    portal, form = loaded
     assert portal.member is not None
     info, public_id = portal.program, portal.member.id
     data = RedemptionCreate(reward=code[:MAX_CODE] or "-", quantity=1)
@@ -172,12 +169,10 @@ async def offers_page(request: Request, program: str) -> Response:
 
 @router.post("/{program}/offers/{code}/clip")
 async def clip_offer(request: Request, program: str, code: str) -> Response:
-    portal = await _load(request, program)
-    if isinstance(portal, Response):
-        return portal
-    form = await form_of(request)
-    if not portal.page.csrf_ok(form):
-        return _forbidden_form(portal)
+    loaded = await _load_form(request, program)
+    if isinstance(loaded, Response):
+        return loaded
+    portal, form = loaded
     assert portal.member is not None
     info, public_id = portal.program, portal.member.id
 
