@@ -83,6 +83,11 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None) 
             pool_size=settings.pool_size,
             lanes=settings.group_commit_lanes,
         )
+        if settings.env == "production":
+            import gc
+
+            gc.freeze()
+            gc.set_threshold(50_000, 20, 20)
         task = None
         if settings.scheduler:
             task = asyncio.create_task(jobs.scheduler(app.state.db, settings))

@@ -5,9 +5,14 @@ from __future__ import annotations
 import importlib
 
 # Each room built on the foundation adds its hook module here.
-ROOM_HOOKS: tuple[str, ...] = ("habitue.rewards.hooks",
-    "habitue.tiers.hooks", "habitue.clubs.hooks",
-    "habitue.rules.hooks", "habitue.analytics.hooks",)
+ROOM_HOOKS: tuple[str, ...] = (
+    "habitue.rewards.hooks",
+    "habitue.tiers.hooks",
+    "habitue.clubs.hooks",
+    "habitue.rules.hooks",
+    "habitue.analytics.hooks",
+    "habitue.partners.hooks",
+)
 
 _loaded = False
 

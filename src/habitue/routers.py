@@ -13,4 +13,5 @@ def extra_routers() -> list[Any]:
     routers.append(__import__("habitue.rewards.api", fromlist=["router"]).router)  # rewards
     routers.append(__import__("habitue.analytics.api", fromlist=["router"]).router)  # analytics
     routers.append(__import__("habitue.rules.api", fromlist=["router"]).router)  # rules
+    routers.append(__import__("habitue.partners.api", fromlist=["router"]).router)  # partners
     return routers

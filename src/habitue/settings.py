@@ -6,7 +6,7 @@ import secrets
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 _DEV_HMAC_KEY = "habitue-development-only-hmac-key"
@@ -29,6 +29,21 @@ class Settings(BaseSettings):
     scheduler_interval_seconds: int = 300
     max_body_bytes: int = 1_000_000
     pool_size: int = 20
+    wallet_apple_url: str | None = None
+    """The card page's "Add to Apple Wallet" link: a URL template whose `{program}`,
+    `{card_number}` and `{member_id}` are replaced, URL-encoded; unset: no link."""
+    wallet_google_url: str | None = None
+    """The card page's "Save to Google Wallet" link, the same way."""
+
+    @field_validator("wallet_apple_url", "wallet_google_url")
+    @classmethod
+    def _wallet_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        value = value.strip()
+        if not value.startswith(("https://", "http://")):
+            raise ValueError("a wallet link must be an http(s) URL")
+        return value
 
     @model_validator(mode="after")
     def _secrets_required_in_production(self) -> Settings:

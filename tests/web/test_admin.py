@@ -102,6 +102,42 @@ async def test_support_finds_a_member_and_adjusts_points(
     assert ledger.status_code == 200
 
 
+async def test_member_page_lists_rewards_taken_and_their_coupons(
+    client: httpx.AsyncClient, program: str, db: Database
+) -> None:
+    m = await enrol(client, program, email="coupons@example.com")
+    r = await client.post(
+        f"/v1/programs/{program}/rewards",
+        json={
+            "code": "latte",
+            "kind": "voucher",
+            "value": "3.00",
+            "cost_points": 40,
+            "coupon_days": 30,
+            "texts": {"en": {"name": "A latte"}},
+        },
+    )
+    assert r.status_code == 201, r.text
+    await staff_signin(client, await make_staff(db, "support"))
+    empty = await client.get(f"/admin/{program}/members/{m['id']}")
+    assert "No rewards taken yet." in empty.text
+    await purchase(client, program, m["id"], "50.00")
+    taken = await client.post(
+        f"/v1/programs/{program}/members/{m['id']}/redemptions", json={"reward": "latte"}
+    )
+    assert taken.status_code == 201, taken.text
+    code = taken.json()["coupon"]["code"]
+    page = await client.get(f"/admin/{program}/members/{m['id']}")
+    assert page.status_code == 200
+    table = page.text[page.text.index('id="coupons"') :]
+    assert f"<code>{code}</code>" in table
+    assert "Ready to use" in table
+    r = await client.post(f"/v1/programs/{program}/coupons/{code}/redeem", json={"total": "10.00"})
+    assert r.status_code == 200, r.text
+    page = await client.get(f"/admin/{program}/members/{m['id']}")
+    assert "Used" in page.text[page.text.index('id="coupons"') :]
+
+
 async def test_roles_limit_what_staff_may_do(
     client: httpx.AsyncClient, program: str, db: Database
 ) -> None:

@@ -300,6 +300,61 @@ def test_member_signs_up_sees_the_card_earns_and_switches_language(
     assert len(pages.audited) == 12
 
 
+def _catalogue(api: httpx.Client, program: str, member_id: str) -> None:
+    """A ladder, a reward redeemed once, an offer and a campaign, made through the API."""
+    now = datetime.now(UTC)
+    made = [
+        api.post(
+            f"/v1/programs/{program}/tiers",
+            json={
+                "metric": "qualifying_spend",
+                "window": {"kind": "calendar_year"},
+                "tiers": [
+                    {"code": "bronze", "name": "Bronze", "threshold": "0.00"},
+                    {"code": "silver", "name": "Silver", "threshold": "150.00"},
+                ],
+            },
+        ),
+        api.post(
+            f"/v1/programs/{program}/rewards",
+            json={
+                "code": "admin-coffee",
+                "kind": "voucher",
+                "value": "3.00",
+                "cost_points": 10,
+                "texts": {"en": {"name": "A free coffee"}},
+            },
+        ),
+        api.post(
+            f"/v1/programs/{program}/members/{member_id}/redemptions",
+            json={"reward": "admin-coffee"},
+        ),
+        api.post(
+            f"/v1/programs/{program}/offers",
+            json={
+                "code": "admin-latte",
+                "texts": {"en": {"name": "Two euros off a latte"}},
+                "value": "2.00",
+                "starts_at": (now - timedelta(hours=1)).isoformat(),
+                "ends_at": (now + timedelta(days=7)).isoformat(),
+                "members": [member_id],
+            },
+        ),
+        api.post(
+            f"/v1/programs/{program}/campaigns",
+            json={
+                "code": "autumn",
+                "kind": "offer",
+                "holdout_share": 0.2,
+                "starts_at": (now - timedelta(days=7)).isoformat(),
+                "ends_at": (now + timedelta(days=7)).isoformat(),
+            },
+        ),
+    ]
+    for r in made:
+        assert r.status_code == 201, r.text
+
+
 async def _staff(db_url: str, email: str) -> None:
     db = Database(db_url)
     try:
@@ -401,7 +456,77 @@ def test_admin_finds_a_member_adjusts_points_and_simulates(
     assert int(page.locator("#sim-points").inner_text()) > 21
     assert "hot-drinks" in page.locator("#effects").inner_text()
     pages.check("admin-simulator-rule")
+
+    # Partners and a statement; a message template previewed for the member while typed.
+    noe = api.post(f"/v1/programs/{program}/members", json={"first_name": "Noé"}).json()
+    air = {
+        "code": "air",
+        "name": "Air Habitué",
+        "funding_rate": "1.00",
+        "reimbursement_rate": "0.50",
+    }
+    assert api.post(f"/v1/programs/{program}/partners", json=air).status_code == 201
+    r = api.post(
+        f"/v1/programs/{program}/events",
+        json={
+            "type": "purchase",
+            "member": {"id": noe["id"]},
+            "external_id": new_code("air"),
+            "source": "air",
+            "total": "120.00",
+        },
+    )
+    assert r.status_code == 201, r.text
+    page.get_by_role("link", name="Partners", exact=True).click()
+    pages.check("admin-partners")
+    page.get_by_role("link", name="Air Habitué", exact=True).click()
+    assert page.locator("#points-issued").inner_text() == "120"
+    assert page.locator("#funding").inner_text() == "€1.20"
+    pages.check("admin-partner-statement")
+    page.get_by_role("link", name="Messages", exact=True).click()
+    pages.check("admin-messages")
+    page.get_by_role("link", name="Welcome (welcome)", exact=True).click()
+    page.fill("#f-subject", "Welcome, {{ first_name }}")
+    page.fill("#f-body", "<p>Hello {{ first_name }}, you have {{ points }} {{ points_name }}.</p>")
+    page.fill("#f-member", m["card_number"])
+    page.get_by_role("button", name="Preview", exact=True).click()  # htmx swaps the preview in
+    page.locator("#preview-subject", has_text="Welcome, Ida").wait_for()
+    assert page.locator("#preview-body").text_content() == "<p>Hello Ida, you have 25 points.</p>"
+    assert page.frame_locator("#preview-frame").locator("p").inner_text() == (
+        "Hello Ida, you have 25 points."
+    )
+    pages.check("admin-message-preview")
+    page.get_by_role("button", name="Save the template", exact=True).click()
+    page.wait_for_url(re.compile(r".*/messages\?saved=welcome/email/en$"))
+
+    # The catalogue pages: tiers, rewards, offers, campaigns and an uplift report.
+    _catalogue(api, program, m["id"])
+    page.get_by_role("link", name="Tiers", exact=True).click()
+    assert "Silver" in page.locator("#ladder").inner_text()
+    pages.check("admin-tiers")
+    page.get_by_role("link", name="Edit Silver", exact=True).click()
+    assert page.input_value("#f-threshold") == "150.00"
+    pages.check("admin-tier-edit")
+    page.get_by_role("link", name="Rewards", exact=True).click()
+    assert "Available" in page.locator("#reward-admin-coffee").inner_text()
+    assert page.locator("#redemptions-table tbody tr").count() >= 1
+    pages.check("admin-rewards")
+    page.get_by_role("link", name="New reward", exact=True).click()
+    pages.check("admin-reward-new")
+    page.get_by_role("link", name="Offers", exact=True).click()
+    assert "Two euros off a latte" in page.locator("#offers").inner_text()
+    pages.check("admin-offers")
+    page.get_by_role("link", name="New offer", exact=True).click()
+    pages.check("admin-offer-new")
+    page.get_by_role("link", name="Campaigns", exact=True).click()
+    pages.check("admin-campaigns")
+    page.get_by_role("link", name="autumn", exact=True).click()
+    assert page.locator("#groups").is_visible()
+    pages.check("admin-campaign-report")
     page.get_by_role("button", name="Français", exact=True).click()
     page.wait_for_load_state("load")
+    assert page.locator("h1").inner_text() == "Campagne autumn"
+    assert "Groupe témoin" in page.locator("#groups").inner_text()
+    page.get_by_role("link", name="Simulateur de règles", exact=True).click()
     assert page.locator("h1").inner_text() == "Simulateur de règles"
     context.close()

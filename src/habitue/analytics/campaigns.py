@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
-from sqlalchemy import insert, select
+from sqlalchemy import case, func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -124,6 +124,39 @@ async def create_campaign(
     return CampaignInfo(
         code, kind, holdout_share, starts_at, ends_at, now, n_treated, len(rows) - n_treated
     )
+
+
+async def list_campaigns(session: AsyncSession, program: ProgramInfo) -> list[CampaignInfo]:
+    """The program's campaigns, latest start first, with their groups' sizes at creation."""
+    sizes = (
+        select(
+            _assignments.c.campaign_id,
+            func.count(case((_assignments.c.group == "treatment", 1))).label("treatment"),
+            func.count(case((_assignments.c.group == "holdout", 1))).label("holdout"),
+        )
+        .where(_assignments.c.program_id == program.id)
+        .group_by(_assignments.c.campaign_id)
+        .subquery()
+    )
+    rows = await session.execute(
+        select(_campaigns, sizes.c.treatment, sizes.c.holdout)
+        .outerjoin(sizes, sizes.c.campaign_id == _campaigns.c.id)
+        .where(_campaigns.c.program_id == program.id)
+        .order_by(_campaigns.c.starts_at.desc(), _campaigns.c.code)
+    )
+    return [
+        CampaignInfo(
+            code=r.code,
+            kind=r.kind,
+            holdout_share=r.holdout_share,
+            starts_at=clock.as_utc(r.starts_at),
+            ends_at=clock.as_utc(r.ends_at),
+            created_at=clock.as_utc(r.created_at),
+            treatment=int(r.treatment or 0),
+            holdout=int(r.holdout or 0),
+        )
+        for r in rows
+    ]
 
 
 async def _campaign_row(session: AsyncSession, program: ProgramInfo, code: str) -> Any:

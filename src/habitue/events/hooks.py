@@ -6,6 +6,7 @@ event's transaction, so what they write commits or rolls back with the event.
 - enrichers: add to the member snapshot before `decide` (tier, multiplier, benefits, counters);
 - rule loaders: return the compiled rules `decide` evaluates for a program;
 - after_event: apply effects other than points (tier credits, coupons, benefits, counters);
+- after_record: act once the event's row is written (partner movements, which need its source);
 - after_refund: undo what a refunded purchase caused (tier upgrades, referral rewards).
 """
 
@@ -34,6 +35,7 @@ class EventApplied:
     decision: Decision
     points_earned: int
     now: datetime
+    source: str = "default"
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,10 +60,12 @@ Enricher = Callable[
 RuleLoader = Callable[[AsyncSession, ProgramInfo], Awaitable[Sequence[Any]]]
 AfterEvent = Callable[[AsyncSession, EventApplied], Awaitable[list[dict[str, Any]]]]
 AfterRefund = Callable[[AsyncSession, RefundApplied], Awaitable[list[dict[str, Any]]]]
+AfterRecord = Callable[[AsyncSession, EventApplied], Awaitable[None]]
 
 enrichers: list[Enricher] = []
 rule_loaders: list[RuleLoader] = []
 after_event: list[AfterEvent] = []
+after_record: list[AfterRecord] = []
 after_refund: list[AfterRefund] = []
 
 
@@ -89,6 +93,12 @@ async def run_after_event(session: AsyncSession, applied: EventApplied) -> list[
     for hook in after_event:
         extra.extend(await hook(session, applied))
     return extra
+
+
+async def run_after_record(session: AsyncSession, applied: EventApplied) -> None:
+    """Run the hooks that need the event's row written (same transaction)."""
+    for hook in after_record:
+        await hook(session, applied)
 
 
 async def run_after_refund(session: AsyncSession, applied: RefundApplied) -> list[dict[str, Any]]:

@@ -345,18 +345,17 @@ async def _earn(
             now=now,
         )
         await members_service.add_lifetime(session, member.id, earned)
-    extra = await hooks.run_after_event(
-        session,
-        hooks.EventApplied(
-            program=program,
-            member=member,
-            event=event,
-            event_id=event_id,
-            decision=decision,
-            points_earned=earned,
-            now=now,
-        ),
+    applied = hooks.EventApplied(
+        program=program,
+        member=member,
+        event=event,
+        event_id=event_id,
+        decision=decision,
+        points_earned=earned,
+        now=now,
+        source=body.source,
     )
+    extra = await hooks.run_after_event(session, applied)
     response = EventRead(
         id=event_id,
         type=body.type,
@@ -377,6 +376,8 @@ async def _earn(
     await _insert_event(
         session, program, member, prepared, event_id, response, now, points=earned, refers_to=None
     )
+    if hooks.after_record:
+        await hooks.run_after_record(session, applied)
     rows = []
     if spent:
         rows.append(

@@ -1,11 +1,12 @@
-"""The outbox: every change worth telling, written in the transaction that made it."""
+"""The outbox (every change worth telling, written in the transaction that made it) and the
+templates of the messages sent to members."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, DateTime, Index, String
+from sqlalchemy import BigInteger, DateTime, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from habitue.db import Base, BigId, JSONType
@@ -28,3 +29,25 @@ class OutboxEvent(Base):
         Index("ux_outbox_program_seq", "program_id", "seq", unique=True),
         Index("ix_outbox_program_unsequenced", "program_id", "id"),
     )
+
+
+class MessageTemplate(Base):
+    """The text of one message (`welcome`, `tier_up`…) for one channel in one language.
+
+    Subject and body are Jinja templates rendered in a sandbox with the member's variables
+    (see `habitue.messaging.render`); they are checked when saved.
+    """
+
+    __tablename__ = "message_templates"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    program_id: Mapped[int] = mapped_column(ForeignKey("programs.id"))
+    code: Mapped[str] = mapped_column(String(64))
+    channel: Mapped[str] = mapped_column(String(8))
+    locale: Mapped[str] = mapped_column(String(8))
+    subject: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (UniqueConstraint("program_id", "code", "channel", "locale"),)

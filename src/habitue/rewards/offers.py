@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -153,6 +154,52 @@ async def add_targets(
     row = await _fetch(session, program, code)
     await _add(session, program, row["id"], members, segment)
     return _read(program, row, members=await _count(session, row["id"]))
+
+
+@dataclass(frozen=True, slots=True)
+class OfferStats:
+    """An offer with how many members it targets, how many activated it and used it."""
+
+    offer: OfferRead
+    targeted: int
+    clipped: int
+    used: int
+
+
+async def list_offers(session: AsyncSession, program: ProgramInfo) -> list[OfferStats]:
+    """The program's offers, latest start first, with their target, activation and use counts."""
+    counts = (
+        select(
+            _targets.c.offer_id,
+            func.count().label("targeted"),
+            func.count(_targets.c.clipped_at).label("clipped"),
+            func.count(_targets.c.used_at).label("used"),
+        )
+        .where(_targets.c.program_id == program.id)
+        .group_by(_targets.c.offer_id)
+        .subquery()
+    )
+    rows = (
+        (
+            await session.execute(
+                select(_offers, counts.c.targeted, counts.c.clipped, counts.c.used)
+                .outerjoin(counts, counts.c.offer_id == _offers.c.id)
+                .where(_offers.c.program_id == program.id)
+                .order_by(_offers.c.starts_at.desc(), _offers.c.code)
+            )
+        )
+        .mappings()
+        .all()
+    )
+    return [
+        OfferStats(
+            offer=_read(program, r, members=int(r["targeted"] or 0)),
+            targeted=int(r["targeted"] or 0),
+            clipped=int(r["clipped"] or 0),
+            used=int(r["used"] or 0),
+        )
+        for r in rows
+    ]
 
 
 def _active(row: Any, now: datetime) -> bool:

@@ -265,6 +265,22 @@ async def for_member(
     return [_read(r, found.get(r["id"])) for r in rows]
 
 
+async def recent(
+    session: AsyncSession, program: ProgramInfo, *, status: str | None = None, limit: int = 50
+) -> list[RedemptionRead]:
+    """The program's latest redemptions, newest first (of one status when given), with coupons."""
+    query = _query(program)
+    if status is not None:
+        query = query.where(_redemptions.c.status == status)
+    rows = (
+        (await session.execute(query.order_by(_redemptions.c.id.desc()).limit(limit)))
+        .mappings()
+        .all()
+    )
+    found = await coupons.for_redemptions(session, program, [r["id"] for r in rows])
+    return [_read(r, found.get(r["id"])) for r in rows]
+
+
 async def cancel(
     session: AsyncSession, program: ProgramInfo, public_id: str, *, actor: str
 ) -> RedemptionRead:

@@ -43,6 +43,7 @@ from habitue.tiers.schemas import (
     LadderWrite,
     TierProgress,
     TierRead,
+    TierWrite,
     WindowSpec,
 )
 
@@ -365,6 +366,39 @@ async def set_ladder(session: AsyncSession, program: ProgramInfo, data: LadderWr
     forget(program.id)
     assert ladder is not None
     return ladder
+
+
+async def update_tier(
+    session: AsyncSession, program: ProgramInfo, code: str, data: TierWrite
+) -> Ladder:
+    """Change one tier (name, threshold, multiplier, privileges), keeping the rest of the ladder,
+    through `set_ladder` and its checks (thresholds still increase up the ladder)."""
+    forget(program.id)  # build on what the database holds, not on a cached copy
+    current = to_read(await require_ladder(session, program), program)
+    forget(program.id)
+    if all(t.code != code for t in current.tiers):
+        raise UnknownTier(
+            f"no tier {code!r} in the ladder", errors=[{"field": "tier", "message": "unknown"}]
+        )
+    tiers = [
+        data.model_copy(update={"code": code})
+        if t.code == code
+        else TierWrite(
+            code=t.code,
+            name=t.name,
+            threshold=t.threshold,
+            multiplier=t.multiplier,
+            privileges=t.privileges,
+        )
+        for t in current.tiers
+    ]
+    ladder = LadderWrite(
+        metric=current.metric,
+        window=current.window,
+        grace_days=current.grace_days,
+        tiers=tiers,
+    )
+    return await set_ladder(session, program, ladder)
 
 
 # ----------------------------------------------------------------------------------------

@@ -28,6 +28,8 @@ from habitue.members.schemas import MemberRead
 from habitue.programs import service as programs_service
 from habitue.programs.errors import ProgramNotFound
 from habitue.programs.service import ProgramInfo
+from habitue.rewards import redeem as redeem_service
+from habitue.rewards.schemas import RedemptionRead
 from habitue.rules import service as rules_service
 from habitue.rules.errors import InvalidRule, RuleNotFound
 from habitue.rules.schemas import RuleRead
@@ -44,6 +46,7 @@ from habitue.web.pages import (
     signin_url,
 )
 from habitue.web.portal import KIND_LABELS
+from habitue.web.portal_rewards import STATES as COUPON_STATES
 
 router = APIRouter(prefix="/admin", include_in_schema=False)
 
@@ -322,9 +325,16 @@ async def _search(session: AsyncSession, info: ProgramInfo, text: str) -> list[M
     return [await members_service.read(session, info, i, with_balance=False) for i in ids]
 
 
-async def _member_view(
-    request: Request, console: Console, public_id: str
-) -> tuple[MemberRead, list[dict[str, Any]]] | None:
+@dataclass(frozen=True)
+class MemberView:
+    """What the member page shows: the member, the ledger, rewards taken and their coupons."""
+
+    member: MemberRead
+    history: list[dict[str, Any]]
+    redemptions: list[RedemptionRead]
+
+
+async def _member_view(request: Request, console: Console, public_id: str) -> MemberView | None:
     info = console.program
     assert info is not None
     try:
@@ -332,9 +342,10 @@ async def _member_view(
             member = await members_service.read(session, info, public_id[:64])
             ref = await members_service.resolve(session, info, member_id=member.id)
             history = await ledger_service.history(session, ref.id, before=None, limit=100)
+            taken = await redeem_service.for_member(session, info, ref, limit=50)
     except MemberNotFound:
         return None
-    return member, history
+    return MemberView(member, history, taken)
 
 
 @router.get("/{program}/members/{member_id}")
@@ -349,8 +360,10 @@ async def member(request: Request, program: str, member_id: str) -> Response:
         return console.not_found()
     return console.render(
         "admin/member.html",
-        m=view[0],
-        history=view[1],
+        m=view.member,
+        history=view.history,
+        redemptions=view.redemptions,
+        states=COUPON_STATES,
         kinds=KIND_LABELS,
         values={},
         errors={},
@@ -390,7 +403,7 @@ async def adjust(request: Request, program: str, member_id: str) -> Response:
     if not errors:
         actor = f"staff:{console.staff.email}"
         data = AdjustmentCreate(points=points, reason=reason)
-        public_id = view[0].id
+        public_id = view.member.id
 
         async def work(session: AsyncSession) -> None:
             ref = await members_service.resolve(session, info, member_id=public_id)
@@ -406,14 +419,16 @@ async def adjust(request: Request, program: str, member_id: str) -> Response:
         return console.render(
             "admin/member.html",
             422,
-            m=view[0],
-            history=view[1],
+            m=view.member,
+            history=view.history,
+            redemptions=view.redemptions,
+            states=COUPON_STATES,
             kinds=KIND_LABELS,
             values=values,
             errors=errors,
             done=None,
         )
-    return console.page.redirect(f"/admin/{info.code}/members/{view[0].id}?adjusted={points}")
+    return console.page.redirect(f"/admin/{info.code}/members/{view.member.id}?adjusted={points}")
 
 
 SAMPLE_LINES = "espresso,coffee,2,2.20\ncroissant,pastry,1,1.60"

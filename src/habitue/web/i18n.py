@@ -13,7 +13,7 @@ from babel import Locale
 from babel.dates import format_date, format_datetime
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
-from babel.numbers import format_currency, format_decimal
+from babel.numbers import format_currency, format_decimal, format_percent
 from babel.support import NullTranslations, Translations
 
 LOCALES = ("en", "fr", "da")
@@ -101,3 +101,8 @@ class Formatter:
 
     def money(self, value: Decimal | str, currency: str) -> str:
         return format_currency(Decimal(value), currency, locale=self.locale)
+
+    def percent(self, ratio: float | Decimal, decimals: int = 1) -> str:
+        """A ratio as a percentage (0.125 → 12.5 %), to at most `decimals` places."""
+        rounded = round(Decimal(str(ratio)), decimals + 2)
+        return format_percent(rounded, locale=self.locale, decimal_quantization=False)

@@ -36,6 +36,7 @@ from habitue.web.pages import (
     safe_next,
     signin_url,
 )
+from habitue.web.wallet import wallet_links
 
 router = APIRouter(prefix="/app", include_in_schema=False)
 log = structlog.get_logger()
@@ -441,12 +442,23 @@ async def card(request: Request, program: str) -> Response:
     member = portal.member
     assert member is not None
     active = next((c for c in member.cards if c.number == member.card_number), None)
+    wallets = (
+        wallet_links(
+            portal.page.settings,
+            program=portal.program.code,
+            card_number=active.number,
+            member_id=member.id,
+        )
+        if active
+        else []
+    )
     return portal.render(
         "portal/card.html",
         card=active,
         qr=qr_svg(active.qr_payload) if active else "",
         barcode=code128_svg(active.number) if active else "",
         balance=member.balance,
+        wallets=wallets,
     )
 
 

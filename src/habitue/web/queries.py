@@ -163,14 +163,7 @@ async def tier_mix(session: AsyncSession, program: ProgramInfo) -> list[tuple[st
     without a tier first (as None); empty when the program has no active member."""
     from habitue.tiers.service import load_ladder
 
-    rows = (
-        await session.execute(
-            select(_members.c.tier, func.count())
-            .where(_members.c.program_id == program.id, _members.c.status == "active")
-            .group_by(_members.c.tier)
-        )
-    ).all()
-    counts: dict[str | None, int] = {tier: int(n) for tier, n in rows}
+    counts = await tier_counts(session, program)
     ladder = await load_ladder(session, program.id)
     names: dict[str | None, str | None] = {None: None}
     if ladder is not None:
@@ -179,3 +172,14 @@ async def tier_mix(session: AsyncSession, program: ProgramInfo) -> list[tuple[st
     out += sorted(counts.items(), key=lambda item: str(item[0]))
     return out
 
+
+async def tier_counts(session: AsyncSession, program: ProgramInfo) -> dict[str | None, int]:
+    """Active members per tier code (`members.tier`; None: no tier)."""
+    rows = (
+        await session.execute(
+            select(_members.c.tier, func.count())
+            .where(_members.c.program_id == program.id, _members.c.status == "active")
+            .group_by(_members.c.tier)
+        )
+    ).all()
+    return {tier: int(n) for tier, n in rows}

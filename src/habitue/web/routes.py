@@ -41,6 +41,22 @@ async def static(path: str) -> Response:
 def routers() -> list[Any]:
     from habitue.web import portal_rewards  # noqa: F401  (its pages join the portal's router)
     from habitue.web.admin import router as admin_router
+    from habitue.web.admin_campaigns import router as campaigns_router
+    from habitue.web.admin_messages import router as messages_router
+    from habitue.web.admin_offers import router as offers_router
+    from habitue.web.admin_partners import router as partners_router
+    from habitue.web.admin_rewards import router as rewards_router
+    from habitue.web.admin_tiers import router as tiers_router
     from habitue.web.portal import router as portal_router
 
-    return [static_router, portal_router, admin_router]
+    return [
+        static_router,
+        portal_router,
+        admin_router,
+        tiers_router,
+        rewards_router,
+        offers_router,
+        campaigns_router,
+        partners_router,
+        messages_router,
+    ]

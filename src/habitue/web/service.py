@@ -32,12 +32,25 @@ ROLE_LABELS = {r: _l(r.capitalize()) for r in ROLES}
 _ROLE_NAMES = (_l("Owner"), _l("Marketer"), _l("Support"), _l("Analyst"))  # for extraction
 Role = Literal["owner", "marketer", "support", "analyst"]
 
-# What each role may do in the console; `view` is the dashboard.
+# What each role may do in the console; `view` is the dashboard. A page's name (`tiers`,
+# `rewards`, `offers`, `campaigns`) lets a role read it, `edit_<page>` change what it lists;
+# `fulfil` moves redemptions along (shipped, delivered, canceled). `partners` reads partners
+# and their statements; `messages` the message templates.
 PERMISSIONS: dict[str, frozenset[str]] = {
-    "owner": frozenset({"view", "members", "adjust", "simulate", "rules"}),
-    "marketer": frozenset({"view", "simulate", "rules"}),
-    "support": frozenset({"view", "members", "adjust"}),
-    "analyst": frozenset({"view", "members", "simulate"}),
+    "owner": frozenset(
+        {"view", "members", "adjust", "simulate", "rules"}
+        | {"tiers", "edit_tiers", "rewards", "edit_rewards", "fulfil", "offers", "edit_offers"}
+        | {"campaigns", "edit_campaigns"}
+        | {"partners", "edit_partners", "messages", "edit_messages"}
+    ),
+    "marketer": frozenset(
+        {"view", "simulate", "rules"}
+        | {"tiers", "edit_tiers", "rewards", "edit_rewards", "fulfil", "offers", "edit_offers"}
+        | {"campaigns", "edit_campaigns"}
+        | {"messages", "edit_messages"}
+    ),
+    "support": frozenset({"view", "members", "adjust", "tiers", "rewards", "fulfil", "offers"}),
+    "analyst": frozenset({"view", "members", "simulate", "tiers", "campaigns", "partners"}),
 }
 
 MEMBER_SESSION = timedelta(days=30)

@@ -1,0 +1,59 @@
+"""API shapes of the messaging room's templates."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Channel = Literal["email", "sms", "push"]
+Locale = Literal["en", "fr", "da"]
+CODE_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TemplateWrite(Strict):
+    subject: str | None = Field(
+        default=None, max_length=500, description="required for email, the title of a push"
+    )
+    body: str = Field(min_length=1, max_length=100_000, description="HTML for email")
+
+
+class TemplateRead(BaseModel):
+    code: str
+    channel: Channel
+    locale: Locale
+    subject: str | None
+    body: str
+    created_at: datetime
+    updated_at: datetime
+
+
+class PreviewRequest(Strict):
+    """Render a template for a member, or for sample data; `subject`/`body` preview a draft."""
+
+    channel: Channel = "email"
+    locale: Locale | None = Field(
+        default=None, description="default: the member's language (then English)"
+    )
+    member_id: str | None = Field(default=None, max_length=64)
+    sample: dict[str, str | int] | None = Field(
+        default=None, description="values of the variables, instead of a member's"
+    )
+    subject: str | None = Field(default=None, max_length=500)
+    body: str | None = Field(default=None, min_length=1, max_length=100_000)
+
+
+class PreviewRead(BaseModel):
+    code: str
+    channel: Channel
+    locale: Locale
+    """The language of the template that was rendered (after fallback)."""
+    subject: str | None
+    body: str
+    member_id: str | None
+    variables: dict[str, str]

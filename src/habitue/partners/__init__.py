@@ -1,0 +1,1 @@
+"""Partners domain: coalition partners, their point movements and settlement statements."""
