@@ -1,7 +1,7 @@
 """Benchmark redemptions through the API on PostgreSQL, against pgbench TPC-B in the same run.
 
     .venv/bin/python bench/redeem.py [--members 500] [--duration 20] [--connections 32]
-                                     [--group-commit] [--scale 1]
+                                     [--group-commit] [--scale 10]
 
 Creates two scratch databases on the local PostgreSQL (dropped at the end), starts
 `habitue serve --workers 2`, seeds members with points and a voucher reward (unlimited stock,
@@ -157,7 +157,8 @@ def main() -> None:
     ap.add_argument("--duration", type=int, default=20)
     ap.add_argument("--connections", type=int, default=32)
     ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--scale", type=int, default=1, help="pgbench -i scale (TPC-B branches)")
+    ap.add_argument("--scale", type=int, default=10,
+                    help="pgbench -i scale (TPC-B branches); 10, as in bench/earn.py")
     ap.add_argument(
         "--group-commit",
         action=argparse.BooleanOptionalAction,

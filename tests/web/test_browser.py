@@ -268,6 +268,14 @@ def test_member_signs_up_sees_the_card_earns_and_switches_language(
     page.get_by_role("link", name="Invite a friend", exact=True).click()
     assert page.locator("#referral-code").inner_text().strip()
     pages.check("portal-invite")
+    plan = {"code": "vip", "name": "VIP Club", "price": "9.90", "currency": "EUR",
+            "period": "monthly", "trial_days": 14, "multiplier": "2"}
+    assert api.post(f"/v1/programs/{program}/club/plans", json=plan).status_code == 201
+    page.get_by_role("link", name="My club", exact=True).click()
+    page.get_by_role("button", name="Join VIP Club", exact=True).click()
+    page.wait_for_url(f"{base}/club?done=joined")
+    assert page.locator("#club-status").inner_text() == "Free trial"
+    pages.check("portal-club")
     page.get_by_role("link", name="My profile", exact=True).click()
 
     page.get_by_role("button", name="Français", exact=True).click()
@@ -297,7 +305,7 @@ def test_member_signs_up_sees_the_card_earns_and_switches_language(
     finally:
         context.set_offline(False)
     context.close()
-    assert len(pages.audited) == 12
+    assert len(pages.audited) == 13
 
 
 def _catalogue(api: httpx.Client, program: str, member_id: str) -> None:

@@ -28,6 +28,7 @@ class OutboxEvent(Base):
     __table_args__ = (
         Index("ux_outbox_program_seq", "program_id", "seq", unique=True),
         Index("ix_outbox_program_unsequenced", "program_id", "id"),
+        Index("ix_outbox_program_member", "program_id", "member_id", "id"),
     )
 
 

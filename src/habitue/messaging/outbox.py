@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import insert, select, update
@@ -112,5 +114,40 @@ async def read_feed(
             "data": r["payload"],
             "created_at": clock.as_utc(r["created_at"]).isoformat(),
         }
+        for r in rows
+    ]
+
+
+@dataclass(frozen=True)
+class MemberEvent:
+    """One domain event about a member, as written to the outbox."""
+
+    id: int
+    type: str
+    payload: dict[str, Any]
+    created_at: datetime
+
+
+async def for_member(
+    session: AsyncSession, program_id: int, member_public_id: str, *, limit: int = 50
+) -> list[MemberEvent]:
+    """The member's latest domain events, newest first, sequenced by the feed or not yet.
+
+    Only events written with the member's public id are found; events about a coupon or a
+    referral carry none.
+    """
+    rows = await session.execute(
+        select(_outbox.c.id, _outbox.c.type, _outbox.c.payload, _outbox.c.created_at)
+        .where(_outbox.c.program_id == program_id, _outbox.c.member_id == member_public_id)
+        .order_by(_outbox.c.id.desc())
+        .limit(limit)
+    )
+    return [
+        MemberEvent(
+            id=r.id,
+            type=r.type,
+            payload=r.payload if isinstance(r.payload, dict) else {},
+            created_at=clock.as_utc(r.created_at),
+        )
         for r in rows
     ]

@@ -7,6 +7,7 @@ else the one the program wrote in another language.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime
 from typing import Any, cast
 
@@ -118,6 +119,23 @@ async def list_templates(
         q = q.where(_templates.c.code == code)
     q = q.order_by(_templates.c.code, _templates.c.channel, _templates.c.locale)
     return [_read(r) for r in (await session.execute(q)).mappings()]
+
+
+async def written(
+    session: AsyncSession, program: ProgramInfo, codes: Collection[str]
+) -> dict[str, dict[str, set[str]]]:
+    """For each of `codes` the program has templates of: channel → the languages written."""
+    found: dict[str, dict[str, set[str]]] = {}
+    if not codes:
+        return found
+    rows = await session.execute(
+        select(_templates.c.code, _templates.c.channel, _templates.c.locale).where(
+            _templates.c.program_id == program.id, _templates.c.code.in_(sorted(set(codes)))
+        )
+    )
+    for code, channel, locale in rows:
+        found.setdefault(code, {}).setdefault(channel, set()).add(locale)
+    return found
 
 
 async def delete_template(

@@ -33,7 +33,7 @@ from habitue.rewards.schemas import RedemptionRead
 from habitue.rules import service as rules_service
 from habitue.rules.errors import InvalidRule, RuleNotFound
 from habitue.rules.schemas import RuleRead
-from habitue.web import queries
+from habitue.web import member_messages, queries
 from habitue.web import service as web_service
 from habitue.web.i18n import _l, normalise
 from habitue.web.pages import (
@@ -327,11 +327,13 @@ async def _search(session: AsyncSession, info: ProgramInfo, text: str) -> list[M
 
 @dataclass(frozen=True)
 class MemberView:
-    """What the member page shows: the member, the ledger, rewards taken and their coupons."""
+    """What the member page shows: the member, the ledger, rewards taken and their coupons,
+    and the latest events with the messages they would send."""
 
     member: MemberRead
     history: list[dict[str, Any]]
     redemptions: list[RedemptionRead]
+    messages: member_messages.MemberMessages
 
 
 async def _member_view(request: Request, console: Console, public_id: str) -> MemberView | None:
@@ -343,9 +345,37 @@ async def _member_view(request: Request, console: Console, public_id: str) -> Me
             ref = await members_service.resolve(session, info, member_id=member.id)
             history = await ledger_service.history(session, ref.id, before=None, limit=100)
             taken = await redeem_service.for_member(session, info, ref, limit=50)
+            messages = await member_messages.load(session, info, member, limit=50)
     except MemberNotFound:
         return None
-    return MemberView(member, history, taken)
+    return MemberView(member, history, taken, messages)
+
+
+def _member_page(
+    console: Console,
+    view: MemberView,
+    status: int = 200,
+    *,
+    values: dict[str, str],
+    errors: dict[str, str],
+    done: str | None,
+) -> Response:
+    return console.render(
+        "admin/member.html",
+        status,
+        m=view.member,
+        history=view.history,
+        redemptions=view.redemptions,
+        states=COUPON_STATES,
+        kinds=KIND_LABELS,
+        messages=view.messages,
+        channels=member_messages.CHANNEL_LABELS,
+        codes=member_messages.CODE_LABELS,
+        blocked=member_messages.BLOCKED_LABELS,
+        values=values,
+        errors=errors,
+        done=done,
+    )
 
 
 @router.get("/{program}/members/{member_id}")
@@ -358,16 +388,8 @@ async def member(request: Request, program: str, member_id: str) -> Response:
     view = await _member_view(request, console, member_id)
     if view is None:
         return console.not_found()
-    return console.render(
-        "admin/member.html",
-        m=view.member,
-        history=view.history,
-        redemptions=view.redemptions,
-        states=COUPON_STATES,
-        kinds=KIND_LABELS,
-        values={},
-        errors={},
-        done=request.query_params.get("adjusted"),
+    return _member_page(
+        console, view, values={}, errors={}, done=request.query_params.get("adjusted")
     )
 
 
@@ -416,18 +438,7 @@ async def adjust(request: Request, program: str, member_id: str) -> Response:
         except HabitueError:
             errors["points"] = _l("This adjustment was refused.")
     if errors:
-        return console.render(
-            "admin/member.html",
-            422,
-            m=view.member,
-            history=view.history,
-            redemptions=view.redemptions,
-            states=COUPON_STATES,
-            kinds=KIND_LABELS,
-            values=values,
-            errors=errors,
-            done=None,
-        )
+        return _member_page(console, view, 422, values=values, errors=errors, done=None)
     return console.page.redirect(f"/admin/{info.code}/members/{view.member.id}?adjusted={points}")
 
 

@@ -29,21 +29,11 @@ from habitue.messaging.schemas import CODE_PATTERN, PreviewRead, PreviewRequest,
 from habitue.programs.service import ProgramInfo
 from habitue.web.admin import Console, _db, _forbidden_form, _load
 from habitue.web.i18n import LOCALE_NAMES, _l
+from habitue.web.member_messages import CHANNEL_LABELS, CODE_LABELS
 from habitue.web.pages import form_of
 
 router = APIRouter(prefix="/admin", include_in_schema=False)
 
-CHANNEL_LABELS = {
-    "email": _l("Email"),
-    "sms": _l("Text message (SMS)"),
-    "push": _l("Push notification"),
-}
-CODE_LABELS = {
-    "welcome": _l("Welcome"),
-    "tier_up": _l("New tier reached"),
-    "points_expiring": _l("Points about to expire"),
-    "birthday": _l("Birthday"),
-}
 VARIABLE_LABELS = {
     "first_name": _l("the member's first name"),
     "last_name": _l("the member's last name"),

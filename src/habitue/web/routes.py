@@ -39,7 +39,7 @@ async def static(path: str) -> Response:
 
 
 def routers() -> list[Any]:
-    from habitue.web import portal_rewards  # noqa: F401  (its pages join the portal's router)
+    from habitue.web import portal_club, portal_rewards  # noqa: F401  (pages of the portal's router)
     from habitue.web.admin import router as admin_router
     from habitue.web.admin_campaigns import router as campaigns_router
     from habitue.web.admin_messages import router as messages_router

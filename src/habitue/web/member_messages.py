@@ -1,0 +1,207 @@
+"""The member page's messages: the member's latest domain events in words, the message each
+calls for and, by the member's current consents, whether it would reach them.
+
+Nothing is sent to members yet (see docs/messaging.md): the page says what would go out.
+The event types and the message each calls for are the messaging room's
+(`habitue.messaging.triggers`); here they get words in the reader's language.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from habitue import clock
+from habitue.members.schemas import MemberRead
+from habitue.messaging import outbox, render, triggers
+from habitue.messaging import templates as templates_service
+from habitue.programs.service import ProgramInfo
+from habitue.web.i18n import _l
+
+CHANNEL_LABELS = {
+    "email": _l("Email"),
+    "sms": _l("Text message (SMS)"),
+    "push": _l("Push notification"),
+}
+CODE_LABELS = {
+    "welcome": _l("Welcome"),
+    "tier_up": _l("New tier reached"),
+    "points_expiring": _l("Points about to expire"),
+    "birthday": _l("Birthday"),
+}
+EVENT_LABELS = {
+    "member.enrolled": _l("Joined the program"),
+    "member.updated": _l("Profile or consents changed"),
+    "member.sign_in_link": _l("Asked for a sign-in link"),
+    "card.replaced": _l("Card replaced"),
+    "card.blocked": _l("Card blocked"),
+    "event.recorded": _l("Activity recorded"),
+    "event.refunded": _l("Refund recorded"),
+    "points.earned": _l("Points earned"),
+    "points.spent": _l("Points spent"),
+    "points.adjusted": _l("Points adjusted"),
+    "points.expired": _l("Points expired"),
+    "reward.redeemed": _l("Reward redeemed"),
+    "reward.canceled": _l("Redemption canceled"),
+    "club.subscribed": _l("Joined a club"),
+    "club.activated": _l("Club membership started"),
+    "club.renewed": _l("Club membership renewed"),
+    "club.ended": _l("Club membership ended"),
+    "club.payment_failed": _l("Club payment failed"),
+    "club.payment_refunded": _l("Club payment refunded"),
+    "club.voucher_granted": _l("Club voucher granted"),
+}
+PURCHASE = _l("Purchase recorded")
+TIER_UP = _l("Moved up a tier")
+TIER_DOWN = _l("Moved down a tier")
+BLOCKED_LABELS = {
+    "no-consent": _l("no consent"),
+    "no-email": _l("no email address"),
+    "no-phone": _l("no phone number"),
+}
+
+
+@dataclass(frozen=True)
+class Reach:
+    """Whether a message on `channel` would reach the member now, and why not."""
+
+    channel: str
+    blocked: str | None
+    """A key of BLOCKED_LABELS, or None when it would be sent."""
+
+
+@dataclass(frozen=True)
+class Consent:
+    channel: str
+    granted: bool
+    at: datetime | None
+
+
+@dataclass(frozen=True)
+class Notification:
+    """A channel the message would go out on, the template's language and the reach."""
+
+    channel: str
+    locale: str
+    blocked: str | None
+
+
+@dataclass(frozen=True)
+class EventLine:
+    """One domain event in words: label (raw type when unknown), detail, points, message."""
+
+    created_at: datetime
+    type: str
+    label: str | None
+    about: str | None
+    points: int | None
+    code: str | None
+    notifications: list[Notification]
+
+
+@dataclass(frozen=True)
+class MemberMessages:
+    events: list[EventLine]
+    consents: list[Consent]
+    reach: dict[str, Reach]
+
+
+def _label(type_: str, payload: Mapping[str, Any]) -> tuple[str | None, str | None]:
+    """The words for an event and a short detail taken from chosen payload fields only.
+
+    Payloads are never shown whole: `member.sign_in_link` carries a working sign-in URL.
+    """
+    if type_ == "event.recorded":
+        kind = payload.get("type")
+        if kind == "purchase":
+            return PURCHASE, None
+        return EVENT_LABELS[type_], kind if isinstance(kind, str) else None
+    if type_ == "tier.changed":
+        moved = f"{payload.get('from') or '—'} → {payload.get('to') or '—'}"
+        return (TIER_UP if payload.get("direction") == "up" else TIER_DOWN), moved
+    about = None
+    if type_ == "reward.redeemed" and isinstance(payload.get("reward"), str):
+        about = payload["reward"]
+    elif type_ in ("card.replaced", "card.blocked") and isinstance(payload.get("card_number"), str):
+        about = payload["card_number"]
+    return EVENT_LABELS.get(type_), about
+
+
+def _points(type_: str, payload: Mapping[str, Any]) -> int | None:
+    value = payload.get("points")
+    if type_.startswith(("points.", "reward.")) and isinstance(value, int):
+        return value
+    return None
+
+
+def _consent_time(entry: Any) -> datetime | None:
+    at = entry.get("at") if isinstance(entry, Mapping) else None
+    if isinstance(at, datetime):
+        return clock.as_utc(at)
+    if isinstance(at, str):
+        try:
+            return clock.as_utc(datetime.fromisoformat(at))
+        except ValueError:
+            return None
+    return None
+
+
+def reach_of(member: MemberRead) -> dict[str, Reach]:
+    """Per channel, whether a message would reach the member by their current consents."""
+    out = {}
+    for channel in render.CHANNELS:
+        why = triggers.blocked(
+            channel, consents=member.consents, email=member.email, phone=member.phone
+        )
+        if why == "no-address":
+            why_key: str | None = "no-email" if channel == "email" else "no-phone"
+        else:
+            why_key = why
+        out[channel] = Reach(channel, why_key)
+    return out
+
+
+async def load(
+    session: AsyncSession, program: ProgramInfo, member: MemberRead, *, limit: int = 50
+) -> MemberMessages:
+    """The member's latest events with the message each calls for, and their consents."""
+    events = await outbox.for_member(session, program.id, member.id, limit=limit)
+    codes = {e.id: triggers.template_code(e.type, e.payload) for e in events}
+    written = await templates_service.written(
+        session, program, {c for c in codes.values() if c is not None}
+    )
+    reach = reach_of(member)
+    lines = []
+    for e in events:
+        code = codes[e.id]
+        notifications = []
+        by_channel = written.get(code, {}) if code is not None else {}
+        for channel in render.CHANNELS:
+            locale = render.pick_locale(by_channel.get(channel, ()), member.locale)
+            if locale is not None:
+                notifications.append(Notification(channel, locale, reach[channel].blocked))
+        label, about = _label(e.type, e.payload)
+        lines.append(
+            EventLine(
+                created_at=e.created_at,
+                type=e.type,
+                label=label,
+                about=about,
+                points=_points(e.type, e.payload),
+                code=code,
+                notifications=notifications,
+            )
+        )
+    consents = [
+        Consent(
+            channel,
+            triggers.consent_given(member.consents, channel),
+            _consent_time(member.consents.get(channel)),
+        )
+        for channel in render.CHANNELS
+    ]
+    return MemberMessages(lines, consents, reach)

@@ -1,0 +1,83 @@
+"""The group committer: grouped units commit together; a failing unit is rolled back alone."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from sqlalchemy import event, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from habitue.db import Database, GroupCommitter
+
+
+@pytest.fixture
+async def probe(db: Database) -> AsyncIterator[tuple[Database, str, list[str]]]:
+    """A scratch table, and the statements the write engine runs."""
+    name = f"gc_probe_{secrets.token_hex(3)}"
+    async with db.write_engine.begin() as conn:
+        await conn.execute(text(f"CREATE TABLE {name} (id INTEGER PRIMARY KEY, tag TEXT)"))
+    seen: list[str] = []
+
+    def log(*args: Any) -> None:
+        seen.append(str(args[2]).split()[0].upper())
+
+    event.listen(db.write_engine.sync_engine, "before_cursor_execute", log)
+    yield db, name, seen
+    event.remove(db.write_engine.sync_engine, "before_cursor_execute", log)
+    async with db.write_engine.begin() as conn:
+        await conn.execute(text(f"DROP TABLE {name}"))
+
+
+def _insert(table: str, key: int, *, fail: bool = False) -> Any:
+    async def work(session: AsyncSession) -> int:
+        await session.execute(text(f"INSERT INTO {table} (id, tag) VALUES ({key}, 'x')"))  # noqa: S608
+        if fail:
+            raise LookupError(f"unit {key} fails after writing")
+        return key
+
+    return work
+
+
+async def _batch(committer: GroupCommitter, table: str, fail: set[int]) -> list[Any]:
+    """Five units queued before the committer runs, so that they form one batch."""
+    jobs = [committer.run(_insert(table, k, fail=k in fail), key=f"{k:03d}") for k in range(5)]
+    return await asyncio.gather(*jobs, return_exceptions=True)
+
+
+async def _rows(db: Database, table: str) -> list[int]:
+    async with db.read() as session:
+        return list((await session.execute(text(f"SELECT id FROM {table} ORDER BY id"))).scalars())  # noqa: S608
+
+
+async def test_a_clean_batch_commits_once_without_savepoints(
+    probe: tuple[Database, str, list[str]],
+) -> None:
+    db, table, seen = probe
+    committer = GroupCommitter(db.writer)
+    try:
+        assert await _batch(committer, table, fail=set()) == [0, 1, 2, 3, 4]
+    finally:
+        await committer.close()
+    assert await _rows(db, table) == [0, 1, 2, 3, 4]
+    assert seen.count("INSERT") == 5
+    assert "SAVEPOINT" not in seen
+
+
+async def test_a_failing_unit_is_rolled_back_alone(
+    probe: tuple[Database, str, list[str]],
+) -> None:
+    db, table, seen = probe
+    committer = GroupCommitter(db.writer)
+    try:
+        results = await _batch(committer, table, fail={2})
+    finally:
+        await committer.close()
+    assert [r for i, r in enumerate(results) if i != 2] == [0, 1, 3, 4]
+    assert isinstance(results[2], LookupError)
+    # Its write is gone, its neighbours' are committed, each exactly once.
+    assert await _rows(db, table) == [0, 1, 3, 4]
+    assert "SAVEPOINT" in seen  # the second run isolates each unit

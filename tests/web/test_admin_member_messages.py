@@ -1,0 +1,164 @@
+"""The member page's messages: the member's events, the messages they call for, consents."""
+
+from __future__ import annotations
+
+import html
+import re
+
+import httpx
+
+from habitue.db import Database
+from tests.conftest import enrol, purchase
+from tests.web.conftest import csrf_of, make_staff, signup, staff_signin
+
+WELCOME = {"subject": "Welcome, {{ first_name }}", "body": "<p>Hello {{ first_name }}</p>"}
+
+
+def _row(page: str, type_: str) -> str:
+    """The text of the (newest) row of the events table for a domain-event type."""
+    found = re.search(rf'<tr data-type="{re.escape(type_)}">(.*?)</tr>', page, re.S)
+    assert found, f"no {type_} row"
+    return html.unescape(re.sub(r"\s+", " ", re.sub(r"<[^>]+>", "", found.group(1))))
+
+
+def _consent(page: str, channel: str) -> str:
+    found = re.search(rf'<tr id="consent-{channel}">(.*?)</tr>', page, re.S)
+    assert found, f"no consent row for {channel}"
+    return html.unescape(re.sub(r"<[^>]+>|\s+", " ", found.group(1)))
+
+
+async def _templates(client: httpx.AsyncClient, program: str) -> None:
+    base = f"/v1/programs/{program}/message-templates/welcome"
+    r = await client.put(f"{base}/email/en", json=WELCOME)
+    assert r.status_code == 201, r.text
+    r = await client.put(f"{base}/email/fr", json={**WELCOME, "subject": "Bienvenue"})
+    assert r.status_code == 201, r.text
+    r = await client.put(f"{base}/sms/en", json={"body": "Hi {{ first_name }}"})
+    assert r.status_code == 201, r.text
+
+
+async def test_owner_sees_events_the_welcome_message_and_where_it_would_go(
+    client: httpx.AsyncClient, program: str, db: Database
+) -> None:
+    await _templates(client, program)
+    m = await enrol(
+        client,
+        program,
+        email="msg@example.com",
+        first_name="Inès",
+        locale="fr",
+        consents={"email": True, "sms": False},
+    )
+    r = await purchase(client, program, m["id"], "12.50")
+    assert r.status_code == 201, r.text
+    await staff_signin(client, await make_staff(db, "owner"))
+    page = await client.get(f"/admin/{program}/members/{m['id']}")
+    assert page.status_code == 200
+    text = page.text
+    assert 'id="member-events"' in text
+    assert "No message is sent to members yet." in text
+    # Newest first: the purchase's events, then the enrolment.
+    order = re.findall(r"<tr data-type=\"([^\"]+)\">", text)
+    assert order == ["event.recorded", "points.earned", "member.enrolled"]
+    assert "Purchase recorded" in _row(text, "event.recorded")
+    assert "Points earned 12 " in _row(text, "points.earned")
+    assert "would be sent" not in _row(text, "event.recorded")  # a purchase calls for none
+    welcome = _row(text, "member.enrolled")
+    assert "Joined the program" in welcome
+    assert "Welcome (welcome)" in welcome
+    assert "Email: would be sent" in welcome
+    assert "Text message (SMS): would not be sent (no consent)" in welcome
+    assert "Push notification" not in welcome  # no push template
+    # The link opens the template the member would get (French) previewed for this member.
+    link = (
+        f"/admin/{program}/messages/edit?code=welcome&amp;channel=email&amp;locale=fr"
+        f"&amp;member={m['id']}"
+    )
+    assert f'href="{link}"' in text
+    editor = await client.get(html.unescape(link))
+    assert editor.status_code == 200
+    assert "Bienvenue" in editor.text
+    assert "Inès" in editor.text  # the preview is rendered for this member
+    assert "Yes" in _consent(text, "email")
+    assert "Given on" in _consent(text, "email")
+    assert "No (no consent)" in _consent(text, "sms")
+    assert "Not given" in _consent(text, "push")
+
+
+async def test_without_consent_or_address_nothing_would_be_sent(
+    client: httpx.AsyncClient, program: str, db: Database
+) -> None:
+    await _templates(client, program)
+    silent = await enrol(client, program, email="silent@example.com")
+    no_phone = await enrol(client, program, email="nophone@example.com", consents={"sms": True})
+    no_email = await enrol(client, program, consents={"email": True})
+    await staff_signin(client, await make_staff(db, "owner"))
+    page = (await client.get(f"/admin/{program}/members/{silent['id']}")).text
+    welcome = _row(page, "member.enrolled")
+    assert "Email: would not be sent (no consent)" in welcome
+    assert "would be sent" not in welcome.replace("would not be sent", "")
+    assert "No (no consent)" in _consent(page, "email")
+    page = (await client.get(f"/admin/{program}/members/{no_phone['id']}")).text
+    assert "Text message (SMS): would not be sent (no phone number)" in _row(
+        page, "member.enrolled"
+    )
+    page = (await client.get(f"/admin/{program}/members/{no_email['id']}")).text
+    assert "Email: would not be sent (no email address)" in _row(page, "member.enrolled")
+    assert "No (no email address)" in _consent(page, "email")
+
+
+async def test_tier_up_without_a_template_and_support_sees_no_template_links(
+    client: httpx.AsyncClient, program: str, db: Database
+) -> None:
+    ladder = {
+        "metric": "qualifying_spend",
+        "window": {"kind": "calendar_year"},
+        "tiers": [
+            {"code": "base", "name": "Base", "threshold": "0.00"},
+            {"code": "silver", "name": "Silver", "threshold": "100.00"},
+        ],
+    }
+    r = await client.post(f"/v1/programs/{program}/tiers", json=ladder)
+    assert r.status_code == 201, r.text
+    await _templates(client, program)
+    m = await enrol(client, program, email="tier@example.com", consents={"email": True})
+    r = await purchase(client, program, m["id"], "150.00")
+    assert r.status_code == 201, r.text
+    await staff_signin(client, await make_staff(db, "owner"))
+    page = (await client.get(f"/admin/{program}/members/{m['id']}")).text
+    up = _row(page, "tier.changed")
+    assert "Moved up a tier" in up
+    assert "silver" in up
+    assert "New tier reached (tier_up)" in up
+    assert "No template for this message yet." in up
+    assert f'href="/admin/{program}/messages/edit?code=tier_up"' in page
+
+    client.cookies.clear()
+    await staff_signin(client, await make_staff(db, "support"))
+    page = (await client.get(f"/admin/{program}/members/{m['id']}")).text
+    assert "Email: would be sent" in _row(page, "member.enrolled")
+    assert "/messages/edit" not in page  # support may not open templates
+
+
+async def test_the_page_in_french_and_no_sign_in_link_leaks(
+    client: httpx.AsyncClient, program: str, db: Database
+) -> None:
+    await signup(client, program, email="leak@example.com")
+    client.cookies.clear()
+    form = await client.get(f"/app/{program}/signin")
+    r = await client.post(
+        f"/app/{program}/signin/link",
+        data={"csrf_token": csrf_of(form.text), "link_email": "leak@example.com"},
+    )
+    assert r.status_code == 200
+    client.cookies.clear()
+    await staff_signin(client, await make_staff(db, "owner"))
+    found = await client.get(f"/admin/{program}/members", params={"q": "leak@example.com"})
+    member_url = re.search(rf'href="(/admin/{program}/members/[^"]+)"', found.text)
+    assert member_url
+    page = (await client.get(member_url.group(1))).text
+    assert "Asked for a sign-in link" in _row(page, "member.sign_in_link")
+    assert "signin/link/" not in page  # the link's token is never shown
+    page = (await client.get(member_url.group(1), headers={"Accept-Language": "fr"})).text
+    assert "Inscription au programme" in _row(page, "member.enrolled")
+    assert "Consentements aux messages" in page
