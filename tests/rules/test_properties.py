@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from rules_factories import create_member, create_program, rules
 
 from habitue.rules.compile import RuleSet
-from habitue.rules.decide import decide
+from habitue.rules.decide import decide, limits_apply
 from habitue.rules.types import (
     AddTierCredits,
     EarnPoints,
@@ -175,3 +175,16 @@ def test_points_add_up(event: EventInput, member: Any) -> None:
     # "broken" fails at run time unless the exclusive "food-lines" rule stopped evaluation first
     stopped = "food-lines" in by_rule
     assert [e.rule_code for e in decision.errors] == ([] if stopped else ["broken"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(events, members, usages)
+def test_usage_is_needed_only_when_a_limited_rule_applies(
+    event: EventInput, member: Any, usage: RuleUsage
+) -> None:
+    """The event path skips reading caps and budgets when `limits_apply` says they cannot
+    matter: deciding with the real usage must then give the very same decision."""
+    program = create_program()
+    without = decide(event, member, program, RULES, event.occurred_at)
+    if not limits_apply(without, RULES.for_event(event.type)):
+        assert decide(event, member, program, RULES, event.occurred_at, usage) == without

@@ -37,6 +37,7 @@ from habitue.messaging import outbox
 from habitue.money import MoneyFormatError, format_minor, parse_minor
 from habitue.programs.service import ProgramInfo
 from habitue.rules import decide as rules_decide
+from habitue.rules.compile import CompiledRule
 from habitue.rules.types import Decision, EarnPoints, EventInput, LineInput
 
 _events = table_of(Event)
@@ -173,10 +174,17 @@ async def _decide(
     prepared: Prepared,
     now: datetime,
 ) -> Decision:
+    event = prepared.event
     snap = await hooks.snapshot(session, program, member, now)
     rules = await hooks.rules_for(session, program)
-    usage = await hooks.usage_for(session, program, member, rules, prepared.event.occurred_at)
-    return rules_decide.decide(prepared.event, snap, program.snapshot(), rules, now, usage)
+    settings = program.snapshot()
+    decision = rules_decide.decide(event, snap, settings, rules, now)
+    # Caps and budgets usage is read only when a limited rule of this event's type applies.
+    own = [r for r in rules if isinstance(r, CompiledRule) and r.spec.event_type == event.type]
+    if not rules_decide.limits_apply(decision, own):
+        return decision
+    usage = await hooks.usage_for(session, program, member, own, event.occurred_at)
+    return rules_decide.decide(event, snap, settings, rules, now, usage)
 
 
 def _effects(decision: Decision) -> list[EffectRead]:

@@ -334,3 +334,19 @@ def decide(
         capped=tuple(run.capped),
         draws=tuple(run.draws),
     )
+
+
+def limits_apply(decision: Decision, rules: Sequence[CompiledRule]) -> bool:
+    """Whether a rule with caps or a budget gave something, or was clipped, in `decision`.
+
+    `decide` reads the caps and budgets usage only when such a rule reaches its grant; with
+    no usage given, tallies count as zero. So when no limited rule appears in a decision made
+    without usage, deciding again with the real usage gives the same decision: the caller can
+    skip reading it.
+    """
+    limited = {r.code for r in rules if r.spec.caps or r.spec.budget is not None}
+    if not limited:
+        return False
+    return any(e.rule_code in limited for e in decision.effects) or any(
+        c.rule_code in limited for c in decision.capped
+    )
