@@ -44,7 +44,7 @@ async def adjust(
         ref = await members_service.resolve(session, program, member_id=member_id)
         return await operations.adjust(session, program, ref, body, actor=principal.name)
 
-    return await db.write(work)
+    return await db.write(work, key=member_id)
 
 
 @router.post("/spends", status_code=201, response_model=MovementRead)
@@ -59,4 +59,4 @@ async def spend(
         ref = await members_service.resolve(session, program, member_id=member_id)
         return await operations.spend(session, program, ref, body, actor=principal.name)
 
-    return await db.write(work)
+    return await db.write(work, key=member_id)
