@@ -4,8 +4,9 @@
                                      [--group-commit] [--scale 10]
 
 Creates two scratch databases on the local PostgreSQL (dropped at the end), starts
-`habitue serve --workers 2`, seeds members with points and a voucher reward (unlimited stock,
-each redemption spends points, writes the redemption and issues a coupon), drives
+`habitue serve --workers 2` with production settings, seeds members with points and a voucher
+reward (unlimited stock, each redemption spends points, writes the redemption and issues a
+coupon), drives
 `POST /members/{id}/redemptions` with `wrk` at 32 connections from a Lua script, then runs
 `pgbench -i -s SCALE` and `pgbench -c 32 -j 2 -T 20` (TPC-B), and prints redemptions/s,
 p50/p99 latency, pgbench tps and the ratio (target ≥ 0.2).
@@ -177,6 +178,7 @@ def main() -> None:
     env = {**os.environ, "HABITUE_DATABASE_URL":
            f"postgresql+psycopg://postgres@127.0.0.1:5432/{app_db}",
            "HABITUE_ADMIN_KEY": ADMIN_KEY, "HABITUE_SCHEDULER": "false",
+           "HABITUE_ENV": "production", "HABITUE_HMAC_KEY": secrets.token_hex(16),
            "HABITUE_GROUP_COMMIT": "true" if args.group_commit else "false"}  # fmt: skip
     proc: subprocess.Popen[bytes] | None = None
     try:
