@@ -257,6 +257,9 @@ def demo(
     get_settings.cache_clear()
     info = demo_data.load(settings.database_url, members=members, purchases=purchases, seed=seed)
     console.print(f"[bold]demo program[/] {info['program']}: {info['summary']}")
+    if info["rooms"] is not None:
+        for line in info["rooms"].lines():
+            console.print(f"  {line}")
     console.print(f"[bold]admin key[/] (HABITUE_ADMIN_KEY): {admin_key}")
     console.print(f"[bold]till key[/] (events:write, members:read): {info['till_key']}")
     console.print(f"[bold]sample member[/]: {info['sample_member']}")

@@ -14,7 +14,10 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from habitue import clock
+from habitue.analytics import segments as segments_service
+from habitue.analytics import service as analytics_service
 from habitue.db import Database, make_sync_engine
+from habitue.demo_rooms import RoomsLoaded, load_rooms
 from habitue.events.importer import import_purchases
 from habitue.members import service as members_service
 from habitue.members.schemas import MemberCreate, MemberRead
@@ -264,6 +267,28 @@ async def _install_tiers(url: str) -> str:
     return ", ".join(f"{code} {n:,}" for code, n in counts)
 
 
+async def _install_rooms(
+    url: str, people: list[MemberCreate], rng: random.Random, end: datetime
+) -> RoomsLoaded:
+    """The catalogue and redemptions, an offer, a campaign, the club, a partner, templates;
+    then the members' RFM and lifetime-value scores."""
+    db = Database(url)
+    try:
+        async with db.read() as session:
+            info = await programs_service.get_info(session, PROGRAM)
+        loaded = await load_rooms(db, info, people, rng, end=end)
+
+        async def score(session: AsyncSession) -> None:
+            # RFM segments and lifetime values for the dashboard and the segments.
+            await analytics_service.refresh_scores_async(session, info)
+            await segments_service.recompute_async(session, info)
+
+        await db.write(score)
+        return loaded
+    finally:
+        await db.dispose()
+
+
 def load(url: str, *, members: int, purchases: int, seed: int) -> dict[str, Any]:
     """Migrate, create the café program and its data (once), and mint a till key."""
     upgrade(url)
@@ -271,6 +296,7 @@ def load(url: str, *, members: int, purchases: int, seed: int) -> dict[str, Any]
     people = _members(members, rng)
     setup = asyncio.run(_setup(url, people))
     summary = "already loaded"
+    rooms: RoomsLoaded | None = None
     if setup["created"]:
         end = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
         with tempfile.TemporaryDirectory() as tmp:
@@ -284,9 +310,11 @@ def load(url: str, *, members: int, purchases: int, seed: int) -> dict[str, Any]
             f"{members:,} members, {report.imported:,} purchases, {report.points:,} points; "
             f"tiers {mix}"
         )
+        rooms = asyncio.run(_install_rooms(url, people, rng, end))
     return {
         "program": PROGRAM,
         "summary": summary,
+        "rooms": rooms,
         "till_key": setup["till_key"],
         "sample_member": setup["sample"] or "(see GET /v1/programs/cafe/members)",
         "admin_user": asyncio.run(_demo_staff(url)),
