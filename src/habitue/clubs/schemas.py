@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from decimal import Decimal, InvalidOperation
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
+
+from habitue.tiers.schemas import Multiplier, Privileges
 
 BillingPeriod = Literal["monthly", "yearly"]
 SubscriptionStatus = Literal["incomplete", "trialing", "active", "past_due", "canceled", "expired"]
@@ -26,27 +27,9 @@ class PlanCreate(Strict):
     grace_days: int = Field(
         default=0, ge=0, le=60, description="days a past-due subscription keeps its benefits"
     )
-    multiplier: str = "1"
-    privileges: list[str] = Field(default_factory=list, max_length=50)
+    multiplier: Multiplier = "1"
+    privileges: Privileges = Field(default_factory=list, max_length=50)
     voucher_points: int = Field(default=0, ge=0, le=1_000_000, description="points each month")
-
-    @field_validator("multiplier")
-    @classmethod
-    def _multiplier(cls, v: str) -> str:
-        try:
-            d = Decimal(v)
-        except InvalidOperation as exc:
-            raise ValueError("multiplier must be a decimal string") from exc
-        if not d.is_finite() or d < 1 or d > 100:
-            raise ValueError("multiplier must be between 1 and 100")
-        return str(d)
-
-    @field_validator("privileges")
-    @classmethod
-    def _privileges(cls, v: list[str]) -> list[str]:
-        if any(not p or len(p) > 64 for p in v):
-            raise ValueError("privileges are names of 1 to 64 characters")
-        return sorted(set(v))
 
 
 class PlanRead(BaseModel):

@@ -203,6 +203,18 @@ async def _sub(session: AsyncSession, program: ProgramInfo, sub_id: str, *, lock
     return row
 
 
+async def _payment(
+    session: AsyncSession, program: ProgramInfo, payment_id: str, *, lock: bool
+) -> Any:
+    q = select(_payments).where(_payments.c.program_id == program.id, _payments.c.id == payment_id)
+    if lock and dialect_name(session) == "postgresql":
+        q = q.with_for_update()
+    row = (await session.execute(q)).mappings().first()
+    if row is None:
+        raise PaymentNotFound(f"no payment {payment_id}")
+    return row
+
+
 async def _sub_read(session: AsyncSession, program: ProgramInfo, row: Any) -> SubscriptionRead:
     plan = await _plan(session, program, plan_id=row["plan_id"])
     public = (
@@ -531,20 +543,7 @@ def _payment_read(program: ProgramInfo, row: Any) -> PaymentRead:
 
 async def get_payment(session: AsyncSession, program: ProgramInfo, payment_id: str) -> PaymentRead:
     """One payment of a subscription fee."""
-    row = (
-        (
-            await session.execute(
-                select(_payments).where(
-                    _payments.c.program_id == program.id, _payments.c.id == payment_id
-                )
-            )
-        )
-        .mappings()
-        .first()
-    )
-    if row is None:
-        raise PaymentNotFound(f"no payment {payment_id}")
-    return _payment_read(program, row)
+    return _payment_read(program, await _payment(session, program, payment_id, lock=False))
 
 
 async def subscription_payments(
@@ -619,19 +618,7 @@ async def refund_payment(
     session: AsyncSession, program: ProgramInfo, payment_id: str
 ) -> PaymentRead:
     """Refund a fee: the subscription and its benefits end at once."""
-    row = (
-        (
-            await session.execute(
-                select(_payments).where(
-                    _payments.c.program_id == program.id, _payments.c.id == payment_id
-                )
-            )
-        )
-        .mappings()
-        .first()
-    )
-    if row is None:
-        raise PaymentNotFound(f"no payment {payment_id}")
+    row = await _payment(session, program, payment_id, lock=True)
     if row["status"] == "refunded":
         raise AlreadyRefunded(f"payment {payment_id} is already refunded")
     if row["status"] != "succeeded":

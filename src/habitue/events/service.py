@@ -384,8 +384,7 @@ async def _earn(
     await _insert_event(
         session, program, member, prepared, event_id, response, now, points=earned, refers_to=None
     )
-    if hooks.after_record:
-        await hooks.run_after_record(session, applied)
+    await hooks.run_after_record(session, applied)
     rows = []
     if spent:
         rows.append(

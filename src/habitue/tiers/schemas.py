@@ -4,13 +4,35 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 Metric = Literal["tier_credits", "qualifying_spend", "visits", "purchases", "bookings"]
 WindowKind = Literal["rolling_months", "calendar_year", "anniversary_year"]
 CODE = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+
+
+def _multiplier(v: str) -> str:
+    try:
+        d = Decimal(v)
+    except InvalidOperation as exc:
+        raise ValueError("multiplier must be a decimal string") from exc
+    if not d.is_finite() or d < 1 or d > 100:
+        raise ValueError("multiplier must be between 1 and 100")
+    return str(d)
+
+
+def _privileges(v: list[str]) -> list[str]:
+    if any(not p or len(p) > 64 for p in v):
+        raise ValueError("privileges are names of 1 to 64 characters")
+    return sorted(set(v))
+
+
+Multiplier = Annotated[str, AfterValidator(_multiplier)]
+"""A points multiplier as a decimal string, from 1 to 100 (tiers and club plans)."""
+Privileges = Annotated[list[str], AfterValidator(_privileges)]
+"""Names of privileges, 1 to 64 characters each, kept sorted and once each."""
 
 
 class Strict(BaseModel):
@@ -28,26 +50,8 @@ class TierWrite(Strict):
     threshold: int | str = Field(
         description="integer for counts and credits; a decimal money string for qualifying_spend"
     )
-    multiplier: str = "1"
-    privileges: list[str] = Field(default_factory=list, max_length=50)
-
-    @field_validator("multiplier")
-    @classmethod
-    def _multiplier(cls, v: str) -> str:
-        try:
-            d = Decimal(v)
-        except InvalidOperation as exc:
-            raise ValueError("multiplier must be a decimal string") from exc
-        if not d.is_finite() or d < 1 or d > 100:
-            raise ValueError("multiplier must be between 1 and 100")
-        return str(d)
-
-    @field_validator("privileges")
-    @classmethod
-    def _privileges(cls, v: list[str]) -> list[str]:
-        if any(not p or len(p) > 64 for p in v):
-            raise ValueError("privileges are names of 1 to 64 characters")
-        return sorted(set(v))
+    multiplier: Multiplier = "1"
+    privileges: Privileges = Field(default_factory=list, max_length=50)
 
 
 class LadderWrite(Strict):

@@ -27,10 +27,10 @@ from habitue.messaging import templates as templates_service
 from habitue.messaging.errors import InvalidTemplate, TemplateNotFound
 from habitue.messaging.schemas import CODE_PATTERN, PreviewRead, PreviewRequest, TemplateWrite
 from habitue.programs.service import ProgramInfo
-from habitue.web.admin import Console, _db, _forbidden_form, _load
+from habitue.web.admin import Console, _db
+from habitue.web.admin_forms import CHECK, TOO_LONG, console_for, posted
 from habitue.web.i18n import LOCALE_NAMES, _l
 from habitue.web.member_messages import CHANNEL_LABELS, CODE_LABELS
-from habitue.web.pages import form_of
 
 router = APIRouter(prefix="/admin", include_in_schema=False)
 
@@ -57,20 +57,9 @@ UNKNOWN_VARIABLE = _l("Unknown variable: %(names)s. Use the variables listed bel
 SUBJECT_REQUIRED = _l("An email needs a subject.")
 NO_SUBJECT = _l("A text message has no subject: leave this empty.")
 BODY_REQUIRED = _l("Write the message.")
-TOO_LONG = _l("This is too long.")
-CHECK = _l("Check this field.")
 CODE_FORMAT = _l("Use lower-case letters, digits and _ (such as welcome), starting with a letter.")
 NO_MEMBER = _l("No member with this card number or id.")
 FIELDS = ("code", "channel", "locale", "subject", "body", "member")
-
-
-async def _console(request: Request, program: str, action: str) -> Console | Response:
-    console = await _load(request, program)
-    if isinstance(console, Response):
-        return console
-    if not console.staff.may(action):
-        return console.denied()
-    return console
 
 
 def explain(console: Console, exc: InvalidTemplate) -> str:
@@ -92,7 +81,7 @@ def explain(console: Console, exc: InvalidTemplate) -> str:
 
 @router.get("/{program}/messages")
 async def messages(request: Request, program: str) -> Response:
-    console = await _console(request, program, "messages")
+    console = await console_for(request, program, "messages")
     if isinstance(console, Response):
         return console
     info = console.program
@@ -127,7 +116,7 @@ def _editor(console: Console, status: int = 200, **context: Any) -> Response:
 
 @router.get("/{program}/messages/edit")
 async def edit_form(request: Request, program: str) -> Response:
-    console = await _console(request, program, "messages")
+    console = await console_for(request, program, "messages")
     if isinstance(console, Response):
         return console
     info = console.program
@@ -221,12 +210,10 @@ def _read(form: dict[str, str]) -> tuple[dict[str, str], dict[str, str]]:
 @router.post("/{program}/messages/edit")
 async def edit(request: Request, program: str) -> Response:
     """Save the template (`action=save`), delete it (`delete`) or preview the draft."""
-    console = await _console(request, program, "edit_messages")
-    if isinstance(console, Response):
-        return console
-    form = await form_of(request)
-    if not console.page.csrf_ok(form):
-        return _forbidden_form(console)
+    found = await posted(request, program, "edit_messages")
+    if isinstance(found, Response):
+        return found
+    console, form = found
     info = console.program
     assert info is not None
     values, errors = _read(form)

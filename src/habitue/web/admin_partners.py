@@ -22,9 +22,9 @@ from habitue.money import MoneyFormatError, parse_minor
 from habitue.partners import service as partners_service
 from habitue.partners.errors import PartnerExists, PartnerNotFound
 from habitue.partners.schemas import PartnerCreate, PartnerRead, StatementRead
-from habitue.web.admin import Console, _db, _forbidden_form, _load
+from habitue.web.admin import Console, _db
+from habitue.web.admin_forms import console_for, posted
 from habitue.web.i18n import _l
-from habitue.web.pages import form_of
 
 router = APIRouter(prefix="/admin", include_in_schema=False)
 
@@ -37,15 +37,6 @@ FIELD_ERRORS = {
 }
 CODE_TAKEN = _l("Another partner already has this code.")
 MONTH_FORMAT = _l("Choose a month such as 2026-03.")
-
-
-async def _console(request: Request, program: str, action: str) -> Console | Response:
-    console = await _load(request, program)
-    if isinstance(console, Response):
-        return console
-    if not console.staff.may(action):
-        return console.denied()
-    return console
 
 
 def this_month(console: Console) -> str:
@@ -101,7 +92,7 @@ async def _list_page(
 
 @router.get("/{program}/partners")
 async def partners(request: Request, program: str) -> Response:
-    console = await _console(request, program, "partners")
+    console = await console_for(request, program, "partners")
     if isinstance(console, Response):
         return console
     return await _list_page(request, console, values={}, errors={})
@@ -130,12 +121,10 @@ def _read_form(
 
 @router.post("/{program}/partners")
 async def create_partner(request: Request, program: str) -> Response:
-    console = await _console(request, program, "edit_partners")
-    if isinstance(console, Response):
-        return console
-    form = await form_of(request)
-    if not console.page.csrf_ok(form):
-        return _forbidden_form(console)
+    found = await posted(request, program, "edit_partners")
+    if isinstance(found, Response):
+        return found
+    console, form = found
     info = console.program
     assert info is not None
     values, errors, data = _read_form(form, info.currency_exponent)
@@ -158,7 +147,7 @@ async def create_partner(request: Request, program: str) -> Response:
 
 @router.get("/{program}/partners/{code}")
 async def statement(request: Request, program: str, code: str) -> Response:
-    console = await _console(request, program, "partners")
+    console = await console_for(request, program, "partners")
     if isinstance(console, Response):
         return console
     info = console.program

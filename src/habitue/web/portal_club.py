@@ -9,7 +9,6 @@ trial starts at once.
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any
 
 from fastapi import Request
 from fastapi.responses import Response
@@ -56,7 +55,9 @@ async def _club(request: Request, portal: Portal) -> tuple[list[PlanRead], list[
     return plans, subs
 
 
-async def _page(request: Request, portal: Portal, status: int = 200, **context: Any) -> Response:
+async def _page(
+    request: Request, portal: Portal, status: int = 200, error: str | None = None
+) -> Response:
     plans, subs = await _club(request, portal)
     return portal.render(
         "portal/club.html",
@@ -67,9 +68,8 @@ async def _page(request: Request, portal: Portal, status: int = 200, **context: 
         past=[s for s in subs if s.status not in clubs_service.LIVE],
         periods=PERIODS,
         statuses=STATUSES,
-        error=context.pop("error", None),
+        error=error,
         done=request.query_params.get("done", "")[:MAX_CODE],
-        **context,
     )
 
 

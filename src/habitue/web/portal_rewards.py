@@ -128,10 +128,8 @@ async def coupons_page(request: Request, program: str) -> Response:
     async with _db(request).read() as session:
         member = await members_service.resolve(session, info, member_id=public_id)
         done = await redeem.for_member(session, info, member)
-    names: dict[str, str] = {}
-    async with _db(request).read() as session:
-        for r in await catalogue.list_rewards(session, info):
-            names[r.code] = text_of(r.texts, portal.page.locale, r.code).name
+        rewards = await catalogue.list_rewards(session, info)
+    names = {r.code: text_of(r.texts, portal.page.locale, r.code).name for r in rewards}
     items: list[dict[str, Any]] = [
         {
             "coupon": r.coupon,
