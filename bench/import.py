@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import scratch_pg  # noqa: E402
 
 from habitue.db import Database, make_sync_engine  # noqa: E402
-from habitue.events.importer import import_purchases  # noqa: E402
+from habitue.events.importer import CHUNK, import_purchases  # noqa: E402
 from habitue.ledger.verify import verify  # noqa: E402
 from habitue.migrate import upgrade  # noqa: E402
 from habitue.programs import service as programs_service  # noqa: E402
@@ -64,17 +64,17 @@ async def _verify(url: str) -> bool:
         await db.dispose()
 
 
-def run(url: str, path: Path, rows: int) -> tuple[float, float, bool]:
+def run(url: str, path: Path, rows: int, chunk: int) -> tuple[float, float, bool]:
     upgrade(url)
     asyncio.run(_program(url))
     engine = make_sync_engine(url)
     t = time.perf_counter()
-    first = import_purchases(engine, "bench", path, enrol_missing=True)
+    first = import_purchases(engine, "bench", path, enrol_missing=True, chunk=chunk)
     t1 = time.perf_counter() - t
     assert first.imported == rows, first
     assert first.rejected == 0, first
     t = time.perf_counter()
-    again = import_purchases(engine, "bench", path, enrol_missing=True)
+    again = import_purchases(engine, "bench", path, enrol_missing=True, chunk=chunk)
     t2 = time.perf_counter() - t
     assert (again.imported, again.already, again.points) == (0, rows, 0), again
     engine.dispose()
@@ -86,16 +86,17 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--members", type=int, default=100_000)
     ap.add_argument("--only", choices=["sqlite", "postgres"])
+    ap.add_argument("--chunk", type=int, default=CHUNK, help="purchases per transaction")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "purchases.csv"
         make_csv(path, args.rows, args.members)
         results = {}
         if args.only != "postgres":
-            results["SQLite"] = run(f"sqlite:///{tmp}/bench.db", path, args.rows)
+            results["SQLite"] = run(f"sqlite:///{tmp}/bench.db", path, args.rows, args.chunk)
         if args.only != "sqlite":
             with scratch_pg("bench_import") as url:
-                results["PostgreSQL"] = run(url, path, args.rows)
+                results["PostgreSQL"] = run(url, path, args.rows, args.chunk)
     print(f"{args.rows:,} purchases, {args.members:,} members enrolled on the way")
     print(f"{'store':<12}{'import rows/s':>15}{'re-run rows/s':>15}  ledger verify")
     for name, (first, again, ok) in results.items():

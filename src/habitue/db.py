@@ -93,14 +93,18 @@ def _sqlite_setup(sync_engine: Engine, *, immediate: bool) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
-def make_sync_engine(url: str, **kwargs: Any) -> Engine:
-    """A synchronous engine for batch paths (import, migrations, verify)."""
+def make_sync_engine(url: str, *, immediate: bool = True, **kwargs: Any) -> Engine:
+    """A synchronous engine for batch paths (import, migrations, verify).
+
+    On SQLite its transactions take the write lock up front unless `immediate` is False
+    (an engine that only reads).
+    """
     from sqlalchemy import create_engine
 
     u = sync_url(url)
     if u.get_backend_name() == "sqlite":
         engine = create_engine(u, **kwargs)
-        _sqlite_setup(engine, immediate=True)
+        _sqlite_setup(engine, immediate=immediate)
         return engine
     return create_engine(u, **kwargs)
 

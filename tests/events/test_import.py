@@ -124,3 +124,84 @@ async def test_cli_exit_status_and_rejects_file(
     assert len(found) == 1
     bal = (await client.get(f"/v1/programs/{code}/members/{found[0]['id']}/balance")).json()
     assert bal["available"] == 12
+
+
+async def test_import_repays_a_debt_like_the_api(
+    client: httpx.AsyncClient, db: Database, db_url: str, tmp_path: Path
+) -> None:
+    """A member at -30 who imports purchases worth 20 then 15 points: the first repays
+    debt only, the second leaves 5 open, exactly as two purchases through the API would."""
+    code = await create_program(client, allow_negative=True)
+    m = await enrol(client, code, external_id="D1")
+    base = f"/v1/programs/{code}"
+    r = await client.post(f"{base}/events", json={
+        "type": "purchase", "member": {"id": m["id"]}, "external_id": "buy", "total": "40.00"})
+    assert r.status_code == 201, r.text
+    await client.post(f"{base}/members/{m['id']}/spends", json={"points": 30})
+    await client.post(f"{base}/events", json={
+        "type": "refund", "external_id": "ref", "refers_to": "buy", "total": "40.00"})
+    assert (await client.get(f"{base}/members/{m['id']}/balance")).json()["available"] == -30
+    path = tmp_path / "p.csv"
+    at = "2026-03-04T09:30:00+01:00"
+    _write(path, [["D1", "I1", at, "20.00"] + [""] * 4, ["D1", "I2", at, "15.00"] + [""] * 4])
+    engine = make_sync_engine(db_url)
+    try:
+        report = import_purchases(engine, code, path)
+    finally:
+        engine.dispose()
+    assert (report.imported, report.points) == (2, 35)
+    assert (await client.get(f"{base}/members/{m['id']}/balance")).json()["available"] == 5
+    async with db.read() as session:
+        assert all(not rows for rows in (await verify(session)).values())
+
+
+def _purchases(path: Path, n: int, members: int) -> None:
+    rows = []
+    for i in range(n):
+        rows.append([f"P{i % members}", f"R{i}", f"2026-02-{1 + i % 28:02d}T10:00:00Z",
+                     f"{1 + i % 50}.{i % 100:02d}", "", "", "", ""])
+    _write(path, rows)
+
+
+async def test_writer_process_gives_the_same_ledger(
+    client: httpx.AsyncClient, db: Database, db_url: str, tmp_path: Path
+) -> None:
+    """Large files are written by a separate process while the next chunks are prepared:
+    chunks in flight must count as written (members they enrol, purchases they hold), and
+    the outcome must be the inline one, to the point."""
+    inline, piped = await create_program(client), await create_program(client)
+    path = tmp_path / "p.csv"
+    # Small chunks, so that a member enrolled by one chunk buys again in the next chunks,
+    # and a duplicate external id sits in a later chunk than its first occurrence.
+    _purchases(path, 1200, 150)
+    with path.open("a", newline="") as fh:
+        csv.writer(fh).writerow(["P3", "R7", "2026-02-08T10:00:00Z", "9.99", "", "", "", ""])
+    seen: list[int] = []
+    engine = make_sync_engine(db_url)
+    try:
+        a = import_purchases(engine, inline, path, enrol_missing=True, chunk=100,
+                             writer_process=False)
+        b = import_purchases(engine, piped, path, enrol_missing=True, chunk=100,
+                             writer_process=True, progress=seen.append)
+        again = import_purchases(engine, piped, path, enrol_missing=True, chunk=100,
+                                 writer_process=True)
+    finally:
+        engine.dispose()
+    summary = (a.rows, a.imported, a.already, a.enrolled, a.points, a.rejected)
+    assert summary == (1201, 1200, 1, 150, b.points, 0)
+    assert (b.rows, b.imported, b.already, b.enrolled, b.points, b.rejected) == summary
+    assert sum(seen) == 1201 and len(seen) == 13
+    assert (again.imported, again.already, again.enrolled, again.points) == (0, 1201, 0, 0)
+
+    async def balances(code: str) -> dict[str, int]:
+        out = {}
+        for i in range(150):
+            found = (await client.get(f"/v1/programs/{code}/members?external_id=P{i}")).json()
+            mid = found["items"][0]["id"]
+            bal = (await client.get(f"/v1/programs/{code}/members/{mid}/balance")).json()
+            out[f"P{i}"] = bal["available"]
+        return out
+
+    assert await balances(inline) == await balances(piped)
+    async with db.read() as session:
+        assert all(not rows for rows in (await verify(session)).values())

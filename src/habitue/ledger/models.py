@@ -95,6 +95,13 @@ class Lot(Base):
     __table_args__ = (
         Index("ix_lots_account_open", "account_id", "remaining"),
         Index("ix_lots_program_expires", "program_id", "expires_at"),
-        Index("ix_lots_program_pending", "program_id", "pending_until"),
+        # Only pending lots have a release time (migration 0011).
+        Index(
+            "ix_lots_program_pending",
+            "program_id",
+            "pending_until",
+            postgresql_where=text("pending_until IS NOT NULL"),
+            sqlite_where=text("pending_until IS NOT NULL"),
+        ),
         Index("ix_lots_event", "event_id"),
     )

@@ -29,8 +29,25 @@ def luhn_valid(number: str) -> bool:
 def new_card_number(prefix: str) -> str:
     """A random card number under the program prefix, ending with its Luhn digit."""
     random_len = CARD_LENGTH - len(prefix) - 1
-    body = prefix + "".join(str(secrets.randbelow(10)) for _ in range(random_len))
+    body = f"{prefix}{secrets.randbelow(10**random_len):0{random_len}d}"
     return body + luhn_check_digit(body)
+
+
+def new_card_numbers(prefix: str, n: int) -> list[str]:
+    """`n` random card numbers under the prefix from one draw of the system's randomness
+    (a bulk enrolment would otherwise pay one system call per number)."""
+    random_len = CARD_LENGTH - len(prefix) - 1
+    space = 10**random_len
+    limit = (1 << 64) - (1 << 64) % space  # rejection keeps every body equally likely
+    out: list[str] = []
+    while len(out) < n:
+        pool = secrets.token_bytes(8 * (n - len(out)))
+        for i in range(0, len(pool), 8):
+            draw = int.from_bytes(pool[i : i + 8], "big")
+            if draw < limit:
+                body = f"{prefix}{draw % space:0{random_len}d}"
+                out.append(body + luhn_check_digit(body))
+    return out
 
 
 def qr_payload(program_code: str, card_number: str) -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, DateTime, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, DateTime, ForeignKey, Index, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from habitue.db import Base, BigId, JSONType
@@ -26,7 +26,15 @@ class OutboxEvent(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
     __table_args__ = (
-        Index("ux_outbox_program_seq", "program_id", "seq", unique=True),
+        # Only sequenced rows have a feed position (migration 0011).
+        Index(
+            "ux_outbox_program_seq",
+            "program_id",
+            "seq",
+            unique=True,
+            postgresql_where=text("seq IS NOT NULL"),
+            sqlite_where=text("seq IS NOT NULL"),
+        ),
         Index("ix_outbox_program_unsequenced", "program_id", "id"),
         Index("ix_outbox_program_member", "program_id", "member_id", "id"),
     )
