@@ -127,11 +127,15 @@ def import_purchases(
     enrol_missing: Annotated[bool, typer.Option(help="enrol unknown members")] = False,
     rejects: Annotated[Path | None, typer.Option(help="where rejected rows go")] = None,
     source: str = "default",
+    chunk: Annotated[
+        int | None,
+        typer.Option(min=1, help="purchases per transaction [default: 50,000; memory grows]"),
+    ] = None,
 ) -> None:
     """Import purchases from CSV; re-running credits nothing twice."""
     from habitue.db import make_sync_engine
+    from habitue.events.importer import CHUNK, write_rejects
     from habitue.events.importer import import_purchases as run_import
-    from habitue.events.importer import write_rejects
 
     engine = make_sync_engine(get_settings().database_url)
     with Progress(
@@ -149,6 +153,7 @@ def import_purchases(
             file,
             enrol_missing=enrol_missing,
             source=source,
+            chunk=chunk or CHUNK,
             progress=lambda n: bar.advance(task, n),
         )
     engine.dispose()

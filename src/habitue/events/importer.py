@@ -64,7 +64,7 @@ from habitue.rules.types import (
 )
 
 REQUIRED = ("member_external_id", "external_id", "occurred_at", "total")
-CHUNK = 20_000
+CHUNK = 50_000
 
 _programs = table_of(Program)
 _members = table_of(Member)
