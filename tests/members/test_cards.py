@@ -9,6 +9,7 @@ from habitue.members.cards import (
     luhn_check_digit,
     luhn_valid,
     new_card_number,
+    new_card_numbers,
     parse_card_input,
     qr_payload,
 )
@@ -43,3 +44,13 @@ def test_new_numbers_carry_prefix_and_check_digit() -> None:
 def test_scanned_inputs() -> None:
     assert parse_card_input(qr_payload("cafe", "8000421234567890")) == ("cafe", "8000421234567890")
     assert parse_card_input(" 8000 4212-3456 7890 ") == (None, "8000421234567890")
+
+
+def test_bulk_card_numbers_are_valid_distinct_and_spread() -> None:
+    """One draw of randomness for many cards: each is a valid number under the prefix, and
+    every digit position takes all ten values (a biased or truncated draw would not)."""
+    numbers = new_card_numbers("4242", 5000)
+    assert len(numbers) == len(set(numbers)) == 5000
+    assert all(len(n) == 16 and n.startswith("4242") and luhn_valid(n) for n in numbers)
+    for position in range(4, 15):
+        assert {n[position] for n in numbers} == set("0123456789")

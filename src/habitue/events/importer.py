@@ -1044,9 +1044,20 @@ class _ProcessWriter:
                 return
 
     def submit(self, writes: _Writes) -> None:
-        if self._broken is not None:
-            raise ImportFailed(self._broken)
-        self._queue.put(writes)
+        self._put(writes)
+
+    def _put(self, writes: _Writes | None) -> None:
+        """Queue for the feeder, unless the writer is gone (then nobody would take it)."""
+        while True:
+            if self._broken is not None:
+                raise ImportFailed(self._broken)
+            if self._process.poll() is not None:
+                raise ImportFailed("the import's writer process stopped")
+            try:
+                self._queue.put(writes, timeout=1.0)
+                return
+            except queue.Full:
+                continue
 
     def _take(self, message: tuple[str, Any]) -> int | None:
         kind, value = message
@@ -1082,7 +1093,7 @@ class _ProcessWriter:
     def close(self) -> None:
         """Stop after the chunks already handed over; raise what the writer reported."""
         try:
-            self._queue.put(None)
+            self._put(None)
             self._feeder.join()
             while not self._finished:
                 self._take(self._next())

@@ -28,9 +28,7 @@ def luhn_valid(number: str) -> bool:
 
 def new_card_number(prefix: str) -> str:
     """A random card number under the program prefix, ending with its Luhn digit."""
-    random_len = CARD_LENGTH - len(prefix) - 1
-    body = f"{prefix}{secrets.randbelow(10**random_len):0{random_len}d}"
-    return body + luhn_check_digit(body)
+    return new_card_numbers(prefix, 1)[0]
 
 
 def new_card_numbers(prefix: str, n: int) -> list[str]:
