@@ -688,6 +688,11 @@ def _prepare_chunk(
         todo.append((event, member))
     if not todo:
         return chunk
+    # By member, each member's purchases keeping their order in the file: the ids drawn
+    # below then follow the members too, so that nearly every index the chunk writes to
+    # (by member, account, transaction, event) is filled in ascending order, one page after
+    # the next, instead of at random places.
+    todo.sort(key=lambda pair: pair[1].id)
     decisions: list[list[EarnPoints]] = []
     snapshots: dict[int, MemberSnapshot] = {}
     decide, rules, program_snap = rules_decide.decide, program.rules, program.snapshot
