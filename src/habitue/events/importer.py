@@ -171,10 +171,12 @@ class _Layout:
 
     header: list[str]
     index: dict[str, int]
+    required: tuple[tuple[str, int], ...]
 
     @classmethod
     def of(cls, header: list[str]) -> _Layout:
-        return cls(header, {name: i for i, name in enumerate(header)})
+        index = {name: i for i, name in enumerate(header)}
+        return cls(header, index, tuple((col, index[col]) for col in REQUIRED))
 
     def get(self, row: list[str], col: str) -> str:
         i = self.index.get(col)
@@ -203,18 +205,20 @@ def _parse_time(value: str) -> datetime:
 
 
 def _parse_group(
-    rows: list[list[str]], layout: _Layout, program: _Program, now: datetime
+    rows: list[list[str]], layout: _Layout, program: _Program, latest: datetime
 ) -> tuple[EventInput, str]:
+    """One purchase from its rows; `latest` is the last acceptable `occurred_at`."""
     get = layout.get
     first = rows[0]
-    for col in REQUIRED:
-        if not get(first, col).strip():
+    width = len(first)
+    for col, i in layout.required:
+        if i >= width or not first[i].strip():
             raise ValueError(f"{col} is missing")
     try:
         occurred = _parse_time(get(first, "occurred_at"))
     except ValueError as exc:
         raise ValueError(f"occurred_at: {exc}") from exc
-    if occurred > now + timedelta(minutes=10):
+    if occurred > latest:
         raise ValueError("occurred_at is in the future")
     first_total = get(first, "total")
     try:
@@ -647,9 +651,10 @@ def _prepare_chunk(
         report.rejected += 1
         report.rejects.extend((layout.as_dict(r), reason) for r in rows)
 
+    latest = now + timedelta(minutes=10)
     for rows in groups:
         try:
-            event, member_ext = _parse_group(rows, layout, program, now)
+            event, member_ext = _parse_group(rows, layout, program, latest)
         except ValueError as exc:
             reject(rows, str(exc))
             continue
@@ -716,6 +721,9 @@ def _prepare_chunk(
     pid, exponent, issued = program.id, program.exponent, program.system["issued"]
     pending_delta = timedelta(days=program.pending_days) if program.pending_days else None
     policy, expiry_days, tz = program.expiry_policy, program.expiry_days, program.timezone
+    # `lot_expiry` for the common policies, without a call per purchase.
+    expiry_delta = timedelta(days=expiry_days or 0) if policy == "days" else None
+    as_is = ts is _pg_time
     empty = _json_text({})
     events: list[tuple[Any, ...]] = []
     lines: list[tuple[Any, ...]] = []
@@ -752,7 +760,7 @@ def _prepare_chunk(
             "shortfall": 0,
             "balance": None,
         }
-        occurred_ts = ts(occurred)
+        occurred_ts = occurred if as_is else ts(occurred)
         events.append(
             (event_id, pid, member.id, "purchase", source, event.external_id, occurred_ts,
              event.total_minor, points, 0, None, 0, 0, 0, empty, _json_text(response), now_ts)
@@ -786,10 +794,15 @@ def _prepare_chunk(
         postings.append((pid, txn_id, issued, member.id, -points, None, None, None, now_ts))
         balance_delta[target] = balance_delta.get(target, 0) + points
         lifetime[member.id] = lifetime.get(member.id, 0) + points
-        expires = None if pending else lot_expiry(occurred, policy, expiry_days, tz)
+        if pending or policy == "never":
+            expires = None
+        elif expiry_delta is not None:
+            expires = occurred + expiry_delta
+        else:
+            expires = lot_expiry(occurred, policy, expiry_days, tz)
         lots.append(
             (pid, member.id, target, txn_id, event_id, points, points, occurred_ts,
-             ts(expires), ts(pending_until) if pending else None)
+             expires if as_is else ts(expires), ts(pending_until) if pending else None)
         )  # fmt: skip
         earned = {
             "member_id": member.public_id,
