@@ -1157,13 +1157,13 @@ def import_purchases(
     sqlite = engine.dialect.name == "sqlite"
     if writer_process is None:
         writer_process = path.stat().st_size >= PROCESS_WRITER_BYTES
-    writer: _InlineWriter | _ProcessWriter = (
-        _ProcessWriter(engine) if writer_process else _InlineWriter(engine)
-    )
     reading = (
         make_sync_engine(engine.url.render_as_string(hide_password=False), immediate=False)
         if sqlite
         else engine
+    )
+    writer: _InlineWriter | _ProcessWriter = (
+        _ProcessWriter(engine) if writer_process else _InlineWriter(engine)
     )
     in_flight = _InFlight()
     rows_of: dict[int, int] = {}
