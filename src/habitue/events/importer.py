@@ -1,9 +1,10 @@
 """Bulk import of purchases from CSV: the same `decide`, set-based writes, idempotent re-runs.
 
-Rows of one purchase share its `external_id` and sit next to each other. Each chunk of
-purchases is one transaction: events, lines, ledger transactions, postings, lots and outbox
-rows are written in bulk (COPY on PostgreSQL, executemany on SQLite) and balances are
-updated once per account.
+Rows of one purchase share its `external_id` and sit next to each other. The calling process
+reads, checks and decides a chunk at a time and builds its rows (`_prepare_chunk`); a writer
+(inline, or for large files the `habitue.events.import_writer` process) writes each chunk in
+one transaction: events, lines, ledger transactions, postings, lots and outbox rows in bulk
+(binary COPY on PostgreSQL, executemany on SQLite), balances once per account.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
@@ -100,7 +101,6 @@ class _Member:
     status: str
     available: int
     pending: int
-    balance: int
     enrolled_at: datetime
     tier: str | None
 
@@ -339,17 +339,18 @@ def _sqlite_time(value: datetime | None) -> str | None:
     return value.isoformat(" ", "microseconds")[:26]
 
 
-def _pg_time(value: datetime | None) -> datetime | None:
-    return value
-
-
 def _json_text(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
+def _as_is(value: datetime | None) -> datetime | None:
+    return value
+
+
 def _time_writer(conn: Connection) -> Callable[[datetime | None], Any]:
-    """How a datetime goes into a row of `_write_rows` for this database."""
-    return _pg_time if conn.dialect.name == "postgresql" else _sqlite_time
+    """How a datetime goes into a row of `_write_rows`: as it is on PostgreSQL (psycopg
+    encodes it), as SQLAlchemy's text on SQLite."""
+    return _as_is if conn.dialect.name == "postgresql" else _sqlite_time
 
 
 def _write_rows(
@@ -425,11 +426,12 @@ def _add_to(conn: Connection, table: Table, column: str, deltas: dict[int, int])
     cur.close()
 
 
-def _match(column: Any, values: list[str], dialect: str) -> Any:
+def _match(column: Any, values: list[str] | list[int], dialect: str) -> Any:
     """`column` is one of `values`, as one bound parameter: an array on PostgreSQL, a JSON
     list read by `json_each` on SQLite (so a chunk is one query, whatever its size)."""
     if dialect == "postgresql":
-        return column == any_(bindparam("match_values", values, type_=ARRAY(String)))
+        item = BigInteger() if values and isinstance(values[0], int) else String()
+        return column == any_(bindparam("match_values", values, type_=ARRAY(item)))
     each = func.json_each(bindparam("match_values", _json_text(values))).table_valued("value")
     return column.in_(select(each.c.value))
 
@@ -450,7 +452,6 @@ def _load_members(conn: Connection, program_id: int, external_ids: list[str]) ->
                 _members.c.enrolled_at,
                 _members.c.tier,
                 avail.c.id.label("available"),
-                avail.c.balance,
                 pend.c.id.label("pending"),
             )
             .join(avail, (avail.c.member_id == _members.c.id) & (avail.c.kind == "available"))
@@ -468,7 +469,6 @@ def _load_members(conn: Connection, program_id: int, external_ids: list[str]) ->
             r.status,
             r.available,
             r.pending,
-            int(r.balance),
             clock.as_utc(r.enrolled_at),
             r.tier,
         )
@@ -517,29 +517,21 @@ class _Chunk:
     external_ids: set[str] = field(default_factory=set)
     enrolled: dict[str, _Member] = field(default_factory=dict)
     cards: set[str] = field(default_factory=set)
-    new_members: dict[int, int] = field(default_factory=dict)
-    """Members enrolled by this chunk: id → position of their row."""
-    new_accounts: dict[int, int] = field(default_factory=dict)
 
     def fold_new_rows(self) -> None:
         """Members and accounts this chunk creates get their lifetime and balance in the
         rows it inserts, rather than in updates of rows it has just written."""
-        for table, deltas, created, position in (
-            (
-                _members.name,
-                self.writes.lifetime,
-                self.new_members,
-                MEMBER_COLS.index("lifetime_earned"),
-            ),
-            (_accounts.name, self.writes.balance, self.new_accounts, ACCOUNT_COLS.index("balance")),
-        ):
-            if not created:
+        totals = {
+            _members.name: (self.writes.lifetime, LIFETIME_AT),
+            _accounts.name: (self.writes.balance, BALANCE_AT),
+        }
+        for table, _, rows in self.writes.rows:
+            if table not in totals:
                 continue
-            rows = next(r for name, _, r in self.writes.rows if name == table)
-            for key in [k for k in deltas if k in created]:
-                n = created[key]
-                row = rows[n]
-                rows[n] = (*row[:position], row[position] + deltas.pop(key), *row[position + 1 :])
+            deltas, at = totals[table]
+            for n, row in enumerate(rows):
+                if row[0] in deltas:
+                    rows[n] = (*row[:at], row[at] + deltas.pop(row[0]), *row[at + 1 :])
 
 
 class _InFlight:
@@ -552,8 +544,8 @@ class _InFlight:
     def add(self, chunk: _Chunk) -> None:
         self._chunks[chunk.writes.number] = chunk
 
-    def committed(self, number: int) -> None:
-        self._chunks.pop(number, None)
+    def committed(self, number: int) -> _Chunk:
+        return self._chunks.pop(number)
 
     def __len__(self) -> int:
         return len(self._chunks)
@@ -599,9 +591,7 @@ def _enrol_missing(
         cards.append((pid, mid, number, "physical", "active", None, ts, None))
         payload = {"member_id": public, "card_number": number, "external_id": ext, "locale": "en"}
         outbox.append((pid, None, "member.enrolled", public, ts, _json_text(payload)))
-        out[ext] = _Member(mid, public, "active", available, pending, 0, now, None)
-    chunk.new_members = {row[0]: n for n, row in enumerate(members)}
-    chunk.new_accounts = {row[0]: n for n, row in enumerate(accounts)}
+        out[ext] = _Member(mid, public, "active", available, pending, now, None)
     chunk.writes.add(_members, MEMBER_COLS, members)
     chunk.writes.add(_accounts, ACCOUNT_COLS, accounts)
     chunk.writes.add(_cards, CARD_COLS, cards)
@@ -721,9 +711,6 @@ def _prepare_chunk(
     pid, exponent, issued = program.id, program.exponent, program.system["issued"]
     pending_delta = timedelta(days=program.pending_days) if program.pending_days else None
     policy, expiry_days, tz = program.expiry_policy, program.expiry_days, program.timezone
-    # `lot_expiry` for the common policies, without a call per purchase.
-    expiry_delta = timedelta(days=expiry_days or 0) if policy == "days" else None
-    as_is = ts is _pg_time
     empty = _json_text({})
     events: list[tuple[Any, ...]] = []
     lines: list[tuple[Any, ...]] = []
@@ -760,7 +747,7 @@ def _prepare_chunk(
             "shortfall": 0,
             "balance": None,
         }
-        occurred_ts = occurred if as_is else ts(occurred)
+        occurred_ts = ts(occurred)
         events.append(
             (event_id, pid, member.id, "purchase", source, event.external_id, occurred_ts,
              event.total_minor, points, 0, None, 0, 0, 0, empty, _json_text(response), now_ts)
@@ -794,15 +781,10 @@ def _prepare_chunk(
         postings.append((pid, txn_id, issued, member.id, -points, None, None, None, now_ts))
         balance_delta[target] = balance_delta.get(target, 0) + points
         lifetime[member.id] = lifetime.get(member.id, 0) + points
-        if pending or policy == "never":
-            expires = None
-        elif expiry_delta is not None:
-            expires = occurred + expiry_delta
-        else:
-            expires = lot_expiry(occurred, policy, expiry_days, tz)
+        expires = None if pending else lot_expiry(occurred, policy, expiry_days, tz)
         lots.append(
             (pid, member.id, target, txn_id, event_id, points, points, occurred_ts,
-             expires if as_is else ts(expires), ts(pending_until) if pending else None)
+             ts(expires), ts(pending_until) if pending else None)
         )  # fmt: skip
         earned = {
             "member_id": member.public_id,
@@ -849,11 +831,7 @@ def _repay_debts(conn: Connection, chunk: _Writes) -> None:
     accounts = sorted({r[2] for r in lots if r[9] is None})
     if not accounts:
         return
-    if conn.dialect.name == "postgresql":
-        cond = _accounts.c.id == any_(bindparam("ids", accounts, type_=ARRAY(BigInteger)))
-    else:
-        each = func.json_each(bindparam("ids", _json_text(accounts))).table_valued("value")
-        cond = _accounts.c.id.in_(select(each.c.value))
+    cond = _match(_accounts.c.id, accounts, conn.dialect.name)
     debts = dict(
         conn.execute(
             select(_accounts.c.id, _accounts.c.balance).where(cond, _accounts.c.balance < 0)
@@ -968,8 +946,8 @@ class _InlineWriter:
     """Writes each chunk in the calling thread, before the next is prepared."""
 
     def __init__(self, engine: Engine) -> None:
-        self._session = _bulk_session(engine)
-        self._conn = self._session.__enter__()
+        self._stack = ExitStack()
+        self._conn = self._stack.enter_context(_bulk_session(engine))
         self._flushes = 0
         self._done: list[int] = []
 
@@ -988,7 +966,7 @@ class _InlineWriter:
         return done
 
     def close(self) -> None:
-        self._session.__exit__(None, None, None)
+        self._stack.close()
 
 
 def write_chunks(
@@ -1166,13 +1144,12 @@ def import_purchases(
         _ProcessWriter(engine) if writer_process else _InlineWriter(engine)
     )
     in_flight = _InFlight()
-    rows_of: dict[int, int] = {}
 
     def settle(*, wait: bool) -> None:
         for number in writer.committed(wait=wait):
-            in_flight.committed(number)
+            done = in_flight.committed(number)
             if progress is not None:
-                progress(rows_of.pop(number))
+                progress(done.writes.rows_read)
 
     try:
         with reading.connect() as conn, path.open(newline="", encoding="utf-8") as fh:
@@ -1207,7 +1184,6 @@ def import_purchases(
                 )
                 settle(wait=len(in_flight) >= 3)
                 in_flight.add(prepared)
-                rows_of[number] = prepared.writes.rows_read
                 writer.submit(prepared.writes)
                 settle(wait=False)
                 batch.clear()

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, DateTime, ForeignKey, Index, Integer, String, text
+from sqlalchemy import BigInteger, DateTime, ForeignKey, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from habitue.db import Base, BigId
+from habitue.db import Base, BigId, partial_index
 
 
 class Account(Base):
@@ -28,13 +28,8 @@ class Account(Base):
 
     __table_args__ = (
         Index("ux_accounts_member_kind", "member_id", "kind", unique=True),
-        Index(
-            "ux_accounts_system_kind",
-            "program_id",
-            "kind",
-            unique=True,
-            sqlite_where=text("member_id IS NULL"),
-            postgresql_where=text("member_id IS NULL"),
+        partial_index(
+            "ux_accounts_system_kind", "program_id", "kind", unique=True, where="member_id IS NULL"
         ),
     )
 
@@ -96,12 +91,11 @@ class Lot(Base):
         Index("ix_lots_account_open", "account_id", "remaining"),
         Index("ix_lots_program_expires", "program_id", "expires_at"),
         # Only pending lots have a release time (migration 0011).
-        Index(
+        partial_index(
             "ix_lots_program_pending",
             "program_id",
             "pending_until",
-            postgresql_where=text("pending_until IS NOT NULL"),
-            sqlite_where=text("pending_until IS NOT NULL"),
-        ),
+            where="pending_until IS NOT NULL",
+        ),  # fmt: skip
         Index("ix_lots_event", "event_id"),
     )

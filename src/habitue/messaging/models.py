@@ -6,10 +6,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, DateTime, ForeignKey, Index, String, Text, UniqueConstraint, text
+from sqlalchemy import BigInteger, DateTime, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from habitue.db import Base, BigId, JSONType
+from habitue.db import Base, BigId, JSONType, partial_index
 
 
 class OutboxEvent(Base):
@@ -27,13 +27,8 @@ class OutboxEvent(Base):
 
     __table_args__ = (
         # Only sequenced rows have a feed position (migration 0011).
-        Index(
-            "ux_outbox_program_seq",
-            "program_id",
-            "seq",
-            unique=True,
-            postgresql_where=text("seq IS NOT NULL"),
-            sqlite_where=text("seq IS NOT NULL"),
+        partial_index(
+            "ux_outbox_program_seq", "program_id", "seq", unique=True, where="seq IS NOT NULL"
         ),
         Index("ix_outbox_program_unsequenced", "program_id", "id"),
         Index("ix_outbox_program_member", "program_id", "member_id", "id"),
