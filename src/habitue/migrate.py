@@ -24,3 +24,34 @@ def upgrade(url: str) -> None:
 
 def revision(url: str, message: str) -> None:
     command.revision(alembic_config(url), message=message, autogenerate=True)
+
+
+def rebuild_index(
+    name: str, table: str, columns: list[str], *, unique: bool, where: str | None
+) -> None:
+    """In a migration: replace index `name` by one with condition `where` (None: the
+    whole table).
+
+    On PostgreSQL without blocking writes: built CONCURRENTLY under a temporary name, then
+    swapped. Should the build fail, PostgreSQL keeps an INVALID `<name>_next`: drop it and
+    upgrade again.
+    """
+    from alembic import op
+    from sqlalchemy import text
+
+    condition = text(where) if where else None
+    if op.get_context().dialect.name == "postgresql":
+        with op.get_context().autocommit_block():
+            op.create_index(
+                f"{name}_next",
+                table,
+                columns,
+                unique=unique,
+                postgresql_where=condition,
+                postgresql_concurrently=True,
+            )
+            op.drop_index(name, table_name=table, postgresql_concurrently=True)
+            op.execute(f"ALTER INDEX {name}_next RENAME TO {name}")
+        return
+    op.drop_index(name, table_name=table)
+    op.create_index(name, table, columns, unique=unique, sqlite_where=condition)

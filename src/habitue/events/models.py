@@ -8,23 +8,23 @@ from typing import Any
 from sqlalchemy import BigInteger, DateTime, ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from habitue.db import Base, BigId, JSONType
+from habitue.db import Base, BigId, JSONType, ident
 
 
 class Event(Base):
     __tablename__ = "events"
 
-    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    id: Mapped[str] = mapped_column(ident(36), primary_key=True)
     program_id: Mapped[int] = mapped_column(ForeignKey("programs.id"))
     member_id: Mapped[int] = mapped_column(ForeignKey("members.id"))
     type: Mapped[str] = mapped_column(String(32))
-    source: Mapped[str] = mapped_column(String(64))
-    external_id: Mapped[str] = mapped_column(String(200))
+    source: Mapped[str] = mapped_column(ident(64))
+    external_id: Mapped[str] = mapped_column(ident(200))
     occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     total_minor: Mapped[int] = mapped_column(BigInteger, default=0)
     points: Mapped[int] = mapped_column(BigInteger, default=0)
     points_spent: Mapped[int] = mapped_column(BigInteger, default=0)
-    refers_to: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    refers_to: Mapped[str | None] = mapped_column(ident(36), nullable=True)
     refunded_minor: Mapped[int] = mapped_column(BigInteger, default=0)
     points_taken_back: Mapped[int] = mapped_column(BigInteger, default=0)
     spent_returned: Mapped[int] = mapped_column(BigInteger, default=0)
@@ -61,7 +61,7 @@ class IdempotencyRecord(Base):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     program_id: Mapped[int] = mapped_column(BigInteger)
-    key: Mapped[str] = mapped_column(String(200))
+    key: Mapped[str] = mapped_column(ident(200))
     request_hash: Mapped[str] = mapped_column(String(64))
     status_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
     body: Mapped[Any] = mapped_column(JSONType, nullable=True)

@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlalchemy import BigInteger, DateTime, ForeignKey, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from habitue.db import Base, BigId, partial_index
+from habitue.db import Base, BigId, ident, partial_index
 
 
 class Account(Base):
@@ -23,7 +23,7 @@ class Account(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     program_id: Mapped[int] = mapped_column(ForeignKey("programs.id"))
     member_id: Mapped[int | None] = mapped_column(ForeignKey("members.id"), nullable=True)
-    kind: Mapped[str] = mapped_column(String(16))
+    kind: Mapped[str] = mapped_column(ident(16))
     balance: Mapped[int] = mapped_column(BigInteger, default=0)
 
     __table_args__ = (
@@ -41,8 +41,8 @@ class LedgerTransaction(Base):
     program_id: Mapped[int] = mapped_column(ForeignKey("programs.id"))
     member_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     kind: Mapped[str] = mapped_column(String(16))
-    reference: Mapped[str] = mapped_column(String(200))
-    event_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    reference: Mapped[str] = mapped_column(ident(200))
+    event_id: Mapped[str | None] = mapped_column(ident(36), nullable=True)
     actor: Mapped[str | None] = mapped_column(String(200), nullable=True)
     reason: Mapped[str | None] = mapped_column(String(500), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
@@ -80,7 +80,7 @@ class Lot(Base):
     member_id: Mapped[int] = mapped_column(BigInteger)
     account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"))
     transaction_id: Mapped[int] = mapped_column(BigInteger)
-    event_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    event_id: Mapped[str | None] = mapped_column(ident(36), nullable=True)
     amount: Mapped[int] = mapped_column(BigInteger)
     remaining: Mapped[int] = mapped_column(BigInteger)
     earned_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -8,20 +8,20 @@ from typing import Any
 from sqlalchemy import BigInteger, Date, DateTime, ForeignKey, Index, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from habitue.db import Base, BigId, JSONType
+from habitue.db import Base, BigId, JSONType, ident
 
 
 class Member(Base):
     __tablename__ = "members"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    public_id: Mapped[str] = mapped_column(String(36), unique=True)
+    public_id: Mapped[str] = mapped_column(ident(36), unique=True)
     program_id: Mapped[int] = mapped_column(ForeignKey("programs.id"))
-    external_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    external_id: Mapped[str | None] = mapped_column(ident(200), nullable=True)
     email: Mapped[str | None] = mapped_column(String(320), nullable=True)
-    email_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    email_hash: Mapped[str | None] = mapped_column(ident(64), nullable=True)
     phone: Mapped[str | None] = mapped_column(String(40), nullable=True)
-    phone_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    phone_hash: Mapped[str | None] = mapped_column(ident(64), nullable=True)
     first_name: Mapped[str | None] = mapped_column(String(200), nullable=True)
     last_name: Mapped[str | None] = mapped_column(String(200), nullable=True)
     birth_date: Mapped[date | None] = mapped_column(Date, nullable=True)
@@ -47,9 +47,9 @@ class Card(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     program_id: Mapped[int] = mapped_column(ForeignKey("programs.id"))
     member_id: Mapped[int] = mapped_column(ForeignKey("members.id"), index=True)
-    number: Mapped[str] = mapped_column(String(32), unique=True)
+    number: Mapped[str] = mapped_column(ident(32), unique=True)
     kind: Mapped[str] = mapped_column(String(16), default="digital")
     status: Mapped[str] = mapped_column(String(16), default="active")
-    replaced_by: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    replaced_by: Mapped[str | None] = mapped_column(ident(32), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     blocked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import BigInteger, DateTime, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from habitue.db import Base, BigId, JSONType, partial_index
+from habitue.db import Base, BigId, JSONType, ident, partial_index
 
 
 class OutboxEvent(Base):
@@ -21,7 +21,7 @@ class OutboxEvent(Base):
     program_id: Mapped[int] = mapped_column(BigInteger)
     seq: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     type: Mapped[str] = mapped_column(String(64))
-    member_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    member_id: Mapped[str | None] = mapped_column(ident(36), nullable=True)
     payload: Mapped[dict[str, Any]] = mapped_column(JSONType)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
@@ -30,7 +30,8 @@ class OutboxEvent(Base):
         partial_index(
             "ux_outbox_program_seq", "program_id", "seq", unique=True, where="seq IS NOT NULL"
         ),
-        Index("ix_outbox_program_unsequenced", "program_id", "id"),
+        # Only rows the feed has still to sequence (migration 0013).
+        partial_index("ix_outbox_program_unsequenced", "program_id", "id", where="seq IS NULL"),
         Index("ix_outbox_program_member", "program_id", "member_id", "id"),
     )
 

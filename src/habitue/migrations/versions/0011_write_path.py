@@ -20,6 +20,8 @@ from collections.abc import Sequence
 
 from alembic import op
 
+from habitue.migrate import rebuild_index
+
 revision: str = "0011_write_path"
 down_revision: str | Sequence[str] | None = "0001_foundation"
 branch_labels: str | Sequence[str] | None = None
@@ -34,45 +36,17 @@ PARTIAL = [
 ]  # fmt: skip
 
 
-def _rebuild(name: str, table: str, columns: list[str], unique: bool, where: str | None) -> None:
-    """Replace index `name` by one with condition `where` (None: the whole table).
-
-    On PostgreSQL without blocking writes: built CONCURRENTLY under a temporary name, then
-    swapped. Should the build fail, PostgreSQL keeps an INVALID `<name>_next`: drop it and
-    upgrade again.
-    """
-    from sqlalchemy import text
-
-    if op.get_context().dialect.name == "postgresql":
-        with op.get_context().autocommit_block():
-            op.create_index(
-                f"{name}_next",
-                table,
-                columns,
-                unique=unique,
-                postgresql_where=text(where) if where else None,
-                postgresql_concurrently=True,
-            )
-            op.drop_index(name, table_name=table, postgresql_concurrently=True)
-            op.execute(f"ALTER INDEX {name}_next RENAME TO {name}")
-        return
-    op.drop_index(name, table_name=table)
-    op.create_index(
-        name, table, columns, unique=unique, sqlite_where=text(where) if where else None
-    )
-
-
 def upgrade() -> None:
     if op.get_context().dialect.name == "postgresql":
         for table, fill in FILL.items():
             op.execute(f"ALTER TABLE {table} SET (fillfactor = {fill})")
     for name, table, columns, unique, where in PARTIAL:
-        _rebuild(name, table, columns, unique, where)
+        rebuild_index(name, table, columns, unique=unique, where=where)
 
 
 def downgrade() -> None:
     for name, table, columns, unique, _ in PARTIAL:
-        _rebuild(name, table, columns, unique, None)
+        rebuild_index(name, table, columns, unique=unique, where=None)
     if op.get_context().dialect.name == "postgresql":
         for table in FILL:
             op.execute(f"ALTER TABLE {table} RESET (fillfactor)")
