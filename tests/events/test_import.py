@@ -6,11 +6,12 @@ import csv
 from pathlib import Path
 
 import httpx
+import pytest
 from typer.testing import CliRunner
 
 from habitue.cli import app
 from habitue.db import Database, make_sync_engine
-from habitue.events.importer import import_purchases
+from habitue.events.importer import ImportFailed, import_purchases
 from habitue.ledger.verify import verify
 from tests.conftest import create_program, enrol
 
@@ -203,5 +204,50 @@ async def test_writer_process_gives_the_same_ledger(
         return out
 
     assert await balances(inline) == await balances(piped)
+    async with db.read() as session:
+        assert all(not rows for rows in (await verify(session)).values())
+
+
+async def test_a_chunk_the_writer_process_cannot_write_stops_the_import(
+    client: httpx.AsyncClient, db: Database, db_url: str, tmp_path: Path
+) -> None:
+    """The chunks committed before a failing one stay; the writer reads the chunks queued
+    after it to the end and the import raises; a re-run writes the rest, exactly once."""
+    code = await create_program(client)
+    path = tmp_path / "p.csv"
+    _purchases(path, 650, 40)
+    refused = f"refuse_{code}"
+    engine = make_sync_engine(db_url)
+    # The events of the third chunk (rows 200-299) are refused by the database; a check
+    # constraint holds even where the import may skip triggers.
+    add = (
+        f"ALTER TABLE events ADD CONSTRAINT {refused} CHECK (external_id <> 'R250')"
+        if engine.dialect.name == "postgresql"
+        else f"CREATE TRIGGER {refused} BEFORE INSERT ON events WHEN NEW.external_id = 'R250' "
+        "BEGIN SELECT RAISE(ABORT, 'refused'); END"
+    )
+    drop = (
+        f"ALTER TABLE events DROP CONSTRAINT {refused}"
+        if engine.dialect.name == "postgresql"
+        else f"DROP TRIGGER {refused}"
+    )
+    try:
+        with engine.begin() as conn:
+            conn.exec_driver_sql(add)
+        try:
+            with pytest.raises(ImportFailed):
+                import_purchases(engine, code, path, enrol_missing=True, chunk=100,
+                                 writer_process=True)
+        finally:
+            with engine.begin() as conn:
+                conn.exec_driver_sql(drop)
+        again = import_purchases(engine, code, path, enrol_missing=True, chunk=100,
+                                 writer_process=True)
+        again_twice = import_purchases(engine, code, path, enrol_missing=True, chunk=100,
+                                       writer_process=True)
+    finally:
+        engine.dispose()
+    assert (again.imported, again.already) == (450, 200)
+    assert (again_twice.imported, again_twice.already) == (0, 650)
     async with db.read() as session:
         assert all(not rows for rows in (await verify(session)).values())

@@ -976,11 +976,12 @@ def write_chunks(
     in order, one transaction each, and reports every commit; after a failure it reports it
     and drains its inbox until told to stop."""
     engine = make_sync_engine(url)
+    chunks = _read_ahead(inbox)
     try:
         writer = _InlineWriter(engine)
         try:
             with _no_collection():
-                while (writes := inbox.recv()) is not None:
+                for writes in chunks:
                     writer.submit(writes)
                     outbox.send(("committed", writes.number))
         finally:
@@ -989,10 +990,30 @@ def write_chunks(
     except Exception as exc:  # reported to the importing process, which raises it
         conflict = isinstance(exc, ImportConflict)
         outbox.send(("conflict" if conflict else "failed", f"{type(exc).__name__}: {exc}"))
-        while inbox.recv() is not None:
+        for _ in chunks:
             pass
     finally:
         engine.dispose()
+
+
+def _read_ahead(inbox: mp_connection.Connection) -> Iterator[_Writes]:
+    """The chunks arriving on `inbox` until the end mark, each received and unpickled by a
+    thread while the one before is written: the database would otherwise wait for that
+    (about 200 ms per 50,000 purchases, a twelfth of a chunk's time on PostgreSQL)."""
+    arrived: queue.Queue[_Writes | None] = queue.Queue(maxsize=1)
+
+    def receive() -> None:
+        try:
+            while (writes := inbox.recv()) is not None:
+                arrived.put(writes)
+        except (EOFError, OSError):  # the importing process went away: end here too
+            pass
+        finally:
+            arrived.put(None)
+
+    threading.Thread(target=receive, name="habitue-import-receive", daemon=True).start()
+    while (writes := arrived.get()) is not None:
+        yield writes
 
 
 class ImportFailed(RuntimeError):
