@@ -79,7 +79,10 @@ def scratch_url(db_kind: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-@pytest.mark.parametrize("revision", ["0012_ident_collation", "0013_outbox_unsequenced"])
+@pytest.mark.parametrize(
+    "revision",
+    ["0012_ident_collation", "0013_outbox_unsequenced", "0014_rewards_ident_collation"],
+)
 def test_a_migration_goes_down_and_up_again(scratch_url: str, revision: str) -> None:
     upgrade(scratch_url)
     config = alembic_config(scratch_url)

@@ -55,3 +55,22 @@ def rebuild_index(
         return
     op.drop_index(name, table_name=table)
     op.create_index(name, table, columns, unique=unique, sqlite_where=condition)
+
+
+def set_collation(columns: dict[str, list[tuple[str, int]]], collation: str) -> None:
+    """In a migration: give `varchar` columns ({table: [(column, length)]}) a collation on
+    PostgreSQL, one `ALTER TABLE` per table (its indexes are rebuilt under its lock).
+
+    For identifiers (`habitue.db.ident`): `"C"`, or `"default"` to go back. SQLite has
+    nothing to change: it compares bytes.
+    """
+    from alembic import op
+
+    if op.get_context().dialect.name != "postgresql":
+        return
+    for table, cols in columns.items():
+        changes = ", ".join(
+            f'ALTER COLUMN {name} TYPE varchar({length}) COLLATE "{collation}"'
+            for name, length in cols
+        )
+        op.execute(f"ALTER TABLE {table} {changes}")

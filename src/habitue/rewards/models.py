@@ -17,7 +17,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from habitue.db import Base, BigId, JSONType
+from habitue.db import Base, BigId, JSONType, ident
 
 
 class Reward(Base):
@@ -27,7 +27,7 @@ class Reward(Base):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     program_id: Mapped[int] = mapped_column(ForeignKey("programs.id"))
-    code: Mapped[str] = mapped_column(String(64))
+    code: Mapped[str] = mapped_column(ident(64))
     kind: Mapped[str] = mapped_column(String(16))
     cost_points: Mapped[int] = mapped_column(BigInteger)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
@@ -60,7 +60,7 @@ class Redemption(Base):
     __tablename__ = "redemptions"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    public_id: Mapped[str] = mapped_column(String(36), unique=True)
+    public_id: Mapped[str] = mapped_column(ident(36), unique=True)
     program_id: Mapped[int] = mapped_column(ForeignKey("programs.id"))
     member_id: Mapped[int] = mapped_column(ForeignKey("members.id"))
     reward_id: Mapped[int] = mapped_column(ForeignKey("rewards.id"))
@@ -84,7 +84,7 @@ class Coupon(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     program_id: Mapped[int] = mapped_column(ForeignKey("programs.id"))
     member_id: Mapped[int | None] = mapped_column(ForeignKey("members.id"), nullable=True)
-    code: Mapped[str] = mapped_column(String(32), unique=True)
+    code: Mapped[str] = mapped_column(ident(32), unique=True)
     reward_id: Mapped[int] = mapped_column(ForeignKey("rewards.id"))
     redemption_id: Mapped[int | None] = mapped_column(
         ForeignKey("redemptions.id"), nullable=True, index=True
@@ -124,7 +124,7 @@ class Offer(Base):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     program_id: Mapped[int] = mapped_column(ForeignKey("programs.id"))
-    code: Mapped[str] = mapped_column(String(64))
+    code: Mapped[str] = mapped_column(ident(64))
     texts: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     value_minor: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     percent: Mapped[str | None] = mapped_column(String(16), nullable=True)
@@ -173,7 +173,7 @@ class ReferralCode(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     program_id: Mapped[int] = mapped_column(ForeignKey("programs.id"))
     member_id: Mapped[int] = mapped_column(ForeignKey("members.id"), unique=True)
-    code: Mapped[str] = mapped_column(String(32))
+    code: Mapped[str] = mapped_column(ident(32))
 
     __table_args__ = (UniqueConstraint("program_id", "code"),)
 
@@ -184,12 +184,12 @@ class Referral(Base):
     __tablename__ = "referrals"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    public_id: Mapped[str] = mapped_column(String(36), unique=True)
+    public_id: Mapped[str] = mapped_column(ident(36), unique=True)
     program_id: Mapped[int] = mapped_column(ForeignKey("programs.id"))
     member_id: Mapped[int] = mapped_column(ForeignKey("members.id"), unique=True)
     referrer_id: Mapped[int] = mapped_column(ForeignKey("members.id"), index=True)
     status: Mapped[str] = mapped_column(String(16))
-    purchase_event_id: Mapped[str | None] = mapped_column(String(36), nullable=True, index=True)
+    purchase_event_id: Mapped[str | None] = mapped_column(ident(36), nullable=True, index=True)
     release_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     referrer_points: Mapped[int] = mapped_column(BigInteger, default=0)
     referee_points: Mapped[int] = mapped_column(BigInteger, default=0)

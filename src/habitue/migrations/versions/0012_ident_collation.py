@@ -17,7 +17,7 @@ a million purchases). SQLite compares bytes already: nothing to do there.
 
 from collections.abc import Sequence
 
-from alembic import op
+from habitue.migrate import set_collation
 
 revision: str = "0012_ident_collation"
 down_revision: str | Sequence[str] | None = "0001_foundation"
@@ -41,20 +41,9 @@ COLUMNS: dict[str, list[tuple[str, int]]] = {
 }  # fmt: skip
 
 
-def _collate(collation: str) -> None:
-    if op.get_context().dialect.name != "postgresql":
-        return
-    for table, columns in COLUMNS.items():
-        changes = ", ".join(
-            f'ALTER COLUMN {name} TYPE varchar({length}) COLLATE "{collation}"'
-            for name, length in columns
-        )
-        op.execute(f"ALTER TABLE {table} {changes}")
-
-
 def upgrade() -> None:
-    _collate("C")
+    set_collation(COLUMNS, "C")
 
 
 def downgrade() -> None:
-    _collate("default")
+    set_collation(COLUMNS, "default")
