@@ -119,3 +119,14 @@ def pgbench_tps(*, clients: int, seconds: int, scale: int = 10) -> float:
     if m is None:
         raise RuntimeError(out)
     return float(m.group(1))
+
+
+def pgbench_init_rows_per_s(*, scale: int = 10) -> float:
+    """Rows/s of `pgbench -i` (COPY of scale x 100,000 accounts, vacuum, primary keys) on a
+    scratch database of the same PostgreSQL: how fast this machine bulk-loads right now."""
+    with scratch_pg("pgbench_init") as url:
+        dsn = url.replace("postgresql+psycopg", "postgresql")
+        t = time.perf_counter()
+        subprocess.run(["pgbench", "-i", "-q", "-s", str(scale), dsn], check=True,
+                       capture_output=True)
+        return scale * 100_000 / (time.perf_counter() - t)
