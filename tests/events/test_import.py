@@ -7,6 +7,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import text
 from typer.testing import CliRunner
 
 from habitue.cli import app
@@ -218,12 +219,17 @@ async def test_a_chunk_the_writer_process_cannot_write_stops_the_import(
     _purchases(path, 650, 40)
     refused = f"refuse_{code}"
     engine = make_sync_engine(db_url)
-    # The events of the third chunk (rows 200-299) are refused by the database; a check
-    # constraint holds even where the import may skip triggers.
+    with engine.connect() as conn:
+        pid = conn.execute(text("SELECT id FROM programs WHERE code = :c"), {"c": code}).scalar()
+    # The program's event R250, in the third chunk (rows 200-299), is refused by the
+    # database: by a check constraint on PostgreSQL, which holds even where the import may
+    # skip triggers (NOT VALID: other programs' rows are not checked), by a trigger on SQLite.
     add = (
-        f"ALTER TABLE events ADD CONSTRAINT {refused} CHECK (external_id <> 'R250')"
+        f"ALTER TABLE events ADD CONSTRAINT {refused} "
+        f"CHECK (program_id <> {pid} OR external_id <> 'R250') NOT VALID"
         if engine.dialect.name == "postgresql"
-        else f"CREATE TRIGGER {refused} BEFORE INSERT ON events WHEN NEW.external_id = 'R250' "
+        else f"CREATE TRIGGER {refused} BEFORE INSERT ON events "
+        f"WHEN NEW.program_id = {pid} AND NEW.external_id = 'R250' "
         "BEGIN SELECT RAISE(ABORT, 'refused'); END"
     )
     drop = (
