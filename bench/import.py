@@ -6,7 +6,7 @@ Generates a CSV (seeded), creates a fresh database of each kind, imports with
 --enrol-missing through the same code as the CLI, then imports the same file again (it must
 credit nothing), and prints rows/s for both runs and the ledger check. Beside them, a
 reference measured in the same run shows how fast the machine bulk-loads at that moment
-(runs on this VM differ by up to 20 %): `pgbench -i -s 10` on PostgreSQL (1,000,000 accounts
+(runs on this VM differ by a fifth and more): `pgbench -i -s 10` on PostgreSQL (1,000,000 accounts
 by COPY, then vacuum and primary keys), and on SQLite the same 1,000,000 rows inserted by one
 `executemany` into a table with a primary key.
 """
