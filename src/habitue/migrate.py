@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from alembic import command
+from alembic import command, op
 from alembic.config import Config
+from sqlalchemy import text
 
 HERE = Path(__file__).parent
 
@@ -36,9 +37,6 @@ def rebuild_index(
     swapped. Should the build fail, PostgreSQL keeps an INVALID `<name>_next`: drop it and
     upgrade again.
     """
-    from alembic import op
-    from sqlalchemy import text
-
     condition = text(where) if where else None
     if op.get_context().dialect.name == "postgresql":
         with op.get_context().autocommit_block():
@@ -64,8 +62,6 @@ def set_collation(columns: dict[str, list[tuple[str, int]]], collation: str) -> 
     For identifiers (`habitue.db.ident`): `"C"`, or `"default"` to go back. SQLite has
     nothing to change: it compares bytes.
     """
-    from alembic import op
-
     if op.get_context().dialect.name != "postgresql":
         return
     for table, cols in columns.items():

@@ -44,6 +44,7 @@ from sqlalchemy import (
 from habitue import clock
 from habitue.db import make_sync_engine, table_of
 from habitue.events.models import Event, EventLine
+from habitue.events.service import CENT_TOLERANCE
 from habitue.ids import new_id
 from habitue.ledger.expiry import lot_expiry
 from habitue.ledger.models import Account, LedgerTransaction, Lot, Posting
@@ -108,13 +109,10 @@ class _Member:
 @dataclass
 class _Program:
     id: int
-    code: str
-    exponent: int
     snapshot: ProgramSnapshot
+    """Code, currency, timezone, earning rate and pending period, as `decide` sees them."""
     expiry_policy: str
     expiry_days: int | None
-    timezone: str
-    pending_days: int
     card_prefix: str
     system: dict[str, int]
     rules: RuleSet
@@ -142,8 +140,6 @@ def _load_program(conn: Connection, code: str) -> _Program:
     skipped = tuple(v.spec.code for v in versions if v not in usable)
     return _Program(
         id=row["id"],
-        code=code,
-        exponent=exp,
         snapshot=ProgramSnapshot(
             id=row["id"],
             code=code,
@@ -156,8 +152,6 @@ def _load_program(conn: Connection, code: str) -> _Program:
         ),
         expiry_policy=row["expiry_policy"],
         expiry_days=row["expiry_days"],
-        timezone=row["timezone"],
-        pending_days=row["pending_days"],
         card_prefix=row["card_prefix"],
         system={k: system[k] for k in SYSTEM_ACCOUNTS},
         rules=compile_rules(usable),
@@ -209,6 +203,7 @@ def _parse_group(
 ) -> tuple[EventInput, str]:
     """One purchase from its rows; `latest` is the last acceptable `occurred_at`."""
     get = layout.get
+    exponent = program.snapshot.currency_exponent
     first = rows[0]
     width = len(first)
     for col, i in layout.required:
@@ -222,7 +217,7 @@ def _parse_group(
         raise ValueError("occurred_at is in the future")
     first_total = get(first, "total")
     try:
-        total = parse_minor(first_total.strip(), program.exponent)
+        total = parse_minor(first_total.strip(), exponent)
     except MoneyFormatError as exc:
         raise ValueError(f"total: {exc}") from exc
     lines: list[LineInput] = []
@@ -232,7 +227,7 @@ def _parse_group(
                 raise ValueError("rows of one purchase disagree on total")
             try:
                 qty = Decimal((get(r, "quantity") or "1").strip())
-                unit = parse_minor(get(r, "unit_price").strip(), program.exponent)
+                unit = parse_minor(get(r, "unit_price").strip(), exponent)
             except (InvalidOperation, MoneyFormatError) as exc:
                 raise ValueError(f"line: {exc}") from exc
             if qty <= 0:
@@ -247,10 +242,10 @@ def _parse_group(
                 )
             )
         line_sum = sum(ln.amount_minor for ln in lines)
-        if abs(line_sum - total) > 1:
+        if abs(line_sum - total) > CENT_TOLERANCE:
             raise ValueError(
-                f"lines add up to {format_minor(line_sum, program.exponent)}, "
-                f"total is {format_minor(total, program.exponent)}"
+                f"lines add up to {format_minor(line_sum, exponent)}, "
+                f"total is {format_minor(total, exponent)}"
             )
     elif len(rows) > 1:
         raise ValueError("duplicate external_id in the file")
@@ -708,9 +703,10 @@ def _prepare_chunk(
     txn_ids = iter(txn_id_list)
     ts = _time_writer(conn)
     now_ts = ts(now)
-    pid, exponent, issued = program.id, program.exponent, program.system["issued"]
-    pending_delta = timedelta(days=program.pending_days) if program.pending_days else None
-    policy, expiry_days, tz = program.expiry_policy, program.expiry_days, program.timezone
+    snapshot = program.snapshot
+    pid, exponent, issued = program.id, snapshot.currency_exponent, program.system["issued"]
+    pending_delta = timedelta(days=snapshot.pending_days) if snapshot.pending_days else None
+    policy, expiry_days, tz = program.expiry_policy, program.expiry_days, snapshot.timezone
     empty = _json_text({})
     events: list[tuple[Any, ...]] = []
     lines: list[tuple[Any, ...]] = []

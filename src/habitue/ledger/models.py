@@ -96,6 +96,6 @@ class Lot(Base):
             "program_id",
             "pending_until",
             where="pending_until IS NOT NULL",
-        ),  # fmt: skip
+        ),
         Index("ix_lots_event", "event_id"),
     )
