@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import and_, bindparam, func, insert, select, update
+from sqlalchemy import and_, bindparam, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from habitue import clock
@@ -133,6 +133,92 @@ async def _add_balance(session: AsyncSession, account_id: int, amount: int) -> i
     return int(result.scalar_one())
 
 
+# PostgreSQL: a credit in one round trip. The transaction, its postings, the balance and the
+# lot are written by one statement of data-modifying CTEs instead of four statements; the
+# foreign keys are checked at its end, when the transaction row exists.
+_CREDIT_PG = text(
+    """
+    WITH txn AS (
+        INSERT INTO ledger_transactions
+            (program_id, member_id, kind, reference, event_id, actor, reason, created_at)
+        VALUES (:program_id, :member_id, :kind, :reference, :event_id, :actor, :reason, :now)
+        RETURNING id
+    ), legs AS (
+        INSERT INTO postings (program_id, transaction_id, account_id, member_id, amount,
+                              rule_code, rule_id, rule_version, created_at)
+        SELECT :program_id, txn.id, leg.account_id, :member_id, leg.amount,
+               leg.rule_code, leg.rule_id, leg.rule_version, :now
+        FROM txn, unnest(CAST(:accounts AS bigint[]), CAST(:amounts AS bigint[]),
+                         CAST(:rule_codes AS varchar[]), CAST(:rule_ids AS bigint[]),
+                         CAST(:rule_versions AS integer[]))
+             AS leg(account_id, amount, rule_code, rule_id, rule_version)
+    ), account AS (
+        UPDATE accounts SET balance = balance + :total WHERE id = :target RETURNING balance
+    ), lot AS (
+        INSERT INTO lots (program_id, member_id, account_id, transaction_id, event_id, amount,
+                          remaining, earned_at, expires_at, pending_until)
+        SELECT :program_id, :member_id, :target, txn.id, :event_id, :total,
+               least(:total, account.balance), :earned_at, :expires_at, :pending_until
+        FROM txn, account
+        WHERE least(:total, account.balance) > 0
+    )
+    SELECT txn.id FROM txn
+    """
+)
+
+
+async def _credit_in_one_statement(
+    session: AsyncSession,
+    *,
+    program_id: int,
+    member_id: int,
+    target: int,
+    total: int,
+    kind: str,
+    reference: str,
+    event_id: str | None,
+    actor: str | None,
+    reason: str | None,
+    postings: Sequence[dict[str, Any]],
+    earned_at: datetime,
+    expires_at: datetime | None,
+    pending_until: datetime | None,
+    now: datetime,
+) -> int:
+    """`credit` on PostgreSQL: the same rows as the statement-by-statement path, at once.
+
+    On a negative balance the new points first repay the debt: the lot opens with what is
+    left over (`least(total, new balance)`), or not at all.
+    """
+    if sum(p["amount"] for p in postings) != 0:
+        raise AssertionError("postings of a transaction must sum to zero")
+    legs = [p for p in postings if p["amount"] != 0]
+    result = await session.execute(
+        _CREDIT_PG,
+        {
+            "program_id": program_id,
+            "member_id": member_id,
+            "kind": kind,
+            "reference": reference,
+            "event_id": event_id,
+            "actor": actor,
+            "reason": reason,
+            "now": now,
+            "accounts": [p["account_id"] for p in legs],
+            "amounts": [p["amount"] for p in legs],
+            "rule_codes": [p.get("rule_code") for p in legs],
+            "rule_ids": [p.get("rule_id") for p in legs],
+            "rule_versions": [p.get("rule_version") for p in legs],
+            "total": total,
+            "target": target,
+            "earned_at": earned_at,
+            "expires_at": expires_at,
+            "pending_until": pending_until,
+        },
+    )
+    return int(result.scalar_one())
+
+
 async def credit(
     session: AsyncSession,
     program: ProgramInfo,
@@ -169,6 +255,34 @@ async def credit(
         if leg.amount
     ]
     postings.append({"account_id": program.system_accounts[counter], "amount": -total})
+    expires_at = (
+        None
+        if pending
+        else lot_expiry(
+            max(earned_at, now) if kind == "release" else earned_at,
+            program.expiry_policy,
+            program.expiry_days,
+            program.timezone,
+        )
+    )
+    if dialect_name(session) == "postgresql":
+        return await _credit_in_one_statement(
+            session,
+            program_id=program.id,
+            member_id=accounts.member_id,
+            target=target,
+            total=total,
+            kind=kind,
+            reference=reference,
+            event_id=event_id,
+            actor=actor,
+            reason=reason,
+            postings=postings,
+            earned_at=earned_at,
+            expires_at=expires_at,
+            pending_until=pending_until if pending else None,
+            now=now,
+        )
     txn_id = await _transaction(
         session,
         program_id=program.id,
@@ -185,8 +299,6 @@ async def credit(
     # On a negative balance, new points first repay the debt: only the rest opens a lot.
     open_amount = max(0, min(total, balance))
     if open_amount > 0:
-        available_from = now if not pending else pending_until
-        assert available_from is not None
         await session.execute(
             _LOT_INSERT,
             {
@@ -198,14 +310,7 @@ async def credit(
                 "amount": total,
                 "remaining": open_amount,
                 "earned_at": earned_at,
-                "expires_at": None
-                if pending
-                else lot_expiry(
-                    max(earned_at, now) if kind == "release" else earned_at,
-                    program.expiry_policy,
-                    program.expiry_days,
-                    program.timezone,
-                ),
+                "expires_at": expires_at,
                 "pending_until": pending_until if pending else None,
             },
         )

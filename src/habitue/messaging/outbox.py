@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -49,6 +50,29 @@ async def emit_many(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> No
     """Record several domain events in the caller's transaction."""
     if rows:
         await session.execute(_OUTBOX_INSERT, list(rows))
+
+
+# PostgreSQL: domain events as the last part of a caller's multi-row statement (see
+# `events.service`), from parallel arrays that `array_params` builds.
+INSERT_FROM_ARRAYS = """
+    INSERT INTO outbox (program_id, type, member_id, payload, created_at)
+    SELECT o.program_id, o.type, o.member_id, CAST(o.payload AS json), o.created_at
+    FROM unnest(CAST(:ob_programs AS bigint[]), CAST(:ob_types AS varchar[]),
+                CAST(:ob_members AS varchar[]), CAST(:ob_payloads AS text[]),
+                CAST(:ob_created AS timestamptz[]))
+         AS o(program_id, type, member_id, payload, created_at)
+"""
+
+
+def array_params(rows: Sequence[dict[str, Any]]) -> dict[str, list[Any]]:
+    """The parameters of `INSERT_FROM_ARRAYS` for rows made by `outbox_row`, in their order."""
+    return {
+        "ob_programs": [r["program_id"] for r in rows],
+        "ob_types": [r["type"] for r in rows],
+        "ob_members": [r["member_id"] for r in rows],
+        "ob_payloads": [json.dumps(r["payload"]) for r in rows],
+        "ob_created": [r["created_at"] for r in rows],
+    }
 
 
 async def sequence_pending(session: AsyncSession, program_id: int, *, limit: int = 5000) -> int:
