@@ -232,6 +232,7 @@ async def _member_for(session: AsyncSession, program: ProgramInfo, body: EventCr
         member_id=sel.id,
         card_number=sel.card_number,
         external_id=sel.external_id,
+        for_event=True,
     )
 
 
@@ -354,7 +355,6 @@ async def _earn(
             pending_until=pending_until,
             now=now,
         )
-        await members_service.add_lifetime(session, member.id, earned)
     applied = hooks.EventApplied(
         program=program,
         member=member,
@@ -438,13 +438,15 @@ async def _earn(
         points=earned,
         refers_to=None,
         outbox_rows=rows,
+        lifetime=earned,
     )
     await hooks.run_after_record(session, applied)
     return response
 
 
-# PostgreSQL: the event, its basket lines and its domain events in one round trip (three
-# statements on SQLite). The lines' foreign key is checked at the statement's end.
+# PostgreSQL: the event, its basket lines, the member's lifetime total and the domain events
+# in one round trip (four statements on SQLite). The lines' foreign key is checked at the
+# statement's end.
 _EVENT_CTES = """
     WITH event AS (
         INSERT INTO events (id, program_id, member_id, type, source, external_id, occurred_at,
@@ -462,9 +464,9 @@ _EVENT_CTES = """
                     CAST(:categories AS varchar[]), CAST(:quantities AS varchar[]),
                     CAST(:unit_prices AS bigint[]), CAST(:amounts AS bigint[]))
              AS line(line_no, sku, category, quantity, unit_price_minor, amount_minor)
-    )
+    ), lifetime AS (
 """
-_EVENT_PG = text(_EVENT_CTES + outbox.INSERT_FROM_ARRAYS)
+_EVENT_PG = text(_EVENT_CTES + members_service.ADD_LIFETIME_SQL + ")\n" + outbox.INSERT_FROM_ARRAYS)
 
 
 async def _insert_event(
@@ -479,8 +481,10 @@ async def _insert_event(
     points: int,
     refers_to: str | None,
     outbox_rows: Sequence[dict[str, Any]],
+    lifetime: int,
 ) -> None:
-    """Write the event's row, its basket lines and its domain events (in that order)."""
+    """Write the event's row, its basket lines, the points it adds to (or, refunded, takes
+    off) the member's lifetime total, and its domain events."""
     body, event = prepared.body, prepared.event
     row = {
         "id": event_id,
@@ -510,6 +514,8 @@ async def _insert_event(
                 "quantities": [str(ln.quantity) for ln in lines],
                 "unit_prices": [ln.unit_price_minor for ln in lines],
                 "amounts": [ln.amount_minor for ln in lines],
+                "life_member": member.id,
+                "life_points": lifetime,
                 **outbox.array_params(outbox_rows),
             },
         )
@@ -544,6 +550,8 @@ async def _insert_event(
                 for n, ln in enumerate(event.lines)
             ],
         )
+    if lifetime:
+        await members_service.add_lifetime(session, member.id, lifetime)
     await outbox.emit_many(session, outbox_rows)
 
 
@@ -648,8 +656,6 @@ async def _refund(
             spent_returned=purchase["spent_returned"] + max(to_return, 0),
         )
     )
-    if taken:
-        await members_service.add_lifetime(session, member.id, -taken)
     extra = await hooks.run_after_refund(
         session,
         hooks.RefundApplied(
@@ -717,6 +723,7 @@ async def _refund(
         points=to_return - taken,
         refers_to=purchase["id"],
         outbox_rows=[refunded_row],
+        lifetime=-taken,
     )
     return response
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import ColumnElement, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -59,7 +60,11 @@ def phone_normal(value: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class MemberRef:
-    """What the event path needs of a member, loaded in one query."""
+    """What the event path needs of a member, loaded in one query.
+
+    `extras` holds what other rooms registered in `event_extras`, when the member was
+    resolved for an event (`resolve(..., for_event=True)`); empty otherwise.
+    """
 
     id: int
     public_id: str
@@ -68,6 +73,7 @@ class MemberRef:
     enrolled_at: datetime
     attributes: dict[str, Any]
     accounts: MemberAccounts
+    extras: Mapping[str, Any] = field(default_factory=dict)
 
     def snapshot(self) -> MemberSnapshot:
         return MemberSnapshot(
@@ -218,12 +224,37 @@ _REF_BY = {
     )
     for column in ("public_id", "external_id", "id")
 }
+
+EventExtra = Callable[[ColumnElement[int]], ColumnElement[Any]]
+event_extras: dict[str, EventExtra] = {}
+"""What other rooms read with the member on the event path, in the member's own query.
+
+A name and a function of the members' id column that gives a scalar subquery (the rules'
+counters, locked on PostgreSQL; whether a referral waits for a first purchase). Rooms
+register them at import time, through `habitue.rooms`; the values are on `MemberRef.extras`.
+Each saves the event path a statement per event.
+"""
+_EVENT_REF_BY: dict[tuple[str, tuple[str, ...]], Any] = {}
+
+
+def _event_ref_query(column: str) -> Any:
+    key = (column, tuple(event_extras))
+    query = _EVENT_REF_BY.get(key)
+    if query is None:
+        query = _REF_BY[column].add_columns(
+            *(extra(_members.c.id).label(f"extra_{name}") for name, extra in event_extras.items())
+        )
+        _EVENT_REF_BY[key] = query
+    return query
+
+
 _CARD_BY_NUMBER = select(_cards.c.member_id, _cards.c.status).where(
     _cards.c.number == bindparam("card_number"), _cards.c.program_id == bindparam("card_program")
 )
 
 
-def _to_ref(row: Any) -> MemberRef:
+def _to_ref(row: Any, extras: tuple[str, ...] = ()) -> MemberRef:
+    mapping = row._mapping
     return MemberRef(
         id=row.id,
         public_id=row.public_id,
@@ -232,6 +263,7 @@ def _to_ref(row: Any) -> MemberRef:
         enrolled_at=clock.as_utc(row.enrolled_at),
         attributes=row.attributes or {},
         accounts=MemberAccounts(row.id, row.available, row.pending),
+        extras={name: mapping[f"extra_{name}"] for name in extras},
     )
 
 
@@ -242,8 +274,12 @@ async def resolve(
     member_id: str | None = None,
     card_number: str | None = None,
     external_id: str | None = None,
+    for_event: bool = False,
 ) -> MemberRef:
-    """Find a member by public id, card (number, barcode or QR) or external id."""
+    """Find a member by public id, card (number, barcode or QR) or external id.
+
+    `for_event`: with what other rooms registered in `event_extras`, in the same query.
+    """
     if member_id is not None:
         column, value = "public_id", member_id
     elif external_id is not None:
@@ -269,12 +305,11 @@ async def resolve(
         column, value = "id", card.member_id
     else:
         raise ValidationFailed("member", "give one of id, card_number or external_id")
-    row = (
-        await session.execute(_REF_BY[column], {"ref_program": program.id, "ref_v": value})
-    ).first()
+    query = _event_ref_query(column) if for_event else _REF_BY[column]
+    row = (await session.execute(query, {"ref_program": program.id, "ref_v": value})).first()
     if row is None:
         raise MemberNotFound("no such member in this program")
-    return _to_ref(row)
+    return _to_ref(row, tuple(event_extras) if for_event else ())
 
 
 async def refs_by_external_id(
@@ -524,6 +559,13 @@ _ADD_LIFETIME = (
     .where(_members.c.id == bindparam("life_member"))
     .values(lifetime_earned=_members.c.lifetime_earned + bindparam("life_points"))
 )
+
+
+# The same change as a part of a caller's multi-row statement on PostgreSQL (the event's).
+ADD_LIFETIME_SQL = """
+    UPDATE members SET lifetime_earned = lifetime_earned + :life_points
+    WHERE id = :life_member AND :life_points <> 0
+"""
 
 
 async def add_lifetime(session: AsyncSession, member_id: int, points: int) -> None:

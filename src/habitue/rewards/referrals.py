@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import ColumnElement, exists, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -222,10 +222,22 @@ async def for_member(
     return [_read(r, r["ee"], r["er"]) for r in rows]
 
 
+PENDING = "referral_pending"
+
+
+def pending_column(member_id: ColumnElement[int]) -> ColumnElement[Any]:
+    """Whether the member is the referee of a pending referral, as a column of its query.
+
+    Registered in `members.service.event_extras`: a purchase of a member without one (nearly
+    all of them) needs no referral query.
+    """
+    return exists().where(_referrals.c.member_id == member_id, _referrals.c.status == "pending")
+
+
 async def on_purchase(session: AsyncSession, applied: EventApplied) -> list[dict[str, Any]]:
     """The referee's first qualifying purchase starts the return window of the referral."""
     event = applied.event
-    if event.type != "purchase":
+    if event.type != "purchase" or not applied.member.extras.get(PENDING, True):
         return []
     row = (
         (

@@ -2,7 +2,8 @@
 
 - the rule loader gives `decide` the program's compiled rules (cached by version stamp);
 - the usage loader gives it the member's caps usage and the rules' budgets used;
-- the enricher gives the member's counters as of just before the event;
+- the enricher gives the member's counters as of just before the event (read, and locked,
+  with the member: an entry of `members.service.event_extras`);
 - after an event, its grants are added to caps and budgets and the event to the counters;
 - after a refund, the refunded amount is taken off the spend counters.
 """
@@ -17,12 +18,15 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from habitue.events import hooks
+from habitue.members import service as members_service
 from habitue.members.service import MemberRef
 from habitue.programs.service import ProgramInfo
 from habitue.rules import service as rules_service
 from habitue.rules.compile import CompiledRule
 from habitue.rules.counters import CounterEvent
 from habitue.rules.types import MemberSnapshot, RuleUsage
+
+COUNTERS = "rules_counters"
 
 
 async def load_rules(session: AsyncSession, program: ProgramInfo) -> Sequence[CompiledRule]:
@@ -50,6 +54,8 @@ async def enrich(
     now: datetime,
 ) -> MemberSnapshot:
     """Give the rules the member's counters (events already counted, as of `now`)."""
+    if COUNTERS in member.extras:
+        rules_service.seed_counter_state(session, member.id, member.extras[COUNTERS])
     counters = await rules_service.member_counters(session, program, member.id, now)
     return replace(snap, counters={**snap.counters, **counters})
 
@@ -87,3 +93,4 @@ if load_rules not in hooks.rule_loaders:
     hooks.enrichers.append(enrich)
     hooks.after_event.append(after_event)
     hooks.after_refund.append(after_refund)
+members_service.event_extras.setdefault(COUNTERS, rules_service.counters_column)

@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, bindparam, func, insert, or_, select, update
+from sqlalchemy import ColumnElement, and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
@@ -528,6 +528,29 @@ def state_from_json(data: Mapping[str, Any]) -> CounterState:
 _COUNTERS_KEY = "habitue.rules.counters"
 _COUNTERS_READ = select(_counters.c.state).where(_counters.c.member_id == bindparam("cnt_member"))
 _COUNTERS_LOCK = _COUNTERS_READ.with_for_update()
+
+
+def counters_column(member_id: ColumnElement[int]) -> ColumnElement[Any]:
+    """The member's counter state as a column of the member's query, locked on PostgreSQL.
+
+    Registered in `members.service.event_extras`: the event path reads it with the member,
+    and `seed_counter_state` hands it to `counter_state` (saves a statement per event).
+    """
+    return (
+        select(_counters.c.state)
+        .where(_counters.c.member_id == member_id)
+        .with_for_update()
+        .scalar_subquery()
+    )
+
+
+def seed_counter_state(session: AsyncSession, member_id: int, raw: Any) -> None:
+    """Keep a counter state read with the member (unless this unit of work has a newer one)."""
+    cache: dict[int, CounterState | None] = session.info.setdefault(_COUNTERS_KEY, {})
+    if member_id not in cache:
+        cache[member_id] = None if raw is None else state_from_json(raw)
+
+
 _COUNTERS_WRITE = (
     update(_counters)
     .where(_counters.c.member_id == bindparam("cnt_member"))

@@ -1,0 +1,81 @@
+"""The event path's round trips: what other rooms read comes with the member's query."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+from sqlalchemy import event
+
+from habitue.db import Database
+from habitue.members import service as members_service
+from habitue.programs import service as programs_service
+from habitue.rewards.referrals import PENDING
+from habitue.rules.hooks import COUNTERS
+from tests.conftest import create_program, enrol, purchase
+
+
+async def _extras(db: Database, program: str, member: str) -> dict[str, Any]:
+    async with db.read() as session:
+        info = await programs_service.get_info(session, program)
+        ref = await members_service.resolve(session, info, member_id=member, for_event=True)
+        assert (await members_service.resolve(session, info, member_id=member)).extras == {}
+    return dict(ref.extras)
+
+
+async def test_the_member_of_an_event_comes_with_its_counters_and_pending_referral(
+    client: httpx.AsyncClient, db: Database
+) -> None:
+    program = await create_program(client)
+    base = f"/v1/programs/{program}"
+    r = await client.put(base + "/referrals/settings", json={
+        "referrer_points": 50, "referee_points": 20, "min_purchase": "5.00"})  # fmt: skip
+    assert r.status_code == 200, r.text
+    referrer, referee = (await enrol(client, program))["id"], (await enrol(client, program))["id"]
+    code = (await client.get(f"{base}/members/{referrer}/referral-code")).json()["code"]
+    r = await client.post(base + "/referrals", json={"referee": referee, "code": code})
+    assert r.status_code == 201, r.text
+
+    assert await _extras(db, program, referrer) == {COUNTERS: None, PENDING: False}
+    assert (await _extras(db, program, referee))[PENDING] is True
+
+    await purchase(client, program, referrer, "12.00")
+    counted = (await _extras(db, program, referrer))[COUNTERS]
+    assert counted is not None and sum(counted["lifetime"].values()) > 0
+    # The referee's first purchase qualifies the referral: nothing is pending any more.
+    bought = await purchase(client, program, referee, "12.00")
+    assert [e["detail"]["status"] for e in bought.json()["effects"] if e["kind"] == "referral"] == [
+        "qualified"
+    ]
+    assert (await _extras(db, program, referee))[PENDING] is False
+    again = await purchase(client, program, referee, "12.00")
+    assert not [e for e in again.json()["effects"] if e["kind"] == "referral"]
+
+
+async def test_a_purchase_is_four_statements_on_postgresql(
+    client: httpx.AsyncClient, db: Database, db_kind: str
+) -> None:
+    """Member (with counters and referral), credit, counters, event: one round trip each."""
+    program = await create_program(client)
+    member = (await enrol(client, program))["id"]
+    await purchase(client, program, member, "3.00")  # the counters' row exists from here on
+    seen: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        seen.append(statement.split(None, 1)[0].upper())
+
+    engine = db.write_engine.sync_engine
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        line = {"sku": "latte", "category": "coffee", "quantity": 2, "unit_price": "20.00"}
+        r = await purchase(client, program, member, "40.00", lines=[line])
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    assert r.json()["points_earned"] == 40
+    writes = [s for s in seen if s not in ("BEGIN", "COMMIT", "SAVEPOINT", "RELEASE")]
+    if db_kind == "postgres":
+        assert writes == ["SELECT", "WITH", "UPDATE", "WITH"], seen
+    else:
+        assert len(writes) > 4  # statement by statement
+    balance = (await client.get(f"/v1/programs/{program}/members/{member}/balance")).json()
+    assert (balance["available"], balance["lifetime_earned"]) == (43, 43)
