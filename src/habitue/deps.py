@@ -38,13 +38,20 @@ async def read_session(db: DbDep) -> AsyncIterator[AsyncSession]:
 ReadSession = Annotated[AsyncSession, Depends(read_session)]
 
 
-async def get_principal(request: Request, db: DbDep, settings: SettingsDep) -> Principal:
+async def get_principal(request: Request) -> Principal:
+    # The store and the settings are read off the app, not through dependencies of their own:
+    # every request resolves this one, and each dependency costs FastAPI a resolution step.
+    db: Database = request.app.state.db
+    settings: Settings = request.app.state.settings
     header = request.headers.get("authorization", "")
     scheme, _, key = header.partition(" ")
     if scheme.lower() != "bearer" or not key:
         raise Unauthorized("send Authorization: Bearer <key>")
-    async with db.read() as session:
-        principal = await programs_service.authenticate(session, key.strip(), settings.admin_key)
+    key = key.strip()
+    known, principal = programs_service.cached_principal(key, settings.admin_key)
+    if not known:
+        async with db.read() as session:
+            principal = await programs_service.authenticate(session, key, settings.admin_key)
     if principal is None:
         raise Unauthorized("unknown or revoked key")
     request.state.principal = principal
@@ -68,10 +75,13 @@ def require(scope: str) -> Callable[..., Coroutine[Any, Any, Principal]]:
 async def get_program(
     program: Annotated[str, Path(description="the program's code")],
     principal: PrincipalDep,
-    db: DbDep,
+    request: Request,
 ) -> ProgramInfo:
-    async with db.read() as session:
-        info = await programs_service.get_info(session, program)
+    info = programs_service.cached_info(program)
+    if info is None:
+        db: Database = request.app.state.db
+        async with db.read() as session:
+            info = await programs_service.get_info(session, program)
     if principal.program_id is not None and principal.program_id != info.id:
         # Another program's key sees nothing of this one: not even that it exists.
         raise ProgramNotFound(f"no program {program!r}")

@@ -86,11 +86,17 @@ def forget(code: str | None = None) -> None:
         _cache.pop(code, None)
 
 
+def cached_info(code: str) -> ProgramInfo | None:
+    """A program's settings if they are in the cache and fresh (no session needed)."""
+    hit = _cache.get(code)
+    return hit[1] if hit is not None and hit[0] > time.monotonic() else None
+
+
 async def get_info(session: AsyncSession, code: str) -> ProgramInfo:
     """A program's settings by code; raises ProgramNotFound."""
-    hit = _cache.get(code)
-    if hit is not None and hit[0] > time.monotonic():
-        return hit[1]
+    cached = cached_info(code)
+    if cached is not None:
+        return cached
     row = (
         (await session.execute(select(_programs).where(_programs.c.code == code)))
         .mappings()
@@ -270,14 +276,26 @@ class Principal:
 _key_cache: dict[str, tuple[float, Principal | None]] = {}
 
 
+_OPERATOR = Principal(name="operator", program_id=None, scopes=frozenset({"admin"}))
+
+
+def cached_principal(key: str, admin_key: str | None) -> tuple[bool, Principal | None]:
+    """(True, the principal) when a key is known without the store: the admin key, or a key
+    looked up (found or not) within the cache's lifetime; (False, None) otherwise."""
+    if admin_key and hmac.compare_digest(key.encode(), admin_key.encode()):
+        return True, _OPERATOR
+    hit = _key_cache.get(hash_key(key))
+    if hit is not None and hit[0] > time.monotonic():
+        return True, hit[1]
+    return False, None
+
+
 async def authenticate(session: AsyncSession, key: str, admin_key: str | None) -> Principal | None:
     """The principal of a bearer key, or None when the key is unknown or revoked."""
-    if admin_key and hmac.compare_digest(key.encode(), admin_key.encode()):
-        return Principal(name="operator", program_id=None, scopes=frozenset({"admin"}))
+    known, principal = cached_principal(key, admin_key)
+    if known:
+        return principal
     digest = hash_key(key)
-    hit = _key_cache.get(digest)
-    if hit is not None and hit[0] > time.monotonic():
-        return hit[1]
     row = (
         (
             await session.execute(
