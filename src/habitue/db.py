@@ -270,7 +270,7 @@ class Database:
         group_commit: bool = True,
         max_batch: int = 64,
         pool_size: int = 20,
-        lanes: int = 4,
+        lanes: int = 2,
     ) -> None:
         self.url = url
         self.sqlite = is_sqlite(url)

@@ -24,7 +24,7 @@ class Settings(BaseSettings):
     session_secret: str = Field(default_factory=lambda: secrets.token_urlsafe(32))
     group_commit: bool = True
     group_commit_max: int = 64
-    group_commit_lanes: int = 4
+    group_commit_lanes: int = 2
     scheduler: bool = True
     scheduler_interval_seconds: int = 300
     max_body_bytes: int = 1_000_000
