@@ -133,11 +133,11 @@ async def _add_balance(session: AsyncSession, account_id: int, amount: int) -> i
     return int(result.scalar_one())
 
 
-# PostgreSQL: a credit in one round trip. The transaction, its postings, the balance and the
-# lot are written by one statement of data-modifying CTEs instead of four statements; the
-# foreign keys are checked at its end, when the transaction row exists.
-_CREDIT_PG = text(
-    """
+# PostgreSQL: the ledger's writes in one round trip each, as data-modifying CTEs (foreign
+# keys are checked at the statement's end, when the transaction's row exists). `txn` and
+# `legs` write the transaction and its postings; the credit adds the balance and the lot,
+# the debit consumes the lots. SQLite runs the same writes statement by statement.
+_WITH_TXN_AND_LEGS = """
     WITH txn AS (
         INSERT INTO ledger_transactions
             (program_id, member_id, kind, reference, event_id, actor, reason, created_at)
@@ -152,7 +152,11 @@ _CREDIT_PG = text(
                          CAST(:rule_codes AS varchar[]), CAST(:rule_ids AS bigint[]),
                          CAST(:rule_versions AS integer[]))
              AS leg(account_id, amount, rule_code, rule_id, rule_version)
-    ), account AS (
+    )
+"""
+# On a negative balance the new points first repay the debt: the lot opens with what is left
+# over (`least(total, new balance)`), or not at all.
+_CREDIT_REST = """, account AS (
         UPDATE accounts SET balance = balance + :total WHERE id = :target RETURNING balance
     ), lot AS (
         INSERT INTO lots (program_id, member_id, account_id, transaction_id, event_id, amount,
@@ -163,60 +167,63 @@ _CREDIT_PG = text(
         WHERE least(:total, account.balance) > 0
     )
     SELECT txn.id FROM txn
-    """
-)
+"""
+_CREDIT_PG = text(_WITH_TXN_AND_LEGS + _CREDIT_REST)
+# The lots a debit takes from, in `_consume_lots`' order, each down by what is still to take
+# once the lots before it are used up. It runs after the balance's update, as a statement of
+# its own: it then sees (and locks) every lot committed before the account's row was locked.
+_DEBIT_REST = """, open_lots AS (
+        SELECT id, remaining, expires_at, event_id FROM lots
+        WHERE account_id = :account AND remaining > 0 AND :lot_amount > 0
+        FOR UPDATE
+    ), ranked AS (
+        SELECT id, remaining,
+               sum(remaining) OVER (ORDER BY (event_id = :prefer_event) IS TRUE DESC,
+                                    expires_at IS NULL, expires_at, id) AS upto
+        FROM open_lots
+    ), consumed AS (
+        UPDATE lots
+        SET remaining = lots.remaining
+                        - least(ranked.remaining, :lot_amount - (ranked.upto - ranked.remaining))
+        FROM ranked
+        WHERE lots.id = ranked.id AND ranked.upto - ranked.remaining < :lot_amount
+    )
+    SELECT txn.id FROM txn
+"""
+_DEBIT_PG = text(_WITH_TXN_AND_LEGS + _DEBIT_REST)
 
 
-async def _credit_in_one_statement(
-    session: AsyncSession,
+def _txn_params(
     *,
     program_id: int,
-    member_id: int,
-    target: int,
-    total: int,
+    member_id: int | None,
     kind: str,
     reference: str,
     event_id: str | None,
     actor: str | None,
     reason: str | None,
     postings: Sequence[dict[str, Any]],
-    earned_at: datetime,
-    expires_at: datetime | None,
-    pending_until: datetime | None,
     now: datetime,
-) -> int:
-    """`credit` on PostgreSQL: the same rows as the statement-by-statement path, at once.
-
-    On a negative balance the new points first repay the debt: the lot opens with what is
-    left over (`least(total, new balance)`), or not at all.
-    """
+) -> dict[str, Any]:
+    """The parameters of `_WITH_TXN_AND_LEGS` (the postings must sum to zero)."""
     if sum(p["amount"] for p in postings) != 0:
         raise AssertionError("postings of a transaction must sum to zero")
     legs = [p for p in postings if p["amount"] != 0]
-    result = await session.execute(
-        _CREDIT_PG,
-        {
-            "program_id": program_id,
-            "member_id": member_id,
-            "kind": kind,
-            "reference": reference,
-            "event_id": event_id,
-            "actor": actor,
-            "reason": reason,
-            "now": now,
-            "accounts": [p["account_id"] for p in legs],
-            "amounts": [p["amount"] for p in legs],
-            "rule_codes": [p.get("rule_code") for p in legs],
-            "rule_ids": [p.get("rule_id") for p in legs],
-            "rule_versions": [p.get("rule_version") for p in legs],
-            "total": total,
-            "target": target,
-            "earned_at": earned_at,
-            "expires_at": expires_at,
-            "pending_until": pending_until,
-        },
-    )
-    return int(result.scalar_one())
+    return {
+        "program_id": program_id,
+        "member_id": member_id,
+        "kind": kind,
+        "reference": reference,
+        "event_id": event_id,
+        "actor": actor,
+        "reason": reason,
+        "now": now,
+        "accounts": [p["account_id"] for p in legs],
+        "amounts": [p["amount"] for p in legs],
+        "rule_codes": [p.get("rule_code") for p in legs],
+        "rule_ids": [p.get("rule_id") for p in legs],
+        "rule_versions": [p.get("rule_version") for p in legs],
+    }
 
 
 async def credit(
@@ -265,36 +272,31 @@ async def credit(
             program.timezone,
         )
     )
+    txn: dict[str, Any] = {
+        "program_id": program.id,
+        "member_id": accounts.member_id,
+        "kind": kind,
+        "reference": reference,
+        "event_id": event_id,
+        "actor": actor,
+        "reason": reason,
+        "postings": postings,
+        "now": now,
+    }
     if dialect_name(session) == "postgresql":
-        return await _credit_in_one_statement(
-            session,
-            program_id=program.id,
-            member_id=accounts.member_id,
-            target=target,
-            total=total,
-            kind=kind,
-            reference=reference,
-            event_id=event_id,
-            actor=actor,
-            reason=reason,
-            postings=postings,
-            earned_at=earned_at,
-            expires_at=expires_at,
-            pending_until=pending_until if pending else None,
-            now=now,
+        result = await session.execute(
+            _CREDIT_PG,
+            {
+                **_txn_params(**txn),
+                "total": total,
+                "target": target,
+                "earned_at": earned_at,
+                "expires_at": expires_at,
+                "pending_until": pending_until if pending else None,
+            },
         )
-    txn_id = await _transaction(
-        session,
-        program_id=program.id,
-        member_id=accounts.member_id,
-        kind=kind,
-        reference=reference,
-        event_id=event_id,
-        actor=actor,
-        reason=reason,
-        postings=postings,
-        now=now,
-    )
+        return int(result.scalar_one())
+    txn_id = await _transaction(session, **txn)
     balance = await _add_balance(session, target, total)
     # On a negative balance, new points first repay the debt: only the rest opens a lot.
     open_amount = max(0, min(total, balance))
@@ -404,22 +406,33 @@ async def debit(
         if taken == 0:
             return 0, None
         await _add_balance(session, account, -taken)
-    txn_id = await _transaction(
-        session,
-        program_id=program.id,
-        member_id=accounts.member_id,
-        kind=kind,
-        reference=reference,
-        event_id=event_id,
-        actor=actor,
-        reason=reason,
-        postings=[
+    txn: dict[str, Any] = {
+        "program_id": program.id,
+        "member_id": accounts.member_id,
+        "kind": kind,
+        "reference": reference,
+        "event_id": event_id,
+        "actor": actor,
+        "reason": reason,
+        "postings": [
             {"account_id": account, "amount": -taken},
             {"account_id": program.system_accounts[counter], "amount": taken},
         ],
-        now=now,
-    )
+        "now": now,
+    }
     lot_amount = taken if before is None else min(taken, max(before, 0))
+    if dialect_name(session) == "postgresql":
+        result = await session.execute(
+            _DEBIT_PG,
+            {
+                **_txn_params(**txn),
+                "account": account,
+                "lot_amount": lot_amount,
+                "prefer_event": prefer_event,
+            },
+        )
+        return taken, int(result.scalar_one())
+    txn_id = await _transaction(session, **txn)
     await _consume_lots(session, account, lot_amount, prefer_event)
     return taken, txn_id
 
