@@ -342,9 +342,9 @@ async def _earn(
         event.occurred_at + timedelta(days=program.pending_days) if program.pending_days else None
     )
     pending = pending_until is not None and pending_until > now
-    if earned:
-        await ledger_service.credit(
-            session,
+    # Written with the event's row (one statement on PostgreSQL): nothing in between reads it.
+    credit = (
+        ledger_service.plan_credit(
             program,
             member.accounts,
             earn_legs,
@@ -355,6 +355,9 @@ async def _earn(
             pending_until=pending_until,
             now=now,
         )
+        if earned
+        else None
+    )
     applied = hooks.EventApplied(
         program=program,
         member=member,
@@ -439,6 +442,7 @@ async def _earn(
         refers_to=None,
         outbox_rows=rows,
         lifetime=earned,
+        credit=credit,
     )
     await hooks.run_after_record(session, applied)
     return response
@@ -448,7 +452,7 @@ async def _earn(
 # in one round trip (four statements on SQLite). The lines' foreign key is checked at the
 # statement's end.
 _EVENT_CTES = """
-    WITH event AS (
+    event AS (
         INSERT INTO events (id, program_id, member_id, type, source, external_id, occurred_at,
                             total_minor, points, points_spent, refers_to, refunded_minor,
                             points_taken_back, spent_returned, attributes, response, created_at)
@@ -462,11 +466,16 @@ _EVENT_CTES = """
                line.quantity, line.unit_price_minor, line.amount_minor
         FROM unnest(CAST(:line_nos AS integer[]), CAST(:skus AS varchar[]),
                     CAST(:categories AS varchar[]), CAST(:quantities AS varchar[]),
-                    CAST(:unit_prices AS bigint[]), CAST(:amounts AS bigint[]))
+                    CAST(:unit_prices AS bigint[]), CAST(:line_amounts AS bigint[]))
              AS line(line_no, sku, category, quantity, unit_price_minor, amount_minor)
     ), lifetime AS (
 """
-_EVENT_PG = text(_EVENT_CTES + members_service.ADD_LIFETIME_SQL + ")\n" + outbox.INSERT_FROM_ARRAYS)
+_EVENT_AND_OUTBOX = (
+    _EVENT_CTES + members_service.ADD_LIFETIME_SQL + ")\n" + outbox.INSERT_FROM_ARRAYS
+)
+_EVENT_PG = text("WITH" + _EVENT_AND_OUTBOX)
+# With an earning, the credit's CTEs first: a purchase's writes are one statement.
+_CREDIT_AND_EVENT_PG = text(ledger_service.CREDIT_CTES + "," + _EVENT_AND_OUTBOX)
 
 
 async def _insert_event(
@@ -482,9 +491,10 @@ async def _insert_event(
     refers_to: str | None,
     outbox_rows: Sequence[dict[str, Any]],
     lifetime: int,
+    credit: ledger_service.CreditPlan | None = None,
 ) -> None:
     """Write the event's row, its basket lines, the points it adds to (or, refunded, takes
-    off) the member's lifetime total, and its domain events."""
+    off) the member's lifetime total, and its domain events; first the `credit`, if any."""
     body, event = prepared.body, prepared.event
     row = {
         "id": event_id,
@@ -501,9 +511,15 @@ async def _insert_event(
     }
     if dialect_name(session) == "postgresql":
         lines = event.lines
+        params = credit.pg_params() if credit is not None else {}
+        # The two parts share these parameters: they must be the same values.
+        shared = {"program_id": program.id, "member_id": member.id, "event_id": event_id}
+        if credit is not None and any(params[k] != v for k, v in shared.items()):
+            raise AssertionError("the credit is not this event's")
         await session.execute(
-            _EVENT_PG,
+            _EVENT_PG if credit is None else _CREDIT_AND_EVENT_PG,
             {
+                **params,
                 **row,
                 "attributes": json.dumps(body.attributes),
                 "response": json.dumps(response.model_dump(mode="json")),
@@ -513,13 +529,15 @@ async def _insert_event(
                 "categories": [ln.category for ln in lines],
                 "quantities": [str(ln.quantity) for ln in lines],
                 "unit_prices": [ln.unit_price_minor for ln in lines],
-                "amounts": [ln.amount_minor for ln in lines],
+                "line_amounts": [ln.amount_minor for ln in lines],
                 "life_member": member.id,
                 "life_points": lifetime,
                 **outbox.array_params(outbox_rows),
             },
         )
         return
+    if credit is not None:
+        await ledger_service.apply_credit(session, credit)
     await session.execute(
         _EVENT_INSERT,
         {

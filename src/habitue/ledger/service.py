@@ -166,9 +166,14 @@ _CREDIT_REST = """, account AS (
         FROM txn, account
         WHERE least(:total, account.balance) > 0
     )
+"""
+_RETURN_TXN = """
     SELECT txn.id FROM txn
 """
-_CREDIT_PG = text(_WITH_TXN_AND_LEGS + _CREDIT_REST)
+CREDIT_CTES = _WITH_TXN_AND_LEGS + _CREDIT_REST
+"""A credit's CTEs (`txn`, `legs`, `account`, `lot`), for a statement that goes on after them
+with `, name AS (...)` and a last statement; its parameters are `CreditPlan.pg_params()`."""
+_CREDIT_PG = text(CREDIT_CTES + _RETURN_TXN)
 # The lots a debit takes from, in `_consume_lots`' order, each down by what is still to take
 # once the lots before it are used up. It runs after the balance's update, as a statement of
 # its own: it then sees (and locks) every lot committed before the account's row was locked.
@@ -226,8 +231,30 @@ def _txn_params(
     }
 
 
-async def credit(
-    session: AsyncSession,
+@dataclass(frozen=True, slots=True)
+class CreditPlan:
+    """A credit decided but not written: its transaction, the account and the lot to open."""
+
+    txn: dict[str, Any]
+    target: int
+    total: int
+    earned_at: datetime
+    expires_at: datetime | None
+    pending_until: datetime | None
+
+    def pg_params(self) -> dict[str, Any]:
+        """The parameters of `CREDIT_CTES`."""
+        return {
+            **_txn_params(**self.txn),
+            "total": self.total,
+            "target": self.target,
+            "earned_at": self.earned_at,
+            "expires_at": self.expires_at,
+            "pending_until": self.pending_until,
+        }
+
+
+def plan_credit(
     program: ProgramInfo,
     accounts: MemberAccounts,
     legs: Sequence[Leg],
@@ -241,8 +268,8 @@ async def credit(
     actor: str | None = None,
     reason: str | None = None,
     now: datetime | None = None,
-) -> int:
-    """Credit points to the member (pending when `pending_until` is in the future) as one lot."""
+) -> CreditPlan:
+    """What `credit` writes (pending when `pending_until` is in the future), as plain values."""
     now = now or clock.now()
     total = sum(leg.amount for leg in legs)
     if total <= 0:
@@ -283,40 +310,76 @@ async def credit(
         "postings": postings,
         "now": now,
     }
+    return CreditPlan(
+        txn=txn,
+        target=target,
+        total=total,
+        earned_at=earned_at,
+        expires_at=expires_at,
+        pending_until=pending_until if pending else None,
+    )
+
+
+async def apply_credit(session: AsyncSession, plan: CreditPlan) -> int:
+    """Write a planned credit as one lot; returns its transaction's id."""
     if dialect_name(session) == "postgresql":
-        result = await session.execute(
-            _CREDIT_PG,
-            {
-                **_txn_params(**txn),
-                "total": total,
-                "target": target,
-                "earned_at": earned_at,
-                "expires_at": expires_at,
-                "pending_until": pending_until if pending else None,
-            },
-        )
+        result = await session.execute(_CREDIT_PG, plan.pg_params())
         return int(result.scalar_one())
-    txn_id = await _transaction(session, **txn)
-    balance = await _add_balance(session, target, total)
+    txn_id = await _transaction(session, **plan.txn)
+    balance = await _add_balance(session, plan.target, plan.total)
     # On a negative balance, new points first repay the debt: only the rest opens a lot.
-    open_amount = max(0, min(total, balance))
+    open_amount = max(0, min(plan.total, balance))
     if open_amount > 0:
         await session.execute(
             _LOT_INSERT,
             {
-                "program_id": program.id,
-                "member_id": accounts.member_id,
-                "account_id": target,
+                "program_id": plan.txn["program_id"],
+                "member_id": plan.txn["member_id"],
+                "account_id": plan.target,
                 "transaction_id": txn_id,
-                "event_id": event_id,
-                "amount": total,
+                "event_id": plan.txn["event_id"],
+                "amount": plan.total,
                 "remaining": open_amount,
-                "earned_at": earned_at,
-                "expires_at": expires_at,
-                "pending_until": pending_until if pending else None,
+                "earned_at": plan.earned_at,
+                "expires_at": plan.expires_at,
+                "pending_until": plan.pending_until,
             },
         )
     return txn_id
+
+
+async def credit(
+    session: AsyncSession,
+    program: ProgramInfo,
+    accounts: MemberAccounts,
+    legs: Sequence[Leg],
+    *,
+    kind: str,
+    reference: str,
+    counter: str = "issued",
+    event_id: str | None = None,
+    earned_at: datetime | None = None,
+    pending_until: datetime | None = None,
+    actor: str | None = None,
+    reason: str | None = None,
+    now: datetime | None = None,
+) -> int:
+    """Credit points to the member (pending when `pending_until` is in the future) as one lot."""
+    plan = plan_credit(
+        program,
+        accounts,
+        legs,
+        kind=kind,
+        reference=reference,
+        counter=counter,
+        event_id=event_id,
+        earned_at=earned_at,
+        pending_until=pending_until,
+        actor=actor,
+        reason=reason,
+        now=now,
+    )
+    return await apply_credit(session, plan)
 
 
 async def _lock_balance(session: AsyncSession, account_id: int) -> int:
