@@ -120,6 +120,53 @@ def make_sync_engine(url: str, *, immediate: bool = True, **kwargs: Any) -> Engi
     return create_engine(u, **kwargs)
 
 
+@dataclass(frozen=True, slots=True)
+class DeferredWrite:
+    """A write a room leaves to the unit of work's last statement (PostgreSQL).
+
+    `sql` is one data-modifying statement with `:name` parameters of its own (`params`); the
+    event path runs it as a CTE of the event's statement, under `name`, which saves a round
+    trip. Only rows the unit has already locked or the room alone reads are written so: the
+    room must not read them back from the database within the unit. `key` tells two writes of
+    one name apart (e.g. two members): a second key runs the first write at once.
+    """
+
+    name: str
+    sql: str
+    params: dict[str, Any]
+    key: object = None
+
+
+_DEFERRED = "habitue.deferred_writes"
+
+
+async def defer_write(session: AsyncSession, write: DeferredWrite) -> None:
+    """Leave `write` to the unit's last statement; the same name and key replaces it."""
+    pending: dict[str, DeferredWrite] = session.info.setdefault(_DEFERRED, {})
+    earlier = pending.get(write.name)
+    if earlier is not None and earlier.key != write.key:
+        await session.execute(text(earlier.sql), earlier.params)
+    pending[write.name] = write
+
+
+def take_deferred(session: AsyncSession) -> list[DeferredWrite]:
+    """The unit's deferred writes, handed to the caller who runs them (in their order)."""
+    pending: dict[str, DeferredWrite] = session.info.pop(_DEFERRED, {})
+    return list(pending.values())
+
+
+async def flush_deferred(session: AsyncSession) -> None:
+    """Run what no statement took: every unit of work ends with this."""
+    for write in take_deferred(session):
+        await session.execute(text(write.sql), write.params)
+
+
+async def _unit(work: Work[T], session: AsyncSession) -> T:
+    value = await work(session)
+    await flush_deferred(session)
+    return value
+
+
 RETRYABLE_SQLSTATES = {"40001", "40P01"}
 
 
@@ -197,7 +244,7 @@ class GroupCommitter:
         try:
             async with self.sessionmaker() as session, session.begin():
                 for job in jobs:
-                    values.append(await job.work(session))
+                    values.append(await _unit(job.work, session))
         except Exception:  # rolled back whole: the caller runs the batch unit by unit
             return False
         for job, value in zip(jobs, values, strict=True):
@@ -213,7 +260,7 @@ class GroupCommitter:
                 for job in jobs:
                     try:
                         async with session.begin_nested():
-                            value = await job.work(session)
+                            value = await _unit(job.work, session)
                         outcomes.append((job, value, None))
                     except Exception as exc:  # one unit fails alone
                         # Whatever it cached on the session was rolled back with it.
@@ -247,7 +294,7 @@ class GroupCommitter:
         for attempt in range(6):
             try:
                 async with self.sessionmaker() as session, session.begin():
-                    value = await job.work(session)
+                    value = await _unit(job.work, session)
             except Exception as exc:
                 if is_retryable(exc) and attempt < 5:
                     await asyncio.sleep(0.005 * (attempt + 1))
@@ -315,7 +362,7 @@ class Database:
         for attempt in range(6):
             try:
                 async with self.writer() as session, session.begin():
-                    return await work(session)
+                    return await _unit(work, session)
             except DBAPIError as exc:
                 if is_retryable(exc) and attempt < 5:
                     await asyncio.sleep(0.005 * (attempt + 1))

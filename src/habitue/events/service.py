@@ -13,12 +13,12 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import insert, select, text, update
+from sqlalchemy import TextClause, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from habitue import clock
-from habitue.db import Database, dialect_name, table_of
+from habitue.db import Database, DeferredWrite, dialect_name, table_of, take_deferred
 from habitue.errors import ValidationFailed
 from habitue.events import hooks
 from habitue.events.errors import (
@@ -473,9 +473,23 @@ _EVENT_CTES = """
 _EVENT_AND_OUTBOX = (
     _EVENT_CTES + members_service.ADD_LIFETIME_SQL + ")\n" + outbox.INSERT_FROM_ARRAYS
 )
-_EVENT_PG = text("WITH" + _EVENT_AND_OUTBOX)
-# With an earning, the credit's CTEs first: a purchase's writes are one statement.
-_CREDIT_AND_EVENT_PG = text(ledger_service.CREDIT_CTES + "," + _EVENT_AND_OUTBOX)
+_EVENT_STATEMENTS: dict[tuple[bool, tuple[tuple[str, str], ...]], TextClause] = {}
+
+
+def _event_statement(with_credit: bool, deferred: Sequence[DeferredWrite]) -> TextClause:
+    """The event's statement: the credit's CTEs first if it earns, then the writes rooms left
+    to it (`db.defer_write`), then the event, its lines, the lifetime total and the outbox.
+
+    One text per combination (a handful), built once: the driver keeps each prepared.
+    """
+    key = (with_credit, tuple((w.name, w.sql) for w in deferred))
+    statement = _EVENT_STATEMENTS.get(key)
+    if statement is None:
+        parts = [ledger_service.CREDIT_CTES + ","] if with_credit else ["WITH"]
+        parts += [f" {w.name} AS ({w.sql})," for w in deferred]
+        statement = text("".join(parts) + _EVENT_AND_OUTBOX)
+        _EVENT_STATEMENTS[key] = statement
+    return statement
 
 
 async def _insert_event(
@@ -516,25 +530,27 @@ async def _insert_event(
         shared = {"program_id": program.id, "member_id": member.id, "event_id": event_id}
         if credit is not None and any(params[k] != v for k, v in shared.items()):
             raise AssertionError("the credit is not this event's")
-        await session.execute(
-            _EVENT_PG if credit is None else _CREDIT_AND_EVENT_PG,
-            {
-                **params,
-                **row,
-                "attributes": json.dumps(body.attributes),
-                "response": json.dumps(response.model_dump(mode="json")),
-                "created_at": now,
-                "line_nos": list(range(len(lines))),
-                "skus": [ln.sku for ln in lines],
-                "categories": [ln.category for ln in lines],
-                "quantities": [str(ln.quantity) for ln in lines],
-                "unit_prices": [ln.unit_price_minor for ln in lines],
-                "line_amounts": [ln.amount_minor for ln in lines],
-                "life_member": member.id,
-                "life_points": lifetime,
-                **outbox.array_params(outbox_rows),
-            },
-        )
+        params |= {
+            **row,
+            "attributes": json.dumps(body.attributes),
+            "response": json.dumps(response.model_dump(mode="json")),
+            "created_at": now,
+            "line_nos": list(range(len(lines))),
+            "skus": [ln.sku for ln in lines],
+            "categories": [ln.category for ln in lines],
+            "quantities": [str(ln.quantity) for ln in lines],
+            "unit_prices": [ln.unit_price_minor for ln in lines],
+            "line_amounts": [ln.amount_minor for ln in lines],
+            "life_member": member.id,
+            "life_points": lifetime,
+            **outbox.array_params(outbox_rows),
+        }
+        deferred = take_deferred(session)
+        for write in deferred:
+            if params.keys() & write.params.keys():
+                raise AssertionError(f"the deferred write {write.name} reuses a parameter")
+            params |= write.params
+        await session.execute(_event_statement(credit is not None, deferred), params)
         return
     if credit is not None:
         await ledger_service.apply_credit(session, credit)

@@ -4,6 +4,7 @@ and members' incremental counters. Services flush, never commit: the caller's un
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Mapping, Sequence
 from datetime import datetime
@@ -16,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from habitue import clock
-from habitue.db import dialect_name, table_of
+from habitue.db import DeferredWrite, defer_write, dialect_name, table_of
 from habitue.programs.service import ProgramInfo
 from habitue.rules.compile import (
     CompiledRule,
@@ -551,6 +552,11 @@ def seed_counter_state(session: AsyncSession, member_id: int, raw: Any) -> None:
         cache[member_id] = None if raw is None else state_from_json(raw)
 
 
+# The same write, left to the event's statement on PostgreSQL (`db.defer_write`).
+_COUNTERS_WRITE_SQL = """
+    UPDATE member_counters SET state = CAST(:cnt_state AS json), updated_at = :cnt_at
+    WHERE member_id = :cnt_member
+"""
 _COUNTERS_WRITE = (
     update(_counters)
     .where(_counters.c.member_id == bindparam("cnt_member"))
@@ -611,6 +617,12 @@ async def count_event(
             cache.pop(member_id, None)
             await count_event(session, program, member_id, event)
             return
+    elif dialect_name(session) == "postgresql":
+        # The row was locked with the member, and the unit reads the state from its cache.
+        state_json = json.dumps(state_to_json(state))
+        params = {"cnt_member": member_id, "cnt_state": state_json, "cnt_at": now}
+        write = DeferredWrite("counters", _COUNTERS_WRITE_SQL, params, key=member_id)
+        await defer_write(session, write)
     else:
         await session.execute(
             _COUNTERS_WRITE,
