@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from habitue.db import Database, DeferredWrite, GroupCommitter, defer_write
+from habitue.db import Database, DeferredWrite, GroupCommitter, Prefetch, defer_write
 
 
 @pytest.fixture
@@ -117,3 +117,37 @@ async def test_deferred_writes_run_at_the_end_of_their_unit_or_not_at_all(
     assert await _rows(db, table) == [0, 1, 3, 4, 103]
     assert await db.write(_deferring(table, 7)) == 7  # alone in its batch, too
     assert (await _rows(db, table))[-2:] == [7, 103]
+
+
+async def test_a_batch_reads_once_for_its_units_and_forgets_before_another_unit(
+    db: Database,
+) -> None:
+    calls: list[list[int]] = []
+
+    async def read(session: AsyncSession, args: list[int]) -> None:
+        calls.append(list(args))
+        session.info["probe"] = set(args)
+
+    def unit(k: int) -> Any:
+        async def work(session: AsyncSession) -> bool:
+            return k in session.info.get("probe", set())  # found what the batch read
+
+        return work
+
+    async def other(session: AsyncSession) -> str:
+        return "other"
+
+    committer = GroupCommitter(db.writer)
+    try:
+        jobs = [
+            committer.run(unit(k), key=f"{k:03d}", prefetch=Prefetch(read, k, "probe"))
+            for k in (2, 0, 1)
+        ]
+        jobs.append(committer.run(other, key="001-another"))  # runs between 1 and 2
+        results = await asyncio.gather(*jobs)
+        alone = await committer.run(unit(5), key="005", prefetch=Prefetch(read, 5, "probe"))
+    finally:
+        await committer.close()
+    assert calls == [[0, 1, 2]]  # once, in the units' order
+    assert results == [False, True, True, "other"]  # unit 2 ran after the other unit
+    assert alone is False  # a batch of one reads nothing ahead

@@ -184,12 +184,56 @@ def is_retryable(exc: BaseException) -> bool:
 Work = Callable[[AsyncSession], Awaitable[T]]
 
 
+BatchRead = Callable[[AsyncSession, list[Any]], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Prefetch:
+    """A read that a grouped batch makes once for all its units, instead of once per unit.
+
+    `read(session, args)` gets the `arg` of every unit of the batch that names the same
+    `read`, in the units' (key) order, and leaves what it found in `session.info[slot]`, where
+    the units look first. What was read stays valid only while units of the same `read` run:
+    before any other unit of the batch, the slot is emptied (that unit may change what was
+    read). A unit that runs alone, or again on its own after a failure in its batch, finds
+    nothing there and reads for itself.
+    """
+
+    read: BatchRead
+    arg: Any
+    slot: str
+
+
+async def _prefetch(session: AsyncSession, jobs: list[_Job]) -> set[str]:
+    """Run the batch's shared reads; returns the slots they filled."""
+    groups: dict[tuple[BatchRead, str], list[Any]] = {}
+    for job in jobs:
+        if job.prefetch is not None:
+            p = job.prefetch
+            groups.setdefault((p.read, p.slot), []).append(p.arg)
+    slots = set()
+    for (read, slot), args in groups.items():
+        if len(args) > 1:
+            await read(session, args)
+            slots.add(slot)
+    return slots
+
+
+def _keep_only_own(session: AsyncSession, slots: set[str], job: _Job) -> None:
+    """Before a unit runs, drop what other reads left: the unit may change it."""
+    own = job.prefetch.slot if job.prefetch is not None else None
+    for slot in slots:
+        if slot != own:
+            session.info.pop(slot, None)
+
+
 @dataclass
 class _Job:
     work: Work[Any]
     future: asyncio.Future[Any]
     key: str = ""
     tries: int = 0
+    prefetch: Prefetch | None = None
 
 
 @dataclass
@@ -207,9 +251,9 @@ class GroupCommitter:
     _queue: asyncio.Queue[_Job] = field(default_factory=asyncio.Queue)
     _task: asyncio.Task[None] | None = None
 
-    async def run(self, work: Work[T], key: str = "") -> T:
+    async def run(self, work: Work[T], key: str = "", prefetch: Prefetch | None = None) -> T:
         loop = asyncio.get_running_loop()
-        job = _Job(work=work, future=loop.create_future(), key=key)
+        job = _Job(work=work, future=loop.create_future(), key=key, prefetch=prefetch)
         await self._queue.put(job)
         if self._task is None or self._task.done():
             self._task = loop.create_task(self._loop())
@@ -243,7 +287,9 @@ class GroupCommitter:
         values: list[Any] = []
         try:
             async with self.sessionmaker() as session, session.begin():
+                slots = await _prefetch(session, jobs)
                 for job in jobs:
+                    _keep_only_own(session, slots, job)
                     values.append(await _unit(job.work, session))
         except Exception:  # rolled back whole: the caller runs the batch unit by unit
             return False
@@ -351,14 +397,15 @@ class Database:
         async with self.reader() as session:
             yield session
 
-    async def write(self, work: Work[T], *, key: str = "") -> T:
+    async def write(self, work: Work[T], *, key: str = "", prefetch: Prefetch | None = None) -> T:
         """Run one unit of work in a transaction (grouped with its neighbours when enabled).
 
         `key` names what the unit locks (e.g. the member): grouped units run in key order.
+        `prefetch`: a read the units of a batch share (see `Prefetch`).
         """
         if self.committers:
             lane = zlib.crc32(key.encode()) % len(self.committers) if key else 0
-            return await self.committers[lane].run(work, key)
+            return await self.committers[lane].run(work, key, prefetch)
         for attempt in range(6):
             try:
                 async with self.writer() as session, session.begin():

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import httpx
 from sqlalchemy import event
 
 from habitue.db import Database
+from habitue.events import service as events_service
+from habitue.events.schemas import EventCreate
 from habitue.members import service as members_service
 from habitue.programs import service as programs_service
 from habitue.rewards.referrals import PENDING
 from habitue.rules.hooks import COUNTERS
+from habitue.settings import Settings
 from tests.conftest import create_program, enrol, purchase
 
 
@@ -80,3 +84,45 @@ async def test_a_purchase_is_two_statements_on_postgresql(
         assert len(writes) > 2  # statement by statement
     balance = (await client.get(f"/v1/programs/{program}/members/{member}/balance")).json()
     assert (balance["available"], balance["lifetime_earned"]) == (43, 43)
+
+
+async def test_grouped_purchases_read_their_members_in_one_query(
+    client: httpx.AsyncClient, db: Database, settings: Settings, db_kind: str
+) -> None:
+    program = await create_program(client)
+    a, b, c = [(await enrol(client, program))["id"] for _ in range(3)]
+    for m in (a, b, c):
+        await purchase(client, program, m, "1.00")  # counters' rows exist from here on
+    one_lane = Database(settings.database_url, lanes=1)
+    seen: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        seen.append(statement.split(None, 1)[0].upper())
+
+    event.listen(one_lane.write_engine.sync_engine, "before_cursor_execute", count)
+    try:
+        async with one_lane.read() as session:
+            info = await programs_service.get_info(session, program)
+
+        def body(member: str, n: int) -> EventCreate:
+            return EventCreate.model_validate({
+                "type": "purchase", "member": {"id": member}, "external_id": f"g{n}",
+                "total": "10.00"})  # fmt: skip
+
+        # Queued before the committer runs: one batch, in member order (a's twice).
+        answers = await asyncio.gather(*[
+            events_service.record_event(one_lane, info, body(m, n))
+            for n, m in enumerate([a, b, a, c])
+        ])  # fmt: skip
+    finally:
+        event.remove(one_lane.write_engine.sync_engine, "before_cursor_execute", count)
+        await one_lane.dispose()
+    assert [r.points_earned for r in answers] == [10, 10, 10, 10]
+    if db_kind == "postgres":
+        # One read for the batch, a's second purchase reads again; one write per purchase.
+        assert (seen.count("SELECT"), seen.count("WITH")) == (2, 4), seen
+    for member, points, purchases in ((a, 21, 3), (b, 11, 2), (c, 11, 2)):
+        balance = (await client.get(f"/v1/programs/{program}/members/{member}/balance")).json()
+        assert balance["available"] == points
+        counted = (await _extras(db, program, member))[COUNTERS]
+        assert counted["lifetime"]["purchases"] == purchases
