@@ -570,8 +570,8 @@ async def _insert_event(
             raise AssertionError("the credit is not this event's")
         params |= {
             **row,
-            "attributes": json.dumps(body.attributes),
-            "response": json.dumps(response.model_dump(mode="json")),
+            "attributes": json.dumps(body.attributes) if body.attributes else "{}",
+            "response": response.model_dump_json(),
             "created_at": now,
             "line_nos": list(range(len(lines))),
             "skus": [ln.sku for ln in lines],
