@@ -6,10 +6,12 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 
 import httpx
+import pytest
 
 from habitue import clock
 from habitue.db import Database
 from habitue.ledger.verify import verify
+from habitue.rewards import codes
 from tests.conftest import enrol, new_code, purchase
 from tests.rewards.conftest import balance, give, problem, reward
 
@@ -348,3 +350,25 @@ async def test_redemption_spends_lots_closest_to_expiry(client: httpx.AsyncClien
     assert [e["points"] for e in b["expiring"]] == [50]
     later = datetime.fromisoformat(b["expiring"][0]["expires_at"])
     assert later > clock.now() + timedelta(days=364)
+
+
+async def test_a_coupon_code_drawn_twice_is_drawn_again(
+    client: httpx.AsyncClient, program: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await reward(client, program, code="v5", kind="voucher", value="5.00", cost_points=10)
+    m = (await enrol(client, program))["id"]
+    await give(client, program, m, 100)
+    taken, fresh = codes.new_code(), codes.new_code()
+    draws = iter([taken, taken, fresh])
+    monkeypatch.setattr(codes, "new_code", lambda: next(draws))
+    url = f"/v1/programs/{program}/members/{m}/redemptions"
+    first = await client.post(url, json={"reward": "v5"})
+    second = await client.post(url, json={"reward": "v5"})
+    assert (first.status_code, second.status_code) == (201, 201), second.text
+    assert first.json()["coupon"]["code"] == codes.display(taken)
+    assert second.json()["coupon"]["code"] == codes.display(fresh)
+    assert await balance(client, program, m) == 80
+    listed = (await client.get(url)).json()["items"]
+    assert sorted(r["coupon"]["code"] for r in listed) == sorted(
+        codes.display(c) for c in (taken, fresh)
+    )

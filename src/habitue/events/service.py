@@ -18,14 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from habitue import clock
-from habitue.db import (
-    Database,
-    DeferredWrite,
-    Prefetch,
-    dialect_name,
-    table_of,
-    take_deferred,
-)
+from habitue.db import Database, DeferredWrite, dialect_name, table_of, take_deferred
 from habitue.errors import ValidationFailed
 from habitue.events import hooks
 from habitue.events.errors import (
@@ -230,40 +223,16 @@ async def _existing(
     return None if row is None else EventRead.model_validate(row.response)
 
 
-_MEMBERS_READ = "habitue.events.members"
-
-
-async def _read_members(session: AsyncSession, args: list[tuple[ProgramInfo, str]]) -> None:
-    """The members of a batch of grouped events, read in one query per program (`Prefetch`)."""
-    by_program: dict[int, tuple[ProgramInfo, list[str]]] = {}
-    for program, public_id in args:
-        by_program.setdefault(program.id, (program, []))[1].append(public_id)
-    found: dict[tuple[int, str], MemberRef] = session.info.setdefault(_MEMBERS_READ, {})
-    for program, ids in by_program.values():
-        for ref in await members_service.resolve_many_for_event(session, program, ids):
-            found[(program.id, ref.public_id)] = ref
-
-
 async def _member_for(session: AsyncSession, program: ProgramInfo, body: EventCreate) -> MemberRef:
     sel = body.member
     assert sel is not None
-    # Members read for the batch: each is used once, and not after another event of the same
-    # member (named another way) ran in the batch: those read again, and see what it wrote.
-    found: dict[tuple[int, str], MemberRef] = session.info.get(_MEMBERS_READ, {})
-    if sel.id is not None:
-        ref = found.pop((program.id, sel.id), None)
-        if ref is not None:
-            return ref
-    ref = await members_service.resolve(
+    return await members_service.resolve_in_batch(
         session,
         program,
         member_id=sel.id,
         card_number=sel.card_number,
         external_id=sel.external_id,
-        for_event=True,
     )
-    found.pop((program.id, ref.public_id), None)
-    return ref
 
 
 def lock_key(body: EventCreate) -> str:
@@ -332,7 +301,7 @@ async def record_event(db: Database, program: ProgramInfo, body: EventCreate) ->
     """
     sel = body.member
     prefetch = (
-        Prefetch(_read_members, (program, sel.id), _MEMBERS_READ)
+        members_service.prefetch(program, sel.id)
         if sel is not None and sel.id is not None and body.type != "refund"
         else None
     )

@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from habitue import clock
-from habitue.db import table_of
+from habitue.db import Prefetch, table_of
 from habitue.errors import ValidationFailed
 from habitue.ids import new_id
 from habitue.ledger import service as ledger_service
@@ -282,6 +282,56 @@ async def resolve_many_for_event(
     )
     extras = tuple(event_extras)
     return [_to_ref(row, extras) for row in rows]
+
+
+BATCH_SLOT = "habitue.members.batch"
+
+
+async def _read_batch(session: AsyncSession, args: list[tuple[ProgramInfo, str]]) -> None:
+    """The members of a batch of grouped units, read in one query per program."""
+    by_program: dict[int, tuple[ProgramInfo, list[str]]] = {}
+    for program, public_id in args:
+        by_program.setdefault(program.id, (program, []))[1].append(public_id)
+    found: dict[tuple[int, str], MemberRef] = session.info.setdefault(BATCH_SLOT, {})
+    for program, ids in by_program.values():
+        for ref in await resolve_many_for_event(session, program, ids):
+            found[(program.id, ref.public_id)] = ref
+
+
+def prefetch(program: ProgramInfo, public_id: str) -> Prefetch:
+    """For `Database.write`: the units of a batch that name their member by public id read
+    them together, with `event_extras` (see `resolve_in_batch`)."""
+    return Prefetch(_read_batch, (program, public_id), BATCH_SLOT)
+
+
+async def resolve_in_batch(
+    session: AsyncSession,
+    program: ProgramInfo,
+    *,
+    member_id: str | None = None,
+    card_number: str | None = None,
+    external_id: str | None = None,
+) -> MemberRef:
+    """`resolve(..., for_event=True)`, from what the unit's batch read if it can.
+
+    Each member read for the batch is used once, and not after a unit that names the same
+    member another way: those read again, and see what earlier units wrote.
+    """
+    found: dict[tuple[int, str], MemberRef] = session.info.get(BATCH_SLOT, {})
+    if member_id is not None:
+        ref = found.pop((program.id, member_id), None)
+        if ref is not None:
+            return ref
+    ref = await resolve(
+        session,
+        program,
+        member_id=member_id,
+        card_number=card_number,
+        external_id=external_id,
+        for_event=True,
+    )
+    found.pop((program.id, ref.public_id), None)
+    return ref
 
 
 _CARD_BY_NUMBER = select(_cards.c.member_id, _cards.c.status).where(

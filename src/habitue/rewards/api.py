@@ -108,12 +108,15 @@ async def create_redemption(
     principal: Principal = scoped("points:write"),
 ) -> RedemptionRead:
     async def work(session: AsyncSession) -> RedemptionRead:
-        member = await members_service.resolve(session, program, member_id=member_id)
+        member = await members_service.resolve_in_batch(session, program, member_id=member_id)
         return await redeem.redeem(session, program, member, body, actor=principal.name)
 
     # Keyed by member: grouped redemptions lock members' rows in one order (no deadlock
-    # between server processes) and spread over the commit lanes.
-    return await db.write(work, key=member_id)
+    # between server processes) and spread over the commit lanes; a batch reads its members
+    # in one query.
+    return await db.write(
+        work, key=member_id, prefetch=members_service.prefetch(program, member_id)
+    )
 
 
 @router.get(MEMBER + "/redemptions", response_model=RedemptionPage)

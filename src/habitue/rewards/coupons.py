@@ -41,7 +41,8 @@ _attempts = table_of(CouponAttempt)
 BASKET_KINDS = frozenset({"voucher", "discount", "free_product"})
 
 
-def _expiry(reward: catalogue.RewardRow, now: datetime) -> datetime | None:
+def expiry(reward: catalogue.RewardRow, now: datetime) -> datetime | None:
+    """When a coupon of this reward issued now expires (None: never)."""
     ends: list[datetime] = []
     if reward.coupon_days is not None:
         ends.append(now + timedelta(days=reward.coupon_days))
@@ -58,7 +59,7 @@ async def issue(
     now: datetime,
 ) -> CouponRead:
     """Issue one coupon for a redemption, with a fresh random code."""
-    expires = _expiry(reward, now)
+    expires = expiry(reward, now)
     for _ in range(5):
         code = codes.new_code()
         values = {
@@ -79,15 +80,22 @@ async def issue(
             stmt = insert(_coupons).values(values).prefix_with("OR IGNORE")
         if (await session.execute(stmt.returning(_coupons.c.id))).first() is None:
             continue
-        return CouponRead(
-            code=codes.display(code),
-            state="issued",
-            reward=reward.code,
-            kind=reward.kind,
-            issued_at=now,
-            expires_at=expires,
-        )
+        return issued(reward, code, now, expires)
     raise AssertionError("five code collisions in a row")
+
+
+def issued(
+    reward: catalogue.RewardRow, code: str, now: datetime, expires: datetime | None
+) -> CouponRead:
+    """The coupon just issued with `code` (as the redemption's answer shows it)."""
+    return CouponRead(
+        code=codes.display(code),
+        state="issued",
+        reward=reward.code,
+        kind=reward.kind,
+        issued_at=now,
+        expires_at=expires,
+    )
 
 
 def _coupon_query(program: ProgramInfo) -> Any:
@@ -324,7 +332,7 @@ async def generate(
     if reward.kind not in catalogue.COUPON_KINDS:
         raise RewardNotRedeemable(f"a {reward.kind} reward has no coupons")
     now = clock.now()
-    expires = data.expires_at or _expiry(reward, now)
+    expires = data.expires_at or expiry(reward, now)
     made: list[tuple[str, datetime | None]] = []
     batch: list[dict[str, Any]] = []
 
