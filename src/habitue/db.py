@@ -204,12 +204,14 @@ class Prefetch:
     slot: str
 
 
+Prefetches = Prefetch | tuple[Prefetch, ...] | None
+
+
 async def _prefetch(session: AsyncSession, jobs: list[_Job]) -> set[str]:
     """Run the batch's shared reads; returns the slots they filled."""
     groups: dict[tuple[BatchRead, str], list[Any]] = {}
     for job in jobs:
-        if job.prefetch is not None:
-            p = job.prefetch
+        for p in job.prefetch:
             groups.setdefault((p.read, p.slot), []).append(p.arg)
     slots = set()
     for (read, slot), args in groups.items():
@@ -221,10 +223,9 @@ async def _prefetch(session: AsyncSession, jobs: list[_Job]) -> set[str]:
 
 def _keep_only_own(session: AsyncSession, slots: set[str], job: _Job) -> None:
     """Before a unit runs, drop what other reads left: the unit may change it."""
-    own = job.prefetch.slot if job.prefetch is not None else None
-    for slot in slots:
-        if slot != own:
-            session.info.pop(slot, None)
+    own = {p.slot for p in job.prefetch}
+    for slot in slots - own:
+        session.info.pop(slot, None)
 
 
 @dataclass
@@ -233,7 +234,7 @@ class _Job:
     future: asyncio.Future[Any]
     key: str = ""
     tries: int = 0
-    prefetch: Prefetch | None = None
+    prefetch: tuple[Prefetch, ...] = ()
 
 
 @dataclass
@@ -251,9 +252,10 @@ class GroupCommitter:
     _queue: asyncio.Queue[_Job] = field(default_factory=asyncio.Queue)
     _task: asyncio.Task[None] | None = None
 
-    async def run(self, work: Work[T], key: str = "", prefetch: Prefetch | None = None) -> T:
+    async def run(self, work: Work[T], key: str = "", prefetch: Prefetches = ()) -> T:
         loop = asyncio.get_running_loop()
-        job = _Job(work=work, future=loop.create_future(), key=key, prefetch=prefetch)
+        reads = (prefetch,) if isinstance(prefetch, Prefetch) else tuple(prefetch or ())
+        job = _Job(work=work, future=loop.create_future(), key=key, prefetch=reads)
         await self._queue.put(job)
         if self._task is None or self._task.done():
             self._task = loop.create_task(self._loop())
@@ -397,11 +399,11 @@ class Database:
         async with self.reader() as session:
             yield session
 
-    async def write(self, work: Work[T], *, key: str = "", prefetch: Prefetch | None = None) -> T:
+    async def write(self, work: Work[T], *, key: str = "", prefetch: Prefetches = ()) -> T:
         """Run one unit of work in a transaction (grouped with its neighbours when enabled).
 
         `key` names what the unit locks (e.g. the member): grouped units run in key order.
-        `prefetch`: a read the units of a batch share (see `Prefetch`).
+        `prefetch`: reads the units of a batch share (see `Prefetch`).
         """
         if self.committers:
             lane = zlib.crc32(key.encode()) % len(self.committers) if key else 0

@@ -193,9 +193,11 @@ _DEBIT_REST = """, open_lots AS (
         FROM ranked
         WHERE lots.id = ranked.id AND ranked.upto - ranked.remaining < :lot_amount
     )
-    SELECT txn.id FROM txn
 """
-_DEBIT_PG = text(_WITH_TXN_AND_LEGS + _DEBIT_REST)
+DEBIT_CTES = _WITH_TXN_AND_LEGS + _DEBIT_REST
+"""A debit's CTEs once its balance is taken (`txn`, `legs`, `open_lots`, `ranked`,
+`consumed`), for a statement that goes on after them; parameters: `DebitPlan.pg_params()`."""
+_DEBIT_PG = text(DEBIT_CTES + _RETURN_TXN)
 
 
 def _txn_params(
@@ -424,6 +426,98 @@ async def _consume_lots(
         )
 
 
+@dataclass(frozen=True, slots=True)
+class DebitPlan:
+    """A debit whose points are taken from the balance: its transaction and lots to write."""
+
+    taken: int
+    txn: dict[str, Any]
+    account: int
+    lot_amount: int
+    prefer_event: str | None
+
+    def pg_params(self) -> dict[str, Any]:
+        """The parameters of `DEBIT_CTES`."""
+        return {
+            **_txn_params(**self.txn),
+            "account": self.account,
+            "lot_amount": self.lot_amount,
+            "prefer_event": self.prefer_event,
+        }
+
+
+async def take_balance(
+    session: AsyncSession,
+    program: ProgramInfo,
+    accounts: MemberAccounts,
+    amount: int,
+    *,
+    kind: str,
+    reference: str,
+    counter: str,
+    mode: DebitMode = "strict",
+    from_pending: bool = False,
+    event_id: str | None = None,
+    prefer_event: str | None = None,
+    actor: str | None = None,
+    reason: str | None = None,
+    now: datetime | None = None,
+) -> DebitPlan | None:
+    """The first half of `debit`: take the points from the balance (locking the account's
+    row), and plan the rest; None when there was nothing to take (`partial`)."""
+    if amount <= 0:
+        raise ValueError("a debit must be positive")
+    now = now or clock.now()
+    account = accounts.pending if from_pending else accounts.available
+    if mode == "strict":
+        result = await session.execute(
+            update(_accounts)
+            .where(_accounts.c.id == account, _accounts.c.balance >= amount)
+            .values(balance=_accounts.c.balance - amount)
+            .returning(_accounts.c.balance)
+        )
+        if result.first() is None:
+            have = await _lock_balance(session, account)
+            raise InsufficientPoints(f"needs {amount} points, {max(have, 0)} available")
+        before = None
+        taken = amount
+    else:
+        before = await _lock_balance(session, account)
+        taken = amount if mode == "negative" else min(amount, max(before, 0))
+        if taken == 0:
+            return None
+        await _add_balance(session, account, -taken)
+    txn: dict[str, Any] = {
+        "program_id": program.id,
+        "member_id": accounts.member_id,
+        "kind": kind,
+        "reference": reference,
+        "event_id": event_id,
+        "actor": actor,
+        "reason": reason,
+        "postings": [
+            {"account_id": account, "amount": -taken},
+            {"account_id": program.system_accounts[counter], "amount": taken},
+        ],
+        "now": now,
+    }
+    lot_amount = taken if before is None else min(taken, max(before, 0))
+    return DebitPlan(taken, txn, account, lot_amount, prefer_event)
+
+
+async def apply_debit(session: AsyncSession, plan: DebitPlan) -> int:
+    """The second half of `debit`: its transaction, and the lots it consumes; the txn's id.
+
+    It must run after `take_balance`, in a statement of its own (or as the CTEs of a later
+    one): it then sees, and locks, every lot committed before the account's row was locked.
+    """
+    if dialect_name(session) == "postgresql":
+        return int((await session.execute(_DEBIT_PG, plan.pg_params())).scalar_one())
+    txn_id = await _transaction(session, **plan.txn)
+    await _consume_lots(session, plan.account, plan.lot_amount, plan.prefer_event)
+    return txn_id
+
+
 async def debit(
     session: AsyncSession,
     program: ProgramInfo,
@@ -447,57 +541,25 @@ async def debit(
     `negative` takes all even below zero. Two concurrent debits never take the same points:
     the account row is locked (PostgreSQL) or the database has one writer (SQLite).
     """
-    if amount <= 0:
-        raise ValueError("a debit must be positive")
-    now = now or clock.now()
-    account = accounts.pending if from_pending else accounts.available
-    if mode == "strict":
-        result = await session.execute(
-            update(_accounts)
-            .where(_accounts.c.id == account, _accounts.c.balance >= amount)
-            .values(balance=_accounts.c.balance - amount)
-            .returning(_accounts.c.balance)
-        )
-        if result.first() is None:
-            have = await _lock_balance(session, account)
-            raise InsufficientPoints(f"needs {amount} points, {max(have, 0)} available")
-        before = None
-        taken = amount
-    else:
-        before = await _lock_balance(session, account)
-        taken = amount if mode == "negative" else min(amount, max(before, 0))
-        if taken == 0:
-            return 0, None
-        await _add_balance(session, account, -taken)
-    txn: dict[str, Any] = {
-        "program_id": program.id,
-        "member_id": accounts.member_id,
-        "kind": kind,
-        "reference": reference,
-        "event_id": event_id,
-        "actor": actor,
-        "reason": reason,
-        "postings": [
-            {"account_id": account, "amount": -taken},
-            {"account_id": program.system_accounts[counter], "amount": taken},
-        ],
-        "now": now,
-    }
-    lot_amount = taken if before is None else min(taken, max(before, 0))
-    if dialect_name(session) == "postgresql":
-        result = await session.execute(
-            _DEBIT_PG,
-            {
-                **_txn_params(**txn),
-                "account": account,
-                "lot_amount": lot_amount,
-                "prefer_event": prefer_event,
-            },
-        )
-        return taken, int(result.scalar_one())
-    txn_id = await _transaction(session, **txn)
-    await _consume_lots(session, account, lot_amount, prefer_event)
-    return taken, txn_id
+    plan = await take_balance(
+        session,
+        program,
+        accounts,
+        amount,
+        kind=kind,
+        reference=reference,
+        counter=counter,
+        mode=mode,
+        from_pending=from_pending,
+        event_id=event_id,
+        prefer_event=prefer_event,
+        actor=actor,
+        reason=reason,
+        now=now,
+    )
+    if plan is None:
+        return 0, None
+    return plan.taken, await apply_debit(session, plan)
 
 
 async def release_one(

@@ -113,10 +113,9 @@ async def create_redemption(
 
     # Keyed by member: grouped redemptions lock members' rows in one order (no deadlock
     # between server processes) and spread over the commit lanes; a batch reads its members
-    # in one query.
-    return await db.write(
-        work, key=member_id, prefetch=members_service.prefetch(program, member_id)
-    )
+    # and its rewards in one query each.
+    reads = (members_service.prefetch(program, member_id), catalogue.prefetch(program, body.reward))
+    return await db.write(work, key=member_id, prefetch=reads)
 
 
 @router.get(MEMBER + "/redemptions", response_model=RedemptionPage)

@@ -12,7 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from habitue import clock
-from habitue.db import table_of
+from habitue.db import Prefetch, table_of
 from habitue.errors import ValidationFailed
 from habitue.money import MoneyFormatError, format_minor, parse_minor
 from habitue.programs.service import ProgramInfo
@@ -190,9 +190,40 @@ async def get(session: AsyncSession, program: ProgramInfo, code: str) -> RewardR
     return to_read(program, await _fetch(session, program, code))
 
 
+BATCH_SLOT = "habitue.rewards.batch"
+
+
+async def _read_batch(session: AsyncSession, args: list[tuple[ProgramInfo, str]]) -> None:
+    """The rewards a batch of grouped redemptions names, in one query per program."""
+    by_program: dict[int, list[str]] = {}
+    for program, code in args:
+        by_program.setdefault(program.id, []).append(code)
+    found: dict[tuple[int, str], RewardRow] = session.info.setdefault(BATCH_SLOT, {})
+    for program_id, wanted in by_program.items():
+        rows = await session.execute(
+            select(_rewards).where(
+                _rewards.c.program_id == program_id, _rewards.c.code.in_(sorted(set(wanted)))
+            )
+        )
+        for r in rows.mappings():
+            found[(program_id, r["code"])] = to_row(r)
+
+
+def prefetch(program: ProgramInfo, code: str) -> Prefetch:
+    """For `Database.write`: a batch of redemptions reads its rewards together (`load`).
+
+    Shared by the batch's units: what a redemption changes (the stock) is only read for a
+    first, early refusal; the stock is taken by a conditional update all the same.
+    """
+    return Prefetch(_read_batch, (program, code), BATCH_SLOT)
+
+
 async def load(session: AsyncSession, program: ProgramInfo, code: str) -> RewardRow:
-    """A reward as plain values for redemption; raises RewardNotFound."""
-    return to_row(await _fetch(session, program, code))
+    """A reward as plain values for redemption (read by its batch if it was); raises
+    RewardNotFound."""
+    found: dict[tuple[int, str], RewardRow] = session.info.get(BATCH_SLOT, {})
+    row = found.get((program.id, code))
+    return row if row is not None else to_row(await _fetch(session, program, code))
 
 
 async def list_rewards(

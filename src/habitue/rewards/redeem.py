@@ -47,11 +47,11 @@ LIVE = ("ordered", "shipped", "delivered", "issued", "donated")
 NEXT_STATUS = {"shipped": "ordered", "delivered": "shipped"}
 
 
-# PostgreSQL: the stock, the redemption, its coupon and its domain event in one statement,
-# after the debit (SQLite: four statements). The stock is taken only if enough is left; the
-# coupon's random code is drawn again, by `coupons.issue`, in the rare case it was taken.
-_REDEEM_CTES = """
-    WITH stock AS (
+# PostgreSQL: the debit's transaction and lots, the stock, the redemption, its coupon and its
+# domain event in one statement, after the balance's update (SQLite: six statements). The
+# stock is taken only if enough is left; the coupon's random code is drawn again, by
+# `coupons.issue`, in the rare case it was taken.
+_REDEEM_CTES = """, stock AS (
         UPDATE rewards SET stock = stock - :quantity
         WHERE id = :reward_id AND :limited_stock AND stock >= :quantity
         RETURNING id
@@ -75,7 +75,9 @@ _REDEEM_CTES = """
 _REDEEM_RESULT = """)
     SELECT EXISTS (SELECT FROM stock), (SELECT id FROM redemption), EXISTS (SELECT FROM coupon)
 """
-_REDEEM_PG = text(_REDEEM_CTES + outbox.INSERT_FROM_ARRAYS + _REDEEM_RESULT)
+_REDEEM_PG = text(
+    ledger_service.DEBIT_CTES + _REDEEM_CTES + outbox.INSERT_FROM_ARRAYS + _REDEEM_RESULT
+)
 
 
 def period_start(period: str, now: datetime, timezone: str) -> datetime:
@@ -161,7 +163,7 @@ async def redeem(
         raise OutOfStock(f"reward {reward.code!r} is out of stock")
     points = reward.cost_points * quantity
     public_id = new_id()
-    await ledger_service.debit(
+    debit = await ledger_service.take_balance(
         session,
         program,
         member.accounts,
@@ -173,6 +175,7 @@ async def redeem(
         reason=f"reward {reward.code} x{quantity}",
         now=now,
     )
+    assert debit is not None  # strict: all of it, or InsufficientPoints
     if limited and dialect_name(session) == "postgresql":
         # The debit locked the member's account row: a concurrent redemption of the same
         # member has committed by now, so counting again cannot miss it.
@@ -205,6 +208,7 @@ async def redeem(
             await session.execute(
                 _REDEEM_PG,
                 {
+                    **debit.pg_params(),
                     **row,
                     "limited_stock": reward.stock is not None,
                     "with_coupon": with_coupon,
@@ -223,6 +227,7 @@ async def redeem(
                 session, program, reward, member_id=member.id, redemption_id=redemption_id, now=now
             )
     else:
+        await ledger_service.apply_debit(session, debit)
         if reward.stock is not None:
             taken = await session.execute(
                 update(_rewards)
