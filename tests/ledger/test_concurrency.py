@@ -14,6 +14,7 @@ import pytest
 
 from habitue.api import create_app
 from habitue.db import Database
+from habitue.ledger.verify import verify
 from habitue.settings import Settings
 from tests.conftest import ADMIN_KEY, create_program, enrol, purchase
 
@@ -61,3 +62,25 @@ async def test_twenty_retries_of_one_purchase_credit_once(cclient: httpx.AsyncCl
     assert len({r.json()["id"] for r in results}) == 1
     bal = (await cclient.get(f"/v1/programs/{code}/members/{m['id']}/balance")).json()
     assert bal["available"] == 42 and bal["lifetime_earned"] == 42
+
+
+async def test_thirty_redemptions_of_ten_from_a_hundred(
+    cclient: httpx.AsyncClient, db: Database
+) -> None:
+    """On PostgreSQL a redemption takes the balance and the lots in one statement."""
+    code = await create_program(cclient)
+    m = await enrol(cclient, code)
+    for total in ("30.00", "30.00", "40.00"):  # three lots
+        await purchase(cclient, code, m["id"], total)
+    r = await cclient.post(f"/v1/programs/{code}/rewards", json={
+        "code": "tea", "kind": "product", "cost_points": 10,
+        "texts": {"en": {"name": "Tea"}}})  # fmt: skip
+    assert r.status_code == 201, r.text
+    url = f"/v1/programs/{code}/members/{m['id']}/redemptions"
+    results = await asyncio.gather(*[cclient.post(url, json={"reward": "tea"}) for _ in range(30)])
+    codes = sorted(r.status_code for r in results)
+    assert (codes.count(201), codes.count(409)) == (10, 20)
+    bal = (await cclient.get(f"/v1/programs/{code}/members/{m['id']}/balance")).json()
+    assert bal["available"] == 0 and bal["expiring"] == []
+    async with db.read() as session:
+        assert not any((await verify(session)).values())

@@ -9,19 +9,22 @@ from __future__ import annotations
 from datetime import timedelta
 
 import httpx
+import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from habitue import clock
 from habitue.db import Database, table_of
 from habitue.ledger import service as ledger_service
-from habitue.ledger.models import Lot
+from habitue.ledger.errors import InsufficientPoints
+from habitue.ledger.models import Account, Lot
 from habitue.ledger.service import Leg, MemberAccounts
 from habitue.members import service as members_service
 from habitue.programs import service as programs_service
 from tests.conftest import create_program, enrol
 
 _lots = table_of(Lot)
+_accounts = table_of(Account)
 
 
 async def test_debits_take_the_preferred_event_then_the_closest_expiry(
@@ -77,3 +80,48 @@ async def test_debits_take_the_preferred_event_then_the_closest_expiry(
     assert await remaining() == [("e-a", 0), ("e-b", 0), ("e-c", 0)]
     async with db.read() as session:
         assert (await ledger_service.balances(session, accounts))["available"] == 0
+
+
+async def test_a_strict_debit_consumes_what_its_statement_missed_or_refuses(
+    client: httpx.AsyncClient, db: Database
+) -> None:
+    """`finish_strict_debit`: lots committed while the one-statement debit waited for the
+    account's row were not in its snapshot; they are consumed after it."""
+    code = await create_program(client)
+    public_id = (await enrol(client, code))["id"]
+    async with db.read() as session:
+        program = await programs_service.get_info(session, code)
+        accounts = (await members_service.resolve(session, program, member_id=public_id)).accounts
+    for points, event in ((10, "e-1"), (5, "e-2")):
+
+        async def give(session: AsyncSession, points: int = points, event: str = event) -> None:
+            await ledger_service.credit(
+                session, program, accounts, [Leg(points)], kind="earn",
+                reference=f"give:{event}", event_id=event,
+            )  # fmt: skip
+
+        await db.write(give)
+    plan = ledger_service.plan_strict_debit(
+        program, accounts, 12, kind="redeem", counter="redeemed", reference="strict:1"
+    )
+
+    async def statement_saw_no_lot(session: AsyncSession) -> None:
+        await session.execute(
+            _accounts.update().where(_accounts.c.id == accounts.available).values(balance=3)
+        )
+        await ledger_service.finish_strict_debit(session, plan, taken=True, consumed=0)
+
+    await db.write(statement_saw_no_lot)
+    async with db.read() as session:
+        rows = await session.execute(
+            select(_lots.c.event_id, _lots.c.remaining)
+            .where(_lots.c.account_id == accounts.available)
+            .order_by(_lots.c.id)
+        )
+        assert [(e, r) for e, r in rows.all()] == [("e-1", 0), ("e-2", 3)]
+
+    async def short(session: AsyncSession) -> None:
+        await ledger_service.finish_strict_debit(session, plan, taken=False, consumed=0)
+
+    with pytest.raises(InsufficientPoints, match="needs 12 points, 3 available"):
+        await db.write(short)

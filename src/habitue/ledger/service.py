@@ -137,8 +137,8 @@ async def _add_balance(session: AsyncSession, account_id: int, amount: int) -> i
 # keys are checked at the statement's end, when the transaction's row exists). `txn` and
 # `legs` write the transaction and its postings; the credit adds the balance and the lot,
 # the debit consumes the lots. SQLite runs the same writes statement by statement.
-_WITH_TXN_AND_LEGS = """
-    WITH txn AS (
+_TXN_AND_LEGS = """
+    txn AS (
         INSERT INTO ledger_transactions
             (program_id, member_id, kind, reference, event_id, actor, reason, created_at)
         VALUES (:program_id, :member_id, :kind, :reference, :event_id, :actor, :reason, :now)
@@ -154,6 +154,9 @@ _WITH_TXN_AND_LEGS = """
              AS leg(account_id, amount, rule_code, rule_id, rule_version)
     )
 """
+_WITH = """
+    WITH"""
+_WITH_TXN_AND_LEGS = _WITH + _TXN_AND_LEGS
 # On a negative balance the new points first repay the debt: the lot opens with what is left
 # over (`least(total, new balance)`), or not at all.
 _CREDIT_REST = """, account AS (
@@ -192,12 +195,26 @@ _DEBIT_REST = """, open_lots AS (
                         - least(ranked.remaining, :lot_amount - (ranked.upto - ranked.remaining))
         FROM ranked
         WHERE lots.id = ranked.id AND ranked.upto - ranked.remaining < :lot_amount
+        RETURNING least(ranked.remaining, :lot_amount - (ranked.upto - ranked.remaining)) AS took
     )
 """
 DEBIT_CTES = _WITH_TXN_AND_LEGS + _DEBIT_REST
 """A debit's CTEs once its balance is taken (`txn`, `legs`, `open_lots`, `ranked`,
 `consumed`), for a statement that goes on after them; parameters: `DebitPlan.pg_params()`."""
 _DEBIT_PG = text(DEBIT_CTES + _RETURN_TXN)
+# A strict debit in one statement: the balance is taken (`taken`: no row when it is short)
+# and the lots consumed at once. The lots are read with the statement's snapshot: a lot that
+# a concurrent transaction committed while this one waited for the account's row is not
+# among them, and `finish_strict_debit` consumes what the statement could not.
+_TAKE_STRICT = """
+    WITH taken AS (
+        UPDATE accounts SET balance = balance - :lot_amount
+        WHERE id = :account AND balance >= :lot_amount
+        RETURNING balance
+    ),"""
+STRICT_DEBIT_CTES = _TAKE_STRICT + _TXN_AND_LEGS + _DEBIT_REST
+"""`DEBIT_CTES` with the balance taken first (`taken`); parameters: `DebitPlan.pg_params()`
+of `plan_strict_debit`; then `finish_strict_debit` with what `taken` and `consumed` hold."""
 
 
 def _txn_params(
@@ -444,6 +461,49 @@ class DebitPlan:
             "lot_amount": self.lot_amount,
             "prefer_event": self.prefer_event,
         }
+
+
+def plan_strict_debit(
+    program: ProgramInfo,
+    accounts: MemberAccounts,
+    amount: int,
+    *,
+    kind: str,
+    reference: str,
+    counter: str,
+    actor: str | None = None,
+    reason: str | None = None,
+    now: datetime | None = None,
+) -> DebitPlan:
+    """A strict debit of `amount` from the available account, for `STRICT_DEBIT_CTES`."""
+    if amount <= 0:
+        raise ValueError("a debit must be positive")
+    txn: dict[str, Any] = {
+        "program_id": program.id,
+        "member_id": accounts.member_id,
+        "kind": kind,
+        "reference": reference,
+        "event_id": None,
+        "actor": actor,
+        "reason": reason,
+        "postings": [
+            {"account_id": accounts.available, "amount": -amount},
+            {"account_id": program.system_accounts[counter], "amount": amount},
+        ],
+        "now": now or clock.now(),
+    }
+    return DebitPlan(amount, txn, accounts.available, amount, None)
+
+
+async def finish_strict_debit(
+    session: AsyncSession, plan: DebitPlan, *, taken: bool, consumed: int
+) -> None:
+    """After `STRICT_DEBIT_CTES`: refuse (InsufficientPoints, the caller's unit is rolled back)
+    when the balance was short; consume the lots the statement's snapshot missed."""
+    if not taken:
+        have = await _lock_balance(session, plan.account)
+        raise InsufficientPoints(f"needs {plan.taken} points, {max(have, 0)} available")
+    await _consume_lots(session, plan.account, plan.lot_amount - consumed, plan.prefer_event)
 
 
 async def take_balance(

@@ -48,7 +48,8 @@ NEXT_STATUS = {"shipped": "ordered", "delivered": "shipped"}
 
 
 # PostgreSQL: the debit's transaction and lots, the stock, the redemption, its coupon and its
-# domain event in one statement, after the balance's update (SQLite: six statements). The
+# domain event in one statement, with the balance's update or after it (SQLite: seven
+# statements). The
 # stock is taken only if enough is left; the coupon's random code is drawn again, by
 # `coupons.issue`, in the rare case it was taken.
 _REDEEM_CTES = """, stock AS (
@@ -73,10 +74,14 @@ _REDEEM_CTES = """, stock AS (
     ), domain_event AS (
 """
 _REDEEM_RESULT = """)
-    SELECT EXISTS (SELECT FROM stock), (SELECT id FROM redemption), EXISTS (SELECT FROM coupon)
+    SELECT {taken}, (SELECT coalesce(sum(took), 0) FROM consumed), EXISTS (SELECT FROM stock),
+           (SELECT id FROM redemption), EXISTS (SELECT FROM coupon)
 """
-_REDEEM_PG = text(
-    ledger_service.DEBIT_CTES + _REDEEM_CTES + outbox.INSERT_FROM_ARRAYS + _REDEEM_RESULT
+_REDEEM_WRITES = _REDEEM_CTES + outbox.INSERT_FROM_ARRAYS + _REDEEM_RESULT
+# After `take_balance` (a limited reward), or with the balance taken first.
+_REDEEM_PG = text(ledger_service.DEBIT_CTES + _REDEEM_WRITES.format(taken="TRUE"))
+_REDEEM_ONE_PG = text(
+    ledger_service.STRICT_DEBIT_CTES + _REDEEM_WRITES.format(taken="EXISTS (SELECT FROM taken)")
 )
 
 
@@ -163,20 +168,27 @@ async def redeem(
         raise OutOfStock(f"reward {reward.code!r} is out of stock")
     points = reward.cost_points * quantity
     public_id = new_id()
-    debit = await ledger_service.take_balance(
-        session,
-        program,
-        member.accounts,
-        points,
-        kind="redeem",
-        counter="redeemed",
-        reference=f"redemption:{public_id}",
-        actor=actor,
-        reason=f"reward {reward.code} x{quantity}",
-        now=now,
-    )
-    assert debit is not None  # strict: all of it, or InsufficientPoints
-    if limited and dialect_name(session) == "postgresql":
+    postgres = dialect_name(session) == "postgresql"
+    # On PostgreSQL an unlimited reward's redemption is one statement, the balance taken in
+    # it; a limited one counts again once the balance's row is locked, in between.
+    one_statement = postgres and not limited
+    debit_args: dict[str, Any] = {
+        "kind": "redeem",
+        "counter": "redeemed",
+        "reference": f"redemption:{public_id}",
+        "actor": actor,
+        "reason": f"reward {reward.code} x{quantity}",
+        "now": now,
+    }
+    if one_statement:
+        debit = ledger_service.plan_strict_debit(program, member.accounts, points, **debit_args)
+    else:
+        taken_first = await ledger_service.take_balance(
+            session, program, member.accounts, points, **debit_args
+        )
+        assert taken_first is not None  # strict: all of it, or InsufficientPoints
+        debit = taken_first
+    if limited and postgres:
         # The debit locked the member's account row: a concurrent redemption of the same
         # member has committed by now, so counting again cannot miss it.
         await _check_limits(session, program, reward, member, quantity, now)
@@ -201,12 +213,12 @@ async def redeem(
     )  # fmt: skip
     with_coupon = reward.kind in catalogue.COUPON_KINDS
     coupon = None
-    if dialect_name(session) == "postgresql":
+    if postgres:
         code = codes.new_code()
         expires = coupons.expiry(reward, now)
-        stock_taken, redemption_id, coupon_issued = (
+        taken, consumed, stock_taken, redemption_id, coupon_issued = (
             await session.execute(
-                _REDEEM_PG,
+                _REDEEM_ONE_PG if one_statement else _REDEEM_PG,
                 {
                     **debit.pg_params(),
                     **row,
@@ -218,6 +230,8 @@ async def redeem(
                 },
             )
         ).one()
+        if one_statement:
+            await ledger_service.finish_strict_debit(session, debit, taken=taken, consumed=consumed)
         if reward.stock is not None and not stock_taken:
             raise OutOfStock(f"reward {reward.code!r} is out of stock")
         if coupon_issued:
