@@ -163,8 +163,9 @@ def main() -> None:
     ap.add_argument(
         "--group-commit",
         action=argparse.BooleanOptionalAction,
-        default=False,
-        help="HABITUE_GROUP_COMMIT for the server (off: one transaction per request)",
+        default=True,
+        help="HABITUE_GROUP_COMMIT for the server, on as in its defaults "
+        "(--no-group-commit: one transaction per request)",
     )
     args = ap.parse_args()
     if shutil.which("wrk") is None:

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from habitue.db import Database, DeferredWrite, GroupCommitter, Prefetch, defer_write
+from habitue.db import Database, DeferredWrite, GroupCommitter, Prefetch, defer_write, write_late
 
 
 @pytest.fixture
@@ -151,3 +151,32 @@ async def test_a_batch_reads_once_for_its_units_and_forgets_before_another_unit(
     assert calls == [[0, 1, 2]]  # once, in the units' order
     assert results == [False, True, True, "other"]  # unit 2 ran after the other unit
     assert alone is False  # a batch of one reads nothing ahead
+
+
+async def test_late_writes_wait_for_the_batch_end_but_not_past_another_unit(
+    probe: tuple[Database, str, list[str]],
+) -> None:
+    db, table, seen = probe
+    insert_row = text(f"INSERT INTO {table} (id, tag) VALUES (:id, :tag)")  # noqa: S608
+
+    def late(k: int) -> Any:
+        async def work(session: AsyncSession) -> int:
+            await write_late(session, insert_row, {"id": k, "tag": "late"})
+            return k
+
+        return work
+
+    async def reader(session: AsyncSession) -> list[int]:
+        rows = await session.execute(text(f"SELECT id FROM {table} ORDER BY id"))  # noqa: S608
+        return list(rows.scalars())
+
+    committer = GroupCommitter(db.writer)
+    try:
+        jobs = [committer.run(late(k), key=f"{k:03d}", late=True) for k in (0, 1, 3, 4)]
+        jobs.append(committer.run(reader, key="002"))  # runs between 1 and 3
+        results = await asyncio.gather(*jobs)
+    finally:
+        await committer.close()
+    assert results[-1] == [0, 1]  # what the late units before it wrote, and nothing after
+    assert await _rows(db, table) == [0, 1, 3, 4]
+    assert seen.count("INSERT") == 2  # two pipelined writes of two rows each

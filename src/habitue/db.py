@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.pool import NullPool
+from sqlalchemy.sql.base import Executable
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -161,6 +162,38 @@ async def flush_deferred(session: AsyncSession) -> None:
         await session.execute(text(write.sql), write.params)
 
 
+_BATCHED = "habitue.batched_statements"
+
+
+async def write_late(session: AsyncSession, statement: Executable, params: dict[str, Any]) -> None:
+    """Run a unit's last write now, or, in a grouped batch whose units allow it (`late=True`
+    on `Database.write`), with the batch's other such writes, in their order, just before the
+    batch commits: one round trip for all the writes of one text (a pipelined executemany).
+
+    Only for a write nothing reads back before the commit: neither the rest of its unit nor
+    the batch's later units of the same kind (a unit of another kind runs after them).
+    """
+    pending: list[tuple[Executable, dict[str, Any]]] | None = session.info.get(_BATCHED)
+    if pending is None:
+        await session.execute(statement, params)
+    else:
+        pending.append((statement, params))
+
+
+async def _write_pending(session: AsyncSession) -> None:
+    """The batch's late writes, in order, consecutive ones of one text together."""
+    pending: list[tuple[Executable, dict[str, Any]]] = session.info.pop(_BATCHED, [])
+    i = 0
+    while i < len(pending):
+        statement = pending[i][0]
+        j = i
+        while j < len(pending) and pending[j][0] is statement:
+            j += 1
+        group = [params for _, params in pending[i:j]]
+        await session.execute(statement, group if len(group) > 1 else group[0])
+        i = j
+
+
 async def _unit(work: Work[T], session: AsyncSession) -> T:
     value = await work(session)
     await flush_deferred(session)
@@ -235,6 +268,7 @@ class _Job:
     key: str = ""
     tries: int = 0
     prefetch: tuple[Prefetch, ...] = ()
+    late: bool = False
 
 
 @dataclass
@@ -252,10 +286,12 @@ class GroupCommitter:
     _queue: asyncio.Queue[_Job] = field(default_factory=asyncio.Queue)
     _task: asyncio.Task[None] | None = None
 
-    async def run(self, work: Work[T], key: str = "", prefetch: Prefetches = ()) -> T:
+    async def run(
+        self, work: Work[T], key: str = "", prefetch: Prefetches = (), late: bool = False
+    ) -> T:
         loop = asyncio.get_running_loop()
         reads = (prefetch,) if isinstance(prefetch, Prefetch) else tuple(prefetch or ())
-        job = _Job(work=work, future=loop.create_future(), key=key, prefetch=reads)
+        job = _Job(work=work, future=loop.create_future(), key=key, prefetch=reads, late=late)
         await self._queue.put(job)
         if self._task is None or self._task.done():
             self._task = loop.create_task(self._loop())
@@ -292,7 +328,12 @@ class GroupCommitter:
                 slots = await _prefetch(session, jobs)
                 for job in jobs:
                     _keep_only_own(session, slots, job)
+                    if job.late:
+                        session.info.setdefault(_BATCHED, [])
+                    else:  # it may read what they write: they go first, its own at once
+                        await _write_pending(session)
                     values.append(await _unit(job.work, session))
+                await _write_pending(session)
         except Exception:  # rolled back whole: the caller runs the batch unit by unit
             return False
         for job, value in zip(jobs, values, strict=True):
@@ -399,15 +440,18 @@ class Database:
         async with self.reader() as session:
             yield session
 
-    async def write(self, work: Work[T], *, key: str = "", prefetch: Prefetches = ()) -> T:
+    async def write(
+        self, work: Work[T], *, key: str = "", prefetch: Prefetches = (), late: bool = False
+    ) -> T:
         """Run one unit of work in a transaction (grouped with its neighbours when enabled).
 
         `key` names what the unit locks (e.g. the member): grouped units run in key order.
-        `prefetch`: reads the units of a batch share (see `Prefetch`).
+        `prefetch`: reads the units of a batch share (see `Prefetch`). `late`: the unit's
+        `write_late` writes may wait for the batch's end (see there).
         """
         if self.committers:
             lane = zlib.crc32(key.encode()) % len(self.committers) if key else 0
-            return await self.committers[lane].run(work, key, prefetch)
+            return await self.committers[lane].run(work, key, prefetch, late)
         for attempt in range(6):
             try:
                 async with self.writer() as session, session.begin():

@@ -6,6 +6,7 @@ SQLite lot by lot in Python. Both must leave the same lots.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 
 import httpx
@@ -17,14 +18,14 @@ from habitue import clock
 from habitue.db import Database, table_of
 from habitue.ledger import service as ledger_service
 from habitue.ledger.errors import InsufficientPoints
-from habitue.ledger.models import Account, Lot
+from habitue.ledger.models import Lot
 from habitue.ledger.service import Leg, MemberAccounts
+from habitue.ledger.verify import verify
 from habitue.members import service as members_service
 from habitue.programs import service as programs_service
 from tests.conftest import create_program, enrol
 
 _lots = table_of(Lot)
-_accounts = table_of(Account)
 
 
 async def test_debits_take_the_preferred_event_then_the_closest_expiry(
@@ -101,14 +102,14 @@ async def test_a_strict_debit_consumes_what_its_statement_missed_or_refuses(
             )  # fmt: skip
 
         await db.write(give)
-    plan = ledger_service.plan_strict_debit(
-        program, accounts, 12, kind="redeem", counter="redeemed", reference="strict:1"
-    )
 
     async def statement_saw_no_lot(session: AsyncSession) -> None:
-        await session.execute(
-            _accounts.update().where(_accounts.c.id == accounts.available).values(balance=3)
+        plan = await ledger_service.take_balance(
+            session, program, accounts, 12, kind="redeem", counter="redeemed", reference="s:1"
         )
+        assert plan is not None
+        # Its transaction written, no lot consumed: as if none had been in its snapshot.
+        await ledger_service.apply_debit(session, replace(plan, lot_amount=0))
         await ledger_service.finish_strict_debit(session, plan, taken=True, consumed=0)
 
     await db.write(statement_saw_no_lot)
@@ -119,8 +120,12 @@ async def test_a_strict_debit_consumes_what_its_statement_missed_or_refuses(
             .order_by(_lots.c.id)
         )
         assert [(e, r) for e, r in rows.all()] == [("e-1", 0), ("e-2", 3)]
+        assert not any((await verify(session)).values())
 
     async def short(session: AsyncSession) -> None:
+        plan = ledger_service.plan_strict_debit(
+            program, accounts, 12, kind="redeem", counter="redeemed", reference="s:2"
+        )
         await ledger_service.finish_strict_debit(session, plan, taken=False, consumed=0)
 
     with pytest.raises(InsufficientPoints, match="needs 12 points, 3 available"):

@@ -18,7 +18,14 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from habitue import clock
-from habitue.db import Database, DeferredWrite, dialect_name, table_of, take_deferred
+from habitue.db import (
+    Database,
+    DeferredWrite,
+    dialect_name,
+    table_of,
+    take_deferred,
+    write_late,
+)
 from habitue.errors import ValidationFailed
 from habitue.events import hooks
 from habitue.events.errors import (
@@ -300,14 +307,14 @@ async def record_event(db: Database, program: ProgramInfo, body: EventCreate) ->
     work back whole, and the stored response of the first is returned.
     """
     sel = body.member
-    prefetch = (
-        members_service.prefetch(program, sel.id)
-        if sel is not None and sel.id is not None and body.type != "refund"
-        else None
-    )
+    by_id = sel is not None and sel.id is not None and body.type != "refund"
+    prefetch = members_service.prefetch(program, sel.id) if sel and sel.id and by_id else None
+    # Late: the batch writes its events at its end. Not when the event pays with points: its
+    # debit reads the lots, which an earlier event of the member in the batch may credit.
+    late = by_id and not body.spend_points
     try:
         return await db.write(
-            lambda s: apply(s, program, body), key=lock_key(body), prefetch=prefetch
+            lambda s: apply(s, program, body), key=lock_key(body), prefetch=prefetch, late=late
         )
     except IntegrityError:
         async with db.read() as session:
@@ -557,7 +564,8 @@ async def _insert_event(
             if params.keys() & write.params.keys():
                 raise AssertionError(f"the deferred write {write.name} reuses a parameter")
             params |= write.params
-        await session.execute(_event_statement(credit is not None, deferred), params)
+        # Nothing reads these rows back in the unit: a batch may write them all at its end.
+        await write_late(session, _event_statement(credit is not None, deferred), params)
         return
     if credit is not None:
         await ledger_service.apply_credit(session, credit)
