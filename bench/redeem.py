@@ -1,10 +1,11 @@
 """Benchmark redemptions through the API on PostgreSQL, against pgbench TPC-B in the same run.
 
     .venv/bin/python bench/redeem.py [--members 500] [--duration 20] [--connections 32]
-                                     [--group-commit] [--scale 10]
+                                     [--no-group-commit] [--scale 10]
 
 Creates two scratch databases on the local PostgreSQL (dropped at the end), starts
-`habitue serve --workers 2` with production settings, seeds members with points and a voucher
+`habitue serve --workers 2` with production settings (group commit on, as the server's
+default), seeds members with points and a voucher
 reward (unlimited stock, each redemption spends points, writes the redemption and issues a
 coupon), drives
 `POST /members/{id}/redemptions` with `wrk` at 32 connections from a Lua script, then runs
