@@ -11,6 +11,7 @@ from sqlalchemy import event
 from habitue.db import Database
 from habitue.events import service as events_service
 from habitue.events.schemas import EventCreate
+from habitue.ledger.verify import verify
 from habitue.members import service as members_service
 from habitue.programs import service as programs_service
 from habitue.rewards.referrals import PENDING
@@ -132,3 +133,36 @@ async def test_grouped_purchases_read_their_members_in_one_query(
         assert balance["available"] == points
         counted = (await _extras(db, program, member))[COUNTERS]
         assert counted["lifetime"]["purchases"] == purchases
+
+
+async def test_grouped_purchases_that_earn_pending_points_or_none(
+    client: httpx.AsyncClient, db: Database, settings: Settings
+) -> None:
+    """Late writes of other shapes: pending points, no points at all, a member twice."""
+    program = await create_program(client, pending_days=14)
+    a, b = [(await enrol(client, program))["id"] for _ in range(2)]
+    one_lane = Database(settings.database_url, lanes=1)
+    try:
+        async with one_lane.read() as session:
+            info = await programs_service.get_info(session, program)
+        bodies = [
+            EventCreate.model_validate({
+                "type": "purchase", "member": {"id": m}, "external_id": f"p{n}", "total": total})
+            for n, (m, total) in enumerate([(a, "20.00"), (b, "0.50"), (a, "5.00"), (b, "7.00")])
+        ]  # fmt: skip
+        answers = await asyncio.gather(
+            *[events_service.record_event(one_lane, info, body) for body in bodies]
+        )
+    finally:
+        await one_lane.dispose()
+    assert [(r.points_earned, r.pending) for r in answers] == [
+        (20, True), (0, False), (5, True), (7, True)]  # fmt: skip
+    for member, pending in ((a, 25), (b, 7)):
+        balance = (await client.get(f"/v1/programs/{program}/members/{member}/balance")).json()
+        assert (balance["available"], balance["pending"], balance["lifetime_earned"]) == (
+            0, pending, pending)  # fmt: skip
+    feed = (await client.get(f"/v1/programs/{program}/events-feed")).json()["items"]
+    assert sorted(e["data"]["external_id"] for e in feed if e["type"] == "event.recorded") == [
+        "p0", "p1", "p2", "p3"]  # fmt: skip
+    async with db.read() as session:
+        assert not any((await verify(session)).values())
