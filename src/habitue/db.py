@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import os
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -183,15 +184,10 @@ async def write_late(session: AsyncSession, statement: Executable, params: dict[
 async def _write_pending(session: AsyncSession) -> None:
     """The batch's late writes, in order, consecutive ones of one text together."""
     pending: list[tuple[Executable, dict[str, Any]]] = session.info.pop(_BATCHED, [])
-    i = 0
-    while i < len(pending):
-        statement = pending[i][0]
-        j = i
-        while j < len(pending) and pending[j][0] is statement:
-            j += 1
-        group = [params for _, params in pending[i:j]]
-        await session.execute(statement, group if len(group) > 1 else group[0])
-        i = j
+    for _, run in itertools.groupby(pending, key=lambda write: id(write[0])):
+        writes = list(run)
+        group = [params for _, params in writes]
+        await session.execute(writes[0][0], group if len(group) > 1 else group[0])
 
 
 async def _unit(work: Work[T], session: AsyncSession) -> T:

@@ -306,12 +306,11 @@ async def record_event(db: Database, program: ProgramInfo, body: EventCreate) ->
     The unique (program, source, external_id) index decides: a duplicate rolls its unit of
     work back whole, and the stored response of the first is returned.
     """
-    sel = body.member
-    by_id = sel is not None and sel.id is not None and body.type != "refund"
-    prefetch = members_service.prefetch(program, sel.id) if sel and sel.id and by_id else None
+    member_id = body.member.id if body.member is not None and body.type != "refund" else None
+    prefetch = members_service.prefetch(program, member_id) if member_id is not None else None
     # Late: the batch writes its events at its end. Not when the event pays with points: its
     # debit reads the lots, which an earlier event of the member in the batch may credit.
-    late = by_id and not body.spend_points
+    late = member_id is not None and not body.spend_points
     try:
         return await db.write(
             lambda s: apply(s, program, body), key=lock_key(body), prefetch=prefetch, late=late

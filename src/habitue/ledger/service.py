@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, NoReturn
 
 from sqlalchemy import and_, bindparam, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -478,21 +478,60 @@ def plan_strict_debit(
     """A strict debit of `amount` from the available account, for `STRICT_DEBIT_CTES`."""
     if amount <= 0:
         raise ValueError("a debit must be positive")
+    return _debit_plan(
+        program,
+        accounts.member_id,
+        accounts.available,
+        amount,
+        amount,
+        counter=counter,
+        kind=kind,
+        reference=reference,
+        event_id=None,
+        prefer_event=None,
+        actor=actor,
+        reason=reason,
+        now=now or clock.now(),
+    )
+
+
+def _debit_plan(
+    program: ProgramInfo,
+    member_id: int,
+    account: int,
+    taken: int,
+    lot_amount: int,
+    *,
+    counter: str,
+    kind: str,
+    reference: str,
+    event_id: str | None,
+    prefer_event: str | None,
+    actor: str | None,
+    reason: str | None,
+    now: datetime,
+) -> DebitPlan:
+    """`taken` points from `account` to the program's `counter` account, as a plan."""
     txn: dict[str, Any] = {
         "program_id": program.id,
-        "member_id": accounts.member_id,
+        "member_id": member_id,
         "kind": kind,
         "reference": reference,
-        "event_id": None,
+        "event_id": event_id,
         "actor": actor,
         "reason": reason,
         "postings": [
-            {"account_id": accounts.available, "amount": -amount},
-            {"account_id": program.system_accounts[counter], "amount": amount},
+            {"account_id": account, "amount": -taken},
+            {"account_id": program.system_accounts[counter], "amount": taken},
         ],
-        "now": now or clock.now(),
+        "now": now,
     }
-    return DebitPlan(amount, txn, accounts.available, amount, None)
+    return DebitPlan(taken, txn, account, lot_amount, prefer_event)
+
+
+async def _refuse(session: AsyncSession, account: int, amount: int) -> NoReturn:
+    have = await _lock_balance(session, account)
+    raise InsufficientPoints(f"needs {amount} points, {max(have, 0)} available")
 
 
 async def finish_strict_debit(
@@ -501,8 +540,7 @@ async def finish_strict_debit(
     """After `STRICT_DEBIT_CTES`: refuse (InsufficientPoints, the caller's unit is rolled back)
     when the balance was short; consume the lots the statement's snapshot missed."""
     if not taken:
-        have = await _lock_balance(session, plan.account)
-        raise InsufficientPoints(f"needs {plan.taken} points, {max(have, 0)} available")
+        await _refuse(session, plan.account, plan.taken)
     await _consume_lots(session, plan.account, plan.lot_amount - consumed, plan.prefer_event)
 
 
@@ -537,8 +575,7 @@ async def take_balance(
             .returning(_accounts.c.balance)
         )
         if result.first() is None:
-            have = await _lock_balance(session, account)
-            raise InsufficientPoints(f"needs {amount} points, {max(have, 0)} available")
+            await _refuse(session, account, amount)
         before = None
         taken = amount
     else:
@@ -547,22 +584,21 @@ async def take_balance(
         if taken == 0:
             return None
         await _add_balance(session, account, -taken)
-    txn: dict[str, Any] = {
-        "program_id": program.id,
-        "member_id": accounts.member_id,
-        "kind": kind,
-        "reference": reference,
-        "event_id": event_id,
-        "actor": actor,
-        "reason": reason,
-        "postings": [
-            {"account_id": account, "amount": -taken},
-            {"account_id": program.system_accounts[counter], "amount": taken},
-        ],
-        "now": now,
-    }
-    lot_amount = taken if before is None else min(taken, max(before, 0))
-    return DebitPlan(taken, txn, account, lot_amount, prefer_event)
+    return _debit_plan(
+        program,
+        accounts.member_id,
+        account,
+        taken,
+        taken if before is None else min(taken, max(before, 0)),
+        counter=counter,
+        kind=kind,
+        reference=reference,
+        event_id=event_id,
+        prefer_event=prefer_event,
+        actor=actor,
+        reason=reason,
+        now=now,
+    )
 
 
 async def apply_debit(session: AsyncSession, plan: DebitPlan) -> int:

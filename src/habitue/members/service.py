@@ -237,13 +237,15 @@ Each saves the event path a statement per event.
 _EVENT_REF_BY: dict[tuple[str, tuple[str, ...]], Any] = {}
 
 
+def _extra_columns(member_id: ColumnElement[int]) -> list[ColumnElement[Any]]:
+    return [extra(member_id).label(f"extra_{name}") for name, extra in event_extras.items()]
+
+
 def _event_ref_query(column: str) -> Any:
     key = (column, tuple(event_extras))
     query = _EVENT_REF_BY.get(key)
     if query is None:
-        query = _REF_BY[column].add_columns(
-            *(extra(_members.c.id).label(f"extra_{name}") for name, extra in event_extras.items())
-        )
+        query = _REF_BY[column].add_columns(*_extra_columns(_members.c.id))
         _EVENT_REF_BY[key] = query
     return query
 
@@ -265,10 +267,7 @@ def _event_refs_query() -> Any:
             .order_by(_members.c.public_id)
             .subquery()
         )
-        query = select(
-            inner,
-            *(extra(inner.c.id).label(f"extra_{name}") for name, extra in event_extras.items()),
-        )
+        query = select(inner, *_extra_columns(inner.c.id))
         _EVENT_REFS_BY_IDS[key] = query
     return query
 

@@ -180,14 +180,14 @@ async def redeem(
         "reason": f"reward {reward.code} x{quantity}",
         "now": now,
     }
-    if one_statement:
-        debit = ledger_service.plan_strict_debit(program, member.accounts, points, **debit_args)
-    else:
-        taken_first = await ledger_service.take_balance(
+    debit = (
+        ledger_service.plan_strict_debit(program, member.accounts, points, **debit_args)
+        if one_statement
+        else await ledger_service.take_balance(
             session, program, member.accounts, points, **debit_args
         )
-        assert taken_first is not None  # strict: all of it, or InsufficientPoints
-        debit = taken_first
+    )
+    assert debit is not None  # strict: all of it, or InsufficientPoints
     if limited and postgres:
         # The debit locked the member's account row: a concurrent redemption of the same
         # member has committed by now, so counting again cannot miss it.
