@@ -1,7 +1,9 @@
-"""The import's writer process: `python -m habitue.events.import_writer IN_FD OUT_FD`.
+"""The import's processes: `python -m habitue.events.import_writer IN_FD OUT_FD [writer|worker]`.
 
-Started by `habitue import purchases` for large files (see `importer._ProcessWriter`); reads
-pickled chunks from IN_FD and reports commits on OUT_FD. The database URL comes in
+Started by `habitue import purchases` for large files (see `importer._ProcessWriter`): a
+writer reads pickled chunks from IN_FD and reports commits on OUT_FD; a worker of a
+partitioned import (PostgreSQL) reads its job and batches of CSV rows, and prepares and
+writes them itself (`importer.import_worker`). The database URL comes in
 `HABITUE_IMPORT_URL` so that it never shows in the process list.
 """
 
@@ -11,7 +13,7 @@ import os
 import sys
 from multiprocessing import connection as mp_connection
 
-from habitue.events.importer import write_chunks
+from habitue.events.importer import import_worker, write_chunks
 
 
 def main(argv: list[str]) -> None:
@@ -19,7 +21,9 @@ def main(argv: list[str]) -> None:
     outbox = mp_connection.Connection(int(argv[2]), readable=False)
     # Nothing may print on our standard output: the parent owns it.
     sys.stdout = sys.stderr
-    write_chunks(os.environ["HABITUE_IMPORT_URL"], inbox, outbox)
+    role = argv[3] if len(argv) > 3 else "writer"
+    run = import_worker if role == "worker" else write_chunks
+    run(os.environ["HABITUE_IMPORT_URL"], inbox, outbox)
 
 
 if __name__ == "__main__":
