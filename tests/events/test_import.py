@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from habitue.cli import app
 from habitue.clock import as_utc
 from habitue.db import Database, make_sync_engine
-from habitue.events.importer import ImportFailed, import_purchases
+from habitue.events.importer import ImportFailed, import_purchases, member_share
 from habitue.ledger.verify import verify
 from tests.conftest import create_program, enrol
 
@@ -303,3 +303,45 @@ async def test_imported_times_are_exact(
     # Pending ended long ago (14 days after 4 March): the lot is available, expiring 30 days on.
     assert pending_until is None and expires == occurred + timedelta(days=30)
     assert created is not None and abs(created - datetime.now(UTC)) < timedelta(minutes=5)
+
+
+async def test_workers_share_members_and_card_numbers(
+    client: httpx.AsyncClient, db: Database, db_kind: str, db_url: str, tmp_path: Path
+) -> None:
+    """PostgreSQL: two workers import a large file, each its members' purchases. Each member
+    is enrolled once with a card number of its worker's share; a repeated external id goes
+    to the worker of its first row, which rejects it as a repeat even when the first row was
+    itself rejected and the repeat names another worker's member."""
+    if db_kind != "postgres":
+        pytest.skip("SQLite takes one writer: its imports are not partitioned")
+    code = await create_program(client)
+    ours, theirs = "W0", next(f"W{i}" for i in range(1, 50) if member_share(f"W{i}", 2) == 1)
+    assert member_share(ours, 2) == 0
+    path = tmp_path / "p.csv"
+    _purchases(path, 400, 60)
+    with path.open("a", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow([ours, "X1", "2026-02-08T10:00:00Z", "-1.00", "", "", "", ""])  # rejected
+        w.writerow([ours, "X2", "2026-02-08T10:00:00Z", "3.00", "", "", "", ""])
+        w.writerow([theirs, "X1", "2026-02-08T10:00:00Z", "9.99", "", "", "", ""])
+    engine = make_sync_engine(db_url)
+    try:
+        report = import_purchases(engine, code, path, enrol_missing=True, chunk=50,
+                                  writer_process=True, workers=2)
+    finally:
+        engine.dispose()
+    assert (report.imported, report.enrolled, report.rejected) == (401, 61, 2)
+    assert sorted(reason for _, reason in report.rejects)[0] == "duplicate external_id in the file"
+    async with db.read() as session:
+        cards = (
+            await session.execute(
+                text(
+                    "SELECT m.external_id, c.number FROM cards c JOIN members m ON m.id = "
+                    "c.member_id JOIN programs p ON p.id = m.program_id WHERE p.code = :c"
+                ),
+                {"c": code},
+            )
+        ).all()
+        assert all(not rows for rows in (await verify(session)).values())
+    assert len(cards) == 61 and len({n for _, n in cards}) == 61
+    assert all(int(number) % 2 == member_share(ext, 2) for ext, number in cards)
