@@ -280,10 +280,12 @@ def _parse_group(
 class _Ids:
     """Primary keys for the rows the import numbers itself (members, accounts, ledger
     transactions): a sequence on PostgreSQL; on SQLite a counter from the table's largest id,
-    which the writer checks under the write lock before each chunk (`_check_ids`)."""
+    which the writer checks under the write lock before each chunk (`_check_ids`). A worker
+    of a partitioned SQLite import, share (k, n), numbers only ids that are k modulo n."""
 
-    def __init__(self, conn: Connection) -> None:
+    def __init__(self, conn: Connection, share: tuple[int, int] = (0, 1)) -> None:
         self.conn = conn
+        self.share = share
         self.next: dict[str, int] = {}
 
     def take(self, table: Table, n: int) -> list[int]:
@@ -304,9 +306,12 @@ class _Ids:
                 top = self.conn.execute(
                     text(f"SELECT COALESCE(MAX(id), 0) FROM {table.name}")  # noqa: S608
                 ).scalar_one()
+            part, parts = self.share
             start = int(top) + 1
-        self.next[table.name] = start + n
-        return list(range(start, start + n))
+            start += (part - start) % parts
+        step = self.share[1]
+        self.next[table.name] = start + n * step
+        return list(range(start, start + n * step, step))
 
 
 # Column orders of the rows the import builds as tuples (the tables' own columns, by name).
@@ -851,11 +856,18 @@ def _top_id_sql(table: str) -> str:
     return f"SELECT COALESCE(MAX(id), 0) FROM {table}"  # noqa: S608
 
 
-def _check_ids(chunk: _Writes, top_id: Callable[[str], int]) -> None:
-    """SQLite: no other process numbered rows from the ids this chunk drew (`top_id` reads
-    a table's largest id under the write lock)."""
+def _share_top_id_sql(table: str) -> str:
+    """The largest id of a share (`?` k of `?` n) from an id on: a scan of the rowids from
+    there, which holds only the rows written since the chunk drew its ids."""
+    return f"SELECT COALESCE(MAX(id), 0) FROM {table} WHERE id >= ? AND id % ? = ?"  # noqa: S608
+
+
+def _check_ids(chunk: _Writes, top_id: Callable[[str, int], int]) -> None:
+    """SQLite: no other process numbered rows from the ids this chunk drew (`top_id(table,
+    first)` reads, under the write lock, the largest id this process may number, from the
+    chunk's first on; the other workers of a partitioned import number other ids)."""
     for table, first in chunk.first_ids.items():
-        if top_id(table) >= first:
+        if top_id(table, first) >= first:
             raise ImportConflict(
                 f"another process wrote to {table} during the import; this chunk was not "
                 "written. Run the import again: it skips what is already in."
@@ -900,7 +912,7 @@ def _apply_chunk(conn: Connection, chunk: _Writes) -> None:
     if conn.info.get("skip_triggers"):
         conn.execute(text("SET LOCAL session_replication_role = replica"))
     if conn.dialect.name == "sqlite":
-        _check_ids(chunk, lambda table: int(conn.execute(text(_top_id_sql(table))).scalar_one()))
+        _check_ids(chunk, lambda t, _: int(conn.execute(text(_top_id_sql(t))).scalar_one()))
 
     def debts_of(accounts: list[int]) -> dict[int, int]:
         cond = _match(_accounts.c.id, accounts, conn.dialect.name)
@@ -1016,18 +1028,22 @@ class _InlineWriter:
 
 
 class _SqliteWriter:
-    """The SQLite writer process's connection, through APSW rather than Python's `sqlite3`.
+    """Where a writer or worker process writes SQLite chunks: through APSW rather than
+    Python's `sqlite3`.
 
     APSW brings its own SQLite, which this process configures before its first connection:
     no mutex per connection (one thread uses it) and no memory statistics (each allocation
     took a global mutex). With `sqlite3`, locking and unlocking mutexes were 13 % of the
-    writer's time, and the writer is the SQLite import's limit. Same file, same settings as
-    `_bulk_session`; every chunk in one `BEGIN IMMEDIATE` transaction.
+    writer's time, and with one writer process it was the SQLite import's limit (0.89 of a
+    core, 0.62 through APSW). Same file, same settings as `_bulk_session`; every chunk in one
+    `BEGIN IMMEDIATE` transaction, which waits for another worker's to end.
     """
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, share: tuple[int, int] = (0, 1)) -> None:
         import apsw
 
+        self._share = share
+        self._done: list[int] = []
         try:
             apsw.shutdown()
             apsw.config(apsw.SQLITE_CONFIG_MULTITHREAD)
@@ -1046,8 +1062,9 @@ class _SqliteWriter:
         ):
             self._db.execute(pragma).fetchall()
 
-    def _top_id(self, table: str) -> int:
-        top: Any = self._db.execute(_top_id_sql(table)).fetchall()[0][0]
+    def _top_id(self, table: str, first: int) -> int:
+        part, parts = self._share
+        top: Any = self._db.execute(_share_top_id_sql(table), (first, parts, part)).fetchall()[0][0]
         return int(top)
 
     def _debts_of(self, accounts: list[int]) -> dict[int, int]:
@@ -1079,6 +1096,16 @@ class _SqliteWriter:
             if db.in_transaction:
                 db.execute("ROLLBACK")
             raise
+        self._done.append(writes.number)
+
+    def submit(self, writes: _Writes) -> None:
+        self.write(writes)
+
+    def committed(self, *, wait: bool) -> list[int]:
+        """Chunks committed since the last call (all of them: `write` commits)."""
+        del wait
+        done, self._done = self._done, []
+        return done
 
     def close(self) -> None:
         self._db.close()
@@ -1101,10 +1128,7 @@ def write_chunks(
         try:
             with _no_collection():
                 for writes in chunks:
-                    if isinstance(writer, _SqliteWriter):
-                        writer.write(writes)
-                    else:
-                        writer.submit(writes)
+                    writer.submit(writes)
                     outbox.send(("committed", writes.number))
         finally:
             writer.close()
@@ -1139,18 +1163,31 @@ def import_worker(
     and writes each batch in one transaction, reporting the rows of every commit and its
     report at the end; after a failure it reports it and drains its inbox."""
     job: _Job = inbox.recv()
+    share = (job.part, job.parts)
     engine = make_sync_engine(url)
+    sqlite = engine.dialect.name == "sqlite"
+    # On SQLite the worker reads without taking the write lock, and writes through APSW;
+    # the workers' writes then take turns, while their preparing does not.
+    reading = make_sync_engine(url, immediate=False) if sqlite else engine
     batches = _read_ahead(inbox)
     try:
         report = ImportReport()
-        writer = _InlineWriter(engine, analyze=job.part == 0)
+        writer: _InlineWriter | _SqliteWriter = (
+            _SqliteWriter(engine.url.database or "", share)
+            if sqlite
+            else _InlineWriter(engine, analyze=job.part == 0)
+        )
         try:
-            with engine.connect() as conn, _no_collection():
+            with reading.connect() as conn, _no_collection():
                 with conn.begin():
                     program = _load_program(conn, job.program_code)
-                program.share = (job.part, job.parts)
+                program.share = share
                 report.skipped_rules = program.skipped_rules
-                layout, ids, nothing_in_flight = _Layout.of(job.header), _Ids(conn), _InFlight()
+                layout, ids, nothing_in_flight = (
+                    _Layout.of(job.header),
+                    _Ids(conn, share),
+                    _InFlight(),
+                )
                 for number, groups in enumerate(batches, start=1):
                     prepared = _prepare_chunk(
                         conn,
@@ -1172,11 +1209,14 @@ def import_worker(
         outbox.send(("report", report))
         outbox.send(("finished", 0))
     except Exception as exc:  # reported to the importing process, which raises it
-        outbox.send(("failed", f"{type(exc).__name__}: {exc}"))
+        conflict = isinstance(exc, ImportConflict)
+        outbox.send(("conflict" if conflict else "failed", f"{type(exc).__name__}: {exc}"))
         for _ in batches:
             pass
     finally:
         engine.dispose()
+        if reading is not engine:
+            reading.dispose()
 
 
 def _read_ahead(inbox: mp_connection.Connection) -> Iterator[Any]:
@@ -1325,7 +1365,7 @@ class _ProcessWriter:
 
 
 WORKERS = 2
-"""Worker processes of a large import on PostgreSQL (`_import_partitioned`)."""
+"""Worker processes of a large import (`_import_partitioned`)."""
 
 
 def _import_partitioned(
@@ -1340,17 +1380,19 @@ def _import_partitioned(
     progress: Callable[[int], None] | None,
     now: datetime,
 ) -> ImportReport:
-    """A PostgreSQL import shared by `parts` worker processes (`import_worker`), each
-    preparing and writing the purchases of its share of the members on its own connection.
+    """An import shared by `parts` worker processes (`import_worker`), each preparing and
+    writing the purchases of its share of the members on its own connection.
 
     With one preparing process and one writer, the preparing side (Python, a core's worth of
-    work per 20,000 purchases on this VM) and the writing side (the backend) each wait for the
-    other part of the time; several workers keep both cores busy, and no prepared rows
-    cross between processes. This process reads the file and hands each purchase to the
-    worker of its member (`member_share`); a repeated external id goes where its first row
-    went, so that one worker sees both and counts or rejects the repeat as a single process
-    would. Workers touch disjoint members, accounts and card numbers, so they never wait
-    for one another's locks. A failure stops the import: what each worker committed stays.
+    work per 20,000 purchases on this VM) and the writing side (PostgreSQL's backend, or the
+    SQLite writer) each wait for the other part of the time; several workers keep both cores
+    busy, and no prepared rows cross between processes. This process reads the file and
+    hands each purchase to the worker of its member (`member_share`); a repeated external
+    id goes where its first row went, so that one worker sees both and counts or rejects
+    the repeat as a single process would. Workers touch disjoint members, accounts, card
+    numbers and, on SQLite, ids (`_Ids`), so on PostgreSQL they never wait for one another's
+    locks; SQLite's writes take turns while the other worker prepares. A failure stops the
+    import: what each worker committed stays.
     """
     report = ImportReport()
     with path.open(newline="", encoding="utf-8") as fh:
@@ -1455,7 +1497,7 @@ def import_purchases(
     sqlite = engine.dialect.name == "sqlite"
     if writer_process is None:
         writer_process = path.stat().st_size >= PROCESS_WRITER_BYTES
-    if writer_process and not sqlite and workers > 1:
+    if writer_process and workers > 1:
         return _import_partitioned(
             engine,
             program_code,
