@@ -377,7 +377,7 @@ async def test_sqlite_workers_number_ids_of_their_share(
     assert ids == [first, first + 2, first + 4]
     writer = _SqliteWriter(db_url.removeprefix("sqlite:///"), (1, 2))
     try:
-        writer.write(_Writes(1, first_ids={"ledger_transactions": first}))
+        writer.submit(_Writes(1, first_ids={"ledger_transactions": first}))
         with sqlite3.connect(db_url.removeprefix("sqlite:///")) as other:
             other.execute(
                 "INSERT INTO ledger_transactions (id, program_id, member_id, kind, reference, "
@@ -387,7 +387,7 @@ async def test_sqlite_workers_number_ids_of_their_share(
                 (first + 2, top),
             )
         with pytest.raises(ImportConflict):
-            writer.write(_Writes(2, first_ids={"ledger_transactions": first + 2}))
-        writer.write(_Writes(3, first_ids={"ledger_transactions": first + 6}))
+            writer.submit(_Writes(2, first_ids={"ledger_transactions": first + 2}))
+        writer.submit(_Writes(3, first_ids={"ledger_transactions": first + 6}))
     finally:
         writer.close()

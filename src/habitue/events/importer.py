@@ -1043,7 +1043,6 @@ class _SqliteWriter:
         import apsw
 
         self._share = share
-        self._done: list[int] = []
         try:
             apsw.shutdown()
             apsw.config(apsw.SQLITE_CONFIG_MULTITHREAD)
@@ -1075,7 +1074,8 @@ class _SqliteWriter:
         )
         return {int(i): int(b) for i, b in found}
 
-    def write(self, writes: _Writes) -> None:
+    def submit(self, writes: _Writes) -> None:
+        """Write a chunk in one transaction (committed on return)."""
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:
@@ -1096,16 +1096,6 @@ class _SqliteWriter:
             if db.in_transaction:
                 db.execute("ROLLBACK")
             raise
-        self._done.append(writes.number)
-
-    def submit(self, writes: _Writes) -> None:
-        self.write(writes)
-
-    def committed(self, *, wait: bool) -> list[int]:
-        """Chunks committed since the last call (all of them: `write` commits)."""
-        del wait
-        done, self._done = self._done, []
-        return done
 
     def close(self) -> None:
         self._db.close()
