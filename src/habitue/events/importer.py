@@ -1,10 +1,11 @@
 """Bulk import of purchases from CSV: the same `decide`, set-based writes, idempotent re-runs.
 
-Rows of one purchase share its `external_id` and sit next to each other. The calling process
-reads, checks and decides a chunk at a time and builds its rows (`_prepare_chunk`); a writer
-(inline, or for large files the `habitue.events.import_writer` process) writes each chunk in
-one transaction: events, lines, ledger transactions, postings, lots and outbox rows in bulk
-(binary COPY on PostgreSQL, executemany on SQLite), balances once per account.
+Rows of one purchase share its `external_id` and sit next to each other. A chunk at a time
+is read, checked and decided and its rows built (`_prepare_chunk`), then written in one
+transaction: events, lines, ledger transactions, postings, lots and outbox rows in bulk
+(binary COPY on PostgreSQL, executemany on SQLite), balances once per account. Small files
+are prepared and written by the calling process; large ones by two worker processes
+(`habitue.events.import_writer`), each for its share of the members (`_import_partitioned`).
 """
 
 from __future__ import annotations
@@ -1473,11 +1474,12 @@ def import_purchases(
 ) -> ImportReport:
     """Import a purchases CSV; re-running it credits nothing twice. One transaction per chunk.
 
-    The calling thread reads, checks and decides chunk after chunk; the writer writes each
-    in its own transaction, in order: inline, or for large files (`writer_process`, by
-    default from `PROCESS_WRITER_BYTES`) in a separate process while the next chunks are
-    prepared. A failure stops the import: what was committed stays (a re-run skips it), the
-    failing chunk is rolled back.
+    Small files are read, checked, decided and written chunk after chunk by the calling
+    thread. Large ones (`writer_process`, by default from `PROCESS_WRITER_BYTES`) go to
+    `workers` processes that each prepare and write their members' purchases
+    (`_import_partitioned`); with `workers=1`, the calling thread prepares and one writer
+    process writes each chunk while the next is prepared. A failure stops the import: what
+    was committed stays (a re-run skips it), the failing chunk is rolled back.
     """
     from habitue import rooms
 
