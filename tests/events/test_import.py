@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import sqlite3
+from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -18,8 +19,9 @@ from habitue.db import Database, make_sync_engine, table_of
 from habitue.events.importer import (
     ImportConflict,
     ImportFailed,
+    _check_ids,
     _Ids,
-    _SqliteWriter,
+    _share_top_id_sql,
     _Writes,
     import_purchases,
     member_share,
@@ -355,11 +357,12 @@ async def test_workers_share_members_and_card_numbers(
 
 
 async def test_sqlite_workers_number_ids_of_their_share(
-    client: httpx.AsyncClient, db_kind: str, db_url: str
+    client: httpx.AsyncClient, db: Database, db_kind: str, db_url: str
 ) -> None:
     """SQLite: worker k of n numbers the ids that are k modulo n, above the largest; a row
-    someone else numbered in its share since the chunk drew its ids is a conflict, found
-    when the chunk is written, which then writes nothing."""
+    someone else numbered in its share since the chunk drew its ids is a conflict (the
+    writer's check, run here through `sqlite3`: APSW's own SQLite must not open the file in
+    a process where another SQLite library has it open)."""
     if db_kind != "sqlite":
         pytest.skip("PostgreSQL numbers rows by its sequences")
     code = await create_program(client)
@@ -375,19 +378,27 @@ async def test_sqlite_workers_number_ids_of_their_share(
         engine.dispose()
     first = top + 1 + (top + 1 + 1) % 2  # the first odd id above the largest
     assert ids == [first, first + 2, first + 4]
-    writer = _SqliteWriter(db_url.removeprefix("sqlite:///"), (1, 2))
-    try:
-        writer.submit(_Writes(1, first_ids={"ledger_transactions": first}))
-        with sqlite3.connect(db_url.removeprefix("sqlite:///")) as other:
-            other.execute(
-                "INSERT INTO ledger_transactions (id, program_id, member_id, kind, reference, "
-                "event_id, actor, reason, created_at) SELECT ?, program_id, member_id, kind, "
-                "reference || ':again', event_id, actor, reason, created_at "
-                "FROM ledger_transactions WHERE id = ?",
-                (first + 2, top),
-            )
-        with pytest.raises(ImportConflict):
-            writer.submit(_Writes(2, first_ids={"ledger_transactions": first + 2}))
-        writer.submit(_Writes(3, first_ids={"ledger_transactions": first + 6}))
-    finally:
-        writer.close()
+    with closing(sqlite3.connect(db_url.removeprefix("sqlite:///"), isolation_level=None)) as other:
+
+        def top_id(table: str, since: int) -> int:
+            return int(other.execute(_share_top_id_sql(table), (since, 2, 1)).fetchone()[0])
+
+        _check_ids(_Writes(1, first_ids={"ledger_transactions": first}), top_id)
+        copy = (
+            "INSERT INTO ledger_transactions (id, program_id, member_id, kind, reference, "
+            "event_id, actor, reason, created_at) SELECT ?, program_id, member_id, kind, "
+            "reference || ':copy' || ?, event_id, actor, reason, created_at "
+            "FROM ledger_transactions WHERE id = ?"
+        )
+        other.execute(copy, (first + 1, first + 1, top))  # the other share: no conflict
+        _check_ids(_Writes(2, first_ids={"ledger_transactions": first}), top_id)
+        other.execute(copy, (first + 2, first + 2, top))
+        try:
+            with pytest.raises(ImportConflict):
+                _check_ids(_Writes(3, first_ids={"ledger_transactions": first + 2}), top_id)
+            _check_ids(_Writes(4, first_ids={"ledger_transactions": first + 6}), top_id)
+        finally:  # the copies have no postings: later tests verify the whole ledger
+            copies = (first + 1, first + 2)
+            other.execute("DELETE FROM ledger_transactions WHERE id IN (?, ?)", copies)
+    async with db.read() as session:
+        assert all(not rows for rows in (await verify(session)).values())

@@ -1182,7 +1182,11 @@ def import_worker(
     engine = make_sync_engine(url)
     sqlite = engine.dialect.name == "sqlite"
     # On SQLite the worker reads without taking the write lock, and writes through APSW;
-    # the workers' writes then take turns, while their preparing does not.
+    # the workers' writes then take turns, while their preparing does not. Two SQLite
+    # libraries then have the database open in one process: the POSIX locks of one go when
+    # the other closes a file of it ("How To Corrupt An SQLite Database File", 2.2.1), so
+    # neither closes one until the work is done, and the reading side, holding no
+    # transaction, closes first.
     reading = make_sync_engine(url, immediate=False) if sqlite else engine
     batches = _read_ahead(inbox)
     try:
@@ -1220,6 +1224,8 @@ def import_worker(
                     writer.submit(prepared.writes)
                     outbox.send(("committed", prepared.writes.rows_read))
         finally:
+            if reading is not engine:
+                reading.dispose()
             writer.close()
         outbox.send(("report", report))
         outbox.send(("finished", 0))
@@ -1230,8 +1236,6 @@ def import_worker(
             pass
     finally:
         engine.dispose()
-        if reading is not engine:
-            reading.dispose()
 
 
 def _read_ahead(inbox: mp_connection.Connection) -> Iterator[Any]:
