@@ -96,6 +96,16 @@ class ImportReport:
     skipped_rules: tuple[str, ...] = ()
     """Rules with caps or budgets, which only the API path applies."""
 
+    def add(self, worker: ImportReport) -> None:
+        """Count a worker's purchases in (its rows were counted here, as they were read)."""
+        self.imported += worker.imported
+        self.already += worker.already
+        self.rejected += worker.rejected
+        self.points += worker.points
+        self.enrolled += worker.enrolled
+        self.rejects.extend(worker.rejects)
+        self.skipped_rules = worker.skipped_rules
+
 
 @dataclass
 class _Member:
@@ -1149,10 +1159,7 @@ def write_chunks(
             writer.close()
         outbox.send(("finished", 0))
     except Exception as exc:  # reported to the importing process, which raises it
-        conflict = isinstance(exc, ImportConflict)
-        outbox.send(("conflict" if conflict else "failed", f"{type(exc).__name__}: {exc}"))
-        for _ in chunks:
-            pass
+        _report_failure(outbox, exc, chunks)
     finally:
         engine.dispose()
 
@@ -1230,12 +1237,20 @@ def import_worker(
         outbox.send(("report", report))
         outbox.send(("finished", 0))
     except Exception as exc:  # reported to the importing process, which raises it
-        conflict = isinstance(exc, ImportConflict)
-        outbox.send(("conflict" if conflict else "failed", f"{type(exc).__name__}: {exc}"))
-        for _ in batches:
-            pass
+        _report_failure(outbox, exc, batches)
     finally:
         engine.dispose()
+
+
+def _report_failure(
+    outbox: mp_connection.Connection, exc: Exception, unread: Iterator[Any]
+) -> None:
+    """Tell the importing process why this one stopped, then read what it still sends to
+    the end mark (it raises once it reads the report)."""
+    conflict = isinstance(exc, ImportConflict)
+    outbox.send(("conflict" if conflict else "failed", f"{type(exc).__name__}: {exc}"))
+    for _ in unread:
+        pass
 
 
 def _read_ahead(inbox: mp_connection.Connection) -> Iterator[Any]:
@@ -1429,11 +1444,10 @@ def _import_partitioned(
                     _Job(program_code, header, enrol_missing, source, now, part, parts)
                 )
 
-            def settle(*, wait: bool) -> None:
-                for worker in workers:
-                    for rows in worker.committed(wait=wait):
-                        if progress is not None:
-                            progress(rows)
+            def settle(worker: _ProcessWriter, *, wait: bool) -> None:
+                for rows in worker.committed(wait=wait):
+                    if progress is not None:
+                        progress(rows)
 
             first_at: dict[str, int] = {}
             batches: list[list[list[list[str]]]] = [[] for _ in range(parts)]
@@ -1450,7 +1464,8 @@ def _import_partitioned(
                     if len(batches[to]) >= chunk:
                         workers[to].submit(batches[to])
                         batches[to] = []
-                        settle(wait=False)
+                        for worker in workers:
+                            settle(worker, wait=False)
                 for part, batch in enumerate(batches):
                     if batch:
                         workers[part].submit(batch)
@@ -1458,9 +1473,7 @@ def _import_partitioned(
                 worker.end()
             for worker in workers:
                 while not worker.finished:
-                    for rows in worker.committed(wait=True):
-                        if progress is not None:
-                            progress(rows)
+                    settle(worker, wait=True)
         finally:
             failure: BaseException | None = None
             for worker in workers:
@@ -1471,15 +1484,8 @@ def _import_partitioned(
             if failure is not None:
                 raise failure
     for worker in workers:
-        done = worker.report
-        assert done is not None
-        report.imported += done.imported
-        report.already += done.already
-        report.rejected += done.rejected
-        report.points += done.points
-        report.enrolled += done.enrolled
-        report.rejects.extend(done.rejects)
-        report.skipped_rules = done.skipped_rules
+        assert worker.report is not None
+        report.add(worker.report)
     return report
 
 
