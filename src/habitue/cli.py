@@ -129,7 +129,7 @@ def import_purchases(
     source: str = "default",
     chunk: Annotated[
         int | None,
-        typer.Option(min=1, help="purchases per transaction [default: 50,000; memory grows]"),
+        typer.Option(min=1, help="purchases per transaction [default: 100,000; memory grows]"),
     ] = None,
 ) -> None:
     """Import purchases from CSV; re-running credits nothing twice."""

@@ -208,7 +208,11 @@ async def test_writer_process_gives_the_same_ledger(
     summary = (a.rows, a.imported, a.already, a.enrolled, a.points, a.rejected)
     assert summary == (1201, 1200, 1, 150, b.points, 0)
     assert (b.rows, b.imported, b.already, b.enrolled, b.points, b.rejected) == summary
-    assert sum(seen) == 1201 and len(seen) == 13
+    assert sum(seen) == 1201 and max(seen) <= 100
+    if workers == 1:
+        assert len(seen) == 13
+    else:  # each worker's first batches are a quarter, then half a chunk
+        assert seen.count(25) >= 2 and seen.count(50) >= 2
     assert (again.imported, again.already, again.enrolled, again.points) == (0, 1201, 0, 0)
 
     async def balances(code: str) -> dict[str, int]:

@@ -68,7 +68,10 @@ from habitue.rules.types import (
 )
 
 REQUIRED = ("member_external_id", "external_id", "occurred_at", "total")
-CHUNK = 50_000
+CHUNK = 100_000
+"""Purchases per transaction. Each chunk rewrites most leaf pages of the member-keyed
+indexes whatever its size (a chunk names most members), so larger chunks rewrite them
+fewer times; a partitioned import's first batches are smaller (`_import_partitioned`)."""
 
 _programs = table_of(Program)
 _members = table_of(Member)
@@ -651,15 +654,26 @@ def _enrol_missing(
 
 
 def _existing(conn: Connection, program_id: int, source: str, ext_ids: list[str]) -> set[str]:
+    """The external ids among `ext_ids` that events of `source` already have.
+
+    The ids' range bounds the lookup as well (a condition every one of them meets: both
+    databases compare these columns byte by byte, the order of `min` and `max` on str).
+    Files number their receipts in order, so a chunk's ids span a narrow range, and the
+    unique index serves the lookup as one range scan. Without it, PostgreSQL matched a
+    chunk of 50,000 ids against a million events with a parallel sequential scan (240 ms
+    on three processes, against 45 ms for a range holding nothing yet).
+    """
     dialect = conn.dialect.name
     if not ext_ids:
         return set()
+    ext = _events.c.external_id
     return set(
         conn.execute(
-            select(_events.c.external_id).where(
+            select(ext).where(
                 _events.c.program_id == program_id,
                 _events.c.source == source,
-                _match(_events.c.external_id, ext_ids, dialect),
+                _match(ext, ext_ids, dialect),
+                ext.between(min(ext_ids), max(ext_ids)),
             )
         ).scalars()
     )
@@ -1451,6 +1465,10 @@ def _import_partitioned(
 
             first_at: dict[str, int] = {}
             batches: list[list[list[list[str]]]] = [[] for _ in range(parts)]
+            # Each worker's first batches are smaller (a quarter of `chunk`, then half), so
+            # that the workers start soon after the file is opened instead of waiting for a
+            # whole chunk each to be read.
+            limits = [max(1, chunk // 4)] * parts
             with _no_collection():
                 for group in _groups(reader, ext_at):
                     report.rows += len(group)
@@ -1461,9 +1479,10 @@ def _import_partitioned(
                         member = first[member_at].strip() if member_at < len(first) else ""
                         to = first_at[ext] = member_share(member, parts)
                     batches[to].append(group)
-                    if len(batches[to]) >= chunk:
+                    if len(batches[to]) >= limits[to]:
                         workers[to].submit(batches[to])
                         batches[to] = []
+                        limits[to] = min(chunk, 2 * limits[to])
                         for worker in workers:
                             settle(worker, wait=False)
                 for part, batch in enumerate(batches):
