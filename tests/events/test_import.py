@@ -406,3 +406,30 @@ async def test_sqlite_workers_number_ids_of_their_share(
             other.execute("DELETE FROM ledger_transactions WHERE id IN (?, ?)", copies)
     async with db.read() as session:
         assert all(not rows for rows in (await verify(session)).values())
+
+
+async def test_awkward_ids_are_found_again(
+    client: httpx.AsyncClient, db: Database, db_url: str, tmp_path: Path
+) -> None:
+    """Ids are looked up a chunk at a time (on PostgreSQL sent as an array's text): ids
+    with quotes, backslashes, commas, braces, spaces or other scripts are found as
+    themselves, so that a re-run credits none of them again and enrols no one twice."""
+    code = await create_program(client)
+    awkward = ['a"b', "c\\d", "e,f", "{g}", "h i", "NULL", "é😀", 'x\\"y', "it's"]
+    path = tmp_path / "p.csv"
+    _write(path, [[m, f"R-{m}", "2026-02-01T10:00:00Z", "10.00", "", "", "", ""]
+                  for m in awkward])  # fmt: skip
+    engine = make_sync_engine(db_url)
+    try:
+        first = import_purchases(engine, code, path, enrol_missing=True)
+        again = import_purchases(engine, code, path, enrol_missing=True)
+    finally:
+        engine.dispose()
+    assert (first.imported, first.enrolled, first.rejected) == (len(awkward), len(awkward), 0)
+    assert (again.imported, again.already, again.enrolled, again.points) == (0, len(awkward), 0, 0)
+    for ext in awkward:
+        r = await client.get(f"/v1/programs/{code}/members", params={"external_id": ext})
+        assert r.status_code == 200, r.text
+        assert [m["external_id"] for m in r.json()["items"]] == [ext]
+    async with db.read() as session:
+        assert all(not rows for rows in (await verify(session)).values())
