@@ -583,6 +583,10 @@ class _Writes:
         if rows:
             self.rows.append((table.name, cols, rows))
 
+    def totals(self) -> tuple[tuple[Table, str, dict[int, int]], ...]:
+        """The running totals the chunk adds to: (table, column, deltas by row id)."""
+        return (_accounts, "balance", self.balance), (_members, "lifetime_earned", self.lifetime)
+
 
 @dataclass
 class _Chunk:
@@ -978,8 +982,8 @@ def _apply_chunk(conn: Connection, chunk: _Writes) -> None:
     _repay_debts(chunk, debts_of)
     for table, cols, rows in chunk.rows:
         _write_rows(conn, table, cols, rows)
-    _add_to(conn, _accounts, "balance", chunk.balance)
-    _add_to(conn, _members, "lifetime_earned", chunk.lifetime)
+    for totals, column, deltas in chunk.totals():
+        _add_to(conn, totals, column, deltas)
 
 
 def _refresh_statistics(conn: Connection) -> None:
@@ -1154,13 +1158,10 @@ class _SqliteWriter:
             _repay_debts(writes, self._debts_of)
             for table, cols, rows in writes.rows:
                 db.executemany(_insert_sql(table, cols), rows)
-            for table, column, deltas in (
-                (_accounts.name, "balance", writes.balance),
-                (_members.name, "lifetime_earned", writes.lifetime),
-            ):
+            for totals, column, deltas in writes.totals():
                 if deltas:
                     db.executemany(
-                        _add_sql(table, column), [(deltas[i], i) for i in sorted(deltas)]
+                        _add_sql(totals.name, column), [(deltas[i], i) for i in sorted(deltas)]
                     )
             db.execute("COMMIT")
         except BaseException:
@@ -1172,6 +1173,14 @@ class _SqliteWriter:
         self._db.close()
 
 
+def _child_writer(engine: Engine, share: tuple[int, int] = (0, 1)) -> _InlineWriter | _SqliteWriter:
+    """How a writer or worker process writes its chunks: through APSW on SQLite, on its own
+    bulk connection on PostgreSQL, where only the first worker refreshes the statistics."""
+    if engine.dialect.name == "sqlite":
+        return _SqliteWriter(engine.url.database or "", share)
+    return _InlineWriter(engine, analyze=share[0] == 0)
+
+
 def write_chunks(
     url: str, inbox: mp_connection.Connection, outbox: mp_connection.Connection
 ) -> None:
@@ -1181,11 +1190,7 @@ def write_chunks(
     engine = make_sync_engine(url)
     chunks = _read_ahead(inbox)
     try:
-        writer: _InlineWriter | _SqliteWriter = (
-            _SqliteWriter(engine.url.database or "")
-            if engine.dialect.name == "sqlite"
-            else _InlineWriter(engine)
-        )
+        writer = _child_writer(engine)
         try:
             with _no_collection():
                 for writes in chunks:
@@ -1234,22 +1239,16 @@ def import_worker(
     batches = _read_ahead(inbox)
     try:
         report = ImportReport()
-        writer: _InlineWriter | _SqliteWriter = (
-            _SqliteWriter(engine.url.database or "", share)
-            if sqlite
-            else _InlineWriter(engine, analyze=job.part == 0)
-        )
+        writer = _child_writer(engine, share)
         try:
             with reading.connect() as conn, _no_collection():
                 with conn.begin():
                     program = _load_program(conn, job.program_code)
                 program.share = share
                 report.skipped_rules = program.skipped_rules
-                layout, ids, nothing_in_flight = (
-                    _Layout.of(job.header),
-                    _Ids(conn, share),
-                    _InFlight(),
-                )
+                layout = _Layout.of(job.header)
+                ids = _Ids(conn, share)
+                nothing_in_flight = _InFlight()
                 for number, groups in enumerate(batches, start=1):
                     prepared = _prepare_chunk(
                         conn,
