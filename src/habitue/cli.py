@@ -99,13 +99,27 @@ def keys_create(
     program: Annotated[str, typer.Option(help="program code")],
     scopes: Annotated[str, typer.Option(help="comma-separated scopes")] = "admin",
     name: Annotated[str, typer.Option(help="a name for the key")] = "cli",
+    partner: Annotated[
+        str | None, typer.Option(help="a partner's code: the key acts as its tills only")
+    ] = None,
 ) -> None:
     """Create a scoped API key; the secret is printed once."""
+    from pydantic import ValidationError
+
     from habitue.db import Database
+    from habitue.errors import HabitueError
     from habitue.programs import service as programs_service
     from habitue.programs.schemas import ApiKeyCreate
 
-    data = ApiKeyCreate(name=name, scopes=[s.strip() for s in scopes.split(",") if s.strip()])
+    try:
+        data = ApiKeyCreate(
+            name=name,
+            partner=partner,
+            scopes=[s.strip() for s in scopes.split(",") if s.strip()],
+        )
+    except ValidationError as exc:
+        err.print(f"[red]invalid key:[/] {exc.errors()[0]['msg']}")
+        raise typer.Exit(2) from exc
 
     async def run() -> str:
         db = Database(get_settings().database_url)
@@ -117,7 +131,72 @@ def keys_create(
         finally:
             await db.dispose()
 
-    console.print(asyncio.run(run()))
+    try:
+        console.print(asyncio.run(run()))
+    except HabitueError as exc:
+        err.print(f"[red]{exc.detail}[/]")
+        raise typer.Exit(1) from exc
+
+
+@keys_app.command("list")
+def keys_list(program: Annotated[str, typer.Option(help="program code")]) -> None:
+    """A program's keys: scopes, partner, creation, last use, revocation (never the secret)."""
+    from habitue.db import Database
+    from habitue.errors import HabitueError
+    from habitue.programs import service as programs_service
+    from habitue.programs.schemas import ApiKeyRead
+
+    async def run() -> list[ApiKeyRead]:
+        db = Database(get_settings().database_url)
+        try:
+            async with db.read() as session:
+                info = await programs_service.get_info(session, program)
+                return await programs_service.list_api_keys(session, info)
+        finally:
+            await db.dispose()
+
+    try:
+        keys = asyncio.run(run())
+    except HabitueError as exc:
+        err.print(f"[red]{exc.detail}[/]")
+        raise typer.Exit(1) from exc
+    table = Table("id", "name", "prefix", "scopes", "partner", "created", "last used", "revoked")
+    for k in keys:
+        table.add_row(
+            str(k.id),
+            k.name,
+            k.prefix,
+            ",".join(k.scopes),
+            k.partner or "",
+            k.created_at.isoformat(timespec="seconds"),
+            k.last_used_at.isoformat(timespec="seconds") if k.last_used_at else "",
+            k.revoked_at.isoformat(timespec="seconds") if k.revoked_at else "",
+        )
+    console.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: Annotated[int, typer.Argument(help="the key's id", min=1)]) -> None:
+    """Revoke a key: servers refuse it within 5 seconds (their key cache's lifetime)."""
+    from habitue.db import Database
+    from habitue.errors import HabitueError
+    from habitue.programs import service as programs_service
+    from habitue.programs.schemas import ApiKeyRead
+
+    async def run() -> ApiKeyRead:
+        db = Database(get_settings().database_url)
+        try:
+            return await db.write(lambda s: programs_service.revoke_api_key(s, None, key_id))
+        finally:
+            await db.dispose()
+
+    try:
+        made = asyncio.run(run())
+    except HabitueError as exc:
+        err.print(f"[red]{exc.detail}[/]")
+        raise typer.Exit(1) from exc
+    programs_service.forget_key(key_id)
+    console.print(f"[green]revoked[/] key {made.id} ({made.name})")
 
 
 @import_app.command("purchases")

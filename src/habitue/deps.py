@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Coroutine
+from dataclasses import dataclass
 from typing import Annotated, Any
 
+import structlog
 from fastapi import Depends, Path, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from habitue.db import Database
 from habitue.errors import Forbidden, Unauthorized
+from habitue.partners.access import PartnerAccess
 from habitue.programs import service as programs_service
 from habitue.programs.errors import ProgramNotFound
 from habitue.programs.service import Principal, ProgramInfo
 from habitue.settings import Settings
+
+log = structlog.get_logger()
 
 
 async def get_db(request: Request) -> Database:
@@ -54,22 +59,50 @@ async def get_principal(request: Request) -> Principal:
             principal = await programs_service.authenticate(session, key, settings.admin_key)
     if principal is None:
         raise Unauthorized("unknown or revoked key")
+    if principal.key_id is not None and programs_service.last_use_due(principal.key_id):
+        await _record_use(db, principal.key_id)
     request.state.principal = principal
     return principal
+
+
+async def _record_use(db: Database, key_id: int) -> None:
+    """Stamp the key's last use: once a minute per key and process (`last_use_due`), in a unit
+    of work of its own; a failure is logged, never the request's."""
+    try:
+        await db.write(lambda s: programs_service.record_key_use(s, key_id))
+    except Exception:  # noqa: BLE001 - bookkeeping must not fail the request
+        log.warning("could not record an API key's use", key_id=key_id, exc_info=False)
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
 
 
-def require(scope: str) -> Callable[..., Coroutine[Any, Any, Principal]]:
-    """A dependency that checks the caller holds `scope`."""
+@dataclass(frozen=True, slots=True)
+class Require:
+    """A dependency that checks the caller holds `scope`, and lets a partner key in only where
+    the route says so (`partner`; it then needs `partner_scope` when given, else `scope`).
 
-    async def _check(principal: PrincipalDep) -> Principal:
-        if not principal.allows(scope):
-            raise Forbidden(f"this key lacks the {scope!r} scope")
+    The one place partner keys are kept out: a route that does not open itself to them
+    (`PartnerAccess.NONE`, the default) answers them 403."""
+
+    scope: str
+    partner: PartnerAccess = PartnerAccess.NONE
+    partner_scope: str | None = None
+
+    async def __call__(self, principal: PrincipalDep) -> Principal:
+        needed = self.scope
+        if principal.partner is not None:
+            if self.partner is PartnerAccess.NONE:
+                raise Forbidden("a partner key cannot use this path")
+            needed = self.partner_scope or self.scope
+        if not principal.allows(needed):
+            raise Forbidden(f"this key lacks the {needed!r} scope")
         return principal
 
-    return _check
+
+def require(scope: str) -> Callable[..., Coroutine[Any, Any, Principal]]:
+    """A dependency that checks the caller holds `scope` (partner keys refused)."""
+    return Require(scope).__call__
 
 
 async def get_program(
@@ -91,5 +124,8 @@ async def get_program(
 ProgramDep = Annotated[ProgramInfo, Depends(get_program)]
 
 
-def scoped(scope: str) -> Any:
-    return Depends(require(scope))
+def scoped(
+    scope: str, *, partner: PartnerAccess = PartnerAccess.NONE, partner_scope: str | None = None
+) -> Any:
+    """The caller, who must hold `scope`; a partner key only where `partner` allows it."""
+    return Depends(Require(scope, partner, partner_scope))

@@ -7,6 +7,8 @@ from fastapi import APIRouter
 from habitue.deps import DbDep, ProgramDep, ReadSession, scoped
 from habitue.events import service as events_service
 from habitue.events.schemas import EventCreate, EventRead
+from habitue.partners import access as partner_access
+from habitue.partners.access import PartnerAccess
 from habitue.programs.service import Principal
 
 router = APIRouter(prefix="/v1/programs/{program}/events", tags=["events"])
@@ -14,8 +16,13 @@ router = APIRouter(prefix="/v1/programs/{program}/events", tags=["events"])
 
 @router.post("", status_code=201, response_model=EventRead)
 async def record_event(
-    program: ProgramDep, body: EventCreate, db: DbDep, _: Principal = scoped("events:write")
+    program: ProgramDep,
+    body: EventCreate,
+    db: DbDep,
+    principal: Principal = scoped("events:write", partner=PartnerAccess.OWN),
 ) -> EventRead:
+    if principal.partner is not None:
+        body = await partner_access.event_for(db, program, principal, body)
     return await events_service.record_event(db, program, body)
 
 
@@ -23,9 +30,12 @@ async def record_event(
 async def quote_event(
     program: ProgramDep,
     body: EventCreate,
+    db: DbDep,
     session: ReadSession,
-    _: Principal = scoped("events:write"),
+    principal: Principal = scoped("events:write", partner=PartnerAccess.OWN),
 ) -> EventRead:
+    if principal.partner is not None:
+        body = await partner_access.event_for(db, program, principal, body)
     return await events_service.quote(session, program, body)
 
 
@@ -34,6 +44,7 @@ async def get_event(
     program: ProgramDep,
     event_id: str,
     session: ReadSession,
-    _: Principal = scoped("events:read"),
+    principal: Principal = scoped("events:read", partner=PartnerAccess.OWN),
 ) -> EventRead:
-    return await events_service.get(session, program, event_id)
+    """An event by id; a partner key finds only its own partner's events."""
+    return await events_service.get(session, program, event_id, source=principal.partner)

@@ -785,14 +785,16 @@ async def _public_id(session: AsyncSession, member_id: int) -> str:
     )
 
 
-async def get(session: AsyncSession, program: ProgramInfo, event_id: str) -> EventRead:
-    row = (
-        await session.execute(
-            select(_events.c.response).where(
-                _events.c.program_id == program.id, _events.c.id == event_id
-            )
-        )
-    ).first()
+async def get(
+    session: AsyncSession, program: ProgramInfo, event_id: str, *, source: str | None = None
+) -> EventRead:
+    """An event by id (among the events of `source` when given); raises NotFound."""
+    q = select(_events.c.response).where(
+        _events.c.program_id == program.id, _events.c.id == event_id
+    )
+    if source is not None:
+        q = q.where(_events.c.source == source)
+    row = (await session.execute(q)).first()
     if row is None:
         from habitue.errors import NotFound
 

@@ -18,6 +18,8 @@ from habitue.members.schemas import (
     MemberRead,
     MemberUpdate,
 )
+from habitue.partners import access as partner_access
+from habitue.partners.access import PartnerAccess
 from habitue.programs.service import Principal
 
 router = APIRouter(prefix="/v1/programs/{program}", tags=["members"])
@@ -39,8 +41,11 @@ async def find_members(
     card_number: str | None = None,
     after: str | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    _: Principal = scoped("members:read"),
+    principal: Principal = scoped("members:read", partner=PartnerAccess.REDACTED),
 ) -> MemberPage:
+    partner_access.member_lookup(
+        principal, external_id=external_id, email=email, card_number=card_number
+    )
     items, cursor = await members_service.find(
         session,
         program,
@@ -50,7 +55,9 @@ async def find_members(
         after=after,
         limit=limit,
     )
-    return MemberPage(items=items, next_cursor=cursor)
+    return MemberPage(
+        items=[partner_access.redact(principal, m) for m in items], next_cursor=cursor
+    )
 
 
 @router.get("/members/{member_id}", response_model=MemberRead)
@@ -58,9 +65,10 @@ async def get_member(
     program: ProgramDep,
     member_id: str,
     session: ReadSession,
-    _: Principal = scoped("members:read"),
+    principal: Principal = scoped("members:read", partner=PartnerAccess.REDACTED),
 ) -> MemberRead:
-    return await members_service.read(session, program, member_id)
+    member = await members_service.read(session, program, member_id)
+    return partner_access.redact(principal, member)
 
 
 @router.patch("/members/{member_id}", response_model=MemberRead)
@@ -81,7 +89,7 @@ async def get_balance(
     program: ProgramDep,
     member_id: str,
     session: ReadSession,
-    _: Principal = scoped("members:read"),
+    _: Principal = scoped("members:read", partner=PartnerAccess.TILL),
 ) -> BalanceRead:
     return await members_service.balance(session, program, member_id)
 
@@ -103,10 +111,10 @@ async def identify_card(
     program: ProgramDep,
     card_number: str,
     session: ReadSession,
-    _: Principal = scoped("members:read"),
+    principal: Principal = scoped("members:read", partner=PartnerAccess.REDACTED),
 ) -> CardLookup:
     member, card = await members_service.lookup_card(session, program, card_number)
-    return CardLookup(member=member, card=card)
+    return CardLookup(member=partner_access.redact(principal, member), card=card)
 
 
 @router.post("/cards/{card_number}/block", response_model=CardRead)

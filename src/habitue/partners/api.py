@@ -1,4 +1,5 @@
-"""Routes of the partners room: partners and their settlement statements (admin scope)."""
+"""Routes of the partners room: partners and their settlement statements (admin scope; a
+partner key reads its own partner and statement)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ from fastapi import APIRouter, Query
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from habitue.deps import DbDep, ProgramDep, ReadSession, scoped
+from habitue.partners import access as partner_access
 from habitue.partners import service as partners_service
+from habitue.partners.access import PartnerAccess
 from habitue.partners.schemas import PartnerCreate, PartnerRead, PartnerUpdate, StatementRead
 from habitue.programs.service import Principal
 
@@ -35,8 +38,14 @@ async def list_partners(
 
 @router.get("/{code}", response_model=PartnerRead)
 async def get_partner(
-    program: ProgramDep, code: str, session: ReadSession, _: Principal = scoped("admin")
+    program: ProgramDep,
+    code: str,
+    session: ReadSession,
+    principal: Principal = scoped(
+        "admin", partner=PartnerAccess.OWN, partner_scope="analytics:read"
+    ),
 ) -> PartnerRead:
+    partner_access.own_partner(principal, code)
     return await partners_service.get_partner(session, program, code)
 
 
@@ -61,8 +70,11 @@ async def statement(
     session: ReadSession,
     start: Annotated[date, Query(alias="from", description="first local day (YYYY-MM-DD)")],
     end: Annotated[date, Query(alias="to", description="last local day, included")],
-    _: Principal = scoped("admin"),
+    principal: Principal = scoped(
+        "admin", partner=PartnerAccess.OWN, partner_scope="analytics:read"
+    ),
 ) -> StatementRead:
     """Points issued, reversed, redeemed and returned with the partner over the period, and
     what each side owes, in the program's currency."""
+    partner_access.own_partner(principal, code)
     return await partners_service.statement(session, program, code, start, end)

@@ -137,6 +137,14 @@ async def _row(session: AsyncSession, program: ProgramInfo, code: str) -> Any:
     return row
 
 
+async def exists(session: AsyncSession, program: ProgramInfo, code: str) -> bool:
+    """Whether the program has a partner of this code (active or not)."""
+    found = await session.execute(
+        select(_partners.c.id).where(_partners.c.program_id == program.id, _partners.c.code == code)
+    )
+    return found.first() is not None
+
+
 async def get_partner(session: AsyncSession, program: ProgramInfo, code: str) -> PartnerRead:
     """One partner by code; raises PartnerNotFound (another program's partner included)."""
     return _read(program, await _row(session, program, code))

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 from fastapi import Path as PathParam
 
 from habitue.deps import DbDep, ProgramDep, ReadSession, scoped
 from habitue.errors import Forbidden
+from habitue.partners.access import PartnerAccess
 from habitue.programs import service as programs_service
 from habitue.programs.schemas import (
     ApiKeyCreate,
@@ -41,7 +42,9 @@ async def create_program(
 
 @router.get("/{program}", response_model=ProgramRead)
 async def get_program(
-    program: ProgramDep, session: ReadSession, _: Principal = scoped("members:read")
+    program: ProgramDep,
+    session: ReadSession,
+    _: Principal = scoped("members:read", partner=PartnerAccess.TILL),
 ) -> ProgramRead:
     created = await programs_service.program_created_at(session, program.id)
     return programs_service.to_read(program, created)
@@ -52,6 +55,27 @@ async def create_api_key(
     program: ProgramDep, body: ApiKeyCreate, db: DbDep, _: Principal = scoped("admin")
 ) -> ApiKeyRead:
     return await db.write(lambda s: programs_service.create_api_key(s, program, body))
+
+
+@router.get("/{program}/api-keys", response_model=list[ApiKeyRead])
+async def list_api_keys(
+    program: ProgramDep, session: ReadSession, _: Principal = scoped("admin")
+) -> list[ApiKeyRead]:
+    """The program's keys with their last use and revocation; never their secrets."""
+    return await programs_service.list_api_keys(session, program)
+
+
+@router.delete("/{program}/api-keys/{key_id}", status_code=204)
+async def revoke_api_key(
+    program: ProgramDep,
+    key_id: Annotated[int, PathParam(ge=1, le=2**63 - 1)],
+    db: DbDep,
+    _: Principal = scoped("admin"),
+) -> Response:
+    """Revoke a key: refused at once by this process, by the others within 5 seconds."""
+    await db.write(lambda s: programs_service.revoke_api_key(s, program, key_id))
+    programs_service.forget_key(key_id)
+    return Response(status_code=204)
 
 
 @router.put("/{program}/event-types/{code}")
@@ -68,6 +92,6 @@ async def put_event_type(
 
 @router.get("/{program}/event-types")
 async def list_event_types(
-    program: ProgramDep, _: Principal = scoped("members:read")
+    program: ProgramDep, _: Principal = scoped("members:read", partner=PartnerAccess.TILL)
 ) -> dict[str, Any]:
     return {"items": [{"code": k, **v} for k, v in sorted(program.event_types.items())]}

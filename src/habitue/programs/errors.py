@@ -11,3 +11,8 @@ class ProgramNotFound(NotFound):
 class ProgramExists(Conflict):
     type = "program-exists"
     title = "Program already exists"
+
+
+class ApiKeyNotFound(NotFound):
+    type = "api-key-not-found"
+    title = "API key not found"

@@ -8,7 +8,14 @@ from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from babel.numbers import list_currencies
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 _CURRENCIES = frozenset(list_currencies())
 
@@ -24,6 +31,12 @@ SCOPES = (
     "coupons:redeem",
     "analytics:read",
 )
+
+PARTNER_SCOPES = frozenset(
+    {"members:read", "events:write", "events:read", "coupons:redeem", "analytics:read"}
+)
+"""The scopes a partner key may hold: what its tills and its own statement need
+(see `habitue.partners.access` for what each path lets a partner key do)."""
 
 
 class Strict(BaseModel):
@@ -114,15 +127,26 @@ class ProgramRead(BaseModel):
 
 class ApiKeyCreate(Strict):
     name: str = Field(min_length=1, max_length=200)
+    partner: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=64,
+        description="a partner of the program: the key then acts only as that partner's tills",
+    )
     scopes: list[str] = Field(min_length=1)
-    partner: str | None = None
 
     @field_validator("scopes")
     @classmethod
-    def _scopes(cls, v: list[str]) -> list[str]:
+    def _scopes(cls, v: list[str], info: ValidationInfo) -> list[str]:
         bad = [s for s in v if s not in SCOPES]
         if bad:
             raise ValueError(f"unknown scopes {bad}; known: {list(SCOPES)}")
+        if info.data.get("partner") is not None:
+            bad = [s for s in v if s not in PARTNER_SCOPES]
+            if bad:
+                raise ValueError(
+                    f"a partner key cannot hold {bad}; it may hold {sorted(PARTNER_SCOPES)}"
+                )
         return sorted(set(v))
 
 
@@ -131,7 +155,11 @@ class ApiKeyRead(BaseModel):
     name: str
     prefix: str
     scopes: list[str]
+    partner: str | None = None
     created_at: datetime
+    last_used_at: datetime | None = None
+    """Within a minute: the write is throttled to once a minute per key and server process."""
+    revoked_at: datetime | None = None
     key: str | None = None
     """The secret, shown only in the response that created it."""
 

@@ -16,11 +16,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from habitue import clock
 from habitue.db import dialect_name, table_of
+from habitue.errors import Conflict, ValidationFailed
 from habitue.ledger.models import Account
 from habitue.money import currency_exponent
-from habitue.programs.errors import ProgramExists, ProgramNotFound
+from habitue.programs.errors import ApiKeyNotFound, ProgramExists, ProgramNotFound
 from habitue.programs.models import ApiKey, Program
 from habitue.programs.schemas import (
+    PARTNER_SCOPES,
     ApiKeyCreate,
     ApiKeyRead,
     EventTypeSpec,
@@ -224,50 +226,100 @@ def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-async def create_api_key(
-    session: AsyncSession, program: ProgramInfo, data: ApiKeyCreate
-) -> ApiKeyRead:
-    """Make a scoped key; the secret is returned once and only its hash is stored."""
-    prefix = secrets.token_hex(4)
-    key = f"hab_{prefix}_{secrets.token_urlsafe(32)}"
-    now = clock.now()
-    try:
-        async with session.begin_nested():
-            result = await session.execute(
-                insert(_keys)
-                .values(
-                    program_id=program.id,
-                    name=data.name,
-                    prefix=prefix,
-                    key_hash=hash_key(key),
-                    scopes=data.scopes,
-                    partner_code=data.partner,
-                    created_at=now,
-                )
-                .returning(_keys.c.id)
-            )
-    except IntegrityError as exc:
-        from habitue.errors import Conflict
+def _key_read(row: Any, key: str | None = None) -> ApiKeyRead:
+    def utc(value: Any) -> Any:
+        return None if value is None else clock.as_utc(value)
 
-        raise Conflict(f"a key named {data.name!r} exists in this program") from exc
     return ApiKeyRead(
-        id=int(result.scalar_one()),
-        name=data.name,
-        prefix=prefix,
-        scopes=data.scopes,
-        created_at=now,
+        id=row["id"],
+        name=row["name"],
+        prefix=row["prefix"],
+        scopes=list(row["scopes"]),
+        partner=row["partner_code"],
+        created_at=utc(row["created_at"]),
+        last_used_at=utc(row.get("last_used_at")),
+        revoked_at=utc(row.get("revoked_at")),
         key=key,
     )
 
 
+async def create_api_key(
+    session: AsyncSession, program: ProgramInfo, data: ApiKeyCreate
+) -> ApiKeyRead:
+    """Make a scoped key; the secret is returned once and only its hash is stored.
+
+    A partner key names a partner of the program (422 otherwise, nothing written)."""
+    from habitue.partners import service as partners_service
+
+    if data.partner is not None and not await partners_service.exists(
+        session, program, data.partner
+    ):
+        raise ValidationFailed("partner", f"no partner {data.partner!r} in this program")
+    prefix = secrets.token_hex(4)
+    key = f"hab_{prefix}_{secrets.token_urlsafe(32)}"
+    values = {
+        "program_id": program.id,
+        "name": data.name,
+        "prefix": prefix,
+        "key_hash": hash_key(key),
+        "scopes": data.scopes,
+        "partner_code": data.partner,
+        "created_at": clock.now(),
+    }
+    try:
+        async with session.begin_nested():
+            result = await session.execute(insert(_keys).values(values).returning(_keys.c.id))
+    except IntegrityError as exc:
+        raise Conflict(f"a key named {data.name!r} exists in this program") from exc
+    return _key_read({**values, "id": int(result.scalar_one())}, key)
+
+
+async def list_api_keys(session: AsyncSession, program: ProgramInfo) -> list[ApiKeyRead]:
+    """The program's keys, revoked ones included, oldest first; never their secrets."""
+    rows = (
+        await session.execute(
+            select(_keys).where(_keys.c.program_id == program.id).order_by(_keys.c.id)
+        )
+    ).mappings()
+    return [_key_read(r) for r in rows]
+
+
+async def revoke_api_key(
+    session: AsyncSession, program: ProgramInfo | None, key_id: int
+) -> ApiKeyRead:
+    """Revoke a key (of `program` when given); revoking a revoked key changes nothing.
+
+    The caller drops the key from this process's cache after the commit (`forget_key`); other
+    processes stop accepting it when their cached entry expires, within `_CACHE_TTL`."""
+    q = select(_keys).where(_keys.c.id == key_id)
+    if program is not None:
+        q = q.where(_keys.c.program_id == program.id)
+    row = (await session.execute(q)).mappings().first()
+    if row is None:
+        raise ApiKeyNotFound(f"no API key {key_id} in this program")
+    values = dict(row)
+    if row["revoked_at"] is None:
+        values["revoked_at"] = clock.now()
+        await session.execute(
+            update(_keys)
+            .where(_keys.c.id == key_id, _keys.c.revoked_at.is_(None))
+            .values(revoked_at=values["revoked_at"])
+        )
+    return _key_read(values)
+
+
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """Who is calling: the operator (every program) or a key of one program."""
+    """Who is calling: the operator (every program) or a key of one program.
+
+    A partner key (`partner` set) holds at most `PARTNER_SCOPES` and passes only the routes
+    that let partner keys in (`habitue.partners.access`)."""
 
     name: str
     program_id: int | None
     scopes: frozenset[str]
     partner: str | None = None
+    key_id: int | None = None
 
     def allows(self, scope: str) -> bool:
         return "admin" in self.scopes or scope in self.scopes
@@ -290,6 +342,18 @@ def cached_principal(key: str, admin_key: str | None) -> tuple[bool, Principal |
     return False, None
 
 
+def forget_key(key_id: int | None = None) -> None:
+    """Drop a key (every key when None) from this process's cache: a revoked key is refused
+    by this process from now on."""
+    if key_id is None:
+        _key_cache.clear()
+        _last_use_marks.clear()
+        return
+    for digest, (_, principal) in list(_key_cache.items()):
+        if principal is not None and principal.key_id == key_id:
+            _key_cache.pop(digest, None)
+
+
 async def authenticate(session: AsyncSession, key: str, admin_key: str | None) -> Principal | None:
     """The principal of a bearer key, or None when the key is unknown or revoked."""
     known, principal = cached_principal(key, admin_key)
@@ -305,25 +369,50 @@ async def authenticate(session: AsyncSession, key: str, admin_key: str | None) -
         .mappings()
         .first()
     )
-    principal = (
-        None
-        if row is None
-        else Principal(
+    principal = None
+    if row is not None:
+        scopes = frozenset(row["scopes"])
+        if row["partner_code"] is not None:
+            # Keys made before partner keys were checked may hold more: they lose it.
+            scopes &= PARTNER_SCOPES
+        principal = Principal(
             name=f"key:{row['name']}",
             program_id=row["program_id"],
-            scopes=frozenset(row["scopes"]),
+            scopes=scopes,
             partner=row["partner_code"],
+            key_id=row["id"],
         )
-    )
     _key_cache[digest] = (time.monotonic() + _CACHE_TTL, principal)
     return principal
+
+
+LAST_USE_INTERVAL = 60.0
+"""Seconds between two writes of a key's `last_used_at` by one process."""
+_last_use_marks: dict[int, float] = {}
+
+
+def last_use_due(key_id: int) -> bool:
+    """True at most once per `LAST_USE_INTERVAL` per key in this process: when the caller
+    should record the key's use (the check costs a dict lookup on every request)."""
+    now = time.monotonic()
+    last = _last_use_marks.get(key_id)
+    if last is not None and now - last < LAST_USE_INTERVAL:
+        return False
+    _last_use_marks[key_id] = now
+    return True
+
+
+async def record_key_use(session: AsyncSession, key_id: int) -> None:
+    """Stamp a key's `last_used_at` with now (one small UPDATE)."""
+    await session.execute(
+        update(_keys).where(_keys.c.id == key_id).values(last_used_at=clock.now())
+    )
 
 
 async def put_event_type(
     session: AsyncSession, program: ProgramInfo, code: str, data: EventTypeSpec
 ) -> dict[str, Any]:
     """Declare (or redeclare) a custom event type and the schema of its attributes."""
-    from habitue.errors import ValidationFailed
     from habitue.events.schemas import BUILTIN_TYPES
 
     if code in BUILTIN_TYPES:

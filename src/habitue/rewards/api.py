@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from habitue.deps import DbDep, ProgramDep, ReadSession, scoped
 from habitue.members import service as members_service
+from habitue.partners.access import PartnerAccess
 from habitue.programs.service import Principal
 from habitue.rewards import catalogue, coupons, guard, offers, redeem, referrals
 from habitue.rewards import service as rewards_service
@@ -60,7 +61,7 @@ async def list_rewards(
     program: ProgramDep,
     session: ReadSession,
     available: bool = False,
-    _: Principal = scoped("members:read"),
+    _: Principal = scoped("members:read", partner=PartnerAccess.TILL),
 ) -> RewardPage:
     return RewardPage(
         items=await catalogue.list_rewards(session, program, available_only=available)
@@ -69,7 +70,10 @@ async def list_rewards(
 
 @router.get("/rewards/{code}", response_model=RewardRead)
 async def get_reward(
-    program: ProgramDep, code: str, session: ReadSession, _: Principal = scoped("members:read")
+    program: ProgramDep,
+    code: str,
+    session: ReadSession,
+    _: Principal = scoped("members:read", partner=PartnerAccess.TILL),
 ) -> RewardRead:
     return await catalogue.get(session, program, code)
 
@@ -176,7 +180,7 @@ async def get_coupon(
     program: ProgramDep,
     code: str,
     db: DbDep,
-    principal: Principal = scoped("coupons:redeem"),
+    principal: Principal = scoped("coupons:redeem", partner=PartnerAccess.TILL),
 ) -> CouponRead:
     async def run() -> CouponRead:
         async with db.read() as session:
@@ -193,7 +197,7 @@ async def validate_coupon(
     code: str,
     body: BasketIn,
     db: DbDep,
-    principal: Principal = scoped("coupons:redeem"),
+    principal: Principal = scoped("coupons:redeem", partner=PartnerAccess.TILL),
 ) -> CouponCheck:
     async def run() -> CouponCheck:
         async with db.read() as session:
@@ -210,7 +214,7 @@ async def redeem_coupon(
     code: str,
     body: BasketIn,
     db: DbDep,
-    principal: Principal = scoped("coupons:redeem"),
+    principal: Principal = scoped("coupons:redeem", partner=PartnerAccess.TILL),
 ) -> CouponRead:
     async def run() -> CouponRead:
         return await db.write(
@@ -231,7 +235,7 @@ async def pay_with_points_quote(
     member_id: str,
     body: PayQuoteIn,
     session: ReadSession,
-    _: Principal = scoped("events:write"),
+    _: Principal = scoped("events:write", partner=PartnerAccess.TILL),
 ) -> PayQuoteRead:
     member = await members_service.resolve(session, program, member_id=member_id)
     return await rewards_service.pay_quote(session, program, member, body)
@@ -266,7 +270,7 @@ async def member_offers(
     member_id: str,
     session: ReadSession,
     clipped: bool = False,
-    _: Principal = scoped("members:read"),
+    _: Principal = scoped("members:read", partner=PartnerAccess.TILL),
 ) -> OfferPage:
     member = await members_service.resolve(session, program, member_id=member_id)
     return OfferPage(items=await offers.for_member(session, program, member, clipped_only=clipped))
@@ -294,7 +298,7 @@ async def use_offer(
     code: str,
     body: BasketIn,
     db: DbDep,
-    _: Principal = scoped("coupons:redeem"),
+    _: Principal = scoped("coupons:redeem", partner=PartnerAccess.TILL),
 ) -> OfferRead:
     async def work(session: AsyncSession) -> OfferRead:
         member = await members_service.resolve(session, program, member_id=member_id)

@@ -7,6 +7,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from habitue.deps import DbDep, ProgramDep, ReadSession, scoped
 from habitue.members import service as members_service
+from habitue.partners.access import PartnerAccess
 from habitue.programs.service import Principal
 from habitue.tiers import jobs as tiers_jobs
 from habitue.tiers import service as tiers_service
@@ -37,7 +38,9 @@ async def set_ladder(
 
 @router.get("/tiers", response_model=LadderRead)
 async def get_ladder(
-    program: ProgramDep, session: ReadSession, _: Principal = scoped("members:read")
+    program: ProgramDep,
+    session: ReadSession,
+    _: Principal = scoped("members:read", partner=PartnerAccess.TILL),
 ) -> LadderRead:
     ladder = await tiers_service.require_ladder(session, program)
     return tiers_service.to_read(ladder, program)
@@ -61,7 +64,7 @@ async def member_tier(
     program: ProgramDep,
     member_id: str,
     session: ReadSession,
-    _: Principal = scoped("members:read"),
+    _: Principal = scoped("members:read", partner=PartnerAccess.TILL),
 ) -> TierProgress:
     ref = await members_service.resolve(session, program, member_id=member_id)
     return await tiers_service.progress(session, program, ref)
@@ -98,7 +101,7 @@ async def member_benefits(
     program: ProgramDep,
     member_id: str,
     session: ReadSession,
-    _: Principal = scoped("members:read"),
+    _: Principal = scoped("members:read", partner=PartnerAccess.TILL),
 ) -> BenefitsRead:
     ref = await members_service.resolve(session, program, member_id=member_id)
     return await benefits_of(session, program, ref)
