@@ -141,6 +141,8 @@ def keys_create(
 @keys_app.command("list")
 def keys_list(program: Annotated[str, typer.Option(help="program code")]) -> None:
     """A program's keys: scopes, partner, creation, last use, revocation (never the secret)."""
+    from datetime import datetime
+
     from habitue.db import Database
     from habitue.errors import HabitueError
     from habitue.programs import service as programs_service
@@ -160,19 +162,17 @@ def keys_list(program: Annotated[str, typer.Option(help="program code")]) -> Non
     except HabitueError as exc:
         err.print(f"[red]{exc.detail}[/]")
         raise typer.Exit(1) from exc
-    table = Table("id", "name", "prefix", "scopes", "partner", "created", "last used", "revoked")
+
+    def when(t: datetime | None) -> str:
+        return t.isoformat(timespec="seconds") if t is not None else "-"
+
+    # One tab-separated line per key (scripts read it); never the secret.
+    typer.echo("id\tname\tprefix\tscopes\tpartner\tcreated_at\tlast_used_at\trevoked_at")
     for k in keys:
-        table.add_row(
-            str(k.id),
-            k.name,
-            k.prefix,
-            ",".join(k.scopes),
-            k.partner or "",
-            k.created_at.isoformat(timespec="seconds"),
-            k.last_used_at.isoformat(timespec="seconds") if k.last_used_at else "",
-            k.revoked_at.isoformat(timespec="seconds") if k.revoked_at else "",
+        fields = (str(k.id), k.name, k.prefix, ",".join(k.scopes), k.partner or "-")
+        typer.echo(
+            "\t".join((*fields, when(k.created_at), when(k.last_used_at), when(k.revoked_at)))
         )
-    console.print(table)
 
 
 @keys_app.command("revoke")
