@@ -70,7 +70,7 @@ async def _record_use(db: Database, key_id: int) -> None:
     of work of its own; a failure is logged, never the request's."""
     try:
         await db.write(lambda s: programs_service.record_key_use(s, key_id))
-    except Exception:  # noqa: BLE001 - bookkeeping must not fail the request
+    except Exception:  # bookkeeping must not fail the request
         log.warning("could not record an API key's use", key_id=key_id, exc_info=False)
 
 
