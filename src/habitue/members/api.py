@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 
+from habitue import ratelimit
 from habitue.deps import DbDep, ProgramDep, ReadSession, scoped
+from habitue.errors import NotFound
 from habitue.members import service as members_service
 from habitue.members.schemas import (
     BalanceRead,
@@ -18,9 +20,21 @@ from habitue.members.schemas import (
     MemberRead,
     MemberUpdate,
 )
-from habitue.programs.service import Principal
+from habitue.programs.service import Principal, ProgramInfo
 
 router = APIRouter(prefix="/v1/programs/{program}", tags=["members"])
+
+
+def _card_buckets(
+    request: Request, program: ProgramInfo, principal: Principal
+) -> list[ratelimit.Bucket]:
+    """Failed card lookups are counted per key and per client address, within a program."""
+    rate = ratelimit.limits_of(request).card_misses
+    key = f"{principal.program_id}:{principal.name}"
+    return [
+        ratelimit.Bucket(rate, f"card:{program.id}:key:{key}"),
+        ratelimit.Bucket(rate, f"card:{program.id}:addr:{ratelimit.client_address(request)}"),
+    ]
 
 
 @router.post("/members", status_code=201, response_model=MemberRead)
@@ -32,6 +46,7 @@ async def enrol(
 
 @router.get("/members", response_model=MemberPage)
 async def find_members(
+    request: Request,
     program: ProgramDep,
     session: ReadSession,
     external_id: str | None = None,
@@ -39,17 +54,24 @@ async def find_members(
     card_number: str | None = None,
     after: str | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    _: Principal = scoped("members:read"),
+    principal: Principal = scoped("members:read"),
 ) -> MemberPage:
-    items, cursor = await members_service.find(
-        session,
-        program,
-        external_id=external_id,
-        email=email,
-        card_number=card_number,
-        after=after,
-        limit=limit,
-    )
+    """A search by card number that finds no one counts as a failed card lookup."""
+    buckets = _card_buckets(request, program, principal) if card_number is not None else []
+    async with ratelimit.failures_of(
+        ratelimit.limiter_of(request), buckets, "failed card lookups"
+    ) as tried:
+        items, cursor = await members_service.find(
+            session,
+            program,
+            external_id=external_id,
+            email=email,
+            card_number=card_number,
+            after=after,
+            limit=limit,
+        )
+        if not items:
+            tried.fail()
     return MemberPage(items=items, next_cursor=cursor)
 
 
@@ -100,12 +122,20 @@ async def replace_card(
 
 @router.get("/cards/{card_number}", response_model=CardLookup)
 async def identify_card(
+    request: Request,
     program: ProgramDep,
     card_number: str,
     session: ReadSession,
-    _: Principal = scoped("members:read"),
+    principal: Principal = scoped("members:read"),
 ) -> CardLookup:
-    member, card = await members_service.lookup_card(session, program, card_number)
+    """An unknown card counts as a failed lookup; once a bucket is empty: 429."""
+    async with ratelimit.failures_of(
+        ratelimit.limiter_of(request),
+        _card_buckets(request, program, principal),
+        "failed card lookups",
+        failures=(NotFound,),
+    ):
+        member, card = await members_service.lookup_card(session, program, card_number)
     return CardLookup(member=member, card=card)
 
 
