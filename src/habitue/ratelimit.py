@@ -288,9 +288,9 @@ def limits_of(request: Request) -> Limits:
 
 
 def client_address(request: Request) -> str:
-    """The client's address as the ASGI server reports it. Behind a reverse proxy, start uvicorn
-    with `--forwarded-allow-ips` set to the proxy's address so that this is the real client's
-    (X-Forwarded-For is trusted from that proxy only, never from anyone)."""
+    """The client's address as the ASGI server reports it. uvicorn reads `X-Forwarded-For` only
+    from the addresses in `FORWARDED_ALLOW_IPS` (`--forwarded-allow-ips`; 127.0.0.1 by
+    default): set it to the reverse proxy's, never to everyone."""
     return request.client.host if request.client else "unknown"
 
 

@@ -32,6 +32,7 @@ async def test_guessing_card_numbers_is_limited_per_key_and_address(
             for _ in range(30):
                 assert (await guesser.get(f"{cards}/{guess()}")).status_code == 404
             limited(await guesser.get(f"{cards}/{guess()}"), 2)
+            limited(await guesser.get(f"{cards}/12345678"), 2)  # answered before any check
             # the key's and the address's buckets are empty: even a real card waits
             limited(await guesser.get(f"{cards}/{card}"), 2)
             limited(await guesser.get(f"/v1/programs/{program}/members?card_number={card}"), 2)
@@ -42,6 +43,11 @@ async def test_guessing_card_numbers_is_limited_per_key_and_address(
         async with served.at("10.0.0.3", till2) as other:
             assert (await other.get(f"{cards}/{card}")).status_code == 200
             assert (await other.get(f"{cards}/{guess()}")).status_code == 404
+            # a wrong check digit is a failed lookup too
+            assert (await other.get(f"{cards}/{card[:-1]}x")).status_code == 422
+            for _ in range(28):
+                assert (await other.get(f"{cards}/{guess()}")).status_code == 404
+            limited(await other.get(f"{cards}/{card}"), 2)
         served.clock.advance(2)
         async with served.at("10.0.0.2", till1) as guesser:
             assert (await guesser.get(f"{cards}/{card}")).status_code == 200

@@ -10,6 +10,7 @@ from habitue import ratelimit
 from habitue.deps import DbDep, ProgramDep, ReadSession, scoped
 from habitue.errors import NotFound
 from habitue.members import service as members_service
+from habitue.members.errors import InvalidCardNumber
 from habitue.members.schemas import (
     BalanceRead,
     CardLookup,
@@ -128,12 +129,13 @@ async def identify_card(
     session: ReadSession,
     principal: Principal = scoped("members:read"),
 ) -> CardLookup:
-    """An unknown card counts as a failed lookup; once a bucket is empty: 429."""
+    """An unknown card or a wrong check digit counts as a failed lookup; once a bucket is
+    empty: 429."""
     async with ratelimit.failures_of(
         ratelimit.limiter_of(request),
         _card_buckets(request, program, principal),
         "failed card lookups",
-        failures=(NotFound,),
+        failures=(NotFound, InvalidCardNumber),
     ):
         member, card = await members_service.lookup_card(session, program, card_number)
     return CardLookup(member=member, card=card)
