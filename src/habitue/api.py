@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from habitue import jobs, rooms
+from habitue import jobs, ratelimit, rooms
 from habitue.db import Database
 from habitue.errors import ERROR_BASE, HabitueError
 from habitue.middleware import BodyLimit, IdempotencyKeys, Metrics
@@ -42,7 +42,9 @@ def _field(loc: tuple[Any, ...]) -> str:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(HabitueError)
     async def _habitue(_: Request, exc: HabitueError) -> JSONResponse:
-        return JSONResponse(exc.problem(), status_code=exc.status, media_type=PROBLEM)
+        return JSONResponse(
+            exc.problem(), status_code=exc.status, media_type=PROBLEM, headers=exc.headers()
+        )
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -99,6 +101,7 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None) 
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            await app.state.limiter.close()
             if db is None:
                 await app.state.db.dispose()
 
@@ -109,6 +112,8 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None) 
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.limiter = ratelimit.limiter_for(settings)
+    app.state.limits = ratelimit.Limits.from_settings(settings)
     if db is not None:
         app.state.db = db
     install_error_handlers(app)

@@ -368,20 +368,34 @@ def coupons_generate(
 ) -> None:
     """Generate a campaign's coupon codes in bulk and export them as CSV."""
     import time
+    from datetime import datetime
+
+    from sqlalchemy.ext.asyncio import AsyncSession
 
     from habitue.db import Database
     from habitue.programs import service as programs_service
     from habitue.rewards import coupons
-    from habitue.rewards.schemas import CouponBatchCreate
+    from habitue.rewards.schemas import MAX_COUPONS_PER_BATCH, CouponBatchCreate
 
-    data = CouponBatchCreate(reward=reward, count=count, campaign=campaign)
+    sizes = [MAX_COUPONS_PER_BATCH] * (count // MAX_COUPONS_PER_BATCH)
+    if count % MAX_COUPONS_PER_BATCH:
+        sizes.append(count % MAX_COUPONS_PER_BATCH)
+    batches = [CouponBatchCreate(reward=reward, count=n, campaign=campaign) for n in sizes]
 
     async def run() -> int:
         db = Database(get_settings().database_url)
         try:
             async with db.read() as session:
                 info = await programs_service.get_info(session, program)
-            made = await db.write(lambda s: coupons.generate(s, info, data))
+
+            async def work(session: AsyncSession) -> list[tuple[str, datetime | None]]:
+                # One transaction for every batch: all the codes or none.
+                made: list[tuple[str, datetime | None]] = []
+                for data in batches:
+                    made += await coupons.generate(session, info, data)
+                return made
+
+            made = await db.write(work)
         finally:
             await db.dispose()
         with out.open("w", newline="") as fh:

@@ -32,6 +32,10 @@ class HabitueError(Exception):
             body["instance"] = instance
         return body
 
+    def headers(self) -> dict[str, str] | None:
+        """Response headers that go with this error (none by default)."""
+        return None
+
 
 class ValidationFailed(HabitueError):
     status = 422
@@ -76,3 +80,13 @@ class RateLimited(HabitueError):
     status = 429
     type = "rate-limited"
     title = "Too many requests"
+
+    def __init__(self, detail: str, *, retry_after: int = 60) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
+
+    def problem(self, instance: str | None = None) -> dict[str, Any]:
+        return {**super().problem(instance), "retry_after": self.retry_after}
+
+    def headers(self) -> dict[str, str] | None:
+        return {"Retry-After": str(self.retry_after)}

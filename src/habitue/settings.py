@@ -34,6 +34,46 @@ class Settings(BaseSettings):
     `{card_number}` and `{member_id}` are replaced, URL-encoded; unset: no link."""
     wallet_google_url: str | None = None
     """The card page's "Save to Google Wallet" link, the same way."""
+    redis_url: str | None = None
+    """Redis for the rate limits, shared by every worker (`redis://127.0.0.1:6379/0`); unset:
+    each process counts on its own."""
+    redis_prefix: str = "habitue:rl:"
+    rate_card_misses: str = "30/1m"
+    """Failed card lookups (unknown card) per API key and per client address, per program."""
+    rate_coupon_misses: str = "10/1m"
+    """Failed coupon lookups per API key, per member named and per client address, per program."""
+    rate_signin_failures: str = "10/15m"
+    """Wrong passwords (portal and console) per account and per client address."""
+    rate_signin_links: str = "5/1h"
+    """Sign-in links asked for per email, per program."""
+    rate_signin_links_per_address: str = "20/1h"
+    """Sign-in links asked for per client address."""
+    rate_limit_max_keys: int = Field(default=100_000, ge=1_000)
+    """Buckets kept by the in-process limiter (least recently used dropped beyond)."""
+
+    @field_validator(
+        "rate_card_misses",
+        "rate_coupon_misses",
+        "rate_signin_failures",
+        "rate_signin_links",
+        "rate_signin_links_per_address",
+    )
+    @classmethod
+    def _rate(cls, value: str) -> str:
+        from habitue.ratelimit import Rate
+
+        Rate.parse(value)
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        value = value.strip()
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("HABITUE_REDIS_URL must be a redis://, rediss:// or unix:// URL")
+        return value
 
     @field_validator("wallet_apple_url", "wallet_google_url")
     @classmethod

@@ -2,20 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
-import pytest
-
-from habitue.rewards import guard
-
-
-@pytest.fixture(autouse=True)
-def _fresh_buckets() -> Iterator[None]:
-    guard.reset()
-    yield
-    guard.reset()
 
 
 async def give(client: httpx.AsyncClient, program: str, member: str, points: int) -> None:

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 
+from habitue import ratelimit
 from habitue.deps import DbDep, ProgramDep, ReadSession, scoped
+from habitue.errors import NotFound
 from habitue.members import service as members_service
+from habitue.members.errors import InvalidCardNumber
 from habitue.members.schemas import (
     BalanceRead,
     CardLookup,
@@ -20,9 +23,21 @@ from habitue.members.schemas import (
 )
 from habitue.partners import access as partner_access
 from habitue.partners.access import PartnerAccess
-from habitue.programs.service import Principal
+from habitue.programs.service import Principal, ProgramInfo
 
 router = APIRouter(prefix="/v1/programs/{program}", tags=["members"])
+
+
+def _card_buckets(
+    request: Request, program: ProgramInfo, principal: Principal
+) -> list[ratelimit.Bucket]:
+    """Failed card lookups are counted per key and per client address, within a program."""
+    rate = ratelimit.limits_of(request).card_misses
+    key = f"{principal.program_id}:{principal.name}"
+    return [
+        ratelimit.Bucket(rate, f"card:{program.id}:key:{key}"),
+        ratelimit.Bucket(rate, f"card:{program.id}:addr:{ratelimit.client_address(request)}"),
+    ]
 
 
 @router.post("/members", status_code=201, response_model=MemberRead)
@@ -34,6 +49,7 @@ async def enrol(
 
 @router.get("/members", response_model=MemberPage)
 async def find_members(
+    request: Request,
     program: ProgramDep,
     session: ReadSession,
     external_id: str | None = None,
@@ -43,18 +59,25 @@ async def find_members(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     principal: Principal = scoped("members:read", partner=PartnerAccess.REDACTED),
 ) -> MemberPage:
+    """A search by card number that finds no one counts as a failed card lookup."""
     partner_access.member_lookup(
         principal, external_id=external_id, email=email, card_number=card_number
     )
-    items, cursor = await members_service.find(
-        session,
-        program,
-        external_id=external_id,
-        email=email,
-        card_number=card_number,
-        after=after,
-        limit=limit,
-    )
+    buckets = _card_buckets(request, program, principal) if card_number is not None else []
+    async with ratelimit.failures_of(
+        ratelimit.limiter_of(request), buckets, "failed card lookups"
+    ) as tried:
+        items, cursor = await members_service.find(
+            session,
+            program,
+            external_id=external_id,
+            email=email,
+            card_number=card_number,
+            after=after,
+            limit=limit,
+        )
+        if not items:
+            tried.fail()
     return MemberPage(
         items=[partner_access.redact(principal, m) for m in items], next_cursor=cursor
     )
@@ -108,12 +131,21 @@ async def replace_card(
 
 @router.get("/cards/{card_number}", response_model=CardLookup)
 async def identify_card(
+    request: Request,
     program: ProgramDep,
     card_number: str,
     session: ReadSession,
     principal: Principal = scoped("members:read", partner=PartnerAccess.REDACTED),
 ) -> CardLookup:
-    member, card = await members_service.lookup_card(session, program, card_number)
+    """An unknown card or a wrong check digit counts as a failed lookup; once a bucket is
+    empty: 429."""
+    async with ratelimit.failures_of(
+        ratelimit.limiter_of(request),
+        _card_buckets(request, program, principal),
+        "failed card lookups",
+        failures=(NotFound, InvalidCardNumber),
+    ):
+        member, card = await members_service.lookup_card(session, program, card_number)
     return CardLookup(member=partner_access.redact(principal, member), card=card)
 
 

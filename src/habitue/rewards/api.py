@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -177,6 +177,7 @@ async def generate_coupons(
 
 @router.get("/coupons/{code}", response_model=CouponRead)
 async def get_coupon(
+    request: Request,
     program: ProgramDep,
     code: str,
     db: DbDep,
@@ -187,12 +188,13 @@ async def get_coupon(
             return await coupons.get(session, program, code)
 
     return await guard.guarded(
-        db, program, principal=principal.name, member=None, code=code, run=run
+        request, db, program, principal=principal, member=None, code=code, run=run
     )
 
 
 @router.post("/coupons/{code}/validate", response_model=CouponCheck)
 async def validate_coupon(
+    request: Request,
     program: ProgramDep,
     code: str,
     body: BasketIn,
@@ -204,12 +206,13 @@ async def validate_coupon(
             return await coupons.validate(session, program, code, body)
 
     return await guard.guarded(
-        db, program, principal=principal.name, member=body.member, code=code, run=run
+        request, db, program, principal=principal, member=body.member, code=code, run=run
     )
 
 
 @router.post("/coupons/{code}/redeem", response_model=CouponRead)
 async def redeem_coupon(
+    request: Request,
     program: ProgramDep,
     code: str,
     body: BasketIn,
@@ -222,7 +225,7 @@ async def redeem_coupon(
         )
 
     return await guard.guarded(
-        db, program, principal=principal.name, member=body.member, code=code, run=run
+        request, db, program, principal=principal, member=body.member, code=code, run=run
     )
 
 

@@ -1,82 +1,67 @@
-"""Guessing protection: failed coupon lookups drain token buckets per key and per member.
+"""Guessing protection: failed coupon lookups drain buckets per key, per member and per address.
 
-In-process buckets: with several workers each holds its own, so the effective budget is the
-per-process budget times the number of workers. Every failed or refused lookup is logged to
-`coupon_attempts` in a unit of work of its own (the request's own work has rolled back).
+The buckets are the application's rate limiter's (`habitue.ratelimit`: in the process, or in
+Redis when configured), at `HABITUE_RATE_COUPON_MISSES` (10 at once, then 10 a minute). Every
+failed or refused lookup is logged to `coupon_attempts` in a unit of work of its own (the
+request's own work has rolled back).
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import TypeVar
 
+from fastapi import Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from habitue import ratelimit
 from habitue.db import Database
 from habitue.errors import RateLimited
-from habitue.programs.service import ProgramInfo
+from habitue.programs.service import Principal, ProgramInfo
 from habitue.rewards import coupons
 from habitue.rewards.errors import CouponLookupFailed
 
 T = TypeVar("T")
 
-CAPACITY = 10.0  # failed lookups allowed in a burst
-REFILL_PER_SECOND = 10.0 / 60.0  # then ten a minute
 
-
-@dataclass
-class _Bucket:
-    tokens: float
-    at: float
-
-
-_buckets: dict[tuple[int, str, str], _Bucket] = {}
-
-
-def reset() -> None:
-    """Forget every bucket (tests)."""
-    _buckets.clear()
-
-
-def _level(key: tuple[int, str, str], now: float) -> _Bucket:
-    b = _buckets.get(key)
-    if b is None:
-        b = _buckets[key] = _Bucket(CAPACITY, now)
-    b.tokens = min(CAPACITY, b.tokens + (now - b.at) * REFILL_PER_SECOND)
-    b.at = now
-    return b
-
-
-def _keys(program: ProgramInfo, principal: str, member: str | None) -> list[tuple[int, str, str]]:
-    keys = [(program.id, "key", principal)]
+def _buckets(
+    request: Request, program: ProgramInfo, principal: Principal, member: str | None
+) -> list[ratelimit.Bucket]:
+    rate = ratelimit.limits_of(request).coupon_misses
+    at = f"coupon:{program.id}"
+    buckets = [
+        ratelimit.Bucket(rate, f"{at}:key:{principal.program_id}:{principal.name}"),
+        ratelimit.Bucket(rate, f"{at}:addr:{ratelimit.client_address(request)}"),
+    ]
     if member is not None:
-        keys.append((program.id, "member", member))
-    return keys
+        buckets.append(ratelimit.Bucket(rate, f"{at}:member:{member}"))
+    return buckets
 
 
 async def guarded(
+    request: Request,
     db: Database,
     program: ProgramInfo,
     *,
-    principal: str,
+    principal: Principal,
     member: str | None,
     code: str,
     run: Callable[[], Awaitable[T]],
 ) -> T:
     """Run a coupon lookup unless a bucket is empty; a failed lookup costs one token."""
-    keys = _keys(program, principal, member)
-    now = time.monotonic()
-    if any(_level(k, now).tokens < 1.0 for k in keys):
-        await _log(db, program, principal, member, code, "rate-limited")
-        raise RateLimited("too many failed coupon lookups; try again in a minute")
     try:
-        return await run()
+        async with ratelimit.failures_of(
+            ratelimit.limiter_of(request),
+            _buckets(request, program, principal, member),
+            "failed coupon lookups",
+            failures=(CouponLookupFailed,),
+        ):
+            return await run()
+    except RateLimited:
+        await _log(db, program, principal.name, member, code, "rate-limited")
+        raise
     except CouponLookupFailed as exc:
-        for k in keys:
-            _level(k, now).tokens -= 1.0
-        await _log(db, program, principal, member, code, exc.type)
+        await _log(db, program, principal.name, member, code, exc.type)
         raise
 
 

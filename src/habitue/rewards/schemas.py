@@ -188,9 +188,14 @@ class CouponCheck(BaseModel):
     expires_at: datetime | None
 
 
+MAX_COUPONS_PER_BATCH = 10_000
+"""Codes one `POST /coupons/batches` makes at most (`habitue coupons generate` makes more, in
+batches of this size)."""
+
+
 class CouponBatchCreate(Strict):
     reward: str = Field(min_length=1, max_length=64)
-    count: int = Field(ge=1, le=1_000_000)
+    count: int = Field(ge=1, le=MAX_COUPONS_PER_BATCH)
     campaign: str = Field(min_length=1, max_length=64)
     expires_at: datetime | None = None
 

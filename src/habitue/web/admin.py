@@ -33,7 +33,7 @@ from habitue.rewards.schemas import RedemptionRead
 from habitue.rules import service as rules_service
 from habitue.rules.errors import InvalidRule, RuleNotFound
 from habitue.rules.schemas import RuleRead
-from habitue.web import member_messages, queries
+from habitue.web import limits, member_messages, queries
 from habitue.web import service as web_service
 from habitue.web.i18n import _l, normalise
 from habitue.web.pages import (
@@ -161,6 +161,17 @@ async def signin(request: Request) -> Response:
         )
     email = form.get("email", "").strip()
     password = form.get("password", "")
+    buckets = limits.password_buckets(request, email and f"staff:{email.lower()}")
+    wait = await limits.check(request, buckets)
+    if wait:
+        refused = page.render(
+            "admin/signin.html",
+            429,
+            values={"email": email},
+            errors={"password": limits.TOO_MANY_PASSWORDS},
+            **context,
+        )
+        return limits.refused(refused, wait)
 
     async def work(session: AsyncSession) -> str | None:
         staff = await web_service.check_staff_password(session, email, password)
@@ -173,6 +184,7 @@ async def signin(request: Request) -> Response:
 
     token = await _db(request).write(work) if email and password else None
     if token is None:
+        await limits.hit(request, buckets)
         return page.render(
             "admin/signin.html",
             422,

@@ -23,6 +23,7 @@ from habitue.members.schemas import CHANNELS, MemberCreate, MemberRead, MemberUp
 from habitue.programs import service as programs_service
 from habitue.programs.errors import ProgramNotFound
 from habitue.programs.service import ProgramInfo
+from habitue.web import limits
 from habitue.web import service as web_service
 from habitue.web.codes import code128_svg, qr_svg
 from habitue.web.i18n import _l, normalise
@@ -326,6 +327,15 @@ async def signin(request: Request, program: str) -> Response:
     password = form.get("password", "")
     target = safe_next(form.get("next"), f"{base(info)}/", f"{base(info)}/card")
 
+    buckets = limits.password_buckets(request, email and f"member:{info.id}:{email.lower()}")
+    wait = await limits.check(request, buckets)
+    if wait:
+        errors = {"password": limits.TOO_MANY_PASSWORDS}
+        page = portal.render(
+            "portal/signin.html", 429, values={"email": email}, errors=errors, next=target
+        )
+        return limits.refused(page, wait)
+
     async def work(session: AsyncSession) -> tuple[str, web_service.SessionInfo] | None:
         member_id = await web_service.check_member_password(session, info, email, password)
         if member_id is None:
@@ -336,6 +346,7 @@ async def signin(request: Request, program: str) -> Response:
 
     opened = await _db(request).write(work) if email and password else None
     if opened is None:
+        await limits.hit(request, buckets)
         errors = {"password": _l("The email or the password is not right.")}
         if not email:
             errors = {"email": _l("Enter your email address.")}
@@ -362,6 +373,16 @@ async def signin_link(request: Request, program: str) -> Response:
             next="",
         )
     info = portal.program
+    wait = await limits.acquire(request, limits.link_buckets(request, info.id, email))
+    if wait:
+        page = portal.render(
+            "portal/signin.html",
+            429,
+            values={"link_email": email},
+            errors={"link_email": limits.TOO_MANY_LINKS},
+            next="",
+        )
+        return limits.refused(page, wait)
     site = str(request.base_url)
     await _db(request).write(lambda s: web_service.send_sign_in_link(s, info, email, base_url=site))
     return portal.render("portal/signin.html", values={}, errors={}, next="", link_sent=True)
