@@ -28,6 +28,18 @@ console = Console()
 err = Console(stderr=True)
 
 
+@app.callback()
+def _configuration() -> None:
+    """Refuse to run on a refused configuration (weak production secrets…), saying why."""
+    from habitue.settings import SettingsError
+
+    try:
+        get_settings()
+    except SettingsError as exc:
+        err.print(f"[red]{exc}[/]", markup=True, highlight=False)
+        raise typer.Exit(2) from None
+
+
 @app.command()
 def migrate() -> None:
     """Apply the database migrations to HABITUE_DATABASE_URL."""

@@ -8,7 +8,7 @@ from functools import lru_cache
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 _DEV_HMAC_KEY = "habitue-development-only-hmac-key"
@@ -22,6 +22,8 @@ _SECRET_SETTINGS = ("hmac_key", "admin_key", "session_secret")
 
 def _alphabet_size(value: str) -> int:
     """The size of the smallest usual alphabet the value is written in (hex, base64…)."""
+    if value.isascii() and value.isdigit():
+        return 10
     if all(c in "0123456789abcdef" for c in value.lower()) and (
         value.lower() == value or value.upper() == value
     ):
@@ -36,9 +38,10 @@ def _alphabet_size(value: str) -> int:
 def secret_weakness(value: str) -> str | None:
     """Why `value` is too weak for a production secret, or None.
 
-    At least 32 characters, at least 8 different ones, and at least 128 bits when each
-    character is counted as a draw from the alphabet the value is written in (hex counts 4
-    bits a character, base64 6); the development defaults are refused.
+    At least 32 characters, at least 8 different ones, not one block repeated, and at least
+    128 bits when each character is counted as a draw from the alphabet the value is written
+    in (digits count 3.3 bits a character, hex 4, base64 6); the development default is
+    refused.
     """
     if value == _DEV_HMAC_KEY:
         return "is the development default"
@@ -46,6 +49,8 @@ def secret_weakness(value: str) -> str | None:
         return f"is shorter than {MIN_SECRET_LENGTH} characters"
     if len(set(value)) < MIN_SECRET_DISTINCT:
         return f"uses fewer than {MIN_SECRET_DISTINCT} different characters"
+    if value in (value + value)[1:-1]:
+        return "repeats one block of characters"
     if len(value) * math.log2(_alphabet_size(value)) < MIN_SECRET_BITS:
         return f"holds less than {MIN_SECRET_BITS} bits"
     return None
@@ -129,7 +134,21 @@ class Settings(BaseSettings):
         return self.public_url or DEV_PUBLIC_URL
 
 
+class SettingsError(RuntimeError):
+    """The environment's configuration is refused; the message names the settings, never
+    their values (a refused secret must not reach a log)."""
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     """The process-wide settings, read once from the environment."""
-    return Settings()
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            e["msg"].removeprefix("Value error, ")
+            + (f" ({'.'.join(map(str, e['loc']))})" if e["loc"] else "")
+            for e in exc.errors(include_url=False, include_input=False, include_context=False)
+        )
+    # Raised outside the handler: no frame of the traceback holds the refused values.
+    raise SettingsError(f"invalid configuration: {problems}")

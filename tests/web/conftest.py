@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import secrets
-
 from typing import cast
 
 import httpx

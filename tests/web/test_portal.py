@@ -8,7 +8,6 @@ from datetime import timedelta
 
 import httpx
 import pytest
-from sqlalchemy import select
 
 from habitue import clock
 from habitue.db import Database, table_of

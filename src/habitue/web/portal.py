@@ -18,6 +18,7 @@ from habitue.db import Database
 from habitue.errors import HabitueError
 from habitue.ledger import service as ledger_service
 from habitue.members import service as members_service
+from habitue.members.errors import DuplicateMember
 from habitue.members.schemas import CHANNELS, MemberCreate, MemberRead, MemberUpdate
 from habitue.programs import service as programs_service
 from habitue.programs.errors import ProgramNotFound

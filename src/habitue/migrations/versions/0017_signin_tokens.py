@@ -28,9 +28,7 @@ def upgrade() -> None:
     with op.batch_alter_table("member_sign_in_tokens", schema=None) as batch_op:
         batch_op.add_column(sa.Column("seed", sa.String(length=64), nullable=True))
         batch_op.add_column(sa.Column("password_hash", sa.String(length=200), nullable=True))
-    op.execute(
-        "UPDATE member_sign_in_tokens SET used_at = expires_at WHERE used_at IS NULL"
-    )
+    op.execute("UPDATE member_sign_in_tokens SET used_at = expires_at WHERE used_at IS NULL")
     if op.get_bind().dialect.name == "postgresql":
         op.execute(
             "UPDATE outbox SET payload = CAST(CAST(payload AS jsonb) - 'url' AS json) "
