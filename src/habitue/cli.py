@@ -271,6 +271,7 @@ def demo(
     settings = get_settings()
     admin_key = settings.admin_key or "demo-admin-key"
     os.environ["HABITUE_ADMIN_KEY"] = admin_key
+    os.environ.setdefault("HABITUE_PUBLIC_URL", f"http://127.0.0.1:{port}")  # emailed links
     get_settings.cache_clear()
     info = demo_data.load(settings.database_url, members=members, purchases=purchases, seed=seed)
     console.print(f"[bold]demo program[/] {info['program']}: {info['summary']}")
