@@ -52,8 +52,9 @@ def server(url: str, admin_key: str, *, workers: int = 2) -> Iterator[str]:
         "HABITUE_DATABASE_URL": url,
         "HABITUE_ADMIN_KEY": admin_key,
         "HABITUE_ENV": "production",
-        "HABITUE_HMAC_KEY": secrets.token_hex(16),
+        "HABITUE_HMAC_KEY": secrets.token_hex(32),
         "HABITUE_SCHEDULER": "false",
+        "HABITUE_PUBLIC_URL": f"http://127.0.0.1:{port}",
     }
     proc = subprocess.Popen(
         [str(BIN / "habitue"), "serve", "--host", "127.0.0.1", "--port", str(port),

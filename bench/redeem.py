@@ -37,7 +37,7 @@ import psycopg
 ROOT = Path(__file__).resolve().parents[1]
 HABITUE = ROOT / ".venv" / "bin" / "habitue"
 PG_ADMIN = os.environ.get("HABITUE_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
-ADMIN_KEY = "bench-" + secrets.token_hex(8)
+ADMIN_KEY = "bench-" + secrets.token_hex(16)
 
 LUA = r"""
 local ids = {%(ids)s}
@@ -180,7 +180,8 @@ def main() -> None:
     env = {**os.environ, "HABITUE_DATABASE_URL":
            f"postgresql+psycopg://postgres@127.0.0.1:5432/{app_db}",
            "HABITUE_ADMIN_KEY": ADMIN_KEY, "HABITUE_SCHEDULER": "false",
-           "HABITUE_ENV": "production", "HABITUE_HMAC_KEY": secrets.token_hex(16),
+           "HABITUE_ENV": "production", "HABITUE_HMAC_KEY": secrets.token_hex(32),
+           "HABITUE_PUBLIC_URL": base,
            "HABITUE_GROUP_COMMIT": "true" if args.group_commit else "false"}  # fmt: skip
     proc: subprocess.Popen[bytes] | None = None
     try:

@@ -28,6 +28,18 @@ console = Console()
 err = Console(stderr=True)
 
 
+@app.callback()
+def _configuration() -> None:
+    """Refuse to run on a refused configuration (weak production secrets…), saying why."""
+    from habitue.settings import SettingsError
+
+    try:
+        get_settings()
+    except SettingsError as exc:
+        err.print(f"[red]{exc}[/]", markup=True, highlight=False)
+        raise typer.Exit(2) from None
+
+
 @app.command()
 def migrate() -> None:
     """Apply the database migrations to HABITUE_DATABASE_URL."""
@@ -338,6 +350,7 @@ def demo(
     settings = get_settings()
     admin_key = settings.admin_key or "demo-admin-key"
     os.environ["HABITUE_ADMIN_KEY"] = admin_key
+    os.environ.setdefault("HABITUE_PUBLIC_URL", f"http://127.0.0.1:{port}")  # emailed links
     get_settings.cache_clear()
     info = demo_data.load(settings.database_url, members=members, purchases=purchases, seed=seed)
     console.print(f"[bold]demo program[/] {info['program']}: {info['summary']}")

@@ -2,14 +2,58 @@
 
 from __future__ import annotations
 
+import math
 import secrets
 from functools import lru_cache
 from typing import Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 _DEV_HMAC_KEY = "habitue-development-only-hmac-key"
+DEV_PUBLIC_URL = "http://127.0.0.1:8000"
+"""The public URL outside production when `HABITUE_PUBLIC_URL` is unset (`habitue serve`'s)."""
+MIN_SECRET_LENGTH = 32
+MIN_SECRET_BITS = 128
+MIN_SECRET_DISTINCT = 8
+_SECRET_SETTINGS = ("hmac_key", "admin_key", "session_secret")
+
+
+def _alphabet_size(value: str) -> int:
+    """The size of the smallest usual alphabet the value is written in (hex, base64…)."""
+    if value.isascii() and value.isdigit():
+        return 10
+    if all(c in "0123456789abcdef" for c in value.lower()) and (
+        value.lower() == value or value.upper() == value
+    ):
+        return 16
+    if value.isascii() and value.isalnum():
+        return 62
+    if all(c.isascii() and (c.isalnum() or c in "-_+/=") for c in value):
+        return 64
+    return 95
+
+
+def secret_weakness(value: str) -> str | None:
+    """Why `value` is too weak for a production secret, or None.
+
+    At least 32 characters, at least 8 different ones, not one block repeated, and at least
+    128 bits when each character is counted as a draw from the alphabet the value is written
+    in (digits count 3.3 bits a character, hex 4, base64 6); the development default is
+    refused.
+    """
+    if value == _DEV_HMAC_KEY:
+        return "is the development default"
+    if len(value) < MIN_SECRET_LENGTH:
+        return f"is shorter than {MIN_SECRET_LENGTH} characters"
+    if len(set(value)) < MIN_SECRET_DISTINCT:
+        return f"uses fewer than {MIN_SECRET_DISTINCT} different characters"
+    if value in (value + value)[1:-1]:
+        return "repeats one block of characters"
+    if len(value) * math.log2(_alphabet_size(value)) < MIN_SECRET_BITS:
+        return f"holds less than {MIN_SECRET_BITS} bits"
+    return None
 
 
 class Settings(BaseSettings):
@@ -22,6 +66,12 @@ class Settings(BaseSettings):
     admin_key: str | None = None
     hmac_key: str = _DEV_HMAC_KEY
     session_secret: str = Field(default_factory=lambda: secrets.token_urlsafe(32))
+    public_url: str | None = None
+    """The address members and staff reach the server at (`https://loyalty.example.com`):
+    every link sent in a message is built from it, never from a request's `Host`. Required
+    in production; elsewhere `DEV_PUBLIC_URL` when unset."""
+    signin_link_minutes: int = Field(default=15, ge=1, le=1440)
+    """How long an emailed sign-in link works (it works once)."""
     group_commit: bool = True
     group_commit_max: int = 64
     group_commit_lanes: int = 2
@@ -85,14 +135,60 @@ class Settings(BaseSettings):
             raise ValueError("a wallet link must be an http(s) URL")
         return value
 
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        value = value.strip().rstrip("/")
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("HABITUE_PUBLIC_URL must be an http(s) URL, e.g. https://example.com")
+        if parts.query or parts.fragment or parts.username or parts.password:
+            raise ValueError("HABITUE_PUBLIC_URL takes no query, fragment or credentials")
+        return value
+
     @model_validator(mode="after")
     def _secrets_required_in_production(self) -> Settings:
-        if self.env == "production" and self.hmac_key == _DEV_HMAC_KEY:
+        if self.env != "production":
+            if self.public_url is None:
+                self.public_url = DEV_PUBLIC_URL
+            return self
+        if self.hmac_key == _DEV_HMAC_KEY:
             raise ValueError("HABITUE_HMAC_KEY must be set in production")
+        for name in _SECRET_SETTINGS:
+            value = getattr(self, name)
+            weakness = None if value is None else secret_weakness(value)
+            if weakness is not None:
+                raise ValueError(
+                    f"HABITUE_{name.upper()} {weakness}: production needs a strong secret "
+                    "(e.g. `openssl rand -hex 32`)"
+                )
+        if self.public_url is None:
+            raise ValueError("HABITUE_PUBLIC_URL must be set in production")
         return self
+
+    @property
+    def base_url(self) -> str:
+        """`public_url` without its trailing slash (always set once validated)."""
+        return self.public_url or DEV_PUBLIC_URL
+
+
+class SettingsError(RuntimeError):
+    """The environment's configuration is refused; the message names the settings, never
+    their values (a refused secret must not reach a log)."""
 
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     """The process-wide settings, read once from the environment."""
-    return Settings()
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            e["msg"].removeprefix("Value error, ")
+            + (f" ({'.'.join(map(str, e['loc']))})" if e["loc"] else "")
+            for e in exc.errors(include_url=False, include_input=False, include_context=False)
+        )
+    # Raised outside the handler: no frame of the traceback holds the refused values.
+    raise SettingsError(f"invalid configuration: {problems}")

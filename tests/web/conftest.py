@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import re
 import secrets
+from typing import cast
 
 import httpx
+from sqlalchemy import select
 
-from habitue.db import Database
+from habitue.db import Database, table_of
+from habitue.messaging.models import OutboxEvent
+from habitue.programs import service as programs_service
+from habitue.settings import Settings
 from habitue.web import service as web_service
 
 PASSWORD = "correct-horse-battery"
@@ -22,7 +27,9 @@ def csrf_of(html: str) -> str:
 async def signup(
     client: httpx.AsyncClient, program: str, *, email: str | None = None, **fields: str
 ) -> httpx.Response:
-    """Sign a new member up through the portal form; the client keeps the session cookie."""
+    """Sign a new member up through the portal form, then follow the emailed link (as the
+    member would); the client keeps the session cookie. A refused form's answer is returned
+    as it is."""
     page = await client.get(f"/app/{program}/signup")
     assert page.status_code == 200, page.text
     form = {
@@ -35,7 +42,30 @@ async def signup(
         "consent_email": "on",
         **fields,
     }
-    return await client.post(f"/app/{program}/signup", data=form)
+    r = await client.post(f"/app/{program}/signup", data=form)
+    if r.status_code != 200 or 'id="signup-sent"' not in r.text:
+        return r
+    return await client.get(await emailed_link(client, program, form["email"]))
+
+
+async def emailed_link(client: httpx.AsyncClient, program: str, email: str) -> str:
+    """The path of the latest sign-in link sent to `email`, as the message sender builds it
+    (the outbox event names the link; `web_service.sign_in_link_url` makes its URL)."""
+    app = cast(httpx.ASGITransport, client._transport).app
+    db = cast(Database, app.state.db)  # type: ignore[attr-defined]
+    settings = cast(Settings, app.state.settings)  # type: ignore[attr-defined]
+    outbox = table_of(OutboxEvent)
+    async with db.read() as session:
+        info = await programs_service.get_info(session, program)
+        rows = await session.execute(
+            select(outbox.c.payload)
+            .where(outbox.c.program_id == info.id, outbox.c.type == "member.sign_in_link")
+            .order_by(outbox.c.id.desc())
+        )
+        link_id = next(int(p["link_id"]) for (p,) in rows if p["email"] == email.lower())
+        url = await web_service.sign_in_link_url(session, info, link_id, settings=settings)
+    assert url is not None and url.startswith(settings.base_url + "/"), url
+    return url[len(settings.base_url) :]
 
 
 async def make_staff(db: Database, role: str, program_id: int | None = None) -> str:

@@ -72,6 +72,7 @@ def server(db_url: str) -> Iterator[str]:
         hmac_key="test-hmac-key",
     )
     port = _free_port()
+    settings = settings.model_copy(update={"public_url": f"http://127.0.0.1:{port}"})
     config = uvicorn.Config(
         create_app(settings),
         host="127.0.0.1",
@@ -165,8 +166,45 @@ def _decode(png: bytes, fmt: str) -> str:
     return str(texts[0])
 
 
+def _emailed_link(server: str, program: str, email: str, db_url: str) -> str:
+    """The sign-in link the message sender would email (`web_service.sign_in_link_url`)."""
+    from sqlalchemy import select
+
+    from habitue.db import table_of
+    from habitue.messaging.models import OutboxEvent
+    from habitue.programs import service as programs_service
+
+    outbox = table_of(OutboxEvent)
+    settings = Settings(env="test", hmac_key="test-hmac-key", public_url=server)
+    found: list[str | None] = []
+
+    async def find() -> None:
+        db = Database(db_url)
+        try:
+            async with db.read() as session:
+                info = await programs_service.get_info(session, program)
+                rows = await session.execute(
+                    select(outbox.c.payload)
+                    .where(outbox.c.program_id == info.id, outbox.c.type == "member.sign_in_link")
+                    .order_by(outbox.c.id.desc())
+                )
+                link_id = next(int(p["link_id"]) for (p,) in rows if p["email"] == email)
+                found.append(
+                    await web_service.sign_in_link_url(session, info, link_id, settings=settings)
+                )
+        finally:
+            await db.dispose()
+
+    # Playwright's sync API owns this thread's event loop: read from another one.
+    reader = threading.Thread(target=lambda: asyncio.run(find()))
+    reader.start()
+    reader.join()
+    assert found and found[0] is not None
+    return found[0]
+
+
 def test_member_signs_up_sees_the_card_earns_and_switches_language(
-    server: str, api: httpx.Client, program: str, browser: Any, artifacts: Path
+    server: str, api: httpx.Client, program: str, browser: Any, artifacts: Path, db_url: str
 ) -> None:
     context = browser.new_context(viewport={"width": 412, "height": 915}, locale="en-GB")
     page = context.new_page()
@@ -192,6 +230,10 @@ def test_member_signs_up_sees_the_card_earns_and_switches_language(
     page.fill("#f-birth_date", "1991-03-14")
     page.check("#c-sms")
     page.get_by_role("button", name="Create my card", exact=True).click()
+    page.locator("#signup-sent").wait_for()
+    pages.check("portal-signup-sent")
+    # The emailed link finishes joining (the message sender's URL, made from the outbox).
+    page.goto(_emailed_link(server, program, email, db_url))
     page.wait_for_url(f"{base}/card")
     pages.check("portal-card")
 

@@ -8,14 +8,13 @@ from datetime import timedelta
 
 import httpx
 import pytest
-from sqlalchemy import select
 
 from habitue import clock
 from habitue.db import Database, table_of
 from habitue.messaging.models import OutboxEvent
 from habitue.settings import Settings
 from tests.conftest import create_program, purchase
-from tests.web.conftest import PASSWORD, csrf_of, signup
+from tests.web.conftest import PASSWORD, csrf_of, emailed_link, signup
 
 _outbox = table_of(OutboxEvent)
 
@@ -71,19 +70,87 @@ async def test_errors_stay_next_to_the_field_in_the_members_language(
     assert "short" not in r.text.split('id="f-password"')[1][:80]  # never echo a password
 
 
-async def test_a_duplicate_email_is_refused_on_its_field(
+async def test_sign_up_does_not_tell_whether_an_email_is_registered(
     client: httpx.AsyncClient, program: str, settings: Settings, db: Database
 ) -> None:
-    await signup(client, program, email="dup@example.com")
+    await signup(client, program, email="dup@example.com", first_name="Ana")
     from habitue.api import create_app
 
-    app = create_app(settings, db=db)
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://test"
-    ) as other:
-        r = await signup(other, program, email="dup@example.com")
+    answers = []
+    for email in ("dup@example.com", "fresh@example.com"):
+        app = create_app(settings, db=db)
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://test"
+        ) as other:
+            page = await other.get(f"/app/{program}/signup")
+            r = await other.post(
+                f"/app/{program}/signup",
+                data={
+                    "csrf_token": csrf_of(page.text),
+                    "email": email.upper(),
+                    "password": "attacker-password-1",
+                    "first_name": "Mallory",
+                    "locale": "en",
+                },
+            )
+            answers.append(r)
+            assert not any(
+                c.startswith("habitue_member=") for c in r.headers.get_list("set-cookie")
+            )
+            assert (await other.get(f"/app/{program}/card")).status_code == 303
+    known, new = answers
+    assert known.status_code == new.status_code == 200
+    strip = re.compile(r'value="[^"]*"')
+    assert strip.sub("", known.text) == strip.sub("", new.text)
+    assert "Check your email" in known.text
+    assert "already registered" not in known.text
+    # The known email's member is unchanged: name, and password (the visitor's is not set).
+    assert (await client.get(f"/app/{program}/export")).json()["member"]["first_name"] == "Ana"
+    for password, status in (("attacker-password-1", 422), (PASSWORD, 303)):
+        client.cookies.clear()
+        form = await client.get(f"/app/{program}/signin")
+        r = await client.post(
+            f"/app/{program}/signin",
+            data={
+                "csrf_token": csrf_of(form.text),
+                "email": "dup@example.com",
+                "password": password,
+            },
+        )
+        assert r.status_code == status
+    client.cookies.clear()
+    form = await client.get(f"/app/{program}/signin")
+    # Until its emailed link is used, the new sign-up's password does not sign in either.
+    r = await client.post(
+        f"/app/{program}/signin",
+        data={
+            "csrf_token": csrf_of(form.text),
+            "email": "fresh@example.com",
+            "password": "attacker-password-1",
+        },
+    )
     assert r.status_code == 422
-    assert "This email is already registered" in r.text
+    # The owner of the known email is sent a sign-in link; following it signs them in.
+    path = await emailed_link(client, program, "dup@example.com")
+    client.cookies.clear()
+    assert (await client.get(path)).status_code == 303
+    assert (await client.get(f"/app/{program}/export")).json()["member"]["first_name"] == "Ana"
+    # The new member's link gives them the password chosen when joining.
+    path = await emailed_link(client, program, "fresh@example.com")
+    client.cookies.clear()
+    assert (await client.get(path)).status_code == 303
+    assert (await client.get(f"/app/{program}/card")).status_code == 200
+    client.cookies.clear()
+    form = await client.get(f"/app/{program}/signin")
+    r = await client.post(
+        f"/app/{program}/signin",
+        data={
+            "csrf_token": csrf_of(form.text),
+            "email": "fresh@example.com",
+            "password": "attacker-password-1",
+        },
+    )
+    assert r.status_code == 303
 
 
 async def test_forms_without_the_csrf_token_are_refused(
@@ -146,19 +213,13 @@ async def test_sign_in_by_emailed_link_works_once(
     )
     assert r.status_code == 200
     assert "we have sent a sign-in link" in r.text
-    async with db.read() as session:
-        rows = (
-            await session.execute(
-                select(_outbox.c.payload).where(_outbox.c.type == "member.sign_in_link")
-            )
-        ).all()
-    payload = next(p for (p,) in rows if p["email"] == "link@example.com")
-    path = payload["url"].split("://", 1)[1].split("/", 1)[1]
-    assert path.startswith(f"app/{program}/signin/link/")
-    used = await client.get("/" + path)
+    assert "for 15 minutes" in r.text
+    path = await emailed_link(client, program, "link@example.com")
+    assert path.startswith(f"/app/{program}/signin/link/")
+    used = await client.get(path)
     assert used.status_code == 303
     assert (await client.get(f"/app/{program}/card")).status_code == 200
-    again = await client.get("/" + path)
+    again = await client.get(path)
     assert again.status_code == 400
     assert "expired or was already used" in again.text
     # An unknown email gets the same answer and no message.

@@ -113,7 +113,7 @@ class MemberMessages:
 def _label(type_: str, payload: Mapping[str, Any]) -> tuple[str | None, str | None]:
     """The words for an event and a short detail taken from chosen payload fields only.
 
-    Payloads are never shown whole: `member.sign_in_link` carries a working sign-in URL.
+    Payloads are never shown whole (none holds a secret, but the page shows only what it words).
     """
     if type_ == "event.recorded":
         kind = payload.get("type")

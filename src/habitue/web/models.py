@@ -37,7 +37,11 @@ class MemberCredential(Base):
 
 
 class SignInToken(Base):
-    """A one-time emailed sign-in link; only the token's SHA-256 is stored."""
+    """A one-time emailed sign-in link; only the token's SHA-256 is stored.
+
+    The token is HMAC(`HABITUE_HMAC_KEY`, `seed`): whoever sends the message derives it again
+    (`habitue.web.service.sign_in_link_url`); the database alone does not hold it.
+    """
 
     __tablename__ = "member_sign_in_tokens"
 
@@ -47,6 +51,9 @@ class SignInToken(Base):
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    seed: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    password_hash: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    """A sign-up's password (argon2), given to the member when the link is used."""
 
 
 class WebSession(Base):

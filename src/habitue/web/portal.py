@@ -23,6 +23,7 @@ from habitue.members.schemas import CHANNELS, MemberCreate, MemberRead, MemberUp
 from habitue.programs import service as programs_service
 from habitue.programs.errors import ProgramNotFound
 from habitue.programs.service import ProgramInfo
+from habitue.settings import Settings
 from habitue.web import limits
 from habitue.web import service as web_service
 from habitue.web.codes import code128_svg, qr_svg
@@ -67,6 +68,11 @@ FIELD_MESSAGES = {
 def _db(request: Request) -> Database:
     db: Database = request.app.state.db
     return db
+
+
+def _settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
 
 
 def base(program: ProgramInfo) -> str:
@@ -285,23 +291,21 @@ async def signup(request: Request, program: str) -> Response:
         portal.page.locale = locale
         return portal.render("portal/signup.html", 422, values=values, errors=errors)
     info = portal.program
-
-    async def work(session: AsyncSession) -> tuple[str, web_service.SessionInfo]:
-        member = await members_service.enrol(session, info, data)
-        ref = await members_service.resolve(session, info, member_id=member.id)
-        await web_service.set_member_password(session, info, ref.id, password)
-        return await web_service.open_session(
-            session, kind="member", program_id=info.id, member_id=ref.id
-        )
-
-    try:
-        token, _session = await _db(request).write(work)
-    except DuplicateMember:
-        errors["email"] = _l("This email is already registered. Sign in instead.")
-        return portal.render("portal/signup.html", 422, values=values, errors=errors)
-    portal.page.set_cookie(MEMBER_COOKIE, token, path="/app")
+    settings = _settings(request)
+    await _db(request).write(
+        lambda s: web_service.sign_up(s, info, data, password, settings=settings)
+    )
+    # The same page whether the email was new or a member's: sign-up tells no one which.
+    portal.page.locale = locale
     portal.page.set_cookie(LOCALE_COOKIE, locale)
-    return portal.page.redirect(f"{base(info)}/card")
+    return portal.render(
+        "portal/signin.html",
+        values={},
+        errors={},
+        next="",
+        signup_sent=True,
+        minutes=settings.signin_link_minutes,
+    )
 
 
 @router.get("/{program}/signin")
@@ -383,9 +387,18 @@ async def signin_link(request: Request, program: str) -> Response:
             next="",
         )
         return limits.refused(page, wait)
-    site = str(request.base_url)
-    await _db(request).write(lambda s: web_service.send_sign_in_link(s, info, email, base_url=site))
-    return portal.render("portal/signin.html", values={}, errors={}, next="", link_sent=True)
+    settings = _settings(request)
+    await _db(request).write(
+        lambda s: web_service.send_sign_in_link(s, info, email, settings=settings)
+    )
+    return portal.render(
+        "portal/signin.html",
+        values={},
+        errors={},
+        next="",
+        link_sent=True,
+        minutes=settings.signin_link_minutes,
+    )
 
 
 @router.get("/{program}/signin/link/{token}")

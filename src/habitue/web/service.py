@@ -1,12 +1,17 @@
 """Who is signed in: staff users, member passwords, emailed sign-in links and sessions.
 
 Passwords are argon2 hashes; cookies carry random tokens whose SHA-256 alone is stored.
+A sign-in link's token is HMAC(`HABITUE_HMAC_KEY`, a random seed): the table keeps the seed
+and the token's SHA-256, the outbox event that asks for the message keeps neither, and the
+sender derives the link again with `sign_in_link_url`. Links point at `HABITUE_PUBLIC_URL`.
 Every function runs in the caller's transaction and never commits.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import hmac
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
@@ -21,9 +26,11 @@ from habitue import clock
 from habitue.db import table_of
 from habitue.errors import Conflict, ValidationFailed
 from habitue.members import service as members_service
-from habitue.members.errors import MemberNotFound
+from habitue.members.errors import DuplicateMember, MemberNotFound
+from habitue.members.schemas import MemberCreate
 from habitue.messaging import outbox
 from habitue.programs.service import ProgramInfo
+from habitue.settings import Settings
 from habitue.web.i18n import _l
 from habitue.web.models import MemberCredential, SignInToken, StaffUser, WebSession
 
@@ -55,7 +62,6 @@ PERMISSIONS: dict[str, frozenset[str]] = {
 
 MEMBER_SESSION = timedelta(days=30)
 STAFF_SESSION = timedelta(hours=12)
-LINK_LIFETIME = timedelta(minutes=30)
 MIN_PASSWORD = 10
 
 _hasher = PasswordHasher()
@@ -168,7 +174,12 @@ async def set_member_password(
     """Set (or replace) a member's portal password."""
     if len(password) < MIN_PASSWORD:
         raise ValidationFailed("password", f"use at least {MIN_PASSWORD} characters")
-    digest = hash_password(password)
+    await _store_password_hash(session, program, member_id, hash_password(password))
+
+
+async def _store_password_hash(
+    session: AsyncSession, program: ProgramInfo, member_id: int, digest: str
+) -> None:
     done = await session.execute(
         update(_creds)
         .where(_creds.c.member_id == member_id)
@@ -217,26 +228,37 @@ async def check_member_password(
     return member_id if ok and stored is not None else None
 
 
-async def send_sign_in_link(
-    session: AsyncSession, program: ProgramInfo, email: str, *, base_url: str
-) -> bool:
-    """Write a `member.sign_in_link` message to the outbox when the email is a member's.
+def link_token(hmac_key: str, seed: str) -> str:
+    """The token of the sign-in link made from `seed` (URL-safe, 43 characters)."""
+    mac = hmac.new(hmac_key.encode(), b"habitue.sign-in-link:" + seed.encode(), hashlib.sha256)
+    return base64.urlsafe_b64encode(mac.digest()).rstrip(b"=").decode()
 
-    The answer to the visitor is the same either way; the return value is for tests.
-    """
-    member_id = await member_by_email(session, program, email)
-    if member_id is None:
-        return False
-    token = secrets.token_urlsafe(32)
-    expires = clock.now() + LINK_LIFETIME
-    await session.execute(
-        insert(_links).values(
-            program_id=program.id,
-            member_id=member_id,
-            token_hash=token_hash(token),
-            expires_at=expires,
+
+async def _issue_link(
+    session: AsyncSession,
+    program: ProgramInfo,
+    member_id: int,
+    *,
+    settings: Settings,
+    password_hash: str | None = None,
+) -> None:
+    """Store a new sign-in link and ask for its message (`member.sign_in_link`, no link in it)."""
+    seed = secrets.token_urlsafe(32)
+    expires = clock.now() + timedelta(minutes=settings.signin_link_minutes)
+    link_id = (
+        await session.execute(
+            insert(_links)
+            .values(
+                program_id=program.id,
+                member_id=member_id,
+                token_hash=token_hash(link_token(settings.hmac_key, seed)),
+                expires_at=expires,
+                seed=seed,
+                password_hash=password_hash,
+            )
+            .returning(_links.c.id)
         )
-    )
+    ).scalar_one()
     member = await _member_public(session, program, member_id)
     await outbox.emit(
         session,
@@ -247,11 +269,78 @@ async def send_sign_in_link(
             "member_id": member["id"],
             "email": member["email"],
             "locale": member["locale"],
-            "url": f"{base_url.rstrip('/')}/app/{program.code}/signin/link/{token}",
+            "link_id": int(link_id),
             "expires_at": expires.isoformat(),
         },
     )
+
+
+async def send_sign_in_link(
+    session: AsyncSession, program: ProgramInfo, email: str, *, settings: Settings
+) -> bool:
+    """Ask for a `member.sign_in_link` message when the email is an active member's.
+
+    The answer to the visitor is the same either way; the return value is for tests.
+    """
+    member_id = await member_by_email(session, program, email)
+    if member_id is None:
+        return False
+    await _issue_link(session, program, member_id, settings=settings)
     return True
+
+
+async def sign_up(
+    session: AsyncSession,
+    program: ProgramInfo,
+    data: MemberCreate,
+    password: str,
+    *,
+    settings: Settings,
+) -> bool:
+    """Enrol a visitor and send them a link that finishes joining; True when enrolled.
+
+    The password waits with the link and is the member's once the link is used. When the
+    email already belongs to a member, nothing of that member changes: they get a sign-in
+    link instead (none when the account is closed). The visitor sees the same page either
+    way, so sign-up never tells whether an email is registered.
+    """
+    digest = hash_password(password)  # hashed on both paths, so both take as long
+    email = data.email or ""
+    existing = await member_by_email(session, program, email) if email else None
+    if existing is not None:
+        await _issue_link(session, program, existing, settings=settings)
+        return False
+    try:
+        member = await members_service.enrol(session, program, data)
+    except DuplicateMember:
+        return False  # a closed account's email: nothing to send
+    ref = await members_service.resolve(session, program, member_id=member.id)
+    await _issue_link(session, program, ref.id, settings=settings, password_hash=digest)
+    return True
+
+
+async def sign_in_link_url(
+    session: AsyncSession, program: ProgramInfo, link_id: int, *, settings: Settings
+) -> str | None:
+    """The URL of link `link_id` (a `member.sign_in_link` event's `link_id`) for the message
+    that delivers it, or None once it is used or expired.
+
+    For the sender of messages only: the URL signs the member in, so it is never stored,
+    logged or shown.
+    """
+    row = (
+        await session.execute(
+            select(_links).where(_links.c.id == link_id, _links.c.program_id == program.id)
+        )
+    ).first()
+    if row is None or row.seed is None or row.used_at is not None:
+        return None
+    if clock.as_utc(row.expires_at) <= clock.now():
+        return None
+    token = link_token(settings.hmac_key, row.seed)
+    if not hmac.compare_digest(token_hash(token), row.token_hash):
+        return None  # made with another HABITUE_HMAC_KEY
+    return f"{settings.base_url}/app/{program.code}/signin/link/{token}"
 
 
 async def _member_public(
@@ -271,7 +360,10 @@ async def _member_public(
 
 
 async def use_sign_in_link(session: AsyncSession, program: ProgramInfo, token: str) -> int | None:
-    """Spend a sign-in link once; the member's internal id, or None when unknown/used/expired."""
+    """Spend a sign-in link once; the member's internal id, or None when unknown/used/expired.
+
+    A sign-up's link also gives the member the password chosen when joining.
+    """
     if not token or len(token) > 200:
         return None
     now = clock.now()
@@ -285,9 +377,15 @@ async def use_sign_in_link(session: AsyncSession, program: ProgramInfo, token: s
     if row is None or row.used_at is not None or clock.as_utc(row.expires_at) <= now:
         return None
     done = await session.execute(
-        update(_links).where(_links.c.id == row.id, _links.c.used_at.is_(None)).values(used_at=now)
+        update(_links)
+        .where(_links.c.id == row.id, _links.c.used_at.is_(None))
+        .values(used_at=now, seed=None, password_hash=None)
     )
-    return int(row.member_id) if _rowcount(done) == 1 else None
+    if _rowcount(done) != 1:
+        return None
+    if row.password_hash is not None:
+        await _store_password_hash(session, program, int(row.member_id), row.password_hash)
+    return int(row.member_id)
 
 
 async def public_id_of(session: AsyncSession, program: ProgramInfo, member_id: int) -> str | None:
