@@ -76,3 +76,16 @@ class RateLimited(HabitueError):
     status = 429
     type = "rate-limited"
     title = "Too many requests"
+
+
+class ServiceUnavailable(HabitueError):
+    """The database cannot be reached (down, restarting, or every connection busy)."""
+
+    status = 503
+    type = "service-unavailable"
+    title = "Service unavailable"
+    retry_after = 1
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
