@@ -190,3 +190,32 @@ async def test_a_database_write_raises_service_unavailable(settings: Settings) -
             assert not await db.ready()
         finally:
             await db.dispose()
+
+
+async def test_a_connection_the_server_closed_is_replaced_without_an_error(
+    db_kind: str, client: httpx.AsyncClient, program: str
+) -> None:
+    """Every pooled connection's backend is terminated: the next requests still succeed."""
+    if db_kind != "postgres":
+        pytest.skip("PostgreSQL closes connections; SQLite has none to lose")
+    db: Database = client._transport.app.state.db  # type: ignore[attr-defined]
+    # Fill the pool with a few idle connections.
+    await asyncio.gather(*(client.get(f"/v1/programs/{program}/members") for _ in range(6)))
+    async with db.read_engine.connect() as conn:
+        pids = (await conn.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+        killed = (
+            await conn.execute(
+                text(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> :me "
+                    "AND application_name = '' AND backend_type = 'client backend'"
+                ),
+                {"me": pids},
+            )
+        ).scalar_one()
+    assert killed >= 1
+    await asyncio.sleep(0.2)  # the sockets' closing reaches the client
+    answers = await asyncio.gather(
+        *(client.get(f"/v1/programs/{program}/members") for _ in range(6))
+    )
+    assert [r.status_code for r in answers] == [200] * 6, [r.text for r in answers]

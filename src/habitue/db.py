@@ -597,11 +597,11 @@ class Database:
             await self.write_engine.dispose()
 
 
-def _drop_if_closed(dbapi_conn: Any, _record: Any, _proxy: Any) -> None:
+def _drop_if_closed(_dbapi_conn: Any, record: Any, _proxy: Any) -> None:
     """A pooled connection the server closed (restart, outage) is replaced at checkout,
     at no cost: asyncpg notices the closed socket itself, so the first request after the
     database is back does not fail on a dead connection."""
-    raw = getattr(dbapi_conn, "driver_connection", None)
+    raw = getattr(record, "driver_connection", None)
     is_closed = getattr(raw, "is_closed", None)
     if callable(is_closed) and is_closed():
         raise DisconnectionError("the server closed this connection")
