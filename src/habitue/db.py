@@ -494,11 +494,12 @@ class Database:
         pool_size: int = 20,
         lanes: int = 2,
         timeout: float = 2.0,
-        statement_timeout: float = 30.0,
+        statement_timeout: float | None = None,
     ) -> None:
         """`timeout`: the longest wait for a connection (pool checkout, connect) on
         PostgreSQL, after which the request fails `ServiceUnavailable`; `statement_timeout`:
-        the longest wait for one statement's answer (asyncpg)."""
+        the longest wait for one statement's answer (asyncpg; the server sets it, batch
+        commands run without)."""
         self.url = url
         self.timeout = timeout
         self.sqlite = is_sqlite(url)

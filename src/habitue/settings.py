@@ -33,7 +33,7 @@ class Settings(BaseSettings):
     """How long a request waits for a database connection (pool checkout, connect) before
     it is answered `503 service-unavailable`; also the time `/readyz` allows its probe."""
     db_statement_timeout_seconds: float = Field(default=30.0, gt=0)
-    """The longest one statement may wait for the server's answer (PostgreSQL, asyncpg)."""
+    """The longest one statement of the server may wait for PostgreSQL's answer (asyncpg)."""
     wallet_apple_url: str | None = None
     """The card page's "Add to Apple Wallet" link: a URL template whose `{program}`,
     `{card_number}` and `{member_id}` are replaced, URL-encoded; unset: no link."""
