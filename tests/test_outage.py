@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import glob
 import os
+import pwd
+import re
 import shutil
 import socket
 import subprocess
@@ -72,44 +74,64 @@ class Cluster:
         self._pg_ctl("-m", "immediate", "-w", "stop")
 
 
+def _bindir() -> Path | None:
+    """The newest PostgreSQL's binaries (Debian's layout), or those on the PATH."""
+    found = glob.glob("/usr/lib/postgresql/*/bin/pg_ctl")
+    if found:
+        newest = max(found, key=lambda p: [int(x) for x in re.findall(r"\d+", p)])
+        return Path(newest).parent
+    pg_ctl = shutil.which("pg_ctl")
+    return Path(pg_ctl).parent if pg_ctl else None
+
+
 @pytest.fixture(scope="module")
 def cluster(db_kind: str) -> Iterator[Cluster]:
     """A PostgreSQL cluster of the test's own, on a free port (as `postgres` when root)."""
     if db_kind != "postgres":
         pytest.skip("a PostgreSQL fault test: run with --db postgres")
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl")) or (
-        [shutil.which("pg_ctl")] if shutil.which("pg_ctl") else []
-    )
-    if not found:
+    bindir = _bindir()
+    if bindir is None or not (bindir / "initdb").exists():
         if os.environ.get("CI"):
             pytest.fail("initdb/pg_ctl not found and CI requires the outage test")
         pytest.skip("initdb/pg_ctl not found")
-    bindir = Path(str(found[-1])).parent
-    base = Path(tempfile.mkdtemp(prefix="habitue-pg-"))
     as_owner: list[str] = []
+    owner = None
     if os.geteuid() == 0:  # initdb refuses to run as root
-        shutil.chown(base, "postgres")
-        as_owner = ["runuser", "-u", "postgres", "--"]
+        try:
+            owner = pwd.getpwnam("postgres").pw_name
+        except KeyError:
+            pytest.fail("running as root needs a `postgres` user to own the test cluster")
+        as_owner = ["runuser", "-u", owner, "--"]
+    base = Path(tempfile.mkdtemp(prefix="habitue-pg-"))
     data = base / "data"
-    subprocess.run(  # noqa: S603 - fixed arguments
-        [
-            *as_owner, str(bindir / "initdb"), "-D", str(data), "-U", "postgres",
-            "--auth=trust", "-E", "UTF8", "--no-sync", "--no-instructions",
-        ],
-        check=True,
-        capture_output=True,
-        timeout=120,
-    )
-    c = Cluster(bin=bindir, data=data, base=base, port=_free_port(), as_owner=as_owner)
-    c.start()
+    c = Cluster(bin=bindir, data=data, base=base, port=0, as_owner=as_owner)
     try:
+        if owner is not None:
+            shutil.chown(base, owner)
+        done = subprocess.run(  # noqa: S603 - fixed arguments
+            [
+                *as_owner, str(bindir / "initdb"), "-D", str(data), "-U", "postgres",
+                "--auth=trust", "-E", "UTF8", "--no-sync", "--no-instructions",
+            ],
+            capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        for attempt in range(3):  # another process may take the free port first
+            c.port = _free_port()
+            try:
+                c.start()
+                break
+            except subprocess.CalledProcessError:
+                log = base / "server.log"
+                if attempt == 2:
+                    text = log.read_text()[-2000:] if log.exists() else ""
+                    pytest.fail(f"the test cluster did not start: {text}")
         yield c
     finally:
         subprocess.run(  # noqa: S603 - fixed arguments
             [*as_owner, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
-            capture_output=True,
-            timeout=60,
-        )
+            capture_output=True, timeout=60, check=False,
+        )  # fmt: skip
         shutil.rmtree(base, ignore_errors=True)
 
 
