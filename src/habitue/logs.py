@@ -185,6 +185,11 @@ def _install_filter() -> None:
             handler.addFilter(_FILTER)
 
 
+def _stderr_logger(*_args: Any) -> structlog.PrintLogger:
+    """A logger writing to the `sys.stderr` of the moment (tests and servers swap it)."""
+    return structlog.PrintLogger(sys.stderr)
+
+
 def configure(settings: Any = None, *, json: bool | None = None) -> None:
     """Set up structlog and the standard library's logging for the process.
 
@@ -211,7 +216,7 @@ def configure(settings: Any = None, *, json: bool | None = None) -> None:
             _redact_event,
             _RedactedRenderer(renderer),
         ],
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        logger_factory=_stderr_logger,
         cache_logger_on_first_use=False,
     )
     _install_filter()
