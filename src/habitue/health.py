@@ -12,12 +12,13 @@ other middleware, so no outage surfaces as a 500.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import structlog
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from habitue.db import Database, is_unavailable, unavailable
 from habitue.errors import ServiceUnavailable
@@ -52,21 +53,15 @@ class DatabaseUnavailable:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        started = False
-
-        async def sending(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
         try:
-            await self.app(scope, receive, sending)
+            await self.app(scope, receive, send)
         except Exception as exc:
             if not is_unavailable(exc):
                 raise
             log.warning("database unavailable", path=scope.get("path"), error=type(exc).__name__)
-            if not started:
-                error = unavailable(exc)
-                headers = [(k.lower().encode(), v.encode()) for k, v in error.headers.items()]
+            error = unavailable(exc)
+            headers = [(k.lower().encode(), v.encode()) for k, v in error.headers.items()]
+            # No wrapper watches every response for this rare case: when the response had
+            # started already, the server refuses a second start, and that is all there is.
+            with contextlib.suppress(Exception):
                 await send_problem(send, error, headers)
