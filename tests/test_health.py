@@ -219,3 +219,30 @@ async def test_a_connection_the_server_closed_is_replaced_without_an_error(
         *(client.get(f"/v1/programs/{program}/members") for _ in range(6))
     )
     assert [r.status_code for r in answers] == [200] * 6, [r.text for r in answers]
+
+
+async def test_every_connection_busy_answers_503_after_the_pool_timeout(
+    db_kind: str, settings: Settings
+) -> None:
+    if db_kind != "postgres":
+        pytest.skip("SQLite reads open their own connections: no pool to exhaust")
+    busy = settings.model_copy(update={"pool_size": 1, "db_timeout_seconds": 0.5})
+    app = create_app(busy)
+    async with app.router.lifespan_context(app):
+        db: Database = app.state.db
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app),
+            base_url="http://test",
+            headers={"Authorization": f"Bearer {ADMIN_KEY}"},
+        ) as c:
+            # pool_size 1 and as many overflow connections: two held, none left
+            async with db.read_engine.connect() as one, db.read_engine.connect() as two:
+                await one.execute(text("SELECT 1"))
+                await two.execute(text("SELECT 1"))
+                started = time.monotonic()
+                r = await c.get("/v1/programs/cafe/members")
+                elapsed = time.monotonic() - started
+                _assert_unavailable(r, elapsed)
+                assert elapsed >= 0.4, elapsed  # it waited for a connection first
+            r = await c.get("/readyz")
+            assert r.status_code == 200, r.text
