@@ -15,9 +15,11 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from habitue import jobs, ratelimit, rooms
+from habitue import jobs, logs, ratelimit, rooms
 from habitue.db import Database
 from habitue.errors import ERROR_BASE, HabitueError
+from habitue.health import DatabaseUnavailable
+from habitue.health import router as health_router
 from habitue.middleware import BodyLimit, IdempotencyKeys, Metrics
 from habitue.settings import Settings, get_settings
 
@@ -75,6 +77,7 @@ def install_error_handlers(app: FastAPI) -> None:
 def create_app(settings: Settings | None = None, *, db: Database | None = None) -> FastAPI:
     """Build the application; `db` may be passed in by tests and benchmarks."""
     settings = settings or get_settings()
+    logs.configure(settings)
     rooms.load()
 
     @contextlib.asynccontextmanager
@@ -85,6 +88,8 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None) 
             max_batch=settings.group_commit_max,
             pool_size=settings.pool_size,
             lanes=settings.group_commit_lanes,
+            timeout=settings.db_timeout_seconds,
+            statement_timeout=settings.db_statement_timeout_seconds,
         )
         if settings.env == "production":
             # What was allocated at start-up stays out of the collector's way; a larger first
@@ -124,7 +129,8 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None) 
     from habitue.messaging.api import router as feed_router
     from habitue.programs.api import router as programs_router
 
-    for router in (programs_router, members_router, ledger_router, events_router, feed_router):
+    routers = (programs_router, members_router, ledger_router, events_router, feed_router)
+    for router in (*routers, health_router):
         app.include_router(router)
     for extra in _optional_routers():
         app.include_router(extra)
@@ -140,6 +146,7 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None) 
     app.add_middleware(IdempotencyKeys)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(Metrics)
+    app.add_middleware(DatabaseUnavailable)
     return app
 
 

@@ -14,7 +14,10 @@ from rich.table import Table
 
 from habitue.settings import get_settings
 
-app = typer.Typer(help="Habitué loyalty engine.", no_args_is_help=True)
+# Tracebacks without local variables: they would print the settings' secrets.
+app = typer.Typer(
+    help="Habitué loyalty engine.", no_args_is_help=True, pretty_exceptions_show_locals=False
+)
 keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
 import_app = typer.Typer(help="Bulk imports.", no_args_is_help=True)
 ledger_app = typer.Typer(help="The points ledger.", no_args_is_help=True)

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import itertools
+import math
 import os
+import socket
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -13,7 +16,8 @@ from typing import Any, TypeVar, cast
 
 from sqlalchemy import JSON, BigInteger, Index, Integer, MetaData, String, Table, event, text
 from sqlalchemy.engine import URL, Engine, make_url
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, DisconnectionError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -23,6 +27,8 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.pool import NullPool
 from sqlalchemy.sql.base import Executable
+
+from habitue.errors import ServiceUnavailable
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -210,6 +216,69 @@ def is_retryable(exc: BaseException) -> bool:
     return False
 
 
+# Connection exceptions (08xxx), the server shutting down or starting (57P01-57P03),
+# too many connections (53300).
+_UNAVAILABLE_SQLSTATES = {"57P01", "57P02", "57P03", "53300"}
+_NETWORK_ERRNOS = {
+    errno.ECONNREFUSED, errno.ECONNRESET, errno.ECONNABORTED, errno.EHOSTUNREACH,
+    errno.ENETUNREACH, errno.ENETDOWN, errno.ETIMEDOUT, errno.EPIPE,
+}
+_UNAVAILABLE_WORDS = (
+    "connection is closed", "connection was closed", "connection failed",
+    "connection refused", "could not connect", "server closed the connection",
+    "terminating connection", "the database system is", "connection is lost",
+    "connection reset", "connection timeout expired", "consuming input failed",
+    "connect call failed",
+)
+
+
+def _unavailable_one(exc: BaseException) -> bool:
+    if isinstance(exc, ServiceUnavailable | PoolTimeout | ConnectionError | TimeoutError):
+        return True
+    if isinstance(exc, socket.gaierror):
+        return True
+    if isinstance(exc, DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        return exc.orig is not None and _unavailable_one(exc.orig)
+    if isinstance(exc, OSError):
+        return exc.errno in _NETWORK_ERRNOS or (
+            exc.errno is None and "connect" in str(exc).lower()
+        )
+    module = type(exc).__module__
+    if module.startswith(("sqlite3", "aiosqlite")):
+        return False  # "database is locked" is a retry, not an outage
+    code = getattr(exc, "sqlstate", None) or getattr(exc, "pgcode", None)
+    if isinstance(code, str) and (code.startswith("08") or code in _UNAVAILABLE_SQLSTATES):
+        return True
+    if module.startswith(("asyncpg", "psycopg", "sqlalchemy")):
+        text_ = str(exc).lower()
+        return any(word in text_ for word in _UNAVAILABLE_WORDS)
+    return False
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """True when `exc` says the database cannot be reached: refused or lost connection,
+    connect or pool timeout, the server shutting down or starting. Such a request is
+    answered `503 service-unavailable`, never retried here: a lost COMMIT may have landed.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if _unavailable_one(current):
+            return True
+        current = current.__cause__
+    return False
+
+
+def unavailable(exc: BaseException) -> ServiceUnavailable:
+    """The client's error for an unreachable database (the cause is chained, not shown)."""
+    error = ServiceUnavailable("the database is unavailable; retry shortly")
+    error.__cause__ = exc
+    return error
+
+
 Work = Callable[[AsyncSession], Awaitable[T]]
 
 
@@ -275,6 +344,10 @@ class GroupCommitter:
     statements fewer per unit). When a unit fails, that transaction is rolled back whole and
     the batch runs again with each unit in its own savepoint, so that the failing one is rolled
     back alone. Each caller is answered only after the commit that holds its work.
+
+    When the database cannot be reached (`is_unavailable`), the batch is not run again: each
+    of its callers, and each caller still queued behind it, gets the error at once (a lost
+    COMMIT may have landed, so a unit is never run twice; the client retries, idempotently).
     """
 
     sessionmaker: async_sessionmaker[AsyncSession]
@@ -330,7 +403,10 @@ class GroupCommitter:
                         await _write_pending(session)
                     values.append(await _unit(job.work, session))
                 await _write_pending(session)
-        except Exception:  # rolled back whole: the caller runs the batch unit by unit
+        except Exception as exc:  # rolled back whole: the caller runs the batch unit by unit
+            if is_unavailable(exc):
+                self._fail(jobs, exc)
+                return True
             return False
         for job, value in zip(jobs, values, strict=True):
             if not job.future.done():
@@ -355,6 +431,9 @@ class GroupCommitter:
                         else:
                             outcomes.append((job, None, exc))
         except Exception as exc:
+            if is_unavailable(exc):
+                self._fail(jobs, exc)
+                return
             # The commit itself failed: run each unit again on its own.
             for job in jobs:
                 job.tries += 1
@@ -375,12 +454,23 @@ class GroupCommitter:
             job.tries += 1
             await self._run_alone(job)
 
+    def _fail(self, jobs: list[_Job], exc: BaseException) -> None:
+        """The database is unreachable: answer the batch and everyone queued behind it."""
+        while not self._queue.empty():
+            jobs.append(self._queue.get_nowait())
+        for job in jobs:
+            if not job.future.done():
+                job.future.set_exception(unavailable(exc))
+
     async def _run_alone(self, job: _Job) -> None:
         for attempt in range(6):
             try:
                 async with self.sessionmaker() as session, session.begin():
                     value = await _unit(job.work, session)
             except Exception as exc:
+                if is_unavailable(exc):
+                    self._fail([job], exc)
+                    return
                 if is_retryable(exc) and attempt < 5:
                     await asyncio.sleep(0.005 * (attempt + 1))
                     continue
@@ -403,8 +493,15 @@ class Database:
         max_batch: int = 64,
         pool_size: int = 20,
         lanes: int = 2,
+        timeout: float = 2.0,
+        statement_timeout: float | None = None,
     ) -> None:
+        """`timeout`: the longest wait for a connection (pool checkout, connect) on
+        PostgreSQL, after which the request fails `ServiceUnavailable`; `statement_timeout`:
+        the longest wait for one statement's answer (asyncpg; the server sets it, batch
+        commands run without)."""
         self.url = url
+        self.timeout = timeout
         self.sqlite = is_sqlite(url)
         if self.sqlite:
             self.read_engine: AsyncEngine = create_async_engine(async_url(url), poolclass=NullPool)
@@ -414,9 +511,20 @@ class Database:
             _sqlite_setup(self.read_engine.sync_engine, immediate=False)
             _sqlite_setup(self.write_engine.sync_engine, immediate=True)
         else:
-            self.read_engine = create_async_engine(
-                async_url(url), pool_size=pool_size, max_overflow=pool_size
+            u = async_url(url)
+            connect_args: dict[str, Any] = (
+                {"timeout": timeout, "command_timeout": statement_timeout}
+                if u.drivername.endswith("asyncpg")
+                else {"connect_timeout": max(1, math.ceil(timeout))}
             )
+            self.read_engine = create_async_engine(
+                u,
+                pool_size=pool_size,
+                max_overflow=pool_size,
+                pool_timeout=timeout,
+                connect_args=connect_args,
+            )
+            event.listen(self.read_engine.sync_engine, "checkout", _drop_if_closed)
             self.write_engine = self.read_engine
         self.reader = async_sessionmaker(self.read_engine, expire_on_commit=False)
         self.writer = async_sessionmaker(self.write_engine, expire_on_commit=False)
@@ -433,8 +541,24 @@ class Database:
 
     @contextlib.asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:
-        async with self.reader() as session:
-            yield session
+        try:
+            async with self.reader() as session:
+                yield session
+        except ServiceUnavailable:
+            raise
+        except Exception as exc:
+            if is_unavailable(exc):
+                raise unavailable(exc) from exc
+            raise
+
+    async def ready(self) -> bool:
+        """Whether a `SELECT 1` answers within the connection timeout."""
+        try:
+            async with asyncio.timeout(self.timeout), self.read_engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+        except Exception:
+            return False
+        return True
 
     async def write(
         self, work: Work[T], *, key: str = "", prefetch: Prefetches = (), late: bool = False
@@ -445,19 +569,26 @@ class Database:
         `prefetch`: reads the units of a batch share (see `Prefetch`). `late`: the unit's
         `write_late` writes may wait for the batch's end (see there).
         """
-        if self.committers:
-            lane = zlib.crc32(key.encode()) % len(self.committers) if key else 0
-            return await self.committers[lane].run(work, key, prefetch, late)
-        for attempt in range(6):
-            try:
-                async with self.writer() as session, session.begin():
-                    return await _unit(work, session)
-            except DBAPIError as exc:
-                if is_retryable(exc) and attempt < 5:
-                    await asyncio.sleep(0.005 * (attempt + 1))
-                    continue
-                raise
-        raise AssertionError("unreachable")
+        try:
+            if self.committers:
+                lane = zlib.crc32(key.encode()) % len(self.committers) if key else 0
+                return await self.committers[lane].run(work, key, prefetch, late)
+            for attempt in range(6):
+                try:
+                    async with self.writer() as session, session.begin():
+                        return await _unit(work, session)
+                except DBAPIError as exc:
+                    if is_retryable(exc) and attempt < 5:
+                        await asyncio.sleep(0.005 * (attempt + 1))
+                        continue
+                    raise
+            raise AssertionError("unreachable")
+        except ServiceUnavailable:
+            raise
+        except Exception as exc:
+            if is_unavailable(exc):
+                raise unavailable(exc) from exc
+            raise
 
     async def dispose(self) -> None:
         for committer in self.committers:
@@ -465,6 +596,18 @@ class Database:
         await self.read_engine.dispose()
         if self.write_engine is not self.read_engine:
             await self.write_engine.dispose()
+
+
+def _drop_if_closed(_dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+    """A pooled connection the server closed (restart, outage) is replaced at checkout,
+    at no cost: asyncpg notices the closed socket itself, so the first request after the
+    database is back does not fail on a dead connection."""
+    raw = getattr(record, "driver_connection", None)
+    is_closed = getattr(raw, "is_closed", None)
+    if callable(is_closed) and is_closed():
+        raise DisconnectionError("the server closed this connection")
+    if getattr(raw, "broken", False):
+        raise DisconnectionError("this connection is broken")
 
 
 def partial_index(name: str, *columns: str, where: str, unique: bool = False) -> Index:

@@ -90,3 +90,15 @@ class RateLimited(HabitueError):
 
     def headers(self) -> dict[str, str] | None:
         return {"Retry-After": str(self.retry_after)}
+
+
+class ServiceUnavailable(HabitueError):
+    """The database cannot be reached (down, restarting, or every connection busy)."""
+
+    status = 503
+    type = "service-unavailable"
+    title = "Service unavailable"
+    retry_after = 1
+
+    def headers(self) -> dict[str, str] | None:
+        return {"Retry-After": str(self.retry_after)}

@@ -79,6 +79,11 @@ class Settings(BaseSettings):
     scheduler_interval_seconds: int = 300
     max_body_bytes: int = 1_000_000
     pool_size: int = 20
+    db_timeout_seconds: float = Field(default=2.0, gt=0, le=60)
+    """How long a request waits for a database connection (pool checkout, connect) before
+    it is answered `503 service-unavailable`; also the time `/readyz` allows its probe."""
+    db_statement_timeout_seconds: float = Field(default=30.0, gt=0)
+    """The longest one statement of the server may wait for PostgreSQL's answer (asyncpg)."""
     wallet_apple_url: str | None = None
     """The card page's "Add to Apple Wallet" link: a URL template whose `{program}`,
     `{card_number}` and `{member_id}` are replaced, URL-encoded; unset: no link."""
