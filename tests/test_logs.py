@@ -157,7 +157,13 @@ def test_secret_settings_are_found_by_name_and_in_url_passwords() -> None:
 
 
 def test_structlog_and_stdlib_lines_are_redacted() -> None:
-    settings = Settings(env="production", hmac_key="hmac-" + "z" * 40, admin_key="adm-" + "q" * 30)
+    settings = Settings(
+        env="production",
+        hmac_key="hmac-" + secrets.token_hex(24),
+        admin_key="adm-" + secrets.token_hex(20),
+        session_secret=secrets.token_urlsafe(32),
+        public_url="https://loyalty.example",
+    )
     stream = io.StringIO()
     logs.configure(settings)
     structlog.configure(logger_factory=structlog.PrintLoggerFactory(stream))
