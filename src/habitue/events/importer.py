@@ -15,6 +15,7 @@ import gc
 import io
 import os
 import queue
+import re
 import subprocess
 import sys
 import threading
@@ -23,7 +24,7 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from multiprocessing import connection as mp_connection
 from pathlib import Path
 from typing import Any
@@ -55,7 +56,7 @@ from habitue.ledger.models import Account, LedgerTransaction, Lot, Posting
 from habitue.members.cards import new_card_numbers
 from habitue.members.models import Card, Member
 from habitue.messaging.models import OutboxEvent
-from habitue.money import MoneyFormatError, format_minor, parse_minor
+from habitue.money import format_minor
 from habitue.programs.models import Program
 from habitue.programs.service import SYSTEM_ACCOUNTS
 from habitue.rules import decide as rules_decide
@@ -70,6 +71,21 @@ from habitue.rules.types import (
 )
 
 REQUIRED = ("member_external_id", "external_id", "occurred_at", "total")
+MAX_AMOUNT_MINOR = 10**12 - 1
+"""The largest total, unit price or line amount a row may give, in the currency's minor
+units (9,999,999,999.99 in euros): larger ones are rejected, so that no sum of them nor the
+points earned on them can overflow the database's 64-bit integers."""
+MAX_POINTS = 10**12 - 1
+"""The most points one imported purchase may earn (a purchase that would earn more, through
+the program's rate or its rules, is rejected)."""
+MAX_QUANTITY = Decimal(1_000_000)
+"""A line's largest quantity (the API's bound), given with at most `QUANTITY_PLACES` decimals."""
+QUANTITY_PLACES = 6
+ID_LENGTH, LABEL_LENGTH = 200, 100
+"""Longest external ids (member, purchase) and sku or category, as the tables hold them."""
+_DECIMAL = re.compile(r"(\d*)(?:\.(\d*))?")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_SURROGATE = re.compile(r"[\udc80-\udcff]")
 CHUNK = 100_000
 """Purchases per transaction. Each chunk rewrites most leaf pages of the member-keyed
 indexes whatever its size (a chunk names most members), so larger chunks rewrite them
@@ -150,7 +166,7 @@ class _Program:
 
 def member_share(member_external_id: str, parts: int) -> int:
     """Which of `parts` workers imports a member's purchases (stable across processes)."""
-    return zlib.crc32(member_external_id.encode()) % parts
+    return zlib.crc32(member_external_id.encode("utf-8", "surrogateescape")) % parts
 
 
 def _load_program(conn: Connection, code: str) -> _Program:
@@ -200,18 +216,67 @@ class _Layout:
     header: list[str]
     index: dict[str, int]
     required: tuple[tuple[str, int], ...]
+    texts: tuple[tuple[int, int], ...]
+    """(position, longest length) of the text columns the import stores."""
 
     @classmethod
     def of(cls, header: list[str]) -> _Layout:
         index = {name: i for i, name in enumerate(header)}
-        return cls(header, index, tuple((col, index[col]) for col in REQUIRED))
+        limits = {"member_external_id": ID_LENGTH, "external_id": ID_LENGTH,
+                  "sku": LABEL_LENGTH, "category": LABEL_LENGTH}  # fmt: skip
+        texts = tuple((index[c], n) for c, n in limits.items() if c in index)
+        return cls(header, index, tuple((col, index[col]) for col in REQUIRED), texts)
 
     def get(self, row: list[str], col: str) -> str:
         i = self.index.get(col)
         return row[i] if i is not None and i < len(row) else ""
 
     def as_dict(self, row: list[str]) -> dict[str, str]:
-        return dict(zip(self.header, row, strict=False))
+        """The row by column, for the rejects file: fields beyond the header as `extra 1`,
+        `extra 2`…, bytes that were not UTF-8 as U+FFFD."""
+        names = self.header + [f"extra {n}" for n in range(1, len(row) - len(self.header) + 1)]
+        return {name: _printable(value) for name, value in zip(names, row, strict=False)}
+
+
+def _printable(value: str) -> str:
+    if value.isascii():
+        return value
+    return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+def _rows(reader: Any, report: ImportReport) -> Iterator[list[str]]:
+    """The CSV's rows after its header; blank lines skipped, and a line the CSV reader
+    cannot read (a field over its size limit) counted as a rejected row."""
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            report.rows += 1
+            report.rejected += 1
+            report.rejects.append(({}, f"line {reader.line_num}: not readable as CSV ({exc})"))
+            continue
+        if row:
+            yield row
+
+
+@contextmanager
+def _open_csv(path: Path) -> Iterator[tuple[Any, list[str]]]:
+    """A reader of the file and its header. Text is UTF-8 (a byte-order mark is skipped);
+    bytes that are not come through as lone surrogates, and their rows are rejected
+    (`_check_row`) instead of stopping the import."""
+    with path.open("rb") as raw:
+        text_in = io.TextIOWrapper(raw, encoding="utf-8-sig", errors="surrogateescape", newline="")
+        reader = csv.reader(text_in)
+        try:
+            header = [h.strip() for h in next(reader, [])]
+        except csv.Error as exc:
+            raise ValueError(f"the CSV's header is not readable ({exc})") from exc
+        missing = [c for c in REQUIRED if c not in header]
+        if missing:
+            raise ValueError(f"the CSV lacks columns {missing}")
+        yield reader, header
 
 
 def _groups(reader: Iterator[list[str]], key: int) -> Iterator[list[list[str]]]:
@@ -232,16 +297,73 @@ def _parse_time(value: str) -> datetime:
     return clock.as_utc(dt)
 
 
+def _parse_decimal(value: str, what: str, places: int) -> tuple[int, int]:
+    """A plain decimal (digits, optionally a point and more digits) as an integer scaled by
+    10**places, and its number of integer digits. Signs, exponents, NaN, infinities and
+    thousands separators are refused, as are non-zero digits beyond `places` (never rounded)."""
+    text = value.strip()
+    if text.startswith("-") and _DECIMAL.fullmatch(text[1:]) and len(text) > 1:
+        raise ValueError(f"{what}: must not be negative")
+    match = _DECIMAL.fullmatch(text)
+    if match is None or not any(c.isdigit() for c in text):
+        raise ValueError(f"{what}: not a decimal number (digits and an optional decimal point)")
+    whole, frac = match.group(1).lstrip("0"), match.group(2) or ""
+    if frac[places:].strip("0"):
+        raise ValueError(f"{what}: more than {places} decimal places")
+    if len(whole) > 18:
+        raise ValueError(f"{what}: too large")
+    return int((whole or "0") + frac[:places].ljust(places, "0")), len(whole)
+
+
+def _parse_amount(value: str, what: str, exponent: int) -> int:
+    """An amount in minor units, at most `MAX_AMOUNT_MINOR`."""
+    minor, _ = _parse_decimal(value, what, exponent)
+    if minor > MAX_AMOUNT_MINOR:
+        raise ValueError(f"{what}: too large (at most {format_minor(MAX_AMOUNT_MINOR, exponent)})")
+    return minor
+
+
+def _parse_quantity(value: str) -> Decimal:
+    scaled, _ = _parse_decimal(value, "quantity", QUANTITY_PLACES)
+    quantity = Decimal(scaled).scaleb(-QUANTITY_PLACES).normalize()
+    if not quantity:
+        raise ValueError("quantity must be positive")
+    if quantity > MAX_QUANTITY:
+        raise ValueError(f"quantity: too large (at most {MAX_QUANTITY})")
+    # Plain notation, never an exponent (`normalize` gives 1E+1 for 10).
+    return quantity.quantize(Decimal(1)) if quantity == quantity.to_integral() else quantity
+
+
+def _check_row(row: list[str], layout: _Layout) -> None:
+    """A row's shape and text: as many fields as the header, valid UTF-8, no control
+    characters nor over-long values in what is stored (PostgreSQL refuses NUL in text)."""
+    if len(row) != len(layout.header):
+        raise ValueError(f"the row has {len(row)} fields, the header {len(layout.header)}")
+    joined = "".join(row)
+    if not joined.isascii():
+        bad = _SURROGATE.search(joined)
+        if bad is not None:
+            byte = ord(bad.group()) - 0xDC00
+            raise ValueError(f"not valid UTF-8 (byte 0x{byte:02X})")
+    for col, limit in layout.texts:
+        value = row[col]
+        if _CONTROL.search(value):
+            raise ValueError(f"{layout.header[col]}: control character")
+        if len(value) > limit:
+            raise ValueError(f"{layout.header[col]}: longer than {limit} characters")
+
+
 def _parse_group(
     rows: list[list[str]], layout: _Layout, program: _Program, latest: datetime
 ) -> tuple[EventInput, str]:
     """One purchase from its rows; `latest` is the last acceptable `occurred_at`."""
     get = layout.get
     exponent = program.snapshot.currency_exponent
+    for r in rows:
+        _check_row(r, layout)
     first = rows[0]
-    width = len(first)
     for col, i in layout.required:
-        if i >= width or not first[i].strip():
+        if not first[i].strip():
             raise ValueError(f"{col} is missing")
     try:
         occurred = _parse_time(get(first, "occurred_at"))
@@ -250,29 +372,24 @@ def _parse_group(
     if occurred > latest:
         raise ValueError("occurred_at is in the future")
     first_total = get(first, "total")
-    try:
-        total = parse_minor(first_total.strip(), exponent)
-    except MoneyFormatError as exc:
-        raise ValueError(f"total: {exc}") from exc
+    total = _parse_amount(first_total, "total", exponent)
     lines: list[LineInput] = []
     if "unit_price" in layout.index and any(get(r, "unit_price").strip() for r in rows):
         for r in rows:
             if get(r, "total") != first_total:
                 raise ValueError("rows of one purchase disagree on total")
-            try:
-                qty = Decimal((get(r, "quantity") or "1").strip())
-                unit = parse_minor(get(r, "unit_price").strip(), exponent)
-            except (InvalidOperation, MoneyFormatError) as exc:
-                raise ValueError(f"line: {exc}") from exc
-            if qty <= 0:
-                raise ValueError("quantity must be positive")
+            qty = _parse_quantity(get(r, "quantity") or "1")
+            unit = _parse_amount(get(r, "unit_price"), "unit_price", exponent)
+            amount = int((qty * unit).to_integral_value())
+            if amount > MAX_AMOUNT_MINOR:
+                raise ValueError("line amount (quantity × unit_price): too large")
             lines.append(
                 LineInput(
                     sku=(get(r, "sku") or None),
                     category=(get(r, "category") or None),
                     quantity=qty,
                     unit_price_minor=unit,
-                    amount_minor=int((qty * unit).to_integral_value()),
+                    amount_minor=amount,
                 )
             )
         line_sum = sum(ln.amount_minor for ln in lines)
@@ -753,7 +870,7 @@ def _prepare_chunk(
         cards_in_flight = set().union(*(c.cards for c in pending_chunks))
         members.update(_enrol_missing(conn, ids, program, missing, now, chunk, cards_in_flight))
         report.enrolled += len(missing)
-    todo: list[tuple[EventInput, _Member]] = []
+    todo: list[tuple[EventInput, _Member, list[list[str]]]] = []
     seen = chunk.external_ids
     for event, member_ext, rows in parsed:
         if event.external_id in existing:
@@ -772,7 +889,7 @@ def _prepare_chunk(
             reject(rows, f"member is {member.status}")
             continue
         seen.add(event.external_id)
-        todo.append((event, member))
+        todo.append((event, member, rows))
     if not todo:
         return chunk
     # By member, each member's purchases keeping their order in the file: the ids drawn
@@ -781,9 +898,10 @@ def _prepare_chunk(
     # the next, instead of at random places.
     todo.sort(key=lambda pair: pair[1].id)
     decisions: list[list[EarnPoints]] = []
+    decided: list[tuple[EventInput, _Member]] = []
     snapshots: dict[int, MemberSnapshot] = {}
     decide, rules, program_snap = rules_decide.decide, program.rules, program.snapshot
-    for event, member in todo:
+    for event, member, rows in todo:
         snap = snapshots.get(member.id)
         if snap is None:
             snap = snapshots[member.id] = MemberSnapshot(
@@ -792,8 +910,21 @@ def _prepare_chunk(
                 enrolled_at=member.enrolled_at,
                 tier=member.tier,
             )
-        decision = decide(event, snap, program_snap, rules, now)
-        decisions.append([e for e in decision.effects if isinstance(e, EarnPoints) and e.amount])
+        try:
+            decision = decide(event, snap, program_snap, rules, now)
+        except ArithmeticError:  # a rate or rule whose points overflow a decimal
+            seen.discard(event.external_id)
+            reject(rows, "points: too large")
+            continue
+        earning = [e for e in decision.effects if isinstance(e, EarnPoints) and e.amount]
+        if not all(-MAX_POINTS <= e.amount <= MAX_POINTS for e in earning) or not (
+            -MAX_POINTS <= sum(e.amount for e in earning) <= MAX_POINTS
+        ):
+            seen.discard(event.external_id)
+            reject(rows, f"points: more than {MAX_POINTS:,} for one purchase")
+            continue
+        decided.append((event, member))
+        decisions.append(earning)
     txn_id_list = ids.take(_txns, sum(1 for d in decisions if d))
     if txn_id_list:
         chunk.writes.first_ids[_txns.name] = txn_id_list[0]
@@ -813,7 +944,7 @@ def _prepare_chunk(
     outbox: list[tuple[Any, ...]] = []
     balance_delta = chunk.writes.balance
     lifetime = chunk.writes.lifetime
-    for (event, member), effects in zip(todo, decisions, strict=True):
+    for (event, member), effects in zip(decided, decisions, strict=True):
         event_id = new_id()
         points = sum(e.amount for e in effects)
         occurred = event.occurred_at
@@ -895,7 +1026,7 @@ def _prepare_chunk(
     chunk.writes.add(_lots, LOT_COLS, lots)
     chunk.writes.add(_outbox, OUTBOX_COLS, outbox)
     chunk.fold_new_rows()
-    report.imported += len(todo)
+    report.imported += len(decided)
     return chunk
 
 
@@ -1464,12 +1595,7 @@ def _import_partitioned(
     import: what each worker committed stays.
     """
     report = ImportReport()
-    with path.open(newline="", encoding="utf-8") as fh:
-        reader = csv.reader(fh)
-        header = next(reader, [])
-        missing = [c for c in REQUIRED if c not in header]
-        if missing:
-            raise ValueError(f"the CSV lacks columns {missing}")
+    with _open_csv(path) as (reader, header):
         ext_at, member_at = header.index("external_id"), header.index("member_external_id")
         workers: list[_ProcessWriter] = []
         try:
@@ -1491,7 +1617,7 @@ def _import_partitioned(
             # whole chunk each to be read.
             limits = [max(1, chunk // 4)] * parts
             with _no_collection():
-                for group in _groups(reader, ext_at):
+                for group in _groups(_rows(reader, report), ext_at):
                     report.rows += len(group)
                     first = group[0]
                     ext = first[ext_at].strip() if ext_at < len(first) else ""
@@ -1592,15 +1718,10 @@ def import_purchases(
                 progress(done.writes.rows_read)
 
     try:
-        with reading.connect() as conn, path.open(newline="", encoding="utf-8") as fh:
+        with reading.connect() as conn, _open_csv(path) as (reader, header):
             with conn.begin():
                 program = _load_program(conn, program_code)
             report.skipped_rules = program.skipped_rules
-            reader = csv.reader(fh)
-            header = next(reader, [])
-            missing = [c for c in REQUIRED if c not in header]
-            if missing:
-                raise ValueError(f"the CSV lacks columns {missing}")
             layout = _Layout.of(header)
             ids = _Ids(conn)
             batch: list[list[list[str]]] = []
@@ -1629,7 +1750,7 @@ def import_purchases(
                 batch.clear()
 
             with _no_collection():
-                for group in _groups(reader, layout.index["external_id"]):
+                for group in _groups(_rows(reader, report), layout.index["external_id"]):
                     report.rows += len(group)
                     batch.append(group)
                     if len(batch) >= chunk:
@@ -1648,11 +1769,13 @@ def import_purchases(
 
 
 def write_rejects(report: ImportReport, path: Path) -> None:
-    """The rejected rows with a `reason` column."""
+    """The rejected rows with a `reason` column (UTF-8; fields beyond the header as `extra
+    1`, `extra 2`…; a line the CSV reader could not read has only its reason)."""
     if not report.rejects:
         path.write_text("")
         return
-    cols = list(report.rejects[0][0].keys()) + ["reason"]
+    cols = list(dict.fromkeys(col for row, _ in report.rejects for col in row))
+    cols.append("reason")
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore")
     w.writeheader()
