@@ -21,7 +21,7 @@ import sys
 import threading
 import zlib
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -690,6 +690,8 @@ class _Writes:
 
     number: int
     rows_read: int = 0
+    share: tuple[int, int] = (0, 1)
+    """The share of the worker that prepared it (`_Program.share`): the ids it numbered."""
     rows: list[tuple[str, tuple[str, ...], list[tuple[Any, ...]]]] = field(default_factory=list)
     balance: dict[int, int] = field(default_factory=dict)
     lifetime: dict[int, int] = field(default_factory=dict)
@@ -841,7 +843,7 @@ def _prepare_chunk(
     Lots are built as if no balance were negative; the writer corrects the lots of members
     whose balance is (`_repay_debts`), under the transaction that writes them.
     """
-    chunk = _Chunk(_Writes(number, rows_read=sum(len(g) for g in groups)))
+    chunk = _Chunk(_Writes(number, rows_read=sum(len(g) for g in groups), share=program.share))
     parsed: list[tuple[EventInput, str, list[list[str]]]] = []
 
     def reject(rows: list[list[str]], reason: str) -> None:
@@ -1211,14 +1213,27 @@ class _InlineWriter:
         self._conn = self._stack.enter_context(_bulk_session(engine))
         self._flushes = 0
         self._done: list[int] = []
+        self._txn: Any = None
         self._analyze = analyze
         """Whether to refresh the planner's statistics as the tables grow (one worker of a
         partitioned import does)."""
 
     def submit(self, writes: _Writes) -> None:
-        with self._conn.begin():
-            _apply_chunk(self._conn, writes)
+        self.write(writes)
+        self.commit()
+
+    def write(self, writes: _Writes) -> None:
+        """Write a chunk, or a worker's part of one, in the open transaction (begun here
+        if none is), without committing it."""
+        if self._txn is None:
+            self._txn = self._conn.begin()
+        _apply_chunk(self._conn, writes)
         self._done.append(writes.number)
+
+    def commit(self) -> None:
+        assert self._txn is not None
+        txn, self._txn = self._txn, None
+        txn.commit()
         self._flushes += 1
         if self._analyze and self._flushes & (self._flushes - 1) == 0:
             _refresh_statistics(self._conn)
@@ -1230,7 +1245,13 @@ class _InlineWriter:
         return done
 
     def close(self) -> None:
-        self._stack.close()
+        """Roll back what was written and not committed, and let the connection go."""
+        try:
+            if self._txn is not None:
+                txn, self._txn = self._txn, None
+                txn.rollback()
+        finally:
+            self._stack.close()
 
 
 class _SqliteWriter:
@@ -1245,10 +1266,9 @@ class _SqliteWriter:
     `BEGIN IMMEDIATE` transaction, which waits for another worker's to end.
     """
 
-    def __init__(self, path: str, share: tuple[int, int] = (0, 1)) -> None:
+    def __init__(self, path: str) -> None:
         import apsw
 
-        self._share = share
         try:
             apsw.shutdown()
             apsw.config(apsw.SQLITE_CONFIG_MULTITHREAD)
@@ -1267,8 +1287,8 @@ class _SqliteWriter:
         ):
             self._db.execute(pragma).fetchall()
 
-    def _top_id(self, table: str, first: int) -> int:
-        part, parts = self._share
+    def _top_id(self, table: str, first: int, share: tuple[int, int]) -> int:
+        part, parts = share
         top: Any = self._db.execute(_share_top_id_sql(table), (first, parts, part)).fetchall()[0][0]
         return int(top)
 
@@ -1282,10 +1302,18 @@ class _SqliteWriter:
 
     def submit(self, writes: _Writes) -> None:
         """Write a chunk in one transaction (committed on return)."""
+        self.write(writes)
+        self.commit()
+
+    def write(self, writes: _Writes) -> None:
+        """Write a chunk, or a worker's part of one, in the open transaction (begun here
+        with the write lock if none is), without committing it; on failure the transaction
+        is rolled back."""
         db = self._db
-        db.execute("BEGIN IMMEDIATE")
+        if not db.in_transaction:
+            db.execute("BEGIN IMMEDIATE")
         try:
-            _check_ids(writes, self._top_id)
+            _check_ids(writes, lambda table, first: self._top_id(table, first, writes.share))
             _repay_debts(writes, self._debts_of)
             for table, cols, rows in writes.rows:
                 db.executemany(_insert_sql(table, cols), rows)
@@ -1294,21 +1322,30 @@ class _SqliteWriter:
                     db.executemany(
                         _add_sql(totals.name, column), [(deltas[i], i) for i in sorted(deltas)]
                     )
-            db.execute("COMMIT")
         except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
+            self.rollback()
             raise
 
+    def commit(self) -> None:
+        self._db.execute("COMMIT")
+
+    def rollback(self) -> None:
+        if self._db.in_transaction:
+            self._db.execute("ROLLBACK")
+
     def close(self) -> None:
-        self._db.close()
+        """Roll back what was written and not committed, and close."""
+        try:
+            self.rollback()
+        finally:
+            self._db.close()
 
 
 def _child_writer(engine: Engine, share: tuple[int, int] = (0, 1)) -> _InlineWriter | _SqliteWriter:
     """How a writer or worker process writes its chunks: through APSW on SQLite, on its own
     bulk connection on PostgreSQL, where only the first worker refreshes the statistics."""
     if engine.dialect.name == "sqlite":
-        return _SqliteWriter(engine.url.database or "", share)
+        return _SqliteWriter(engine.url.database or "")
     return _InlineWriter(engine, analyze=share[0] == 0)
 
 
@@ -1353,9 +1390,10 @@ def import_worker(
     url: str, inbox: mp_connection.Connection, outbox: mp_connection.Connection
 ) -> None:
     """A worker process of a partitioned import (`python -m habitue.events.import_writer IN
-    OUT worker`): receives a `_Job`, then batches of purchases (their CSV rows), and prepares
-    and writes each batch in one transaction, reporting the rows of every commit and its
-    report at the end; after a failure it reports it and drains its inbox."""
+    OUT worker`): receives a `_Job`, then its part of each chunk (the purchases of its
+    members) and the importing process's decisions, in the protocol of
+    `_import_partitioned`; reports its report at the end; after a failure it reports it,
+    rolls back what it had not committed and drains its inbox."""
     job: _Job = inbox.recv()
     share = (job.part, job.parts)
     engine = make_sync_engine(url)
@@ -1367,7 +1405,11 @@ def import_worker(
     # neither closes one until the work is done, and the reading side, holding no
     # transaction, closes first.
     reading = make_sync_engine(url, immediate=False) if sqlite else engine
-    batches = _read_ahead(inbox)
+    # Whether this worker writes: on PostgreSQL each worker writes its part in its own
+    # transaction; on SQLite, which has one writer at a time, the first worker writes the
+    # whole chunk (the others' parts come with the decision).
+    writes = not sqlite or job.part == 0
+    messages = _read_ahead(inbox)
     try:
         report = ImportReport()
         writer = _child_writer(engine, share)
@@ -1379,31 +1421,74 @@ def import_worker(
                 report.skipped_rules = program.skipped_rules
                 layout = _Layout.of(job.header)
                 ids = _Ids(conn, share)
-                nothing_in_flight = _InFlight()
-                for number, groups in enumerate(batches, start=1):
-                    prepared = _prepare_chunk(
-                        conn,
-                        ids,
-                        nothing_in_flight,
-                        program,
-                        number,
-                        groups,
-                        layout,
-                        report,
-                        enrol_missing=job.enrol_missing,
-                        source=job.source,
-                        now=job.now,
-                    )
-                    writer.submit(prepared.writes)
-                    outbox.send(("committed", prepared.writes.rows_read))
+                in_flight = _InFlight()
+                waiting: _Chunk | None = None
+                """Written (or handed over) and not decided yet."""
+                staged: _Chunk | None = None
+                """Prepared while `waiting` waits for its decision."""
+                decided: int | None = None
+
+                def hand_in(chunk: _Chunk) -> _Chunk:
+                    part: _Writes | None = None
+                    if writes:
+                        writer.write(chunk.writes)
+                    else:
+                        part = chunk.writes
+                    outbox.send(("ready", (chunk.writes.number, part)))
+                    chunk.writes.rows = []  # written or sent: only what later chunks need stays
+                    return chunk
+
+                for message in messages:
+                    kind, value = message
+                    if kind == "chunk":
+                        number, groups = value
+                        prepared = _prepare_chunk(
+                            conn,
+                            ids,
+                            in_flight,
+                            program,
+                            number,
+                            groups,
+                            layout,
+                            report,
+                            enrol_missing=job.enrol_missing,
+                            source=job.source,
+                            now=job.now,
+                        )
+                        in_flight.add(prepared)
+                        if waiting is None:
+                            waiting = hand_in(prepared)
+                        else:
+                            assert staged is None, "a chunk came before its turn"
+                            staged = prepared
+                    elif kind == "commit":
+                        number, parts = value
+                        assert waiting is not None
+                        assert waiting.writes.number == number
+                        if writes:
+                            for part in parts:
+                                writer.write(part)
+                            writer.commit()
+                            in_flight.committed(number)
+                        else:
+                            # The writing worker commits this chunk after this message:
+                            # it stays in flight here until the next decision, which
+                            # comes only once the writer has committed it.
+                            if decided is not None:
+                                in_flight.committed(decided)
+                            decided = number
+                        outbox.send(("committed", waiting.writes.rows_read))
+                        waiting = None
+                        if staged is not None:
+                            waiting, staged = hand_in(staged), None
         finally:
             if reading is not engine:
                 reading.dispose()
-            writer.close()
+            writer.close()  # rolls back a chunk that was not decided
         outbox.send(("report", report))
         outbox.send(("finished", 0))
     except Exception as exc:  # reported to the importing process, which raises it
-        _report_failure(outbox, exc, batches)
+        _report_failure(outbox, exc, messages)
     finally:
         engine.dispose()
 
@@ -1475,6 +1560,9 @@ class _ProcessWriter:
         self._broken: str | None = None
         self.report: ImportReport | None = None
         """A worker's report, once it finished."""
+        self._ready: dict[int, Any] = {}
+        """A worker's chunks ready to commit, with the part it hands over (or None)."""
+        self._early: list[int] = []
 
     def _feed(self) -> None:
         while True:
@@ -1513,6 +1601,10 @@ class _ProcessWriter:
         if kind == "report":
             self.report = value
             return None
+        if kind == "ready":
+            number, part = value
+            self._ready[number] = part
+            return None
         if kind == "conflict":
             raise ImportConflict(value)
         raise ImportFailed(value)
@@ -1528,9 +1620,19 @@ class _ProcessWriter:
             raise ImportFailed("the import's writer process stopped") from None
         return message
 
+    def wait_ready(self, number: int) -> Any:
+        """Wait until a worker has chunk `number` ready to commit; the part it hands over."""
+        while number not in self._ready:
+            if self._finished:
+                raise ImportFailed("an import worker ended before its chunk was ready")
+            done = self._take(self._next())
+            if done is not None:
+                self._early.append(done)
+        return self._ready.pop(number)
+
     def committed(self, *, wait: bool) -> list[int]:
         """Chunks committed since the last call; with `wait`, at least one (or the end)."""
-        done: list[int] = []
+        done, self._early = self._early, []
         while not self._finished and ((wait and not done) or self._recv.poll()):
             number = self._take(self._next())
             if number is not None:
@@ -1580,19 +1682,26 @@ def _import_partitioned(
     progress: Callable[[int], None] | None,
     now: datetime,
 ) -> ImportReport:
-    """An import shared by `parts` worker processes (`import_worker`), each preparing and
-    writing the purchases of its share of the members on its own connection.
+    """An import shared by `parts` worker processes (`import_worker`), each preparing the
+    purchases of its share of the members on its own connection.
 
     With one preparing process and one writer, the preparing side (Python, a core's worth of
     work per 20,000 purchases on this VM) and the writing side (PostgreSQL's backend, or the
     SQLite writer) each wait for the other part of the time; several workers keep both cores
-    busy, and no prepared rows cross between processes. This process reads the file and
-    hands each purchase to the worker of its member (`member_share`); a repeated external
-    id goes where its first row went, so that one worker sees both and counts or rejects
-    the repeat as a single process would. Workers touch disjoint members, accounts, card
-    numbers and, on SQLite, ids (`_Ids`), so on PostgreSQL they never wait for one another's
-    locks; SQLite's writes take turns while the other worker prepares. A failure stops the
-    import: what each worker committed stays.
+    busy. This process reads the file, cuts it into chunks and hands each purchase of a
+    chunk to the worker of its member (`member_share`); a repeated external id goes where
+    its first row went, so that one worker sees both and counts or rejects the repeat as a
+    single process would. Workers touch disjoint members, accounts, card numbers and, on
+    SQLite, ids (`_Ids`), so on PostgreSQL they never wait for one another's locks.
+
+    A chunk is committed by all its workers or by none. Each worker prepares its part and
+    reports it ready: on PostgreSQL written in its own open transaction; on SQLite (one
+    writer at a time) the first worker writes its part and the others send theirs. Once
+    every worker is ready this process sends the decision, and each commits (on SQLite the
+    first worker writes the others' parts in its transaction, then commits). A worker that
+    fails stops the import: the chunk's other parts are rolled back, what was committed
+    before stays, and a re-run skips it. The decision for a chunk goes out before the chunk
+    two after it, so a worker prepares its next part while it waits.
     """
     report = ImportReport()
     with _open_csv(path) as (reader, header):
@@ -1605,17 +1714,43 @@ def _import_partitioned(
                     _Job(program_code, header, enrol_missing, source, now, part, parts)
                 )
 
-            def settle(worker: _ProcessWriter, *, wait: bool) -> None:
-                for rows in worker.committed(wait=wait):
-                    if progress is not None:
-                        progress(rows)
+            def settle(*, wait: bool) -> None:
+                for worker in workers:
+                    for rows in worker.committed(wait=wait):
+                        if progress is not None:
+                            progress(rows)
+
+            decided = 0
+
+            def decide(through: int) -> None:
+                """Commit every chunk up to `through`, as soon as all its parts are ready."""
+                nonlocal decided
+                while decided < through:
+                    number = decided + 1
+                    handed = [worker.wait_ready(number) for worker in workers]
+                    others = [p for p in handed[1:] if p is not None]
+                    for k, worker in enumerate(workers):
+                        worker.submit(("commit", (number, others if k == 0 else [])))
+                    decided = number
+                    settle(wait=False)
 
             first_at: dict[str, int] = {}
             batches: list[list[list[list[str]]]] = [[] for _ in range(parts)]
-            # Each worker's first batches are smaller (a quarter of `chunk`, then half), so
-            # that the workers start soon after the file is opened instead of waiting for a
-            # whole chunk each to be read.
-            limits = [max(1, chunk // 4)] * parts
+            number, size = 0, 0
+            # The first chunks are smaller (a quarter of `chunk` per worker, then half), so
+            # that the workers start soon after the file is opened instead of waiting for
+            # whole chunks to be read.
+            limit = max(1, chunk // 4)
+
+            def cut() -> None:
+                nonlocal number, size, limit, batches
+                number += 1
+                decide(number - 2)
+                for worker, batch in zip(workers, batches, strict=True):
+                    worker.submit(("chunk", (number, batch)))
+                batches = [[] for _ in range(parts)]
+                size, limit = 0, min(chunk, 2 * limit)
+
             with _no_collection():
                 for group in _groups(_rows(reader, report), ext_at):
                     report.rows += len(group)
@@ -1626,29 +1761,35 @@ def _import_partitioned(
                         member = first[member_at].strip() if member_at < len(first) else ""
                         to = first_at[ext] = member_share(member, parts)
                     batches[to].append(group)
-                    if len(batches[to]) >= limits[to]:
-                        workers[to].submit(batches[to])
-                        batches[to] = []
-                        limits[to] = min(chunk, 2 * limits[to])
-                        for worker in workers:
-                            settle(worker, wait=False)
-                for part, batch in enumerate(batches):
-                    if batch:
-                        workers[part].submit(batch)
+                    size += 1
+                    if size >= limit * parts:
+                        cut()
+                        settle(wait=False)
+                if size:
+                    cut()
+                decide(number)
             for worker in workers:
                 worker.end()
             for worker in workers:
                 while not worker.finished:
-                    settle(worker, wait=True)
-        finally:
-            failure: BaseException | None = None
+                    for rows in worker.committed(wait=True):
+                        if progress is not None:
+                            progress(rows)
+        except BaseException:
+            # The workers roll back what they had not committed; the first failure is
+            # the one raised.
             for worker in workers:
-                try:
+                with suppress(BaseException):
                     worker.close()
-                except BaseException as exc:  # the other workers still get closed
-                    failure = failure or exc
-            if failure is not None:
-                raise failure
+            raise
+        failure: BaseException | None = None
+        for worker in workers:
+            try:
+                worker.close()
+            except BaseException as exc:  # the other workers still get closed
+                failure = failure or exc
+        if failure is not None:
+            raise failure
     for worker in workers:
         assert worker.report is not None
         report.add(worker.report)
