@@ -14,6 +14,7 @@ import csv
 import gc
 import io
 import os
+import pickle
 import queue
 import re
 import subprocess
@@ -345,9 +346,10 @@ def _check_row(row: list[str], layout: _Layout) -> None:
         if bad is not None:
             byte = ord(bad.group()) - 0xDC00
             raise ValueError(f"not valid UTF-8 (byte 0x{byte:02X})")
+    check_controls = _CONTROL.search(joined) is not None
     for col, limit in layout.texts:
         value = row[col]
-        if _CONTROL.search(value):
+        if check_controls and _CONTROL.search(value):
             raise ValueError(f"{layout.header[col]}: control character")
         if len(value) > limit:
             raise ValueError(f"{layout.header[col]}: longer than {limit} characters")
@@ -1429,11 +1431,11 @@ def import_worker(
                 decided: int | None = None
 
                 def hand_in(chunk: _Chunk) -> _Chunk:
-                    part: _Writes | None = None
+                    part: bytes | None = None
                     if writes:
                         writer.write(chunk.writes)
-                    else:
-                        part = chunk.writes
+                    else:  # pickled here, so that the importing process only passes it on
+                        part = pickle.dumps(chunk.writes, pickle.HIGHEST_PROTOCOL)
                     outbox.send(("ready", (chunk.writes.number, part)))
                     chunk.writes.rows = []  # written or sent: only what later chunks need stays
                     return chunk
@@ -1467,7 +1469,7 @@ def import_worker(
                         assert waiting.writes.number == number
                         if writes:
                             for part in parts:
-                                writer.write(part)
+                                writer.write(pickle.loads(part))  # noqa: S301 - our own worker's
                             writer.commit()
                             in_flight.committed(number)
                         else:
