@@ -52,7 +52,7 @@ MALFORMED = [
      "total: more than 2 decimal places"),
     ("E3", b"E3,%s,NaN,,,," % AT.encode(), "total: not a decimal number"),
     ("E4", b"E4,%s,Infinity,,,," % AT.encode(), "total: not a decimal number"),
-    ("E5", b"E5,%s,10000000000.00,,,," % AT.encode(), "total: too large"),
+    ("E5", b"E5,%s,10000000000000.00,,,," % AT.encode(), "total: too large"),
     ("E6", b"E6,%s,10,00,,,," % AT.encode(), "the row has 9 fields, the header 8"),
     ("E7", b"E7,%s,10.00,,," % AT.encode(), "the row has 7 fields, the header 8"),
     ("E8", b"E8,%s,10.00,caf\xe9,,," % AT.encode(), "not valid UTF-8 (byte 0xE9)"),
@@ -161,7 +161,7 @@ async def test_a_huge_earn_rate_rejects_instead_of_overflowing(
     finally:
         engine.dispose()
     assert (report.imported, report.rejected) == (0, 2)
-    assert {r for _, r in report.rejects} == {"points: more than 999,999,999,999 for one purchase"}
+    assert {r for _, r in report.rejects} == {"points: more than 1,000,000,000 for one purchase"}
     async with db.read() as session:
         assert all(not rows for rows in (await verify(session)).values())
 
@@ -246,5 +246,35 @@ async def test_a_failing_worker_takes_its_chunk_down_on_every_worker(
     assert (again.imported, again.already) == (400 - len(got), len(got))
     for m in members:
         assert await _balance(client, code, m) == 10
+    async with db.read() as session:
+        assert all(not rows for rows in (await verify(session)).values())
+
+
+async def test_the_largest_amount_and_trailing_zeros_are_imported(
+    client: httpx.AsyncClient, db: Database, db_url: str, tmp_path: Path
+) -> None:
+    """The maxima themselves go in (the largest amount, earning the most points one
+    purchase may), as do zeros beyond the currency's minor unit (exact, so nothing is
+    rounded) and a byte-order mark before the header; one point more is rejected."""
+    code = await create_program(client, earn_rate="0.0001")
+    path = tmp_path / "p.csv"
+    path.write_bytes(
+        f"\ufeff{HEADER}\nB1,Q1,{AT},9999999999999.99,,,,\n"
+        f"B2,Q2,{AT},10.000,x,y,2.000000,5.00\nB3,Q3,{AT},0.50,,,,\n".encode()
+    )
+    engine = make_sync_engine(db_url)
+    try:
+        report = import_purchases(engine, code, path, enrol_missing=True)
+        with engine.begin() as conn:
+            conn.execute(text("UPDATE programs SET earn_rate = '0.0002' WHERE code = :c"),
+                         {"c": code})  # fmt: skip
+        path.write_text(f"{HEADER}\nB1,Q4,{AT},5000000005000.00,,,,\n")
+        over = import_purchases(engine, code, path)
+    finally:
+        engine.dispose()
+    assert (report.imported, report.rejected) == (3, 0), report.rejects
+    assert await _balance(client, code, "B1") == 999_999_999  # rounded down
+    assert (over.imported, over.rejected) == (0, 1)
+    assert over.rejects[0][1] == "points: more than 1,000,000,000 for one purchase"
     async with db.read() as session:
         assert all(not rows for rows in (await verify(session)).values())

@@ -72,13 +72,13 @@ from habitue.rules.types import (
 )
 
 REQUIRED = ("member_external_id", "external_id", "occurred_at", "total")
-MAX_AMOUNT_MINOR = 10**12 - 1
+MAX_AMOUNT_MINOR = 10**15 - 1
 """The largest total, unit price or line amount a row may give, in the currency's minor
-units (9,999,999,999.99 in euros): larger ones are rejected, so that no sum of them nor the
-points earned on them can overflow the database's 64-bit integers."""
-MAX_POINTS = 10**12 - 1
-"""The most points one imported purchase may earn (a purchase that would earn more, through
-the program's rate or its rules, is rejected)."""
+units (9,999,999,999,999.99 in euros), as the API takes them: larger ones are rejected, so
+that no sum of them can overflow the database's 64-bit integers."""
+MAX_POINTS = 1_000_000_000
+"""The most points one imported purchase may earn, as one event through the API (a purchase
+that would earn more, through the program's rate or its rules, is rejected)."""
 MAX_QUANTITY = Decimal(1_000_000)
 """A line's largest quantity (the API's bound), given with at most `QUANTITY_PLACES` decimals."""
 QUANTITY_PLACES = 6
