@@ -65,6 +65,9 @@ MALFORMED = [
     ("E15", b"E15,%s,-1e3,,,," % AT.encode(), "total: not a decimal number"),
     ("E16", b"E16,%s,%s,,,," % (AT.encode(), b"9" * 5000), "total: too large"),
     ("E17", b"%s,%s,10.00,,,," % (b"x" * 201, AT.encode()), "external_id: longer than 200"),
+    ("E18", b"E18,0001-01-01T00:00:00+01:00,10.00,,,,", "occurred_at: out of range"),
+    ("E19", b"E19,9999-12-31T23:59:59-01:00,10.00,,,,", "occurred_at: out of range"),
+    ("E20", b"E20,1969-12-31T23:59:59Z,10.00,,,,", "occurred_at: before 1970"),
 ]
 
 

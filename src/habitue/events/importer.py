@@ -291,11 +291,22 @@ def _groups(reader: Iterator[list[str]], key: int) -> Iterator[list[list[str]]]:
         yield group
 
 
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+"""The earliest `occurred_at` taken (earlier ones are rejected: no date arithmetic near the
+calendar's start can then overflow)."""
+
+
 def _parse_time(value: str) -> datetime:
-    dt = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-    if dt.tzinfo is None:
-        raise ValueError("occurred_at must carry a UTC offset")
-    return clock.as_utc(dt)
+    try:
+        dt = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        if dt.tzinfo is None:
+            raise ValueError("occurred_at must carry a UTC offset")
+        at = clock.as_utc(dt)
+    except OverflowError as exc:  # an offset past the calendar's ends
+        raise ValueError("out of range") from exc
+    if at < EARLIEST:
+        raise ValueError("before 1970")
+    return at
 
 
 def _parse_decimal(value: str, what: str, places: int) -> tuple[int, int]:
