@@ -5,7 +5,9 @@ is read, checked and decided and its rows built (`_prepare_chunk`), then written
 transaction: events, lines, ledger transactions, postings, lots and outbox rows in bulk
 (binary COPY on PostgreSQL, executemany on SQLite), balances once per account. Small files
 are prepared and written by the calling process; large ones by two worker processes
-(`habitue.events.import_writer`), each for its share of the members (`_import_partitioned`).
+(`habitue.events.import_writer`), each for its share of the members, a chunk committed by
+all of them or by none (`_import_partitioned`). A malformed row is rejected with its reason
+(`_check_row`, `_parse_group`), never an error that stops the import.
 """
 
 from __future__ import annotations
@@ -75,7 +77,7 @@ REQUIRED = ("member_external_id", "external_id", "occurred_at", "total")
 MAX_AMOUNT_MINOR = 10**15 - 1
 """The largest total, unit price or line amount a row may give, in the currency's minor
 units (9,999,999,999,999.99 in euros), as the API takes them: larger ones are rejected, so
-that no sum of them can overflow the database's 64-bit integers."""
+that every amount stored fits the database's 64-bit integers with room to spare."""
 MAX_POINTS = 1_000_000_000
 """The most points one imported purchase may earn, as one event through the API (a purchase
 that would earn more, through the program's rate or its rules, is rejected)."""
