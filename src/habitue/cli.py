@@ -162,18 +162,21 @@ def import_purchases(
 
     Exit status: 0 all imported, 1 some rows rejected (see the rejects file), 2 the import
     could not run or stopped (what was committed stays; run it again)."""
+    from rich.markup import escape
+    from sqlalchemy.exc import SQLAlchemyError
+
     from habitue.db import make_sync_engine
     from habitue.events.importer import CHUNK, ImportConflict, ImportFailed, write_rejects
 
     engine = make_sync_engine(get_settings().database_url)
     try:
         report = _run_import(engine, program, file, enrol_missing, source, chunk or CHUNK)
-    except (ImportFailed, ImportConflict) as exc:
-        err.print(f"[red]import stopped:[/] {exc}")
+    except (ImportFailed, ImportConflict, SQLAlchemyError) as exc:
+        err.print(f"[red]import stopped:[/] {escape(str(exc).splitlines()[0])}")
         err.print("What was committed before stays; run the import again to write the rest.")
         raise typer.Exit(2) from None
     except (LookupError, ValueError, OSError) as exc:
-        err.print(f"[red]import failed:[/] {exc}")
+        err.print(f"[red]import failed:[/] {escape(str(exc))}")
         raise typer.Exit(2) from None
     finally:
         engine.dispose()

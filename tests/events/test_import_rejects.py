@@ -281,3 +281,35 @@ async def test_the_largest_amount_and_trailing_zeros_are_imported(
     assert over.rejects[0][1] == "points: more than 1,000,000,000 for one purchase"
     async with db.read() as session:
         assert all(not rows for rows in (await verify(session)).values())
+
+
+async def test_a_database_failure_through_the_cli_exits_2_and_a_rerun_completes(
+    client: httpx.AsyncClient, db: Database, db_url: str, tmp_path: Path
+) -> None:
+    """A purchase the database refuses stops the import with a message and exit status 2,
+    not a traceback; once the cause is gone, the same command completes it."""
+    code = await create_program(client)
+    path = tmp_path / "p.csv"
+    path.write_text(f"{HEADER}\nF1,S1,{AT},10.00,,,,\nF1,S2,{AT},5.00,,,,\n")
+    engine = make_sync_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            pid = conn.execute(text("SELECT id FROM programs WHERE code = :c"),
+                               {"c": code}).scalar()  # fmt: skip
+        add, drop = _refuse(engine, int(pid or 0), "S2", f"refuse_{code}")
+        with engine.begin() as conn:
+            conn.exec_driver_sql(add)
+        try:
+            status, output = _cli(db_url, path, code, tmp_path / "r.csv")
+        finally:
+            with engine.begin() as conn:
+                conn.exec_driver_sql(drop)
+    finally:
+        engine.dispose()
+    assert status == 2 and "import stopped" in output and "Traceback" not in output
+    assert await _balance(client, code, "F1") in (None, 0)  # the chunk was rolled back
+    status, output = _cli(db_url, path, code, tmp_path / "r.csv")
+    assert status == 0, output
+    assert await _balance(client, code, "F1") == 15
+    async with db.read() as session:
+        assert all(not rows for rows in (await verify(session)).values())

@@ -1901,7 +1901,12 @@ def import_purchases(
                 )
                 settle(wait=len(in_flight) >= 3)
                 in_flight.add(prepared)
-                writer.submit(prepared.writes)
+                try:
+                    writer.submit(prepared.writes)
+                except (ImportFailed, ImportConflict):
+                    raise
+                except Exception as exc:  # the database refused the chunk: rolled back
+                    raise ImportFailed(f"{type(exc).__name__}: {exc}") from exc
                 settle(wait=False)
                 batch.clear()
 
