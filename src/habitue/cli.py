@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -214,6 +214,32 @@ def keys_revoke(key_id: Annotated[int, typer.Argument(help="the key's id", min=1
     console.print(f"[green]revoked[/] key {made.id} ({made.name})")
 
 
+def _run_import(
+    engine: Any, program: str, file: Path, enrol_missing: bool, source: str, chunk: int
+) -> Any:
+    """`import_purchases` under a progress bar."""
+    from habitue.events.importer import import_purchases as run_import
+
+    with Progress(
+        TextColumn("[bold]importing"),
+        BarColumn(),
+        TextColumn("{task.completed:,} rows"),
+        TimeElapsedColumn(),
+        console=err,
+        transient=False,
+    ) as bar:
+        task = bar.add_task("import", total=None)
+        return run_import(
+            engine,
+            program,
+            file,
+            enrol_missing=enrol_missing,
+            source=source,
+            chunk=chunk,
+            progress=lambda n: bar.advance(task, n),
+        )
+
+
 @import_app.command("purchases")
 def import_purchases(
     file: Path,
@@ -226,31 +252,28 @@ def import_purchases(
         typer.Option(min=1, help="purchases per transaction [default: 100,000; memory grows]"),
     ] = None,
 ) -> None:
-    """Import purchases from CSV; re-running credits nothing twice."""
+    """Import purchases from CSV; re-running credits nothing twice.
+
+    Exit status: 0 all imported, 1 some rows rejected (see the rejects file), 2 the import
+    could not run or stopped (what was committed stays; run it again)."""
+    from rich.markup import escape
+    from sqlalchemy.exc import SQLAlchemyError
+
     from habitue.db import make_sync_engine
-    from habitue.events.importer import CHUNK, write_rejects
-    from habitue.events.importer import import_purchases as run_import
+    from habitue.events.importer import CHUNK, ImportConflict, ImportFailed, write_rejects
 
     engine = make_sync_engine(get_settings().database_url)
-    with Progress(
-        TextColumn("[bold]importing"),
-        BarColumn(),
-        TextColumn("{task.completed:,} rows"),
-        TimeElapsedColumn(),
-        console=err,
-        transient=False,
-    ) as bar:
-        task = bar.add_task("import", total=None)
-        report = run_import(
-            engine,
-            program,
-            file,
-            enrol_missing=enrol_missing,
-            source=source,
-            chunk=chunk or CHUNK,
-            progress=lambda n: bar.advance(task, n),
-        )
-    engine.dispose()
+    try:
+        report = _run_import(engine, program, file, enrol_missing, source, chunk or CHUNK)
+    except (ImportFailed, ImportConflict, SQLAlchemyError) as exc:
+        err.print(f"[red]import stopped:[/] {escape(str(exc).splitlines()[0])}")
+        err.print("What was committed before stays; run the import again to write the rest.")
+        raise typer.Exit(2) from None
+    except (LookupError, ValueError, OSError) as exc:
+        err.print(f"[red]import failed:[/] {escape(str(exc))}")
+        raise typer.Exit(2) from None
+    finally:
+        engine.dispose()
     rejects_path = rejects or file.with_suffix(".rejects.csv")
     if report.rejected:
         write_rejects(report, rejects_path)
@@ -474,7 +497,6 @@ def admin_create_user(
 
 # --- tiers and clubs rooms (issue 4) -------------------------------------------------------
 from collections.abc import Callable, Coroutine  # noqa: E402
-from typing import Any  # noqa: E402
 
 tiers_app = typer.Typer(help="Club statuses (tiers).", no_args_is_help=True)
 app.add_typer(tiers_app, name="tiers")

@@ -208,11 +208,11 @@ async def test_writer_process_gives_the_same_ledger(
     summary = (a.rows, a.imported, a.already, a.enrolled, a.points, a.rejected)
     assert summary == (1201, 1200, 1, 150, b.points, 0)
     assert (b.rows, b.imported, b.already, b.enrolled, b.points, b.rejected) == summary
-    assert sum(seen) == 1201 and max(seen) <= 100
+    assert sum(seen) == 1201
     if workers == 1:
-        assert len(seen) == 13
-    else:  # each worker's first batches are a quarter, then half a chunk
-        assert seen.count(25) >= 2 and seen.count(50) >= 2
+        assert len(seen) == 13 and max(seen) <= 100
+    else:  # chunks of 50, 100, then 200 purchases (100 per worker), each worker's part
+        assert len(seen) == 2 * 8 and max(seen) < 150
     assert (again.imported, again.already, again.enrolled, again.points) == (0, 1201, 0, 0)
 
     async def balances(code: str) -> dict[str, int]:
@@ -235,8 +235,9 @@ async def test_a_chunk_the_writer_process_cannot_write_stops_the_import(
     """The chunks committed before a failing one stay; the writer reads the chunks queued
     after it to the end and the import raises; a re-run writes the rest, exactly once.
 
-    Two workers each import their members' purchases (`_import_partitioned`): the other
-    worker's batches are all in, and the failing one's before R250's."""
+    Two workers each import their members' purchases (`_import_partitioned`): the chunk
+    holding R250 is committed by neither, nor any after it (tests/events/
+    test_import_rejects.py checks which)."""
     code = await create_program(client)
     path = tmp_path / "p.csv"
     _purchases(path, 650, 40)
@@ -276,7 +277,7 @@ async def test_a_chunk_the_writer_process_cannot_write_stops_the_import(
                                        writer_process=True)
     finally:
         engine.dispose()
-    assert again.already > 250 and again.imported > 0  # (426, 224) with crc32 shares
+    assert 0 < again.already <= 250 and again.imported > 0
     assert again.imported + again.already == 650
     assert (again_twice.imported, again_twice.already) == (0, 650)
     async with db.read() as session:

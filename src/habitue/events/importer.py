@@ -5,7 +5,9 @@ is read, checked and decided and its rows built (`_prepare_chunk`), then written
 transaction: events, lines, ledger transactions, postings, lots and outbox rows in bulk
 (binary COPY on PostgreSQL, executemany on SQLite), balances once per account. Small files
 are prepared and written by the calling process; large ones by two worker processes
-(`habitue.events.import_writer`), each for its share of the members (`_import_partitioned`).
+(`habitue.events.import_writer`), each for its share of the members, a chunk committed by
+all of them or by none (`_import_partitioned`). A malformed row is rejected with its reason
+(`_check_row`, `_parse_group`), never an error that stops the import.
 """
 
 from __future__ import annotations
@@ -14,16 +16,18 @@ import csv
 import gc
 import io
 import os
+import pickle
 import queue
+import re
 import subprocess
 import sys
 import threading
 import zlib
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from multiprocessing import connection as mp_connection
 from pathlib import Path
 from typing import Any
@@ -55,7 +59,7 @@ from habitue.ledger.models import Account, LedgerTransaction, Lot, Posting
 from habitue.members.cards import new_card_numbers
 from habitue.members.models import Card, Member
 from habitue.messaging.models import OutboxEvent
-from habitue.money import MoneyFormatError, format_minor, parse_minor
+from habitue.money import format_minor
 from habitue.programs.models import Program
 from habitue.programs.service import SYSTEM_ACCOUNTS
 from habitue.rules import decide as rules_decide
@@ -70,6 +74,21 @@ from habitue.rules.types import (
 )
 
 REQUIRED = ("member_external_id", "external_id", "occurred_at", "total")
+MAX_AMOUNT_MINOR = 10**15 - 1
+"""The largest total, unit price or line amount a row may give, in the currency's minor
+units (9,999,999,999,999.99 in euros), as the API takes them: larger ones are rejected, so
+that every amount stored fits the database's 64-bit integers with room to spare."""
+MAX_POINTS = 1_000_000_000
+"""The most points one imported purchase may earn, as one event through the API (a purchase
+that would earn more, through the program's rate or its rules, is rejected)."""
+MAX_QUANTITY = Decimal(1_000_000)
+"""A line's largest quantity (the API's bound), given with at most `QUANTITY_PLACES` decimals."""
+QUANTITY_PLACES = 6
+ID_LENGTH, LABEL_LENGTH = 200, 100
+"""Longest external ids (member, purchase) and sku or category, as the tables hold them."""
+_DECIMAL = re.compile(r"(\d*)(?:\.(\d*))?")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_SURROGATE = re.compile(r"[\udc80-\udcff]")
 CHUNK = 100_000
 """Purchases per transaction. Each chunk rewrites most leaf pages of the member-keyed
 indexes whatever its size (a chunk names most members), so larger chunks rewrite them
@@ -150,7 +169,7 @@ class _Program:
 
 def member_share(member_external_id: str, parts: int) -> int:
     """Which of `parts` workers imports a member's purchases (stable across processes)."""
-    return zlib.crc32(member_external_id.encode()) % parts
+    return zlib.crc32(member_external_id.encode("utf-8", "surrogateescape")) % parts
 
 
 def _load_program(conn: Connection, code: str) -> _Program:
@@ -200,18 +219,67 @@ class _Layout:
     header: list[str]
     index: dict[str, int]
     required: tuple[tuple[str, int], ...]
+    texts: tuple[tuple[int, int], ...]
+    """(position, longest length) of the text columns the import stores."""
 
     @classmethod
     def of(cls, header: list[str]) -> _Layout:
         index = {name: i for i, name in enumerate(header)}
-        return cls(header, index, tuple((col, index[col]) for col in REQUIRED))
+        limits = {"member_external_id": ID_LENGTH, "external_id": ID_LENGTH,
+                  "sku": LABEL_LENGTH, "category": LABEL_LENGTH}  # fmt: skip
+        texts = tuple((index[c], n) for c, n in limits.items() if c in index)
+        return cls(header, index, tuple((col, index[col]) for col in REQUIRED), texts)
 
     def get(self, row: list[str], col: str) -> str:
         i = self.index.get(col)
         return row[i] if i is not None and i < len(row) else ""
 
     def as_dict(self, row: list[str]) -> dict[str, str]:
-        return dict(zip(self.header, row, strict=False))
+        """The row by column, for the rejects file: fields beyond the header as `extra 1`,
+        `extra 2`…, bytes that were not UTF-8 as U+FFFD."""
+        names = self.header + [f"extra {n}" for n in range(1, len(row) - len(self.header) + 1)]
+        return {name: _printable(value) for name, value in zip(names, row, strict=False)}
+
+
+def _printable(value: str) -> str:
+    if value.isascii():
+        return value
+    return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+def _rows(reader: Any, report: ImportReport) -> Iterator[list[str]]:
+    """The CSV's rows after its header; blank lines skipped, and a line the CSV reader
+    cannot read (a field over its size limit) counted as a rejected row."""
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            report.rows += 1
+            report.rejected += 1
+            report.rejects.append(({}, f"line {reader.line_num}: not readable as CSV ({exc})"))
+            continue
+        if row:
+            yield row
+
+
+@contextmanager
+def _open_csv(path: Path) -> Iterator[tuple[Any, list[str]]]:
+    """A reader of the file and its header. Text is UTF-8 (a byte-order mark is skipped);
+    bytes that are not come through as lone surrogates, and their rows are rejected
+    (`_check_row`) instead of stopping the import."""
+    with path.open("rb") as raw:
+        text_in = io.TextIOWrapper(raw, encoding="utf-8-sig", errors="surrogateescape", newline="")
+        reader = csv.reader(text_in)
+        try:
+            header = [h.strip() for h in next(reader, [])]
+        except csv.Error as exc:
+            raise ValueError(f"the CSV's header is not readable ({exc})") from exc
+        missing = [c for c in REQUIRED if c not in header]
+        if missing:
+            raise ValueError(f"the CSV lacks columns {missing}")
+        yield reader, header
 
 
 def _groups(reader: Iterator[list[str]], key: int) -> Iterator[list[list[str]]]:
@@ -225,11 +293,79 @@ def _groups(reader: Iterator[list[str]], key: int) -> Iterator[list[list[str]]]:
         yield group
 
 
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+"""The earliest `occurred_at` taken (earlier ones are rejected: no date arithmetic near the
+calendar's start can then overflow)."""
+
+
 def _parse_time(value: str) -> datetime:
-    dt = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-    if dt.tzinfo is None:
-        raise ValueError("occurred_at must carry a UTC offset")
-    return clock.as_utc(dt)
+    try:
+        dt = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        if dt.tzinfo is None:
+            raise ValueError("occurred_at must carry a UTC offset")
+        at = clock.as_utc(dt)
+    except OverflowError as exc:  # an offset past the calendar's ends
+        raise ValueError("out of range") from exc
+    if at < EARLIEST:
+        raise ValueError("before 1970")
+    return at
+
+
+def _parse_decimal(value: str, what: str, places: int) -> tuple[int, int]:
+    """A plain decimal (digits, optionally a point and more digits) as an integer scaled by
+    10**places, and its number of integer digits. Signs, exponents, NaN, infinities and
+    thousands separators are refused, as are non-zero digits beyond `places` (never rounded)."""
+    text = value.strip()
+    if text.startswith("-") and _DECIMAL.fullmatch(text[1:]) and len(text) > 1:
+        raise ValueError(f"{what}: must not be negative")
+    match = _DECIMAL.fullmatch(text)
+    if match is None or not any(c.isdigit() for c in text):
+        raise ValueError(f"{what}: not a decimal number (digits and an optional decimal point)")
+    whole, frac = match.group(1).lstrip("0"), match.group(2) or ""
+    if frac[places:].strip("0"):
+        raise ValueError(f"{what}: more than {places} decimal places")
+    if len(whole) > 18:
+        raise ValueError(f"{what}: too large")
+    return int((whole or "0") + frac[:places].ljust(places, "0")), len(whole)
+
+
+def _parse_amount(value: str, what: str, exponent: int) -> int:
+    """An amount in minor units, at most `MAX_AMOUNT_MINOR`."""
+    minor, _ = _parse_decimal(value, what, exponent)
+    if minor > MAX_AMOUNT_MINOR:
+        raise ValueError(f"{what}: too large (at most {format_minor(MAX_AMOUNT_MINOR, exponent)})")
+    return minor
+
+
+def _parse_quantity(value: str) -> Decimal:
+    scaled, _ = _parse_decimal(value, "quantity", QUANTITY_PLACES)
+    quantity = Decimal(scaled).scaleb(-QUANTITY_PLACES).normalize()
+    if not quantity:
+        raise ValueError("quantity must be positive")
+    if quantity > MAX_QUANTITY:
+        raise ValueError(f"quantity: too large (at most {MAX_QUANTITY})")
+    # Plain notation, never an exponent (`normalize` gives 1E+1 for 10).
+    return quantity.quantize(Decimal(1)) if quantity == quantity.to_integral() else quantity
+
+
+def _check_row(row: list[str], layout: _Layout) -> None:
+    """A row's shape and text: as many fields as the header, valid UTF-8, no control
+    characters nor over-long values in what is stored (PostgreSQL refuses NUL in text)."""
+    if len(row) != len(layout.header):
+        raise ValueError(f"the row has {len(row)} fields, the header {len(layout.header)}")
+    joined = "".join(row)
+    if not joined.isascii():
+        bad = _SURROGATE.search(joined)
+        if bad is not None:
+            byte = ord(bad.group()) - 0xDC00
+            raise ValueError(f"not valid UTF-8 (byte 0x{byte:02X})")
+    check_controls = _CONTROL.search(joined) is not None
+    for col, limit in layout.texts:
+        value = row[col]
+        if check_controls and _CONTROL.search(value):
+            raise ValueError(f"{layout.header[col]}: control character")
+        if len(value) > limit:
+            raise ValueError(f"{layout.header[col]}: longer than {limit} characters")
 
 
 def _parse_group(
@@ -238,10 +374,11 @@ def _parse_group(
     """One purchase from its rows; `latest` is the last acceptable `occurred_at`."""
     get = layout.get
     exponent = program.snapshot.currency_exponent
+    for r in rows:
+        _check_row(r, layout)
     first = rows[0]
-    width = len(first)
     for col, i in layout.required:
-        if i >= width or not first[i].strip():
+        if not first[i].strip():
             raise ValueError(f"{col} is missing")
     try:
         occurred = _parse_time(get(first, "occurred_at"))
@@ -250,29 +387,24 @@ def _parse_group(
     if occurred > latest:
         raise ValueError("occurred_at is in the future")
     first_total = get(first, "total")
-    try:
-        total = parse_minor(first_total.strip(), exponent)
-    except MoneyFormatError as exc:
-        raise ValueError(f"total: {exc}") from exc
+    total = _parse_amount(first_total, "total", exponent)
     lines: list[LineInput] = []
     if "unit_price" in layout.index and any(get(r, "unit_price").strip() for r in rows):
         for r in rows:
             if get(r, "total") != first_total:
                 raise ValueError("rows of one purchase disagree on total")
-            try:
-                qty = Decimal((get(r, "quantity") or "1").strip())
-                unit = parse_minor(get(r, "unit_price").strip(), exponent)
-            except (InvalidOperation, MoneyFormatError) as exc:
-                raise ValueError(f"line: {exc}") from exc
-            if qty <= 0:
-                raise ValueError("quantity must be positive")
+            qty = _parse_quantity(get(r, "quantity") or "1")
+            unit = _parse_amount(get(r, "unit_price"), "unit_price", exponent)
+            amount = int((qty * unit).to_integral_value())
+            if amount > MAX_AMOUNT_MINOR:
+                raise ValueError("line amount (quantity × unit_price): too large")
             lines.append(
                 LineInput(
                     sku=(get(r, "sku") or None),
                     category=(get(r, "category") or None),
                     quantity=qty,
                     unit_price_minor=unit,
-                    amount_minor=int((qty * unit).to_integral_value()),
+                    amount_minor=amount,
                 )
             )
         line_sum = sum(ln.amount_minor for ln in lines)
@@ -573,6 +705,8 @@ class _Writes:
 
     number: int
     rows_read: int = 0
+    share: tuple[int, int] = (0, 1)
+    """The share of the worker that prepared it (`_Program.share`): the ids it numbered."""
     rows: list[tuple[str, tuple[str, ...], list[tuple[Any, ...]]]] = field(default_factory=list)
     balance: dict[int, int] = field(default_factory=dict)
     lifetime: dict[int, int] = field(default_factory=dict)
@@ -724,7 +858,7 @@ def _prepare_chunk(
     Lots are built as if no balance were negative; the writer corrects the lots of members
     whose balance is (`_repay_debts`), under the transaction that writes them.
     """
-    chunk = _Chunk(_Writes(number, rows_read=sum(len(g) for g in groups)))
+    chunk = _Chunk(_Writes(number, rows_read=sum(len(g) for g in groups), share=program.share))
     parsed: list[tuple[EventInput, str, list[list[str]]]] = []
 
     def reject(rows: list[list[str]], reason: str) -> None:
@@ -753,7 +887,7 @@ def _prepare_chunk(
         cards_in_flight = set().union(*(c.cards for c in pending_chunks))
         members.update(_enrol_missing(conn, ids, program, missing, now, chunk, cards_in_flight))
         report.enrolled += len(missing)
-    todo: list[tuple[EventInput, _Member]] = []
+    todo: list[tuple[EventInput, _Member, list[list[str]]]] = []
     seen = chunk.external_ids
     for event, member_ext, rows in parsed:
         if event.external_id in existing:
@@ -772,7 +906,7 @@ def _prepare_chunk(
             reject(rows, f"member is {member.status}")
             continue
         seen.add(event.external_id)
-        todo.append((event, member))
+        todo.append((event, member, rows))
     if not todo:
         return chunk
     # By member, each member's purchases keeping their order in the file: the ids drawn
@@ -781,9 +915,10 @@ def _prepare_chunk(
     # the next, instead of at random places.
     todo.sort(key=lambda pair: pair[1].id)
     decisions: list[list[EarnPoints]] = []
+    decided: list[tuple[EventInput, _Member]] = []
     snapshots: dict[int, MemberSnapshot] = {}
     decide, rules, program_snap = rules_decide.decide, program.rules, program.snapshot
-    for event, member in todo:
+    for event, member, rows in todo:
         snap = snapshots.get(member.id)
         if snap is None:
             snap = snapshots[member.id] = MemberSnapshot(
@@ -792,8 +927,21 @@ def _prepare_chunk(
                 enrolled_at=member.enrolled_at,
                 tier=member.tier,
             )
-        decision = decide(event, snap, program_snap, rules, now)
-        decisions.append([e for e in decision.effects if isinstance(e, EarnPoints) and e.amount])
+        try:
+            decision = decide(event, snap, program_snap, rules, now)
+        except ArithmeticError:  # a rate or rule whose points overflow a decimal
+            seen.discard(event.external_id)
+            reject(rows, "points: too large")
+            continue
+        earning = [e for e in decision.effects if isinstance(e, EarnPoints) and e.amount]
+        if not all(-MAX_POINTS <= e.amount <= MAX_POINTS for e in earning) or not (
+            -MAX_POINTS <= sum(e.amount for e in earning) <= MAX_POINTS
+        ):
+            seen.discard(event.external_id)
+            reject(rows, f"points: more than {MAX_POINTS:,} for one purchase")
+            continue
+        decided.append((event, member))
+        decisions.append(earning)
     txn_id_list = ids.take(_txns, sum(1 for d in decisions if d))
     if txn_id_list:
         chunk.writes.first_ids[_txns.name] = txn_id_list[0]
@@ -813,7 +961,7 @@ def _prepare_chunk(
     outbox: list[tuple[Any, ...]] = []
     balance_delta = chunk.writes.balance
     lifetime = chunk.writes.lifetime
-    for (event, member), effects in zip(todo, decisions, strict=True):
+    for (event, member), effects in zip(decided, decisions, strict=True):
         event_id = new_id()
         points = sum(e.amount for e in effects)
         occurred = event.occurred_at
@@ -895,7 +1043,7 @@ def _prepare_chunk(
     chunk.writes.add(_lots, LOT_COLS, lots)
     chunk.writes.add(_outbox, OUTBOX_COLS, outbox)
     chunk.fold_new_rows()
-    report.imported += len(todo)
+    report.imported += len(decided)
     return chunk
 
 
@@ -1080,14 +1228,27 @@ class _InlineWriter:
         self._conn = self._stack.enter_context(_bulk_session(engine))
         self._flushes = 0
         self._done: list[int] = []
+        self._txn: Any = None
         self._analyze = analyze
         """Whether to refresh the planner's statistics as the tables grow (one worker of a
         partitioned import does)."""
 
     def submit(self, writes: _Writes) -> None:
-        with self._conn.begin():
-            _apply_chunk(self._conn, writes)
+        self.write(writes)
+        self.commit()
+
+    def write(self, writes: _Writes) -> None:
+        """Write a chunk, or a worker's part of one, in the open transaction (begun here
+        if none is), without committing it."""
+        if self._txn is None:
+            self._txn = self._conn.begin()
+        _apply_chunk(self._conn, writes)
         self._done.append(writes.number)
+
+    def commit(self) -> None:
+        assert self._txn is not None
+        txn, self._txn = self._txn, None
+        txn.commit()
         self._flushes += 1
         if self._analyze and self._flushes & (self._flushes - 1) == 0:
             _refresh_statistics(self._conn)
@@ -1099,7 +1260,13 @@ class _InlineWriter:
         return done
 
     def close(self) -> None:
-        self._stack.close()
+        """Roll back what was written and not committed, and let the connection go."""
+        try:
+            if self._txn is not None:
+                txn, self._txn = self._txn, None
+                txn.rollback()
+        finally:
+            self._stack.close()
 
 
 class _SqliteWriter:
@@ -1114,10 +1281,9 @@ class _SqliteWriter:
     `BEGIN IMMEDIATE` transaction, which waits for another worker's to end.
     """
 
-    def __init__(self, path: str, share: tuple[int, int] = (0, 1)) -> None:
+    def __init__(self, path: str) -> None:
         import apsw
 
-        self._share = share
         try:
             apsw.shutdown()
             apsw.config(apsw.SQLITE_CONFIG_MULTITHREAD)
@@ -1136,8 +1302,8 @@ class _SqliteWriter:
         ):
             self._db.execute(pragma).fetchall()
 
-    def _top_id(self, table: str, first: int) -> int:
-        part, parts = self._share
+    def _top_id(self, table: str, first: int, share: tuple[int, int]) -> int:
+        part, parts = share
         top: Any = self._db.execute(_share_top_id_sql(table), (first, parts, part)).fetchall()[0][0]
         return int(top)
 
@@ -1151,10 +1317,18 @@ class _SqliteWriter:
 
     def submit(self, writes: _Writes) -> None:
         """Write a chunk in one transaction (committed on return)."""
+        self.write(writes)
+        self.commit()
+
+    def write(self, writes: _Writes) -> None:
+        """Write a chunk, or a worker's part of one, in the open transaction (begun here
+        with the write lock if none is), without committing it; on failure the transaction
+        is rolled back."""
         db = self._db
-        db.execute("BEGIN IMMEDIATE")
+        if not db.in_transaction:
+            db.execute("BEGIN IMMEDIATE")
         try:
-            _check_ids(writes, self._top_id)
+            _check_ids(writes, lambda table, first: self._top_id(table, first, writes.share))
             _repay_debts(writes, self._debts_of)
             for table, cols, rows in writes.rows:
                 db.executemany(_insert_sql(table, cols), rows)
@@ -1163,21 +1337,30 @@ class _SqliteWriter:
                     db.executemany(
                         _add_sql(totals.name, column), [(deltas[i], i) for i in sorted(deltas)]
                     )
-            db.execute("COMMIT")
         except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
+            self.rollback()
             raise
 
+    def commit(self) -> None:
+        self._db.execute("COMMIT")
+
+    def rollback(self) -> None:
+        if self._db.in_transaction:
+            self._db.execute("ROLLBACK")
+
     def close(self) -> None:
-        self._db.close()
+        """Roll back what was written and not committed, and close."""
+        try:
+            self.rollback()
+        finally:
+            self._db.close()
 
 
 def _child_writer(engine: Engine, share: tuple[int, int] = (0, 1)) -> _InlineWriter | _SqliteWriter:
     """How a writer or worker process writes its chunks: through APSW on SQLite, on its own
     bulk connection on PostgreSQL, where only the first worker refreshes the statistics."""
     if engine.dialect.name == "sqlite":
-        return _SqliteWriter(engine.url.database or "", share)
+        return _SqliteWriter(engine.url.database or "")
     return _InlineWriter(engine, analyze=share[0] == 0)
 
 
@@ -1222,9 +1405,10 @@ def import_worker(
     url: str, inbox: mp_connection.Connection, outbox: mp_connection.Connection
 ) -> None:
     """A worker process of a partitioned import (`python -m habitue.events.import_writer IN
-    OUT worker`): receives a `_Job`, then batches of purchases (their CSV rows), and prepares
-    and writes each batch in one transaction, reporting the rows of every commit and its
-    report at the end; after a failure it reports it and drains its inbox."""
+    OUT worker`): receives a `_Job`, then its part of each chunk (the purchases of its
+    members) and the importing process's decisions, in the protocol of
+    `_import_partitioned`; reports its report at the end; after a failure it reports it,
+    rolls back what it had not committed and drains its inbox."""
     job: _Job = inbox.recv()
     share = (job.part, job.parts)
     engine = make_sync_engine(url)
@@ -1236,7 +1420,11 @@ def import_worker(
     # neither closes one until the work is done, and the reading side, holding no
     # transaction, closes first.
     reading = make_sync_engine(url, immediate=False) if sqlite else engine
-    batches = _read_ahead(inbox)
+    # Whether this worker writes: on PostgreSQL each worker writes its part in its own
+    # transaction; on SQLite, which has one writer at a time, the first worker writes the
+    # whole chunk (the others' parts come with the decision).
+    writes = not sqlite or job.part == 0
+    messages = _read_ahead(inbox)
     try:
         report = ImportReport()
         writer = _child_writer(engine, share)
@@ -1248,31 +1436,74 @@ def import_worker(
                 report.skipped_rules = program.skipped_rules
                 layout = _Layout.of(job.header)
                 ids = _Ids(conn, share)
-                nothing_in_flight = _InFlight()
-                for number, groups in enumerate(batches, start=1):
-                    prepared = _prepare_chunk(
-                        conn,
-                        ids,
-                        nothing_in_flight,
-                        program,
-                        number,
-                        groups,
-                        layout,
-                        report,
-                        enrol_missing=job.enrol_missing,
-                        source=job.source,
-                        now=job.now,
-                    )
-                    writer.submit(prepared.writes)
-                    outbox.send(("committed", prepared.writes.rows_read))
+                in_flight = _InFlight()
+                waiting: _Chunk | None = None
+                """Written (or handed over) and not decided yet."""
+                staged: _Chunk | None = None
+                """Prepared while `waiting` waits for its decision."""
+                decided: int | None = None
+
+                def hand_in(chunk: _Chunk) -> _Chunk:
+                    part: bytes | None = None
+                    if writes:
+                        writer.write(chunk.writes)
+                    else:  # pickled here, so that the importing process only passes it on
+                        part = pickle.dumps(chunk.writes, pickle.HIGHEST_PROTOCOL)
+                    outbox.send(("ready", (chunk.writes.number, part)))
+                    chunk.writes.rows = []  # written or sent: only what later chunks need stays
+                    return chunk
+
+                for message in messages:
+                    kind, value = message
+                    if kind == "chunk":
+                        number, groups = value
+                        prepared = _prepare_chunk(
+                            conn,
+                            ids,
+                            in_flight,
+                            program,
+                            number,
+                            groups,
+                            layout,
+                            report,
+                            enrol_missing=job.enrol_missing,
+                            source=job.source,
+                            now=job.now,
+                        )
+                        in_flight.add(prepared)
+                        if waiting is None:
+                            waiting = hand_in(prepared)
+                        else:
+                            assert staged is None, "a chunk came before its turn"
+                            staged = prepared
+                    elif kind == "commit":
+                        number, parts = value
+                        assert waiting is not None
+                        assert waiting.writes.number == number
+                        if writes:
+                            for part in parts:
+                                writer.write(pickle.loads(part))  # noqa: S301 - our own worker's
+                            writer.commit()
+                            in_flight.committed(number)
+                        else:
+                            # The writing worker commits this chunk after this message:
+                            # it stays in flight here until the next decision, which
+                            # comes only once the writer has committed it.
+                            if decided is not None:
+                                in_flight.committed(decided)
+                            decided = number
+                        outbox.send(("committed", waiting.writes.rows_read))
+                        waiting = None
+                        if staged is not None:
+                            waiting, staged = hand_in(staged), None
         finally:
             if reading is not engine:
                 reading.dispose()
-            writer.close()
+            writer.close()  # rolls back a chunk that was not decided
         outbox.send(("report", report))
         outbox.send(("finished", 0))
     except Exception as exc:  # reported to the importing process, which raises it
-        _report_failure(outbox, exc, batches)
+        _report_failure(outbox, exc, messages)
     finally:
         engine.dispose()
 
@@ -1344,6 +1575,9 @@ class _ProcessWriter:
         self._broken: str | None = None
         self.report: ImportReport | None = None
         """A worker's report, once it finished."""
+        self._ready: dict[int, Any] = {}
+        """A worker's chunks ready to commit, with the part it hands over (or None)."""
+        self._early: list[int] = []
 
     def _feed(self) -> None:
         while True:
@@ -1382,6 +1616,10 @@ class _ProcessWriter:
         if kind == "report":
             self.report = value
             return None
+        if kind == "ready":
+            number, part = value
+            self._ready[number] = part
+            return None
         if kind == "conflict":
             raise ImportConflict(value)
         raise ImportFailed(value)
@@ -1397,9 +1635,19 @@ class _ProcessWriter:
             raise ImportFailed("the import's writer process stopped") from None
         return message
 
+    def wait_ready(self, number: int) -> Any:
+        """Wait until a worker has chunk `number` ready to commit; the part it hands over."""
+        while number not in self._ready:
+            if self._finished:
+                raise ImportFailed("an import worker ended before its chunk was ready")
+            done = self._take(self._next())
+            if done is not None:
+                self._early.append(done)
+        return self._ready.pop(number)
+
     def committed(self, *, wait: bool) -> list[int]:
         """Chunks committed since the last call; with `wait`, at least one (or the end)."""
-        done: list[int] = []
+        done, self._early = self._early, []
         while not self._finished and ((wait and not done) or self._recv.poll()):
             number = self._take(self._next())
             if number is not None:
@@ -1449,27 +1697,29 @@ def _import_partitioned(
     progress: Callable[[int], None] | None,
     now: datetime,
 ) -> ImportReport:
-    """An import shared by `parts` worker processes (`import_worker`), each preparing and
-    writing the purchases of its share of the members on its own connection.
+    """An import shared by `parts` worker processes (`import_worker`), each preparing the
+    purchases of its share of the members on its own connection.
 
     With one preparing process and one writer, the preparing side (Python, a core's worth of
     work per 20,000 purchases on this VM) and the writing side (PostgreSQL's backend, or the
     SQLite writer) each wait for the other part of the time; several workers keep both cores
-    busy, and no prepared rows cross between processes. This process reads the file and
-    hands each purchase to the worker of its member (`member_share`); a repeated external
-    id goes where its first row went, so that one worker sees both and counts or rejects
-    the repeat as a single process would. Workers touch disjoint members, accounts, card
-    numbers and, on SQLite, ids (`_Ids`), so on PostgreSQL they never wait for one another's
-    locks; SQLite's writes take turns while the other worker prepares. A failure stops the
-    import: what each worker committed stays.
+    busy. This process reads the file, cuts it into chunks and hands each purchase of a
+    chunk to the worker of its member (`member_share`); a repeated external id goes where
+    its first row went, so that one worker sees both and counts or rejects the repeat as a
+    single process would. Workers touch disjoint members, accounts, card numbers and, on
+    SQLite, ids (`_Ids`), so on PostgreSQL they never wait for one another's locks.
+
+    A chunk is committed by all its workers or by none. Each worker prepares its part and
+    reports it ready: on PostgreSQL written in its own open transaction; on SQLite (one
+    writer at a time) the first worker writes its part and the others send theirs. Once
+    every worker is ready this process sends the decision, and each commits (on SQLite the
+    first worker writes the others' parts in its transaction, then commits). A worker that
+    fails stops the import: the chunk's other parts are rolled back, what was committed
+    before stays, and a re-run skips it. The decision for a chunk goes out before the chunk
+    two after it, so a worker prepares its next part while it waits.
     """
     report = ImportReport()
-    with path.open(newline="", encoding="utf-8") as fh:
-        reader = csv.reader(fh)
-        header = next(reader, [])
-        missing = [c for c in REQUIRED if c not in header]
-        if missing:
-            raise ValueError(f"the CSV lacks columns {missing}")
+    with _open_csv(path) as (reader, header):
         ext_at, member_at = header.index("external_id"), header.index("member_external_id")
         workers: list[_ProcessWriter] = []
         try:
@@ -1479,19 +1729,45 @@ def _import_partitioned(
                     _Job(program_code, header, enrol_missing, source, now, part, parts)
                 )
 
-            def settle(worker: _ProcessWriter, *, wait: bool) -> None:
-                for rows in worker.committed(wait=wait):
-                    if progress is not None:
-                        progress(rows)
+            def settle(*, wait: bool) -> None:
+                for worker in workers:
+                    for rows in worker.committed(wait=wait):
+                        if progress is not None:
+                            progress(rows)
+
+            decided = 0
+
+            def decide(through: int) -> None:
+                """Commit every chunk up to `through`, as soon as all its parts are ready."""
+                nonlocal decided
+                while decided < through:
+                    number = decided + 1
+                    handed = [worker.wait_ready(number) for worker in workers]
+                    others = [p for p in handed[1:] if p is not None]
+                    for k, worker in enumerate(workers):
+                        worker.submit(("commit", (number, others if k == 0 else [])))
+                    decided = number
+                    settle(wait=False)
 
             first_at: dict[str, int] = {}
             batches: list[list[list[list[str]]]] = [[] for _ in range(parts)]
-            # Each worker's first batches are smaller (a quarter of `chunk`, then half), so
-            # that the workers start soon after the file is opened instead of waiting for a
-            # whole chunk each to be read.
-            limits = [max(1, chunk // 4)] * parts
+            number, size = 0, 0
+            # The first chunks are smaller (a quarter of `chunk` per worker, then half), so
+            # that the workers start soon after the file is opened instead of waiting for
+            # whole chunks to be read.
+            limit = max(1, chunk // 4)
+
+            def cut() -> None:
+                nonlocal number, size, limit, batches
+                number += 1
+                decide(number - 2)
+                for worker, batch in zip(workers, batches, strict=True):
+                    worker.submit(("chunk", (number, batch)))
+                batches = [[] for _ in range(parts)]
+                size, limit = 0, min(chunk, 2 * limit)
+
             with _no_collection():
-                for group in _groups(reader, ext_at):
+                for group in _groups(_rows(reader, report), ext_at):
                     report.rows += len(group)
                     first = group[0]
                     ext = first[ext_at].strip() if ext_at < len(first) else ""
@@ -1500,29 +1776,35 @@ def _import_partitioned(
                         member = first[member_at].strip() if member_at < len(first) else ""
                         to = first_at[ext] = member_share(member, parts)
                     batches[to].append(group)
-                    if len(batches[to]) >= limits[to]:
-                        workers[to].submit(batches[to])
-                        batches[to] = []
-                        limits[to] = min(chunk, 2 * limits[to])
-                        for worker in workers:
-                            settle(worker, wait=False)
-                for part, batch in enumerate(batches):
-                    if batch:
-                        workers[part].submit(batch)
+                    size += 1
+                    if size >= limit * parts:
+                        cut()
+                        settle(wait=False)
+                if size:
+                    cut()
+                decide(number)
             for worker in workers:
                 worker.end()
             for worker in workers:
                 while not worker.finished:
-                    settle(worker, wait=True)
-        finally:
-            failure: BaseException | None = None
+                    for rows in worker.committed(wait=True):
+                        if progress is not None:
+                            progress(rows)
+        except BaseException:
+            # The workers roll back what they had not committed; the first failure is
+            # the one raised.
             for worker in workers:
-                try:
+                with suppress(BaseException):
                     worker.close()
-                except BaseException as exc:  # the other workers still get closed
-                    failure = failure or exc
-            if failure is not None:
-                raise failure
+            raise
+        failure: BaseException | None = None
+        for worker in workers:
+            try:
+                worker.close()
+            except BaseException as exc:  # the other workers still get closed
+                failure = failure or exc
+        if failure is not None:
+            raise failure
     for worker in workers:
         assert worker.report is not None
         report.add(worker.report)
@@ -1592,15 +1874,10 @@ def import_purchases(
                 progress(done.writes.rows_read)
 
     try:
-        with reading.connect() as conn, path.open(newline="", encoding="utf-8") as fh:
+        with reading.connect() as conn, _open_csv(path) as (reader, header):
             with conn.begin():
                 program = _load_program(conn, program_code)
             report.skipped_rules = program.skipped_rules
-            reader = csv.reader(fh)
-            header = next(reader, [])
-            missing = [c for c in REQUIRED if c not in header]
-            if missing:
-                raise ValueError(f"the CSV lacks columns {missing}")
             layout = _Layout.of(header)
             ids = _Ids(conn)
             batch: list[list[list[str]]] = []
@@ -1624,12 +1901,17 @@ def import_purchases(
                 )
                 settle(wait=len(in_flight) >= 3)
                 in_flight.add(prepared)
-                writer.submit(prepared.writes)
+                try:
+                    writer.submit(prepared.writes)
+                except (ImportFailed, ImportConflict):
+                    raise
+                except Exception as exc:  # the database refused the chunk: rolled back
+                    raise ImportFailed(f"{type(exc).__name__}: {exc}") from exc
                 settle(wait=False)
                 batch.clear()
 
             with _no_collection():
-                for group in _groups(reader, layout.index["external_id"]):
+                for group in _groups(_rows(reader, report), layout.index["external_id"]):
                     report.rows += len(group)
                     batch.append(group)
                     if len(batch) >= chunk:
@@ -1648,11 +1930,13 @@ def import_purchases(
 
 
 def write_rejects(report: ImportReport, path: Path) -> None:
-    """The rejected rows with a `reason` column."""
+    """The rejected rows with a `reason` column (UTF-8; fields beyond the header as `extra
+    1`, `extra 2`…; a line the CSV reader could not read has only its reason)."""
     if not report.rejects:
         path.write_text("")
         return
-    cols = list(report.rejects[0][0].keys()) + ["reason"]
+    cols = list(dict.fromkeys(col for row, _ in report.rejects for col in row))
+    cols.append("reason")
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore")
     w.writeheader()
