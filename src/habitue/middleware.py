@@ -9,6 +9,7 @@ from datetime import timedelta
 from typing import Any
 
 import orjson
+import structlog
 from prometheus_client import Counter, Histogram
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -17,6 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from habitue.errors import HabitueError, PayloadTooLarge, ValidationFailed
 from habitue.events import idempotency
 
+log = structlog.get_logger()
 REQUESTS = Counter("habitue_http_requests_total", "HTTP requests", ["method", "status"])
 LATENCY = Histogram(
     "habitue_http_request_seconds",
@@ -24,6 +26,7 @@ LATENCY = Histogram(
     ["method"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
+
 
 async def send_problem(
     send: Send, error: HabitueError, headers: list[tuple[bytes, bytes]] | None = None
@@ -223,7 +226,10 @@ class IdempotencyKeys:
             if answer is None and held.committed_any:
                 pass  # keep what the work committed; a retry replays it (or is told it is lost)
             elif answer is None or answer != held.stored:
-                await db.write(lambda s: held.settle(s, answer))
+                try:
+                    await db.write(lambda s: held.settle(s, answer))
+                except Exception as exc:  # the store is away: the lease frees the key
+                    log.warning("idempotency_record_unsettled", error=type(exc).__name__)
 
 
 async def _caller(scope: Scope, auth: bytes, code: str) -> tuple[int, str] | None:

@@ -283,9 +283,7 @@ def test_the_cli_purges_expired_records(db_url: str) -> None:
     engine = make_sync_engine(db_url)
     now = clock.now()
     marker = new_code("cli")
-    rows = [
-        {"key": f"{marker}-{age}", "created_at": now - timedelta(hours=age)} for age in (30, 1)
-    ]
+    rows = [{"key": f"{marker}-{age}", "created_at": now - timedelta(hours=age)} for age in (30, 1)]
     with engine.begin() as conn:
         for row in rows:
             conn.execute(
@@ -296,16 +294,16 @@ def test_the_cli_purges_expired_records(db_url: str) -> None:
                 )
             )  # fmt: skip
     get_settings.cache_clear()
-    result = CliRunner().invoke(
-        app, ["idempotency", "purge"], env={"HABITUE_DATABASE_URL": db_url}
-    )
+    result = CliRunner().invoke(app, ["idempotency", "purge"], env={"HABITUE_DATABASE_URL": db_url})
     get_settings.cache_clear()
     assert result.exit_code == 0, result.output
     assert "purged" in result.output
     with engine.connect() as conn:
-        left = conn.execute(
-            select(_records.c.key).where(_records.c.key.startswith(marker))
-        ).scalars().all()
+        left = (
+            conn.execute(select(_records.c.key).where(_records.c.key.startswith(marker)))
+            .scalars()
+            .all()
+        )
     engine.dispose()
     assert left == [f"{marker}-1"]
 
@@ -337,8 +335,12 @@ async def test_a_refused_request_is_replayed_and_a_csv_answer_keeps_its_type(
     assert again.headers["content-type"] == "application/problem+json"
     reward = await client.post(
         f"/v1/programs/{program}/rewards",
-        json={"code": "coffee", "kind": "experience", "cost_points": 100,
-              "texts": {"en": {"name": "Coffee"}}},  # fmt: skip
+        json={
+            "code": "coffee",
+            "kind": "experience",
+            "cost_points": 100,
+            "texts": {"en": {"name": "Coffee"}},
+        },  # fmt: skip
     )
     assert reward.status_code == 201, reward.text
     url, h = f"/v1/programs/{program}/coupons/batches", {"Idempotency-Key": "batch-1"}
@@ -349,3 +351,38 @@ async def test_a_refused_request_is_replayed_and_a_csv_answer_keeps_its_type(
     assert again.status_code == 201 and again.text == first.text
     assert again.headers["content-type"] == first.headers["content-type"]
     assert again.headers["idempotent-replayed"] == "true"
+
+
+async def test_the_answer_is_stored_with_the_work_and_nothing_after_it(
+    client: httpx.AsyncClient, program: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An event or an adjustment costs the claim and one statement in its own transaction:
+    no write after the answer."""
+    settled: list[Any] = []
+    settle = idempotency.RequestClaim.settle
+
+    async def spy(self: idempotency.RequestClaim, session: Any, answer: Any) -> None:
+        settled.append(answer)
+        await settle(self, session, answer)
+
+    monkeypatch.setattr(idempotency.RequestClaim, "settle", spy)
+    m = await enrol(client, program)
+    r = await client.post(
+        f"/v1/programs/{program}/events",
+        json=_purchase(m["id"], new_code("r")),
+        headers={"Idempotency-Key": "e1"},
+    )
+    assert r.status_code == 201
+    r = await client.post(
+        _adjust_url(program, m["id"]),
+        json={"points": 3, "reason": "goodwill"},
+        headers={"Idempotency-Key": "a1"},
+    )
+    assert r.status_code == 201
+    assert settled == []
+    r = await client.post(  # a refusal commits nothing: it is stored after the answer
+        _adjust_url(program, m["id"]),
+        json={"points": -(10**6), "reason": "correction"},
+        headers={"Idempotency-Key": "a2"},
+    )
+    assert r.status_code == 409 and len(settled) == 1 and settled[0].status == 409

@@ -134,9 +134,7 @@ async def claim(
                 error=IdempotencyKeyReused("this Idempotency-Key was used with another request")
             )
         elif row["status_code"] is not None:
-            return Outcome(
-                replay=Response(row["status_code"], row["content_type"], row["body"])
-            )
+            return Outcome(replay=Response(row["status_code"], row["content_type"], row["body"]))
         elif clock.as_utc(row["lease_until"]) > now:
             return _busy(row["lease_until"], now)
         elif row["committed_at"] is not None:
