@@ -218,6 +218,24 @@ async def test_a_crash_after_the_commit_replays_the_committed_result(
         found = await client.get(f"/v1/programs/{program}/events/{answers[i]['id']}")
         assert found.status_code == 200 and found.json()["points"] == answers[i]["points"]
     assert await _available(client, program, m["id"]) == credited
+    # Without its key, the purchase is still recorded once: by its external id.
+    r = await client.post(url, json=events[0])
+    assert r.json()["id"] == answers[0]["id"]
+    assert await _available(client, program, m["id"]) == credited
+
+
+async def test_twenty_simultaneous_retries_credit_once(
+    client: httpx.AsyncClient, program: str
+) -> None:
+    m = await enrol(client, program)
+    url, h = _adjust_url(program, m["id"]), {"Idempotency-Key": "burst"}
+    body = {"points": 10, "reason": "goodwill"}
+    answers = await asyncio.gather(*(client.post(url, json=body, headers=h) for _ in range(20)))
+    assert {r.status_code for r in answers} <= {201, 409}
+    firsts = [r for r in answers if r.status_code == 201 and "idempotent-replayed" not in r.headers]
+    assert len(firsts) == 1
+    assert all(r.json() == firsts[0].json() for r in answers if r.status_code == 201)
+    assert await _available(client, program, m["id"]) == 10
 
 
 async def test_a_retry_that_took_the_key_over_wins_and_the_late_first_one_is_undone(
