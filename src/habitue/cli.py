@@ -816,3 +816,30 @@ def report_monthly(
     body, _ = report_service.render(rows, fmt, rewards=rewards)
     out.write_bytes(body)
     console.print(f"{len(rows)} months written to {out}")
+
+
+idempotency_app = typer.Typer(help="Idempotency-Key records.", no_args_is_help=True)
+app.add_typer(idempotency_app, name="idempotency")
+
+
+@idempotency_app.command("purge")
+def idempotency_purge(
+    ttl_hours: Annotated[
+        int | None,
+        typer.Option(help="age in hours (default HABITUE_IDEMPOTENCY_TTL_HOURS)", min=1),
+    ] = None,
+) -> None:
+    """Delete the Idempotency-Key records past their time (the scheduler does it too)."""
+    from habitue import jobs
+    from habitue.db import Database
+
+    settings = get_settings()
+
+    async def run() -> int:
+        db = Database(settings.database_url)
+        try:
+            return await jobs.purge_idempotency(db, ttl_hours or settings.idempotency_ttl_hours)
+        finally:
+            await db.dispose()
+
+    console.print(f"purged {asyncio.run(run()):,} idempotency records")

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import errno
 import itertools
 import math
 import os
 import socket
 import zlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, TypeVar, cast
+from typing import Any, Protocol, TypeVar, cast
 
 from sqlalchemy import JSON, BigInteger, Index, Integer, MetaData, String, Table, event, text
 from sqlalchemy.engine import URL, Engine, make_url
@@ -482,6 +483,43 @@ class GroupCommitter:
             return
 
 
+class UnitHook(Protocol):
+    """Work a request adds to each of its units of work, in the unit's own transaction.
+
+    `within(session, value)` runs after the unit's work, with what the work returned; it may
+    raise to roll the unit back. `committed(value)` is told once the unit has committed.
+    The Idempotency-Key middleware uses it to store a request's response with its work.
+    """
+
+    async def within(self, session: AsyncSession, value: Any) -> None: ...
+
+    def committed(self, value: Any) -> None: ...
+
+
+_unit_hook: contextvars.ContextVar[UnitHook | None] = contextvars.ContextVar(
+    "habitue.unit_hook", default=None
+)
+
+
+@contextlib.contextmanager
+def unit_hook(hook: UnitHook) -> Iterator[None]:
+    """Run `hook` in every unit of work written from this context (this request)."""
+    token = _unit_hook.set(hook)
+    try:
+        yield
+    finally:
+        _unit_hook.reset(token)
+
+
+def _hooked(work: Work[T], hook: UnitHook) -> Work[T]:
+    async def run(session: AsyncSession) -> T:
+        value = await work(session)
+        await hook.within(session, value)
+        return value
+
+    return run
+
+
 class Database:
     """The store: an async engine for reads, one for writes, and the group committer."""
 
@@ -569,26 +607,34 @@ class Database:
         `prefetch`: reads the units of a batch share (see `Prefetch`). `late`: the unit's
         `write_late` writes may wait for the batch's end (see there).
         """
+        hook = _unit_hook.get()
         try:
-            if self.committers:
-                lane = zlib.crc32(key.encode()) % len(self.committers) if key else 0
-                return await self.committers[lane].run(work, key, prefetch, late)
-            for attempt in range(6):
-                try:
-                    async with self.writer() as session, session.begin():
-                        return await _unit(work, session)
-                except DBAPIError as exc:
-                    if is_retryable(exc) and attempt < 5:
-                        await asyncio.sleep(0.005 * (attempt + 1))
-                        continue
-                    raise
-            raise AssertionError("unreachable")
+            if hook is None:
+                return await self._write(work, key, prefetch, late)
+            value = await self._write(_hooked(work, hook), key, prefetch, late)
         except ServiceUnavailable:
             raise
         except Exception as exc:
             if is_unavailable(exc):
                 raise unavailable(exc) from exc
             raise
+        hook.committed(value)
+        return value
+
+    async def _write(self, work: Work[T], key: str, prefetch: Prefetches, late: bool) -> T:
+        if self.committers:
+            lane = zlib.crc32(key.encode()) % len(self.committers) if key else 0
+            return await self.committers[lane].run(work, key, prefetch, late)
+        for attempt in range(6):
+            try:
+                async with self.writer() as session, session.begin():
+                    return await _unit(work, session)
+            except DBAPIError as exc:
+                if is_retryable(exc) and attempt < 5:
+                    await asyncio.sleep(0.005 * (attempt + 1))
+                    continue
+                raise
+        raise AssertionError("unreachable")
 
     async def dispose(self) -> None:
         for committer in self.committers:

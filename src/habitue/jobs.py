@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -64,10 +65,19 @@ async def run_all(db: Database) -> None:
         await __import__("habitue.analytics.service", fromlist=["x"]).run_scheduled(db, code)
 
 
+async def purge_idempotency(db: Database, ttl_hours: int) -> int:
+    """Delete the Idempotency-Key records older than `ttl_hours`; returns how many."""
+    from habitue.events import idempotency
+
+    ttl = timedelta(hours=ttl_hours)
+    return await _drain(db, lambda s: idempotency.purge(s, ttl))
+
+
 async def scheduler(db: Database, settings: Settings) -> None:
     """The server's scheduler: runs the periodic jobs every interval, logging failures."""
     while True:
         try:
+            await purge_idempotency(db, settings.idempotency_ttl_hours)
             await run_all(db)
         except Exception:  # a failed run is retried at the next interval
             log.exception("scheduled jobs failed")

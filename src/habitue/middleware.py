@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 import time
+from datetime import timedelta
 from typing import Any
 
 import orjson
+import structlog
 from prometheus_client import Counter, Histogram
-from sqlalchemy import delete, insert, select, update
-from sqlalchemy.exc import IntegrityError
+from pydantic import BaseModel
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from habitue import clock
-from habitue.db import table_of
-from habitue.errors import HabitueError, PayloadTooLarge
-from habitue.events.models import IdempotencyRecord
+from habitue.errors import HabitueError, PayloadTooLarge, ValidationFailed
+from habitue.events import idempotency
 
+log = structlog.get_logger()
 REQUESTS = Counter("habitue_http_requests_total", "HTTP requests", ["method", "status"])
 LATENCY = Histogram(
     "habitue_http_request_seconds",
@@ -24,8 +26,6 @@ LATENCY = Histogram(
     ["method"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
-
-_records = table_of(IdempotencyRecord)
 
 
 async def send_problem(
@@ -102,26 +102,69 @@ class Metrics:
 
 
 class IdempotencyKeys:
-    """A POST with `Idempotency-Key` is answered once; a retry gets the first response."""
+    """A POST under `/v1/programs/{p}/…` with `Idempotency-Key` is answered once; a retry gets
+    the first response (habitue.events.idempotency tells the record's life).
+
+    The key is claimed only for an authenticated caller: the middleware resolves the bearer
+    key itself, through the same cached look-ups as `deps.get_principal`, and passes anything
+    it cannot attribute (no or unknown key, unknown program, another program's key) through
+    untouched: the route answers 401 or 404, and no key is taken. Records are scoped to the
+    credential (the operator key, or one API key): two callers never share a key.
+
+    The request's units of work store the response in their own transaction (a
+    `habitue.db.UnitHook`), so that the usual path costs the claim (one statement) and
+    nothing after the answer; a POST without the header costs one header scan.
+    """
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        key = None
-        if scope["type"] == "http" and scope["method"] == "POST":
-            for name, value in scope["headers"]:
-                if name == b"idempotency-key":
-                    key = value.decode("latin-1")[:200]
-        path: str = scope.get("path", "")
-        parts = path.split("/")
-        if key is None or len(parts) < 4 or parts[1:3] != ["v1", "programs"]:
+        if scope["type"] != "http" or scope["method"] != "POST":
             await self.app(scope, receive, send)
             return
-        from habitue.db import Database
-        from habitue.programs import service as programs_service
+        raw_key = None
+        auth = b""
+        for name, value in scope["headers"]:
+            if name == b"idempotency-key":
+                raw_key = value
+            elif name == b"authorization":
+                auth = value
+        path: str = scope.get("path", "")
+        parts = path.split("/", 4)
+        if raw_key is None or len(parts) < 4 or parts[1:3] != ["v1", "programs"] or not parts[3]:
+            await self.app(scope, receive, send)
+            return
+        caller = await _caller(scope, auth, parts[3])
+        if caller is None:
+            await self.app(scope, receive, send)
+            return
+        program_id, credential = caller
+        key = raw_key.decode("latin-1")
+        if not key or len(key) > 200 or not key.isprintable():
+            await send_problem(
+                send,
+                ValidationFailed(
+                    "Idempotency-Key", "1 to 200 printable characters, without control ones"
+                ),
+            )
+            return
+        await self._handle(scope, receive, send, program_id, credential, key)
+
+    async def _handle(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        program_id: int,
+        credential: str,
+        key: str,
+    ) -> None:
+        from habitue.db import Database, unit_hook
+        from habitue.settings import Settings
 
         db: Database = scope["app"].state.db
+        settings: Settings = scope["app"].state.settings
         body_chunks: list[bytes] = []
         while True:
             message = await receive()
@@ -129,101 +172,157 @@ class IdempotencyKeys:
             if not message.get("more_body"):
                 break
         body = b"".join(body_chunks)
-        auth = dict(scope["headers"]).get(b"authorization", b"")
-        digest = hashlib.sha256(auth + b"\0" + path.encode() + b"\0" + body).hexdigest()
-        try:
-            async with db.read() as session:
-                program = await programs_service.get_info(session, parts[3])
-        except HabitueError:
-            await self.app(scope, _replay_body(body), send)
-            return
-        scope_key = f"{key}"
+        request = scope["path"].encode() + b"?" + scope.get("query_string", b"") + b"\0" + body
+        digest = hashlib.sha256(request).hexdigest()
+        lease = timedelta(seconds=settings.idempotency_lease_seconds)
+        ttl = timedelta(hours=settings.idempotency_ttl_hours)
 
-        async def claim(session: Any) -> dict[str, Any] | None:
-            row = (
-                (
-                    await session.execute(
-                        select(_records).where(
-                            _records.c.program_id == program.id, _records.c.key == scope_key
-                        )
-                    )
-                )
-                .mappings()
-                .first()
+        async def take(session: AsyncSession) -> idempotency.Outcome:
+            return await idempotency.claim(
+                session,
+                program_id=program_id,
+                credential=credential,
+                key=key,
+                request_hash=digest,
+                lease=lease,
+                ttl=ttl,
             )
-            if row is not None:
-                return dict(row)
-            try:
-                async with session.begin_nested():
-                    await session.execute(
-                        insert(_records).values(
-                            program_id=program.id,
-                            key=scope_key,
-                            request_hash=digest,
-                            status_code=None,
-                            body=None,
-                            created_at=clock.now(),
-                        )
-                    )
-            except IntegrityError:
-                return {"status_code": None, "request_hash": digest}
-            return None
 
-        existing = await db.write(claim)
-        if existing is not None:
-            if existing["request_hash"] != digest:
-                err = HabitueError("this Idempotency-Key was used with another request")
-                err.status, err.type = 422, "idempotency-key-reused"
-                await send_problem(send, err)
-                return
-            if existing["status_code"] is None:
-                err = HabitueError("a request with this Idempotency-Key is still in progress")
-                err.status, err.type = 409, "request-in-progress"
-                await send_problem(send, err)
-                return
-            payload = orjson.dumps(existing["body"])
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": existing["status_code"],
-                    "headers": [
-                        (b"content-type", b"application/json"),
-                        (b"content-length", str(len(payload)).encode()),
-                        (b"idempotent-replayed", b"true"),
-                    ],
-                }
-            )
-            await send({"type": "http.response.body", "body": payload})
+        outcome = await db.write(take)
+        if outcome.replay is not None:
+            await _send_replay(send, outcome.replay)
             return
+        if outcome.error is not None or outcome.record_id is None or outcome.token is None:
+            error = outcome.error or HabitueError("the Idempotency-Key could not be claimed")
+            headers = []
+            if outcome.retry_after is not None:
+                headers.append((b"retry-after", str(outcome.retry_after).encode()))
+            await send_problem(send, error, headers)
+            return
+        held = idempotency.RequestClaim(
+            outcome.record_id, outcome.token, lambda value: _describe(scope, value)
+        )
         status = 500
+        content_type = ""
         chunks: list[bytes] = []
 
         async def capture(message: Message) -> None:
-            nonlocal status
+            nonlocal status, content_type
             if message["type"] == "http.response.start":
                 status = message["status"]
+                for name, value in message.get("headers", []):
+                    if name.lower() == b"content-type":
+                        content_type = value.decode("latin-1")
             elif message["type"] == "http.response.body":
                 chunks.append(message.get("body", b""))
             await send(message)
 
         try:
-            await self.app(scope, _replay_body(body), capture)
+            with unit_hook(held):
+                await self.app(scope, _replay_body(body), capture)
         finally:
+            held.closed = True
+            answer = _answer(status, content_type, b"".join(chunks))
+            if answer is None and held.committed_any:
+                pass  # keep what the work committed; a retry replays it (or is told it is lost)
+            elif answer is None or answer != held.stored:
+                try:
+                    await db.write(lambda s: held.settle(s, answer))
+                except Exception as exc:  # the store is away: the lease frees the key
+                    log.warning("idempotency_record_unsettled", error=type(exc).__name__)
 
-            async def finish(session: Any) -> None:
-                cond = (_records.c.program_id == program.id) & (_records.c.key == scope_key)
-                if status < 500:
-                    try:
-                        stored = orjson.loads(b"".join(chunks)) if chunks else None
-                    except orjson.JSONDecodeError:
-                        stored = None
-                    await session.execute(
-                        update(_records).where(cond).values(status_code=status, body=stored)
+
+async def _caller(scope: Scope, auth: bytes, code: str) -> tuple[int, str] | None:
+    """(program id, credential) of an authenticated caller of program `code`; None when the
+    route should decide (no key, unknown key or program, another program's key)."""
+    from habitue.db import Database
+    from habitue.programs import service as programs_service
+    from habitue.settings import Settings
+
+    scheme, _, raw = auth.decode("latin-1").partition(" ")
+    bearer = raw.strip()
+    if scheme.lower() != "bearer" or not bearer:
+        return None
+    settings: Settings = scope["app"].state.settings
+    known, principal = programs_service.cached_principal(bearer, settings.admin_key)
+    program = programs_service.cached_info(code)
+    if not known or program is None:
+        db: Database = scope["app"].state.db
+        try:
+            async with db.read() as session:
+                if not known:
+                    principal = await programs_service.authenticate(
+                        session, bearer, settings.admin_key
                     )
-                else:
-                    await session.execute(delete(_records).where(cond))
+                if principal is not None and program is None:
+                    program = await programs_service.get_info(session, code)
+        except HabitueError:
+            return None
+    if principal is None or program is None:
+        return None
+    if principal.program_id is not None and principal.program_id != program.id:
+        return None
+    admin = settings.admin_key
+    if admin and hmac.compare_digest(bearer.encode(), admin.encode()):
+        return program.id, "admin"
+    return program.id, programs_service.hash_key(bearer)
 
-            await db.write(finish)
+
+def _describe(scope: Scope, value: Any) -> idempotency.Response | None:
+    """The response the matched route makes of a unit's value, when that value is the route's
+    response model (FastAPI's serialisation options applied); None otherwise."""
+    route = scope.get("route")
+    model = getattr(route, "response_model", None)
+    if not (isinstance(model, type) and issubclass(model, BaseModel) and isinstance(value, model)):
+        return None
+    body = value.model_dump(
+        mode="json",
+        by_alias=getattr(route, "response_model_by_alias", True),
+        include=getattr(route, "response_model_include", None),
+        exclude=getattr(route, "response_model_exclude", None),
+        exclude_unset=getattr(route, "response_model_exclude_unset", False),
+        exclude_defaults=getattr(route, "response_model_exclude_defaults", False),
+        exclude_none=getattr(route, "response_model_exclude_none", False),
+    )
+    return idempotency.Response(getattr(route, "status_code", None) or 200, JSON_TYPE, body)
+
+
+JSON_TYPE = "application/json"
+
+
+def _answer(status: int, content_type: str, body: bytes) -> idempotency.Response | None:
+    """The answer to remember, or None for one a retry should not get back."""
+    if status >= 500 or status in idempotency.NOT_STORED:
+        return None
+    if "json" in content_type:
+        try:
+            return idempotency.Response(status, content_type, orjson.loads(body) if body else None)
+        except orjson.JSONDecodeError:
+            return None
+    try:
+        return idempotency.Response(status, content_type or "text/plain", body.decode())
+    except UnicodeDecodeError:
+        return None
+
+
+async def _send_replay(send: Send, answer: idempotency.Response) -> None:
+    content_type = answer.content_type or JSON_TYPE
+    if "json" in content_type:
+        payload = orjson.dumps(answer.body) if answer.body is not None else b""
+    else:
+        payload = str(answer.body or "").encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": answer.status,
+            "headers": [
+                (b"content-type", content_type.encode("latin-1")),
+                (b"content-length", str(len(payload)).encode()),
+                (b"idempotent-replayed", b"true"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": payload})
 
 
 def _replay_body(body: bytes) -> Receive:

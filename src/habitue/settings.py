@@ -84,6 +84,11 @@ class Settings(BaseSettings):
     it is answered `503 service-unavailable`; also the time `/readyz` allows its probe."""
     db_statement_timeout_seconds: float = Field(default=30.0, gt=0)
     """The longest one statement of the server may wait for PostgreSQL's answer (asyncpg)."""
+    idempotency_lease_seconds: int = Field(default=30, ge=1, le=3600)
+    """How long a request holding an `Idempotency-Key` keeps it before a retry may take over
+    (a server killed mid-request blocks its key no longer than this)."""
+    idempotency_ttl_hours: int = Field(default=24, ge=1, le=24 * 90)
+    """How long an `Idempotency-Key` is remembered; after that it may be used again."""
     wallet_apple_url: str | None = None
     """The card page's "Add to Apple Wallet" link: a URL template whose `{program}`,
     `{card_number}` and `{member_id}` are replaced, URL-encoded; unset: no link."""

@@ -55,16 +55,31 @@ class EventLine(Base):
 
 
 class IdempotencyRecord(Base):
-    """The first response to a POST carrying an `Idempotency-Key`."""
+    """A POST carrying an `Idempotency-Key`: claimed, then answered (habitue.events.idempotency).
+
+    Scoped to the credential that sent it (`credential`: "admin" for the operator key, else
+    the API key's SHA-256, as `api_keys.key_hash`). While `status_code` is NULL the request is
+    in progress, held by `token` until `lease_until`; `committed_at` is set in the transaction
+    of the request's work, with the response when it is known there. Expires `created_at` +
+    `HABITUE_IDEMPOTENCY_TTL_HOURS`.
+    """
 
     __tablename__ = "idempotency_records"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     program_id: Mapped[int] = mapped_column(BigInteger)
+    credential: Mapped[str] = mapped_column(ident(64))
     key: Mapped[str] = mapped_column(ident(200))
     request_hash: Mapped[str] = mapped_column(String(64))
+    token: Mapped[str] = mapped_column(String(32))
+    lease_until: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    committed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     status_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    content_type: Mapped[str | None] = mapped_column(String(100), nullable=True)
     body: Mapped[Any] = mapped_column(JSONType, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
-    __table_args__ = (UniqueConstraint("program_id", "key"),)
+    __table_args__ = (
+        UniqueConstraint("program_id", "credential", "key"),
+        Index("ix_idempotency_records_created_at", "created_at"),
+    )

@@ -1,0 +1,233 @@
+"""Idempotency-Key records: claimed after authentication, leased, answered with the work.
+
+A POST with `Idempotency-Key: K` (habitue.middleware.IdempotencyKeys) is remembered per
+program, per credential and per key, for `HABITUE_IDEMPOTENCY_TTL_HOURS` (24 h) from its first
+use. Its record goes through these states:
+
+- **claimed**: `claim` inserts it with a random `token` and a lease (`lease_until`, now +
+  `HABITUE_IDEMPOTENCY_LEASE_SECONDS`, 30 s). While the lease runs, a retry gets 409
+  `request-in-progress` with `Retry-After`.
+- **committed**: each unit of work the request writes (`Database.write`) also runs
+  `RequestClaim.within` in its own transaction: a conditional UPDATE on (id, token) that sets
+  `committed_at` and, when the unit's value is the route's response model, the response
+  itself (status, body). The work and its answer therefore commit together or not at all. If
+  the token no longer matches (a retry took the key over after the lease), the UPDATE finds no
+  row and the unit is rolled back (`RequestInProgress`): two runs of one key never both commit.
+- **answered**: after the response is sent, `settle` stores it when it differs from what the
+  unit stored (a route that shapes its answer after the work), or, for a 5xx (and 408, 429)
+  of a request that committed nothing, deletes the record so that a retry runs at once.
+
+After a crash (`kill -9`, a database outage), the record is left claimed or committed. Once its
+lease has run out, a retry with the same request takes it over (a conditional UPDATE of the
+token: one retry wins) and runs the request again; the work was rolled back with the crash,
+so nothing is done twice. A record whose work committed with its response replays that
+response; one whose work committed without a storable response (the coupon CSV batches) answers
+409 `idempotent-response-lost` rather than doing the work twice. Events are also idempotent on
+their own by `(program, source, external_id)`.
+
+An expired record (older than the TTL) is treated as absent: the key may carry another request.
+`purge` deletes expired records (the scheduler and `habitue idempotency purge`).
+"""
+
+from __future__ import annotations
+
+import math
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, delete, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from habitue import clock
+from habitue.db import dialect_name, table_of
+from habitue.errors import HabitueError
+from habitue.events.errors import IdempotencyKeyReused, RequestInProgress, ResponseLost
+from habitue.events.models import IdempotencyRecord
+
+_records = table_of(IdempotencyRecord)
+
+# Answers a retry should not get back: it may well succeed next time.
+NOT_STORED = frozenset({408, 429})
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    """A stored answer: the status, the content type and the body (JSON, or text)."""
+
+    status: int
+    content_type: str
+    body: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What a claim found: run the request (`token` set), replay an answer, or an error."""
+
+    record_id: int | None = None
+    token: str | None = None
+    replay: Response | None = None
+    error: HabitueError | None = None
+    retry_after: int | None = None
+
+
+def _busy(lease_until: datetime, now: datetime) -> Outcome:
+    wait = max(1, math.ceil((clock.as_utc(lease_until) - now).total_seconds()))
+    return Outcome(
+        error=RequestInProgress(
+            f"a request with this Idempotency-Key is still in progress; retry in {wait} s"
+        ),
+        retry_after=wait,
+    )
+
+
+async def claim(
+    session: AsyncSession,
+    *,
+    program_id: int,
+    credential: str,
+    key: str,
+    request_hash: str,
+    lease: timedelta,
+    ttl: timedelta,
+) -> Outcome:
+    """Take `key` for this request, or say why not. One statement when the key is new."""
+    now = clock.now()
+    token = secrets.token_hex(16)
+    fresh = {
+        "request_hash": request_hash,
+        "token": token,
+        "lease_until": now + lease,
+        "committed_at": None,
+        "status_code": None,
+        "content_type": None,
+        "body": None,
+        "created_at": now,
+    }
+    scope = and_(
+        _records.c.program_id == program_id,
+        _records.c.credential == credential,
+        _records.c.key == key,
+    )
+    insert = pg_insert if dialect_name(session) == "postgresql" else sqlite_insert
+    for _ in range(3):
+        stmt = (
+            insert(_records)
+            .values(program_id=program_id, credential=credential, key=key, **fresh)
+            .on_conflict_do_nothing(index_elements=["program_id", "credential", "key"])
+            .returning(_records.c.id)
+        )
+        new_id = (await session.execute(stmt)).scalar()
+        if new_id is not None:
+            return Outcome(record_id=new_id, token=token)
+        row = (await session.execute(select(_records).where(scope))).mappings().first()
+        if row is None:  # purged in between: insert again
+            continue
+        if clock.as_utc(row["created_at"]) + ttl <= now:
+            values = fresh  # expired: the key is free for any request
+        elif row["request_hash"] != request_hash:
+            return Outcome(
+                error=IdempotencyKeyReused("this Idempotency-Key was used with another request")
+            )
+        elif row["status_code"] is not None:
+            return Outcome(replay=Response(row["status_code"], row["content_type"], row["body"]))
+        elif clock.as_utc(row["lease_until"]) > now:
+            return _busy(row["lease_until"], now)
+        elif row["committed_at"] is not None:
+            return Outcome(
+                error=ResponseLost(
+                    "the request with this Idempotency-Key committed but its server stopped "
+                    "before answering; look its result up instead of retrying"
+                )
+            )
+        else:  # the lease ran out before anything committed: this retry runs it
+            values = {"token": token, "lease_until": now + lease}
+        taken = await session.execute(
+            update(_records)
+            .where(_records.c.id == row["id"], _records.c.token == row["token"])
+            .values(**values)
+        )
+        if getattr(taken, "rowcount", 0) == 1:
+            return Outcome(record_id=row["id"], token=token)
+        return _busy(now + timedelta(seconds=1), now)  # another retry won the race
+    return _busy(now + timedelta(seconds=1), now)
+
+
+class RequestClaim:
+    """The claim a request holds while it runs: a `habitue.db.UnitHook`.
+
+    `describe(value)` turns a unit's value into the response the route will send, or None
+    when the route's answer is not that value.
+    """
+
+    def __init__(
+        self, record_id: int, token: str, describe: Callable[[Any], Response | None]
+    ) -> None:
+        self.record_id = record_id
+        self.token = token
+        self.describe = describe
+        self.closed = False
+        self.committed_any = False
+        self.stored: Response | None = None
+        self._pending: tuple[Any, Response | None] | None = None
+
+    def _mine(self) -> Any:
+        return (_records.c.id == self.record_id) & (_records.c.token == self.token)
+
+    async def within(self, session: AsyncSession, value: Any) -> None:
+        if self.closed:  # a task the request left behind: not the request's work
+            return
+        response = self.describe(value)
+        values: dict[str, Any] = {"committed_at": clock.now()}
+        if response is not None:
+            values.update(
+                status_code=response.status,
+                content_type=response.content_type,
+                body=response.body,
+            )
+        result = await session.execute(update(_records).where(self._mine()).values(**values))
+        if getattr(result, "rowcount", 0) != 1:
+            raise RequestInProgress(
+                "this request's lease on its Idempotency-Key ran out and a retry took it over"
+            )
+        self._pending = (value, response)
+
+    def committed(self, value: Any) -> None:
+        if self.closed:
+            return
+        self.committed_any = True
+        pending = self._pending
+        if pending is not None and pending[0] is value and pending[1] is not None:
+            self.stored = pending[1]
+
+    async def settle(self, session: AsyncSession, response: Response | None) -> None:
+        """Store the answer sent (when it is not the one stored with the work), or give the key
+        back (`response` None: a 5xx, 408, 429 or a body that cannot be stored)."""
+        if response is None:
+            await session.execute(
+                delete(_records).where(self._mine(), _records.c.committed_at.is_(None))
+            )
+            return
+        await session.execute(
+            update(_records)
+            .where(self._mine())
+            .values(
+                status_code=response.status,
+                content_type=response.content_type,
+                body=response.body,
+            )
+        )
+
+
+async def purge(session: AsyncSession, ttl: timedelta, *, limit: int = 5000) -> int:
+    """Delete up to `limit` expired records; returns how many."""
+    cutoff = clock.now() - ttl
+    ids = (
+        select(_records.c.id).where(_records.c.created_at <= cutoff).limit(limit).scalar_subquery()
+    )
+    result = await session.execute(delete(_records).where(_records.c.id.in_(ids)))
+    return int(getattr(result, "rowcount", 0) or 0)

@@ -1,0 +1,406 @@
+"""Idempotency-Key: claimed after authentication, per credential, leased, expiring."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from datetime import timedelta
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import func, insert, select
+from typer.testing import CliRunner
+
+from habitue import clock, jobs
+from habitue.db import Database, _unit_hook, make_sync_engine, table_of
+from habitue.events import idempotency
+from habitue.events.models import IdempotencyRecord
+from tests.conftest import enrol, new_code
+
+_records = table_of(IdempotencyRecord)
+LEASE = timedelta(seconds=30)  # the default HABITUE_IDEMPOTENCY_LEASE_SECONDS
+
+
+async def _new_key(client: httpx.AsyncClient, program: str, *scopes: str) -> dict[str, str]:
+    r = await client.post(
+        f"/v1/programs/{program}/api-keys", json={"name": "till", "scopes": list(scopes)}
+    )
+    assert r.status_code == 201, r.text
+    return {"Authorization": f"Bearer {r.json()['key']}"}
+
+
+async def _available(client: httpx.AsyncClient, program: str, member: str) -> int:
+    r = await client.get(f"/v1/programs/{program}/members/{member}/balance")
+    assert r.status_code == 200, r.text
+    return int(r.json()["available"])
+
+
+def _adjust_url(program: str, member: str) -> str:
+    return f"/v1/programs/{program}/members/{member}/adjustments"
+
+
+def _purchase(member: str, external_id: str, total: str = "10.00") -> dict[str, Any]:
+    return {
+        "type": "purchase",
+        "member": {"id": member},
+        "external_id": external_id,
+        "total": total,
+    }
+
+
+async def _record_count(db: Database) -> int:
+    async with db.read() as session:
+        return int((await session.execute(select(func.count()).select_from(_records))).scalar_one())
+
+
+class Gate:
+    """Holds the next unit of work a request with an Idempotency-Key writes, until released:
+    the request has claimed its key and not yet committed anything."""
+
+    def __init__(self, db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.write = db.write
+        self.armed = True
+        self.held = asyncio.Event()
+        self.release = asyncio.Event()
+        monkeypatch.setattr(db, "write", self._write)
+
+    async def _write(self, work: Any, **kw: Any) -> Any:
+        if self.armed and _unit_hook.get() is not None:
+            self.armed = False
+            self.held.set()
+            await self.release.wait()
+        return await self.write(work, **kw)
+
+
+async def test_an_unauthenticated_request_takes_no_key(
+    client: httpx.AsyncClient, program: str, db: Database
+) -> None:
+    m = await enrol(client, program)
+    body = _purchase(m["id"], new_code("r"))
+    url = f"/v1/programs/{program}/events"
+    for auth in ("Bearer not-a-key", "Basic abc", ""):
+        r = await client.post(
+            url, json=body, headers={"Idempotency-Key": "K", "Authorization": auth}
+        )
+        assert r.status_code == 401, r.text
+    # Another program's key is told the program does not exist, and takes nothing either.
+    other = await client.post(
+        "/v1/programs", json={"code": new_code(), "name": "Other", "currency": "EUR"}
+    )
+    foreign = await _new_key(client, other.json()["code"], "events:write")
+    r = await client.post(url, json=body, headers={"Idempotency-Key": "K", **foreign})
+    assert r.status_code == 404
+    assert await _record_count_for(db, "K") == 0
+    r = await client.post(url, json=body, headers={"Idempotency-Key": "K"})
+    assert r.status_code == 201, r.text
+    assert "idempotent-replayed" not in r.headers
+    assert await _available(client, program, m["id"]) == r.json()["points"] > 0
+
+
+async def _record_count_for(db: Database, key: str) -> int:
+    async with db.read() as session:
+        q = select(func.count()).select_from(_records).where(_records.c.key == key)
+        return int((await session.execute(q)).scalar_one())
+
+
+async def test_two_credentials_never_share_a_key(client: httpx.AsyncClient, program: str) -> None:
+    m = await enrol(client, program)
+    till = await _new_key(client, program, "points:write")
+    url = _adjust_url(program, m["id"])
+    h = {"Idempotency-Key": "shared"}
+    first = await client.post(url, json={"points": 10, "reason": "admin"}, headers=h)
+    second = await client.post(url, json={"points": 7, "reason": "till"}, headers={**h, **till})
+    assert first.status_code == second.status_code == 201, second.text
+    assert "idempotent-replayed" not in second.headers
+    assert await _available(client, program, m["id"]) == 17
+    # Each credential replays its own answer.
+    again = await client.post(url, json={"points": 7, "reason": "till"}, headers={**h, **till})
+    assert again.json() == second.json() and again.headers["idempotent-replayed"] == "true"
+    again = await client.post(url, json={"points": 10, "reason": "admin"}, headers=h)
+    assert again.json() == first.json() and again.headers["idempotent-replayed"] == "true"
+    # Within one credential, another request under the key is still refused.
+    r = await client.post(url, json={"points": 8, "reason": "till"}, headers={**h, **till})
+    assert r.status_code == 422 and r.json()["type"].endswith("/idempotency-key-reused")
+    assert await _available(client, program, m["id"]) == 17
+
+
+async def test_a_request_in_progress_holds_its_key_for_its_lease(
+    client: httpx.AsyncClient, program: str, db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    m = await enrol(client, program)
+    url, h = _adjust_url(program, m["id"]), {"Idempotency-Key": "slow"}
+    body = {"points": 10, "reason": "goodwill"}
+    gate = Gate(db, monkeypatch)
+    first = asyncio.create_task(client.post(url, json=body, headers=h))
+    await asyncio.wait_for(gate.held.wait(), 10)
+    busy = await client.post(url, json=body, headers=h)
+    assert busy.status_code == 409 and busy.json()["type"].endswith("/request-in-progress")
+    assert busy.headers["content-type"] == "application/problem+json"
+    assert 1 <= int(busy.headers["retry-after"]) <= 30
+    gate.release.set()
+    done = await first
+    assert done.status_code == 201, done.text
+    again = await client.post(url, json=body, headers=h)
+    assert again.status_code == 201 and again.json() == done.json()
+    assert await _available(client, program, m["id"]) == 10
+
+
+async def test_a_crash_before_the_commit_frees_the_key_after_its_lease(
+    client: httpx.AsyncClient, program: str, db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server dies (kill -9) after claiming the key, before its work commits: the record
+    stays in progress; a retry after the lease runs the request, once."""
+    m = await enrol(client, program)
+    url, h = _adjust_url(program, m["id"]), {"Idempotency-Key": "till-7"}
+    body = {"points": 25, "reason": "goodwill"}
+    gate = Gate(db, monkeypatch)
+
+    async def dead(*_: Any) -> None:  # a killed process answers nothing and cleans nothing
+        return None
+
+    monkeypatch.setattr(idempotency.RequestClaim, "settle", dead)
+    first = asyncio.create_task(client.post(url, json=body, headers=h))
+    await asyncio.wait_for(gate.held.wait(), 10)
+    first.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await first
+    monkeypatch.undo()
+    r = await client.post(url, json=body, headers=h)
+    assert r.status_code == 409 and r.json()["type"].endswith("/request-in-progress")
+    clock.advance(LEASE + timedelta(seconds=1))
+    r = await client.post(url, json=body, headers=h)
+    assert r.status_code == 201, r.text
+    assert "idempotent-replayed" not in r.headers
+    again = await client.post(url, json=body, headers=h)
+    assert again.json() == r.json() and again.headers["idempotent-replayed"] == "true"
+    assert await _available(client, program, m["id"]) == 25
+
+
+async def test_a_crash_after_the_commit_replays_the_committed_result(
+    client: httpx.AsyncClient, program: str, db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The purchase commits and the server dies before it answers: the answer was stored in
+    the purchase's own transaction, so the till's retry gets it and nothing is credited twice.
+    """
+    m = await enrol(client, program)
+    url = f"/v1/programs/{program}/events"
+    events = [_purchase(m["id"], new_code("r"), total) for total in ("10.00", "20.00")]
+    write = db.write
+
+    async def dies_after_commit(work: Any, **kw: Any) -> Any:
+        value = await write(work, **kw)
+        if _unit_hook.get() is not None:
+            raise asyncio.CancelledError  # committed; the process is gone
+        return value
+
+    async def dead(*_: Any) -> None:
+        return None
+
+    monkeypatch.setattr(db, "write", dies_after_commit)
+    monkeypatch.setattr(idempotency.RequestClaim, "settle", dead)
+    for i, event in enumerate(events):
+        with contextlib.suppress(asyncio.CancelledError):
+            await client.post(url, json=event, headers={"Idempotency-Key": f"sale-{i}"})
+    monkeypatch.undo()
+    credited = await _available(client, program, m["id"])
+    assert credited > 0
+    answers = []
+    for i, event in enumerate(events):
+        r = await client.post(url, json=event, headers={"Idempotency-Key": f"sale-{i}"})
+        assert r.status_code == 201 and r.headers["idempotent-replayed"] == "true", r.text
+        answers.append(r.json())
+    assert sum(a["points"] for a in answers) == credited
+    clock.advance(LEASE * 10)  # long after the lease: still the committed answer
+    for i, event in enumerate(events):
+        r = await client.post(url, json=event, headers={"Idempotency-Key": f"sale-{i}"})
+        assert r.json() == answers[i]
+        found = await client.get(f"/v1/programs/{program}/events/{answers[i]['id']}")
+        assert found.status_code == 200 and found.json()["points"] == answers[i]["points"]
+    assert await _available(client, program, m["id"]) == credited
+    # Without its key, the purchase is still recorded once: by its external id.
+    r = await client.post(url, json=events[0])
+    assert r.json()["id"] == answers[0]["id"]
+    assert await _available(client, program, m["id"]) == credited
+
+
+async def test_twenty_simultaneous_retries_credit_once(
+    client: httpx.AsyncClient, program: str
+) -> None:
+    m = await enrol(client, program)
+    url, h = _adjust_url(program, m["id"]), {"Idempotency-Key": "burst"}
+    body = {"points": 10, "reason": "goodwill"}
+    answers = await asyncio.gather(*(client.post(url, json=body, headers=h) for _ in range(20)))
+    assert {r.status_code for r in answers} <= {201, 409}
+    firsts = [r for r in answers if r.status_code == 201 and "idempotent-replayed" not in r.headers]
+    assert len(firsts) == 1
+    assert all(r.json() == firsts[0].json() for r in answers if r.status_code == 201)
+    assert await _available(client, program, m["id"]) == 10
+
+
+async def test_a_retry_that_took_the_key_over_wins_and_the_late_first_one_is_undone(
+    client: httpx.AsyncClient, program: str, db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first request outlives its lease (a database outage); the retry takes the key over
+    and commits; the first one's work then finds the key gone and is rolled back."""
+    m = await enrol(client, program)
+    url, h = _adjust_url(program, m["id"]), {"Idempotency-Key": "outage"}
+    body = {"points": 40, "reason": "goodwill"}
+    gate = Gate(db, monkeypatch)
+    first = asyncio.create_task(client.post(url, json=body, headers=h))
+    await asyncio.wait_for(gate.held.wait(), 10)
+    clock.advance(LEASE + timedelta(seconds=1))
+    retry = await client.post(url, json=body, headers=h)
+    assert retry.status_code == 201, retry.text
+    gate.release.set()
+    late = await first
+    assert late.status_code == 409 and late.json()["type"].endswith("/request-in-progress")
+    assert await _available(client, program, m["id"]) == 40
+    again = await client.post(url, json=body, headers=h)
+    assert again.status_code == 201 and again.json() == retry.json()
+
+
+async def test_a_key_expires_after_its_time(
+    client: httpx.AsyncClient, program: str, db: Database
+) -> None:
+    m = await enrol(client, program)
+    url, h = _adjust_url(program, m["id"]), {"Idempotency-Key": "daily"}
+    r = await client.post(url, json={"points": 10, "reason": "goodwill"}, headers=h)
+    assert r.status_code == 201
+    clock.advance(timedelta(hours=23))
+    r = await client.post(url, json={"points": 5, "reason": "goodwill"}, headers=h)
+    assert r.status_code == 422 and r.json()["type"].endswith("/idempotency-key-reused")
+    clock.advance(timedelta(hours=1, seconds=1))  # 24 h: HABITUE_IDEMPOTENCY_TTL_HOURS
+    r = await client.post(url, json={"points": 5, "reason": "goodwill"}, headers=h)
+    assert r.status_code == 201 and "idempotent-replayed" not in r.headers, r.text
+    assert await _available(client, program, m["id"]) == 15
+    again = await client.post(url, json={"points": 5, "reason": "goodwill"}, headers=h)
+    assert again.headers["idempotent-replayed"] == "true"
+    assert await _available(client, program, m["id"]) == 15
+
+
+async def test_the_scheduled_purge_deletes_expired_records(
+    client: httpx.AsyncClient, program: str, db: Database
+) -> None:
+    m = await enrol(client, program)
+    url = _adjust_url(program, m["id"])
+    await client.post(url, json={"points": 1, "reason": "x"}, headers={"Idempotency-Key": "old"})
+    clock.advance(timedelta(hours=20))
+    await client.post(url, json={"points": 1, "reason": "x"}, headers={"Idempotency-Key": "new"})
+    clock.advance(timedelta(hours=5))
+    assert await _record_count_for(db, "old") == await _record_count_for(db, "new") == 1
+    assert await jobs.purge_idempotency(db, 24) >= 1
+    assert await _record_count_for(db, "old") == 0
+    assert await _record_count_for(db, "new") == 1
+
+
+def test_the_cli_purges_expired_records(db_url: str) -> None:
+    from habitue.cli import app
+    from habitue.settings import get_settings
+
+    engine = make_sync_engine(db_url)
+    now = clock.now()
+    marker = new_code("cli")
+    rows = [{"key": f"{marker}-{age}", "created_at": now - timedelta(hours=age)} for age in (30, 1)]
+    with engine.begin() as conn:
+        for row in rows:
+            conn.execute(
+                insert(_records).values(
+                    program_id=0, credential="admin", request_hash="h", token="t",
+                    lease_until=now, status_code=201, content_type="application/json",
+                    body={}, **row,
+                )
+            )  # fmt: skip
+    get_settings.cache_clear()
+    result = CliRunner().invoke(app, ["idempotency", "purge"], env={"HABITUE_DATABASE_URL": db_url})
+    get_settings.cache_clear()
+    assert result.exit_code == 0, result.output
+    assert "purged" in result.output
+    with engine.connect() as conn:
+        left = (
+            conn.execute(select(_records.c.key).where(_records.c.key.startswith(marker)))
+            .scalars()
+            .all()
+        )
+    engine.dispose()
+    assert left == [f"{marker}-1"]
+
+
+async def test_a_malformed_key_is_refused_and_nothing_written(
+    client: httpx.AsyncClient, program: str, db: Database
+) -> None:
+    m = await enrol(client, program)
+    url = _adjust_url(program, m["id"])
+    before = await _record_count(db)
+    for key in ("x" * 201, "a\tb"):
+        r = await client.post(
+            url, json={"points": 5, "reason": "x"}, headers={"Idempotency-Key": key}
+        )
+        assert r.status_code == 422 and r.json()["type"].endswith("/validation"), r.text
+    assert await _record_count(db) == before
+    assert await _available(client, program, m["id"]) == 0
+
+
+async def test_a_refused_request_is_replayed_and_a_csv_answer_keeps_its_type(
+    client: httpx.AsyncClient, program: str
+) -> None:
+    m = await enrol(client, program)
+    url, h = _adjust_url(program, m["id"]), {"Idempotency-Key": "too-much"}
+    r = await client.post(url, json={"points": -5, "reason": "correction"}, headers=h)
+    assert r.status_code == 409 and r.headers["content-type"] == "application/problem+json"
+    again = await client.post(url, json={"points": -5, "reason": "correction"}, headers=h)
+    assert again.status_code == 409 and again.json() == r.json()
+    assert again.headers["content-type"] == "application/problem+json"
+    reward = await client.post(
+        f"/v1/programs/{program}/rewards",
+        json={
+            "code": "coffee",
+            "kind": "experience",
+            "cost_points": 100,
+            "texts": {"en": {"name": "Coffee"}},
+        },  # fmt: skip
+    )
+    assert reward.status_code == 201, reward.text
+    url, h = f"/v1/programs/{program}/coupons/batches", {"Idempotency-Key": "batch-1"}
+    body = {"reward": "coffee", "count": 3, "campaign": "spring"}
+    first = await client.post(url, json=body, headers=h)
+    assert first.status_code == 201 and first.headers["content-type"].startswith("text/csv")
+    again = await client.post(url, json=body, headers=h)
+    assert again.status_code == 201 and again.text == first.text
+    assert again.headers["content-type"] == first.headers["content-type"]
+    assert again.headers["idempotent-replayed"] == "true"
+
+
+async def test_the_answer_is_stored_with_the_work_and_nothing_after_it(
+    client: httpx.AsyncClient, program: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An event or an adjustment costs the claim and one statement in its own transaction:
+    no write after the answer."""
+    settled: list[Any] = []
+    settle = idempotency.RequestClaim.settle
+
+    async def spy(self: idempotency.RequestClaim, session: Any, answer: Any) -> None:
+        settled.append(answer)
+        await settle(self, session, answer)
+
+    monkeypatch.setattr(idempotency.RequestClaim, "settle", spy)
+    m = await enrol(client, program)
+    r = await client.post(
+        f"/v1/programs/{program}/events",
+        json=_purchase(m["id"], new_code("r")),
+        headers={"Idempotency-Key": "e1"},
+    )
+    assert r.status_code == 201
+    r = await client.post(
+        _adjust_url(program, m["id"]),
+        json={"points": 3, "reason": "goodwill"},
+        headers={"Idempotency-Key": "a1"},
+    )
+    assert r.status_code == 201
+    assert settled == []
+    r = await client.post(  # a refusal commits nothing: it is stored after the answer
+        _adjust_url(program, m["id"]),
+        json={"points": -(10**6), "reason": "correction"},
+        headers={"Idempotency-Key": "a2"},
+    )
+    assert r.status_code == 409 and len(settled) == 1 and settled[0].status == 409
