@@ -6,6 +6,7 @@ was typed (to show it again) and the first error found (to show next to the fiel
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
@@ -67,6 +68,9 @@ def local_input(value: datetime | None, timezone: str) -> str:
     if value is None:
         return ""
     return clock.as_utc(value).astimezone(ZoneInfo(timezone)).strftime(LOCAL_FORMAT)
+
+
+_PLAIN_DECIMAL = re.compile(r"-?\d{1,15}(\.\d{1,6})?")
 
 
 class FormReader:
@@ -132,8 +136,13 @@ class FormReader:
         value = self._raw(name, required)
         if value is None:
             return None
+        plain = _decimal_point(value)
+        # Plain decimals only (no exponent): bounded size, at most 6 decimal places.
+        if not _PLAIN_DECIMAL.fullmatch(plain):
+            self.fail(name, message)
+            return None
         try:
-            number = Decimal(_decimal_point(value))
+            number = Decimal(plain)
         except InvalidOperation:
             self.fail(name, message)
             return None
