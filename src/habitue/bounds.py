@@ -10,6 +10,7 @@ newline and carriage return) and lone surrogates in every string it holds, neste
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Mapping
 from decimal import Decimal
@@ -78,6 +79,10 @@ def check_text(value: str) -> str:
 def _check_nested(value: Any) -> None:
     if isinstance(value, str):
         check_text(value)
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise ValueError("must be a finite number")
+    elif isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_ID:
+        raise ValueError("must be a 64-bit integer")
     elif isinstance(value, Mapping):
         for k, v in value.items():
             _check_nested(k)
@@ -88,7 +93,8 @@ def _check_nested(value: Any) -> None:
 
 
 class StrictModel(BaseModel):
-    """A request body: unknown fields refused, every string free of control characters."""
+    """A request body: unknown fields refused, every string free of control characters, every
+    number (nested ones too, as in `attributes`) finite and within 64 bits."""
 
     model_config = ConfigDict(extra="forbid")
 

@@ -18,8 +18,6 @@ from pydantic import ValidationError as PydanticValidationError
 from habitue.bounds import (
     MAX_BALANCE,
     MAX_EARN_RATE,
-    Count,
-    NonNegativePoints,
     Points,
     StrictModel,
 )
@@ -45,10 +43,13 @@ POINT_KINDS: frozenset[str] = frozenset(
 """Effect kinds that credit spendable points (and so count against points caps and budgets)."""
 
 
+# Upper bounds only: the rule checks (habitue.rules.validate) say what is wrong below them.
 Rate = Annotated[
-    Decimal, Field(ge=0, le=MAX_EARN_RATE, max_digits=20, decimal_places=6, allow_inf_nan=False)
+    Decimal, Field(le=MAX_EARN_RATE, max_digits=20, decimal_places=6, allow_inf_nan=False)
 ]
 """Points per currency unit, or a multiplier factor: bounded, at most 6 decimals."""
+Bounded = Annotated[int, Field(strict=True, ge=-MAX_BALANCE, le=MAX_BALANCE)]
+"""A count or a budget, within the ledger's bound."""
 
 
 class _Strict(StrictModel):
@@ -67,10 +68,10 @@ class EffectSpec(_Strict):
     factor: Rate | None = None
     """`multiplier`: ×factor over the base points (2 doubles them)."""
     benefit: str | None = None
-    days: Annotated[int, Field(strict=True, ge=1, le=36500)] | None = None
+    days: Annotated[int, Field(strict=True, le=36500)] | None = None
     """`benefit`: how long the benefit lasts (None: until revoked)."""
     reward_code: str | None = None
-    probability: Annotated[Decimal, Field(ge=0, le=1, allow_inf_nan=False)] | None = None
+    probability: Annotated[Decimal, Field(max_digits=20, allow_inf_nan=False)] | None = None
     """Random rewards: the chance, 0 < p ≤ 1, that the effect is granted on a matching event."""
 
 
@@ -95,8 +96,8 @@ class CapSpec(_Strict):
     """A per-member limit over a period: at most `points` points and/or `count` grants."""
 
     period: Period
-    points: NonNegativePoints | None = None
-    count: Count | None = None
+    points: Points | None = None
+    count: Bounded | None = None
 
 
 class RuleSpec(_Strict):
@@ -113,7 +114,7 @@ class RuleSpec(_Strict):
     schedule: ScheduleSpec | None = None
     audience: AudienceSpec | None = None
     caps: list[CapSpec] = Field(default_factory=list)
-    budget: Annotated[int, Field(strict=True, ge=0, le=MAX_BALANCE)] | None = None
+    budget: Bounded | None = None
     """Total points this rule may ever grant, over all members."""
     priority: Annotated[int, Field(strict=True, ge=-1_000_000, le=1_000_000)] = 0
     exclusive: bool = False
