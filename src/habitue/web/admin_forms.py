@@ -18,6 +18,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ValidationError
 
 from habitue import clock
+from habitue.bounds import MAX_POINTS
 from habitue.money import MoneyFormatError, parse_minor
 from habitue.rewards.schemas import RewardText
 from habitue.web.admin import Console, _forbidden_form, _load
@@ -106,7 +107,7 @@ class FormReader:
         *,
         required: bool = False,
         minimum: int = 0,
-        maximum: int = 10**12,
+        maximum: int = MAX_POINTS,
         message: str = WHOLE_NUMBER,
     ) -> int | None:
         value = self._raw(name, required)
