@@ -13,9 +13,10 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy.exc import IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from habitue import jobs, logs, ratelimit, rooms
+from habitue import bounds, jobs, logs, ratelimit, rooms
 from habitue.db import Database
 from habitue.errors import ERROR_BASE, HabitueError
 from habitue.health import DatabaseUnavailable
@@ -72,6 +73,16 @@ def install_error_handlers(app: FastAPI) -> None:
         return _problem(
             500, "internal", "Internal error", "an unexpected error occurred; it has been logged"
         )
+
+    @app.exception_handler(IntegrityError)
+    async def _integrity(request: Request, exc: IntegrityError) -> JSONResponse:
+        # The ledger's CHECK constraints (migration 0015) refusing a balance past its bound.
+        if bounds.is_bound_violation(exc):
+            from habitue.ledger.errors import BalanceLimit
+
+            error = BalanceLimit("the movement would carry a balance past the ledger's limit")
+            return JSONResponse(error.problem(), status_code=error.status, media_type=PROBLEM)
+        return await _unexpected(request, exc)
 
 
 def create_app(settings: Settings | None = None, *, db: Database | None = None) -> FastAPI:
@@ -147,6 +158,7 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None) 
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(Metrics)
     app.add_middleware(DatabaseUnavailable)
+    app.add_middleware(bounds.SafeUrl)
     return app
 
 

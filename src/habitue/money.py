@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal, InvalidOperation
+import re
+from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal
 from functools import lru_cache
 
 from babel.numbers import get_currency_precision
@@ -11,7 +12,7 @@ _ROUNDING = {"down": ROUND_FLOOR, "half_up": ROUND_HALF_UP, "up": ROUND_CEILING}
 
 
 class MoneyFormatError(ValueError):
-    """A money string that is not a non-negative decimal in the currency's precision."""
+    """A money string that is not a plain decimal in the currency's precision and range."""
 
 
 @lru_cache(maxsize=256)
@@ -20,22 +21,34 @@ def currency_exponent(currency: str) -> int:
     return int(get_currency_precision(currency))
 
 
+_AMOUNT = re.compile(r"(-?)(\d{1,15})(?:\.(\d{1,30}))?")
+MAX_MINOR = 10**15 - 1
+"""Largest amount in minor units (habitue.bounds.MAX_AMOUNT_MINOR)."""
+
+
 def parse_minor(value: str, exponent: int, *, allow_negative: bool = False) -> int:
-    """Turn a decimal string such as ``"12.50"`` into minor units, refusing excess precision."""
-    try:
-        amount = Decimal(value)
-    except (InvalidOperation, TypeError) as exc:
-        raise MoneyFormatError("not a decimal number") from exc
-    if not amount.is_finite():
-        raise MoneyFormatError("not a finite number")
-    if amount < 0 and not allow_negative:
-        raise MoneyFormatError("must not be negative")
-    scaled = amount.scaleb(exponent)
-    if scaled != scaled.to_integral_value():
+    """Turn a decimal string such as ``"12.50"`` into minor units, exactly.
+
+    Only plain decimals are read (no exponent, no sign but `-`, at most 15 integer digits);
+    decimals beyond the currency's precision are refused unless they are zeros, so an amount
+    is never rounded.
+    """
+    if not isinstance(value, str):
+        raise MoneyFormatError("not a decimal string")
+    m = _AMOUNT.fullmatch(value)
+    if m is None:
+        raise MoneyFormatError("not a plain decimal number such as 12.50")
+    sign, whole, frac = m.group(1), m.group(2), m.group(3) or ""
+    if frac[exponent:].strip("0"):
         raise MoneyFormatError(f"more than {exponent} decimal places")
-    if abs(scaled) >= 10**15:
+    minor: int = int(whole) * 10**exponent + int(frac[:exponent].ljust(exponent, "0") or "0")
+    if sign:
+        if not allow_negative and minor != 0:
+            raise MoneyFormatError("must not be negative")
+        minor = -minor
+    if abs(minor) > MAX_MINOR:
         raise MoneyFormatError("too large")
-    return int(scaled)
+    return minor
 
 
 def format_minor(minor: int, exponent: int) -> str:

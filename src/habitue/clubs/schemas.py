@@ -5,16 +5,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
+from habitue.bounds import StrictInt, StrictModel
 from habitue.tiers.schemas import Multiplier, Privileges
 
 BillingPeriod = Literal["monthly", "yearly"]
 SubscriptionStatus = Literal["incomplete", "trialing", "active", "past_due", "canceled", "expired"]
 
 
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class Strict(StrictModel):
+    """A request body (see habitue.bounds: unknown fields and control characters refused)."""
 
 
 class PlanCreate(Strict):
@@ -23,13 +24,15 @@ class PlanCreate(Strict):
     price: str = Field(description="decimal string in the program's currency")
     currency: str = Field(min_length=3, max_length=3)
     period: BillingPeriod
-    trial_days: int = Field(default=0, ge=0, le=365)
-    grace_days: int = Field(
+    trial_days: StrictInt = Field(default=0, ge=0, le=365)
+    grace_days: StrictInt = Field(
         default=0, ge=0, le=60, description="days a past-due subscription keeps its benefits"
     )
     multiplier: Multiplier = "1"
     privileges: Privileges = Field(default_factory=list, max_length=50)
-    voucher_points: int = Field(default=0, ge=0, le=1_000_000, description="points each month")
+    voucher_points: StrictInt = Field(
+        default=0, ge=0, le=1_000_000, description="points each month"
+    )
 
 
 class PlanRead(BaseModel):

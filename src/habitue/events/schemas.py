@@ -6,7 +6,9 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
+
+from habitue.bounds import NonNegativePoints, StrictModel
 
 BUILTIN_TYPES = (
     "purchase",
@@ -20,8 +22,8 @@ BUILTIN_TYPES = (
 )
 
 
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class Strict(StrictModel):
+    """A request body (see habitue.bounds: unknown fields and control characters refused)."""
 
 
 class MemberSelector(Strict):
@@ -40,12 +42,16 @@ class MemberSelector(Strict):
 class LineIn(Strict):
     sku: str | None = Field(default=None, max_length=100)
     category: str | None = Field(default=None, max_length=100)
-    quantity: Decimal = Field(default=Decimal(1), gt=0, le=Decimal(1_000_000))
+    quantity: Decimal = Field(
+        default=Decimal(1), gt=0, le=Decimal(1_000_000), decimal_places=6, allow_inf_nan=False
+    )
     unit_price: str
 
     @field_validator("quantity", mode="before")
     @classmethod
     def _qty(cls, v: Any) -> Any:
+        if isinstance(v, bool):
+            raise ValueError("must be a number, not a boolean")
         if isinstance(v, float):
             return str(v)
         return v
@@ -62,7 +68,7 @@ class EventCreate(Strict):
     lines: list[LineIn] = Field(default_factory=list, max_length=500)
     refers_to: str | None = Field(default=None, max_length=200)
     attributes: dict[str, Any] = Field(default_factory=dict)
-    spend_points: int = Field(default=0, ge=0, le=10**12)
+    spend_points: NonNegativePoints = 0
     """Points the member pays with at the till on this basket."""
 
     @field_validator("occurred_at")

@@ -18,6 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from habitue import clock
+from habitue.bounds import MAX_POINTS
 from habitue.db import (
     Database,
     DeferredWrite,
@@ -39,6 +40,7 @@ from habitue.events.models import Event, EventLine
 from habitue.events.schemas import BUILTIN_TYPES, EffectRead, EventCreate, EventRead
 from habitue.ids import new_id
 from habitue.ledger import service as ledger_service
+from habitue.ledger.errors import MovementLimit
 from habitue.ledger.service import Leg
 from habitue.members import service as members_service
 from habitue.members.service import MemberRef
@@ -351,6 +353,8 @@ async def _earn(
         if isinstance(e, EarnPoints) and e.amount > 0
     ]
     earned = sum(leg.amount for leg in earn_legs)
+    if earned > MAX_POINTS:
+        raise MovementLimit(f"this event would earn {earned} points; at most {MAX_POINTS} at once")
     pending_until = (
         event.occurred_at + timedelta(days=program.pending_days) if program.pending_days else None
     )

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from habitue.bounds import OptionalCursor
 from habitue.deps import DbDep, ProgramDep, ReadSession, scoped
 from habitue.ledger import operations
 from habitue.ledger import service as ledger_service
@@ -22,7 +23,7 @@ async def member_ledger(
     program: ProgramDep,
     member_id: str,
     session: ReadSession,
-    before: int | None = None,
+    before: OptionalCursor = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     _: Principal = scoped("members:read"),
 ) -> LedgerPage:

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, DateTime, ForeignKey, Index, Integer, String
+from sqlalchemy import BigInteger, CheckConstraint, DateTime, ForeignKey, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
+from habitue.bounds import MAX_BALANCE
 from habitue.db import Base, BigId, ident, partial_index
+
+BALANCE_BOUNDS = f"{{column}} BETWEEN -{MAX_BALANCE} AND {MAX_BALANCE}"
+"""The CHECK that keeps a balance, a posting or a lot within ±`MAX_BALANCE` (0015)."""
 
 
 class Account(Base):
@@ -27,6 +31,8 @@ class Account(Base):
     balance: Mapped[int] = mapped_column(BigInteger, default=0)
 
     __table_args__ = (
+        # Migration 0015: no balance can come near 2**63 (see habitue.bounds).
+        CheckConstraint(BALANCE_BOUNDS.format(column="balance"), name="balance_bounds"),
         Index("ux_accounts_member_kind", "member_id", "kind", unique=True),
         partial_index(
             "ux_accounts_system_kind", "program_id", "kind", unique=True, where="member_id IS NULL"
@@ -69,6 +75,10 @@ class Posting(Base):
     rule_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
+    __table_args__ = (
+        CheckConstraint(BALANCE_BOUNDS.format(column="amount"), name="amount_bounds"),
+    )
+
 
 class Lot(Base):
     """Points credited together, consumed by spends, take-backs and expiry."""
@@ -88,6 +98,8 @@ class Lot(Base):
     pending_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
     __table_args__ = (
+        CheckConstraint(BALANCE_BOUNDS.format(column="amount"), name="amount_bounds"),
+        CheckConstraint(BALANCE_BOUNDS.format(column="remaining"), name="remaining_bounds"),
         Index("ix_lots_account_open", "account_id", "remaining"),
         Index("ix_lots_program_expires", "program_id", "expires_at"),
         # Only pending lots have a release time (migration 0011).

@@ -4,21 +4,23 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
+
+from habitue.bounds import Points, PositivePoints, StrictModel
 
 
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class Strict(StrictModel):
+    """A request body (see habitue.bounds: unknown fields and control characters refused)."""
 
 
 class AdjustmentCreate(Strict):
-    points: int = Field(description="signed: a credit (>0) or a debit (<0)")
+    points: Points = Field(description="signed: a credit (>0) or a debit (<0)")
     reason: str = Field(min_length=3, max_length=500)
     reference: str | None = Field(default=None, max_length=150)
 
 
 class SpendCreate(Strict):
-    points: int = Field(gt=0, le=10**12)
+    points: PositivePoints
     reason: str = Field(default="spend", min_length=1, max_length=500)
     reference: str | None = Field(default=None, max_length=150)
 

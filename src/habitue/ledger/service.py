@@ -14,8 +14,9 @@ from sqlalchemy import and_, bindparam, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from habitue import clock
+from habitue.bounds import MAX_BALANCE
 from habitue.db import dialect_name, table_of
-from habitue.ledger.errors import InsufficientPoints
+from habitue.ledger.errors import BalanceLimit, InsufficientPoints
 from habitue.ledger.expiry import lot_expiry
 from habitue.ledger.models import Account, LedgerTransaction, Lot, Posting
 from habitue.programs.service import ProgramInfo
@@ -126,6 +127,12 @@ async def _transaction(
     ]
     await session.execute(_POSTINGS_INSERT, rows)
     return int(txn_id)
+
+
+def check_movement(points: int) -> None:
+    """Refuse a movement larger than any balance may be: it could only overflow one."""
+    if abs(points) > MAX_BALANCE:
+        raise BalanceLimit(f"a movement of {points} points is beyond the ledger's limit")
 
 
 async def _add_balance(session: AsyncSession, account_id: int, amount: int) -> int:
@@ -293,6 +300,7 @@ def plan_credit(
     total = sum(leg.amount for leg in legs)
     if total <= 0:
         raise ValueError("a credit must be positive")
+    check_movement(total)
     earned_at = earned_at or now
     pending = pending_until is not None and pending_until > now
     target = accounts.pending if pending else accounts.available
@@ -478,6 +486,7 @@ def plan_strict_debit(
     """A strict debit of `amount` from the available account, for `STRICT_DEBIT_CTES`."""
     if amount <= 0:
         raise ValueError("a debit must be positive")
+    check_movement(amount)
     return _debit_plan(
         program,
         accounts.member_id,
@@ -565,6 +574,7 @@ async def take_balance(
     row), and plan the rest; None when there was nothing to take (`partial`)."""
     if amount <= 0:
         raise ValueError("a debit must be positive")
+    check_movement(amount)
     now = now or clock.now()
     account = accounts.pending if from_pending else accounts.available
     if mode == "strict":

@@ -5,14 +5,16 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator
+from pydantic import BaseModel, EmailStr, Field, field_validator
+
+from habitue.bounds import StrictModel
 
 LOCALES = ("en", "fr", "da")
 CHANNELS = ("email", "sms", "push", "analytics", "profiling")
 
 
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class Strict(StrictModel):
+    """A request body (see habitue.bounds: unknown fields and control characters refused)."""
 
 
 class MemberCreate(Strict):

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from habitue.bounds import Cursor
 from habitue.deps import DbDep, ProgramDep, ReadSession, scoped
 from habitue.messaging import outbox
 from habitue.messaging import templates as templates_service
@@ -28,7 +29,7 @@ router = APIRouter(prefix="/v1/programs/{program}", tags=["events-feed"])
 async def events_feed(
     program: ProgramDep,
     db: DbDep,
-    after: Annotated[int, Query(ge=0)] = 0,
+    after: Cursor = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     _: Principal = scoped("events:read"),
 ) -> dict[str, Any]:

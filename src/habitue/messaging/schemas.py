@@ -5,15 +5,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
+
+from habitue.bounds import StrictModel
 
 Channel = Literal["email", "sms", "push"]
 Locale = Literal["en", "fr", "da"]
 CODE_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
 
 
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class Strict(StrictModel):
+    """A request body (see habitue.bounds: unknown fields and control characters refused)."""
 
 
 class TemplateWrite(Strict):

@@ -3,19 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
-from decimal import Decimal, InvalidOperation
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from babel.numbers import list_currencies
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationInfo,
-    field_validator,
-    model_validator,
-)
+from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_validator
+
+from habitue.bounds import MAX_EARN_RATE, MAX_REDEEM_RATE, StrictInt, StrictModel, decimal_rate
 
 _CURRENCIES = frozenset(list_currencies())
 
@@ -39,23 +33,13 @@ PARTNER_SCOPES = frozenset(
 (see `habitue.partners.access` for what each path lets a partner key do)."""
 
 
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-def _decimal_string(value: str, field: str, *, positive: bool = False) -> str:
-    try:
-        d = Decimal(value)
-    except (InvalidOperation, TypeError) as exc:
-        raise ValueError(f"{field} must be a decimal string") from exc
-    if not d.is_finite() or d < 0 or (positive and d == 0):
-        raise ValueError(f"{field} must be a {'positive' if positive else 'non-negative'} decimal")
-    return str(d)
+class Strict(StrictModel):
+    """A request body (see habitue.bounds: unknown fields and control characters refused)."""
 
 
 class Expiry(Strict):
     policy: Literal["never", "days", "end_of_month", "end_of_year"] = "never"
-    days: int | None = Field(default=None, ge=1, le=36500)
+    days: StrictInt | None = Field(default=None, ge=1, le=36500)
 
     @model_validator(mode="after")
     def _days_with_policy(self) -> Expiry:
@@ -74,12 +58,12 @@ class ProgramCreate(Strict):
     points_name: str = Field(default="points", min_length=1, max_length=64)
     earn_rate: str = "1"
     rounding: Literal["down", "half_up", "up"] = "down"
-    pending_days: int = Field(default=0, ge=0, le=365)
+    pending_days: StrictInt = Field(default=0, ge=0, le=365)
     expiry: Expiry = Field(default_factory=Expiry)
     allow_negative: bool = False
     redeem_rate: str = "0.01"
     """Money one point is worth when paying at the till."""
-    redeem_step: int = Field(default=1, ge=1, le=100000)
+    redeem_step: StrictInt = Field(default=1, ge=1, le=100000)
 
     @field_validator("currency")
     @classmethod
@@ -100,12 +84,12 @@ class ProgramCreate(Strict):
     @field_validator("earn_rate")
     @classmethod
     def _rate(cls, v: str) -> str:
-        return _decimal_string(v, "earn_rate")
+        return decimal_rate(v, "earn_rate", most=MAX_EARN_RATE)
 
     @field_validator("redeem_rate")
     @classmethod
     def _redeem_rate(cls, v: str) -> str:
-        return _decimal_string(v, "redeem_rate", positive=True)
+        return decimal_rate(v, "redeem_rate", positive=True, most=MAX_REDEEM_RATE)
 
 
 class ProgramRead(BaseModel):

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import io
-from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from habitue.bounds import Year
 from habitue.deps import DbDep, ProgramDep, ReadSession, scoped
 from habitue.members import service as members_service
 from habitue.partners.access import PartnerAccess
@@ -93,7 +93,7 @@ async def update_reward(
 async def donation_statement(
     program: ProgramDep,
     session: ReadSession,
-    year: Annotated[int, Query(ge=2000, le=9999)],
+    year: Year,
     cause: str | None = None,
     _: Principal = scoped("members:read"),
 ) -> DonationStatement:

@@ -3,10 +3,20 @@
 from __future__ import annotations
 
 from datetime import datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
+
+from habitue.bounds import (
+    Count,
+    NonNegativePoints,
+    PositiveCount,
+    PositivePoints,
+    StrictInt,
+    StrictModel,
+    decimal_rate,
+)
 
 RewardKind = Literal[
     "product", "voucher", "discount", "free_product", "experience", "donation", "partner"
@@ -16,20 +26,14 @@ Period = Literal["day", "week", "month", "year"]
 CODE_PATTERN = r"^[a-z0-9][a-z0-9_-]*$"
 
 
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class Strict(StrictModel):
+    """A request body (see habitue.bounds: unknown fields and control characters refused)."""
 
 
 def _percent(value: str | None) -> str | None:
     if value is None:
         return None
-    try:
-        d = Decimal(value)
-    except (InvalidOperation, TypeError) as exc:
-        raise ValueError("must be a decimal string") from exc
-    if not d.is_finite() or d <= 0 or d > 100:
-        raise ValueError("must be above 0 and at most 100")
-    return str(d)
+    return decimal_rate(value, "percent", positive=True, most=Decimal(100))
 
 
 class RewardText(Strict):
@@ -53,21 +57,23 @@ class DiscountFields(Strict):
 class RewardCreate(DiscountFields):
     code: str = Field(min_length=1, max_length=64, pattern=CODE_PATTERN)
     kind: RewardKind
-    cost_points: int = Field(ge=1, le=10**12)
+    cost_points: PositivePoints
     active: bool = True
     valid_from: datetime | None = None
     valid_until: datetime | None = None
-    stock: int | None = Field(default=None, ge=0, description="null: unlimited")
-    per_member_limit: int | None = Field(default=None, ge=1)
+    stock: Count | None = Field(default=None, description="null: unlimited")
+    per_member_limit: PositiveCount | None = None
     period: Period | None = None
-    period_limit: int | None = Field(default=None, ge=1, description="per member per period")
+    period_limit: PositiveCount | None = Field(default=None, description="per member per period")
     tiers: list[str] | None = Field(default=None, description="null: every member")
     texts: dict[Language, RewardText] = Field(min_length=1)
     sku: str | None = Field(default=None, max_length=100, description="free product's SKU")
     cause: str | None = Field(default=None, max_length=200, description="donation's cause")
     partner_code: str | None = Field(default=None, max_length=64)
     partner_rate: str | None = Field(default=None, description="partner units per point")
-    coupon_days: int | None = Field(default=None, ge=1, le=3650, description="coupon validity")
+    coupon_days: StrictInt | None = Field(
+        default=None, ge=1, le=3650, description="coupon validity"
+    )
 
     @model_validator(mode="after")
     def _kind_fields(self) -> RewardCreate:
@@ -90,14 +96,14 @@ class RewardCreate(DiscountFields):
 
 class RewardUpdate(Strict):
     active: bool | None = None
-    cost_points: int | None = Field(default=None, ge=1, le=10**12)
+    cost_points: PositivePoints | None = None
     valid_from: datetime | None = None
     valid_until: datetime | None = None
-    stock: int | None = Field(default=None, ge=0)
-    per_member_limit: int | None = Field(default=None, ge=1)
+    stock: Count | None = None
+    per_member_limit: PositiveCount | None = None
     tiers: list[str] | None = None
     texts: dict[Language, RewardText] | None = None
-    coupon_days: int | None = Field(default=None, ge=1, le=3650)
+    coupon_days: StrictInt | None = Field(default=None, ge=1, le=3650)
 
 
 class RewardRead(BaseModel):
@@ -142,7 +148,7 @@ class CouponRead(BaseModel):
 
 class RedemptionCreate(Strict):
     reward: str = Field(min_length=1, max_length=64)
-    quantity: int = Field(default=1, ge=1, le=100)
+    quantity: StrictInt = Field(default=1, ge=1, le=100)
 
 
 class RedemptionRead(BaseModel):
@@ -195,14 +201,14 @@ batches of this size)."""
 
 class CouponBatchCreate(Strict):
     reward: str = Field(min_length=1, max_length=64)
-    count: int = Field(ge=1, le=MAX_COUPONS_PER_BATCH)
+    count: StrictInt = Field(ge=1, le=MAX_COUPONS_PER_BATCH)
     campaign: str = Field(min_length=1, max_length=64)
     expires_at: datetime | None = None
 
 
 class PayQuoteIn(Strict):
     total: str
-    max_points: int | None = Field(default=None, ge=0)
+    max_points: NonNegativePoints | None = None
 
 
 class PayQuoteRead(BaseModel):
@@ -265,10 +271,10 @@ class OfferPage(BaseModel):
 
 
 class ReferralSettingsIn(Strict):
-    referrer_points: int = Field(ge=0, le=10**9)
-    referee_points: int = Field(ge=0, le=10**9)
-    cap_per_referrer: int | None = Field(default=None, ge=1)
-    window_days: int | None = Field(
+    referrer_points: StrictInt = Field(ge=0, le=10**9)
+    referee_points: StrictInt = Field(ge=0, le=10**9)
+    cap_per_referrer: PositiveCount | None = None
+    window_days: StrictInt | None = Field(
         default=None, ge=0, le=365, description="null: the program's pending_days"
     )
     min_purchase: str = "0"

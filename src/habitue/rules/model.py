@@ -10,11 +10,17 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 from pydantic import ValidationError as PydanticValidationError
 
+from habitue.bounds import (
+    MAX_BALANCE,
+    MAX_EARN_RATE,
+    Points,
+    StrictModel,
+)
 from habitue.rules.errors import RuleValidationError
 from habitue.rules.types import Period
 
@@ -37,7 +43,16 @@ POINT_KINDS: frozenset[str] = frozenset(
 """Effect kinds that credit spendable points (and so count against points caps and budgets)."""
 
 
-class _Strict(BaseModel):
+# Upper bounds only: the rule checks (habitue.rules.validate) say what is wrong below them.
+Rate = Annotated[
+    Decimal, Field(le=MAX_EARN_RATE, max_digits=20, decimal_places=6, allow_inf_nan=False)
+]
+"""Points per currency unit, or a multiplier factor: bounded, at most 6 decimals."""
+Bounded = Annotated[int, Field(strict=True, ge=-MAX_BALANCE, le=MAX_BALANCE)]
+"""A count or a budget, within the ledger's bound."""
+
+
+class _Strict(StrictModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
@@ -45,18 +60,18 @@ class EffectSpec(_Strict):
     """What a rule grants when it applies."""
 
     kind: EffectKind
-    points: int | None = None
+    points: Points | None = None
     """`fixed`: points; `per_unit`: points per unit; `per_line`: points per matching line;
     `tier_credits`: fixed credits."""
-    rate: Decimal | None = None
+    rate: Rate | None = None
     """`per_currency_unit` (and `tier_credits`): points per unit of currency."""
-    factor: Decimal | None = None
+    factor: Rate | None = None
     """`multiplier`: ×factor over the base points (2 doubles them)."""
     benefit: str | None = None
-    days: int | None = None
+    days: Annotated[int, Field(strict=True, le=36500)] | None = None
     """`benefit`: how long the benefit lasts (None: until revoked)."""
     reward_code: str | None = None
-    probability: Decimal | None = None
+    probability: Annotated[Decimal, Field(max_digits=20, allow_inf_nan=False)] | None = None
     """Random rewards: the chance, 0 < p ≤ 1, that the effect is granted on a matching event."""
 
 
@@ -81,8 +96,8 @@ class CapSpec(_Strict):
     """A per-member limit over a period: at most `points` points and/or `count` grants."""
 
     period: Period
-    points: int | None = None
-    count: int | None = None
+    points: Points | None = None
+    count: Bounded | None = None
 
 
 class RuleSpec(_Strict):
@@ -99,9 +114,9 @@ class RuleSpec(_Strict):
     schedule: ScheduleSpec | None = None
     audience: AudienceSpec | None = None
     caps: list[CapSpec] = Field(default_factory=list)
-    budget: int | None = None
+    budget: Bounded | None = None
     """Total points this rule may ever grant, over all members."""
-    priority: int = 0
+    priority: Annotated[int, Field(strict=True, ge=-1_000_000, le=1_000_000)] = 0
     exclusive: bool = False
     active: bool = True
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, Field
+
+from habitue.bounds import MAX_BALANCE, StrictInt, StrictModel, decimal_rate
 
 Metric = Literal["tier_credits", "qualifying_spend", "visits", "purchases", "bookings"]
 WindowKind = Literal["rolling_months", "calendar_year", "anniversary_year"]
@@ -14,11 +16,8 @@ CODE = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 
 
 def _multiplier(v: str) -> str:
-    try:
-        d = Decimal(v)
-    except InvalidOperation as exc:
-        raise ValueError("multiplier must be a decimal string") from exc
-    if not d.is_finite() or d < 1 or d > 100:
+    d = Decimal(decimal_rate(v, "multiplier", most=Decimal(100)))
+    if d < 1:
         raise ValueError("multiplier must be between 1 and 100")
     return str(d)
 
@@ -35,19 +34,19 @@ Privileges = Annotated[list[str], AfterValidator(_privileges)]
 """Names of privileges, 1 to 64 characters each, kept sorted and once each."""
 
 
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class Strict(StrictModel):
+    """A request body (see habitue.bounds: unknown fields and control characters refused)."""
 
 
 class WindowSpec(Strict):
     kind: WindowKind
-    months: int | None = Field(default=None, ge=1, le=60)
+    months: StrictInt | None = Field(default=None, ge=1, le=60)
 
 
 class TierWrite(Strict):
     code: str = Field(pattern=CODE)
     name: str = Field(min_length=1, max_length=200)
-    threshold: int | str = Field(
+    threshold: Annotated[int, Field(strict=True, ge=0, le=MAX_BALANCE)] | str = Field(
         description="integer for counts and credits; a decimal money string for qualifying_spend"
     )
     multiplier: Multiplier = "1"
@@ -57,7 +56,7 @@ class TierWrite(Strict):
 class LadderWrite(Strict):
     metric: Metric
     window: WindowSpec
-    grace_days: int = Field(default=0, ge=0, le=366)
+    grace_days: StrictInt = Field(default=0, ge=0, le=366)
     tiers: list[TierWrite] = Field(min_length=1, max_length=20)
 
 
@@ -94,7 +93,7 @@ class TierProgress(BaseModel):
     tier_name: str | None
     rank: int | None
     metric: Metric
-    value: int | str = Field(description="the metric so far in the current period")
+    value: StrictInt | str = Field(description="the metric so far in the current period")
     next_tier: str | None
     to_next: int | str | None = Field(description="what remains to reach the next tier")
     to_keep: int | str | None = Field(description="what remains to keep the current tier")

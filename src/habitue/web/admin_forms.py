@@ -6,6 +6,7 @@ was typed (to show it again) and the first error found (to show next to the fiel
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
@@ -17,6 +18,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ValidationError
 
 from habitue import clock
+from habitue.bounds import MAX_POINTS
 from habitue.money import MoneyFormatError, parse_minor
 from habitue.rewards.schemas import RewardText
 from habitue.web.admin import Console, _forbidden_form, _load
@@ -69,6 +71,9 @@ def local_input(value: datetime | None, timezone: str) -> str:
     return clock.as_utc(value).astimezone(ZoneInfo(timezone)).strftime(LOCAL_FORMAT)
 
 
+_PLAIN_DECIMAL = re.compile(r"-?\d{1,15}(\.\d{1,6})?")
+
+
 class FormReader:
     """Typed values from a posted form, with what was typed and the errors per field."""
 
@@ -102,7 +107,7 @@ class FormReader:
         *,
         required: bool = False,
         minimum: int = 0,
-        maximum: int = 10**12,
+        maximum: int = MAX_POINTS,
         message: str = WHOLE_NUMBER,
     ) -> int | None:
         value = self._raw(name, required)
@@ -132,8 +137,13 @@ class FormReader:
         value = self._raw(name, required)
         if value is None:
             return None
+        plain = _decimal_point(value)
+        # Plain decimals only (no exponent): bounded size, at most 6 decimal places.
+        if not _PLAIN_DECIMAL.fullmatch(plain):
+            self.fail(name, message)
+            return None
         try:
-            number = Decimal(_decimal_point(value))
+            number = Decimal(plain)
         except InvalidOperation:
             self.fail(name, message)
             return None

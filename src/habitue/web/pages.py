@@ -14,6 +14,8 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
+from habitue.bounds import text_problem
+from habitue.errors import ValidationFailed
 from habitue.settings import Settings
 from habitue.web.i18n import (
     DEFAULT_LOCALE,
@@ -169,7 +171,12 @@ async def form_of(request: Request) -> dict[str, str]:
         data = await request.form()
     except Exception:  # a malformed body is treated as an empty form
         return {}
-    return {k: v for k, v in data.items() if isinstance(v, str)}
+    values = {k: v for k, v in data.items() if isinstance(v, str)}
+    for name, value in values.items():
+        problem = text_problem(name) or text_problem(value)
+        if problem is not None:
+            raise ValidationFailed(name, problem)
+    return values
 
 
 def safe_next(value: str | None, prefix: str, default: str) -> str:
