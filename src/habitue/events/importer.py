@@ -50,6 +50,7 @@ from sqlalchemy import (
 from sqlalchemy.types import NullType
 
 from habitue import clock
+from habitue.bounds import MAX_AMOUNT_MINOR, MAX_POINTS
 from habitue.db import make_sync_engine, table_of
 from habitue.events.models import Event, EventLine
 from habitue.events.service import CENT_TOLERANCE
@@ -74,13 +75,8 @@ from habitue.rules.types import (
 )
 
 REQUIRED = ("member_external_id", "external_id", "occurred_at", "total")
-MAX_AMOUNT_MINOR = 10**15 - 1
-"""The largest total, unit price or line amount a row may give, in the currency's minor
-units (9,999,999,999,999.99 in euros), as the API takes them: larger ones are rejected, so
-that every amount stored fits the database's 64-bit integers with room to spare."""
-MAX_POINTS = 1_000_000_000
-"""The most points one imported purchase may earn, as one event through the API (a purchase
-that would earn more, through the program's rate or its rules, is rejected)."""
+# A row's amounts and a purchase's points are bounded as the API bounds them (habitue.bounds):
+# MAX_AMOUNT_MINOR per total, unit price or line amount, MAX_POINTS per purchase.
 MAX_QUANTITY = Decimal(1_000_000)
 """A line's largest quantity (the API's bound), given with at most `QUANTITY_PLACES` decimals."""
 QUANTITY_PLACES = 6
