@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from habitue import jobs, rooms
+from habitue import jobs, openapi, rooms
 from habitue.db import Database
 from habitue.errors import ERROR_BASE, HabitueError
 from habitue.middleware import BodyLimit, IdempotencyKeys, Metrics
@@ -132,6 +132,7 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None) 
     async def metrics() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
+    openapi.install(app)
     app.add_middleware(IdempotencyKeys)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(Metrics)

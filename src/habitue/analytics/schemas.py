@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from habitue.timestamps import UtcDatetime
 
 
 class _Strict(BaseModel):
@@ -27,7 +28,7 @@ class ScoresRead(BaseModel):
     """Discounted expected revenue over the next 12 months (10 %/year)."""
     p_alive: float | None
     expected_purchases_30d: float | None
-    computed_at: datetime | None
+    computed_at: UtcDatetime | None
 
 
 class ScoresRun(BaseModel):
@@ -36,14 +37,14 @@ class ScoresRun(BaseModel):
     members_scored: int
     members_with_rfm: int
     clv_fitted: bool
-    computed_at: datetime
+    computed_at: UtcDatetime
     segments: dict[str, int]
 
 
 class SegmentSize(BaseModel):
     """Members of one RFM segment at one date."""
 
-    as_of: datetime
+    as_of: UtcDatetime
     segment: str
     members: int
     monetary: str
@@ -70,8 +71,8 @@ class SegmentRead(BaseModel):
     name: str
     condition: str
     members: int
-    computed_at: datetime | None
-    created_at: datetime
+    computed_at: UtcDatetime | None
+    created_at: UtcDatetime
 
 
 class SegmentMembers(BaseModel):
@@ -105,9 +106,9 @@ class CampaignRead(BaseModel):
     code: str
     kind: str
     holdout_share: float
-    starts_at: datetime
-    ends_at: datetime
-    created_at: datetime
+    starts_at: UtcDatetime
+    ends_at: UtcDatetime
+    created_at: UtcDatetime
     treatment: int
     holdout: int
 
@@ -129,8 +130,8 @@ class CampaignReport(BaseModel):
     code: str
     kind: str
     holdout_share: float
-    starts_at: datetime
-    ends_at: datetime
+    starts_at: UtcDatetime
+    ends_at: UtcDatetime
     treatment: GroupRead
     holdout: GroupRead
     confidence: float

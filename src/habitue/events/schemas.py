@@ -8,6 +8,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from habitue.timestamps import UtcDatetime
+
 BUILTIN_TYPES = (
     "purchase",
     "refund",
@@ -85,7 +87,7 @@ class EventRead(BaseModel):
     type: str
     external_id: str
     member_id: str
-    occurred_at: datetime
+    occurred_at: UtcDatetime
     total: str | None
     points: int
     points_earned: int

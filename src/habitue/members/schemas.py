@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator
+
+from habitue.timestamps import UtcDatetime
 
 LOCALES = ("en", "fr", "da")
 CHANNELS = ("email", "sms", "push", "analytics", "profiling")
@@ -78,7 +80,7 @@ class CardRead(BaseModel):
     kind: str
     status: str
     qr_payload: str
-    created_at: datetime
+    created_at: UtcDatetime
     replaced_by: str | None = None
 
 
@@ -102,7 +104,7 @@ class MemberRead(BaseModel):
     status: str
     consents: dict[str, Any]
     attributes: dict[str, Any]
-    enrolled_at: datetime
+    enrolled_at: UtcDatetime
     card_number: str | None
     cards: list[CardRead]
     tier: str | None

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from habitue.timestamps import UtcDatetime
 
 Channel = Literal["email", "sms", "push"]
 Locale = Literal["en", "fr", "da"]
@@ -29,8 +30,8 @@ class TemplateRead(BaseModel):
     locale: Locale
     subject: str | None
     body: str
-    created_at: datetime
-    updated_at: datetime
+    created_at: UtcDatetime
+    updated_at: UtcDatetime
 
 
 class PreviewRequest(Strict):

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from babel.numbers import list_currencies
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from habitue.timestamps import UtcDatetime
 
 _CURRENCIES = frozenset(list_currencies())
 
@@ -109,7 +110,7 @@ class ProgramRead(BaseModel):
     redeem_rate: str
     redeem_step: int
     card_prefix: str
-    created_at: datetime
+    created_at: UtcDatetime
 
 
 class ApiKeyCreate(Strict):
@@ -131,7 +132,7 @@ class ApiKeyRead(BaseModel):
     name: str
     prefix: str
     scopes: list[str]
-    created_at: datetime
+    created_at: UtcDatetime
     key: str | None = None
     """The secret, shown only in the response that created it."""
 
