@@ -45,13 +45,19 @@ CHECKS = [
     response_schema_conformance,
 ]
 # Cases per operation: positive on seeded resources, positive on generated path parameters,
-# negative. HABITUE_SCHEMATHESIS_EXAMPLES scales the run (default 24).
-EXAMPLES = int(os.environ.get("HABITUE_SCHEMATHESIS_EXAMPLES", "24"))
+# negative. HABITUE_SCHEMATHESIS_EXAMPLES scales the run (default 20: ~3,100 cases).
+EXAMPLES = int(os.environ.get("HABITUE_SCHEMATHESIS_EXAMPLES", "20"))
 
 # Unhandled errors that unbounded numbers and NUL characters cause, fixed on h/bounds (every
 # number bounded where it enters, text free of NUL): remove this list once it is merged, and
 # every 5xx fails the run.
-KNOWN_5XX: tuple[str, ...] = ("OverflowError",)
+KNOWN_5XX: tuple[str, ...] = (
+    "OverflowError",  # SQLite: an integer beyond 64 bits (events-feed ?after=, adjustments)
+    "out of int64 range",  # PostgreSQL: the same (events-feed ?after=10^25)
+    "out of int32 range",  # PostgreSQL: rewards per_member_limit, referrals cap_per_referrer
+    "0x00",  # PostgreSQL: a NUL character in text (club payment reference, ...)
+    "year 10000 is out of range",  # donations/statement?year=9999
+)
 
 
 def _seed(client: asgi.ASGIClient) -> dict[str, str]:

@@ -31,11 +31,15 @@ PROBLEM_SCHEMA: dict[str, Any] = {
             "type": "array",
             "items": {
                 "type": "object",
-                "required": ["field", "message"],
+                "description": "`field` names the input, `rule` the rule that failed",
+                "required": ["message"],
                 "properties": {
                     "field": {"type": "string"},
+                    "rule": {"type": "string"},
                     "message": {"type": "string"},
                     "code": {"type": ["string", "null"]},
+                    "line": {"type": "integer"},
+                    "column": {"type": "integer"},
                 },
             },
         },
@@ -44,14 +48,13 @@ PROBLEM_SCHEMA: dict[str, Any] = {
 
 # Why each status may be answered; the description shown for it in the document.
 DESCRIPTIONS: dict[int, str] = {
-    400: "Bad request",
+    400: "The body cannot be read (not UTF-8)",
     401: "Missing, unknown or revoked API key",
     402: "Payment required (the club's payment provider refused)",
     403: "The key lacks the scope, or belongs to another program or partner",
     404: "The program or the addressed resource does not exist",
     409: "Conflict with the current state, or an Idempotency-Key request still in progress",
     413: "Request body over the configured limit",
-    415: "Unsupported media type",
     422: "Invalid request (problem+json; `errors` lists the fields)",
     429: "Too many requests; retry after the `Retry-After` header",
     503: "The database is unavailable; retry after the `Retry-After` header",
@@ -60,8 +63,9 @@ DESCRIPTIONS: dict[int, str] = {
 # Every operation can answer these: it is authenticated, addresses a program, may be limited, and
 # depends on the database.
 ALWAYS = (401, 403, 404, 422, 429, 503)
-# Operations with a request body can also refuse it, find it too large or conflicting.
-WITH_BODY = (400, 409, 413, 415)
+# Operations with a request body can also find it unreadable (not UTF-8), too large, or
+# conflicting with the state.
+WITH_BODY = (400, 409, 413)
 # Mutations without a body (cancel, block, recompute, ...) still conflict with state or keys.
 MUTATING = (409,)
 
