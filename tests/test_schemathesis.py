@@ -163,52 +163,54 @@ def test_every_operation_keeps_the_documented_contract(settings: Settings) -> No
         if len(failures[key]) < 2:
             failures[key].append(f"{message}\n  {case.as_curl_command(headers=AUTH)[:600]}")
 
-    with asgi.get_client(app) as client:
-        seeded = _seed(client)
-        for result in schema.get_all_operations():
-            op = result.ok()
-            operations += 1
-            names = [p.name for p in op.path_parameters]
-            known = _known_path(op.path, names, seeded)
-            runs = (
-                (GenerationMode.POSITIVE, known, EXAMPLES),
-                (GenerationMode.POSITIVE, None, max(1, EXAMPLES // 4)),
-                (GenerationMode.NEGATIVE, known, max(1, EXAMPLES // 2)),
-            )
-            for mode, path_parameters, examples in runs:
-                if path_parameters is None and not names:
-                    continue
-                strategy = op.as_strategy(generation_mode=mode, path_parameters=path_parameters)
-
-                @hsettings(
-                    max_examples=examples,
-                    derandomize=True,
-                    database=None,
-                    deadline=None,
-                    phases=[Phase.explicit, Phase.generate],
-                    suppress_health_check=list(HealthCheck),
+    try:
+        with asgi.get_client(app) as client:
+            seeded = _seed(client)
+            for result in schema.get_all_operations():
+                op = result.ok()
+                operations += 1
+                names = [p.name for p in op.path_parameters]
+                known = _known_path(op.path, names, seeded)
+                runs = (
+                    (GenerationMode.POSITIVE, known, EXAMPLES),
+                    (GenerationMode.POSITIVE, None, max(1, EXAMPLES // 4)),
+                    (GenerationMode.NEGATIVE, known, max(1, EXAMPLES // 2)),
                 )
-                @given(case=strategy)
-                def run(case: Any) -> None:
-                    nonlocal cases
-                    cases += 1
-                    _tame(case)
-                    try:
-                        response = case.call(session=client, headers=AUTH, timeout=60)
-                    except Exception as exc:  # unhandled in the app: a 500 for the client
-                        error = f"{type(exc).__name__}: {str(exc)[:300]}"
-                        known = any(mark in error for mark in KNOWN_5XX)
-                        record(case, "known 5xx" if known else "unhandled error", error)
-                        return
-                    try:
-                        case.validate_response(response, checks=CHECKS, headers=AUTH)
-                    except FailureGroup as group:
-                        for failure in group.exceptions:
-                            record(case, type(failure).__name__,
-                                   f"{failure.title}: {failure.message[:400]}")  # fmt: skip
+                for mode, path_parameters, examples in runs:
+                    if path_parameters is None and not names:
+                        continue
+                    strategy = op.as_strategy(generation_mode=mode, path_parameters=path_parameters)
 
-                run()
-    asgi.shutdown_lifespans()
+                    @hsettings(
+                        max_examples=examples,
+                        derandomize=True,
+                        database=None,
+                        deadline=None,
+                        phases=[Phase.explicit, Phase.generate],
+                        suppress_health_check=list(HealthCheck),
+                    )
+                    @given(case=strategy)
+                    def run(case: Any) -> None:
+                        nonlocal cases
+                        cases += 1
+                        _tame(case)
+                        try:
+                            response = case.call(session=client, headers=AUTH, timeout=60)
+                        except Exception as exc:  # unhandled in the app: a 500 for the client
+                            error = f"{type(exc).__name__}: {str(exc)[:300]}"
+                            bounds = any(mark in error for mark in KNOWN_5XX)
+                            record(case, "known 5xx" if bounds else "unhandled error", error)
+                            return
+                        try:
+                            case.validate_response(response, checks=CHECKS, headers=AUTH)
+                        except FailureGroup as group:
+                            for failure in group.exceptions:
+                                record(case, type(failure).__name__,
+                                       f"{failure.title}: {failure.message[:400]}")  # fmt: skip
+
+                    run()
+    finally:
+        asgi.shutdown_lifespans()  # the app's database closes with its lifespan
     elapsed = time.monotonic() - started
     print(f"\nschemathesis: {operations} operations, {cases} cases in {elapsed:.1f}s")  # noqa: T201
     for (label, kind), found in failures.items():

@@ -71,10 +71,18 @@ MUTATING = (409,)
 
 
 def _problem_response(status: int) -> dict[str, Any]:
-    return {
+    response: dict[str, Any] = {
         "description": DESCRIPTIONS.get(status, "Error"),
         "content": {PROBLEM: {"schema": {"$ref": "#/components/schemas/Problem"}}},
     }
+    if status in (429, 503):
+        response["headers"] = {
+            "Retry-After": {
+                "description": "seconds to wait before retrying",
+                "schema": {"type": "integer", "minimum": 0},
+            }
+        }
+    return response
 
 
 def document_errors(schema: dict[str, Any]) -> dict[str, Any]:
