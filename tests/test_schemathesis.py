@@ -157,6 +157,7 @@ def test_every_operation_keeps_the_documented_contract(settings: Settings) -> No
     failures: dict[tuple[str, str], list[str]] = defaultdict(list)
     cases = 0
     operations = 0
+    spent: dict[str, float] = {}
 
     def record(case: Any, kind: str, message: str) -> None:
         key = (case.operation.label, kind)
@@ -169,6 +170,7 @@ def test_every_operation_keeps_the_documented_contract(settings: Settings) -> No
             for result in schema.get_all_operations():
                 op = result.ok()
                 operations += 1
+                op_started = time.monotonic()
                 names = [p.name for p in op.path_parameters]
                 known = _known_path(op.path, names, seeded)
                 runs = (
@@ -209,10 +211,13 @@ def test_every_operation_keeps_the_documented_contract(settings: Settings) -> No
                                        f"{failure.title}: {failure.message[:400]}")  # fmt: skip
 
                     run()
+                spent[op.label] = time.monotonic() - op_started
     finally:
         asgi.shutdown_lifespans()  # the app's database closes with its lifespan
     elapsed = time.monotonic() - started
     print(f"\nschemathesis: {operations} operations, {cases} cases in {elapsed:.1f}s")  # noqa: T201
+    for label in sorted(spent, key=spent.__getitem__, reverse=True)[:8]:
+        print(f"  {spent[label]:6.1f}s {label}")  # noqa: T201
     for (label, kind), found in failures.items():
         if kind == "known 5xx":
             print(f"known (h/bounds): {label}: {found[0]}")  # noqa: T201
