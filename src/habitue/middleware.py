@@ -47,7 +47,11 @@ async def send_problem(
 
 
 class BodyLimit:
-    """Refuse bodies over `max_bytes` with 413 before reading them all."""
+    """Refuse bodies over `max_bytes` with 413 problem+json.
+
+    A declared `Content-Length` over the limit is refused before reading; a chunked body is read
+    up to the limit and refused as soon as it goes over. The body is handed on only once it is
+    known to fit, so the refusal never surfaces inside the application as a parsing error."""
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
@@ -57,24 +61,43 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        too_large = PayloadTooLarge(f"body over {self.max_bytes} bytes")
         for name, value in scope["headers"]:
             if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
-                await send_problem(send, PayloadTooLarge(f"body over {self.max_bytes} bytes"))
+                await send_problem(send, too_large)
                 return
+        chunks: list[bytes] = []
         seen = 0
-        too_big = False
-
-        async def limited() -> Message:
-            nonlocal seen, too_big
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
-                    too_big = True
-                    raise PayloadTooLarge(f"body over {self.max_bytes} bytes")
-            return message
+            if message["type"] != "http.request":
+                # The client went away before the end of the body: the app sees the disconnect.
+                await self.app(scope, _then(message, receive), send)
+                return
+            chunk: bytes = message.get("body", b"")
+            seen += len(chunk)
+            if seen > self.max_bytes:
+                await send_problem(send, too_large)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body"):
+                break
+        body = {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+        await self.app(scope, _then(body, receive), send)
 
-        await self.app(scope, limited, send)
+
+def _then(first: Message, receive: Receive) -> Receive:
+    """A receive that answers `first` once, then defers to `receive` (for the disconnect)."""
+    pending: Message | None = first
+
+    async def replay() -> Message:
+        nonlocal pending
+        if pending is not None:
+            message, pending = pending, None
+            return message
+        return await receive()
+
+    return replay
 
 
 class Metrics:

@@ -199,7 +199,22 @@ async def campaign_report(
     return CampaignReport(**await campaigns_service.campaign_report(session, program, code))
 
 
-@router.get("/reports/monthly", response_class=Response)
+@router.get(
+    "/reports/monthly",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "The report in the requested format",
+            "content": {
+                "application/json": {"schema": {"type": "object"}},
+                "text/csv": {"schema": {"type": "string"}},
+                "application/vnd.apache.parquet": {
+                    "schema": {"type": "string", "format": "binary"}
+                },
+            },
+        }
+    },
+)
 async def monthly_report(
     program: ProgramDep,
     db: DbDep,

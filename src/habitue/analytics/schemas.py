@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, Field
 
 from habitue.bounds import StrictModel
+from habitue.timestamps import UtcDatetime
 
 
 class _Strict(StrictModel):
@@ -29,7 +29,7 @@ class ScoresRead(BaseModel):
     """Discounted expected revenue over the next 12 months (10 %/year)."""
     p_alive: float | None
     expected_purchases_30d: float | None
-    computed_at: datetime | None
+    computed_at: UtcDatetime | None
 
 
 class ScoresRun(BaseModel):
@@ -38,14 +38,14 @@ class ScoresRun(BaseModel):
     members_scored: int
     members_with_rfm: int
     clv_fitted: bool
-    computed_at: datetime
+    computed_at: UtcDatetime
     segments: dict[str, int]
 
 
 class SegmentSize(BaseModel):
     """Members of one RFM segment at one date."""
 
-    as_of: datetime
+    as_of: UtcDatetime
     segment: str
     members: int
     monetary: str
@@ -72,8 +72,8 @@ class SegmentRead(BaseModel):
     name: str
     condition: str
     members: int
-    computed_at: datetime | None
-    created_at: datetime
+    computed_at: UtcDatetime | None
+    created_at: UtcDatetime
 
 
 class SegmentMembers(BaseModel):
@@ -107,9 +107,9 @@ class CampaignRead(BaseModel):
     code: str
     kind: str
     holdout_share: float
-    starts_at: datetime
-    ends_at: datetime
-    created_at: datetime
+    starts_at: UtcDatetime
+    ends_at: UtcDatetime
+    created_at: UtcDatetime
     treatment: int
     holdout: int
 
@@ -131,8 +131,8 @@ class CampaignReport(BaseModel):
     code: str
     kind: str
     holdout_share: float
-    starts_at: datetime
-    ends_at: datetime
+    starts_at: UtcDatetime
+    ends_at: UtcDatetime
     treatment: GroupRead
     holdout: GroupRead
     confidence: float

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, Field
 
 from habitue.bounds import StrictInt, StrictModel
 from habitue.tiers.schemas import Multiplier, Privileges
+from habitue.timestamps import UtcDatetime
 
 BillingPeriod = Literal["monthly", "yearly"]
 SubscriptionStatus = Literal["incomplete", "trialing", "active", "past_due", "canceled", "expired"]
@@ -46,7 +46,7 @@ class PlanRead(BaseModel):
     multiplier: str
     privileges: list[str]
     voucher_points: int
-    created_at: datetime
+    created_at: UtcDatetime
 
 
 class SubscriptionCreate(Strict):
@@ -61,15 +61,15 @@ class SubscriptionRead(BaseModel):
     provider: str
     status: SubscriptionStatus
     benefits_active: bool
-    trial_end: datetime | None
-    current_period_start: datetime
-    current_period_end: datetime
-    past_due_since: datetime | None
+    trial_end: UtcDatetime | None
+    current_period_start: UtcDatetime
+    current_period_end: UtcDatetime
+    past_due_since: UtcDatetime | None
     retry_count: int
-    next_retry_at: datetime | None
+    next_retry_at: UtcDatetime | None
     cancel_at_period_end: bool
-    canceled_at: datetime | None
-    ended_at: datetime | None
+    canceled_at: UtcDatetime | None
+    ended_at: UtcDatetime | None
     ended_reason: str | None
     vouchers_granted: int
 
@@ -92,8 +92,8 @@ class PaymentRead(BaseModel):
     amount: str
     currency: str
     error: str | None
-    created_at: datetime
-    refunded_at: datetime | None
+    created_at: UtcDatetime
+    refunded_at: UtcDatetime | None
 
 
 class WebhookSecretRead(BaseModel):

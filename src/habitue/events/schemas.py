@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import BaseModel, Field, field_validator, model_validator
 
 from habitue.bounds import NonNegativePoints, StrictModel
+from habitue.timestamps import UtcDatetime
 
 BUILTIN_TYPES = (
     "purchase",
@@ -91,7 +92,7 @@ class EventRead(BaseModel):
     type: str
     external_id: str
     member_id: str
-    occurred_at: datetime
+    occurred_at: UtcDatetime
     total: str | None
     points: int
     points_earned: int

@@ -129,7 +129,11 @@ async def replace_card(
     return await db.write(lambda s: members_service.replace_card(s, program, member_id, body))
 
 
-@router.get("/cards/{card_number}", response_model=CardLookup)
+@router.get(
+    "/cards/{card_number}",
+    response_model=CardLookup,
+    responses={409: {"description": "The card is blocked or its member is not active"}},
+)
 async def identify_card(
     request: Request,
     program: ProgramDep,

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date
 from typing import Any, Literal
 
 from pydantic import BaseModel, EmailStr, Field, field_validator
 
 from habitue.bounds import StrictModel
+from habitue.timestamps import UtcDatetime
 
 LOCALES = ("en", "fr", "da")
 CHANNELS = ("email", "sms", "push", "analytics", "profiling")
@@ -80,7 +81,7 @@ class CardRead(BaseModel):
     kind: str
     status: str
     qr_payload: str
-    created_at: datetime
+    created_at: UtcDatetime
     replaced_by: str | None = None
 
 
@@ -104,7 +105,7 @@ class MemberRead(BaseModel):
     status: str
     consents: dict[str, Any]
     attributes: dict[str, Any]
-    enrolled_at: datetime
+    enrolled_at: UtcDatetime
     card_number: str | None
     cards: list[CardRead]
     tier: str | None

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, Field
 
 from habitue.bounds import StrictModel
+from habitue.timestamps import UtcDatetime
 
 Channel = Literal["email", "sms", "push"]
 Locale = Literal["en", "fr", "da"]
@@ -31,8 +31,8 @@ class TemplateRead(BaseModel):
     locale: Locale
     subject: str | None
     body: str
-    created_at: datetime
-    updated_at: datetime
+    created_at: UtcDatetime
+    updated_at: UtcDatetime
 
 
 class PreviewRequest(Strict):

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date
 
 from pydantic import BaseModel, Field, field_validator
 
 from habitue.bounds import StrictModel
+from habitue.timestamps import UtcDatetime
 
 RESERVED_CODES = frozenset({"default"})
 """`default` is the source of every event that names none: it cannot be a partner."""
@@ -59,8 +60,8 @@ class PartnerRead(BaseModel):
     reimbursement_rate: str
     currency: str
     active: bool
-    created_at: datetime
-    updated_at: datetime
+    created_at: UtcDatetime
+    updated_at: UtcDatetime
 
 
 class StatementRead(BaseModel):

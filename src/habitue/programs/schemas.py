@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -10,6 +9,7 @@ from babel.numbers import list_currencies
 from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_validator
 
 from habitue.bounds import MAX_EARN_RATE, MAX_REDEEM_RATE, StrictInt, StrictModel, decimal_rate
+from habitue.timestamps import UtcDatetime
 
 _CURRENCIES = frozenset(list_currencies())
 
@@ -106,7 +106,7 @@ class ProgramRead(BaseModel):
     redeem_rate: str
     redeem_step: int
     card_prefix: str
-    created_at: datetime
+    created_at: UtcDatetime
 
 
 class ApiKeyCreate(Strict):
@@ -140,10 +140,10 @@ class ApiKeyRead(BaseModel):
     prefix: str
     scopes: list[str]
     partner: str | None = None
-    created_at: datetime
-    last_used_at: datetime | None = None
+    created_at: UtcDatetime
+    last_used_at: UtcDatetime | None = None
     """Within a minute: the write is throttled to once a minute per key and server process."""
-    revoked_at: datetime | None = None
+    revoked_at: UtcDatetime | None = None
     key: str | None = None
     """The secret, shown only in the response that created it."""
 

@@ -164,7 +164,12 @@ async def fulfil_redemption(
 # --- coupons --------------------------------------------------------------------------------
 
 
-@router.post("/coupons/batches", status_code=201, response_class=Response)
+@router.post(
+    "/coupons/batches",
+    status_code=201,
+    response_class=Response,
+    responses={201: {"description": "The codes as CSV", "content": {"text/csv": {}}}},
+)
 async def generate_coupons(
     program: ProgramDep, body: CouponBatchCreate, db: DbDep, _: Principal = scoped("rewards:write")
 ) -> Response:

@@ -17,6 +17,7 @@ from habitue.bounds import (
     StrictModel,
     decimal_rate,
 )
+from habitue.timestamps import UtcDatetime
 
 RewardKind = Literal[
     "product", "voucher", "discount", "free_product", "experience", "donation", "partner"
@@ -111,8 +112,8 @@ class RewardRead(BaseModel):
     kind: str
     cost_points: int
     active: bool
-    valid_from: datetime | None
-    valid_until: datetime | None
+    valid_from: UtcDatetime | None
+    valid_until: UtcDatetime | None
     stock: int | None
     per_member_limit: int | None
     period: str | None
@@ -128,7 +129,7 @@ class RewardRead(BaseModel):
     partner_code: str | None
     partner_rate: str | None
     coupon_days: int | None
-    created_at: datetime
+    created_at: UtcDatetime
 
 
 class RewardPage(BaseModel):
@@ -140,9 +141,9 @@ class CouponRead(BaseModel):
     state: str
     reward: str
     kind: str
-    issued_at: datetime
-    expires_at: datetime | None
-    redeemed_at: datetime | None = None
+    issued_at: UtcDatetime
+    expires_at: UtcDatetime | None
+    redeemed_at: UtcDatetime | None = None
     discount: str | None = None
 
 
@@ -159,7 +160,7 @@ class RedemptionRead(BaseModel):
     quantity: int
     points: int
     status: str
-    created_at: datetime
+    created_at: UtcDatetime
     coupon: CouponRead | None = None
 
 
@@ -191,7 +192,7 @@ class CouponCheck(BaseModel):
     applicable: bool
     discount: str
     reason: str | None = None
-    expires_at: datetime | None
+    expires_at: UtcDatetime | None
 
 
 MAX_COUPONS_PER_BATCH = 10_000
@@ -257,11 +258,11 @@ class OfferRead(BaseModel):
     percent: str | None
     cap: str | None
     min_basket: str | None
-    starts_at: datetime
-    ends_at: datetime
+    starts_at: UtcDatetime
+    ends_at: UtcDatetime
     members: int | None = None
     clipped: bool | None = None
-    clipped_at: datetime | None = None
+    clipped_at: UtcDatetime | None = None
     used: bool | None = None
     discount: str | None = None
 
@@ -299,10 +300,10 @@ class ReferralRead(BaseModel):
     referee: str
     referrer: str
     status: str
-    release_at: datetime | None
+    release_at: UtcDatetime | None
     referrer_points: int
     referee_points: int
-    created_at: datetime
+    created_at: UtcDatetime
 
 
 class CauseStatement(BaseModel):

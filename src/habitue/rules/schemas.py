@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, Field
+
+from habitue.timestamps import UtcDatetime
 
 
 class RuleVersionRead(BaseModel):
     """One saved version of a rule."""
 
     version: int
-    created_at: datetime
+    created_at: UtcDatetime
     actor: str
     spec: dict[str, Any]
 
@@ -31,9 +32,9 @@ class RuleRead(BaseModel):
     expected_cost_per_event: str | None = None
     """Random rewards: probability × points (or × 1 grant) per matching event."""
     warnings: list[str] = Field(default_factory=list)
-    created_at: datetime
-    updated_at: datetime
-    deleted_at: datetime | None = None
+    created_at: UtcDatetime
+    updated_at: UtcDatetime
+    deleted_at: UtcDatetime | None = None
     versions: list[RuleVersionRead] | None = None
     """The version history, oldest first (on `GET /rules/{code}`)."""
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date
 from decimal import Decimal
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, Field
 
 from habitue.bounds import MAX_BALANCE, StrictInt, StrictModel, decimal_rate
+from habitue.timestamps import UtcDatetime
 
 Metric = Literal["tier_credits", "qualifying_spend", "visits", "purchases", "bookings"]
 WindowKind = Literal["rolling_months", "calendar_year", "anniversary_year"]
@@ -74,7 +75,7 @@ class LadderRead(BaseModel):
     window: WindowSpec
     grace_days: int
     tiers: list[TierRead]
-    updated_at: datetime
+    updated_at: UtcDatetime
 
 
 class GuaranteeWrite(Strict):
@@ -99,7 +100,7 @@ class TierProgress(BaseModel):
     to_keep: int | str | None = Field(description="what remains to keep the current tier")
     period_start: date
     period_end: date = Field(description="the last day of the period (local)")
-    closes_at: datetime = Field(description="the instant the period closes")
+    closes_at: UtcDatetime = Field(description="the instant the period closes")
     grace_until: date | None = None
     guaranteed: GuaranteeRead | None = None
 
@@ -109,7 +110,7 @@ class BenefitSource(BaseModel):
     code: str
     multiplier: str
     privileges: list[str]
-    until: datetime | None = None
+    until: UtcDatetime | None = None
 
 
 class BenefitsRead(BaseModel):
@@ -125,7 +126,7 @@ class HistoryRead(BaseModel):
     to_tier: str | None
     reason: str
     metric_value: int | None
-    created_at: datetime
+    created_at: UtcDatetime
 
 
 class EvaluationRead(BaseModel):
