@@ -383,7 +383,7 @@ async def resolve(
                 _CARD_BY_NUMBER, {"card_number": number, "card_program": program.id}
             )
         ).first()
-        if card is None:
+        if card is None or card.status == "erased":  # an erased member's card is unknown
             raise CardNotFound(f"no card {number}")
         if card.status != "active":
             raise CardBlocked(f"card {number} is {card.status}")
@@ -515,7 +515,9 @@ async def find(
         q = q.where(
             _members.c.id.in_(
                 select(_cards.c.member_id).where(
-                    _cards.c.number == number, _cards.c.program_id == program.id
+                    _cards.c.number == number,
+                    _cards.c.program_id == program.id,
+                    _cards.c.status != "erased",
                 )
             )
         )
@@ -620,7 +622,7 @@ async def block_card(session: AsyncSession, program: ProgramInfo, number: str) -
             select(_cards).where(_cards.c.number == number, _cards.c.program_id == program.id)
         )
     ).first()
-    if row is None:
+    if row is None or row.status == "erased":
         raise CardNotFound(f"no card {number}")
     await session.execute(
         update(_cards).where(_cards.c.id == row.id).values(status="blocked", blocked_at=clock.now())
