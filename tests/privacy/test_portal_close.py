@@ -14,8 +14,13 @@ async def test_closing_in_the_portal_erases_and_says_what_it_did(
     base = f"/v1/programs/{program}"
     email = "yolandrix.pemberworth@example.net"
     r = await signup(
-        client, program, email=email, first_name="Yolandrix", last_name="Pemberworth",
-        phone="+45 20 93 71 55", birth_date="1979-11-02",
+        client,
+        program,
+        email=email,
+        first_name="Yolandrix",
+        last_name="Pemberworth",
+        phone="+45 20 93 71 55",
+        birth_date="1979-11-02",
     )
     assert r.status_code == 303, r.text
     member = (await client.get(f"/app/{program}/export")).json()["member"]
@@ -61,7 +66,10 @@ async def test_closing_in_the_portal_erases_and_says_what_it_did(
     shown = (await client.get(f"{base}/members/{m}")).json()
     assert shown["status"] == "erased"
     assert (shown["email"], shown["phone"], shown["first_name"], shown["last_name"]) == (
-        None, None, None, None,
+        None,
+        None,
+        None,
+        None,
     )
     assert shown["birth_date"] is None
     balance = (await client.get(f"{base}/members/{m}/balance")).json()

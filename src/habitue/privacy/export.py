@@ -52,7 +52,6 @@ SECTIONS: dict[str, str] = {
     "rule_usage": "rule_usage",
     "member_counters": "counters",
     "web_sessions": "portal_sessions",
-    "member_consent_history": "consent_history",
 }
 """Table → section of the export holding the member's rows of it."""
 
@@ -75,9 +74,7 @@ PUBLIC_ID_TABLES = frozenset({"outbox"})
 
 def member_tables() -> dict[str, Table]:
     """Every table of the schema with a `member_id` column."""
-    return {
-        name: table for name, table in Base.metadata.tables.items() if "member_id" in table.c
-    }
+    return {name: table for name, table in Base.metadata.tables.items() if "member_id" in table.c}
 
 
 def _json(value: Any) -> Any:
