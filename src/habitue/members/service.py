@@ -39,6 +39,7 @@ from habitue.members.schemas import (
     MemberUpdate,
 )
 from habitue.messaging import outbox
+from habitue.privacy import consent
 from habitue.programs.service import ProgramInfo
 from habitue.rules.types import MemberSnapshot
 from habitue.settings import get_settings
@@ -89,8 +90,18 @@ class MemberRef:
             raise MemberNotActive(f"member {self.public_id} is {self.status}")
 
 
-async def enrol(session: AsyncSession, program: ProgramInfo, data: MemberCreate) -> MemberRead:
-    """Enrol a member with a card and two point accounts; email and external id are unique."""
+async def enrol(
+    session: AsyncSession,
+    program: ProgramInfo,
+    data: MemberCreate,
+    *,
+    source: str = "api",
+    actor: str | None = None,
+) -> MemberRead:
+    """Enrol a member with a card and two point accounts; email and external id are unique.
+
+    The consents given are recorded in the consent history with `source` and the text
+    version."""
     now = clock.now()
     email = data.email.lower() if data.email else None
     values: dict[str, Any] = {
@@ -122,6 +133,15 @@ async def enrol(session: AsyncSession, program: ProgramInfo, data: MemberCreate)
     except IntegrityError as exc:
         raise DuplicateMember("a member with this email or external_id exists") from exc
     await ledger_service.open_accounts(session, program.id, member_id)
+    await consent.record(
+        session,
+        program_id=program.id,
+        member_id=member_id,
+        changes=data.consents,
+        source=source,
+        text_version=data.consent_text_version,
+        actor=actor,
+    )
     number = await _issue_card(session, program, member_id, data.card_kind)
     await outbox.emit(
         session,
@@ -559,13 +579,25 @@ async def update_member(
     if data.consents is not None:
         consents = dict(row.consents or {})
         now = clock.now().isoformat()
+        changed: dict[str, bool] = {}
         for channel, granted in data.consents.items():
             prior = consents.get(channel, {})
             history = list(prior.get("history", []))
             if prior:
                 history.append({"granted": prior.get("granted"), "at": prior.get("at")})
             consents[channel] = {"granted": granted, "at": now, "history": history}
+            if not prior or prior.get("granted") != granted:
+                changed[channel] = granted
         changes["consents"] = consents
+        await consent.record(
+            session,
+            program_id=program.id,
+            member_id=ref.id,
+            changes=changed,
+            source="portal" if actor == "member" else "api",
+            text_version=data.consent_text_version,
+            actor=actor,
+        )
     if changes:
         changes["updated_at"] = clock.now()
         await session.execute(update(_members).where(_members.c.id == ref.id).values(changes))

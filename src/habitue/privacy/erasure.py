@@ -64,7 +64,7 @@ PII_KEYS = frozenset(
         "external_id",
     }
 )
-"""Keys dropped from a payload that names the erased member."""
+"""Fields blanked in a payload that names the erased member."""
 
 _members = table_of(Member)
 _cards = table_of(Card)
@@ -107,6 +107,12 @@ def _strings(value: Any) -> Iterable[str]:
         yield str(value)
 
 
+def _blank(value: Any) -> Any:
+    if value is None:
+        return None
+    return {} if isinstance(value, dict) else [] if isinstance(value, list) else MASK
+
+
 class Scrubber:
     """Finds and masks the erased values in JSON documents.
 
@@ -132,11 +138,12 @@ class Scrubber:
         return low in self.exact or any(v in low for v in self.inner)
 
     def scrub(self, value: Any, *, drop_keys: bool) -> Any:
+        """`value` with the erased values masked; with `drop_keys`, the personal fields
+        (`PII_KEYS`) too, whatever they hold (kept as keys, so a payload keeps its shape)."""
         if isinstance(value, dict):
             return {
-                k: self.scrub(v, drop_keys=drop_keys)
+                k: _blank(v) if drop_keys and k in PII_KEYS else self.scrub(v, drop_keys=drop_keys)
                 for k, v in value.items()
-                if not (drop_keys and k in PII_KEYS)
             }
         if isinstance(value, list):
             return [self.scrub(v, drop_keys=drop_keys) for v in value]

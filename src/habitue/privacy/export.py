@@ -52,6 +52,7 @@ SECTIONS: dict[str, str] = {
     "rule_usage": "rule_usage",
     "member_counters": "counters",
     "web_sessions": "portal_sessions",
+    "member_consent_history": "consent_history",
 }
 """Table → section of the export holding the member's rows of it."""
 

@@ -241,7 +241,7 @@ async def signup_form(request: Request, program: str) -> Response:
         return portal
     if portal.member:
         return portal.page.redirect(f"{base(portal.program)}/card")
-    values = {"locale": portal.page.locale, "consent_email": "on"}
+    values = {"locale": portal.page.locale}  # no consent is ticked in advance
     return portal.render("portal/signup.html", values=values, errors={})
 
 
