@@ -5,9 +5,14 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from habitue.deps import DbDep, ProgramDep, ReadSession, scoped
-from habitue.privacy import erasure
+from habitue.privacy import erasure, release
 from habitue.privacy import export as export_service
-from habitue.privacy.schemas import ErasureRead, ExportRead
+from habitue.privacy.schemas import (
+    ErasureRead,
+    ExportRead,
+    PrivacySettingsRead,
+    PrivacySettingsUpdate,
+)
 from habitue.programs.service import Principal
 
 router = APIRouter(prefix="/v1/programs/{program}", tags=["privacy"])
@@ -52,3 +57,22 @@ async def export_member(
 ) -> ExportRead:
     """Everything held on the member (GDPR Art. 15/20), as one JSON document."""
     return await export_service.export(session, program, member_id)
+
+
+@router.get("/privacy", response_model=PrivacySettingsRead)
+async def get_privacy_settings(
+    program: ProgramDep, session: ReadSession, _: Principal = scoped("admin")
+) -> PrivacySettingsRead:
+    """The program's privacy settings: `min_group_size` (k, default 10)."""
+    return PrivacySettingsRead(min_group_size=await release.min_group_size(session, program))
+
+
+@router.put("/privacy", response_model=PrivacySettingsRead)
+async def put_privacy_settings(
+    program: ProgramDep,
+    body: PrivacySettingsUpdate,
+    db: DbDep,
+    _: Principal = scoped("admin"),
+) -> PrivacySettingsRead:
+    k = await db.write(lambda s: release.set_min_group_size(s, program, body.min_group_size))
+    return PrivacySettingsRead(min_group_size=k)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, DateTime, ForeignKey, Index, String
+from sqlalchemy import Boolean, DateTime, ForeignKey, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from habitue.db import Base, BigId
@@ -27,3 +27,14 @@ class ConsentChange(Base):
     recorded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
     __table_args__ = (Index("ix_member_consent_history_member", "member_id", "id"),)
+
+
+class PrivacySettings(Base):
+    """A program's privacy settings (a program without a row has the defaults)."""
+
+    __tablename__ = "privacy_settings"
+
+    program_id: Mapped[int] = mapped_column(ForeignKey("programs.id"), primary_key=True)
+    min_group_size: Mapped[int] = mapped_column(Integer, default=10)
+    """k: the fewest members a released group may hold (smaller cells are suppressed)."""
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class ErasureRead(BaseModel):
@@ -29,3 +29,14 @@ class ExportRead(BaseModel):
     program: str
     member_id: str
     sections: dict[str, Any]
+
+
+class PrivacySettingsRead(BaseModel):
+    min_group_size: int
+    """k: analytics released to a key without `admin` hold groups of at least k members."""
+
+
+class PrivacySettingsUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    min_group_size: int = Field(ge=2, le=100_000)

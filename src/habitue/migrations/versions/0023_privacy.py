@@ -1,4 +1,4 @@
-"""privacy: the history of members' consents (time, source, text version of each change)
+"""privacy: the history of members' consents; programs' privacy settings (k of k-anonymity)
 
 Revision ID: 0023_privacy
 Revises: 0017_signin_tokens
@@ -45,9 +45,20 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("member_consent_history", schema=None) as batch_op:
         batch_op.create_index("ix_member_consent_history_member", ["member_id", "id"], unique=False)
+    op.create_table(
+        "privacy_settings",
+        sa.Column("program_id", BIG_ID, nullable=False),
+        sa.Column("min_group_size", sa.Integer(), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["program_id"], ["programs.id"], name=op.f("fk_privacy_settings_program_id_programs")
+        ),
+        sa.PrimaryKeyConstraint("program_id", name=op.f("pk_privacy_settings")),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("privacy_settings")
     with op.batch_alter_table("member_consent_history", schema=None) as batch_op:
         batch_op.drop_index("ix_member_consent_history_member")
     op.drop_table("member_consent_history")
