@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 from sqlalchemy import delete, or_, select, update
@@ -255,9 +255,12 @@ async def erase(
     await session.execute(delete(_links).where(_links.c.member_id == member_id))
     await session.execute(delete(_sessions).where(_sessions.c.member_id == member_id))
 
+    # nothing about the member was written before they enrolled (a day's margin for an
+    # idempotent request's record, written as the request starts)
+    since = clock.as_utc(row.enrolled_at) - timedelta(days=1)
     await _scrub_events(session, member_id, scrubber)
-    await _scrub_outbox(session, program, public_id, scrubber)
-    await _scrub_idempotency(session, program, public_id, scrubber)
+    await _scrub_outbox(session, program, public_id, scrubber, since)
+    await _scrub_idempotency(session, program, public_id, scrubber, since)
 
     await session.execute(
         update(_members)
@@ -317,7 +320,7 @@ async def _scrub_events(session: AsyncSession, member_id: int, scrubber: Scrubbe
 
 
 async def _scrub_outbox(
-    session: AsyncSession, program: ProgramInfo, public_id: str, scrubber: Scrubber
+    session: AsyncSession, program: ProgramInfo, public_id: str, scrubber: Scrubber, since: Any
 ) -> None:
     """The member's past outbox payloads lose their personal fields; rows without a member
     (sign-in links, coupons) lose the erased values they hold. Their feed position stays, so
@@ -326,7 +329,10 @@ async def _scrub_outbox(
         await session.execute(
             select(_outbox.c.id, _outbox.c.member_id, _outbox.c.payload).where(
                 _outbox.c.program_id == program.id,
-                or_(_outbox.c.member_id == public_id, _outbox.c.member_id.is_(None)),
+                or_(
+                    _outbox.c.member_id == public_id,
+                    _outbox.c.member_id.is_(None) & (_outbox.c.created_at >= since),
+                ),
             )
         )
     ).all()
@@ -343,13 +349,15 @@ async def _scrub_outbox(
 
 
 async def _scrub_idempotency(
-    session: AsyncSession, program: ProgramInfo, public_id: str, scrubber: Scrubber
+    session: AsyncSession, program: ProgramInfo, public_id: str, scrubber: Scrubber, since: Any
 ) -> None:
     """A stored first answer (replayed for its Idempotency-Key) that shows the member is
     masked: all their values when it names them, their distinctive ones otherwise."""
     rows = (
         await session.execute(
-            select(_idem.c.id, _idem.c.body).where(_idem.c.program_id == program.id)
+            select(_idem.c.id, _idem.c.body).where(
+                _idem.c.program_id == program.id, _idem.c.created_at >= since
+            )
         )
     ).all()
     others = scrubber.long_only()
