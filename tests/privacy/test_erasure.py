@@ -195,6 +195,15 @@ async def test_erasure_leaves_nothing_of_the_person(
     assert scores["frequency"] is None and scores["segment"] is None
     r = await purchase(client, program, m, "10.00")
     assert r.status_code == 409, r.text
+    # nothing new is written about an erased member
+    for path, body in (
+        (f"{base}/members/{m}/adjustments", {"points": 5, "reason": "goodwill"}),
+        (f"{base}/members/{m}/cards", {"reason": "lost"}),
+    ):
+        r = await client.post(path, json=body)
+        assert r.status_code == 409 and r.json()["type"].endswith("/member-not-active"), r.text
+    r = await client.patch(f"{base}/members/{m}", json={"email": PERSON["email"]})
+    assert r.status_code == 409, r.text
 
     # another member keeps their data
     kept = (await client.get(f"{base}/members/{other['id']}")).json()

@@ -89,6 +89,12 @@ class MemberRef:
         if self.status != "active":
             raise MemberNotActive(f"member {self.public_id} is {self.status}")
 
+    def require_not_erased(self) -> None:
+        """An erased member (see `habitue.privacy`) gets no new data: no profile change, card
+        or points."""
+        if self.status == "erased":
+            raise MemberNotActive(f"member {self.public_id} is erased")
+
 
 async def enrol(
     session: AsyncSession,
@@ -559,6 +565,7 @@ async def update_member(
 ) -> MemberRead:
     """Change profile fields, consents (with history) or status."""
     ref = await resolve(session, program, member_id=public_id)
+    ref.require_not_erased()
     row = (await session.execute(select(_members).where(_members.c.id == ref.id))).first()
     assert row is not None
     changes: dict[str, Any] = {}
@@ -631,6 +638,7 @@ async def replace_card(
 ) -> MemberRead:
     """Block the member's active cards and issue a new one; the balance stays with the member."""
     ref = await resolve(session, program, member_id=public_id)
+    ref.require_not_erased()
     number = await _issue_card(session, program, ref.id, data.kind)
     await session.execute(
         update(_cards)
