@@ -88,3 +88,33 @@ async def test_an_analytics_key_reads_aggregates_of_at_least_k(
     now_sizes = [s for s in sizes if s["members"] is not None]
     assert now_sizes and all(s["members"] >= 2 or s["members"] == 0 for s in now_sizes)
     assert all(s["suppressed"] == (s["members"] is None) for s in sizes)
+
+
+async def test_a_differencing_attack_between_two_segments_is_suppressed(
+    client: httpx.AsyncClient,
+) -> None:
+    program, ids = await _program_with_members(client, 5)
+    base = f"/v1/programs/{program}"
+    assert (await client.put(f"{base}/privacy", json={"min_group_size": 3})).status_code == 200
+    target = ids[2]
+    for code, condition in (
+        ("all-but-one", f'member.status == "active" && member.id != "{target}"'),
+        ("nobody", 'member.status == "gone"'),
+        ("two", f'member.id == "{ids[0]}" || member.id == "{ids[1]}"'),
+    ):
+        r = await client.post(f"{base}/segments", json={"code": code, "condition": condition})
+        assert r.status_code == 201, r.text
+    owner = {s["code"]: s["members"] for s in (await client.get(f"{base}/segments")).json()}
+    assert owner == {"everyone": 5, "all-but-one": 4, "nobody": 0, "two": 2}
+
+    analyst = await _key(client, program, "analytics:read")
+    seen = {
+        s["code"]: s["members"]
+        for s in (await client.get(f"{base}/segments", headers=analyst)).json()
+    }
+    # 5 − 4 would tell that the target is in "everyone": neither size is released;
+    # "two" is below k; an empty segment singles no one out
+    assert seen == {"everyone": None, "all-but-one": None, "nobody": 0, "two": None}
+    for code in ("everyone", "all-but-one"):
+        r = await client.get(f"{base}/segments/{code}", headers=analyst)
+        assert r.json()["members"] is None

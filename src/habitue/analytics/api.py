@@ -99,12 +99,14 @@ async def _k(db: Database, program: ProgramInfo) -> int:
         return await release.min_group_size(session, program)
 
 
-def _segment_read(info: segments_service.SegmentInfo, k: int = 0) -> SegmentRead:
+def _segment_read(
+    info: segments_service.SegmentInfo, hidden: set[str] | frozenset[str] = frozenset()
+) -> SegmentRead:
     return SegmentRead(
         code=info.code,
         name=info.name,
         condition=info.condition,
-        members=None if release.small(info.members, k) else info.members,
+        members=None if info.code in hidden else info.members,
         computed_at=info.computed_at,
         created_at=info.created_at,
     )
@@ -127,8 +129,20 @@ async def create_segment(
 async def list_segments(
     program: ProgramDep, session: ReadSession, principal: Principal = scoped("analytics:read")
 ) -> list[SegmentRead]:
-    k = 0 if release.is_owner(principal) else await release.min_group_size(session, program)
-    return [_segment_read(i, k) for i in await segments_service.list_segments(session, program)]
+    hidden = await _hidden_segments(session, program, principal)
+    return [
+        _segment_read(i, hidden) for i in await segments_service.list_segments(session, program)
+    ]
+
+
+async def _hidden_segments(
+    session: AsyncSession, program: ProgramInfo, principal: Principal
+) -> set[str]:
+    """The segments whose size a key without `admin` does not see (see habitue.privacy)."""
+    if release.is_owner(principal):
+        return set()
+    k = await release.min_group_size(session, program)
+    return await release.suppressed_segments(session, program, k)
 
 
 @router.get("/segments/{code}", response_model=SegmentRead)
@@ -138,8 +152,8 @@ async def get_segment(
     session: ReadSession,
     principal: Principal = scoped("analytics:read"),
 ) -> SegmentRead:
-    k = 0 if release.is_owner(principal) else await release.min_group_size(session, program)
-    return _segment_read(await segments_service.get_segment(session, program, code), k)
+    info = await segments_service.get_segment(session, program, code)
+    return _segment_read(info, await _hidden_segments(session, program, principal))
 
 
 @router.post("/segments/{code}/recompute", response_model=SegmentRead)

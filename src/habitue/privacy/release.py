@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from habitue import clock
+from habitue.analytics.models import Segment, SegmentMember
 from habitue.db import table_of
 from habitue.errors import Forbidden
 from habitue.privacy.models import PrivacySettings
@@ -24,6 +25,8 @@ from habitue.rewards.sql import affected
 DEFAULT_MIN_GROUP = 10
 
 _settings = table_of(PrivacySettings)
+_segments = table_of(Segment)
+_segment_members = table_of(SegmentMember)
 
 
 class AggregateOnly(Forbidden):
@@ -101,4 +104,32 @@ def suppress_campaign(report: dict[str, Any], k: int) -> dict[str, Any]:
             return_on_points=None,
             verdict="suppressed",
         )
+    return out
+
+
+async def suppressed_segments(session: AsyncSession, program: ProgramInfo, k: int) -> set[str]:
+    """Codes of the dynamic segments whose size is not released: fewer than k members, or a
+    membership that differs from another segment's by fewer than k members (two overlapping
+    segments whose sizes differ by one member would tell whether that member is in them)."""
+    sizes: dict[int, tuple[str, int]] = {}
+    rows = await session.execute(
+        select(_segments.c.id, _segments.c.code, func.count(_segment_members.c.id))
+        .outerjoin(_segment_members, _segment_members.c.segment_id == _segments.c.id)
+        .where(_segments.c.program_id == program.id)
+        .group_by(_segments.c.id, _segments.c.code)
+    )
+    for segment_id, code, count in rows:
+        sizes[int(segment_id)] = (str(code), int(count))
+    out = {code for code, count in sizes.values() if small(count, k)}
+    a, b = _segment_members.alias("a"), _segment_members.alias("b")
+    pairs = await session.execute(
+        select(a.c.segment_id, b.c.segment_id, func.count())
+        .join(b, (b.c.member_id == a.c.member_id) & (b.c.segment_id > a.c.segment_id))
+        .where(a.c.program_id == program.id, b.c.program_id == program.id)
+        .group_by(a.c.segment_id, b.c.segment_id)
+    )
+    for first, second, shared in pairs:
+        (code_a, size_a), (code_b, size_b) = sizes[int(first)], sizes[int(second)]
+        if 0 < size_a + size_b - 2 * int(shared) < k:
+            out |= {code_a, code_b}
     return out
