@@ -8,6 +8,7 @@ from habitue.ledger.models import Account, LedgerTransaction, Lot, Posting
 from habitue.members.models import Card, Member
 from habitue.messaging.models import MessageTemplate, OutboxEvent
 from habitue.partners import models as partners_models  # noqa: F401
+from habitue.privacy import models as privacy_models  # noqa: F401
 from habitue.programs.models import ApiKey, Program
 from habitue.rewards import models as rewards_models  # noqa: F401
 from habitue.rules import models as rules_models  # noqa: F401

@@ -26,10 +26,12 @@ from habitue.analytics.schemas import (
     SegmentSize,
     SegmentSizes,
 )
+from habitue.db import Database
 from habitue.deps import DbDep, ProgramDep, ReadSession, scoped
 from habitue.members import service as members_service
 from habitue.money import format_minor
-from habitue.programs.service import Principal
+from habitue.privacy import release
+from habitue.programs.service import Principal, ProgramInfo
 
 router = APIRouter(prefix="/v1/programs/{program}", tags=["analytics"])
 
@@ -39,8 +41,9 @@ async def member_scores(
     program: ProgramDep,
     member_id: str,
     session: ReadSession,
-    _: Principal = scoped("analytics:read"),
+    principal: Principal = scoped("analytics:read"),
 ) -> ScoresRead:
+    release.require_member_access(principal, "a member's scores")
     return ScoresRead(**await analytics_service.member_scores(session, program, member_id))
 
 
@@ -67,12 +70,13 @@ async def segment_sizes(
     program: ProgramDep,
     db: DbDep,
     months: Annotated[int, Query(ge=1, le=120)] = 12,
-    _: Principal = scoped("analytics:read"),
+    principal: Principal = scoped("analytics:read"),
 ) -> SegmentSizes:
     rows = await analytics_service.run_read(
         db, lambda conn: analytics_service.segment_history(conn, program, months=months)
     )
     exp = program.currency_exponent
+    k = 0 if release.is_owner(principal) else await _k(db, program)
     return SegmentSizes(
         items=[
             SegmentSize(
@@ -81,17 +85,28 @@ async def segment_sizes(
                 members=r["members"],
                 monetary=format_minor(r["monetary_minor"], exp),
             )
+            if not release.small(r["members"], k)
+            else SegmentSize(
+                as_of=r["as_of"], segment=r["segment"], members=None, monetary=None, suppressed=True
+            )
             for r in rows
         ]
     )
 
 
-def _segment_read(info: segments_service.SegmentInfo) -> SegmentRead:
+async def _k(db: Database, program: ProgramInfo) -> int:
+    async with db.read() as session:
+        return await release.min_group_size(session, program)
+
+
+def _segment_read(
+    info: segments_service.SegmentInfo, hidden: set[str] | frozenset[str] = frozenset()
+) -> SegmentRead:
     return SegmentRead(
         code=info.code,
         name=info.name,
         condition=info.condition,
-        members=info.members,
+        members=None if info.code in hidden else info.members,
         computed_at=info.computed_at,
         created_at=info.created_at,
     )
@@ -112,16 +127,33 @@ async def create_segment(
 
 @router.get("/segments", response_model=list[SegmentRead])
 async def list_segments(
-    program: ProgramDep, session: ReadSession, _: Principal = scoped("analytics:read")
+    program: ProgramDep, session: ReadSession, principal: Principal = scoped("analytics:read")
 ) -> list[SegmentRead]:
-    return [_segment_read(i) for i in await segments_service.list_segments(session, program)]
+    hidden = await _hidden_segments(session, program, principal)
+    return [
+        _segment_read(i, hidden) for i in await segments_service.list_segments(session, program)
+    ]
+
+
+async def _hidden_segments(
+    session: AsyncSession, program: ProgramInfo, principal: Principal
+) -> set[str]:
+    """The segments whose size a key without `admin` does not see (see habitue.privacy)."""
+    if release.is_owner(principal):
+        return set()
+    k = await release.min_group_size(session, program)
+    return await release.suppressed_segments(session, program, k)
 
 
 @router.get("/segments/{code}", response_model=SegmentRead)
 async def get_segment(
-    program: ProgramDep, code: str, session: ReadSession, _: Principal = scoped("analytics:read")
+    program: ProgramDep,
+    code: str,
+    session: ReadSession,
+    principal: Principal = scoped("analytics:read"),
 ) -> SegmentRead:
-    return _segment_read(await segments_service.get_segment(session, program, code))
+    info = await segments_service.get_segment(session, program, code)
+    return _segment_read(info, await _hidden_segments(session, program, principal))
 
 
 @router.post("/segments/{code}/recompute", response_model=SegmentRead)
@@ -138,8 +170,12 @@ async def recompute_segment(
 
 @router.get("/segments/{code}/members", response_model=SegmentMembers)
 async def segment_members(
-    program: ProgramDep, code: str, session: ReadSession, _: Principal = scoped("analytics:read")
+    program: ProgramDep,
+    code: str,
+    session: ReadSession,
+    principal: Principal = scoped("analytics:read"),
 ) -> SegmentMembers:
+    release.require_member_access(principal, "a segment's member list")
     ids = await segments_service.members_in_segment(session, program, code)
     return SegmentMembers(code=code, members=await segments_service.member_public_ids(session, ids))
 
@@ -194,9 +230,16 @@ async def create_campaign(
 
 @router.get("/campaigns/{code}/report", response_model=CampaignReport)
 async def campaign_report(
-    program: ProgramDep, code: str, session: ReadSession, _: Principal = scoped("analytics:read")
+    program: ProgramDep,
+    code: str,
+    session: ReadSession,
+    principal: Principal = scoped("analytics:read"),
 ) -> CampaignReport:
-    return CampaignReport(**await campaigns_service.campaign_report(session, program, code))
+    report = await campaigns_service.campaign_report(session, program, code)
+    if not release.is_owner(principal):
+        k = await release.min_group_size(session, program)
+        report = release.suppress_campaign(report, k)
+    return CampaignReport(**report)
 
 
 @router.get(

@@ -47,8 +47,10 @@ class SegmentSize(BaseModel):
 
     as_of: UtcDatetime
     segment: str
-    members: int
-    monetary: str
+    members: int | None
+    """Null when suppressed: fewer than the program's k members, for a key without `admin`."""
+    monetary: str | None
+    suppressed: bool = False
 
 
 class SegmentSizes(BaseModel):
@@ -71,7 +73,8 @@ class SegmentRead(BaseModel):
     code: str
     name: str
     condition: str
-    members: int
+    members: int | None
+    """Null when suppressed: fewer than the program's k members, for a key without `admin`."""
     computed_at: UtcDatetime | None
     created_at: UtcDatetime
 
@@ -117,12 +120,15 @@ class CampaignRead(BaseModel):
 class GroupRead(BaseModel):
     """One group's outcomes over the campaign window."""
 
-    members: int
-    buyers: int
-    revenue: str
+    members: int | None
+    buyers: int | None
+    revenue: str | None
     revenue_per_member: str | None
-    visits_per_member: float
-    points_cost_per_member: float
+    visits_per_member: float | None
+    points_cost_per_member: float | None
+    suppressed: bool = False
+    """Fewer than the program's k members (or buyers), for a key without `admin`: the
+    figures that would single people out are null."""
 
 
 class CampaignReport(BaseModel):

@@ -145,7 +145,7 @@ def member_features(
             s.p_alive,
         )
         .outerjoin(_scores, (s.member_id == m.id) & (s.program_id == program.id))
-        .where(m.program_id == program.id)
+        .where(m.program_id == program.id, m.status != "erased")
     )
     features: dict[int, dict[str, Any]] = {}
     for row in rows:

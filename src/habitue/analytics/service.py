@@ -151,7 +151,14 @@ def store_scores(
 ) -> int:
     """Replace the program's stored scores by these, in the caller's transaction."""
     conn.execute(delete(_scores).where(_scores.c.program_id == program_id))
-    rows = scores.to_pylist()
+    erased = set(
+        conn.execute(
+            select(_members.c.id).where(
+                _members.c.program_id == program_id, _members.c.status == "erased"
+            )
+        ).scalars()
+    )  # an erased member's purchases count in the aggregates, never as their own scores
+    rows = [row for row in scores.to_pylist() if row["member_id"] not in erased]
     for start in range(0, len(rows), INSERT_CHUNK):
         chunk = rows[start : start + INSERT_CHUNK]
         for row in chunk:

@@ -110,6 +110,7 @@ async def adjust(
     actor: str,
 ) -> MovementRead:
     """A support agent's signed correction, with actor and reason; a debit never overdraws."""
+    member.require_not_erased()
     if data.points == 0:
         raise ValidationFailed("points", "must not be zero")
     reference = f"adjust:{member.public_id}:{data.reference}" if data.reference else None

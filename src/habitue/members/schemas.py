@@ -29,6 +29,11 @@ class MemberCreate(Strict):
     consents: dict[str, bool] = Field(default_factory=dict)
     attributes: dict[str, Any] = Field(default_factory=dict)
     card_kind: Literal["digital", "physical"] = "digital"
+    consent_text_version: str | None = Field(
+        default=None,
+        max_length=64,
+        description="the version of the consent text shown to the member (kept in the history)",
+    )
 
     @field_validator("locale")
     @classmethod
@@ -64,6 +69,11 @@ class MemberUpdate(Strict):
     consents: dict[str, bool] | None = None
     attributes: dict[str, Any] | None = None
     status: Literal["active", "suspended", "closed"] | None = None
+    consent_text_version: str | None = Field(
+        default=None,
+        max_length=64,
+        description="the version of the consent text shown to the member (kept in the history)",
+    )
 
     @field_validator("locale")
     @classmethod

@@ -39,6 +39,7 @@ from habitue.members.schemas import (
     MemberUpdate,
 )
 from habitue.messaging import outbox
+from habitue.privacy import consent
 from habitue.programs.service import ProgramInfo
 from habitue.rules.types import MemberSnapshot
 from habitue.settings import get_settings
@@ -88,9 +89,25 @@ class MemberRef:
         if self.status != "active":
             raise MemberNotActive(f"member {self.public_id} is {self.status}")
 
+    def require_not_erased(self) -> None:
+        """An erased member (see `habitue.privacy`) gets no new data: no profile change, card
+        or points."""
+        if self.status == "erased":
+            raise MemberNotActive(f"member {self.public_id} is erased")
 
-async def enrol(session: AsyncSession, program: ProgramInfo, data: MemberCreate) -> MemberRead:
-    """Enrol a member with a card and two point accounts; email and external id are unique."""
+
+async def enrol(
+    session: AsyncSession,
+    program: ProgramInfo,
+    data: MemberCreate,
+    *,
+    source: str = "api",
+    actor: str | None = None,
+) -> MemberRead:
+    """Enrol a member with a card and two point accounts; email and external id are unique.
+
+    The consents given are recorded in the consent history with `source` and the text
+    version."""
     now = clock.now()
     email = data.email.lower() if data.email else None
     values: dict[str, Any] = {
@@ -122,6 +139,15 @@ async def enrol(session: AsyncSession, program: ProgramInfo, data: MemberCreate)
     except IntegrityError as exc:
         raise DuplicateMember("a member with this email or external_id exists") from exc
     await ledger_service.open_accounts(session, program.id, member_id)
+    await consent.record(
+        session,
+        program_id=program.id,
+        member_id=member_id,
+        changes=data.consents,
+        source=source,
+        text_version=data.consent_text_version,
+        actor=actor,
+    )
     number = await _issue_card(session, program, member_id, data.card_kind)
     await outbox.emit(
         session,
@@ -383,7 +409,7 @@ async def resolve(
                 _CARD_BY_NUMBER, {"card_number": number, "card_program": program.id}
             )
         ).first()
-        if card is None:
+        if card is None or card.status == "erased":  # an erased member's card is unknown
             raise CardNotFound(f"no card {number}")
         if card.status != "active":
             raise CardBlocked(f"card {number} is {card.status}")
@@ -515,7 +541,9 @@ async def find(
         q = q.where(
             _members.c.id.in_(
                 select(_cards.c.member_id).where(
-                    _cards.c.number == number, _cards.c.program_id == program.id
+                    _cards.c.number == number,
+                    _cards.c.program_id == program.id,
+                    _cards.c.status != "erased",
                 )
             )
         )
@@ -537,6 +565,7 @@ async def update_member(
 ) -> MemberRead:
     """Change profile fields, consents (with history) or status."""
     ref = await resolve(session, program, member_id=public_id)
+    ref.require_not_erased()
     row = (await session.execute(select(_members).where(_members.c.id == ref.id))).first()
     assert row is not None
     changes: dict[str, Any] = {}
@@ -557,13 +586,25 @@ async def update_member(
     if data.consents is not None:
         consents = dict(row.consents or {})
         now = clock.now().isoformat()
+        changed: dict[str, bool] = {}
         for channel, granted in data.consents.items():
             prior = consents.get(channel, {})
             history = list(prior.get("history", []))
             if prior:
                 history.append({"granted": prior.get("granted"), "at": prior.get("at")})
             consents[channel] = {"granted": granted, "at": now, "history": history}
+            if not prior or prior.get("granted") != granted:
+                changed[channel] = granted
         changes["consents"] = consents
+        await consent.record(
+            session,
+            program_id=program.id,
+            member_id=ref.id,
+            changes=changed,
+            source="portal" if actor == "member" else "api",
+            text_version=data.consent_text_version,
+            actor=actor,
+        )
     if changes:
         changes["updated_at"] = clock.now()
         await session.execute(update(_members).where(_members.c.id == ref.id).values(changes))
@@ -597,6 +638,7 @@ async def replace_card(
 ) -> MemberRead:
     """Block the member's active cards and issue a new one; the balance stays with the member."""
     ref = await resolve(session, program, member_id=public_id)
+    ref.require_not_erased()
     number = await _issue_card(session, program, ref.id, data.kind)
     await session.execute(
         update(_cards)
@@ -620,7 +662,7 @@ async def block_card(session: AsyncSession, program: ProgramInfo, number: str) -
             select(_cards).where(_cards.c.number == number, _cards.c.program_id == program.id)
         )
     ).first()
-    if row is None:
+    if row is None or row.status == "erased":
         raise CardNotFound(f"no card {number}")
     await session.execute(
         update(_cards).where(_cards.c.id == row.id).values(status="blocked", blocked_at=clock.now())

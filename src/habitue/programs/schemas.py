@@ -17,6 +17,7 @@ SCOPES = (
     "admin",
     "members:read",
     "members:write",
+    "members:erase",
     "events:write",
     "events:read",
     "points:write",

@@ -20,6 +20,8 @@ from habitue.ledger import service as ledger_service
 from habitue.members import service as members_service
 from habitue.members.errors import DuplicateMember
 from habitue.members.schemas import CHANNELS, MemberCreate, MemberRead, MemberUpdate
+from habitue.privacy import erasure
+from habitue.privacy import export as privacy_export
 from habitue.programs import service as programs_service
 from habitue.programs.errors import ProgramNotFound
 from habitue.programs.service import ProgramInfo
@@ -239,7 +241,7 @@ async def signup_form(request: Request, program: str) -> Response:
         return portal
     if portal.member:
         return portal.page.redirect(f"{base(portal.program)}/card")
-    values = {"locale": portal.page.locale, "consent_email": "on"}
+    values = {"locale": portal.page.locale}  # no consent is ticked in advance
     return portal.render("portal/signup.html", values=values, errors={})
 
 
@@ -631,11 +633,16 @@ async def export(request: Request, program: str) -> Response:
         return portal
     assert portal.member is not None
     items = await _history(request, portal, 10_000)
+    info, public_id = portal.program, portal.member.id
+    async with _db(request).read() as session:
+        full = await privacy_export.export(session, info, public_id)
     body = {
         "generated_at": clock.now().isoformat(),
         "program": portal.program.code,
         "member": portal.member.model_dump(mode="json"),
         "movements": items,
+        "format": full.format,
+        "sections": full.sections,
     }
     filename = f"habitue-{portal.program.code}-{portal.member.id}.json"
     return portal.page.finish(
@@ -664,13 +671,12 @@ async def close_account(request: Request, program: str) -> Response:
         )
     info, public_id, member_id = portal.program, portal.member.id, portal.member_id
 
-    async def work(session: AsyncSession) -> None:
-        await members_service.update_member(
-            session, info, public_id, MemberUpdate(status="closed"), actor="member"
-        )
+    async def work(session: AsyncSession) -> erasure.Erasure:
+        done = await erasure.erase(session, info, public_id, actor="member")
         await web_service.close_member_sessions(session, member_id)
+        return done
 
-    await _db(request).write(work)
+    done = await _db(request).write(work)
     portal.page.delete_cookie(MEMBER_COOKIE, path="/app")
     portal.member = None
-    return portal.render("portal/closed.html")
+    return portal.render("portal/closed.html", done=done)

@@ -311,7 +311,9 @@ async def sign_up(
         await _issue_link(session, program, existing, settings=settings)
         return False
     try:
-        member = await members_service.enrol(session, program, data)
+        member = await members_service.enrol(
+            session, program, data, source="portal", actor="member"
+        )
     except DuplicateMember:
         return False  # a closed account's email: nothing to send
     ref = await members_service.resolve(session, program, member_id=member.id)

@@ -1,0 +1,135 @@
+"""Aggregate-only release: what analytics hand to a key that is not the program's owner.
+
+A key without the `admin` scope receives analytics as groups of at least k members (the
+program's `min_group_size`, default 10); a smaller cell is suppressed (its figures null,
+`suppressed` set). Per-member analytics (a segment's member list, a member's scores) are
+for keys that may read members (`admin` or `members:read`); an `analytics:read` key alone
+gets 403 `aggregate-only` there.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from habitue import clock
+from habitue.analytics.models import Segment, SegmentMember
+from habitue.db import table_of
+from habitue.errors import Forbidden
+from habitue.privacy.models import PrivacySettings
+from habitue.programs.service import Principal, ProgramInfo
+from habitue.rewards.sql import affected
+
+DEFAULT_MIN_GROUP = 10
+
+_settings = table_of(PrivacySettings)
+_segments = table_of(Segment)
+_segment_members = table_of(SegmentMember)
+
+
+class AggregateOnly(Forbidden):
+    type = "aggregate-only"
+    title = "Aggregates only"
+
+
+async def min_group_size(session: AsyncSession, program: ProgramInfo) -> int:
+    """k: the fewest members a group released to a non-owner key may hold."""
+    found = (
+        await session.execute(
+            select(_settings.c.min_group_size).where(_settings.c.program_id == program.id)
+        )
+    ).scalar()
+    return DEFAULT_MIN_GROUP if found is None else int(found)
+
+
+async def set_min_group_size(session: AsyncSession, program: ProgramInfo, k: int) -> int:
+    now = clock.now()
+    done = await session.execute(
+        update(_settings)
+        .where(_settings.c.program_id == program.id)
+        .values(min_group_size=k, updated_at=now)
+    )
+    if not affected(done):
+        await session.execute(
+            insert(_settings).values(program_id=program.id, min_group_size=k, updated_at=now)
+        )
+    return k
+
+
+def is_owner(principal: Principal) -> bool:
+    """The operator or a key with `admin`: analytics in full."""
+    return principal.partner is None and "admin" in principal.scopes
+
+
+def require_member_access(principal: Principal, what: str) -> None:
+    """Per-member analytics: refused (403 `aggregate-only`) to a key that cannot read
+    members."""
+    if principal.partner is not None or not principal.allows("members:read"):
+        raise AggregateOnly(
+            f"{what} is per-member data; this key receives aggregates of at least k members"
+        )
+
+
+def small(count: int | None, k: int) -> bool:
+    """A cell of fewer than k members (but not an empty one, which reveals no one)."""
+    return count is not None and 0 < count < k
+
+
+def suppress_campaign(report: dict[str, Any], k: int) -> dict[str, Any]:
+    """The campaign report with every group of fewer than k members suppressed, and the
+    revenue of a group whose buyers are fewer than k; the comparison needs both groups."""
+    out = dict(report)
+    whole = True
+    for name in ("treatment", "holdout"):
+        group = dict(out[name])
+        if small(group["members"], k):
+            group = {key: None for key in group}
+            group["suppressed"] = True
+            whole = False
+        elif small(group["buyers"], k):
+            group.update(buyers=None, revenue=None, revenue_per_member=None, suppressed=True)
+            whole = False
+        out[name] = group
+    if not whole:
+        out.update(
+            incremental_revenue_per_member=None,
+            ci_low=None,
+            ci_high=None,
+            p_value=None,
+            significant=False,
+            incremental_revenue=None,
+            incremental_points_cost=None,
+            return_on_points=None,
+            verdict="suppressed",
+        )
+    return out
+
+
+async def suppressed_segments(session: AsyncSession, program: ProgramInfo, k: int) -> set[str]:
+    """Codes of the dynamic segments whose size is not released: fewer than k members, or a
+    membership that differs from another segment's by fewer than k members (two overlapping
+    segments whose sizes differ by one member would tell whether that member is in them)."""
+    sizes: dict[int, tuple[str, int]] = {}
+    rows = await session.execute(
+        select(_segments.c.id, _segments.c.code, func.count(_segment_members.c.id))
+        .outerjoin(_segment_members, _segment_members.c.segment_id == _segments.c.id)
+        .where(_segments.c.program_id == program.id)
+        .group_by(_segments.c.id, _segments.c.code)
+    )
+    for segment_id, code, count in rows:
+        sizes[int(segment_id)] = (str(code), int(count))
+    out = {code for code, count in sizes.values() if small(count, k)}
+    a, b = _segment_members.alias("a"), _segment_members.alias("b")
+    pairs = await session.execute(
+        select(a.c.segment_id, b.c.segment_id, func.count())
+        .join(b, (b.c.member_id == a.c.member_id) & (b.c.segment_id > a.c.segment_id))
+        .where(a.c.program_id == program.id, b.c.program_id == program.id)
+        .group_by(a.c.segment_id, b.c.segment_id)
+    )
+    for first, second, shared in pairs:
+        (code_a, size_a), (code_b, size_b) = sizes[int(first)], sizes[int(second)]
+        if 0 < size_a + size_b - 2 * int(shared) < k:
+            out |= {code_a, code_b}
+    return out

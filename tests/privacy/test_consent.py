@@ -1,0 +1,69 @@
+"""Consents: nothing ticked in advance, each change kept with time, source and text version,
+and shown in the export."""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+
+from habitue.privacy.consent import PORTAL_TEXT_VERSION
+from tests.conftest import create_program
+from tests.web.conftest import csrf_of, signup
+
+
+async def test_no_consent_is_ticked_at_sign_up(client: httpx.AsyncClient) -> None:
+    program = await create_program(client)
+    page = await client.get(f"/app/{program}/signup")
+    boxes = re.findall(r'<input type="checkbox"[^>]*name="consent_[a-z]+"[^>]*>', page.text)
+    assert len(boxes) == 5
+    assert [box for box in boxes if "checked" in box] == []
+
+
+async def test_api_changes_are_recorded_with_source_and_text_version(
+    client: httpx.AsyncClient,
+) -> None:
+    program = await create_program(client)
+    base = f"/v1/programs/{program}"
+    r = await client.post(f"{base}/members", json={
+        "email": "c@example.org", "consents": {"email": True, "sms": True},
+        "consent_text_version": "terms-v3"})  # fmt: skip
+    assert r.status_code == 201, r.text
+    m = r.json()["id"]
+    r = await client.patch(
+        f"{base}/members/{m}",
+        json={"consents": {"sms": False, "email": True}, "consent_text_version": "terms-v4"},
+    )
+    assert r.status_code == 200, r.text
+    history = (await client.get(f"{base}/members/{m}/export")).json()["sections"][
+        "consent_history"
+    ]
+    rows = [(h["purpose"], h["granted"], h["source"], h["text_version"]) for h in history]
+    assert rows == [  # email unchanged by the PATCH: not recorded again
+        ("email", True, "api", "terms-v3"),
+        ("sms", True, "api", "terms-v3"),
+        ("sms", False, "api", "terms-v4"),
+    ]
+    assert all(h["recorded_at"] and h["member_id"] == m for h in history)
+    assert history[-1]["actor"] == "operator"
+
+
+async def test_portal_choices_are_recorded_as_from_the_portal(client: httpx.AsyncClient) -> None:
+    program = await create_program(client)
+    assert (await signup(client, program, consent_email="")).status_code == 303
+    export = (await client.get(f"/app/{program}/export")).json()
+    assert {k: v["granted"] for k, v in export["member"]["consents"].items()} == {
+        "email": False, "sms": False, "push": False, "analytics": False, "profiling": False,
+    }  # fmt: skip
+    page = await client.get(f"/app/{program}/profile")
+    form = {
+        "csrf_token": csrf_of(page.text), "first_name": "Ana", "email": "",
+        "locale": "en", "consent_profiling": "on",
+    }  # fmt: skip
+    form["email"] = export["member"]["email"]
+    r = await client.post(f"/app/{program}/profile", data=form)
+    assert r.status_code == 303, r.text
+    history = (await client.get(f"/app/{program}/export")).json()["sections"]["consent_history"]
+    assert {(h["source"], h["text_version"]) for h in history} == {("portal", PORTAL_TEXT_VERSION)}
+    assert [(h["purpose"], h["granted"]) for h in history][-1] == ("profiling", True)
+    assert sum(1 for h in history if h["purpose"] == "profiling") == 2  # refused, then given

@@ -1,0 +1,120 @@
+"""Aggregate-only release: an analytics key gets groups of at least k members, never a
+member's own figures."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import httpx
+
+from tests.conftest import create_program, enrol, purchase
+from tests.privacy.test_erasure import _key
+
+
+async def _program_with_members(client: httpx.AsyncClient, n: int) -> tuple[str, list[str]]:
+    program = await create_program(client)
+    now = datetime.now(UTC)
+    r = await client.post(f"/v1/programs/{program}/campaigns", json={
+        "code": "news", "kind": "newsletter", "holdout_share": 0.5,
+        "starts_at": (now - timedelta(days=1)).isoformat(),
+        "ends_at": (now + timedelta(days=1)).isoformat()})  # fmt: skip
+    assert r.status_code == 201, r.text
+    ids = []
+    for i in range(n):
+        m = (await enrol(client, program))["id"]
+        assert (await purchase(client, program, m, f"{10 + i}.00")).status_code == 201
+        ids.append(m)
+    assert (await client.post(f"/v1/programs/{program}/analytics/scores")).status_code == 200
+    r = await client.post(
+        f"/v1/programs/{program}/segments",
+        json={"code": "everyone", "condition": 'member.status == "active"'},
+    )
+    assert r.status_code == 201, r.text
+    return program, ids
+
+
+async def test_an_analytics_key_reads_aggregates_of_at_least_k(
+    client: httpx.AsyncClient,
+) -> None:
+    program, ids = await _program_with_members(client, 4)
+    base = f"/v1/programs/{program}"
+    analyst = await _key(client, program, "analytics:read")
+
+    # per-member figures: refused to the analytics key, served to the owner
+    for path in (f"{base}/segments/everyone/members", f"{base}/members/{ids[0]}/scores"):
+        r = await client.get(path, headers=analyst)
+        assert r.status_code == 403, r.text
+        assert r.json()["type"].endswith("/aggregate-only")
+        assert ids[0] not in r.text
+        assert (await client.get(path)).status_code == 200
+    both = await _key(client, program, "analytics:read", "members:read")
+    listed = await client.get(f"{base}/segments/everyone/members", headers=both)
+    assert sorted(listed.json()["members"]) == sorted(ids)
+
+    # a group of 4 < k = 10: suppressed for the analytics key, not for the owner
+    assert (await client.get(f"{base}/privacy")).json() == {"min_group_size": 10}
+    seg = (await client.get(f"{base}/segments/everyone", headers=analyst)).json()
+    assert seg["members"] is None
+    assert [
+        s["members"] for s in (await client.get(f"{base}/segments", headers=analyst)).json()
+    ] == [None]
+    assert (await client.get(f"{base}/segments/everyone")).json()["members"] == 4
+    sizes = (await client.get(f"{base}/analytics/segments", headers=analyst)).json()["items"]
+    assert sizes and all(
+        s["suppressed"] and s["members"] is None and s["monetary"] is None
+        for s in sizes
+        if s["members"] != 0
+    )
+    report = (await client.get(f"{base}/campaigns/news/report", headers=analyst)).json()
+    owner = (await client.get(f"{base}/campaigns/news/report")).json()
+    assert owner["treatment"]["members"] + owner["holdout"]["members"] == 4
+    assert owner["treatment"]["suppressed"] is owner["holdout"]["suppressed"] is False
+    for group in ("treatment", "holdout"):  # a group drawn empty singles no one out
+        assert report[group]["suppressed"] is (owner[group]["members"] > 0)
+        if owner[group]["members"] > 0:
+            assert report[group]["members"] is None and report[group]["revenue"] is None
+            assert report[group]["revenue_per_member"] is None
+    assert report["incremental_revenue"] is None and report["verdict"] == "suppressed"
+
+    # k lowered to 2 by the owner: groups of 4 are released
+    assert (await client.put(f"{base}/privacy", json={"min_group_size": 1})).status_code == 422
+    r = await client.put(f"{base}/privacy", json={"min_group_size": 2}, headers=analyst)
+    assert r.status_code == 403
+    r = await client.put(f"{base}/privacy", json={"min_group_size": 2})
+    assert r.json() == {"min_group_size": 2}
+    seg = (await client.get(f"{base}/segments/everyone", headers=analyst)).json()
+    assert seg["members"] == 4
+    sizes = (await client.get(f"{base}/analytics/segments", headers=analyst)).json()["items"]
+    now_sizes = [s for s in sizes if s["members"] is not None]
+    assert now_sizes and all(s["members"] >= 2 or s["members"] == 0 for s in now_sizes)
+    assert all(s["suppressed"] == (s["members"] is None) for s in sizes)
+
+
+async def test_a_differencing_attack_between_two_segments_is_suppressed(
+    client: httpx.AsyncClient,
+) -> None:
+    program, ids = await _program_with_members(client, 5)
+    base = f"/v1/programs/{program}"
+    assert (await client.put(f"{base}/privacy", json={"min_group_size": 3})).status_code == 200
+    target = ids[2]
+    for code, condition in (
+        ("all-but-one", f'member.status == "active" && member.id != "{target}"'),
+        ("nobody", 'member.status == "gone"'),
+        ("two", f'member.id == "{ids[0]}" || member.id == "{ids[1]}"'),
+    ):
+        r = await client.post(f"{base}/segments", json={"code": code, "condition": condition})
+        assert r.status_code == 201, r.text
+    owner = {s["code"]: s["members"] for s in (await client.get(f"{base}/segments")).json()}
+    assert owner == {"everyone": 5, "all-but-one": 4, "nobody": 0, "two": 2}
+
+    analyst = await _key(client, program, "analytics:read")
+    seen = {
+        s["code"]: s["members"]
+        for s in (await client.get(f"{base}/segments", headers=analyst)).json()
+    }
+    # 5 − 4 would tell that the target is in "everyone": neither size is released;
+    # "two" is below k; an empty segment singles no one out
+    assert seen == {"everyone": None, "all-but-one": None, "nobody": 0, "two": None}
+    for code in ("everyone", "all-but-one"):
+        r = await client.get(f"{base}/segments/{code}", headers=analyst)
+        assert r.json()["members"] is None
