@@ -1,4 +1,5 @@
-"""What a member may claim now: their tier's privileges and their active clubs' benefits."""
+"""What a member may claim now: their tier's privileges, their active clubs' benefits and the
+privileges `benefit` rules granted them."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from habitue import clock
 from habitue.clubs import service as clubs_service
 from habitue.members.service import MemberRef
 from habitue.programs.service import ProgramInfo
+from habitue.tiers import granted
 from habitue.tiers import service as tiers_service
 from habitue.tiers.schemas import BenefitSource, BenefitsRead
 
@@ -17,7 +19,8 @@ from habitue.tiers.schemas import BenefitSource, BenefitsRead
 async def benefits_of(
     session: AsyncSession, program: ProgramInfo, member: MemberRef
 ) -> BenefitsRead:
-    """Tier privileges and club benefits active now, with the combined earn multiplier."""
+    """Tier privileges, club benefits and rule-granted privileges active now, with the
+    combined earn multiplier."""
     now = clock.now()
     sources: list[BenefitSource] = []
     multiplier = Decimal(1)
@@ -41,6 +44,16 @@ async def benefits_of(
                 multiplier=str(club.multiplier),
                 privileges=list(club.privileges),
                 until=club.until,
+            )
+        )
+    for held in await granted.active(session, program.id, member.id, now):
+        sources.append(
+            BenefitSource(
+                source="rule",
+                code=held.rule_code or held.code,
+                multiplier="1",
+                privileges=[held.code],
+                until=held.until,
             )
         )
     privileges = sorted({p for s in sources for p in s.privileges})
