@@ -7,9 +7,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from habitue.db import Database
 from habitue.programs import service as programs_service
-from habitue.rules import service as rules_service
 from habitue.rewards import catalogue
 from habitue.rewards.errors import RewardExists
+from habitue.rules import service as rules_service
 from habitue.rules.demo_rules import DEMO_RULES, lottery_reward
 from habitue.rules.errors import RuleExists
 

@@ -3,6 +3,7 @@ privileges `benefit` rules granted them."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from decimal import Decimal
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -64,3 +65,17 @@ async def benefits_of(
         privileges=privileges,
         sources=sources,
     )
+
+
+def privilege_list(held: BenefitsRead) -> list[tuple[str, datetime | None]]:
+    """Each privilege the member holds, by code, with when it ends: the latest end when
+    several sources give it, None when one of them has no set end (a tier, an open grant)."""
+    ends: dict[str, datetime | None] = {}
+    for source in held.sources:
+        for code in source.privileges:
+            if code not in ends:
+                ends[code] = source.until
+                continue
+            prev = ends[code]
+            ends[code] = None if prev is None or source.until is None else max(prev, source.until)
+    return sorted(ends.items())
