@@ -8,7 +8,7 @@ import httpx
 
 from habitue.db import Database
 from tests.conftest import purchase
-from tests.web.conftest import make_staff, signup, staff_signin
+from tests.web.conftest import csrf_of, make_staff, signup, staff_signin
 
 
 async def _rules(client: httpx.AsyncClient, program: str) -> None:
@@ -64,3 +64,20 @@ async def test_the_console_member_page_shows_privileges_and_won_coupons(
     privileges = re.search(r'<dd id="privileges">([^<]*)</dd>', page.text)
     assert privileges is not None and privileges.group(1).startswith("fast_lane (until ")
     assert 'id="coupons-won"' in page.text and f"<code>{code}</code>" in page.text
+
+
+async def test_the_console_will_not_switch_off_a_reward_a_rule_gives(
+    client: httpx.AsyncClient, program: str, db: Database
+) -> None:
+    await _rules(client, program)
+    await staff_signin(client, await make_staff(db, "marketer"))
+    edit = await client.get(f"/admin/{program}/rewards/pastry/edit")
+    form = {"csrf_token": csrf_of(edit.text), "cost_points": "60", "name_en": "A pastry on us"}
+    refused = await client.post(f"/admin/{program}/rewards/pastry/edit", data=form)  # no `active`
+    assert refused.status_code == 422
+    assert re.search(r'id="e-active">A rule gives coupons of this reward', refused.text)
+    assert (await client.get(f"/v1/programs/{program}/rewards/pastry")).json()["active"] is True
+    assert (await client.delete(f"/v1/programs/{program}/rules/lottery")).status_code == 204
+    saved = await client.post(f"/admin/{program}/rewards/pastry/edit", data=form)
+    assert saved.status_code == 303
+    assert (await client.get(f"/v1/programs/{program}/rewards/pastry")).json()["active"] is False

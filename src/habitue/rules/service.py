@@ -129,11 +129,16 @@ async def rules_referencing_tier(
 
 
 async def rules_naming_reward(session: AsyncSession, program: ProgramInfo, code: str) -> list[str]:
-    """Codes of the program's live rules whose `coupon` effect names the reward `code`."""
+    """Codes of the program's active rules whose `coupon` effect names the reward `code`
+    (deleted, switched-off and expired rules do not count), sorted."""
+    now = clock.now()
     return [
         row.code
         for row, spec in await _live_specs(session, program)
-        if spec.effect.kind == "coupon" and spec.effect.reward_code == code
+        if spec.effect.kind == "coupon"
+        and spec.effect.reward_code == code
+        and spec.active
+        and (spec.valid_to is None or spec.valid_to > now)
     ]
 
 
