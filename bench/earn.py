@@ -36,6 +36,11 @@ async def _seed(base: str, admin: str, members: int, with_rules: bool) -> tuple[
         if with_rules:
             from rules import bench_rules  # bench/rules.py: the rules benchmark's 50 rules
 
+            # The 2 % pastry lottery issues coupons of this reward (a coupon rule must name one).
+            r = await c.post("/v1/programs/bench/rewards", json={
+                "code": "free-pastry", "kind": "free_product", "sku": "PAS-002",
+                "cost_points": 80, "texts": {"en": {"name": "A pastry"}}})  # fmt: skip
+            r.raise_for_status()
             for spec in bench_rules():
                 r = await c.post(
                     "/v1/programs/bench/rules", json=spec.model_dump(mode="json", exclude_none=True)

@@ -6,6 +6,7 @@ import asyncio
 import random
 from collections import Counter
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -22,6 +23,7 @@ from habitue.ledger.verify import verify
 from habitue.programs import service as programs_service
 from habitue.programs.service import ProgramInfo
 from habitue.rewards import offers, redeem
+from habitue.rules.decide import random_draw
 
 MEMBERS, PURCHASES, SEED = 80, 3000, 11
 P = f"/v1/programs/{demo.PROGRAM}"
@@ -61,6 +63,7 @@ async def test_catalogue_and_redemptions(
         "basket-15": "discount",
         "mug": "product",
         "food-bank": "donation",
+        "free-pastry": "free_product",
     }
     assert all(set(r["texts"]) == {"en", "fr", "da"} for r in items.values())
     basket = items["basket-15"]
@@ -220,3 +223,35 @@ def test_second_load_reuses_the_data(loaded: dict[str, Any], db_url: str) -> Non
             await database.dispose()
 
     assert asyncio.run(counts()) == (MEMBERS * 3 // 20, 1)
+
+
+async def test_the_fast_lane_and_the_pastry_lottery_grant(
+    loaded: dict[str, Any], client: httpx.AsyncClient
+) -> None:
+    """The demo's benefit and coupon rules deliver: the fast lane is a privilege after the
+    visits, and a lottery win is a coupon of `free-pastry` in the member's coupons."""
+    member = (await _json(client, "/members", limit="1"))["items"][0]["id"]
+    granted: list[Any] = []
+    for n in range(25):
+        body = {"type": "visit", "member": {"id": member}, "external_id": f"fast-{n}"}
+        r = await client.post(P + "/events", json=body)
+        assert r.status_code == 201, r.text
+        granted += [e for e in r.json()["effects"] if e["kind"] == "benefit"]
+    assert granted and {e["benefit"] for e in granted} == {"fast_lane"}
+    assert "fast_lane" in (await _json(client, f"/members/{member}/benefits"))["privileges"]
+
+    # The 2 % lottery, reproducible from the event's id: an id that wins, and one that loses.
+    threshold = int(Decimal("0.02") * 2**64)
+    ids = (f"lottery-{member}-{n}" for n in range(10_000))
+    wins = next(i for i in ids if random_draw("pastry-lottery", 1, i) < threshold)
+    loses = next(i for i in ids if random_draw("pastry-lottery", 1, i) >= threshold)
+    coupons: list[Any] = []
+    for external_id in (wins, loses):
+        r = await client.post(P + "/events", json={"type": "purchase", "member": {"id": member},
+                              "external_id": external_id, "total": "4.20"})  # fmt: skip
+        assert r.status_code == 201, r.text
+        coupons.append([e for e in r.json()["effects"] if e["kind"] == "coupon"])
+    [won], lost = coupons
+    assert won["reward"] == "free-pastry" and won["coupon"] and lost == []
+    held = (await _json(client, f"/members/{member}/coupons"))["items"]
+    assert [c["code"] for c in held if c["reward"] == "free-pastry"] == [won["coupon"]]

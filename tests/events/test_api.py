@@ -14,7 +14,10 @@ async def test_purchase_earns_rate_times_amount_rounded_down(client: httpx.Async
     assert r.status_code == 201, r.text
     body = r.json()
     assert body["points"] == 70
-    assert body["effects"] == [{"kind": "earn", "rule": "base", "points": 70, "detail": {}}]
+    assert body["effects"] == [
+        {"kind": "earn", "rule": "base", "points": 70, "detail": {},
+         "benefit": None, "until": None, "coupon": None, "reward": None}
+    ]  # fmt: skip
     r = await purchase(client, code, m["id"], "0.99")
     assert r.json()["points"] == 1  # 1.7325 rounded down
     bal = (await client.get(f"/v1/programs/{code}/members/{m['id']}/balance")).json()

@@ -17,6 +17,7 @@ from habitue.programs import service as programs_service
 from habitue.rewards.referrals import PENDING
 from habitue.rules.hooks import COUNTERS
 from habitue.settings import Settings
+from habitue.tiers.granted import EXTRA as GRANTED
 from tests.conftest import create_program, enrol, purchase
 
 
@@ -41,7 +42,8 @@ async def test_the_member_of_an_event_comes_with_its_counters_and_pending_referr
     r = await client.post(base + "/referrals", json={"referee": referee, "code": code})
     assert r.status_code == 201, r.text
 
-    assert await _extras(db, program, referrer) == {COUNTERS: None, PENDING: False}
+    assert await _extras(db, program, referrer) == {
+        COUNTERS: None, PENDING: False, GRANTED: False}  # fmt: skip
     assert (await _extras(db, program, referee))[PENDING] is True
 
     await purchase(client, program, referrer, "12.00")

@@ -13,6 +13,7 @@ from habitue.rules.types import (
     AddTierCredits,
     EarnPoints,
     Effect,
+    EffectKind,
     EventInput,
     GrantBenefit,
     IssueCoupon,
@@ -21,6 +22,11 @@ from habitue.rules.types import (
 
 def pts(amount: int, code: str) -> EarnPoints:
     return EarnPoints(amount, code, rule_version=None if code == "base" else 1)
+
+
+def mult(amount: int, code: str) -> EarnPoints:
+    """The points a multiplier rule adds: public kind `multiplier`."""
+    return EarnPoints(amount, code, rule_version=1, kind=EffectKind.MULTIPLIER)
 
 
 COFFEE_BASKET = (line("coffee", "3.50"), line("coffee", "3.50"), line("pastry", "5.50"))
@@ -95,7 +101,7 @@ CASES: list[tuple[str, list[dict[str, Any]], EventInput, list[Effect]]] = [
         "×2 on coffee, Wednesday 21:30 Paris: 12 + 7",
         [COFFEE_X2],
         create_event(lines=COFFEE_BASKET),
-        [pts(12, "base"), pts(7, "coffee-x2")],
+        [pts(12, "base"), mult(7, "coffee-x2")],
     ),
     (
         "×2 on coffee, Wednesday 20:30 Paris: too early",
@@ -113,13 +119,13 @@ CASES: list[tuple[str, list[dict[str, Any]], EventInput, list[Effect]]] = [
         "×2 on coffee with 2.50 paid in points: base 10, coffee share 5.60 → 5",
         [COFFEE_X2],
         create_event(lines=COFFEE_BASKET, discount_minor=250),
-        [pts(10, "base"), pts(5, "coffee-x2")],
+        [pts(10, "base"), mult(5, "coffee-x2")],
     ),
     (
         "×1.5 over the whole basket: 12 × 0.5 = 6",
         [rule("x1.5", {"kind": "multiplier", "factor": "1.5"})],
         create_event(lines=COFFEE_BASKET),
-        [pts(12, "base"), pts(6, "x1.5")],
+        [pts(12, "base"), mult(6, "x1.5")],
     ),
     (
         "stacking order: base, multipliers, bonuses whatever the priorities",
@@ -128,7 +134,7 @@ CASES: list[tuple[str, list[dict[str, Any]], EventInput, list[Effect]]] = [
             rule("double", {"kind": "multiplier", "factor": "2"}, priority=1),
         ],
         create_event(lines=COFFEE_BASKET),
-        [pts(12, "base"), pts(12, "double"), pts(3, "bonus")],
+        [pts(12, "base"), mult(12, "double"), pts(3, "bonus")],
     ),
     (
         "tier credits: fixed and per euro",

@@ -188,7 +188,7 @@ async def test_tier_credits_from_rules_over_calendar_year(
     assert (await tier(client, code, m["id"]))["value"] == 0
     body = await event(client, code, m["id"], "purchase", total="30.00")
     kinds = [e["kind"] for e in body["effects"]]
-    assert kinds == ["earn", "AddTierCredits", "tier_upgrade"]
+    assert kinds == ["earn", "tier_credits", "tier_upgrade"]
     assert body["points"] == 30  # tier credits are not spendable points
     got = await tier(client, code, m["id"])
     assert (got["tier"], got["value"], got["to_next"]) == ("silver", 60, 140)

@@ -5,7 +5,8 @@ event's transaction, so what they write commits or rolls back with the event.
 
 - enrichers: add to the member snapshot before `decide` (tier, multiplier, benefits, counters);
 - rule loaders: return the compiled rules `decide` evaluates for a program;
-- after_event: apply effects other than points (tier credits, coupons, benefits, counters);
+- after_event: act on the decision besides its effects' appliers (tier credits and upgrades,
+  counters, referrals); benefits and coupons are applied by `events.apply`;
 - after_record: act once the event's row is written (partner movements, which need its source);
 - after_refund: undo what a refunded purchase caused (tier upgrades, referral rewards).
 """

@@ -81,10 +81,20 @@ class EventCreate(Strict):
 
 
 class EffectRead(BaseModel):
+    """One effect of an event; `kind` is a snake_case word (see docs/rules.md)."""
+
     kind: str
     rule: str | None
     points: int
     detail: dict[str, Any] = Field(default_factory=dict)
+    benefit: str | None = None
+    """`benefit`: the privilege's code."""
+    until: datetime | None = None
+    """`benefit`: when the member's privilege ends (null: open-ended)."""
+    coupon: str | None = None
+    """`coupon` and `coupon_voided`: the coupon's code (null in a quote)."""
+    reward: str | None = None
+    """`coupon` and `coupon_voided`: the reward the coupon is for."""
 
 
 class EventRead(BaseModel):

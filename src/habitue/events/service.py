@@ -28,6 +28,7 @@ from habitue.db import (
     write_late,
 )
 from habitue.errors import ValidationFailed
+from habitue.events import apply as apply_effects
 from habitue.events import hooks
 from habitue.events.errors import (
     CurrencyMismatch,
@@ -198,25 +199,6 @@ async def _decide(
     return rules_decide.decide(event, snap, settings, rules, now, usage)
 
 
-def _effects(decision: Decision) -> list[EffectRead]:
-    out: list[EffectRead] = []
-    for e in decision.effects:
-        if isinstance(e, EarnPoints):
-            out.append(EffectRead(kind=e.kind, rule=e.rule_code, points=e.amount))
-        else:
-            out.append(
-                EffectRead(
-                    kind=type(e).__name__,
-                    rule=e.rule_code,
-                    points=0,
-                    detail={k: v for k, v in vars(e).items() if k != "rule_code"}
-                    if hasattr(e, "__dict__")
-                    else {},
-                )
-            )
-    return out
-
-
 async def _existing(
     session: AsyncSession, program: ProgramInfo, source: str, external_id: str
 ) -> EventRead | None:
@@ -273,7 +255,7 @@ async def quote(session: AsyncSession, program: ProgramInfo, body: EventCreate) 
         points_spent=body.spend_points,
         discount=format_minor(prepared.discount_minor, program.currency_exponent),
         pending=program.pending_days > 0 and earned > 0,
-        effects=_effects(decision),
+        effects=apply_effects.entries(decision, now),
         errors=[{"rule": e.rule_code, "message": e.message} for e in decision.errors],
     )
 
@@ -385,6 +367,9 @@ async def _earn(
         now=now,
         source=body.source,
     )
+    delivered = await apply_effects.deliver(
+        session, apply_effects.Target(program, member.id, event_id, now), decision
+    )
     extra = await hooks.run_after_event(session, applied)
     response = EventRead(
         id=event_id,
@@ -400,7 +385,7 @@ async def _earn(
         if spent
         else None,
         pending=pending and earned > 0,
-        effects=_effects(decision) + [EffectRead.model_validate(x) for x in extra],
+        effects=delivered + [EffectRead.model_validate(x) for x in extra],
         errors=[{"rule": e.rule_code, "message": e.message} for e in decision.errors],
     )
     rows = []
@@ -724,6 +709,9 @@ async def _refund(
         ),
     )
     effects = [EffectRead.model_validate(x) for x in extra]
+    effects += await apply_effects.undo_for_refund(
+        session, program, purchase["id"], purchase["response"]
+    )
     if to_take > 0:
         effects.append(
             EffectRead(

@@ -22,6 +22,7 @@ from habitue.rewards.schemas import (
     CouponRead,
     DonationStatement,
     FulfilmentUpdate,
+    MemberCouponPage,
     OfferCreate,
     OfferPage,
     OfferRead,
@@ -178,6 +179,16 @@ async def generate_coupons(
     out = io.StringIO()
     coupons.write_csv(out, made)
     return Response(out.getvalue(), status_code=201, media_type="text/csv")
+
+
+@router.get(MEMBER + "/coupons", response_model=MemberCouponPage)
+async def member_coupons(
+    program: ProgramDep, member_id: str, session: ReadSession, _: Principal = scoped("members:read")
+) -> MemberCouponPage:
+    """The member's coupons, newest first: from redemptions and from `coupon` rules (with the
+    event that issued each)."""
+    member = await members_service.resolve(session, program, member_id=member_id)
+    return MemberCouponPage(items=await coupons.for_member(session, program, member.id))
 
 
 @router.get("/coupons/{code}", response_model=CouponRead)

@@ -16,7 +16,7 @@ from habitue.db import Prefetch, table_of
 from habitue.errors import ValidationFailed
 from habitue.money import MoneyFormatError, format_minor, parse_minor
 from habitue.programs.service import ProgramInfo
-from habitue.rewards.errors import RewardExists, RewardNotFound
+from habitue.rewards.errors import RewardExists, RewardInUse, RewardNotFound
 from habitue.rewards.models import Reward
 from habitue.rewards.schemas import DiscountFields, RewardCreate, RewardRead, RewardUpdate
 from habitue.rewards.till import DiscountTerms
@@ -249,6 +249,19 @@ async def list_rewards(
     ]
 
 
+async def _refuse_if_named(session: AsyncSession, program: ProgramInfo, code: str) -> None:
+    """A reward a live `coupon` rule names cannot be switched off (409): the rule would issue
+    coupons of nothing."""
+    from habitue.rules import service as rules_service
+
+    named = await rules_service.rules_naming_reward(session, program, code)
+    if named:
+        raise RewardInUse(
+            f"reward {code!r} is named by the live rules {named}: change or delete them first",
+            errors=[{"field": "active", "message": f"named by rules {named}"}],
+        )
+
+
 async def update_reward(
     session: AsyncSession, program: ProgramInfo, code: str, data: RewardUpdate
 ) -> RewardRead:
@@ -262,6 +275,8 @@ async def update_reward(
         if name in ("active", "cost_points", "texts") and value is None:
             raise ValidationFailed(name, "cannot be null")
         changes[name] = value
+    if changes.get("active") is False and row["active"]:
+        await _refuse_if_named(session, program, code)
     if changes:
         changes["updated_at"] = clock.now()
         await session.execute(update(_rewards).where(_rewards.c.id == row["id"]).values(changes))

@@ -26,11 +26,18 @@ from habitue.rewards.errors import (
     CouponExpired,
     CouponNotApplicable,
     CouponNotFound,
+    CouponVoided,
     InvalidCouponCode,
     RewardNotRedeemable,
 )
 from habitue.rewards.models import Coupon, CouponAttempt, Reward
-from habitue.rewards.schemas import BasketIn, CouponBatchCreate, CouponCheck, CouponRead
+from habitue.rewards.schemas import (
+    BasketIn,
+    CouponBatchCreate,
+    CouponCheck,
+    CouponRead,
+    MemberCouponRead,
+)
 from habitue.rewards.sql import affected
 from habitue.rewards.till import BasketLine, discount_for
 
@@ -55,10 +62,12 @@ async def issue(
     reward: catalogue.RewardRow,
     *,
     member_id: int,
-    redemption_id: int,
+    redemption_id: int | None,
     now: datetime,
+    event_id: str | None = None,
 ) -> CouponRead:
-    """Issue one coupon for a redemption, with a fresh random code."""
+    """Issue one coupon for a redemption (or, with `event_id`, for an event's `coupon` rule),
+    with a fresh random code."""
     expires = expiry(reward, now)
     for _ in range(5):
         code = codes.new_code()
@@ -72,6 +81,7 @@ async def issue(
             "state": "issued",
             "issued_at": now,
             "expires_at": expires,
+            "event_id": event_id,
         }
         # A 64-bit collision is vanishingly rare: skip the row rather than pay for a savepoint.
         if dialect_name(session) == "postgresql":
@@ -146,6 +156,8 @@ def _state_error(row: Any, now: datetime) -> None:
         raise CouponAlreadyRedeemed("this coupon has already been redeemed")
     if state == "canceled":
         raise CouponCanceled("this coupon was canceled")
+    if state == "voided":
+        raise CouponVoided("this coupon was voided: the purchase that won it was refunded")
     expires = row["expires_at"]
     if state == "expired" or (expires is not None and clock.as_utc(expires) <= now):
         raise CouponExpired("this coupon has expired")
@@ -277,6 +289,72 @@ def _read(program: ProgramInfo, row: Any) -> CouponRead:
         if row["discount_minor"] is not None
         else None,
     )
+
+
+async def issue_for_event(
+    session: AsyncSession,
+    program: ProgramInfo,
+    member_id: int,
+    reward_code: str,
+    *,
+    event_id: str,
+    now: datetime,
+) -> CouponRead:
+    """Issue a coupon of `reward_code` to the member for an event's `coupon` rule: a gift, no
+    points spent; the code and expiry are as for a redemption's coupon."""
+    reward = await catalogue.load(session, program, reward_code)
+    if reward.kind not in catalogue.COUPON_KINDS:
+        raise RewardNotRedeemable(f"a {reward.kind} reward has no coupons")
+    return await issue(
+        session, program, reward, member_id=member_id, redemption_id=None, now=now,
+        event_id=event_id,
+    )  # fmt: skip
+
+
+async def void_for_event(
+    session: AsyncSession, program: ProgramInfo, event_id: str
+) -> list[tuple[str, str]]:
+    """Void the unused coupons an event issued (its purchase was refunded); a used one stays
+    used. Returns (printed code, reward code) of each voided coupon."""
+    rows = (
+        (
+            await session.execute(
+                _coupon_query(program).where(
+                    _coupons.c.event_id == event_id, _coupons.c.state == "issued"
+                )
+            )
+        )
+        .mappings()
+        .all()
+    )
+    if not rows:
+        return []
+    await session.execute(
+        update(_coupons)
+        .where(_coupons.c.id.in_([r["id"] for r in rows]), _coupons.c.state == "issued")
+        .values(state="voided")
+    )
+    return [(codes.display(r["code"]), r["reward_code"]) for r in rows]
+
+
+async def for_member(
+    session: AsyncSession, program: ProgramInfo, member_id: int
+) -> list[MemberCouponRead]:
+    """The member's coupons, newest first, each with the event that issued it (if any)."""
+    rows = (
+        (
+            await session.execute(
+                _coupon_query(program)
+                .where(_coupons.c.member_id == member_id)
+                .order_by(_coupons.c.issued_at.desc(), _coupons.c.id.desc())
+            )
+        )
+        .mappings()
+        .all()
+    )
+    return [
+        MemberCouponRead(**_read(program, r).model_dump(), event_id=r["event_id"]) for r in rows
+    ]
 
 
 async def for_redemptions(

@@ -89,6 +89,16 @@ class CouponCanceled(Conflict):
     title = "Coupon canceled"
 
 
+class CouponVoided(Conflict):
+    type = "coupon-voided"
+    title = "Coupon voided"
+
+
+class RewardInUse(Conflict):
+    type = "reward-in-use"
+    title = "Reward named by a live rule"
+
+
 class CouponNotApplicable(HabitueError):
     status = 422
     type = "coupon-not-applicable"

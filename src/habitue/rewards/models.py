@@ -97,8 +97,13 @@ class Coupon(Base):
     redeemed_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
     basket_minor: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     discount_minor: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    event_id: Mapped[str | None] = mapped_column(ident(36), nullable=True, index=True)
+    """The event whose `coupon` rule issued it (None: a redemption's or a campaign's)."""
 
-    __table_args__ = (Index("ix_coupons_state_expires", "state", "expires_at"),)
+    __table_args__ = (
+        Index("ix_coupons_state_expires", "state", "expires_at"),
+        Index("ix_coupons_member_issued", "member_id", "issued_at"),
+    )
 
 
 class CouponAttempt(Base):

@@ -184,6 +184,16 @@ class BasketIn(Strict):
     reference: str | None = Field(default=None, max_length=200, description="till reference")
 
 
+class MemberCouponRead(CouponRead):
+    """A coupon of a member; `event_id` names the event whose `coupon` rule issued it."""
+
+    event_id: str | None = None
+
+
+class MemberCouponPage(BaseModel):
+    items: list[MemberCouponRead]
+
+
 class CouponCheck(BaseModel):
     code: str
     state: str

@@ -19,6 +19,8 @@ from habitue.rules.types import EventInput, LineInput, MemberSnapshot, ProgramSn
 
 _CODE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
 _EVENT_TYPE = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+_BENEFIT = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+"""A benefit code: a snake_case word (as `tiers.granted.CODE`)."""
 _HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
 RESERVED_CODES = frozenset({"base"})
 
@@ -188,6 +190,10 @@ def _check_effect(spec: RuleSpec) -> None:
     if kind == "benefit":
         if not eff.benefit:
             raise RuleValidationError("effect.benefit", "kind 'benefit' needs a benefit name")
+        if not _BENEFIT.match(eff.benefit):
+            raise RuleValidationError(
+                "effect.benefit", "must match ^[a-z][a-z0-9_]{0,63}$ (e.g. fast_lane)"
+            )
         if eff.days is not None and eff.days <= 0:
             raise RuleValidationError("effect.days", "must be > 0")
     if kind == "coupon" and not eff.reward_code:

@@ -27,6 +27,7 @@ from habitue.rules.types import (
     Decision,
     EarnPoints,
     Effect,
+    EffectKind,
     EventInput,
     GrantBenefit,
     IssueCoupon,
@@ -258,7 +259,12 @@ class _Run:
                 granted, rule.code, rule.rule_id, rule.version, requested - granted
             )
         return EarnPoints(
-            granted, rule.code, rule.rule_id, rule.version, clipped=requested - granted
+            granted,
+            rule.code,
+            rule.rule_id,
+            rule.version,
+            EffectKind.MULTIPLIER if kind == "multiplier" else EffectKind.EARN,
+            clipped=requested - granted,
         )
 
 

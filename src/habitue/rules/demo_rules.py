@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from habitue.rewards.schemas import RewardCreate
 from habitue.rules.model import (
     CapSpec,
     EffectSpec,
@@ -56,3 +57,23 @@ DEMO_RULES: list[RuleSpec] = [
         effect=EffectSpec(kind="coupon", reward_code="free-pastry", probability=Decimal("0.02")),
     ),
 ]
+
+
+def lottery_reward() -> RewardCreate:
+    """The reward the pastry lottery's coupons are for: a catalogue entry, installed with the
+    rules (a `coupon` rule must name an active reward when it is saved)."""
+    names = {
+        "en": ("A croissant on us", "You won the pastry lottery: one croissant, free."),
+        "fr": ("Un croissant offert", "Vous avez gagné à la loterie : un croissant offert."),
+        "da": ("En croissant på os", "Du vandt i konditorlotteriet: én gratis croissant."),
+    }
+    return RewardCreate.model_validate(
+        {
+            "code": "free-pastry",
+            "kind": "free_product",
+            "sku": "croissant",
+            "cost_points": 80,
+            "coupon_days": 30,
+            "texts": {lang: {"name": n, "description": d} for lang, (n, d) in names.items()},
+        }
+    )

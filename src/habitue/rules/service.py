@@ -19,6 +19,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from habitue import clock
 from habitue.db import DeferredWrite, defer_write, dialect_name, table_of
 from habitue.programs.service import ProgramInfo
+from habitue.rewards.catalogue import COUPON_KINDS
+from habitue.rewards.models import Reward
 from habitue.rules.compile import (
     CompiledRule,
     RuleSet,
@@ -46,6 +48,7 @@ _rules = table_of(Rule)
 _versions = table_of(RuleVersionRow)
 _usage = table_of(RuleUsageRow)
 _counters = table_of(MemberCounters)
+_rewards = table_of(Reward)
 
 BUDGET_PERIOD = "budget"
 _SESSION_KEY = "habitue.rules.rule_sets"
@@ -125,6 +128,42 @@ async def rules_referencing_tier(
     return out
 
 
+async def rules_naming_reward(session: AsyncSession, program: ProgramInfo, code: str) -> list[str]:
+    """Codes of the program's active rules whose `coupon` effect names the reward `code`
+    (deleted, switched-off and expired rules do not count), sorted."""
+    now = clock.now()
+    return [
+        row.code
+        for row, spec in await _live_specs(session, program)
+        if spec.effect.kind == "coupon"
+        and spec.effect.reward_code == code
+        and spec.active
+        and (spec.valid_to is None or spec.valid_to > now)
+    ]
+
+
+async def _check_reward(session: AsyncSession, program: ProgramInfo, spec: RuleSpec) -> None:
+    """A `coupon` rule names an active reward of the catalogue that has coupons (422)."""
+    if spec.effect.kind != "coupon" or not spec.active:
+        return
+    row = (
+        await session.execute(
+            select(_rewards.c.kind, _rewards.c.active).where(
+                _rewards.c.program_id == program.id, _rewards.c.code == spec.effect.reward_code
+            )
+        )
+    ).first()
+    if row is None:
+        problem = "names no reward of the catalogue"
+    elif not row.active:
+        problem = "names an inactive reward"
+    elif row.kind not in COUPON_KINDS:
+        problem = f"names a {row.kind} reward, which has no coupons"
+    else:
+        return
+    raise InvalidRule.of(RuleValidationError("effect.reward_code", problem))
+
+
 async def _warnings_for(session: AsyncSession, program: ProgramInfo, spec: RuleSpec) -> list[str]:
     """Warnings of the rule set that involve this rule (exclusive rules sharing a priority)."""
     others = [s for _, s in await _live_specs(session, program) if s.code != spec.code]
@@ -196,6 +235,7 @@ async def create_rule(
     Raises `InvalidRule` (nothing saved) or `RuleExists`; the response carries warnings.
     """
     spec = _spec(data)
+    await _check_reward(session, program, spec)
     now = clock.now()
     existing = await _row(session, program, spec.code)
     if existing is not None and existing.active:
@@ -262,6 +302,7 @@ async def update_rule(
         )
     ).scalar_one()
     spec = _spec({**current, **patch})
+    await _check_reward(session, program, spec)
     now = clock.now()
     version = row.current_version + 1
     await session.execute(

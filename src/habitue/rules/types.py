@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Literal
+from enum import StrEnum
+from typing import Any, ClassVar, Literal
 
 Rounding = Literal["down", "half_up", "up"]
 Period = Literal["day", "week", "month", "year", "lifetime"]
@@ -73,6 +74,21 @@ class ProgramSnapshot:
     pending_days: int
 
 
+class EffectKind(StrEnum):
+    """The public `kind` of an effect a rule decides (the `effects` of an event's answer)."""
+
+    EARN = "earn"
+    """Spendable points credited to the member (the base earn and point rules)."""
+    MULTIPLIER = "multiplier"
+    """Extra spendable points: the base points of a purchase times a factor, less the base."""
+    TIER_CREDITS = "tier_credits"
+    """Tier credits, counted toward the member's tier and never spendable."""
+    BENEFIT = "benefit"
+    """A named privilege granted to the member until a date (or open-ended)."""
+    COUPON = "coupon"
+    """A coupon of a catalogue reward issued to the member, burnt once at the till."""
+
+
 @dataclass(frozen=True, slots=True)
 class EarnPoints:
     """Credit points to the member (pending first when `pending_until` is set)."""
@@ -81,7 +97,8 @@ class EarnPoints:
     rule_code: str
     rule_id: int | None = None
     rule_version: int | None = None
-    kind: str = "earn"
+    kind: EffectKind = EffectKind.EARN
+    """`earn`, or `multiplier` for the points a multiplier rule adds."""
     clipped: int = 0
     """Points a cap or budget took off what the rule asked for."""
 
@@ -90,6 +107,7 @@ class EarnPoints:
 class AddTierCredits:
     """Tier credits, separate from spendable points."""
 
+    kind: ClassVar[EffectKind] = EffectKind.TIER_CREDITS
     amount: int
     rule_code: str
     rule_id: int | None = None
@@ -101,6 +119,7 @@ class AddTierCredits:
 class GrantBenefit:
     """A named privilege (fast lane, free delivery) for a period."""
 
+    kind: ClassVar[EffectKind] = EffectKind.BENEFIT
     benefit: str
     rule_code: str
     days: int | None = None
@@ -112,6 +131,7 @@ class GrantBenefit:
 class IssueCoupon:
     """A coupon for a reward of the catalogue."""
 
+    kind: ClassVar[EffectKind] = EffectKind.COUPON
     reward_code: str
     rule_code: str
     rule_id: int | None = None
@@ -188,6 +208,11 @@ class Decision:
     errors: tuple[RuleError, ...] = ()
     capped: tuple[Capped, ...] = ()
     draws: tuple[RandomDraw, ...] = ()
+
+    @property
+    def delivers(self) -> bool:
+        """Whether an effect needs an applier beyond the points and tier credits."""
+        return any(isinstance(e, GrantBenefit | IssueCoupon) for e in self.effects)
 
     @property
     def points(self) -> int:

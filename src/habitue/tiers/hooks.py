@@ -8,10 +8,12 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from habitue.events import hooks
+from habitue.events import apply, hooks
+from habitue.members import service as members_service
 from habitue.members.service import MemberRef
 from habitue.programs.service import ProgramInfo
-from habitue.rules.types import MemberSnapshot
+from habitue.rules.types import GrantBenefit, MemberSnapshot
+from habitue.tiers import granted
 from habitue.tiers import service as tiers_service
 
 
@@ -35,6 +37,40 @@ async def enrich(
         tier=tier.code,
         earn_multiplier=snap.earn_multiplier * tier.multiplier,
         benefits=snap.benefits | frozenset(tier.privileges),
+    )
+
+
+async def enrich_granted(
+    session: AsyncSession,
+    program: ProgramInfo,
+    member: MemberRef,
+    snap: MemberSnapshot,
+    now: datetime,
+) -> MemberSnapshot:
+    """Give the rules the benefits `benefit` rules granted the member, unexpired at `now`.
+
+    Read only for a member who ever got one (`granted.has_granted_column`, read with the
+    member): the others' events pay nothing for it.
+    """
+    if not member.extras.get(granted.EXTRA, True):
+        return snap
+    held = await granted.active(session, program.id, member.id, now)
+    if not held:
+        return snap
+    return replace(snap, benefits=snap.benefits | frozenset(g.code for g in held))
+
+
+async def grant_benefit(
+    session: AsyncSession, target: apply.Target, effect: GrantBenefit
+) -> datetime | None:
+    """The `benefit` applier: grant (or extend) the member's privilege."""
+    return await granted.grant(
+        session,
+        target.program.id,
+        target.member_id,
+        effect,
+        event_id=target.event_id,
+        now=target.now,
     )
 
 
@@ -64,5 +100,8 @@ async def after_refund(session: AsyncSession, applied: hooks.RefundApplied) -> l
 
 if enrich not in hooks.enrichers:
     hooks.enrichers.append(enrich)
+    hooks.enrichers.append(enrich_granted)
     hooks.after_event.append(after_event)
     hooks.after_refund.append(after_refund)
+members_service.event_extras.setdefault(granted.EXTRA, granted.has_granted_column)
+apply.APPLIERS.benefit = grant_benefit

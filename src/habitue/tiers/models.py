@@ -17,7 +17,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from habitue.db import Base, BigId, JSONType
+from habitue.db import Base, BigId, JSONType, ident
 
 
 class TierLadder(Base):
@@ -138,3 +138,25 @@ class TierEvalStage(Base):
     metric: Mapped[int] = mapped_column(BigInteger)
     graced: Mapped[int] = mapped_column(Integer, default=0)
     grace_rank: Mapped[int | None] = mapped_column(Integer, nullable=True)
+
+
+class MemberBenefit(Base):
+    """A privilege a `benefit` rule granted a member, until a moment (None: open-ended).
+
+    One row per member and code: a repeat grant extends `until` to the later of the two.
+    """
+
+    __tablename__ = "member_benefits"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    program_id: Mapped[int] = mapped_column(ForeignKey("programs.id"))
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id"))
+    code: Mapped[str] = mapped_column(String(64))
+    until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    rule_code: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    """The rule of the latest grant."""
+    event_id: Mapped[str | None] = mapped_column(ident(36), nullable=True)
+    """The event of the latest grant."""
+    granted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (UniqueConstraint("member_id", "code"),)

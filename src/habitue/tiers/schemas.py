@@ -106,7 +106,8 @@ class TierProgress(BaseModel):
 
 
 class BenefitSource(BaseModel):
-    source: Literal["tier", "club"]
+    source: Literal["tier", "club", "rule"]
+    """`rule`: granted by a `benefit` rule (`code` names the rule, `until` when it ends)."""
     code: str
     multiplier: str
     privileges: list[str]

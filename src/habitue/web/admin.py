@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
-from datetime import date
+from dataclasses import dataclass, field
+from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -28,11 +28,13 @@ from habitue.members.schemas import MemberRead
 from habitue.programs import service as programs_service
 from habitue.programs.errors import ProgramNotFound
 from habitue.programs.service import ProgramInfo
+from habitue.rewards import coupons
 from habitue.rewards import redeem as redeem_service
-from habitue.rewards.schemas import RedemptionRead
+from habitue.rewards.schemas import MemberCouponRead, RedemptionRead
 from habitue.rules import service as rules_service
 from habitue.rules.errors import InvalidRule, RuleNotFound
 from habitue.rules.schemas import RuleRead
+from habitue.tiers.benefits import benefits_of, privilege_list
 from habitue.web import limits, member_messages, queries
 from habitue.web import service as web_service
 from habitue.web.i18n import _l, normalise
@@ -346,6 +348,10 @@ class MemberView:
     history: list[dict[str, Any]]
     redemptions: list[RedemptionRead]
     messages: member_messages.MemberMessages
+    privileges: list[tuple[str, datetime | None]] = field(default_factory=list)
+    """What the member may claim now (tier, clubs, `benefit` rules), with when each ends."""
+    won: list[MemberCouponRead] = field(default_factory=list)
+    """Coupons `coupon` rules issued the member (the redemptions' are in `redemptions`)."""
 
 
 async def _member_view(request: Request, console: Console, public_id: str) -> MemberView | None:
@@ -358,9 +364,11 @@ async def _member_view(request: Request, console: Console, public_id: str) -> Me
             history = await ledger_service.history(session, ref.id, before=None, limit=100)
             taken = await redeem_service.for_member(session, info, ref, limit=50)
             messages = await member_messages.load(session, info, member, limit=50)
+            privileges = privilege_list(await benefits_of(session, info, ref))
+            won = [c for c in await coupons.for_member(session, info, ref.id) if c.event_id]
     except MemberNotFound:
         return None
-    return MemberView(member, history, taken, messages)
+    return MemberView(member, history, taken, messages, privileges, won)
 
 
 def _member_page(
@@ -378,6 +386,8 @@ def _member_page(
         m=view.member,
         history=view.history,
         redemptions=view.redemptions,
+        privileges=view.privileges,
+        won=view.won,
         states=COUPON_STATES,
         kinds=KIND_LABELS,
         messages=view.messages,

@@ -23,6 +23,7 @@ from habitue.rewards.errors import (
     RedemptionNotCancelable,
     RedemptionNotFound,
     RewardExists,
+    RewardInUse,
     RewardNotFound,
 )
 from habitue.rewards.schemas import RewardCreate, RewardRead, RewardUpdate
@@ -90,6 +91,7 @@ DONE = {
 NOT_NEXT_STEP = _l("This step does not follow the redemption's current status.")
 NOT_CANCELABLE = _l("This redemption can no longer be canceled.")
 REWARD_EXISTS = _l("A reward with this code exists already.")
+IN_USE = _l("A rule gives coupons of this reward: change or delete the rule first.")
 COST = _l("Enter a whole number of points, at least 1.")
 STOCK = _l("Enter a whole number, 0 or more; leave empty for no limit.")
 AT_LEAST_ONE = _l("Enter a whole number, at least 1; leave empty for no limit.")
@@ -430,6 +432,8 @@ async def save_reward(request: Request, program: str, code: str) -> Response:
             )
         except RewardNotFound:
             return console.not_found()
+        except RewardInUse:
+            reader.fail("active", IN_USE)
         except ValidationFailed:
             reader.fail("cost_points", CHECK)
     if reader.errors:

@@ -26,6 +26,7 @@ from habitue.programs import service as programs_service
 from habitue.programs.errors import ProgramNotFound
 from habitue.programs.service import ProgramInfo
 from habitue.settings import Settings
+from habitue.tiers.benefits import benefits_of, privilege_list
 from habitue.web import limits
 from habitue.web import service as web_service
 from habitue.web.codes import code128_svg, qr_svg
@@ -488,8 +489,12 @@ async def card(request: Request, program: str) -> Response:
         if active
         else []
     )
+    async with _db(request).read() as session:
+        ref = await members_service.resolve(session, portal.program, member_id=member.id)
+        held = await benefits_of(session, portal.program, ref)
     return portal.render(
         "portal/card.html",
+        privileges=privilege_list(held),
         card=active,
         qr=qr_svg(active.qr_payload) if active else "",
         barcode=code128_svg(active.number) if active else "",

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from habitue.errors import HabitueError
 from habitue.members import service as members_service
-from habitue.rewards import catalogue, offers, redeem, referrals
+from habitue.rewards import catalogue, coupons, offers, redeem, referrals
 from habitue.rewards.schemas import (
     OfferRead,
     RedemptionCreate,
@@ -46,6 +46,7 @@ STATES = {
     "redeemed": _l("Used"),
     "expired": _l("Expired"),
     "canceled": _l("Canceled"),
+    "voided": _l("Voided"),
 }
 MAX_CODE = 64
 
@@ -127,17 +128,17 @@ async def coupons_page(request: Request, program: str) -> Response:
     info, public_id = portal.program, portal.member.id
     async with _db(request).read() as session:
         member = await members_service.resolve(session, info, member_id=public_id)
-        done = await redeem.for_member(session, info, member)
+        held = await coupons.for_member(session, info, member.id)
         rewards = await catalogue.list_rewards(session, info)
     names = {r.code: text_of(r.texts, portal.page.locale, r.code).name for r in rewards}
+    # Bought with points or won with a purchase (a `coupon` rule): all of the member's.
     items: list[dict[str, Any]] = [
         {
-            "coupon": r.coupon,
-            "name": names.get(r.reward, r.reward),
-            "qr": qr_svg(r.coupon.code.replace("-", "")),
+            "coupon": c,
+            "name": names.get(c.reward, c.reward),
+            "qr": qr_svg(c.code.replace("-", "")),
         }
-        for r in done
-        if r.coupon is not None
+        for c in held
     ]
     items.sort(key=lambda i: i["coupon"].state != "issued")  # usable ones first
     return portal.render(
