@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from habitue import clock
 from habitue.analytics.models import MemberScore, SegmentMember
+from habitue.bounds import MAX_BALANCE
 from habitue.clubs import service as clubs_service
 from habitue.clubs.models import ClubSubscription
 from habitue.clubs.schemas import CancelRequest
@@ -37,6 +38,7 @@ from habitue.messaging.models import OutboxEvent
 from habitue.programs.service import ProgramInfo
 from habitue.rewards.models import Coupon, OfferTarget, ReferralCode
 from habitue.rewards.sql import affected
+from habitue.tiers.models import MemberBenefit
 from habitue.web.models import MemberCredential, SignInToken, WebSession
 
 ERASED = "erased"
@@ -77,6 +79,7 @@ _scores = table_of(MemberScore)
 _credentials = table_of(MemberCredential)
 _links = table_of(SignInToken)
 _sessions = table_of(WebSession)
+_benefits = table_of(MemberBenefit)
 _outbox = table_of(OutboxEvent)
 _idem = table_of(IdempotencyRecord)
 _events = table_of(Event)
@@ -199,7 +202,7 @@ async def erase(
             program,
             accounts,
             # `partial` takes what there is, down to zero; the amount only bounds it.
-            2**62,
+            MAX_BALANCE,
             kind="expire",
             reference=f"erase:{public_id}:{'pending' if from_pending else 'available'}",
             counter="expired",
@@ -254,6 +257,8 @@ async def erase(
     await session.execute(delete(_credentials).where(_credentials.c.member_id == member_id))
     await session.execute(delete(_links).where(_links.c.member_id == member_id))
     await session.execute(delete(_sessions).where(_sessions.c.member_id == member_id))
+    # Privileges granted by rules end with the person (tier privileges follow the tier).
+    await session.execute(delete(_benefits).where(_benefits.c.member_id == member_id))
 
     # nothing about the member was written before they enrolled (a day's margin for an
     # idempotent request's record, written as the request starts)

@@ -53,6 +53,7 @@ SECTIONS: dict[str, str] = {
     "member_counters": "counters",
     "web_sessions": "portal_sessions",
     "member_consent_history": "consent_history",
+    "member_benefits": "benefits",
 }
 """Table → section of the export holding the member's rows of it."""
 
