@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -57,3 +57,24 @@ class PreviewRead(BaseModel):
     body: str
     member_id: str | None
     variables: dict[str, str]
+
+
+class WebhookCreate(BaseModel):
+    """A webhook endpoint: its URL, the event types it wants (or `["*"]`), a description."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(max_length=2000)
+    events: list[Annotated[str, Field(max_length=64)]] = Field(min_length=1, max_length=100)
+    description: str | None = Field(default=None, max_length=500)
+
+
+class WebhookUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    url: str | None = Field(default=None, max_length=2000)
+    events: list[Annotated[str, Field(max_length=64)]] | None = Field(
+        default=None, min_length=1, max_length=100
+    )
+    description: str | None = Field(default=None, max_length=500)
+    enabled: bool | None = None
