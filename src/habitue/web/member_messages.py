@@ -183,9 +183,9 @@ async def load(
     written = await templates_service.written(
         session, program, {c for c in codes.values() if c is not None}
     )
-    for code, by_locale in defaults.EMAIL_TEMPLATES.items():  # sent until the program writes one
-        if code in codes.values():
-            written.setdefault(code, {}).setdefault("email", set(by_locale))
+    for default_code, by_locale in defaults.EMAIL_TEMPLATES.items():  # until the program writes one
+        if default_code in codes.values():
+            written.setdefault(default_code, {}).setdefault("email", set(by_locale))
     reach = reach_of(member)
     lines = []
     for e in events:
