@@ -3,17 +3,20 @@ unsubscribe, skipped messages, refusals retried then parked."""
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from urllib.parse import urlsplit
 
 import httpx
 
 from habitue import clock
+from habitue.api import create_app
 from habitue.db import Database
 from habitue.messaging import worker
 from habitue.settings import Settings
 from tests.conftest import enrol
 from tests.messaging.conftest import Mailbox
+from tests.web.conftest import csrf_of
 
 
 async def _messages(client: httpx.AsyncClient, program: str, member_id: str) -> list[dict]:  # type: ignore[type-arg]
@@ -156,3 +159,43 @@ async def test_member_messages_of_an_unknown_member_is_404(
 ) -> None:
     r = await client.get(f"/v1/programs/{program}/members/nope/messages")
     assert r.status_code == 404
+
+
+async def test_the_worker_emails_the_sign_in_link_and_it_signs_in(
+    client: httpx.AsyncClient,
+    program: str,
+    db: Database,
+    mail_settings: Settings,
+    smtp: tuple[Mailbox, int],
+) -> None:
+    box, _ = smtp
+    m = await enrol(client, program, email="link@example.com", locale="da")  # no consent given
+    app = create_app(mail_settings, db=db)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as web,
+    ):
+        form = await web.get(f"/app/{program}/signin")
+        r = await web.post(
+            f"/app/{program}/signin/link",
+            data={"csrf_token": csrf_of(form.text), "link_email": "link@example.com"},
+        )
+        assert r.status_code == 200 and "we have sent a sign-in link" in r.text
+        await worker.run_until_idle(db, mail_settings)
+        [mail] = box.to("link@example.com")
+        assert mail["Subject"] == "Dit login-link til Test café"
+        text_part = mail.get_body(preferencelist=("plain",))
+        assert text_part is not None
+        found = re.search(
+            r"https://loyalty\.example\.com(/app/\S+/signin/link/\S+)", text_part.get_content()
+        )
+        assert found, text_part.get_content()
+        used = await web.get(found.group(1))
+        assert used.status_code == 303
+        assert (await web.get(f"/app/{program}/card")).status_code == 200
+    messages = await _messages(client, program, m["id"])
+    link = [x for x in messages if x["template"] == "sign_in_link"]
+    assert [(x["status"], x["channel"]) for x in link] == [("sent", "email")]
+    # The welcome email was not sent: the member gave no consent. The link needs none.
+    welcome = [x for x in messages if x["template"] == "welcome"]
+    assert [(x["status"], x["reason"]) for x in welcome] == [("skipped", "no-consent")]

@@ -6,6 +6,7 @@ import html
 import re
 
 import httpx
+import pytest
 
 from habitue.db import Database
 from habitue.messaging import worker
@@ -142,6 +143,7 @@ async def test_tier_up_without_a_template_and_support_sees_no_template_links(
     assert "/messages/edit" not in page  # support may not open templates
 
 
+@pytest.mark.email
 async def test_the_page_in_french_and_no_sign_in_link_leaks(
     client: httpx.AsyncClient, program: str, db: Database
 ) -> None:

@@ -319,6 +319,21 @@ async def sign_up(
     return True
 
 
+async def sign_up_now(
+    session: AsyncSession, program: ProgramInfo, data: MemberCreate, password: str
+) -> tuple[str, SessionInfo]:
+    """Enrol a visitor with their password and open their session at once.
+
+    For servers that cannot email a link (no email channel): raises DuplicateMember when the
+    email already belongs to an account, which the page says — the trade-off documented in
+    docs/web.md ("Sign-in links").
+    """
+    member = await members_service.enrol(session, program, data)
+    ref = await members_service.resolve(session, program, member_id=member.id)
+    await set_member_password(session, program, ref.id, password)
+    return await open_session(session, kind="member", program_id=program.id, member_id=ref.id)
+
+
 async def sign_in_link_url(
     session: AsyncSession, program: ProgramInfo, link_id: int, *, settings: Settings
 ) -> str | None:
