@@ -189,10 +189,28 @@ async def plan_program(session: AsyncSession, program_id: int, *, limit: int = P
 
 
 async def plan(db: Database) -> int:
-    """Plan every program once; the number of events read."""
-    await db.write(ensure_cursors)
+    """Plan every program with events after its cursor; the number of events read.
+
+    An idle worker only reads: which programs lack a cursor, which have outbox rows not yet
+    sequenced or after their cursor (both through the outbox's indexes)."""
     async with db.read() as session:
-        ids = list((await session.execute(select(_p.c.id).order_by(_p.c.id))).scalars())
+        missing = (
+            await session.execute(
+                select(_p.c.id).where(~exists().where(_c.c.program_id == _p.c.id)).limit(1)
+            )
+        ).first()
+    if missing is not None:
+        await db.write(ensure_cursors)
+    unsequenced = exists().where(_o.c.program_id == _c.c.program_id, _o.c.seq.is_(None))
+    ahead = exists().where(_o.c.program_id == _c.c.program_id, _o.c.seq > _c.c.last_seq)
+    async with db.read() as session:
+        ids = list(
+            (
+                await session.execute(
+                    select(_c.c.program_id).where(or_(unsequenced, ahead)).order_by(_c.c.program_id)
+                )
+            ).scalars()
+        )
     total = 0
     for program_id in ids:
         total += await db.write(functools.partial(_plan_one, program_id=program_id))
