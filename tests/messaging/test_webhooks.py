@@ -317,7 +317,7 @@ async def test_two_workers_on_postgresql_never_send_one_delivery_twice_at_once(
             json={"points": 1, "reason": "goodwill"},
         )
         assert r.status_code == 201, r.text
-    settings = hook_settings.model_copy(update={"worker_batch": 8})
+    settings = hook_settings.model_copy(update={"worker_batch": 8, "webhook_timeout_seconds": 10.0})
     dbs = [Database(settings.database_url, group_commit=False) for _ in range(2)]
     try:
         await asyncio.gather(*(worker.run_until_idle(d, settings) for d in dbs))
