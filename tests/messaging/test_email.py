@@ -14,7 +14,7 @@ from habitue.api import create_app
 from habitue.db import Database
 from habitue.messaging import worker
 from habitue.settings import Settings
-from tests.conftest import enrol
+from tests.conftest import enrol, purchase
 from tests.messaging.conftest import Mailbox
 from tests.web.conftest import csrf_of
 
@@ -199,3 +199,70 @@ async def test_the_worker_emails_the_sign_in_link_and_it_signs_in(
     # The welcome email was not sent: the member gave no consent. The link needs none.
     welcome = [x for x in messages if x["template"] == "welcome"]
     assert [(x["status"], x["reason"]) for x in welcome] == [("skipped", "no-consent")]
+
+
+async def test_a_template_failing_for_one_member_fails_that_message_only(
+    client: httpx.AsyncClient,
+    program: str,
+    db: Database,
+    mail_settings: Settings,
+    smtp: tuple[Mailbox, int],
+) -> None:
+    box, _ = smtp
+    r = await client.put(
+        f"/v1/programs/{program}/message-templates/welcome/email/en",
+        json={"subject": "Hi", "body": "<p>Hi {{ first_name[3] }}</p>"},  # fine for "Alex"
+    )
+    assert r.status_code == 201, r.text
+    short = await enrol(
+        client, program, email="al@example.com", first_name="Al", consents={"email": True}
+    )
+    long = await enrol(
+        client, program, email="alexandra@example.com", first_name="Alexandra",
+        consents={"email": True},
+    )  # fmt: skip
+    await worker.run_until_idle(db, mail_settings)
+    [failed] = await _messages(client, program, short["id"])
+    assert failed["status"] == "failed" and failed["reason"].startswith("template: body")
+    [sent] = await _messages(client, program, long["id"])
+    assert sent["status"] == "sent"
+    assert [m["To"] for m in box.messages] == ["alexandra@example.com"]
+
+
+async def test_the_weekly_cap_holds_back_messages_but_not_the_welcome(
+    client: httpx.AsyncClient,
+    program: str,
+    db: Database,
+    mail_settings: Settings,
+    smtp: tuple[Mailbox, int],
+) -> None:
+    box, _ = smtp
+    ladder = {
+        "metric": "qualifying_spend",
+        "window": {"kind": "calendar_year"},
+        "tiers": [
+            {"code": "base", "name": "Base", "threshold": "0.00"},
+            {"code": "silver", "name": "Silver", "threshold": "100.00"},
+            {"code": "gold", "name": "Gold", "threshold": "200.00"},
+        ],
+    }
+    assert (await client.post(f"/v1/programs/{program}/tiers", json=ladder)).status_code == 201
+    r = await client.put(
+        f"/v1/programs/{program}/message-templates/tier_up/email/en",
+        json={"subject": "You reached {{ tier }}", "body": "<p>Welcome to {{ tier }}</p>"},
+    )
+    assert r.status_code == 201, r.text
+    m = await enrol(client, program, email="cap@example.com", consents={"email": True})
+    capped = mail_settings.model_copy(update={"message_weekly_cap": 1})
+    assert (await purchase(client, program, m["id"], "150.00")).status_code == 201
+    await worker.run_until_idle(db, capped)
+    assert (await purchase(client, program, m["id"], "100.00")).status_code == 201
+    await worker.run_until_idle(db, capped)
+    messages = await _messages(client, program, m["id"])
+    got = [(x["template"], x["status"], x["reason"]) for x in reversed(messages)]
+    assert got == [
+        ("welcome", "sent", None),
+        ("tier_up", "sent", None),
+        ("tier_up", "skipped", "frequency-cap"),
+    ]
+    assert [x["Subject"] for x in box.to("cap@example.com")][1:] == ["You reached Silver"]
