@@ -42,13 +42,14 @@ Role = Literal["owner", "marketer", "support", "analyst"]
 # What each role may do in the console; `view` is the dashboard. A page's name (`tiers`,
 # `rewards`, `offers`, `campaigns`) lets a role read it, `edit_<page>` change what it lists;
 # `fulfil` moves redemptions along (shipped, delivered, canceled). `partners` reads partners
-# and their statements; `messages` the message templates.
+# and their statements; `messages` the message templates; `webhooks` the webhook endpoints'
+# deliveries (and retrying a parked one).
 PERMISSIONS: dict[str, frozenset[str]] = {
     "owner": frozenset(
         {"view", "members", "adjust", "simulate", "rules"}
         | {"tiers", "edit_tiers", "rewards", "edit_rewards", "fulfil", "offers", "edit_offers"}
         | {"campaigns", "edit_campaigns"}
-        | {"partners", "edit_partners", "messages", "edit_messages"}
+        | {"partners", "edit_partners", "messages", "edit_messages", "webhooks"}
     ),
     "marketer": frozenset(
         {"view", "simulate", "rules"}
