@@ -75,6 +75,8 @@ class DeliveryCursor(Base):
 
     program_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     last_seq: Mapped[int] = mapped_column(BigInteger, default=0)
+    skip_through_id: Mapped[int] = mapped_column(BigInteger, default=0)
+    """Outbox rows up to this id were written before the worker existed: read, not sent."""
 
 
 class WebhookEndpoint(Base):

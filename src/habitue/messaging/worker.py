@@ -86,8 +86,8 @@ async def ensure_cursors(session: AsyncSession) -> None:
     """A cursor for every program without one, at the start of its feed."""
     await session.execute(
         text(
-            "INSERT INTO delivery_cursors (program_id, last_seq) "
-            "SELECT p.id, 0 FROM programs p WHERE NOT EXISTS "
+            "INSERT INTO delivery_cursors (program_id, last_seq, skip_through_id) "
+            "SELECT p.id, 0, 0 FROM programs p WHERE NOT EXISTS "
             "(SELECT 1 FROM delivery_cursors c WHERE c.program_id = p.id) "
             "ON CONFLICT DO NOTHING"
         )
@@ -127,12 +127,13 @@ def _row(
 
 async def plan_program(session: AsyncSession, program_id: int, *, limit: int = PLAN_LIMIT) -> int:
     """Turn the program's next outbox events into deliveries; the number of events read."""
-    q = select(_c.c.last_seq).where(_c.c.program_id == program_id)
+    q = select(_c.c.last_seq, _c.c.skip_through_id).where(_c.c.program_id == program_id)
     if dialect_name(session) == "postgresql":
         q = q.with_for_update(skip_locked=True)
-    last = (await session.execute(q)).scalar()
-    if last is None:  # another worker is planning this program (or no cursor yet)
+    cursor = (await session.execute(q)).first()
+    if cursor is None:  # another worker is planning this program (or no cursor yet)
         return 0
+    last, skip_through = cursor
     await outbox.sequence_pending(session, program_id)
     events = (
         await session.execute(
@@ -160,6 +161,8 @@ async def plan_program(session: AsyncSession, program_id: int, *, limit: int = P
     now = clock.now()
     rows: list[dict[str, Any]] = []
     for event in events:
+        if event.id <= skip_through:  # written before the upgrade that brought the worker
+            continue
         member = event.member_id
         for endpoint in endpoints:
             if webhooks.subscribed(list(endpoint.events or []), event.type):

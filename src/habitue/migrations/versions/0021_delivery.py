@@ -6,8 +6,8 @@ Create Date: 2026-12-06 21:30:00.000000
 
 The worker reads each program's outbox in feed order from `delivery_cursors`, writes one
 `deliveries` row per message or webhook call an event calls for (in the transaction that
-moves the cursor), and records each try in `delivery_attempts`. Existing programs start at
-their current feed position: what happened before the upgrade is not delivered.
+moves the cursor), and records each try in `delivery_attempts`. What existing programs wrote
+to their outbox before the upgrade is not delivered (`skip_through_id`).
 """
 
 from collections.abc import Sequence
@@ -32,12 +32,16 @@ def upgrade() -> None:
         "delivery_cursors",
         sa.Column("program_id", sa.BigInteger(), autoincrement=False, nullable=False),
         sa.Column("last_seq", sa.BigInteger(), nullable=False),
+        sa.Column("skip_through_id", sa.BigInteger(), nullable=False),
         sa.PrimaryKeyConstraint("program_id", name=op.f("pk_delivery_cursors")),
     )
-    # Programs that exist already start at their current feed position: their history is
-    # not sent again (welcome emails to every member ever enrolled…).
+    # Programs that exist already deliver nothing of their history (welcome emails to every
+    # member ever enrolled…): their outbox rows so far, sequenced or not, are read and skipped.
     op.execute(
-        "INSERT INTO delivery_cursors (program_id, last_seq) SELECT id, feed_seq FROM programs"
+        "INSERT INTO delivery_cursors (program_id, last_seq, skip_through_id) "
+        "SELECT p.id, p.feed_seq, "
+        "COALESCE((SELECT max(o.id) FROM outbox o WHERE o.program_id = p.id), 0) "
+        "FROM programs p"
     )
     op.create_table(
         "webhook_endpoints",
