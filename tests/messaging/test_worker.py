@@ -3,6 +3,7 @@ delivers every message."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -82,3 +83,21 @@ async def test_a_worker_killed_mid_batch_and_restarted_loses_nothing(
     assert await _statuses(client, program, ids) == ["sent"] * 60
     addresses = {m["To"] for m in box.messages}
     assert addresses == {f"k{i}@example.com" for i in range(60)}  # at least once, every one
+
+
+async def test_the_worker_outlives_a_database_it_cannot_reach(
+    settings: Settings, tmp_path: Path
+) -> None:
+    from habitue.db import Database
+    from habitue.messaging import worker
+
+    missing = f"sqlite:///{tmp_path}/no/such/dir/h.db"
+    dead = settings.model_copy(update={"database_url": missing, "worker_idle_seconds": 0.05})
+    db = Database(missing)
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(db, dead, stop))
+    await asyncio.sleep(0.5)
+    assert not task.done()  # still trying, ever less often
+    stop.set()
+    await asyncio.wait_for(task, timeout=5)
+    await db.dispose()

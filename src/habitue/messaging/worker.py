@@ -594,16 +594,21 @@ async def run(db: Database, settings: Settings, stop: asyncio.Event | None = Non
     stop = stop or asyncio.Event()
     channels = Channels.from_settings(settings)
     log.info("delivery worker started")
+    failures = 0
     try:
         while not stop.is_set():
             try:
                 done = await step(db, settings, channels)
-            except Exception:  # the database is away, a bug: try again shortly
-                log.exception("delivery worker step failed")
+                failures = 0
+            except Exception:  # the database is away, a bug: try again, less and less often
+                failures += 1
+                if failures == 1 or failures % 20 == 0:
+                    log.exception("delivery worker step failed", failures=failures)
                 done = 0
             if done == 0:
+                pause = min(30.0, settings.worker_idle_seconds * 2 ** min(failures, 10))
                 try:
-                    await asyncio.wait_for(stop.wait(), timeout=settings.worker_idle_seconds)
+                    await asyncio.wait_for(stop.wait(), timeout=pause)
                 except TimeoutError:
                     pass
     finally:
