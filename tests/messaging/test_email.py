@@ -153,6 +153,20 @@ async def test_a_refused_recipient_is_retried_then_parked_and_nothing_is_lost(
     assert (msg["status"], msg["attempts"]) == ("failed", 1)
     assert "550" in msg["reason"]
 
+    # A parked message is sent again on demand, once the server takes it.
+    box.refuse = None
+    base = f"/v1/programs/{program}/members/{second['id']}/messages"
+    [parked] = await _messages(client, program, second["id"])
+    assert (await client.post(f"{base}/nope/retry")).status_code == 404
+    other = f"/v1/programs/{program}/members/{third['id']}/messages/{parked['id']}/retry"
+    assert (await client.post(other)).status_code == 404  # another member's message
+    r = await client.post(f"{base}/{parked['id']}/retry")
+    assert r.status_code == 200 and r.json()["status"] == "pending"
+    await worker.run_until_idle(db, mail_settings)
+    [msg] = await _messages(client, program, second["id"])
+    assert msg["status"] == "sent" and msg["reason"] is None
+    assert len(box.to("second@example.com")) == 1
+
 
 async def test_member_messages_of_an_unknown_member_is_404(
     client: httpx.AsyncClient, program: str

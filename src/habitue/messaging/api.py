@@ -157,6 +157,22 @@ async def member_messages(
     return {"items": await deliveries.member_messages(session, program, member_id, limit=limit)}
 
 
+@router.post("/members/{member_id}/messages/{message_id}/retry", tags=["messages"])
+async def retry_member_message(
+    program: ProgramDep,
+    member_id: str,
+    message_id: str,
+    db: DbDep,
+    _: Principal = scoped("members:write"),
+) -> dict[str, Any]:
+    """Send a failed (parked) or skipped message again now."""
+
+    async def work(session: AsyncSession) -> dict[str, Any]:
+        return await deliveries.retry_message(session, program, member_id, message_id)
+
+    return await db.write(work)
+
+
 # --- one-click unsubscribe (no API key: the signed link is the credential) --------------------
 
 _UNSUBSCRIBE_PAGE = """<!doctype html><html><head><meta charset="utf-8">

@@ -116,3 +116,24 @@ async def retry(
         raise DeliveryNotFound(f"no delivery {delivery_id!r} for this endpoint")
     await session.execute(update(_d).where(_d.c.id == row.id).values(worker.retry_values()))
     return {"id": delivery_id, "status": "pending"}
+
+
+async def retry_message(
+    session: AsyncSession, program: ProgramInfo, member_id: str, message_id: str
+) -> dict[str, Any]:
+    """Make one of the member's messages due now (a failed one gets a fresh retry period;
+    a skipped one is looked at again: consent, address, channel)."""
+    row = (
+        await session.execute(
+            select(_d.c.id).where(
+                _d.c.public_id == message_id,
+                _d.c.program_id == program.id,
+                _d.c.member_id == member_id,
+                _d.c.channel != "webhook",
+            )
+        )
+    ).first()
+    if row is None:
+        raise DeliveryNotFound(f"no message {message_id!r} for this member")
+    await session.execute(update(_d).where(_d.c.id == row.id).values(worker.retry_values()))
+    return {"id": message_id, "status": "pending"}
