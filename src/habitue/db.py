@@ -220,28 +220,14 @@ def is_retryable(exc: BaseException) -> bool:
 # too many connections (53300).
 _UNAVAILABLE_SQLSTATES = {"57P01", "57P02", "57P03", "53300"}
 _NETWORK_ERRNOS = {
-    errno.ECONNREFUSED,
-    errno.ECONNRESET,
-    errno.ECONNABORTED,
-    errno.EHOSTUNREACH,
-    errno.ENETUNREACH,
-    errno.ENETDOWN,
-    errno.ETIMEDOUT,
-    errno.EPIPE,
+    errno.ECONNREFUSED, errno.ECONNRESET, errno.ECONNABORTED, errno.EHOSTUNREACH,
+    errno.ENETUNREACH, errno.ENETDOWN, errno.ETIMEDOUT, errno.EPIPE,
 }
 _UNAVAILABLE_WORDS = (
-    "connection is closed",
-    "connection was closed",
-    "connection failed",
-    "connection refused",
-    "could not connect",
-    "server closed the connection",
-    "terminating connection",
-    "the database system is",
-    "connection is lost",
-    "connection reset",
-    "connection timeout expired",
-    "consuming input failed",
+    "connection is closed", "connection was closed", "connection failed",
+    "connection refused", "could not connect", "server closed the connection",
+    "terminating connection", "the database system is", "connection is lost",
+    "connection reset", "connection timeout expired", "consuming input failed",
     "connect call failed",
 )
 
@@ -256,7 +242,9 @@ def _unavailable_one(exc: BaseException) -> bool:
             return True
         return exc.orig is not None and _unavailable_one(exc.orig)
     if isinstance(exc, OSError):
-        return exc.errno in _NETWORK_ERRNOS or (exc.errno is None and "connect" in str(exc).lower())
+        return exc.errno in _NETWORK_ERRNOS or (
+            exc.errno is None and "connect" in str(exc).lower()
+        )
     module = type(exc).__module__
     if module.startswith(("sqlite3", "aiosqlite")):
         return False  # "database is locked" is a retry, not an outage
