@@ -77,7 +77,7 @@ def db_url(db_kind: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[s
 @pytest.fixture
 def settings(db_url: str) -> Settings:
     return Settings(
-        env="test", database_url=db_url, admin_key=ADMIN_KEY, scheduler=False,
+        env="test", database_url=db_url, admin_key=ADMIN_KEY, scheduler=False, worker=False,
         hmac_key="test-hmac-key",
     )
 

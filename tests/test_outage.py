@@ -168,7 +168,7 @@ async def test_database_outage_under_load_gives_fast_503s_and_recovers(cluster: 
     url = f"{cluster.url}/habitue"
     upgrade(url)
     settings = Settings(
-        env="test", database_url=url, admin_key=ADMIN_KEY, scheduler=False,
+        env="test", database_url=url, admin_key=ADMIN_KEY, scheduler=False, worker=False,
         hmac_key="test-hmac-key", db_timeout_seconds=2,
     )
     assert settings.db_timeout_seconds == 2

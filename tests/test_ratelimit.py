@@ -83,7 +83,7 @@ def test_defaults_are_the_documented_ones() -> None:
 def test_the_app_limits_in_process_unless_redis_is_configured() -> None:
     assert isinstance(limiter_for(Settings()), MemoryRateLimiter)
     assert isinstance(limiter_for(Settings(redis_url=REDIS_URL)), RedisRateLimiter)
-    app = create_app(Settings(env="test", scheduler=False, rate_card_misses="3/1h"))
+    app = create_app(Settings(env="test", scheduler=False, worker=False, rate_card_misses="3/1h"))
     assert isinstance(app.state.limiter, MemoryRateLimiter)
     assert app.state.limits.card_misses == Rate(3, 3600.0)
 

@@ -107,13 +107,19 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None) 
             # generation threshold makes collections rarer under load.
             gc.freeze()
             gc.set_threshold(50_000, 20, 20)
-        task = None
+        tasks = []
         if settings.scheduler:
-            task = asyncio.create_task(jobs.scheduler(app.state.db, settings))
+            tasks.append(asyncio.create_task(jobs.scheduler(app.state.db, settings)))
+        stop_worker = asyncio.Event()
+        if settings.worker:
+            from habitue.messaging import worker
+
+            tasks.append(asyncio.create_task(worker.run(app.state.db, settings, stop_worker)))
         try:
             yield
         finally:
-            if task is not None:
+            stop_worker.set()
+            for task in tasks:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task

@@ -81,6 +81,33 @@ def serve(
     )
 
 
+@app.command()
+def worker() -> None:
+    """Deliver messages and webhooks from the outbox until stopped (Ctrl-C, SIGTERM).
+
+    Run several on PostgreSQL to share the work; one on SQLite.
+    """
+    import signal
+
+    from habitue.db import Database
+    from habitue.messaging import worker as delivery_worker
+
+    settings = get_settings()
+
+    async def run() -> None:
+        db = Database(settings.database_url, group_commit=False)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            await delivery_worker.run(db, settings, stop)
+        finally:
+            await db.dispose()
+
+    asyncio.run(run())
+
+
 @programs_app.command("create")
 def programs_create(
     code: str,

@@ -110,6 +110,58 @@ class Settings(BaseSettings):
     """Sign-in links asked for per client address."""
     rate_limit_max_keys: int = Field(default=100_000, ge=1_000)
     """Buckets kept by the in-process limiter (least recently used dropped beyond)."""
+    worker: bool = True
+    """`habitue serve` runs a delivery worker in its process (`HABITUE_WORKER=false`: none;
+    run `habitue worker` instead)."""
+    worker_batch: int = Field(default=200, ge=1, le=5000)
+    """Deliveries one worker claims at a time (sent concurrently, one per member at most)."""
+    worker_idle_seconds: float = Field(default=0.5, gt=0, le=60)
+    """How long an idle worker waits before looking at the outbox again."""
+    worker_lease_seconds: float = Field(default=120.0, gt=0, le=3600)
+    """How long a claimed delivery stays with its worker: one killed meanwhile leaves it to
+    another worker after this."""
+    retry_period_hours: float = Field(default=24.0, gt=0, le=24 * 30)
+    """How long a failing delivery is retried (with back-off) before it is parked."""
+    retry_base_seconds: float = Field(default=10.0, gt=0, le=3600)
+    """The first retry's delay; each next one doubles (with jitter), up to an hour."""
+    smtp_url: str | None = None
+    """`smtp://host:port`, `smtp+starttls://user:pass@host:587` or
+    `smtps://user:pass@host:465`: email is sent only when set."""
+    mail_from: str = "Habitue <no-reply@localhost>"
+    """The sender of emails (`From`)."""
+    sms_webhook_url: str | None = None
+    """An HTTP SMS provider: each text is POSTed as `{"to", "text"}`; unset: no SMS."""
+    push_webhook_url: str | None = None
+    """An HTTP push provider: `{"to", "title", "body", "data"}`; unset: no push."""
+    message_weekly_cap: int = Field(default=0, ge=0)
+    """Messages (other than sign-in links and welcome) a member gets per 7 days; 0: no cap.
+    A program's `message_weekly_cap` setting wins."""
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
+    """How long a webhook receiver (or an SMS/push provider) has to answer."""
+
+    @field_validator("smtp_url")
+    @classmethod
+    def _smtp_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        value = value.strip()
+        parts = urlsplit(value)
+        if parts.scheme not in ("smtp", "smtp+starttls", "smtps") or not parts.hostname:
+            raise ValueError(
+                "HABITUE_SMTP_URL must be smtp://host:port, smtp+starttls://user:pass@host:587 "
+                "or smtps://user:pass@host:465"
+            )
+        return value
+
+    @field_validator("sms_webhook_url", "push_webhook_url")
+    @classmethod
+    def _provider_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        value = value.strip()
+        if not value.startswith(("https://", "http://")):
+            raise ValueError("an SMS or push provider must be an http(s) URL")
+        return value
 
     @field_validator(
         "rate_card_misses",

@@ -52,7 +52,8 @@ class LedgerMachine(RuleBasedStateMachine):
         self.loop = asyncio.new_event_loop()
         self.db = Database(_URL["db"])
         settings_ = Settings(
-            env="test", database_url=_URL["db"], admin_key=ADMIN_KEY, scheduler=False, hmac_key="k"
+            env="test", database_url=_URL["db"], admin_key=ADMIN_KEY, scheduler=False, hmac_key="k",
+            worker=False,
         )
         self.app = create_app(settings_, db=self.db)
         self.client = httpx.AsyncClient(

@@ -7,6 +7,7 @@ import secrets
 from typing import cast
 
 import httpx
+import pytest
 from sqlalchemy import select
 
 from habitue.db import Database, table_of
@@ -24,12 +25,23 @@ def csrf_of(html: str) -> str:
     return found.group(1)
 
 
+@pytest.fixture
+def settings(settings: Settings, request: pytest.FixtureRequest) -> Settings:
+    """The test settings; with an email channel for tests marked `email` (nothing listens
+    there: those tests read the link the worker would send from the outbox)."""
+    if request.node.get_closest_marker("email") is None:
+        return settings
+    return settings.model_copy(update={"smtp_url": "smtp://127.0.0.1:9"})
+
+
 async def signup(
     client: httpx.AsyncClient, program: str, *, email: str | None = None, **fields: str
 ) -> httpx.Response:
-    """Sign a new member up through the portal form, then follow the emailed link (as the
-    member would); the client keeps the session cookie. A refused form's answer is returned
-    as it is."""
+    """Sign a new member up through the portal form; the client keeps the session cookie.
+
+    Without an email channel (the default settings) the sign-up signs the member in at once
+    (a 303 to the card); with one (`@pytest.mark.email`), the emailed link is followed as the
+    member would. A refused form's answer is returned as it is."""
     page = await client.get(f"/app/{program}/signup")
     assert page.status_code == 200, page.text
     form = {

@@ -6,8 +6,11 @@ import html
 import re
 
 import httpx
+import pytest
 
 from habitue.db import Database
+from habitue.messaging import worker
+from habitue.settings import Settings
 from tests.conftest import enrol, purchase
 from tests.web.conftest import csrf_of, make_staff, signup, staff_signin
 
@@ -56,7 +59,7 @@ async def test_owner_sees_events_the_welcome_message_and_where_it_would_go(
     assert page.status_code == 200
     text = page.text
     assert 'id="member-events"' in text
-    assert "No message is sent to members yet." in text
+    assert 'id="no-member-deliveries"' in text  # the worker has not run
     # Newest first: the purchase's events, then the enrolment.
     order = re.findall(r"<tr data-type=\"([^\"]+)\">", text)
     assert order == ["event.recorded", "points.earned", "member.enrolled"]
@@ -140,6 +143,7 @@ async def test_tier_up_without_a_template_and_support_sees_no_template_links(
     assert "/messages/edit" not in page  # support may not open templates
 
 
+@pytest.mark.email
 async def test_the_page_in_french_and_no_sign_in_link_leaks(
     client: httpx.AsyncClient, program: str, db: Database
 ) -> None:
@@ -162,3 +166,21 @@ async def test_the_page_in_french_and_no_sign_in_link_leaks(
     page = (await client.get(member_url.group(1), headers={"Accept-Language": "fr"})).text
     assert "Inscription au programme" in _row(page, "member.enrolled")
     assert "Consentements aux messages" in page
+
+
+async def test_the_page_lists_the_messages_the_worker_sent_or_skipped(
+    client: httpx.AsyncClient, program: str, db: Database, settings: Settings
+) -> None:
+    await _templates(client, program)
+    m = await enrol(
+        client, program, email="w@example.com", phone="+4511223344", consents={"email": True}
+    )
+    await worker.run_until_idle(db, settings)  # no SMTP here: email is not configured
+    await staff_signin(client, await make_staff(db, "owner"))
+    page = (await client.get(f"/admin/{program}/members/{m['id']}")).text
+    rows = re.findall(r'<tr data-status="([a-z]+)">(.*?)</tr>', page, re.S)
+    text = {html.unescape(re.sub(r"<[^>]+>|\s+", " ", body)) for _, body in rows}
+    assert [s for s, _ in rows] == ["skipped", "skipped"]
+    assert any("Email" in t and "channel-not-configured" in t for t in text)
+    assert any("Text message (SMS)" in t and "no-consent" in t for t in text)
+    assert 'id="no-member-deliveries"' not in page

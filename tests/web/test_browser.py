@@ -70,6 +70,8 @@ def server(db_url: str) -> Iterator[str]:
         admin_key=ADMIN_KEY,
         scheduler=False,
         hmac_key="test-hmac-key",
+        worker=False,
+        smtp_url="smtp://127.0.0.1:9",  # email on: the links are read from the outbox
     )
     port = _free_port()
     settings = settings.model_copy(update={"public_url": f"http://127.0.0.1:{port}"})

@@ -8,10 +8,12 @@ from datetime import timedelta
 
 import httpx
 import pytest
+from sqlalchemy import func, select
 
 from habitue import clock
 from habitue.db import Database, table_of
 from habitue.messaging.models import OutboxEvent
+from habitue.programs.models import Program
 from habitue.settings import Settings
 from tests.conftest import create_program, purchase
 from tests.web.conftest import PASSWORD, csrf_of, emailed_link, signup
@@ -70,6 +72,7 @@ async def test_errors_stay_next_to_the_field_in_the_members_language(
     assert "short" not in r.text.split('id="f-password"')[1][:80]  # never echo a password
 
 
+@pytest.mark.email
 async def test_sign_up_does_not_tell_whether_an_email_is_registered(
     client: httpx.AsyncClient, program: str, settings: Settings, db: Database
 ) -> None:
@@ -200,6 +203,7 @@ async def test_password_sign_in_and_sign_out(client: httpx.AsyncClient, program:
     assert (await client.get(f"/app/{program}/points")).status_code == 200
 
 
+@pytest.mark.email
 async def test_sign_in_by_emailed_link_works_once(
     client: httpx.AsyncClient, program: str, db: Database
 ) -> None:
@@ -428,3 +432,64 @@ async def test_points_page_shows_tier_progress_when_the_program_has_a_ladder(
     assert 'id="tier"' in page.text
     assert "Bronze" in page.text
     assert "€60.00 more to reach the next tier" in page.text
+
+
+async def test_without_email_sign_up_signs_in_at_once_and_says_when_the_address_is_taken(
+    client: httpx.AsyncClient, program: str, settings: Settings, db: Database
+) -> None:
+    assert settings.smtp_url is None  # no email channel: no link could reach anyone
+    r = await signup(client, program, email="now@example.com")
+    assert r.status_code == 303 and r.headers["location"] == f"/app/{program}/card"
+    assert "we have sent" not in r.text.lower()
+    assert (await client.get(f"/app/{program}/card")).status_code == 200
+    client.cookies.clear()
+    again = await signup(client, program, email="NOW@example.com")
+    assert again.status_code == 422
+    assert "An account already uses this address. Sign in instead." in again.text
+    assert "Check your email" not in again.text
+    assert (await client.get(f"/app/{program}/card")).status_code == 303
+
+    # The sign-in page offers no emailed link, and asking for one sends none.
+    form = await client.get(f"/app/{program}/signin")
+    assert 'id="no-email-links"' in form.text
+    assert 'action="/app/' + program + '/signin/link"' not in form.text
+    r = await client.post(
+        f"/app/{program}/signin/link",
+        data={"csrf_token": csrf_of(form.text), "link_email": "now@example.com"},
+    )
+    assert r.status_code == 422
+    assert "cannot be sent by email here" in r.text
+    assert "we have sent" not in r.text
+    outbox = table_of(OutboxEvent)
+    programs = table_of(Program)
+    async with db.read() as session:
+        links = (
+            await session.execute(
+                select(func.count()).where(
+                    outbox.c.type == "member.sign_in_link",
+                    outbox.c.program_id
+                    == select(programs.c.id).where(programs.c.code == program).scalar_subquery(),
+                )
+            )
+        ).scalar_one()
+    assert links == 0
+
+
+@pytest.mark.email
+async def test_with_email_sign_up_answers_check_your_email(
+    client: httpx.AsyncClient, program: str
+) -> None:
+    page = await client.get(f"/app/{program}/signup")
+    r = await client.post(
+        f"/app/{program}/signup",
+        data={
+            "csrf_token": csrf_of(page.text),
+            "email": "later@example.com",
+            "password": PASSWORD,
+            "locale": "en",
+        },
+    )
+    assert r.status_code == 200 and 'id="signup-sent"' in r.text
+    assert (await client.get(f"/app/{program}/card")).status_code == 303
+    form = await client.get(f"/app/{program}/signin")
+    assert 'id="no-email-links"' not in form.text

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import httpx
+import pytest
 
 from habitue.db import Database
 from habitue.settings import Settings
@@ -99,6 +100,7 @@ async def test_wrong_console_passwords_are_limited(settings: Settings, db: Datab
             assert (await c.get("/admin")).status_code == 200
 
 
+@pytest.mark.email
 async def test_sign_in_links_are_limited_per_email_and_address(
     settings: Settings, db: Database
 ) -> None:

@@ -28,6 +28,9 @@ _outbox = table_of(OutboxEvent)
 _links = table_of(SignInToken)
 
 
+pytestmark = pytest.mark.email  # these tests are about the emailed links
+
+
 @pytest.fixture
 async def site(settings: Settings, db: Database) -> AsyncIterator[httpx.AsyncClient]:
     """A client of a server whose public address is `PUBLIC`, links lasting 15 minutes."""

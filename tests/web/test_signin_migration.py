@@ -6,6 +6,7 @@ import json
 
 import httpx
 from alembic import command
+from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, text
 
 from habitue.api import create_app
@@ -22,7 +23,8 @@ async def test_upgrading_spends_old_links_and_strips_their_urls(
 ) -> None:
     upgrade(scratch_url)
     settings = Settings(
-        env="test", database_url=scratch_url, admin_key=ADMIN_KEY, scheduler=False, hmac_key="k"
+        env="test", database_url=scratch_url, admin_key=ADMIN_KEY, scheduler=False, hmac_key="k",
+        worker=False, smtp_url="smtp://127.0.0.1:9",
     )
     db = Database(scratch_url)
     app = create_app(settings, db=db)
@@ -45,9 +47,11 @@ async def test_upgrading_spends_old_links_and_strips_their_urls(
             assert r.status_code == 200
     finally:
         await db.dispose()
-    # to the revision under 0017 by name: with a later migration on top, "0017@-1" counts
-    # its step from the newest head and leaves 0017 applied
-    command.downgrade(alembic_config(scratch_url), "0019_api_keys")
+    # Down to the revision before 0017 (relative steps would count from the newest head).
+    config = alembic_config(scratch_url)
+    before = ScriptDirectory.from_config(config).get_revision("0017_signin_tokens").down_revision
+    assert isinstance(before, str)
+    command.downgrade(config, before)
     engine = create_engine(sync_url(scratch_url))
     old = json.dumps({"email": "old@example.com", "url": "http://evil.example/app/x/signin/link/t"})
     with engine.begin() as conn:

@@ -38,3 +38,18 @@ class InvalidTemplate(HabitueError):
         self.reason = reason
         self.line = line
         self.names = names
+
+
+class WebhookNotFound(NotFound):
+    type = "webhook-not-found"
+    title = "Webhook endpoint not found"
+
+
+class DeliveryNotFound(NotFound):
+    type = "delivery-not-found"
+    title = "Delivery not found"
+
+
+class InvalidUnsubscribeLink(NotFound):
+    type = "invalid-unsubscribe-link"
+    title = "Unknown unsubscribe link"

@@ -6,7 +6,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, DateTime, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from habitue.db import Base, BigId, JSONType, ident, partial_index
@@ -56,3 +66,87 @@ class MessageTemplate(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
     __table_args__ = (UniqueConstraint("program_id", "code", "channel", "locale"),)
+
+
+class DeliveryCursor(Base):
+    """How far the delivery worker has read a program's outbox (its feed position)."""
+
+    __tablename__ = "delivery_cursors"
+
+    program_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    last_seq: Mapped[int] = mapped_column(BigInteger, default=0)
+    skip_through_id: Mapped[int] = mapped_column(BigInteger, default=0)
+    """Outbox rows up to this id were written before the worker existed: read, not sent."""
+
+
+class WebhookEndpoint(Base):
+    """A program's webhook receiver: its URL, the event types it wants and its secrets."""
+
+    __tablename__ = "webhook_endpoints"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    public_id: Mapped[str] = mapped_column(ident(36), unique=True)
+    program_id: Mapped[int] = mapped_column(BigInteger)
+    url: Mapped[str] = mapped_column(String(2000))
+    events: Mapped[list[str]] = mapped_column(JSONType)
+    description: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    secret: Mapped[str] = mapped_column(String(100))
+    previous_secret: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    previous_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (Index("ix_webhook_endpoints_program", "program_id"),)
+
+
+class Delivery(Base):
+    """One message or webhook call owed for one domain event, and where it stands.
+
+    `status`: `pending` (to send at `next_attempt_at`), `sent`, `skipped` (with `reason`) or
+    `failed` (parked with `reason`: retried on demand). A worker claims a pending delivery
+    by setting `locked_until`; deliveries sharing an `order_key` (one member on one channel
+    or endpoint) go one at a time, oldest first.
+    """
+
+    __tablename__ = "deliveries"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    public_id: Mapped[str] = mapped_column(ident(36), unique=True)
+    program_id: Mapped[int] = mapped_column(BigInteger)
+    outbox_id: Mapped[int] = mapped_column(BigInteger)
+    event_type: Mapped[str] = mapped_column(String(64))
+    member_id: Mapped[str | None] = mapped_column(ident(36), nullable=True)
+    channel: Mapped[str] = mapped_column(String(16))
+    template: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    endpoint_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    order_key: Mapped[str | None] = mapped_column(String(120), nullable=True)
+    status: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    locked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    retry_from: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+    __table_args__ = (
+        partial_index("ix_deliveries_due", "next_attempt_at", "id", where="status = 'pending'"),
+        partial_index("ix_deliveries_order", "order_key", "id", where="status = 'pending'"),
+        Index("ix_deliveries_member", "program_id", "member_id", "id"),
+        Index("ix_deliveries_endpoint", "endpoint_id", "id"),
+    )
+
+
+class DeliveryAttempt(Base):
+    """One try at a delivery: when, the receiver's status code, the error."""
+
+    __tablename__ = "delivery_attempts"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    delivery_id: Mapped[int] = mapped_column(BigInteger, index=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    ok: Mapped[bool] = mapped_column(Boolean)
+    status_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    error: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    duration_ms: Mapped[int] = mapped_column(Integer, default=0)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
@@ -59,3 +59,22 @@ class PreviewRead(BaseModel):
     body: str
     member_id: str | None
     variables: dict[str, str]
+
+
+class WebhookCreate(StrictModel):
+    """A webhook endpoint: its URL, the event types it wants (or `["*"]`), a description."""
+
+    url: str = Field(max_length=2000)
+    events: list[Annotated[str, Field(max_length=64)]] = Field(min_length=1, max_length=100)
+    description: str | None = Field(default=None, max_length=500)
+
+
+class WebhookUpdate(StrictModel):
+    """A change to a webhook endpoint (only the fields given)."""
+
+    url: str | None = Field(default=None, max_length=2000)
+    events: list[Annotated[str, Field(max_length=64)]] | None = Field(
+        default=None, min_length=1, max_length=100
+    )
+    description: str | None = Field(default=None, max_length=500)
+    enabled: bool | None = None

@@ -394,6 +394,7 @@ def _member_page(
         channels=member_messages.CHANNEL_LABELS,
         codes=member_messages.CODE_LABELS,
         blocked=member_messages.BLOCKED_LABELS,
+        statuses=member_messages.STATUS_LABELS,
         values=values,
         errors=errors,
         done=done,

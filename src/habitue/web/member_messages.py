@@ -1,7 +1,8 @@
 """The member page's messages: the member's latest domain events in words, the message each
 calls for and, by the member's current consents, whether it would reach them.
 
-Nothing is sent to members yet (see docs/messaging.md): the page says what would go out.
+Above them, the messages the delivery worker owes the member (`messaging.deliveries`):
+sent, skipped with the reason, failed, or waiting (see docs/messaging.md).
 The event types and the message each calls for are the messaging room's
 (`habitue.messaging.triggers`); here they get words in the reader's language.
 """
@@ -17,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from habitue import clock
 from habitue.members.schemas import MemberRead
-from habitue.messaging import outbox, render, triggers
+from habitue.messaging import defaults, deliveries, outbox, render, triggers
 from habitue.messaging import templates as templates_service
 from habitue.programs.service import ProgramInfo
 from habitue.web.i18n import _l
@@ -58,6 +59,12 @@ EVENT_LABELS = {
 PURCHASE = _l("Purchase recorded")
 TIER_UP = _l("Moved up a tier")
 TIER_DOWN = _l("Moved down a tier")
+STATUS_LABELS = {
+    "pending": _l("Waiting"),
+    "sent": _l("Sent"),
+    "skipped": _l("Skipped"),
+    "failed": _l("Failed"),
+}
 BLOCKED_LABELS = {
     "no-consent": _l("no consent"),
     "no-email": _l("no email address"),
@@ -108,6 +115,8 @@ class MemberMessages:
     events: list[EventLine]
     consents: list[Consent]
     reach: dict[str, Reach]
+    sent: list[dict[str, Any]]
+    """The member's messages (`messaging.deliveries.member_messages`), newest first."""
 
 
 def _label(type_: str, payload: Mapping[str, Any]) -> tuple[str | None, str | None]:
@@ -174,6 +183,9 @@ async def load(
     written = await templates_service.written(
         session, program, {c for c in codes.values() if c is not None}
     )
+    for default_code, by_locale in defaults.EMAIL_TEMPLATES.items():  # until the program writes one
+        if default_code in codes.values():
+            written.setdefault(default_code, {}).setdefault("email", set(by_locale))
     reach = reach_of(member)
     lines = []
     for e in events:
@@ -204,4 +216,5 @@ async def load(
         )
         for channel in render.CHANNELS
     ]
-    return MemberMessages(lines, consents, reach)
+    sent = await deliveries.member_messages(session, program, member.id, limit=limit)
+    return MemberMessages(lines, consents, reach, sent)

@@ -100,6 +100,7 @@ class Portal:
             member=self.member,
             base=base(self.program),
             area="portal",
+            email_links=bool(self.page.settings.smtp_url),
             **context,
         )
 
@@ -295,6 +296,20 @@ async def signup(request: Request, program: str) -> Response:
         return portal.render("portal/signup.html", 422, values=values, errors=errors)
     info = portal.program
     settings = _settings(request)
+    if not settings.smtp_url:
+        # No email channel: no link could reach the visitor. Sign them in at once, and say
+        # when the address is taken (docs/web.md, "Sign-in links").
+        try:
+            token, _opened = await _db(request).write(
+                lambda s: web_service.sign_up_now(s, info, data, password)
+            )
+        except DuplicateMember:
+            errors["email"] = _l("An account already uses this address. Sign in instead.")
+            portal.page.locale = locale
+            return portal.render("portal/signup.html", 422, values=values, errors=errors)
+        portal.page.set_cookie(MEMBER_COOKIE, token, path="/app")
+        portal.page.set_cookie(LOCALE_COOKIE, locale)
+        return portal.page.redirect(f"{base(info)}/card")
     await _db(request).write(
         lambda s: web_service.sign_up(s, info, data, password, settings=settings)
     )
@@ -380,6 +395,14 @@ async def signin_link(request: Request, program: str) -> Response:
             next="",
         )
     info = portal.program
+    if not _settings(request).smtp_url:  # nothing could carry the link: say so, send none
+        return portal.render(
+            "portal/signin.html",
+            422,
+            values={"link_email": email},
+            errors={},
+            next="",
+        )
     wait = await limits.acquire(request, limits.link_buckets(request, info.id, email))
     if wait:
         page = portal.render(

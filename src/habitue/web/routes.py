@@ -47,6 +47,7 @@ def routers() -> list[Any]:
     from habitue.web.admin_partners import router as partners_router
     from habitue.web.admin_rewards import router as rewards_router
     from habitue.web.admin_tiers import router as tiers_router
+    from habitue.web.admin_webhooks import router as webhooks_router
     from habitue.web.portal import router as portal_router
 
     return [
@@ -58,5 +59,6 @@ def routers() -> list[Any]:
         offers_router,
         campaigns_router,
         partners_router,
+        webhooks_router,
         messages_router,
     ]

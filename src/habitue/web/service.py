@@ -42,13 +42,14 @@ Role = Literal["owner", "marketer", "support", "analyst"]
 # What each role may do in the console; `view` is the dashboard. A page's name (`tiers`,
 # `rewards`, `offers`, `campaigns`) lets a role read it, `edit_<page>` change what it lists;
 # `fulfil` moves redemptions along (shipped, delivered, canceled). `partners` reads partners
-# and their statements; `messages` the message templates.
+# and their statements; `messages` the message templates; `webhooks` the webhook endpoints'
+# deliveries (and retrying a parked one).
 PERMISSIONS: dict[str, frozenset[str]] = {
     "owner": frozenset(
         {"view", "members", "adjust", "simulate", "rules"}
         | {"tiers", "edit_tiers", "rewards", "edit_rewards", "fulfil", "offers", "edit_offers"}
         | {"campaigns", "edit_campaigns"}
-        | {"partners", "edit_partners", "messages", "edit_messages"}
+        | {"partners", "edit_partners", "messages", "edit_messages", "webhooks"}
     ),
     "marketer": frozenset(
         {"view", "simulate", "rules"}
@@ -319,6 +320,21 @@ async def sign_up(
     ref = await members_service.resolve(session, program, member_id=member.id)
     await _issue_link(session, program, ref.id, settings=settings, password_hash=digest)
     return True
+
+
+async def sign_up_now(
+    session: AsyncSession, program: ProgramInfo, data: MemberCreate, password: str
+) -> tuple[str, SessionInfo]:
+    """Enrol a visitor with their password and open their session at once.
+
+    For servers that cannot email a link (no email channel): raises DuplicateMember when the
+    email already belongs to an account, which the page says — the trade-off documented in
+    docs/web.md ("Sign-in links").
+    """
+    member = await members_service.enrol(session, program, data)
+    ref = await members_service.resolve(session, program, member_id=member.id)
+    await set_member_password(session, program, ref.id, password)
+    return await open_session(session, kind="member", program_id=program.id, member_id=ref.id)
 
 
 async def sign_in_link_url(
