@@ -349,7 +349,7 @@ def test_member_signs_up_sees_the_card_earns_and_switches_language(
     finally:
         context.set_offline(False)
     context.close()
-    assert len(pages.audited) == 13
+    assert len(pages.audited) == 14
 
 
 def _catalogue(api: httpx.Client, program: str, member_id: str) -> None:

@@ -34,7 +34,7 @@ from habitue.ledger import service as ledger_service
 from habitue.members.errors import MemberNotFound
 from habitue.members.models import Card, Member
 from habitue.messaging import outbox
-from habitue.messaging.models import OutboxEvent
+from habitue.messaging.models import Delivery, DeliveryAttempt, OutboxEvent
 from habitue.programs.service import ProgramInfo
 from habitue.rewards.models import Coupon, OfferTarget, ReferralCode
 from habitue.rewards.sql import affected
@@ -81,6 +81,8 @@ _links = table_of(SignInToken)
 _sessions = table_of(WebSession)
 _benefits = table_of(MemberBenefit)
 _outbox = table_of(OutboxEvent)
+_deliveries = table_of(Delivery)
+_attempts = table_of(DeliveryAttempt)
 _idem = table_of(IdempotencyRecord)
 _events = table_of(Event)
 
@@ -265,6 +267,7 @@ async def erase(
     since = clock.as_utc(row.enrolled_at) - timedelta(days=1)
     await _scrub_events(session, member_id, scrubber)
     await _scrub_outbox(session, program, public_id, scrubber, since)
+    await _stop_deliveries(session, program, public_id, scrubber)
     await _scrub_idempotency(session, program, public_id, scrubber, since)
 
     await session.execute(
@@ -322,6 +325,42 @@ async def _scrub_events(session: AsyncSession, member_id: int, scrubber: Scrubbe
                     response=scrubber.scrub(response or {}, drop_keys=False),
                 )
             )
+
+
+async def _stop_deliveries(
+    session: AsyncSession, program: ProgramInfo, public_id: str, scrubber: Scrubber
+) -> None:
+    """Nothing more is sent to the erased member: their pending deliveries are skipped, and
+    the reasons and errors kept for their past deliveries lose the erased values (an SMTP
+    refusal quotes the address)."""
+    mine = (_deliveries.c.program_id == program.id) & (_deliveries.c.member_id == public_id)
+    await session.execute(
+        update(_deliveries)
+        .where(mine, _deliveries.c.status == "pending")
+        .values(status="skipped", reason="member-erased", locked_until=None, sent_at=None)
+    )
+    rows = (
+        await session.execute(select(_deliveries.c.id, _deliveries.c.reason).where(mine))
+    ).all()
+    ids = [int(r.id) for r in rows]
+    for delivery_id, reason in rows:
+        if reason and scrubber.hit(reason):
+            await session.execute(
+                update(_deliveries).where(_deliveries.c.id == delivery_id).values(reason=MASK)
+            )
+    if ids:
+        errors = (
+            await session.execute(
+                select(_attempts.c.id, _attempts.c.error).where(
+                    _attempts.c.delivery_id.in_(ids), _attempts.c.error.is_not(None)
+                )
+            )
+        ).all()
+        for attempt_id, error in errors:
+            if scrubber.hit(error):
+                await session.execute(
+                    update(_attempts).where(_attempts.c.id == attempt_id).values(error=MASK)
+                )
 
 
 async def _scrub_outbox(

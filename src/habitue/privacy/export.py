@@ -54,6 +54,7 @@ SECTIONS: dict[str, str] = {
     "web_sessions": "portal_sessions",
     "member_consent_history": "consent_history",
     "member_benefits": "benefits",
+    "deliveries": "deliveries",
 }
 """Table → section of the export holding the member's rows of it."""
 
@@ -70,7 +71,7 @@ SECRET_COLUMNS = frozenset(
     {"token_hash", "password_hash", "seed", "csrf", "email_hash", "phone_hash"}
 )
 
-PUBLIC_ID_TABLES = frozenset({"outbox"})
+PUBLIC_ID_TABLES = frozenset({"outbox", "deliveries"})
 """Tables whose `member_id` holds the member's public id (the others: the internal id)."""
 
 

@@ -331,7 +331,7 @@ async def sign_up_now(
     email already belongs to an account, which the page says — the trade-off documented in
     docs/web.md ("Sign-in links").
     """
-    member = await members_service.enrol(session, program, data)
+    member = await members_service.enrol(session, program, data, source="portal", actor="member")
     ref = await members_service.resolve(session, program, member_id=member.id)
     await set_member_password(session, program, ref.id, password)
     return await open_session(session, kind="member", program_id=program.id, member_id=ref.id)
