@@ -195,12 +195,15 @@ async def test_a_database_write_raises_service_unavailable(settings: Settings) -
 async def test_a_connection_the_server_closed_is_replaced_without_an_error(
     db_kind: str, client: httpx.AsyncClient, program: str
 ) -> None:
-    """Every pooled connection's backend is terminated: the next requests still succeed."""
+    """Every pooled connection's backend is terminated: the next requests still succeed,
+    the heavy reads of the analytics (a sync engine of their own) too."""
     if db_kind != "postgres":
         pytest.skip("PostgreSQL closes connections; SQLite has none to lose")
     db: Database = client._transport.app.state.db  # type: ignore[attr-defined]
-    # Fill the pool with a few idle connections.
+    # Fill the pools with a few idle connections.
     await asyncio.gather(*(client.get(f"/v1/programs/{program}/members") for _ in range(6)))
+    report = f"/v1/programs/{program}/analytics/segments?months=1"
+    assert (await client.get(report)).status_code == 200
     async with db.read_engine.connect() as conn:
         pids = (await conn.execute(text("SELECT pg_backend_pid()"))).scalar_one()
         killed = (
@@ -219,6 +222,8 @@ async def test_a_connection_the_server_closed_is_replaced_without_an_error(
         *(client.get(f"/v1/programs/{program}/members") for _ in range(6))
     )
     assert [r.status_code for r in answers] == [200] * 6, [r.text for r in answers]
+    r = await client.get(report)
+    assert r.status_code == 200, r.text
 
 
 async def test_every_connection_busy_answers_503_after_the_pool_timeout(

@@ -448,9 +448,14 @@ _read_engines: dict[str, Engine] = {}
 
 
 def _read_engine(url: str) -> Engine:
+    """The process's engine for heavy reads of `url`. Its pooled connections are checked
+    before use (one round trip per heavy read): one the server closed while it sat in the
+    pool (a restart, an outage) is replaced instead of failing the next report."""
     engine = _read_engines.get(url)
     if engine is None:
-        engine = _read_engines[url] = make_sync_engine(url, pool_size=2, max_overflow=2)
+        engine = _read_engines[url] = make_sync_engine(
+            url, pool_size=2, max_overflow=2, pool_pre_ping=True
+        )
     return engine
 
 
