@@ -216,7 +216,7 @@ async def consume(
             want = batch if max_messages is None else min(batch, max_messages - stats.seen)
             try:
                 msgs = await sub.fetch(want, timeout=idle_seconds)
-            except (NatsTimeout, asyncio.TimeoutError):
+            except (TimeoutError, NatsTimeout):
                 if until_idle:
                     info = await sub.consumer_info()
                     if not info.num_pending and not info.num_ack_pending:
