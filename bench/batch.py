@@ -1,6 +1,7 @@
 """bench/batch: events/s through `POST /events/batch` on PostgreSQL vs pgbench TPC-B.
 
     .venv/bin/python bench/batch.py [--seconds 20] [--clients 4] [--size 1000] [--by id]
+    .venv/bin/python bench/batch.py --consume [--events 20000]
 
 Starts `habitue serve` (production settings, 2 workers) on a scratch database, enrols
 members, and has `--clients` clients post batches of `--size` purchases (unique external ids,
@@ -9,6 +10,11 @@ members named by `--by`: id, external_id or card_number; with `--past` the till'
 credited once (the events' points against the members' balances, and a retried batch
 changing nothing), runs `habitue ledger verify`, runs pgbench TPC-B with 32 clients on the
 same PostgreSQL, and prints events/s and the ratio.
+
+With --consume, the events go through NATS JetStream instead (HABITUE_NATS_URL, a stream of
+its own): `--events` purchases are published, then `habitue consume --until-idle` records
+them; events/s is end to end, from the first publish to the consumer's exit after its last
+commit and ack.
 """
 
 from __future__ import annotations
@@ -147,6 +153,56 @@ def _events_points(url: str) -> tuple[int, int]:
         return int(row[0]), int(row[1])
 
 
+async def _publish(stream: str, subject: str, bodies: list[bytes]) -> None:
+    import nats
+
+    nc = await nats.connect(os.environ.get("HABITUE_NATS_URL", "nats://127.0.0.1:4222"))
+    try:
+        js = nc.jetstream()
+        await js.add_stream(name=stream, subjects=[subject])
+        for start in range(0, len(bodies), 1000):
+            acks = [js.publish(subject, body, stream=stream)
+                    for body in bodies[start:start + 1000]]
+            await asyncio.gather(*acks)
+    finally:
+        await nc.close()
+
+
+async def _drop_stream(stream: str) -> None:
+    import nats
+
+    nc = await nats.connect(os.environ.get("HABITUE_NATS_URL", "nats://127.0.0.1:4222"))
+    try:
+        await nc.jetstream().delete_stream(stream)
+    finally:
+        await nc.close()
+
+
+def _consume(url: str, members: list[dict[str, Any]], args: Any) -> dict[str, Any]:
+    """Publish `--events` purchases and time `habitue consume` recording them all."""
+    when = (datetime.now(UTC) - timedelta(days=30)).isoformat() if args.past else None
+    bodies = [orjson.dumps(_event(n, members[n % len(members)], args.by, when))
+              for n in range(args.events)]
+    stream = f"BENCH_{secrets.token_hex(4)}"
+    subject = f"bench.{stream}"
+    start = time.perf_counter()
+    try:
+        asyncio.run(_publish(stream, subject, bodies))
+        published = time.perf_counter() - start
+        out = subprocess.run(
+            [str(BIN / "habitue"), "consume", "--program", "bench", "--stream", stream,
+             "--subject", subject, "--until-idle"],
+            env={**os.environ, "HABITUE_DATABASE_URL": url},
+            capture_output=True, text=True, check=True,
+        ).stdout
+        elapsed = time.perf_counter() - start
+    finally:
+        asyncio.run(_drop_stream(stream))
+    return {"events": args.events, "elapsed": elapsed, "published": published,
+            "out": out.strip(), "retry_ok": True, "p50": float("nan"), "p99": float("nan"),
+            "batches": 0, "refused": 0}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=int, default=20)
@@ -157,13 +213,18 @@ def main() -> None:
     ap.add_argument("--by", choices=["id", "external_id", "card_number"], default="id")
     ap.add_argument("--past", action="store_true", help="occurred_at a month back")
     ap.add_argument("--pg-seconds", type=int, default=20)
+    ap.add_argument("--consume", action="store_true", help="through NATS JetStream")
+    ap.add_argument("--events", type=int, default=20000, help="events published (--consume)")
     args = ap.parse_args()
     admin = secrets.token_hex(16)
     with scratch_pg("bench_batch") as url:
         upgrade(url)
         with server(url, admin, workers=args.workers) as base:
             key, members = asyncio.run(_seed(base, admin, args.members))
-            got = asyncio.run(_drive(base, key, members, args))
+            if args.consume:
+                got = _consume(url, members, args)
+            else:
+                got = asyncio.run(_drive(base, key, members, args))
             credited = asyncio.run(_credited(base, admin, members))
         count, points = _events_points(url)
         verify = subprocess.run(
@@ -176,16 +237,21 @@ def main() -> None:
     once = count == got["events"] and points == credited and got["retry_ok"]
     print(f"{'shape':<30}member by {args.by}, occurred_at "
           f"{'a month back' if args.past else 'absent'}, {args.members} members")
-    print(f"{'batches (size x clients)':<30}{got['batches']} ({args.size} x {args.clients})")
-    print(f"{'events accepted / refused':<30}{got['events']} / {got['refused']}")
-    print(f"{'batch events/s':<30}{rate:.0f}")
-    print(f"{'batch p50 / p99 (ms)':<30}{got['p50']:.0f} / {got['p99']:.0f}")
+    if args.consume:
+        print(f"{'consumer':<30}{got['out']}")
+        print(f"{'published in (s)':<30}{got['published']:.1f}")
+        print(f"{'consume events/s (end to end)':<30}{rate:.0f}")
+    else:
+        print(f"{'batches (size x clients)':<30}{got['batches']} ({args.size} x {args.clients})")
+        print(f"{'events accepted / refused':<30}{got['events']} / {got['refused']}")
+        print(f"{'batch events/s':<30}{rate:.0f}")
+        print(f"{'batch p50 / p99 (ms)':<30}{got['p50']:.0f} / {got['p99']:.0f}")
     print(f"{'credited once':<30}{'yes' if once else 'NO'} (events {count}, points {points}, "
           f"balances {credited}, retried batch unchanged: {got['retry_ok']})")
     print(f"{'ledger verify':<30}{'ok' if verify.returncode == 0 else 'BREACH'}")
     print(f"{'load average (1/5/15 min)':<30}{load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}")
     print(f"{'pgbench TPC-B tps (32 cl.)':<30}{tps:.0f}")
-    print(f"{'ratio batch events / pgbench':<30}{rate / tps:.2f}  (target >= 3)")
+    print(f"{'ratio events / pgbench':<30}{rate / tps:.2f}  (target >= 3)")
     if not once or verify.returncode != 0:
         print(verify.stdout, verify.stderr)
         raise SystemExit(1)
