@@ -9,8 +9,9 @@ redelivered after a crash (its event committed, its ack lost) is a retry of its
 A message that cannot be recorded — not JSON, not an event body, or an event refused (a 4xx:
 validation, unknown member…) — is parked in `intake_parked` with its raw body, status and
 reason, then acknowledged: the consumer goes on. A redelivered parked message is parked once
-(one row per stream sequence). A database outage (5xx) acknowledges nothing: the batch is
-redelivered later.
+(one row per stream sequence). A database outage acknowledges nothing: the batch is
+redelivered later. An event that fails unexpectedly (500) is redelivered, and parked at its
+fifth delivery.
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ log = structlog.get_logger()
 _parked = table_of(IntakeParked)
 
 DEFAULT_STREAM = "HABITUE_EVENTS"
+MAX_TRIES = 5
+"""Deliveries of a message whose event fails unexpectedly (500) before it is parked."""
 
 
 def default_subject(program: str) -> str:
@@ -135,8 +138,8 @@ async def apply_messages(
         msg = msgs[i]
         if slot.status < 400:
             stats.recorded += 1
-        elif slot.status >= 500:
-            retry.append(i)
+        elif slot.status >= 500 and msg.metadata.num_delivered < MAX_TRIES:
+            retry.append(i)  # unexpected: tried again, then parked
         else:
             body = msg.data.decode("utf-8", "replace")
             seq = msg.metadata.sequence.stream
@@ -150,7 +153,6 @@ async def apply_messages(
                 if msg.metadata.sequence.stream in parked:
                     await msg.nak(delay=1)
             parks = []
-            retry = []
     stats.parked += len(parks)
     stats.parked_reasons += [p.reason for p in parks]
     nak = set(retry)
