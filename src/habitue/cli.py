@@ -287,7 +287,7 @@ def consume(
     ] = None,
     batch: Annotated[int, typer.Option(help="messages per batch", min=1, max=1000)] = 1000,
     until_idle: Annotated[
-        bool, typer.Option("--until-idle", help="stop once no message comes for a second")
+        bool, typer.Option("--until-idle", help="stop once nothing waits and nothing is unacked")
     ] = False,
     max_messages: Annotated[
         int | None, typer.Option(help="stop after this many messages", min=1)
