@@ -244,3 +244,26 @@ async def test_concurrent_batches_and_single_events_for_the_same_members(
         assert {s["status"] for s in r.json()["results"]} == {201}
     for m in members:
         assert await _available(client, code, m) == 50
+
+
+async def test_members_named_by_external_id_or_card(client: httpx.AsyncClient) -> None:
+    code = await create_program(client)
+    m = await enrol(client, code, external_id="C-1")
+    by_ext = {"type": "purchase", "member": {"external_id": "C-1"}, "total": "4.00"}
+    events = [
+        {**by_ext, "external_id": "e-1"},
+        {**by_ext, "external_id": "e-2", "occurred_at": "2026-11-06T10:00:00+00:00"},
+        {**by_ext, "member": {"external_id": "C-404"}, "external_id": "e-3"},
+        {**by_ext, "member": {"card_number": m["card_number"]}, "external_id": "e-4"},
+        {**by_ext, "external_id": "e-1"},
+    ]
+    results = (await _batch(client, code, events)).json()["results"]
+    assert [s["status"] for s in results] == [201, 201, 404, 201, 201]
+    assert {s["body"]["member_id"] for s in results if s["status"] == 201} == {m["id"]}
+    assert results[1]["body"]["occurred_at"].startswith("2026-11-06T10:00:00")
+    assert results[4]["body"] == results[0]["body"]
+    alone = await client.post(f"/v1/programs/{code}/events", json=events[2])
+    assert alone.json() == results[2]["body"]
+    retry = await client.post(f"/v1/programs/{code}/events", json=events[1])
+    assert retry.json() == results[1]["body"]
+    assert await _available(client, code, m) == 12
