@@ -1,7 +1,7 @@
 """bench/batch: events/s through `POST /events/batch` on PostgreSQL vs pgbench TPC-B.
 
     .venv/bin/python bench/batch.py [--seconds 20] [--clients 4] [--size 1000] [--by id]
-    .venv/bin/python bench/batch.py --consume [--events 20000]
+    .venv/bin/python bench/batch.py --consume [--events 20000] [--consumers 1]
 
 Starts `habitue serve` (production settings, 2 workers) on a scratch database, enrols
 members, and has `--clients` clients post batches of `--size` purchases (unique external ids,
@@ -189,12 +189,19 @@ def _consume(url: str, members: list[dict[str, Any]], args: Any) -> dict[str, An
     try:
         asyncio.run(_publish(stream, subject, bodies))
         published = time.perf_counter() - start
-        out = subprocess.run(
-            [str(BIN / "habitue"), "consume", "--program", "bench", "--stream", stream,
-             "--subject", subject, "--until-idle"],
-            env={**os.environ, "HABITUE_DATABASE_URL": url},
-            capture_output=True, text=True, check=True,
-        ).stdout
+        procs = [
+            subprocess.Popen(
+                [str(BIN / "habitue"), "consume", "--program", "bench", "--stream", stream,
+                 "--subject", subject, "--until-idle"],
+                env={**os.environ, "HABITUE_DATABASE_URL": url},
+                stdout=subprocess.PIPE, text=True,
+            )
+            for _ in range(args.consumers)
+        ]
+        outs = [proc.communicate()[0].strip() for proc in procs]
+        if any(proc.returncode for proc in procs):
+            raise RuntimeError(f"habitue consume failed: {outs}")
+        out = " | ".join(outs)
         elapsed = time.perf_counter() - start
     finally:
         asyncio.run(_drop_stream(stream))
@@ -215,6 +222,8 @@ def main() -> None:
     ap.add_argument("--pg-seconds", type=int, default=20)
     ap.add_argument("--consume", action="store_true", help="through NATS JetStream")
     ap.add_argument("--events", type=int, default=20000, help="events published (--consume)")
+    ap.add_argument("--consumers", type=int, default=1,
+                    help="habitue consume processes sharing the durable consumer (--consume)")
     args = ap.parse_args()
     admin = secrets.token_hex(16)
     with scratch_pg("bench_batch") as url:
@@ -238,7 +247,7 @@ def main() -> None:
     print(f"{'shape':<30}member by {args.by}, occurred_at "
           f"{'a month back' if args.past else 'absent'}, {args.members} members")
     if args.consume:
-        print(f"{'consumer':<30}{got['out']}")
+        print(f"{'consumers':<30}{got['out']}")
         print(f"{'published in (s)':<30}{got['published']:.1f}")
         print(f"{'consume events/s (end to end)':<30}{rate:.0f}")
     else:
