@@ -231,7 +231,7 @@ async def consume(
         await nc.flush(timeout=10)
     finally:
         with contextlib.suppress(Exception):
-            await nc.drain()
+            await nc.close()
     return stats
 
 
