@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import structlog
@@ -42,6 +42,27 @@ def _field(loc: tuple[Any, ...]) -> str:
     return out or "body"
 
 
+def validation_problem(raw_errors: Sequence[Any]) -> dict[str, Any]:
+    """The 422 `validation` problem+json body for pydantic's errors (a request's, or one
+    event's in a batch)."""
+    errors = [
+        {
+            "field": _field(tuple(e.get("loc", ()))),
+            "message": e.get("msg", "invalid"),
+            "code": e.get("type"),
+        }
+        for e in raw_errors
+    ]
+    detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5])
+    return {
+        "type": ERROR_BASE + "validation",
+        "title": "Invalid request",
+        "status": 422,
+        "detail": detail,
+        "errors": errors,
+    }
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(HabitueError)
     async def _habitue(_: Request, exc: HabitueError) -> JSONResponse:
@@ -51,16 +72,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = [
-            {
-                "field": _field(tuple(e.get("loc", ()))),
-                "message": e.get("msg", "invalid"),
-                "code": e.get("type"),
-            }
-            for e in exc.errors()
-        ]
-        detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5])
-        return _problem(422, "validation", "Invalid request", detail, errors=errors)
+        return JSONResponse(validation_problem(exc.errors()), status_code=422, media_type=PROBLEM)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:

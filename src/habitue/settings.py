@@ -94,6 +94,8 @@ class Settings(BaseSettings):
     `{card_number}` and `{member_id}` are replaced, URL-encoded; unset: no link."""
     wallet_google_url: str | None = None
     """The card page's "Save to Google Wallet" link, the same way."""
+    nats_url: str = "nats://127.0.0.1:4222"
+    """The NATS server `habitue consume` reads events from (JetStream)."""
     redis_url: str | None = None
     """Redis for the rate limits, shared by every worker (`redis://127.0.0.1:6379/0`); unset:
     each process counts on its own."""

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
+from fastapi.responses import Response
 
 from habitue.deps import DbDep, ProgramDep, ReadSession, scoped
+from habitue.events import batch as events_batch
 from habitue.events import service as events_service
 from habitue.events.schemas import EventCreate, EventRead
 from habitue.partners import access as partner_access
@@ -24,6 +26,18 @@ async def record_event(
     if principal.partner is not None:
         body = await partner_access.event_for(db, program, principal, body)
     return await events_service.record_event(db, program, body)
+
+
+@router.post("/batch", response_model=events_batch.BatchRead)
+async def record_batch(
+    program: ProgramDep,
+    body: events_batch.BatchCreate,
+    db: DbDep,
+    principal: Principal = scoped("events:write", partner=PartnerAccess.OWN),
+) -> Response:
+    """Up to 1,000 events, each recorded as `POST /events` would, answered slot by slot."""
+    content = await events_batch.record_batch(db, program, principal, body.events)
+    return Response(content, media_type="application/json")
 
 
 @router.post("/quote", response_model=EventRead)

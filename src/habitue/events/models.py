@@ -5,7 +5,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, DateTime, ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from habitue.db import Base, BigId, JSONType, ident
@@ -82,4 +91,25 @@ class IdempotencyRecord(Base):
     __table_args__ = (
         UniqueConstraint("program_id", "credential", "key"),
         Index("ix_idempotency_records_created_at", "created_at"),
+    )
+
+
+class IntakeParked(Base):
+    """A stream message `habitue consume` could not record, kept with the reason."""
+
+    __tablename__ = "intake_parked"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    program_id: Mapped[int] = mapped_column(ForeignKey("programs.id"))
+    stream: Mapped[str] = mapped_column(ident(64))
+    subject: Mapped[str] = mapped_column(String(255))
+    stream_seq: Mapped[int] = mapped_column(BigInteger)
+    body: Mapped[str] = mapped_column(Text)
+    status: Mapped[int] = mapped_column(Integer)
+    reason: Mapped[str] = mapped_column(Text)
+    parked_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        UniqueConstraint("stream", "stream_seq", name="uq_intake_parked_stream"),
+        Index("ix_intake_parked_program_parked", "program_id", "parked_at"),
     )

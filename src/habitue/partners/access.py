@@ -86,15 +86,26 @@ async def event_for(
     partner = principal.partner
     if partner is None:
         return body
+    body = source_for(partner, body)
+    await require_active(db, program, partner)
+    return body
+
+
+def source_for(partner: str, body: EventCreate) -> EventCreate:
+    """The event with the partner's key's source; one naming another source is refused."""
     if "source" in body.model_fields_set and body.source != partner:
         raise Forbidden(f"a key of partner {partner!r} records events with source {partner!r}")
+    return body if body.source == partner else body.model_copy(update={"source": partner})
+
+
+async def require_active(db: Database, program: ProgramInfo, partner: str) -> None:
+    """Refuses (403) a partner key whose partner is inactive or gone."""
     from habitue.partners import service as partners_service
 
     async with db.read() as session:
         active = await partners_service.active_partners(session, program.id)
     if partner not in active:
         raise Forbidden(f"partner {partner!r} is not an active partner of this program")
-    return body if body.source == partner else body.model_copy(update={"source": partner})
 
 
 def own_partner(principal: Principal, code: str) -> None:
