@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import httpx
 from alembic import command
+from alembic.script import ScriptDirectory
 
 from habitue.api import create_app
 from habitue.db import Database
@@ -18,7 +19,11 @@ async def test_history_before_the_upgrade_is_not_sent(
     scratch_url: str,  # noqa: F811
 ) -> None:
     upgrade(scratch_url)
-    command.downgrade(alembic_config(scratch_url), "0021_delivery@-1")
+    # Down to the revision before 0021, by name (relative steps count from the newest head).
+    config = alembic_config(scratch_url)
+    before_0021 = ScriptDirectory.from_config(config).get_revision("0021_delivery").down_revision
+    assert isinstance(before_0021, str)
+    command.downgrade(config, before_0021)
     settings = Settings(
         env="test", database_url=scratch_url, admin_key=ADMIN_KEY, scheduler=False,
         worker=False, hmac_key="k",
