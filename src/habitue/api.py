@@ -123,10 +123,24 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None) 
         if settings.scheduler:
             tasks.append(asyncio.create_task(jobs.scheduler(app.state.db, settings)))
         stop_worker = asyncio.Event()
+        worker_db: Database | None = None
         if settings.worker:
             from habitue.messaging import worker
 
-            tasks.append(asyncio.create_task(worker.run(app.state.db, settings, stop_worker)))
+            worker_db = app.state.db
+            if not app.state.db.sqlite:
+                # On PostgreSQL the delivery worker has connections of its own, outside the
+                # requests' group committer: its planning transactions (thousands of outbox
+                # rows under load) never sit in a batch of purchases and hold their answers.
+                # SQLite has one writer: the worker takes its turn through the committer.
+                worker_db = Database(
+                    settings.database_url,
+                    group_commit=False,
+                    pool_size=2,
+                    timeout=settings.db_timeout_seconds,
+                    statement_timeout=settings.db_statement_timeout_seconds,
+                )
+            tasks.append(asyncio.create_task(worker.run(worker_db, settings, stop_worker)))
         try:
             yield
         finally:
@@ -135,6 +149,8 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None) 
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            if worker_db is not None and worker_db is not app.state.db:
+                await worker_db.dispose()
             await app.state.limiter.close()
             if db is None:
                 await app.state.db.dispose()
