@@ -448,10 +448,8 @@ def _card_read(program: ProgramInfo, row: Any) -> CardRead:
     )
 
 
-async def read(
-    session: AsyncSession, program: ProgramInfo, public_id: str, *, with_balance: bool = True
-) -> MemberRead:
-    """A member's profile with cards, tier and balance."""
+async def member_row(session: AsyncSession, program: ProgramInfo, public_id: str) -> Any:
+    """The member's row in this program; MemberNotFound when there is none."""
     row = (
         await session.execute(
             select(_members).where(
@@ -461,6 +459,14 @@ async def read(
     ).first()
     if row is None:
         raise MemberNotFound("no such member in this program")
+    return row
+
+
+async def read(
+    session: AsyncSession, program: ProgramInfo, public_id: str, *, with_balance: bool = True
+) -> MemberRead:
+    """A member's profile with cards, tier and balance."""
+    row = await member_row(session, program, public_id)
     return await _read_row(session, program, row, with_balance=with_balance)
 
 
@@ -508,15 +514,7 @@ async def balance_of(session: AsyncSession, row: Any) -> BalanceRead:
 
 
 async def balance(session: AsyncSession, program: ProgramInfo, public_id: str) -> BalanceRead:
-    row = (
-        await session.execute(
-            select(_members).where(
-                _members.c.program_id == program.id, _members.c.public_id == public_id
-            )
-        )
-    ).first()
-    if row is None:
-        raise MemberNotFound("no such member in this program")
+    row = await member_row(session, program, public_id)
     return await balance_of(session, row)
 
 

@@ -31,7 +31,7 @@ from habitue.clubs.schemas import CancelRequest
 from habitue.db import table_of
 from habitue.events.models import Event, IdempotencyRecord
 from habitue.ledger import service as ledger_service
-from habitue.members.errors import MemberNotFound
+from habitue.members import service as members_service
 from habitue.members.models import Card, Member
 from habitue.messaging import outbox
 from habitue.messaging.models import Delivery, DeliveryAttempt, OutboxEvent
@@ -180,15 +180,7 @@ async def erase(
     session: AsyncSession, program: ProgramInfo, public_id: str, *, actor: str
 ) -> Erasure:
     """Pseudonymise the member and end what they held; safe to run twice."""
-    row = (
-        await session.execute(
-            select(_members).where(
-                _members.c.program_id == program.id, _members.c.public_id == public_id
-            )
-        )
-    ).first()
-    if row is None:
-        raise MemberNotFound("no such member in this program")
+    row = await members_service.member_row(session, program, public_id)
     if row.status == ERASED:
         return Erasure(member_id=public_id, already_erased=True)
     member_id = int(row.id)
