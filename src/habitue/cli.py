@@ -697,6 +697,23 @@ def clubs_renew(
     _each_program(program, step)
 
 
+referrals_app = typer.Typer(help="Referrals.", no_args_is_help=True)
+app.add_typer(referrals_app, name="referrals")
+
+
+@referrals_app.command("pay")
+def referrals_pay(
+    program: Annotated[str | None, typer.Option(help="a program's code (default: all)")] = None,
+) -> None:
+    """Reward both sides of referrals whose return window closed unrefunded (idempotent)."""
+    from habitue.rewards.tasks import run_referral_payouts
+
+    async def step(db: Any, code: str, _chosen: bool) -> str:
+        return f"paid {await run_referral_payouts(db, code):,} referrals"
+
+    _each_program(program, step)
+
+
 # --- analytics (issue 6) -------------------------------------------------------------------
 
 import contextlib  # noqa: E402

@@ -241,9 +241,16 @@ def test_benefit_not_granted_below_threshold() -> None:
             condition="member.counters.visits_30d >= 19",
         )
     )
-    member = create_member(counters={"visits_30d": 18})
     event = create_event("visit")
+    # The counters count the visit being decided: 17 before it make this the 18th visit.
+    member = create_member(counters={"visits_30d": 17})
     assert decide(event, member, create_program(), rs, event.occurred_at).effects == ()
+    # 18 before it: this is the 19th visit, and "after 19 visits" holds.
+    member = create_member(counters={"visits_30d": 18})
+    assert [type(e).__name__ for e in
+            decide(event, member, create_program(), rs, event.occurred_at).effects] == [
+        "GrantBenefit"
+    ]  # fmt: skip
 
 
 def test_member_multiplier_applies_to_base_and_multiplier_share() -> None:

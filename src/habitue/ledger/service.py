@@ -10,7 +10,18 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, NoReturn
 
-from sqlalchemy import and_, bindparam, func, insert, select, text, update
+from sqlalchemy import (
+    ColumnElement,
+    ScalarSelect,
+    and_,
+    bindparam,
+    func,
+    insert,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from habitue import clock
@@ -190,6 +201,7 @@ _CREDIT_PG = text(CREDIT_CTES + _RETURN_TXN)
 _DEBIT_REST = """, open_lots AS (
         SELECT id, remaining, expires_at, event_id FROM lots
         WHERE account_id = :account AND remaining > 0 AND :lot_amount > 0
+          AND (expires_at IS NULL OR expires_at > :now)
         FOR UPDATE
     ), ranked AS (
         SELECT id, remaining,
@@ -216,7 +228,10 @@ _DEBIT_PG = text(DEBIT_CTES + _RETURN_TXN)
 _TAKE_STRICT = """
     WITH taken AS (
         UPDATE accounts SET balance = balance - :lot_amount
-        WHERE id = :account AND balance >= :lot_amount
+        WHERE id = :account
+          AND balance - (SELECT coalesce(sum(remaining), 0) FROM lots
+                         WHERE account_id = :account AND remaining > 0
+                           AND expires_at <= :now) >= :lot_amount
         RETURNING balance
     ),"""
 STRICT_DEBIT_CTES = _TAKE_STRICT + _TXN_AND_LEGS + _DEBIT_REST
@@ -409,6 +424,30 @@ async def credit(
     return await apply_credit(session, plan)
 
 
+def _live(now: datetime) -> ColumnElement[bool]:
+    """A lot not past its expiry at `now` (a lot without expiry is always live)."""
+    return or_(_lots.c.expires_at.is_(None), _lots.c.expires_at > now)
+
+
+def _expired_sum(account_id: int, now: datetime) -> ScalarSelect[Any]:
+    """The points of the account's open lots past their expiry at `now`, as a subquery."""
+    return (
+        select(func.coalesce(func.sum(_lots.c.remaining), 0))
+        .where(
+            _lots.c.account_id == account_id,
+            _lots.c.remaining > 0,
+            _lots.c.expires_at <= now,
+        )
+        .scalar_subquery()
+    )
+
+
+async def expired_points(session: AsyncSession, account_id: int, now: datetime) -> int:
+    """Points of the account's lots past their expiry that the expiry job has not written
+    down yet: in the balance column, but not there."""
+    return int((await session.execute(select(_expired_sum(account_id, now)))).scalar_one())
+
+
 async def _lock_balance(session: AsyncSession, account_id: int) -> int:
     q = select(_accounts.c.balance).where(_accounts.c.id == account_id)
     if dialect_name(session) == "postgresql":
@@ -417,9 +456,14 @@ async def _lock_balance(session: AsyncSession, account_id: int) -> int:
 
 
 async def _consume_lots(
-    session: AsyncSession, account_id: int, amount: int, prefer_event: str | None
+    session: AsyncSession,
+    account_id: int,
+    amount: int,
+    prefer_event: str | None,
+    now: datetime,
 ) -> None:
-    """Take `amount` from the open lots: this event's first, then closest to expiry."""
+    """Take `amount` from the live lots (an expired lot is never spent, written down or not):
+    this event's first, then closest to expiry."""
     if amount <= 0:
         return
     order: list[Any] = []
@@ -428,7 +472,7 @@ async def _consume_lots(
     order += [_lots.c.expires_at.is_(None), _lots.c.expires_at, _lots.c.id]
     q = (
         select(_lots.c.id, _lots.c.remaining)
-        .where(_lots.c.account_id == account_id, _lots.c.remaining > 0)
+        .where(_lots.c.account_id == account_id, _lots.c.remaining > 0, _live(now))
         .order_by(*order)
     )
     if dialect_name(session) == "postgresql":
@@ -538,8 +582,8 @@ def _debit_plan(
     return DebitPlan(taken, txn, account, lot_amount, prefer_event)
 
 
-async def _refuse(session: AsyncSession, account: int, amount: int) -> NoReturn:
-    have = await _lock_balance(session, account)
+async def _refuse(session: AsyncSession, account: int, amount: int, now: datetime) -> NoReturn:
+    have = await _lock_balance(session, account) - await expired_points(session, account, now)
     raise InsufficientPoints(f"needs {amount} points, {max(have, 0)} available")
 
 
@@ -549,8 +593,10 @@ async def finish_strict_debit(
     """After `STRICT_DEBIT_CTES`: refuse (InsufficientPoints, the caller's unit is rolled back)
     when the balance was short; consume the lots the statement's snapshot missed."""
     if not taken:
-        await _refuse(session, plan.account, plan.taken)
-    await _consume_lots(session, plan.account, plan.lot_amount - consumed, plan.prefer_event)
+        await _refuse(session, plan.account, plan.taken, plan.txn["now"])
+    await _consume_lots(
+        session, plan.account, plan.lot_amount - consumed, plan.prefer_event, plan.txn["now"]
+    )
 
 
 async def take_balance(
@@ -578,17 +624,26 @@ async def take_balance(
     now = now or clock.now()
     account = accounts.pending if from_pending else accounts.available
     if mode == "strict":
+        # Points of a lot past its expiry are not there, whether the expiry job has written
+        # them down yet or not: they are neither counted nor consumed.
         result = await session.execute(
             update(_accounts)
-            .where(_accounts.c.id == account, _accounts.c.balance >= amount)
+            .where(
+                _accounts.c.id == account,
+                _accounts.c.balance - _expired_sum(account, now) >= amount,
+            )
             .values(balance=_accounts.c.balance - amount)
             .returning(_accounts.c.balance)
         )
         if result.first() is None:
-            await _refuse(session, account, amount)
+            await _refuse(session, account, amount, now)
         before = None
         taken = amount
     else:
+        # What may go below what is truly there (a take-back, an erasure) first writes the
+        # account's expired lots down, so the balance it works from is the true one.
+        if not from_pending:  # pending lots have no expiry
+            await write_down_expired(session, program, accounts.member_id, account, now=now)
         before = await _lock_balance(session, account)
         taken = amount if mode == "negative" else min(amount, max(before, 0))
         if taken == 0:
@@ -620,7 +675,7 @@ async def apply_debit(session: AsyncSession, plan: DebitPlan) -> int:
     if dialect_name(session) == "postgresql":
         return int((await session.execute(_DEBIT_PG, plan.pg_params())).scalar_one())
     txn_id = await _transaction(session, **plan.txn)
-    await _consume_lots(session, plan.account, plan.lot_amount, plan.prefer_event)
+    await _consume_lots(session, plan.account, plan.lot_amount, plan.prefer_event, plan.txn["now"])
     return txn_id
 
 
@@ -763,12 +818,81 @@ async def release_due(
     return total
 
 
+async def _write_expiry(
+    session: AsyncSession,
+    program: ProgramInfo,
+    member_id: int,
+    account_id: int,
+    lots: Sequence[tuple[int, int]],
+    *,
+    now: datetime,
+    actor: str | None,
+) -> tuple[int, int]:
+    """Close the given (lot id, remaining) lots as one expiry transaction; (points, txn)."""
+    ids = [lot_id for lot_id, _ in lots]
+    points = sum(remaining for _, remaining in lots)
+    await session.execute(update(_lots).where(_lots.c.id.in_(ids)).values(remaining=0))
+    await _add_balance(session, account_id, -points)
+    stamp = now.strftime("%Y%m%dT%H%M%S%f")
+    txn_id = await _transaction(
+        session,
+        program_id=program.id,
+        member_id=member_id,
+        kind="expire",
+        reference=f"expire:{member_id}:{stamp}:{ids[0]}",
+        event_id=None,
+        actor=actor,
+        reason=None,
+        postings=[
+            {"account_id": account_id, "amount": -points},
+            {"account_id": program.system_accounts["expired"], "amount": points},
+        ],
+        now=now,
+    )
+    return points, txn_id
+
+
+async def write_down_expired(
+    session: AsyncSession,
+    program: ProgramInfo,
+    member_id: int,
+    account_id: int,
+    *,
+    now: datetime,
+    actor: str | None = None,
+) -> int:
+    """Write down the account's lots past their expiry (what the expiry job would write),
+    under the account's row lock; returns the points. Nothing is read twice: the lots are
+    locked (PostgreSQL) or the database has one writer (SQLite)."""
+    await _lock_balance(session, account_id)
+    q = (
+        select(_lots.c.id, _lots.c.remaining)
+        .where(
+            _lots.c.account_id == account_id,
+            _lots.c.remaining > 0,
+            _lots.c.expires_at <= now,
+        )
+        .order_by(_lots.c.id)
+    )
+    if dialect_name(session) == "postgresql":
+        q = q.with_for_update()
+    lots = [(int(i), int(r)) for i, r in (await session.execute(q)).all()]
+    if not lots:
+        return 0
+    points, _ = await _write_expiry(
+        session, program, member_id, account_id, lots, now=now, actor=actor or "expiry"
+    )
+    return points
+
+
 async def expire_due(
     session: AsyncSession, program: ProgramInfo, *, now: datetime, limit: int = 5000
 ) -> list[tuple[int, int, int]]:
     """Expire due lots, one expiry transaction per member; returns (member, points, txn).
 
-    Running it twice is safe: expired lots are closed, so the second run finds nothing.
+    It writes down what is already so: a lot past its expiry counts in no balance and is
+    never spent, before this runs as after. Running it twice is safe: expired lots are
+    closed, so the second run finds nothing.
     """
     lots = (
         await session.execute(
@@ -783,39 +907,50 @@ async def expire_due(
             .limit(limit)
         )
     ).all()
-    per_member: dict[int, tuple[int, int, list[int]]] = {}
+    per_member: dict[int, tuple[int, list[tuple[int, int]]]] = {}
     for lot_id, member_id, account_id, remaining in lots:
-        acc, total, ids = per_member.get(member_id, (account_id, 0, []))
-        ids.append(lot_id)
-        per_member[member_id] = (acc, total + remaining, ids)
+        per_member.setdefault(member_id, (account_id, []))[1].append((lot_id, remaining))
     out: list[tuple[int, int, int]] = []
-    stamp = now.strftime("%Y%m%dT%H%M%S%f")
-    for member_id, (account_id, points, ids) in per_member.items():
-        await session.execute(update(_lots).where(_lots.c.id.in_(ids)).values(remaining=0))
-        await _add_balance(session, account_id, -points)
-        txn_id = await _transaction(
-            session,
-            program_id=program.id,
-            member_id=member_id,
-            kind="expire",
-            reference=f"expire:{member_id}:{stamp}:{ids[0]}",
-            event_id=None,
-            actor="expiry",
-            reason=None,
-            postings=[
-                {"account_id": account_id, "amount": -points},
-                {"account_id": program.system_accounts["expired"], "amount": points},
-            ],
-            now=now,
+    for member_id, (account_id, member_lots) in per_member.items():
+        points, txn_id = await _write_expiry(
+            session, program, member_id, account_id, member_lots, now=now, actor="expiry"
         )
         out.append((member_id, points, txn_id))
     return out
 
 
+async def _expiring(
+    session: AsyncSession, account_id: int, *, after: datetime | None, limit: int
+) -> list[tuple[datetime, int]]:
+    """The account's open lots with an expiry (after `after`), summed per instant, soonest
+    first."""
+    q = select(_lots.c.expires_at, func.sum(_lots.c.remaining)).where(
+        _lots.c.account_id == account_id,
+        _lots.c.remaining > 0,
+        _lots.c.expires_at.is_not(None),
+    )
+    if after is not None:
+        q = q.where(_lots.c.expires_at > after)
+    rows = await session.execute(
+        q.group_by(_lots.c.expires_at).order_by(_lots.c.expires_at).limit(limit)
+    )
+    return [(clock.as_utc(at), int(points)) for at, points in rows.all()]
+
+
 async def balances(
-    session: AsyncSession, accounts: MemberAccounts, *, expiring: int = 3
+    session: AsyncSession,
+    accounts: MemberAccounts,
+    *,
+    expiring: int = 3,
+    now: datetime | None = None,
 ) -> dict[str, Any]:
-    """Available and pending points, and the next lots to expire."""
+    """Available and pending points as they truly are at `now`, and the next lots to expire.
+
+    A lot past its expiry is not available, whether or not the expiry job has written it
+    down yet: `available` is the stored balance less those lots. The common read costs what
+    it did: the expired lots are summed only when the soonest expiry is already past.
+    """
+    now = now or clock.now()
     rows = dict(
         (
             await session.execute(
@@ -825,25 +960,16 @@ async def balances(
             )
         ).all()
     )
-    exp = (
-        await session.execute(
-            select(_lots.c.expires_at, func.sum(_lots.c.remaining))
-            .where(
-                _lots.c.account_id == accounts.available,
-                _lots.c.remaining > 0,
-                _lots.c.expires_at.is_not(None),
-            )
-            .group_by(_lots.c.expires_at)
-            .order_by(_lots.c.expires_at)
-            .limit(expiring)
-        )
-    ).all()
+    soonest = await _expiring(session, accounts.available, after=None, limit=max(expiring, 1))
+    expired = 0
+    if soonest and soonest[0][0] <= now:
+        expired = await expired_points(session, accounts.available, now)
+        soonest = await _expiring(session, accounts.available, after=now, limit=expiring)
     return {
-        "available": int(rows.get("available", 0)),
+        "available": int(rows.get("available", 0)) - expired,
         "pending": int(rows.get("pending", 0)),
         "expiring": [
-            {"points": int(points), "expires_at": clock.as_utc(at).isoformat()}
-            for at, points in exp
+            {"points": points, "expires_at": at.isoformat()} for at, points in soonest[:expiring]
         ],
     }
 

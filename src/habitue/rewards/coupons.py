@@ -28,6 +28,7 @@ from habitue.rewards.errors import (
     CouponNotFound,
     CouponVoided,
     InvalidCouponCode,
+    RewardNotAvailable,
     RewardNotRedeemable,
 )
 from habitue.rewards.models import Coupon, CouponAttempt, Reward
@@ -303,6 +304,10 @@ async def issue_for_event(
     """Issue a coupon of `reward_code` to the member for an event's `coupon` rule: a gift, no
     points spent; the code and expiry are as for a redemption's coupon."""
     reward = await catalogue.load(session, program, reward_code)
+    if not reward.active:
+        # Saving the rule and switching the reward off both refuse this (422, 409); a reward
+        # switched off behind their back fails the applier, and the whole event rolls back.
+        raise RewardNotAvailable(f"reward {reward_code!r} is inactive: no coupon can be issued")
     if reward.kind not in catalogue.COUPON_KINDS:
         raise RewardNotRedeemable(f"a {reward.kind} reward has no coupons")
     return await issue(

@@ -5,7 +5,8 @@ discount_minor (ints), base_points, line_count (int), quantity (double: units in
 lines, attributes. `line` (line conditions only): sku and
 category (strings, "" when unknown), quantity, unit_price, amount (doubles), unit_price_minor,
 amount_minor (ints). `member`: id, tier ("" when none), status, tenure_days, attributes,
-counters (every name of `COUNTERS` present, 0 by default), benefits and segments (sorted lists).
+counters (every name of `COUNTERS` present, 0 by default; the event being decided
+counted), benefits and segments (sorted lists).
 `now`: the event's local time in the program's time zone — weekday (0 = Monday … 6 = Sunday),
 weekday_name ("mon" … "sun"), hour, minute, time ("HH:MM"), date ("YYYY-MM-DD"), day, month,
 year.
@@ -19,7 +20,7 @@ from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from habitue.rules.counters import COUNTERS
+from habitue.rules.counters import COUNTERS, CounterEvent, including
 from habitue.rules.types import EventInput, LineInput, MemberSnapshot, ProgramSnapshot
 
 WEEKDAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -97,7 +98,7 @@ def build_roots(
     if "event" in include:
         out["event"] = event_values(event, program, base_points, with_lines=with_lines)
     if "member" in include:
-        out["member"] = member_values(member, event.occurred_at)
+        out["member"] = member_values(member, event.occurred_at, event)
     if "now" in include:
         out["now"] = now_values(local)
     return out
@@ -125,15 +126,24 @@ def event_values(
     return ev
 
 
-def member_values(member: MemberSnapshot, at: datetime) -> dict[str, Any]:
-    """The `member` variable as of a time (for `tenure_days`)."""
+def member_values(
+    member: MemberSnapshot, at: datetime, event: EventInput | None = None
+) -> dict[str, Any]:
+    """The `member` variable as of a time (for `tenure_days`); its counters count `event`,
+    the event being decided, besides the member's earlier events (see `counters.including`)."""
+    counters = _ZERO_COUNTERS | member.counters if member.counters else _ZERO_COUNTERS
+    if event is not None:
+        categories = tuple(line.category for line in event.lines if line.category)
+        counters = including(
+            counters, CounterEvent(event.type, event.occurred_at, event.total_minor, categories)
+        )
     return {
         "id": member.id,
         "tier": member.tier or "",
         "status": member.status,
         "tenure_days": max((at - member.enrolled_at).days, 0),
         "attributes": member.attributes,
-        "counters": _ZERO_COUNTERS | member.counters if member.counters else _ZERO_COUNTERS,
+        "counters": counters,
         "benefits": sorted(member.benefits),
         "segments": sorted(member.segments),
     }

@@ -6,6 +6,9 @@ to `as_of`. Refunds lower the spend counters (on the refund's day) but not the p
 counts. Category counters are named ``purchases_30d.<category>`` (read them in CEL as
 ``member.counters['purchases_30d.coffee']``).
 
+Rules read the counters with the event being decided counted (`including`): on the 19th
+visit of the month `visits_30d` is 19, so "after 19 visits" is `visits_30d >= 19`.
+
 `recompute_counters` is the reference: a pure recomputation from the member's events.
 `CounterState` with `bump` and `counters_at` is the incremental twin, kept as per-day
 buckets so a decision reads counters in O(1); its state is JSON-ready.
@@ -67,6 +70,31 @@ def _increments(event: CounterEvent) -> dict[str, int]:
     if event.type == "referral":
         return {"referrals": 1}
     return {}
+
+
+_OWN_COUNTERS: dict[str, tuple[str, ...]] = {
+    "visits": ("visits_30d", "visits_lifetime"),
+    "purchases": ("purchases_30d", "purchases_year", "purchases_lifetime"),
+    "spend_minor": ("spend_30d_minor", "spend_year_minor", "spend_lifetime_minor"),
+    "reviews": ("reviews_7d", "reviews_lifetime"),
+    "referrals": ("referrals_lifetime",),
+}
+"""The counters an increment of `_increments` adds to, for the event being decided (which
+is in every window of its own time)."""
+
+
+def including(counters: Mapping[str, int], event: CounterEvent) -> dict[str, int]:
+    """The counters a condition reads for `event`: the member's, as of just before it, with
+    the event itself counted ("after 19 visits" holds on the 19th visit)."""
+    out = dict(counters)
+    for name, inc in _increments(event).items():
+        if name.startswith("purchases."):
+            key = CATEGORY_PREFIX + name.removeprefix("purchases.")
+            out[key] = out.get(key, 0) + inc
+            continue
+        for key in _OWN_COUNTERS[name]:
+            out[key] = out.get(key, 0) + inc
+    return out
 
 
 def _local_date(at: datetime, tz: ZoneInfo) -> date:
