@@ -15,4 +15,6 @@ def extra_routers() -> list[Any]:
     routers.append(__import__("habitue.rules.api", fromlist=["router"]).router)  # rules
     routers.append(__import__("habitue.partners.api", fromlist=["router"]).router)  # partners
     routers.append(__import__("habitue.privacy.api", fromlist=["router"]).router)  # privacy
+    messaging = __import__("habitue.messaging.api_newsletters", fromlist=["router"])  # messaging
+    routers += [messaging.router, messaging.public]  # messaging
     return routers
