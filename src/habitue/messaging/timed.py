@@ -20,6 +20,7 @@ of every other one: planned into deliveries, sent with consent, the cap, quiet h
 from __future__ import annotations
 
 import functools
+import re
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Any
@@ -58,12 +59,16 @@ TIMED_EVENTS = {
 """The timed domain events and the message template each calls for."""
 
 
+_QUIET = re.compile(r"\d\d:\d\d *- *\d\d:\d\d")
+
 # --- decisions (pure) -------------------------------------------------------------------------
 
 
 def parse_quiet_hours(value: str) -> tuple[time, time]:
     """`"21:00-08:00"` → (start, end); a window may run over midnight. ValueError if bad."""
     try:
+        if not _QUIET.fullmatch(value.strip()):
+            raise ValueError(value)
         start_s, end_s = value.split("-")
         start, end = time.fromisoformat(start_s.strip()), time.fromisoformat(end_s.strip())
     except ValueError as exc:
