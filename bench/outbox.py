@@ -122,6 +122,16 @@ def _lags(url: str, since_id: int) -> list[float]:
     return sorted(float(r[0]) for r in rows)
 
 
+def _cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time the processes have used so far (Linux /proc)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
 def _max_outbox_id(url: str) -> int:
     import psycopg
 
@@ -164,6 +174,7 @@ def main() -> None:
             while _count_sent(url) < args.backlog:
                 time.sleep(0.2)
             drain = time.monotonic() - started
+            drain_cpu = _cpu_seconds([p.pid for p in procs])
             mark = _max_outbox_id(url)
             end = time.monotonic() + args.seconds
             per_tick = max(1, args.rate // 10)
@@ -186,6 +197,11 @@ def main() -> None:
         "workers": args.workers,
         "backlog": args.backlog,
         "backlog_deliveries_per_s": round(args.backlog / drain),
+        # CPU the workers used for the drain (start-up included): what the figure above would
+        # be with a core per worker, on a machine not shared with other loads
+        "backlog_worker_cpu_s": round(drain_cpu, 2),
+        "deliveries_per_worker_cpu_s": round(args.backlog / drain_cpu),
+        "load_average_1m": round(os.getloadavg()[0], 1),
         "steady_rate_per_s": per_tick * 10,
         "steady_delivered": len(lags),
         "lag_p50_s": round(statistics.median(lags), 3) if lags else None,
