@@ -165,16 +165,22 @@ def main() -> None:
             "HABITUE_WORKER_IDLE_SECONDS": "0.05",
         }
         code = "import sys; from habitue.cli import app; sys.argv = ['habitue', 'worker']; app()"
-        started = time.monotonic()
         procs = [
             subprocess.Popen([sys.executable, "-c", code], env=env)  # noqa: S603
             for _ in range(args.workers)
         ]
         try:
+            pids = [p.pid for p in procs]
+            # the workers' start-up (imports) is not the drain: the clock and the CPU count
+            # from the first delivery on
+            while (first := _count_sent(url)) == 0:
+                time.sleep(0.05)
+            started, cpu_started = time.monotonic(), _cpu_seconds(pids)
             while _count_sent(url) < args.backlog:
                 time.sleep(0.2)
             drain = time.monotonic() - started
-            drain_cpu = _cpu_seconds([p.pid for p in procs])
+            drain_cpu = _cpu_seconds(pids) - cpu_started
+            drained = args.backlog - first
             mark = _max_outbox_id(url)
             end = time.monotonic() + args.seconds
             per_tick = max(1, args.rate // 10)
@@ -196,11 +202,11 @@ def main() -> None:
     result = {
         "workers": args.workers,
         "backlog": args.backlog,
-        "backlog_deliveries_per_s": round(args.backlog / drain),
-        # CPU the workers used for the drain (start-up included): what the figure above would
-        # be with a core per worker, on a machine not shared with other loads
+        "backlog_deliveries_per_s": round(drained / drain),
+        # CPU the workers used for the drain: with a core per worker, on a machine not shared
+        # with other loads, the drain would go at about this figure times the workers
         "backlog_worker_cpu_s": round(drain_cpu, 2),
-        "deliveries_per_worker_cpu_s": round(args.backlog / drain_cpu),
+        "deliveries_per_worker_cpu_s": round(drained / drain_cpu) if drain_cpu else None,
         "load_average_1m": round(os.getloadavg()[0], 1),
         "steady_rate_per_s": per_tick * 10,
         "steady_delivered": len(lags),

@@ -29,7 +29,6 @@ from habitue.db import Database, table_of
 from habitue.errors import ValidationFailed
 from habitue.ids import new_id
 from habitue.messaging import outbox
-from habitue.messaging import templates as templates_service
 from habitue.messaging.errors import NewsletterExists, NewsletterNotFound, NewsletterNotScheduled
 from habitue.messaging.models import Delivery, Newsletter
 from habitue.programs.service import ProgramInfo
@@ -87,6 +86,7 @@ async def create(
     a code already used by a newsletter (or, with a hold-out, by a campaign) is refused."""
     from habitue.analytics import campaigns, segments
     from habitue.analytics.errors import SegmentNotFound
+    from habitue.messaging import templates as templates_service
 
     try:
         await segments.get_segment(session, program, segment)
