@@ -81,9 +81,7 @@ async def test_the_newsletters_page_in_french_and_danish(
         ("fr", "Lettres d'information", "Envoyer la lettre"),
         ("da", "Nyhedsbreve", "Send nyhedsbrevet"),
     ):
-        page = await client.get(
-            f"/admin/{program}/newsletters", headers={"accept-language": lang}
-        )
+        page = await client.get(f"/admin/{program}/newsletters", headers={"accept-language": lang})
         assert page.status_code == 200
         assert f"<h1>{title}</h1>" in page.text, lang
         assert button in page.text, lang
