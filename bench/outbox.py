@@ -122,6 +122,16 @@ def _lags(url: str, since_id: int) -> list[float]:
     return sorted(float(r[0]) for r in rows)
 
 
+def _cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time the processes have used so far (Linux /proc)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
 def _max_outbox_id(url: str) -> int:
     import psycopg
 
@@ -155,15 +165,22 @@ def main() -> None:
             "HABITUE_WORKER_IDLE_SECONDS": "0.05",
         }
         code = "import sys; from habitue.cli import app; sys.argv = ['habitue', 'worker']; app()"
-        started = time.monotonic()
         procs = [
             subprocess.Popen([sys.executable, "-c", code], env=env)  # noqa: S603
             for _ in range(args.workers)
         ]
         try:
+            pids = [p.pid for p in procs]
+            # the workers' start-up (imports) is not the drain: the clock and the CPU count
+            # from the first delivery on
+            while (first := _count_sent(url)) == 0:
+                time.sleep(0.05)
+            started, cpu_started = time.monotonic(), _cpu_seconds(pids)
             while _count_sent(url) < args.backlog:
                 time.sleep(0.2)
             drain = time.monotonic() - started
+            drain_cpu = _cpu_seconds(pids) - cpu_started
+            drained = args.backlog - first
             mark = _max_outbox_id(url)
             end = time.monotonic() + args.seconds
             per_tick = max(1, args.rate // 10)
@@ -185,7 +202,12 @@ def main() -> None:
     result = {
         "workers": args.workers,
         "backlog": args.backlog,
-        "backlog_deliveries_per_s": round(args.backlog / drain),
+        "backlog_deliveries_per_s": round(drained / drain),
+        # CPU the workers used for the drain: with a core per worker, on a machine not shared
+        # with other loads, the drain would go at about this figure times the workers
+        "backlog_worker_cpu_s": round(drain_cpu, 2),
+        "deliveries_per_worker_cpu_s": round(drained / drain_cpu) if drain_cpu else None,
+        "load_average_1m": round(os.getloadavg()[0], 1),
         "steady_rate_per_s": per_tick * 10,
         "steady_delivered": len(lags),
         "lag_p50_s": round(statistics.median(lags), 3) if lags else None,

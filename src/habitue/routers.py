@@ -16,4 +16,6 @@ def extra_routers() -> list[Any]:
     routers.append(__import__("habitue.partners.api", fromlist=["router"]).router)  # partners
     routers.append(__import__("habitue.privacy.api", fromlist=["router"]).router)  # privacy
     routers.append(__import__("habitue.jobs_api", fromlist=["router"]).router)  # jobs
+    messaging = __import__("habitue.messaging.api_newsletters", fromlist=["router"])  # messaging
+    routers += [messaging.router, messaging.public]  # messaging
     return routers

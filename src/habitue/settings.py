@@ -140,6 +140,25 @@ class Settings(BaseSettings):
     A program's `message_weekly_cap` setting wins."""
     webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
     """How long a webhook receiver (or an SMS/push provider) has to answer."""
+    quiet_hours: str | None = None
+    """`HH:MM-HH:MM` in the program's time zone (`21:00-08:00`): SMS and push due inside wait
+    for its end; unset: none. A program's `quiet_hours` setting wins."""
+    points_expiring_days: int = Field(default=14, ge=0, le=366)
+    """A `points_expiring` message goes this many days before a lot expires (once per lot);
+    0: none. A program's `points_expiring_days` setting wins."""
+    timed_scan_seconds: float = Field(default=60.0, gt=0, le=3600)
+    """How often the worker looks for timed messages (birthdays, points about to expire,
+    rewards now within reach) and newsletters due."""
+
+    @field_validator("quiet_hours")
+    @classmethod
+    def _quiet_hours(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        from habitue.messaging.timed import parse_quiet_hours
+
+        parse_quiet_hours(value)
+        return value
 
     @field_validator("smtp_url")
     @classmethod

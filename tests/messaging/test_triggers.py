@@ -11,7 +11,12 @@ def test_events_map_to_the_trigger_templates() -> None:
     assert triggers.template_code("member.enrolled", {}) == "welcome"
     assert triggers.template_code("tier.changed", {"direction": "up"}) == "tier_up"
     assert triggers.template_code("tier.changed", {"direction": "down"}) is None
-    assert triggers.template_code("points.earned", {"points": 5}) is None
+    # off by default: planned only where the program wrote a points_earned template
+    assert triggers.template_code("points.earned", {"points": 5}) == "points_earned"
+    assert triggers.template_code("points.expiring", {}) == "points_expiring"
+    assert triggers.template_code("member.birthday", {}) == "birthday"
+    assert triggers.template_code("reward.available", {}) == "reward_available"
+    assert triggers.template_code("points.spent", {"points": 5}) is None
     assert set(triggers.TRIGGERS.values()) <= set(render.SUGGESTED_CODES)
 
 

@@ -1,7 +1,8 @@
 """What a program sends before it has written its own templates.
 
-The `welcome` email exists in English, French and Danish for every program; a template the
-program saves for the same code and channel replaces it. The sign-in link email is not a
+The `welcome`, `tier_up`, `points_expiring`, `birthday` and `reward_available` emails exist
+in English, French and Danish for every program; a template the program saves for the same
+code and channel replaces it. The sign-in link email is not a
 program template: it carries the link, which no template variable holds.
 """
 
@@ -32,9 +33,82 @@ EMAIL_TEMPLATES: dict[str, dict[str, tuple[str, str]]] = {
             "<p>Velkommen til {{ program_name }}! Dit kortnummer er {{ card_number }}.</p>\n"
             "<p>Du har {{ points }} {{ points_name }}.</p>",
         ),
-    }
+    },
+    "tier_up": {
+        "en": (
+            "You are now {{ tier }}",
+            "<p>Hello {{ first_name }},</p>\n"
+            "<p>Congratulations: you are now {{ tier }} at {{ program_name }}.</p>",
+        ),
+        "fr": (
+            "Vous êtes maintenant {{ tier }}",
+            "<p>Bonjour {{ first_name }},</p>\n"
+            "<p>Félicitations : vous êtes maintenant {{ tier }} chez {{ program_name }}.</p>",
+        ),
+        "da": (
+            "Du er nu {{ tier }}",
+            "<p>Hej {{ first_name }},</p>\n"
+            "<p>Tillykke: du er nu {{ tier }} hos {{ program_name }}.</p>",
+        ),
+    },
+    "points_expiring": {
+        "en": (
+            "Your {{ points_name }} expire soon",
+            "<p>Hello {{ first_name }},</p>\n"
+            "<p>{{ expiring_points }} {{ points_name }} expire on {{ expiring_on }}. "
+            "Use them before then!</p>",
+        ),
+        "fr": (
+            "Vos {{ points_name }} expirent bientôt",
+            "<p>Bonjour {{ first_name }},</p>\n"
+            "<p>{{ expiring_points }} {{ points_name }} expirent le {{ expiring_on }}. "
+            "Utilisez-les avant !</p>",
+        ),
+        "da": (
+            "Dine {{ points_name }} udløber snart",
+            "<p>Hej {{ first_name }},</p>\n"
+            "<p>{{ expiring_points }} {{ points_name }} udløber den {{ expiring_on }}. "
+            "Brug dem inden da!</p>",
+        ),
+    },
+    "birthday": {
+        "en": (
+            "Happy birthday, {{ first_name }}!",
+            "<p>Happy birthday from everyone at {{ program_name }}!</p>",
+        ),
+        "fr": (
+            "Joyeux anniversaire, {{ first_name }} !",
+            "<p>Joyeux anniversaire de la part de toute l'équipe de {{ program_name }} !</p>",
+        ),
+        "da": (
+            "Tillykke med fødselsdagen, {{ first_name }}!",
+            "<p>Tillykke med fødselsdagen fra alle os hos {{ program_name }}!</p>",
+        ),
+    },
+    "reward_available": {
+        "en": (
+            "A reward is waiting for you",
+            "<p>Hello {{ first_name }},</p>\n"
+            "<p>You have {{ points }} {{ points_name }}: enough for a reward at "
+            "{{ program_name }}.</p>",
+        ),
+        "fr": (
+            "Une récompense vous attend",
+            "<p>Bonjour {{ first_name }},</p>\n"
+            "<p>Vous avez {{ points }} {{ points_name }} : de quoi choisir une récompense chez "
+            "{{ program_name }}.</p>",
+        ),
+        "da": (
+            "En belønning venter på dig",
+            "<p>Hej {{ first_name }},</p>\n"
+            "<p>Du har {{ points }} {{ points_name }}: nok til en belønning hos "
+            "{{ program_name }}.</p>",
+        ),
+    },
 }
-"""code → locale → (subject, HTML body): Jinja templates over `render.VARIABLES`."""
+"""code → locale → (subject, HTML body): Jinja templates over `render.VARIABLES`.
+
+`points_earned` has none: it is off until the program writes a template for it."""
 
 UNCAPPED = frozenset({"welcome", "sign_in_link"})
 """Messages the weekly frequency cap never holds back."""

@@ -53,3 +53,27 @@ class DeliveryNotFound(NotFound):
 class InvalidUnsubscribeLink(NotFound):
     type = "invalid-unsubscribe-link"
     title = "Unknown unsubscribe link"
+
+
+class NewsletterNotFound(NotFound):
+    type = "newsletter-not-found"
+    title = "Newsletter not found"
+
+
+class NewsletterExists(HabitueError):
+    status = 409
+    type = "newsletter-exists"
+    title = "Newsletter exists"
+
+
+class NewsletterNotScheduled(HabitueError):
+    """Sending or canceling a newsletter that was sent or canceled already."""
+
+    status = 409
+    type = "newsletter-not-scheduled"
+    title = "Newsletter not scheduled"
+
+
+class WebhookEventNotFound(NotFound):
+    type = "webhook-event-not-found"
+    title = "Webhook event type not found"

@@ -10,6 +10,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -129,8 +130,11 @@ class Delivery(Base):
     retry_from: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    newsletter_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    """The newsletter this delivery is part of (its send report counts it)."""
 
     __table_args__ = (
+        Index("ix_deliveries_newsletter", "newsletter_id", "status"),
         partial_index("ix_deliveries_due", "next_attempt_at", "id", where="status = 'pending'"),
         partial_index("ix_deliveries_order", "order_key", "id", where="status = 'pending'"),
         Index("ix_deliveries_member", "program_id", "member_id", "id"),
@@ -150,3 +154,62 @@ class DeliveryAttempt(Base):
     status_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
     error: Mapped[str | None] = mapped_column(String(500), nullable=True)
     duration_ms: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class MessageMark(Base):
+    """A timed message a member got already: `points_expiring` for a lot (`key`: its id),
+    `birthday` for a year (`key`: the year). Written with the message's outbox event, so
+    that a second scan (or a second worker) sends nothing twice."""
+
+    __tablename__ = "message_marks"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    program_id: Mapped[int] = mapped_column(BigInteger)
+    member_id: Mapped[str] = mapped_column(ident(36))
+    kind: Mapped[str] = mapped_column(String(32))
+    key: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (UniqueConstraint("program_id", "member_id", "kind", "key"),)
+
+
+class RewardLevel(Base):
+    """How many times over the member's available points covered the cheapest reward when
+    last looked at: a `reward_available` message goes out when it grows."""
+
+    __tablename__ = "reward_levels"
+
+    program_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    member_id: Mapped[str] = mapped_column(ident(36), primary_key=True)
+    level: Mapped[int] = mapped_column(Integer)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Newsletter(Base):
+    """A message (`template`) to the members of a dynamic segment, sent at `send_at`.
+
+    `status`: `scheduled`, `sent` or `canceled`. At sending, the segment's members are split
+    by the analytics room's hash into treatment and a hold-out of `holdout_share` (the
+    campaign of the same code measures the uplift); `targeted` and `holdout` count them.
+    """
+
+    __tablename__ = "newsletters"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    public_id: Mapped[str] = mapped_column(ident(36), unique=True)
+    program_id: Mapped[int] = mapped_column(BigInteger)
+    code: Mapped[str] = mapped_column(String(64))
+    segment: Mapped[str] = mapped_column(String(64))
+    template: Mapped[str] = mapped_column(String(64))
+    holdout_share: Mapped[float] = mapped_column(Float)
+    send_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    status: Mapped[str] = mapped_column(String(16))
+    targeted: Mapped[int] = mapped_column(Integer, default=0)
+    holdout: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+    __table_args__ = (
+        UniqueConstraint("program_id", "code"),
+        partial_index("ix_newsletters_due", "send_at", where="status = 'scheduled'"),
+    )

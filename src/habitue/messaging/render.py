@@ -33,7 +33,14 @@ from habitue.messaging.errors import InvalidTemplate
 CHANNELS = ("email", "sms", "push")
 LOCALES = ("en", "fr", "da")
 FALLBACK_LOCALE = "en"
-SUGGESTED_CODES = ("welcome", "tier_up", "points_expiring", "birthday")
+SUGGESTED_CODES = (
+    "welcome",
+    "tier_up",
+    "points_earned",
+    "points_expiring",
+    "birthday",
+    "reward_available",
+)
 """The messages the program's triggers send; any other code is a message of its own."""
 
 VARIABLES: dict[str, str] = {

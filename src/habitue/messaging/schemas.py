@@ -78,3 +78,35 @@ class WebhookUpdate(StrictModel):
     )
     description: str | None = Field(default=None, max_length=500)
     enabled: bool | None = None
+
+
+class NewsletterCreate(StrictModel):
+    """A newsletter: the template it sends to a segment's members, when, and the hold-out."""
+
+    code: str = Field(
+        pattern=CODE_PATTERN,
+        description="unique in the program; also the code "
+        "of the campaign that measures it when there is a hold-out",
+    )
+    segment: str = Field(max_length=64, description="the dynamic segment's code")
+    template: str = Field(pattern=CODE_PATTERN, description="the message template's code")
+    holdout_share: float = Field(
+        default=0.0, ge=0.0, lt=1.0, description="share of the segment held out (0: none)"
+    )
+    send_at: UtcDatetime | None = Field(default=None, description="absent: sent now")
+
+
+class MessageSettings(StrictModel):
+    """A program's message settings; null (or left out): the server's default."""
+
+    weekly_cap: int | None = Field(
+        default=None, ge=0, le=1000, description="messages per member and channel per 7 days"
+    )
+    quiet_hours: str | None = Field(
+        default=None,
+        max_length=11,
+        description="HH:MM-HH:MM in the program's time zone; SMS and push wait for its end",
+    )
+    points_expiring_days: int | None = Field(
+        default=None, ge=0, le=366, description="days before a lot expires (0: no message)"
+    )

@@ -14,11 +14,15 @@ from habitue.messaging import render
 TRIGGERS: dict[str, str] = {
     "member.enrolled": "welcome",
     "tier.changed": "tier_up",  # only when the member moved up (`direction` "up")
+    "points.earned": "points_earned",  # off until the program writes a template for it
+    "points.expiring": "points_expiring",
+    "member.birthday": "birthday",
+    "reward.available": "reward_available",
 }
 """Domain event type → the code of the message template it calls for.
 
-`points_expiring` and `birthday` (`render.SUGGESTED_CODES`) are due on a date rather than
-after an event: no outbox event stands for them, so no event maps to them.
+`points.expiring`, `member.birthday` and `reward.available` are written by the worker's
+timed scan (`messaging.timed`), not by a request.
 """
 
 Blocked = Literal["no-consent", "no-address"]

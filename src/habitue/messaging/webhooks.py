@@ -57,6 +57,10 @@ CATALOGUE: dict[str, str] = {
     "partner.updated": "a partner was changed",
     "message_template.saved": "a message template was saved",
     "message_template.deleted": "a message template was deleted",
+    "points.expiring": "a lot of points expires soon (`points`, `expires_at`)",
+    "member.birthday": "it is the member's birthday in the program's time zone (`date`)",
+    "reward.available": "the member's points now cover the cheapest reward once more "
+    "(`points`, `cheapest_cost`)",
 }
 """Event type → what it says: the types an endpoint may subscribe to (or `*` for all).
 

@@ -30,6 +30,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from datetime import time as dt_time
 from typing import Any
 
 import orjson
@@ -41,7 +42,17 @@ from habitue import clock
 from habitue.db import Database, dialect_name, table_of
 from habitue.ids import new_id
 from habitue.members.models import Member
-from habitue.messaging import defaults, outbox, render, signing, triggers, unsubscribe, webhooks
+from habitue.messaging import (
+    defaults,
+    newsletters,
+    outbox,
+    render,
+    signing,
+    timed,
+    triggers,
+    unsubscribe,
+    webhooks,
+)
 from habitue.messaging.channels import Channels, DeliveryError, Outgoing
 from habitue.messaging.errors import InvalidTemplate
 from habitue.messaging.models import (
@@ -76,6 +87,9 @@ def message_code(type_: str, payload: Any) -> str | None:
     """The message an event calls for: a template code, or the sign-in link email."""
     if type_ == "member.sign_in_link":
         return SIGN_IN_LINK
+    if type_ == newsletters.QUEUED:
+        template = payload.get("template") if isinstance(payload, dict) else None
+        return template if isinstance(template, str) else None
     return triggers.template_code(type_, payload if isinstance(payload, dict) else {})
 
 
@@ -103,6 +117,7 @@ def _row(
     template: str | None = None,
     endpoint_id: int | None = None,
     order_key: str | None = None,
+    newsletter_id: int | None = None,
 ) -> dict[str, Any]:
     return {
         "public_id": new_id(),
@@ -122,6 +137,7 @@ def _row(
         "retry_from": now,
         "created_at": now,
         "sent_at": None,
+        "newsletter_id": newsletter_id,
     }
 
 
@@ -181,8 +197,21 @@ async def plan_program(session: AsyncSession, program_id: int, *, limit: int = P
                 for ch in render.CHANNELS
                 if (code, ch) in written or (ch == "email" and code in defaults.EMAIL_TEMPLATES)
             ]
+        newsletter = (
+            event.payload.get("newsletter_id") if event.type == newsletters.QUEUED else None
+        )
         for ch in channels:
-            rows.append(_row(program_id, event, ch, now, template=code, order_key=f"{ch}:{member}"))
+            rows.append(
+                _row(
+                    program_id,
+                    event,
+                    ch,
+                    now,
+                    template=code,
+                    order_key=f"{ch}:{member}",
+                    newsletter_id=newsletter if isinstance(newsletter, int) else None,
+                )
+            )
     if rows:
         await session.execute(insert(_d), rows)
     await session.execute(
@@ -268,7 +297,8 @@ async def claim(session: AsyncSession, *, limit: int, lease_seconds: float) -> l
 
 @dataclass
 class Outcome:
-    """What one attempt came to. `status`: `sent`, `skipped`, `failed` or `retry`."""
+    """What one attempt came to. `status`: `sent`, `skipped`, `failed`, `retry` or `defer`
+    (not tried: due again at `until`, e.g. the end of quiet hours)."""
 
     delivery: Any
     status: str
@@ -276,6 +306,7 @@ class Outcome:
     attempted: bool = True
     status_code: int | None = None
     duration_ms: int = 0
+    until: datetime | None = None
 
 
 class _Context:
@@ -391,6 +422,11 @@ async def _prepare_message(ctx: _Context, d: Any) -> Outgoing | Outcome:
         return _skip(d, "no-address")
     if ctx.channels.get(channel) is None:
         return _skip(d, "channel-not-configured")
+    if channel in ("sms", "push"):
+        window = quiet_window(program_settings, settings)
+        until = timed.quiet_until(clock.now(), program.timezone, window)
+        if until is not None:
+            return Outcome(d, "defer", "quiet-hours", attempted=False, until=until)
     if code not in defaults.UNCAPPED:
         cap = program_settings.get("message_weekly_cap", settings.message_weekly_cap)
         if isinstance(cap, int) and cap > 0 and await _sent_this_week(ctx, d) >= cap:
@@ -494,6 +530,20 @@ async def deliver(db: Database, settings: Settings, channels: Channels, ids: lis
     await db.write(lambda s: record(s, settings, outcomes))
 
 
+def quiet_window(
+    program_settings: dict[str, Any], settings: Settings
+) -> tuple[dt_time, dt_time] | None:
+    """The quiet hours in force: the program's `quiet_hours` setting, else
+    `HABITUE_QUIET_HOURS`; None: none (a bad stored value counts as none)."""
+    value = program_settings.get("quiet_hours", settings.quiet_hours)
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return timed.parse_quiet_hours(value)
+    except ValueError:
+        return None
+
+
 def backoff_seconds(attempts: int, base: float) -> float:
     """The delay after the `attempts`-th failed try: doubling, capped at an hour, with jitter
     (between half and all of it)."""
@@ -525,6 +575,8 @@ async def record(session: AsyncSession, settings: Settings, outcomes: Sequence[O
             )
         if status == "sent":
             sent_at = now
+        elif status == "defer":
+            status, next_at = "pending", o.until or now
         elif status == "retry":
             next_at = now + timedelta(seconds=backoff_seconds(n, settings.retry_base_seconds))
             if next_at - clock.as_utc(d.retry_from) > period:
@@ -601,9 +653,13 @@ async def run(db: Database, settings: Settings, stop: asyncio.Event | None = Non
     channels = Channels.from_settings(settings)
     log.info("delivery worker started")
     failures = 0
+    next_scan = 0.0
     try:
         while not stop.is_set():
             try:
+                if time.monotonic() >= next_scan:
+                    next_scan = time.monotonic() + settings.timed_scan_seconds
+                    await timed.scan(db, settings)
                 planned, delivered = await _step(db, settings, channels)
                 failures = 0
                 # Straight on only while a backlog is left (a full plan or a full batch);

@@ -33,6 +33,8 @@ CODE_LABELS = {
     "tier_up": _l("New tier reached"),
     "points_expiring": _l("Points about to expire"),
     "birthday": _l("Birthday"),
+    "points_earned": _l("Points earned"),
+    "reward_available": _l("A reward within reach"),
 }
 EVENT_LABELS = {
     "member.enrolled": _l("Joined the program"),
@@ -55,6 +57,10 @@ EVENT_LABELS = {
     "club.payment_failed": _l("Club payment failed"),
     "club.payment_refunded": _l("Club payment refunded"),
     "club.voucher_granted": _l("Club voucher granted"),
+    "points.expiring": _l("Points about to expire"),
+    "member.birthday": _l("Birthday"),
+    "reward.available": _l("A reward within reach"),
+    "newsletter.queued": _l("Newsletter"),
 }
 PURCHASE = _l("Purchase recorded")
 TIER_UP = _l("Moved up a tier")

@@ -43,6 +43,7 @@ def routers() -> list[Any]:
     from habitue.web.admin import router as admin_router
     from habitue.web.admin_campaigns import router as campaigns_router
     from habitue.web.admin_messages import router as messages_router
+    from habitue.web.admin_newsletters import router as newsletters_router
     from habitue.web.admin_offers import router as offers_router
     from habitue.web.admin_partners import router as partners_router
     from habitue.web.admin_rewards import router as rewards_router
@@ -61,4 +62,5 @@ def routers() -> list[Any]:
         partners_router,
         webhooks_router,
         messages_router,
+        newsletters_router,
     ]
