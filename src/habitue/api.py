@@ -189,6 +189,9 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None) 
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     openapi.install(app)
+    from habitue.privacy.audit_http import AuditTrail
+
+    app.add_middleware(AuditTrail)  # innermost: it sees the caller the route resolved
     app.add_middleware(IdempotencyKeys)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(Metrics)

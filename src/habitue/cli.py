@@ -945,3 +945,8 @@ def idempotency_purge(
             await db.dispose()
 
     console.print(f"purged {asyncio.run(run()):,} idempotency records")
+
+
+from habitue.privacy.cli import audit_app  # noqa: E402  (privacy room)
+
+app.add_typer(audit_app, name="audit")

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
 
-from habitue.deps import DbDep, ProgramDep, ReadSession, scoped
-from habitue.privacy import erasure, release
+import orjson
+from fastapi import APIRouter, Query
+from fastapi.responses import Response
+
+from habitue.deps import DbDep, ProgramDep, ReadSession, SettingsDep, scoped
+from habitue.privacy import audit, erasure, release
 from habitue.privacy import export as export_service
 from habitue.privacy.schemas import (
+    AuditEntryRead,
+    AuditPage,
+    AuditVerifyRead,
     ErasureRead,
     ExportRead,
     PrivacySettingsRead,
@@ -76,3 +83,65 @@ async def put_privacy_settings(
 ) -> PrivacySettingsRead:
     k = await db.write(lambda s: release.set_min_group_size(s, program, body.min_group_size))
     return PrivacySettingsRead(min_group_size=k)
+
+
+@router.get("/audit", response_model=AuditPage)
+async def read_audit(
+    program: ProgramDep,
+    session: ReadSession,
+    _: Principal = scoped("admin"),
+    resource: Annotated[str | None, Query(max_length=32)] = None,
+    resource_id: Annotated[str | None, Query(max_length=200)] = None,
+    actor: Annotated[str | None, Query(max_length=200)] = None,
+    action: Annotated[str | None, Query(max_length=16)] = None,
+    after: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> AuditPage:
+    """The program's audit log, oldest first, filtered (the owner's keys only: `admin`)."""
+    rows = await audit.query(
+        session,
+        chain=program.id,
+        resource=resource,
+        resource_id=resource_id,
+        actor=actor,
+        action=action,
+        after=after,
+        limit=limit,
+    )
+    items = [AuditEntryRead(**r) for r in rows]
+    return AuditPage(items=items, next_after=items[-1].seq if len(items) == limit else None)
+
+
+@router.get("/audit/export", response_class=Response)
+async def export_audit(
+    program: ProgramDep, session: ReadSession, _: Principal = scoped("admin")
+) -> Response:
+    """The program's whole audit log as JSON lines (one row a line, with its hashes)."""
+    lines: list[bytes] = []
+    after = 0
+    while True:
+        rows = await audit.query(session, chain=program.id, after=after, limit=1000)
+        lines += [orjson.dumps(r) for r in rows]
+        if len(rows) < 1000:
+            break
+        after = rows[-1]["seq"]
+    return Response(
+        b"\n".join(lines) + (b"\n" if lines else b""),
+        media_type="application/x-ndjson",
+        headers={"Content-Disposition": f'attachment; filename="audit-{program.code}.jsonl"'},
+    )
+
+
+@router.get("/audit/verify", response_model=AuditVerifyRead)
+async def verify_audit(
+    program: ProgramDep,
+    session: ReadSession,
+    settings: SettingsDep,
+    _: Principal = scoped("admin"),
+) -> AuditVerifyRead:
+    """Recompute the program's audit chain: `ok` false lists where it was broken."""
+    breaches = await audit.verify(session, hmac_key=settings.hmac_key, chain=program.id)
+    return AuditVerifyRead(
+        ok=not breaches,
+        breaches=[{"seq": b.seq, "problem": b.problem} for b in breaches],
+    )
