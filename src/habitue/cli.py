@@ -947,6 +947,7 @@ def idempotency_purge(
     console.print(f"purged {asyncio.run(run()):,} idempotency records")
 
 
-from habitue.privacy.cli import audit_app  # noqa: E402  (privacy room)
+from habitue.privacy.cli import audit_app, rotate_pii  # noqa: E402  (privacy room)
 
 app.add_typer(audit_app, name="audit")
+keys_app.command("rotate-pii")(rotate_pii)

@@ -47,6 +47,7 @@ from habitue.members import service as members_service
 from habitue.members.service import MemberRef
 from habitue.messaging import outbox
 from habitue.money import MoneyFormatError, format_minor, parse_minor
+from habitue.privacy import fraud
 from habitue.programs.service import ProgramInfo
 from habitue.rules import decide as rules_decide
 from habitue.rules.compile import CompiledRule
@@ -313,6 +314,9 @@ async def _earn(
     body, event = prepared.body, prepared.event
     member = await _member_for(session, program, body)
     member.require_active()
+    # The privacy room's velocity limits (cached: nothing is read when the program sets none).
+    at, attributes = event.occurred_at, body.attributes
+    await fraud.watch(session, program, member.id, kind=body.type, at=at, attributes=attributes)
     event_id = new_id()
     spent = body.spend_points
     if spent:
@@ -619,6 +623,7 @@ async def _refund(
         named = await _member_for(session, program, body)
         if named.id != member.id:
             raise ValidationFailed("member", "the purchase belongs to another member")
+    await fraud.watch(session, program, member.id, kind="refund", at=event.occurred_at)
     left = purchase["total_minor"] - purchase["refunded_minor"]
     exp = program.currency_exponent
     if event.total_minor > left:

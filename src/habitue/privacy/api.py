@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
 from habitue.deps import DbDep, ProgramDep, ReadSession, SettingsDep, scoped
-from habitue.privacy import audit, erasure, release
+from habitue.privacy import audit, erasure, fraud, release
 from habitue.privacy import export as export_service
 from habitue.privacy.schemas import (
     AuditEntryRead,
@@ -17,6 +17,9 @@ from habitue.privacy.schemas import (
     AuditVerifyRead,
     ErasureRead,
     ExportRead,
+    FraudHoldRead,
+    FraudLimits,
+    FraudQueue,
     PrivacySettingsRead,
     PrivacySettingsUpdate,
 )
@@ -145,3 +148,55 @@ async def verify_audit(
         ok=not breaches,
         breaches=[{"seq": b.seq, "problem": b.problem} for b in breaches],
     )
+
+
+@router.get("/fraud/settings", response_model=FraudLimits)
+async def get_fraud_settings(
+    program: ProgramDep, session: ReadSession, _: Principal = scoped("admin")
+) -> FraudLimits:
+    """The program's velocity limits (all null: nothing is watched)."""
+    return FraudLimits(**(await fraud.limits_for(session, program)).as_dict())
+
+
+@router.put("/fraud/settings", response_model=FraudLimits)
+async def put_fraud_settings(
+    program: ProgramDep, body: FraudLimits, db: DbDep, _: Principal = scoped("admin")
+) -> FraudLimits:
+    """Set the velocity limits that hold a member for review."""
+    limits = fraud.Limits(**body.model_dump())
+    done = await db.write(lambda s: fraud.set_limits(s, program, limits))
+    return FraudLimits(**done.as_dict())
+
+
+@router.get("/fraud/holds", response_model=FraudQueue)
+async def fraud_queue(
+    program: ProgramDep,
+    session: ReadSession,
+    _: Principal = scoped("members:write"),
+    status: Annotated[str | None, Query(pattern="^(held|released|suspended)$")] = "held",
+) -> FraudQueue:
+    """The review queue: holds, oldest first (the open ones unless `status` says otherwise)."""
+    rows = await fraud.queue(session, program, status=status)
+    return FraudQueue(items=[FraudHoldRead(**r) for r in rows])
+
+
+@router.post("/fraud/holds/{hold_id}/release", response_model=FraudHoldRead)
+async def release_hold(
+    program: ProgramDep, hold_id: int, db: DbDep, principal: Principal = scoped("members:write")
+) -> FraudHoldRead:
+    """Release a held member: they earn and spend again."""
+    done = await db.write(
+        lambda s: fraud.decide(s, program, hold_id, release=True, actor=principal.name)
+    )
+    return FraudHoldRead(**done)
+
+
+@router.post("/fraud/holds/{hold_id}/suspend", response_model=FraudHoldRead)
+async def suspend_hold(
+    program: ProgramDep, hold_id: int, db: DbDep, principal: Principal = scoped("members:write")
+) -> FraudHoldRead:
+    """Suspend a held member: the account stays closed to earning and spending."""
+    done = await db.write(
+        lambda s: fraud.decide(s, program, hold_id, release=False, actor=principal.name)
+    )
+    return FraudHoldRead(**done)

@@ -81,3 +81,25 @@ def audit_export(
     else:
         out.write_bytes(b"".join(lines))
         console.print(f"{len(lines)} entries written to {out}")
+
+
+def rotate_pii() -> None:
+    """Re-encrypt members' email and phone with the first key of HABITUE_PII_KEYS (and
+    encrypt those stored before encryption was on); then the old key can be dropped."""
+    from habitue.db import Database
+    from habitue.privacy import pii
+
+    settings = get_settings()
+
+    async def run() -> dict[str, int]:
+        db = Database(settings.database_url, group_commit=False)
+        try:
+            return await db.write(lambda s: pii.rotate(s))
+        finally:
+            await db.dispose()
+
+    done = asyncio.run(run())
+    console.print(
+        f"re-encrypted {done['email']:,} emails and {done['phone']:,} phone numbers "
+        "with the first key of HABITUE_PII_KEYS"
+    )

@@ -68,3 +68,30 @@ class AuditPage(BaseModel):
 class AuditVerifyRead(BaseModel):
     ok: bool
     breaches: list[dict[str, Any]]
+
+
+class FraudLimits(BaseModel):
+    """Velocity limits; null turns one off (`habitue.privacy.fraud`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    purchases_per_hour: int | None = Field(default=None, ge=1, le=100_000)
+    refunds_per_day: int | None = Field(default=None, ge=1, le=100_000)
+    max_speed_kmh: int | None = Field(default=None, ge=10, le=100_000)
+    """Two events whose till positions (`attributes.lat`/`lon`) are further apart than this
+    speed allows (and over 50 km apart) hold the member."""
+
+
+class FraudHoldRead(BaseModel):
+    id: int
+    member_id: str
+    rule: str
+    reason: str
+    status: str
+    created_at: datetime
+    decided_at: datetime | None
+    decided_by: str | None
+
+
+class FraudQueue(BaseModel):
+    items: list[FraudHoldRead]
