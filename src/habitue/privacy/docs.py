@@ -45,9 +45,9 @@ PAGE = """<!doctype html>
 
 
 def _asset_dir() -> Path:
-    import swagger_ui_bundle
+    import swagger_ui_bundle  # type: ignore[import-untyped]
 
-    return Path(swagger_ui_bundle.swagger_ui_path)
+    return Path(str(swagger_ui_bundle.swagger_ui_path))
 
 
 def install(app: FastAPI) -> None:
