@@ -193,3 +193,33 @@ async def test_deleting_rows_is_seen_in_the_middle_and_at_the_end(
     problems = [b["problem"] for b in r.json()["breaches"]]
     assert any("missing" in p for p in problems)
     assert any("prev_hash" in p for p in problems)
+
+
+async def test_console_and_portal_reads_name_the_staff_user_and_the_member(
+    client: httpx.AsyncClient, program: str, db: Database
+) -> None:
+    from habitue.programs import service as programs_service
+    from tests.web.conftest import make_staff, signup, staff_signin
+
+    transport = client._transport
+    portal = httpx.AsyncClient(transport=transport, base_url="http://test")
+    signed = await signup(portal, program)
+    assert signed.status_code in (200, 303)
+    assert (await portal.get(f"/app/{program}/profile")).status_code == 200
+    mine = [e for e in await _entries(client, program) if e["actor_kind"] == "member"]
+    assert mine and mine[-1]["action"] == "read" and mine[-1]["detail"]["sub"] == "profile"
+    member_id = mine[-1]["resource_id"]
+    assert mine[-1]["actor"] == f"member:{member_id}"
+
+    async with db.read() as s:
+        info = await programs_service.get_info(s, program)
+    console = httpx.AsyncClient(transport=transport, base_url="http://test")
+    email = await make_staff(db, "support", info.id)
+    assert (await staff_signin(console, email)).status_code in (200, 303)
+    r = await console.get(f"/admin/{program}/members/{member_id}")
+    assert r.status_code == 200, r.text
+    staff = [e for e in await _entries(client, program) if e["actor_kind"] == "staff"]
+    assert [(e["action"], e["resource_id"]) for e in staff] == [("read", member_id)]
+    assert staff[0]["actor"].startswith("staff#")
+    await portal.aclose()
+    await console.aclose()

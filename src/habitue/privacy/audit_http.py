@@ -12,6 +12,7 @@ their own record, and they are the hot path), and failed requests (nothing was r
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import secrets
 from dataclasses import dataclass
@@ -68,10 +69,63 @@ class Target:
     sub: str | None
     ids_from_body: bool
     """Take the resource id(s) from the answer (a creation, or a search of members)."""
+    session: str | None = None
+    """`staff` (the console) or `member` (the portal): the actor is the cookie's session."""
+
+
+_WEB = re.compile(r"^/(?P<area>admin|app)/(?P<program>[^/]+)(?P<rest>/.*)?$")
+_CONSOLE = {
+    "members": "member",
+    "rewards": "reward",
+    "tiers": "tier",
+    "offers": "offer",
+    "partners": "partner",
+    "webhooks": "webhook",
+    "messages": "setting",
+    "campaigns": "campaign",
+}
+"""Console pages (`/admin/{program}/…`) → the audited kind of resource."""
+_PORTAL = {
+    "profile": audit.Action.READ,
+    "points": audit.Action.READ,
+    "card": audit.Action.READ,
+    "coupons": audit.Action.READ,
+    "export": audit.Action.EXPORT,
+    "close": audit.Action.DELETE,
+}
+"""Portal pages (`/app/{program}/…`) showing or changing the signed-in member's own data."""
+
+
+def _classify_web(method: str, path: str) -> Target | None:
+    m = _WEB.match(path)
+    if m is None or method not in ("GET", "POST"):
+        return None
+    program = m["program"]
+    parts = (m["rest"] or "").strip("/").split("/")
+    if m["area"] == "app":
+        action = _PORTAL.get(parts[0])
+        if action is None or len(parts) > 1:
+            return None
+        if method == "POST" and action is audit.Action.READ:
+            action = audit.Action.UPDATE
+        if method == "GET" and action is audit.Action.DELETE:
+            return None  # the closing form, not the closing
+        return Target(program, "member", action, None, parts[0], False, "member")
+    resource = _CONSOLE.get(parts[0])
+    if resource is None:
+        return None
+    resource_id = parts[1] if len(parts) > 1 else None
+    sub = "/".join(parts[2:]) or None
+    action = audit.Action.READ if method == "GET" else audit.Action.UPDATE
+    if resource != "member" and method == "GET":
+        return None  # the console's catalogue pages: no one's personal data
+    return Target(program, resource, action, resource_id, sub, False, "staff")
 
 
 def classify(method: str, path: str) -> Target | None:
     """The audit target of a request, or None when the request is not audited (pure)."""
+    if path.startswith(("/admin/", "/app/")):
+        return _classify_web(method, path)
     action = _ACTIONS.get(method)
     if action is None:
         return None
@@ -223,7 +277,23 @@ class AuditTrail:
         ]
         hmac_key = app.state.settings.hmac_key
 
+        cookie = None
+        if target.session is not None:
+            from starlette.requests import HTTPConnection
+
+            from habitue.web.pages import MEMBER_COOKIE, STAFF_COOKIE
+
+            name = STAFF_COOKIE if target.session == "staff" else MEMBER_COOKIE
+            cookie = HTTPConnection(scope).cookies.get(name)
+            if cookie is None:
+                return  # not signed in: the page showed or changed nothing
+
         async def work(session: Any) -> None:
+            nonlocal entries
+            if target.session is not None:
+                entries = await _web_entries(session, target, cookie, entries)
+                if not entries:
+                    return
             chain = 0
             if target.program is not None:
                 chain = (await programs_service.get_info(session, target.program)).id
@@ -232,3 +302,29 @@ class AuditTrail:
             await audit.append(session, chain=chain, entries=entries, hmac_key=hmac_key)
 
         await app.state.db.write(work)
+
+
+async def _web_entries(
+    session: Any, target: Target, cookie: str | None, entries: list[audit.Entry]
+) -> list[audit.Entry]:
+    """The entries of a console or portal page, with the session's staff user or member as
+    the actor (none when the cookie is no live session: the page showed nothing)."""
+    from sqlalchemy import select
+
+    from habitue.db import table_of
+    from habitue.members.models import Member
+    from habitue.web import service as web_service
+
+    assert target.session is not None
+    live = await web_service.load_session(session, cookie, target.session)
+    if live is None:
+        return []
+    if target.session == "staff":
+        actor = audit.Actor(audit.ActorKind.STAFF, f"staff#{live.staff_id}")
+        return [dataclasses.replace(e, actor=actor) for e in entries]
+    members = table_of(Member)
+    public_id = (
+        await session.execute(select(members.c.public_id).where(members.c.id == live.member_id))
+    ).scalar_one_or_none()
+    actor = audit.Actor(audit.ActorKind.MEMBER, f"member:{public_id}")
+    return [dataclasses.replace(e, actor=actor, resource_id=public_id) for e in entries]
