@@ -160,6 +160,8 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None) 
         version="0.1.0",
         description="Loyalty-program engine: members, cards, points, rules, tiers, rewards.",
         lifespan=lifespan,
+        docs_url=None,  # /docs is served from our own assets (habitue.privacy.docs)
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.limiter = ratelimit.limiter_for(settings)
@@ -189,6 +191,11 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None) 
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     openapi.install(app)
+    from habitue.privacy import docs
+    from habitue.privacy.audit_http import AuditTrail
+
+    docs.install(app)
+    app.add_middleware(AuditTrail)  # innermost: it sees the caller the route resolved
     app.add_middleware(IdempotencyKeys)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(Metrics)

@@ -962,3 +962,9 @@ def idempotency_purge(
             await db.dispose()
 
     console.print(f"purged {asyncio.run(run()):,} idempotency records")
+
+
+from habitue.privacy.cli import audit_app, rotate_pii  # noqa: E402  (privacy room)
+
+app.add_typer(audit_app, name="audit")
+keys_app.command("rotate-pii")(rotate_pii)

@@ -65,6 +65,9 @@ class Settings(BaseSettings):
     database_url: str = "sqlite:///habitue.db"
     admin_key: str | None = None
     hmac_key: str = _DEV_HMAC_KEY
+    pii_keys: str | None = None
+    """Fernet keys that encrypt members' email and phone at rest, comma-separated, the newest
+    first (`habitue keys rotate-pii` re-encrypts with it); unset: derived from the HMAC key."""
     session_secret: str = Field(default_factory=lambda: secrets.token_urlsafe(32))
     public_url: str | None = None
     """The address members and staff reach the server at (`https://loyalty.example.com`):

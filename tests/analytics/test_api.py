@@ -56,7 +56,10 @@ async def _store(client: httpx.AsyncClient) -> tuple[str, list[dict[str, Any]]]:
     """A program with members of every shape: regulars, one purchase, one day, a refund, none."""
     _set_now(NOW)
     code = await create_program(client)
-    members = [await enrol(client, code, consents={"email": i % 2 == 0}) for i in range(7)]
+    members = [
+        await enrol(client, code, consents={"email": i % 2 == 0, "profiling": True})
+        for i in range(7)
+    ]
     coffee = {"sku": "coffee", "category": "drinks", "quantity": "1", "unit_price": "3.00"}
     cake = {"sku": "cake", "category": "food", "quantity": "1", "unit_price": "5.00"}
     tea = {"sku": "tea", "category": "drinks", "quantity": "1", "unit_price": "3.00"}

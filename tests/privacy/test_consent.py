@@ -67,3 +67,37 @@ async def test_portal_choices_are_recorded_as_from_the_portal(client: httpx.Asyn
     assert {(h["source"], h["text_version"]) for h in history} == {("portal", PORTAL_TEXT_VERSION)}
     assert [(h["purpose"], h["granted"]) for h in history][-1] == ("profiling", True)
     assert sum(1 for h in history if h["purpose"] == "profiling") == 2  # refused, then given
+
+
+async def test_recommendations_are_personal_only_with_consent_to_profiling(
+    client: httpx.AsyncClient, program: str
+) -> None:
+    from tests.conftest import enrol, purchase
+
+    def basket(*skus: str) -> list[dict[str, object]]:
+        return [{"sku": s, "category": s, "quantity": 1, "unit_price": "2.00"} for s in skus]
+
+    for _ in range(3):
+        other = await enrol(client, program)
+        r = await purchase(client, program, other["id"], "4.00", lines=basket("coffee", "cake"))
+        assert r.status_code == 201, r.text
+    loner = await enrol(client, program)
+    for _ in range(3):
+        r = await purchase(client, program, loner["id"], "2.00", lines=basket("tea"))
+        assert r.status_code == 201, r.text
+    member = await enrol(client, program, consents={"email": True})
+    r = await purchase(client, program, member["id"], "2.00", lines=basket("coffee"))
+    assert r.status_code == 201, r.text
+    url = f"/v1/programs/{program}/members/{member['id']}/recommendations"
+    # No consent to profiling: the program's popular items, nothing drawn from their baskets.
+    assert (await client.get(url)).json()["source"] == "popular"
+    r = await client.patch(
+        f"/v1/programs/{program}/members/{member['id']}", json={"consents": {"profiling": True}}
+    )
+    assert r.status_code == 200, r.text
+    body = (await client.get(url)).json()
+    assert (body["source"], body["items"][:1]) == ("item-item", ["cake"])
+    r = await client.patch(
+        f"/v1/programs/{program}/members/{member['id']}", json={"consents": {"profiling": False}}
+    )
+    assert (await client.get(url)).json()["source"] == "popular"

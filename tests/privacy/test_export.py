@@ -71,6 +71,9 @@ async def test_the_export_holds_everything_about_the_member(client: httpx.AsyncC
     assert {a["kind"] for a in sections["ledger_accounts"]} == {"available", "pending"}
     assert [x["reward_code"] for x in sections["redemptions"]] == ["five"]
     assert [x["state"] for x in sections["coupons"]] == ["issued"]
+    # Who read or changed the member's data: the audit entries about them.
+    assert "create" in {e["action"] for e in sections["access_log"]}
+    assert {e["resource_id"] for e in sections["access_log"]} == {member["id"]}
     assert [x["plan_code"] for x in sections["club_subscriptions"]] == ["vip"]
     assert [x["offer_code"] for x in sections["offers"]] == ["spring"]
     assert [x["segment_code"] for x in sections["segments"]] == ["everyone"]

@@ -30,7 +30,7 @@ from habitue.db import Database
 from habitue.deps import DbDep, ProgramDep, ReadSession, scoped
 from habitue.members import service as members_service
 from habitue.money import format_minor
-from habitue.privacy import release
+from habitue.privacy import purposes, release
 from habitue.programs.service import Principal, ProgramInfo
 
 router = APIRouter(prefix="/v1/programs/{program}", tags=["analytics"])
@@ -191,10 +191,17 @@ async def recommendations(
     _: Principal = scoped("analytics:read"),
 ) -> Recommendations:
     ref = await members_service.resolve(session, program, member_id=member_id)
+    # Personalised only with the member's consent to profiling (else the popular items).
+    personal = await purposes.member_allows(session, ref.id, purposes.Purpose.PROFILING)
     items, source = await analytics_service.run_read(
         db,
         lambda conn: analytics_service.recommend_for_member(
-            conn, program, ref.id, k=k, exclude_recent_days=exclude_recent_days
+            conn,
+            program,
+            ref.id,
+            k=k,
+            exclude_recent_days=exclude_recent_days,
+            personal=personal,
         ),
     )
     return Recommendations(member_id=member_id, source=source, items=items)

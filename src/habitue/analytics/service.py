@@ -348,8 +348,10 @@ def recommend_for_member(
     k: int = 10,
     exclude_recent_days: int | None = None,
     now: datetime | None = None,
+    personal: bool = True,
 ) -> tuple[list[str], str]:
-    """Up to k items for a member and the source: 'item-item' or 'popular' (no history)."""
+    """Up to k items for a member and the source: 'item-item' or 'popular' (no history, or
+    `personal` false: the member has not consented to profiling)."""
     if not 1 <= k <= 100:
         raise AnalyticsError("k must be between 1 and 100")
     if exclude_recent_days is not None and exclude_recent_days < 1:
@@ -370,7 +372,7 @@ def recommend_for_member(
             mine.column("occurred_at"), pa.scalar(cutoff, pa.timestamp("us", "UTC"))
         )
         exclude = mine.filter(recent).column("item_id").to_pylist()
-    if not history:
+    if not history or not personal:
         return recommend.popular_items(model, k=k, exclude=exclude), "popular"
     return recommend.recommend(model, history, k=k, exclude=exclude), "item-item"
 

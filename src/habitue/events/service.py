@@ -54,6 +54,7 @@ from habitue.money import (
     parse_unit_price,
     round_minor,
 )
+from habitue.privacy import fraud
 from habitue.programs.service import ProgramInfo
 from habitue.rules import decide as rules_decide
 from habitue.rules.compile import CompiledRule
@@ -328,6 +329,9 @@ async def _earn(
     body, event = prepared.body, prepared.event
     member = await _member_for(session, program, body)
     member.require_active()
+    # The privacy room's velocity limits (cached: nothing is read when the program sets none).
+    at, attributes = event.occurred_at, body.attributes
+    await fraud.watch(session, program, member.id, kind=body.type, at=at, attributes=attributes)
     event_id = new_id()
     spent = body.spend_points
     if spent:
@@ -634,6 +638,7 @@ async def _refund(
         named = await _member_for(session, program, body)
         if named.id != member.id:
             raise ValidationFailed("member", "the purchase belongs to another member")
+    await fraud.watch(session, program, member.id, kind="refund", at=event.occurred_at)
     left = purchase["total_minor"] - purchase["refunded_minor"]
     exp = program.currency_exponent
     if event.total_minor > left:

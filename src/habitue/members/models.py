@@ -9,6 +9,7 @@ from sqlalchemy import BigInteger, Date, DateTime, ForeignKey, Index, String, Un
 from sqlalchemy.orm import Mapped, mapped_column
 
 from habitue.db import Base, BigId, JSONType, ident
+from habitue.privacy.pii import Sealed
 
 
 class Member(Base):
@@ -18,9 +19,9 @@ class Member(Base):
     public_id: Mapped[str] = mapped_column(ident(36), unique=True)
     program_id: Mapped[int] = mapped_column(ForeignKey("programs.id"))
     external_id: Mapped[str | None] = mapped_column(ident(200), nullable=True)
-    email: Mapped[str | None] = mapped_column(String(320), nullable=True)
+    email: Mapped[str | None] = mapped_column(Sealed(), nullable=True)  # encrypted at rest
     email_hash: Mapped[str | None] = mapped_column(ident(64), nullable=True)
-    phone: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    phone: Mapped[str | None] = mapped_column(Sealed(), nullable=True)  # encrypted at rest
     phone_hash: Mapped[str | None] = mapped_column(ident(64), nullable=True)
     first_name: Mapped[str | None] = mapped_column(String(200), nullable=True)
     last_name: Mapped[str | None] = mapped_column(String(200), nullable=True)

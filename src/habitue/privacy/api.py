@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
 
-from habitue.deps import DbDep, ProgramDep, ReadSession, scoped
-from habitue.privacy import erasure, release
+import orjson
+from fastapi import APIRouter, Query
+from fastapi.responses import Response
+
+from habitue.deps import DbDep, ProgramDep, ReadSession, SettingsDep, scoped
+from habitue.privacy import audit, erasure, fraud, release
 from habitue.privacy import export as export_service
 from habitue.privacy.schemas import (
+    AuditEntryRead,
+    AuditPage,
+    AuditVerifyRead,
     ErasureRead,
     ExportRead,
+    FraudHoldRead,
+    FraudLimits,
+    FraudQueue,
     PrivacySettingsRead,
     PrivacySettingsUpdate,
 )
@@ -76,3 +86,117 @@ async def put_privacy_settings(
 ) -> PrivacySettingsRead:
     k = await db.write(lambda s: release.set_min_group_size(s, program, body.min_group_size))
     return PrivacySettingsRead(min_group_size=k)
+
+
+@router.get("/audit", response_model=AuditPage)
+async def read_audit(
+    program: ProgramDep,
+    session: ReadSession,
+    _: Principal = scoped("admin"),
+    resource: Annotated[str | None, Query(max_length=32)] = None,
+    resource_id: Annotated[str | None, Query(max_length=200)] = None,
+    actor: Annotated[str | None, Query(max_length=200)] = None,
+    action: Annotated[str | None, Query(max_length=16)] = None,
+    after: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> AuditPage:
+    """The program's audit log, oldest first, filtered (the owner's keys only: `admin`)."""
+    rows = await audit.query(
+        session,
+        chain=program.id,
+        resource=resource,
+        resource_id=resource_id,
+        actor=actor,
+        action=action,
+        after=after,
+        limit=limit,
+    )
+    items = [AuditEntryRead(**r) for r in rows]
+    return AuditPage(items=items, next_after=items[-1].seq if len(items) == limit else None)
+
+
+@router.get("/audit/export", response_class=Response)
+async def export_audit(
+    program: ProgramDep, session: ReadSession, _: Principal = scoped("admin")
+) -> Response:
+    """The program's whole audit log as JSON lines (one row a line, with its hashes)."""
+    lines: list[bytes] = []
+    after = 0
+    while True:
+        rows = await audit.query(session, chain=program.id, after=after, limit=1000)
+        lines += [orjson.dumps(r) for r in rows]
+        if len(rows) < 1000:
+            break
+        after = rows[-1]["seq"]
+    return Response(
+        b"\n".join(lines) + (b"\n" if lines else b""),
+        media_type="application/x-ndjson",
+        headers={"Content-Disposition": f'attachment; filename="audit-{program.code}.jsonl"'},
+    )
+
+
+@router.get("/audit/verify", response_model=AuditVerifyRead)
+async def verify_audit(
+    program: ProgramDep,
+    session: ReadSession,
+    settings: SettingsDep,
+    _: Principal = scoped("admin"),
+) -> AuditVerifyRead:
+    """Recompute the program's audit chain: `ok` false lists where it was broken."""
+    breaches = await audit.verify(session, hmac_key=settings.hmac_key, chain=program.id)
+    return AuditVerifyRead(
+        ok=not breaches,
+        breaches=[{"seq": b.seq, "problem": b.problem} for b in breaches],
+    )
+
+
+@router.get("/fraud/settings", response_model=FraudLimits)
+async def get_fraud_settings(
+    program: ProgramDep, session: ReadSession, _: Principal = scoped("admin")
+) -> FraudLimits:
+    """The program's velocity limits (all null: nothing is watched)."""
+    return FraudLimits(**(await fraud.limits_for(session, program)).as_dict())
+
+
+@router.put("/fraud/settings", response_model=FraudLimits)
+async def put_fraud_settings(
+    program: ProgramDep, body: FraudLimits, db: DbDep, _: Principal = scoped("admin")
+) -> FraudLimits:
+    """Set the velocity limits that hold a member for review."""
+    limits = fraud.Limits(**body.model_dump())
+    done = await db.write(lambda s: fraud.set_limits(s, program, limits))
+    return FraudLimits(**done.as_dict())
+
+
+@router.get("/fraud/holds", response_model=FraudQueue)
+async def fraud_queue(
+    program: ProgramDep,
+    session: ReadSession,
+    _: Principal = scoped("members:write"),
+    status: Annotated[str | None, Query(pattern="^(held|released|suspended)$")] = "held",
+) -> FraudQueue:
+    """The review queue: holds, oldest first (the open ones unless `status` says otherwise)."""
+    rows = await fraud.queue(session, program, status=status)
+    return FraudQueue(items=[FraudHoldRead(**r) for r in rows])
+
+
+@router.post("/fraud/holds/{hold_id}/release", response_model=FraudHoldRead)
+async def release_hold(
+    program: ProgramDep, hold_id: int, db: DbDep, principal: Principal = scoped("members:write")
+) -> FraudHoldRead:
+    """Release a held member: they earn and spend again."""
+    done = await db.write(
+        lambda s: fraud.decide(s, program, hold_id, release=True, actor=principal.name)
+    )
+    return FraudHoldRead(**done)
+
+
+@router.post("/fraud/holds/{hold_id}/suspend", response_model=FraudHoldRead)
+async def suspend_hold(
+    program: ProgramDep, hold_id: int, db: DbDep, principal: Principal = scoped("members:write")
+) -> FraudHoldRead:
+    """Suspend a held member: the account stays closed to earning and spending."""
+    done = await db.write(
+        lambda s: fraud.decide(s, program, hold_id, release=False, actor=principal.name)
+    )
+    return FraudHoldRead(**done)

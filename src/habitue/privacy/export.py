@@ -19,6 +19,7 @@ from habitue import clock
 from habitue import models as _all_models  # noqa: F401 - every table in the metadata
 from habitue.db import Base
 from habitue.members.errors import MemberNotFound
+from habitue.privacy import audit
 from habitue.privacy.schemas import ExportRead
 from habitue.programs.service import ProgramInfo
 
@@ -55,6 +56,7 @@ SECTIONS: dict[str, str] = {
     "member_consent_history": "consent_history",
     "member_benefits": "benefits",
     "deliveries": "deliveries",
+    "fraud_holds": "fraud_holds",
 }
 """Table → section of the export holding the member's rows of it."""
 
@@ -185,6 +187,11 @@ async def export(session: AsyncSession, program: ProgramInfo, public_id: str) ->
                     item[column.removesuffix("_id") + "_code"] = labels[target][item[column]]
             items.append(item)
         sections[section] = items
+    # Who read or changed the member's data (GDPR Art. 15(1)(c): the recipients).
+    log = await audit.query(
+        session, chain=program.id, resource="member", resource_id=public_id, limit=100_000
+    )
+    sections["access_log"] = [_json(entry) for entry in log]
     return ExportRead(
         format=FORMAT,
         generated_at=clock.now().isoformat(),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -40,3 +41,57 @@ class PrivacySettingsUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     min_group_size: int = Field(ge=2, le=100_000)
+
+
+class AuditEntryRead(BaseModel):
+    """One row of the audit log: who (`actor_kind`, `actor`) did what (`action`) to which
+    resource, in which request; `hash` chains it to the row before."""
+
+    seq: int
+    at: datetime
+    actor_kind: str
+    actor: str
+    action: str
+    resource: str
+    resource_id: str | None
+    request_id: str | None
+    detail: dict[str, Any]
+    hash: str
+
+
+class AuditPage(BaseModel):
+    items: list[AuditEntryRead]
+    next_after: int | None
+    """Pass as `after` for the next page (None: no more rows)."""
+
+
+class AuditVerifyRead(BaseModel):
+    ok: bool
+    breaches: list[dict[str, Any]]
+
+
+class FraudLimits(BaseModel):
+    """Velocity limits; null turns one off (`habitue.privacy.fraud`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    purchases_per_hour: int | None = Field(default=None, ge=1, le=100_000)
+    refunds_per_day: int | None = Field(default=None, ge=1, le=100_000)
+    max_speed_kmh: int | None = Field(default=None, ge=10, le=100_000)
+    """Two events whose till positions (`attributes.lat`/`lon`) are further apart than this
+    speed allows (and over 50 km apart) hold the member."""
+
+
+class FraudHoldRead(BaseModel):
+    id: int
+    member_id: str
+    rule: str
+    reason: str
+    status: str
+    created_at: datetime
+    decided_at: datetime | None
+    decided_by: str | None
+
+
+class FraudQueue(BaseModel):
+    items: list[FraudHoldRead]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Depends, Response
 from fastapi import Path as PathParam
 
 from habitue.deps import DbDep, ProgramDep, ReadSession, scoped
@@ -23,13 +23,18 @@ from habitue.programs.service import Principal
 router = APIRouter(prefix="/v1/programs", tags=["programs"])
 
 
-@router.post("", status_code=201, response_model=ProgramRead)
-async def create_program(
-    body: ProgramCreate, db: DbDep, principal: Principal = scoped("admin")
-) -> ProgramRead:
+async def operator_only(principal: Principal = scoped("admin")) -> Principal:
+    """The operator's key, checked before the body is read (a program's key learns nothing
+    from a validation answer)."""
     if principal.program_id is not None:
         raise Forbidden("only the operator key creates programs")
+    return principal
 
+
+@router.post("", status_code=201, response_model=ProgramRead)
+async def create_program(
+    body: ProgramCreate, db: DbDep, _: Principal = Depends(operator_only)
+) -> ProgramRead:
     async def work(session: object) -> ProgramRead:
         from sqlalchemy.ext.asyncio import AsyncSession
 

@@ -1,0 +1,48 @@
+"""The purposes a member consents to, and the one check every use goes through.
+
+`members.consents` holds one entry per purpose (`{"granted": bool, "at": …}`); absent means
+not granted: nothing is assumed. Messaging checks its channels (`email`, `sms`, `push`) in
+`habitue.messaging.triggers`; `profiling` gates what is personalised from a member's
+behaviour (recommendations from their baskets).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from habitue.db import table_of
+from habitue.members.models import Member
+
+_members = table_of(Member)
+
+
+class Purpose(StrEnum):
+    EMAIL = "email"
+    """Marketing email."""
+    SMS = "sms"
+    PUSH = "push"
+    ANALYTICS = "analytics"
+    """Counting the member in the program's statistics beyond what running it needs."""
+    PROFILING = "profiling"
+    """Personalised offers and recommendations from the member's behaviour."""
+
+
+def granted(consents: Mapping[str, Any] | None, purpose: Purpose) -> bool:
+    """Whether the member's current consent for `purpose` is given (absent: no)."""
+    entry = (consents or {}).get(purpose.value)
+    if isinstance(entry, Mapping):
+        return entry.get("granted") is True
+    return entry is True
+
+
+async def member_allows(session: AsyncSession, member_id: int, purpose: Purpose) -> bool:
+    """`granted` for one member, by internal id."""
+    consents = (
+        await session.execute(select(_members.c.consents).where(_members.c.id == member_id))
+    ).scalar_one_or_none()
+    return granted(consents, purpose)
