@@ -15,4 +15,5 @@ def extra_routers() -> list[Any]:
     routers.append(__import__("habitue.rules.api", fromlist=["router"]).router)  # rules
     routers.append(__import__("habitue.partners.api", fromlist=["router"]).router)  # partners
     routers.append(__import__("habitue.privacy.api", fromlist=["router"]).router)  # privacy
+    routers.append(__import__("habitue.promotions.api", fromlist=["router"]).router)  # promotions
     return routers
