@@ -292,3 +292,14 @@ def test_order_of_codes_does_not_matter_and_amount_stays_in_bounds(
     assert all(n >= 0 for n in first.net_minor)
     for d in first.discounts:
         assert sum(a for _, a in d.lines) == d.amount_minor > 0
+
+
+def test_docs_name_every_effect_stacking_and_variable() -> None:
+    from pathlib import Path
+
+    from habitue.promotions.conditions import BASKET_FIELDS, LINE_FIELDS
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "promotions.md").read_text()
+    names = [*EffectType, *Stacking, *BASKET_FIELDS, *LINE_FIELDS]
+    missing = [str(n) for n in names if f"`{n}`" not in text]
+    assert missing == []

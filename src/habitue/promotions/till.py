@@ -179,7 +179,8 @@ async def _code_inputs(
                 session, program, raw, member_id=member.id if member is not None else None
             )
         except CouponLookupFailed as exc:
-            out.append(CodeInput(code, refusal=exc.detail))
+            shown = codes.display(code) if codes.is_well_formed(code) else code
+            out.append(CodeInput(shown, refusal=exc.detail))
             continue
         display = codes.display(row["code"])
         found = _coupon_deal(row, live, display)
