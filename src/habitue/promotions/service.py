@@ -197,6 +197,8 @@ async def update_promotion(
     current = _read(program, row).model_dump()
     current["effect"] = {k: v for k, v in current["effect"].items() if v is not None}
     changes = data.model_dump(exclude_unset=True)
+    if changes.get("effect") is None:
+        changes.pop("effect", None)  # null: keep the effect
     merged = {**current, **changes, "trigger": row["trigger"]}
     spec = _spec(program, merged)
     values = {
