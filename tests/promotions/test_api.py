@@ -332,3 +332,39 @@ async def test_bad_input_is_refused_with_its_reason_and_nothing_written(
         {"field": "lines", "code": None,
          "reason": "the lines add up to 10.00, the total is 12.00"},
     ]  # fmt: skip
+
+
+async def test_a_two_unit_redemption_cancels_whole_or_not_at_all(
+    client: httpx.AsyncClient, program: str
+) -> None:
+    m = await enrol(client, program, external_id="m1")
+    await give(client, program, m["id"], 2000)
+    await reward(client, program, code="cabinet", kind="free_product", sku="CAB", cost_points=500)
+
+    async def redeem_two() -> tuple[str, list[str]]:
+        r = await client.post(
+            f"/v1/programs/{program}/members/{m['id']}/redemptions",
+            json={"reward": "cabinet", "quantity": 2},
+        )
+        assert r.status_code == 201, r.text
+        return r.json()["id"], [c["code"] for c in r.json()["coupons"]]
+
+    first, codes = await redeem_two()
+    r = await client.post(f"/v1/programs/{program}/redemptions/{first}/cancel")
+    assert r.status_code == 200, r.text
+    for code in codes:
+        state = await client.get(f"/v1/programs/{program}/coupons/{code}")
+        assert state.json()["state"] == "canceled"
+    assert await balance(client, program, m["id"]) == 2000
+    second, codes = await redeem_two()
+    used = await confirm(client, program, member={"id": m["id"]}, lines=[cab()], codes=codes[:1])
+    assert used.status_code == 200, used.text
+    assert used.json()["to_pay"] == "0.00"
+    problem(
+        await client.post(f"/v1/programs/{program}/redemptions/{second}/cancel"),
+        409,
+        "redemption-not-cancelable",
+    )
+    state = await client.get(f"/v1/programs/{program}/coupons/{codes[1]}")
+    assert state.json()["state"] == "issued"
+    assert await balance(client, program, m["id"]) == 1000
