@@ -303,3 +303,21 @@ def test_docs_name_every_effect_stacking_and_variable() -> None:
     names = [*EffectType, *Stacking, *BASKET_FIELDS, *LINE_FIELDS]
     missing = [str(n) for n in names if f"`{n}`" not in text]
     assert missing == []
+
+
+def test_net_lines_are_exact_to_the_cent() -> None:
+    from habitue.programs.service import ProgramInfo
+    from habitue.promotions.basket import net_lines
+
+    program = ProgramInfo(
+        1, "p", "p", "EUR", 2, "UTC", "pts", Decimal(1), "down", 0, "never", None, False,
+        Decimal("0.01"), 1, "", {},
+    )  # fmt: skip
+    basket = [line("A", "25.00", 4, category="food"), line("B", "3.00")]
+    p = replace(run(basket), net_minor=(9001, 300))
+    sent = [(ln.sku, ln.category, ln.quantity, ln.unit_price) for ln in net_lines(program, p)]
+    assert sent == [
+        ("A", "food", Decimal(3), "22.50"),
+        ("A", "food", Decimal(1), "22.51"),
+        ("B", None, Decimal(1), "3.00"),
+    ]
