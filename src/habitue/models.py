@@ -10,6 +10,7 @@ from habitue.messaging.models import MessageTemplate, OutboxEvent
 from habitue.partners import models as partners_models  # noqa: F401
 from habitue.privacy import models as privacy_models  # noqa: F401
 from habitue.programs.models import ApiKey, Program
+from habitue.promotions import models as promotions_models  # noqa: F401
 from habitue.rewards import models as rewards_models  # noqa: F401
 from habitue.rules import models as rules_models  # noqa: F401
 from habitue.tiers import models as tiers_models  # noqa: F401

@@ -18,4 +18,5 @@ def extra_routers() -> list[Any]:
     routers.append(__import__("habitue.jobs_api", fromlist=["router"]).router)  # jobs
     messaging = __import__("habitue.messaging.api_newsletters", fromlist=["router"])  # messaging
     routers += [messaging.router, messaging.public]  # messaging
+    routers.append(__import__("habitue.promotions.api", fromlist=["router"]).router)  # promotions
     return routers

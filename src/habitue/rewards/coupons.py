@@ -381,13 +381,21 @@ async def for_redemptions(
 
 
 async def cancel_for_redemption(session: AsyncSession, redemption_id: int) -> bool:
-    """Cancel a redemption's unused coupon; False when it was already used (or has none)."""
+    """Cancel a redemption's unused coupons (one per unit); False when one of them was already
+    used (or it has none): the caller refuses the cancel and its unit of work rolls back."""
+    issued = len(
+        (
+            await session.execute(
+                select(_coupons.c.id).where(_coupons.c.redemption_id == redemption_id)
+            )
+        ).all()
+    )
     done = await session.execute(
         update(_coupons)
         .where(_coupons.c.redemption_id == redemption_id, _coupons.c.state == "issued")
         .values(state="canceled")
     )
-    return affected(done) == 1
+    return issued > 0 and affected(done) == issued
 
 
 async def has_coupon(session: AsyncSession, redemption_id: int) -> bool:
@@ -505,3 +513,32 @@ async def attempts(session: AsyncSession, program: ProgramInfo) -> int:
             await session.execute(select(func.count()).where(_attempts.c.program_id == program.id))
         ).scalar_one()
     )
+
+
+async def burn_for_basket(
+    session: AsyncSession,
+    coupon_id: int,
+    *,
+    reference: str,
+    basket_minor: int,
+    discount_minor: int,
+    now: datetime,
+) -> bool:
+    """Burn a coupon for a confirmed basket (`reference` names the purchase); False when
+    another till burnt it meanwhile or it expired: the caller refuses the whole basket."""
+    won = await session.execute(
+        update(_coupons)
+        .where(
+            _coupons.c.id == coupon_id,
+            _coupons.c.state == "issued",
+            (_coupons.c.expires_at.is_(None)) | (_coupons.c.expires_at > now),
+        )
+        .values(
+            state="redeemed",
+            redeemed_at=now,
+            redeemed_by=reference[:200],
+            basket_minor=basket_minor,
+            discount_minor=discount_minor,
+        )
+    )
+    return affected(won) == 1

@@ -306,3 +306,26 @@ async def use(
         used=True,
         discount=format_minor(off, program.currency_exponent),
     )
+
+
+async def for_till(
+    session: AsyncSession, program: ProgramInfo, member: MemberRef, code: str
+) -> tuple[Any, Any]:
+    """An offer and the member's target row (clipped_at, used_at) for pricing a basket."""
+    offer, target = await _target(session, program, member, code)
+    return offer, target
+
+
+def active_at(offer: Any, now: datetime) -> bool:
+    """Whether an offer is open at `now`."""
+    return _active(offer, now)
+
+
+async def mark_used(session: AsyncSession, target_id: int, *, now: datetime) -> bool:
+    """Use a clipped offer once for a confirmed basket; False when it was used meanwhile."""
+    won = await session.execute(
+        update(_targets)
+        .where(_targets.c.id == target_id, _targets.c.used_at.is_(None))
+        .values(used_at=now)
+    )
+    return affected(won) == 1

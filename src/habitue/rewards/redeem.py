@@ -258,6 +258,14 @@ async def redeem(
                 session, program, reward, member_id=member.id, redemption_id=redemption_id, now=now
             )
         await outbox.emit_many(session, [event])
+    issued = [coupon] if coupon is not None else []
+    for _ in range(quantity - 1 if coupon is not None else 0):
+        # One coupon per unit: a till applies each of them to one unit of the basket.
+        issued.append(
+            await coupons.issue(
+                session, program, reward, member_id=member.id, redemption_id=redemption_id, now=now
+            )
+        )
     return RedemptionRead(
         id=public_id,
         member_id=member.public_id,
@@ -268,6 +276,7 @@ async def redeem(
         status=status,
         created_at=now,
         coupon=coupon,
+        coupons=issued,
     )
 
 

@@ -162,6 +162,9 @@ class RedemptionRead(BaseModel):
     status: str
     created_at: UtcDatetime
     coupon: CouponRead | None = None
+    coupons: list[CouponRead] = Field(default_factory=list)
+    """Every coupon of the redemption, one per unit (`coupon` is the first); listed when the
+    redemption is made."""
 
 
 class RedemptionPage(BaseModel):

@@ -1,0 +1,303 @@
+"""Price a basket and confirm it: reads around the pure core, one transaction to confirm.
+
+`price` writes nothing. `confirm` runs in one unit of work: it prices the basket again in
+its own transaction, records the purchase (net of every discount, so the rules earn on what
+was paid) through the event service, burns the coupons, uses the offers and counts the
+promotions' uses; a coupon burnt meanwhile refuses the whole basket. Idempotent by the
+purchase's `external_id`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import insert, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from habitue import clock
+from habitue.db import Database, table_of
+from habitue.errors import HabitueError, ValidationFailed
+from habitue.events import hooks as event_hooks
+from habitue.events import service as events_service
+from habitue.ledger import service as ledger_service
+from habitue.members import service as members_service
+from habitue.members.service import MemberRef
+from habitue.programs.service import ProgramInfo
+from habitue.promotions import service as promotions_service
+from habitue.promotions.basket import (
+    Priced,
+    parse_lines,
+    purchase_body,
+    read_answer,
+    refuse,
+    terms_deal,
+)
+from habitue.promotions.errors import CouponTaken
+from habitue.promotions.models import BasketConfirmation
+from habitue.promotions.pricing import (
+    CodeInput,
+    Deal,
+    PointsTerms,
+    Source,
+    price,
+)
+from habitue.promotions.schemas import (
+    BasketConfirm,
+    BasketIn,
+    BasketRead,
+)
+from habitue.rewards import codes, coupons, offers
+from habitue.rewards.errors import CouponLookupFailed, OfferNotFound
+
+_confirmations = table_of(BasketConfirmation)
+
+
+def _coupon_deal(row: Any, live: promotions_service.Live, code: str) -> Deal | None:
+    """The deal of a catalogue coupon: its reward's promotion when one prices it, else the
+    reward's own terms (a voucher pays as stored value; a discount is off the order)."""
+    promo = live.by_reward.get(row["reward_code"])
+    if promo is not None:
+        return promotions_service.deal_of(promo, source=Source.COUPON, code=code)
+    return terms_deal(row, Source.COUPON, code)
+
+
+async def _code_inputs(
+    session: AsyncSession,
+    program: ProgramInfo,
+    raw_codes: list[str],
+    member: MemberRef | None,
+    live: promotions_service.Live,
+    uses: dict[int, int],
+) -> list[CodeInput]:
+    out: list[CodeInput] = []
+    for raw in raw_codes:
+        code = codes.normalise(raw)
+        promo = live.by_promo_code.get(code)
+        if promo is not None:
+            out.append(CodeInput(code, _with_uses(promotions_service.deal_of(promo), uses)))
+            continue
+        try:
+            row = await coupons.find(
+                session, program, raw, member_id=member.id if member is not None else None
+            )
+        except CouponLookupFailed as exc:
+            shown = codes.display(code) if codes.is_well_formed(code) else code
+            out.append(CodeInput(shown, refusal=exc.detail))
+            continue
+        display = codes.display(row["code"])
+        found = _coupon_deal(row, live, display)
+        if found is None:
+            out.append(CodeInput(display, refusal=f"a {row['kind']} coupon takes nothing off"))
+            continue
+        deal = _with_uses(replace(found, ref=row["id"]), uses)
+        expires = clock.as_utc(row["expires_at"]) if row["expires_at"] else None
+        out.append(CodeInput(display, deal, state=row["state"], expires_at=expires))
+    return out
+
+
+def _with_uses(deal: Deal, uses: dict[int, int]) -> Deal:
+    if deal.promotion_id is None or deal.per_member_limit is None:
+        return deal
+    return replace(deal, member_uses=uses.get(deal.promotion_id, 0))
+
+
+async def _offer_inputs(
+    session: AsyncSession,
+    program: ProgramInfo,
+    raw: list[str],
+    member: MemberRef | None,
+    now: datetime,
+) -> list[CodeInput]:
+    out: list[CodeInput] = []
+    for code in raw:
+        if member is None:
+            out.append(CodeInput(code, refusal="an offer needs the member"))
+            continue
+        try:
+            offer, target = await offers.for_till(session, program, member, code)
+        except OfferNotFound as exc:
+            out.append(CodeInput(code, refusal=exc.detail))
+            continue
+        if target["used_at"] is not None:
+            out.append(CodeInput(code, refusal="this offer was used"))
+        elif target["clipped_at"] is None:
+            out.append(CodeInput(code, refusal="this offer was not clipped"))
+        elif not offers.active_at(offer, now):
+            out.append(CodeInput(code, refusal="this offer is not open now"))
+        else:
+            deal = terms_deal(offer, Source.OFFER, code)
+            if deal is None:
+                out.append(CodeInput(code, refusal="this offer takes nothing off"))
+            else:
+                out.append(CodeInput(code, replace(deal, ref=target["id"])))
+    return out
+
+
+async def _member(session: AsyncSession, program: ProgramInfo, body: BasketIn) -> MemberRef | None:
+    sel = body.member
+    if sel is None:
+        return None
+    return await members_service.resolve(
+        session,
+        program,
+        member_id=sel.id,
+        card_number=sel.card_number,
+        external_id=sel.external_id,
+        for_event=True,
+    )
+
+
+async def price_in(
+    session: AsyncSession, program: ProgramInfo, body: BasketIn, *, now: datetime
+) -> Priced:
+    """Price a basket in the caller's session: every read the core needs, then the core."""
+    occurred = clock.as_utc(body.occurred_at) if body.occurred_at else now
+    if occurred > now + timedelta(minutes=10):
+        raise ValidationFailed("occurred_at", "is in the future")
+    lines, refused_lines, _ = parse_lines(program, body)
+    member = await _member(session, program, body)
+    live = await promotions_service.live(session, program)
+    snap = None
+    terms = None
+    uses: dict[int, int] = {}
+    if member is not None:
+        snap = await event_hooks.snapshot(session, program, member, now)
+        limited = [
+            r["id"]
+            for r in [*live.automatic, *live.by_promo_code.values(), *live.by_reward.values()]
+            if r["spec"].get("per_member_limit") is not None
+        ]
+        uses = await promotions_service.member_uses(session, limited, member.id)
+        if body.points:
+            balance = await ledger_service.balances(session, member.accounts, expiring=0)
+            terms = PointsTerms(
+                int(balance["available"]),
+                program.redeem_rate,
+                program.redeem_step,
+                program.currency_exponent,
+            )
+    automatic = [_with_uses(promotions_service.deal_of(r), uses) for r in live.automatic]
+    code_inputs = await _code_inputs(session, program, body.codes, member, live, uses)
+    code_inputs += await _offer_inputs(session, program, body.offers, member, occurred)
+    pricing = price(
+        lines,
+        member=snap,
+        promotions=automatic,
+        codes=code_inputs,
+        points=body.points,
+        points_terms=terms,
+        now=occurred,
+        timezone=program.timezone,
+        exponent=program.currency_exponent,
+        refused_lines=refused_lines,
+    )
+    return Priced(pricing, member, occurred)
+
+
+async def price_basket(session: AsyncSession, program: ProgramInfo, body: BasketIn) -> BasketRead:
+    """What the basket costs with every deal, and what it would earn; writes nothing."""
+    now = clock.now()
+    priced = await price_in(session, program, body, now=now)
+    _, _, index = parse_lines(program, body)
+    earned, effects = 0, []
+    if priced.member is not None and priced.pricing.lines and not priced.pricing.invalid:
+        quote = await events_service.quote(
+            session, program, purchase_body(program, priced, "price", "default")
+        )
+        earned, effects = quote.points_earned, quote.effects
+    return read_answer(program, priced, index=index, earned=earned, effects=effects)
+
+
+async def _stored(
+    session: AsyncSession, program: ProgramInfo, external_id: str
+) -> BasketRead | None:
+    row = (
+        await session.execute(
+            select(_confirmations.c.response).where(
+                _confirmations.c.program_id == program.id,
+                _confirmations.c.external_id == external_id,
+            )
+        )
+    ).first()
+    return None if row is None else BasketRead.model_validate(row.response)
+
+
+async def confirm_in(
+    session: AsyncSession, program: ProgramInfo, body: BasketConfirm
+) -> BasketRead:
+    """Confirm a basket in the caller's transaction (see the module's docstring)."""
+    found = await _stored(session, program, body.external_id)
+    if found is not None:
+        return found
+    now = clock.now()
+    priced = await price_in(session, program, body, now=now)
+    pricing = priced.pricing
+    if pricing.invalid:
+        raise refuse(pricing)
+    if not pricing.lines:
+        raise ValidationFailed("lines", "no line to sell")
+    member = priced.member
+    if member is not None:
+        member.require_active()
+    reference = f"basket:{body.external_id}"
+    uses: list[tuple[int, int]] = []
+    for d in pricing.discounts:
+        deal = d.deal
+        assert deal is not None
+        if deal.source == Source.COUPON and deal.ref is not None:
+            ok = await coupons.burn_for_basket(
+                session, deal.ref, reference=reference, basket_minor=pricing.total_minor,
+                discount_minor=d.amount_minor, now=now,
+            )  # fmt: skip
+            if not ok:
+                raise CouponTaken(f"coupon {deal.code} was redeemed meanwhile: nothing written")
+        elif deal.source == Source.OFFER and deal.ref is not None:
+            if not await offers.mark_used(session, deal.ref, now=now):
+                raise CouponTaken(f"offer {deal.code} was used meanwhile: nothing written")
+        if deal.promotion_id is not None:
+            uses.append((deal.promotion_id, d.amount_minor))
+    await promotions_service.record_uses(
+        session, program, uses, member_id=member.id if member is not None else None,
+        external_id=body.external_id, now=now,
+    )  # fmt: skip
+    _, _, index = parse_lines(program, body)
+    earned, effects, event_id = 0, [], None
+    if member is not None:
+        event = await events_service.record(
+            session, program, purchase_body(program, priced, body.external_id, body.source)
+        )
+        earned, effects, event_id = event.points_earned, event.effects, event.id
+    read = read_answer(program, priced, index=index, earned=earned, effects=effects)
+    read.event_id = event_id
+    read.external_id = body.external_id
+    await session.execute(
+        insert(_confirmations).values(
+            program_id=program.id,
+            external_id=body.external_id,
+            member_id=member.id if member is not None else None,
+            response=read.model_dump(mode="json"),
+            created_at=now,
+        )
+    )
+    return read
+
+
+async def confirm_basket(db: Database, program: ProgramInfo, body: BasketConfirm) -> BasketRead:
+    """The request path: one unit of work; a concurrent retry reads the first answer."""
+    key = ""
+    if body.member is not None:
+        key = body.member.id or body.member.card_number or body.member.external_id or ""
+    try:
+        return await db.write(lambda s: confirm_in(s, program, body), key=key)
+    except IntegrityError:
+        async with db.read() as session:
+            found = await _stored(session, program, body.external_id)
+        if found is None:
+            raise
+        return found
+
+
+__all__ = ["HabitueError", "confirm_basket", "price_basket"]
