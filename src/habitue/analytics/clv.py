@@ -186,7 +186,8 @@ def _bgnbd_start(x: FloatArray, t_cal: FloatArray, w: FloatArray) -> FloatArray:
     variance = float(np.sum(w * (rate - mean) ** 2) / n) or mean
     r = min(max(mean * mean / variance, 0.05), 20.0)
     alpha = r / max(mean, 1e-9)
-    return np.log(np.array([r, alpha, 1.0, 2.0]))
+    start: FloatArray = np.log(np.array([r, alpha, 1.0, 2.0]))
+    return start
 
 
 def fit_bgnbd(frequency: ArrayLike, recency: ArrayLike, T: ArrayLike) -> BgNbdParams:
