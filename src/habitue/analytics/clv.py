@@ -150,7 +150,7 @@ def _minimise(
         value, gradient = objective(log_params)
         return value * scale, gradient * scale
 
-    result = minimize(scaled, start, jac=True, method="BFGS", options={"gtol": 1e-7})
+    result = minimize(scaled, start, jac=True, method="BFGS", options={"gtol": 1e-9})
     solution: FloatArray = np.asarray(result.x, dtype=np.float64)
     return solution
 
