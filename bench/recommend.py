@@ -122,7 +122,7 @@ def print_result(title: str, result: recommend_eval.ProtocolResult) -> None:
 
 
 def write_fixture(path: Path) -> None:
-    table = grocery_baskets(6000, seed=2026)
+    table = grocery_baskets(20000, seed=2026)
     with path.open("w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(["member_id", "item_id", "occurred_at"])

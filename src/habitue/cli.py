@@ -972,32 +972,58 @@ def recommend_evaluate(
     split_at: Annotated[
         str | None, typer.Option(help="ISO time of the split (default: 80 % of the history)")
     ] = None,
-    k: Annotated[int, typer.Option(help="list length")] = 10,
+    k: Annotated[int, typer.Option(help="list length", min=1, max=100)] = 10,
+    horizon_days: Annotated[
+        int | None, typer.Option(help="days after the split tested (default: all)", min=1)
+    ] = None,
 ) -> None:
-    """Offline evaluation on a time split: precision@k and NDCG@k against popularity."""
-    from datetime import datetime
-
+    """Evaluate recommendations on a time split: the model against three baselines, on the
+    "next basket" and "new to you" tasks (protocol: docs/analytics.md)."""
     from habitue import clock
     from habitue.analytics import service as analytics_service
     from habitue.db import make_sync_engine
 
     info = _program_info(program)
-    split = clock.as_utc(datetime.fromisoformat(split_at)) if split_at else None
+    split = clock.as_utc(_parse_iso(split_at)) if split_at else None
     engine = make_sync_engine(get_settings().database_url)
     try:
         with _analytics_steps() as bar:
             bar.add_task("evaluating", total=None)
             with engine.connect() as conn:
-                result = analytics_service.evaluate_recommendations(conn, info, split_at=split, k=k)
+                result = analytics_service.evaluate_protocol(
+                    conn, info, split_at=split, k=k, horizon_days=horizon_days
+                )
     finally:
         engine.dispose()
-    table = Table("model", f"precision@{k}", f"NDCG@{k}")
-    table.add_row("item-item", f"{result.model_precision:.4f}", f"{result.model_ndcg:.4f}")
-    table.add_row(
-        "popularity", f"{result.popularity_precision:.4f}", f"{result.popularity_ndcg:.4f}"
+    console.print(
+        f"split at {result.split_at.isoformat()}: {result.train_lines:,} training lines, "
+        f"{result.test_lines:,} test lines"
     )
-    console.print(table)
-    console.print(f"{result.members_evaluated:,} members evaluated")
+    for task in result.tasks:
+        table = Table(
+            "method",
+            f"precision@{k}",
+            f"recall@{k}",
+            f"NDCG@{k}",
+            "hit rate",
+            title=f"{task.task}: {task.members:,} members evaluated",
+        )
+        for s in task.scores:
+            table.add_row(
+                s.method,
+                f"{s.precision:.4f}",
+                f"{s.recall:.4f}",
+                f"{s.ndcg:.4f}",
+                f"{s.hit_rate:.4f}",
+            )
+        console.print(table)
+    console.print(f"evaluated in {result.seconds:.2f} s")
+
+
+def _parse_iso(value: str) -> Moment:
+    from datetime import datetime
+
+    return datetime.fromisoformat(value)
 
 
 @report_app.command("monthly")

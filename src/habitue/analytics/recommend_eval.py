@@ -136,6 +136,8 @@ def item_neighbours(bought: sparse.csr_matrix, neighbours: int = NEIGHBOURS) -> 
         rows.append(np.repeat(np.arange(start, stop), nonzero.sum(axis=1)))
         cols.append(top[nonzero])
         vals.append(values[nonzero])
+    if not vals:
+        return sparse.csr_matrix((n_items, n_items))
     return sparse.csr_matrix(
         (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
         shape=(n_items, n_items),

@@ -21,7 +21,7 @@ from sqlalchemy import Connection, Engine, delete, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from habitue import clock
-from habitue.analytics import asof, clv, recommend, rfm, snapshot
+from habitue.analytics import asof, clv, recommend, recommend_eval, rfm, snapshot
 from habitue.analytics.errors import AnalyticsError
 from habitue.analytics.models import MemberScore
 from habitue.db import Database, make_sync_engine, table_of
@@ -402,6 +402,29 @@ def evaluate_recommendations(
             high = pc.max(times).as_py()
             split_at = low + (high - low) * 0.8
     return recommend.evaluate_time_split(table, split_at=split_at, k=k)
+
+
+def evaluate_protocol(
+    conn: Connection,
+    program: ProgramInfo,
+    *,
+    split_at: datetime | None = None,
+    k: int = 10,
+    horizon_days: int | None = None,
+) -> recommend_eval.ProtocolResult:
+    """The recommendation protocol (`recommend_eval`) on the program's basket lines; the split
+    defaults to 80 % of the way through the history."""
+    table = baskets(snapshot.lines(conn, program.id, stream=True))
+    if split_at is None:
+        if table.num_rows == 0:
+            split_at = clock.now()
+        else:
+            times = table.column("occurred_at")
+            low = pc.min(times).as_py()
+            split_at = low + (pc.max(times).as_py() - low) * 0.8
+    return recommend_eval.evaluate_protocol(
+        table, split_at=split_at, k=k, horizon_days=horizon_days
+    )
 
 
 # Scheduled work ------------------------------------------------------------------------------
