@@ -129,3 +129,12 @@ def test_bad_input() -> None:
         recommend_eval.evaluate_protocol(lines([]), split_at=SPLIT, k=0)
     empty = recommend_eval.evaluate_protocol(lines([]), split_at=SPLIT, k=10)
     assert empty.task("next basket").members == 0
+
+
+def test_nobody_with_new_items() -> None:
+    """Members who only buy again what they bought: the new-to-you task has nobody to score."""
+    table = lines([("a", "milk", 1), ("b", "tea", 1), ("a", "milk", 20), ("b", "tea", 20)])
+    result = recommend_eval.evaluate_protocol(table, split_at=T0 + timedelta(days=10))
+    assert result.task("next basket").members == 2
+    assert result.task("next basket").by_method()["repurchase"].hit_rate == 1.0
+    assert result.task("new to you").members == 0

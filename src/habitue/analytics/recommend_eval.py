@@ -198,6 +198,8 @@ class _Sums:
 
 def _accumulate(sums: _Sums, top: IntArray, relevant: sparse.csr_matrix, k: int) -> None:
     n_rows = top.shape[0]
+    if n_rows == 0:
+        return
     rows = np.repeat(np.arange(n_rows), top.shape[1])
     cols = top.reshape(-1)
     valid = cols >= 0
