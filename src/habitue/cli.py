@@ -368,8 +368,12 @@ def consume(
                 typer.echo("parked_at\tstream\tseq\tstatus\treason\tbody")
                 for row in rows:
                     fields = (
-                        row["parked_at"].isoformat(timespec="seconds"), row["stream"],
-                        str(row["stream_seq"]), str(row["status"]), row["reason"], row["body"],
+                        row["parked_at"].isoformat(timespec="seconds"),
+                        row["stream"],
+                        str(row["stream_seq"]),
+                        str(row["status"]),
+                        row["reason"],
+                        row["body"],
                     )
                     typer.echo("\t".join(" ".join(f.split()) for f in fields))
                 return
@@ -386,9 +390,17 @@ def consume(
                     err.print(f"recorded {stats.recorded}, parked {stats.parked}")
 
             stats = await intake.consume(
-                db, info, url=settings.nats_url, stream=stream, subject=subject,
-                durable=durable, batch=batch, until_idle=until_idle, max_messages=max_messages,
-                ack_wait=ack_wait, on_batch=progress,
+                db,
+                info,
+                url=settings.nats_url,
+                stream=stream,
+                subject=subject,
+                durable=durable,
+                batch=batch,
+                until_idle=until_idle,
+                max_messages=max_messages,
+                ack_wait=ack_wait,
+                on_batch=progress,
             )
             console.print(
                 f"recorded {stats.recorded}, parked {stats.parked}, "
@@ -725,6 +737,8 @@ report_app = typer.Typer(help="Program reports (analytics room).", no_args_is_he
 app.add_typer(report_app, name="report")
 
 if typing.TYPE_CHECKING:
+    from datetime import datetime as Moment
+
     from habitue.programs.service import ProgramInfo
 
 
@@ -744,6 +758,24 @@ def _program_info(code: str) -> ProgramInfo:
     return asyncio.run(run())
 
 
+_AS_OF_HELP = (
+    "analytics as of this date (its end, UTC) or ISO timestamp [default: now, or the end of "
+    "the day of the last event when the history is older than the pending period]"
+)
+
+
+def _parse_as_of(value: str | None) -> Moment | None:
+    from habitue.analytics import asof
+    from habitue.analytics.errors import AnalyticsError
+
+    if value is None:
+        return None
+    try:
+        return asof.parse_as_of(value)
+    except AnalyticsError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--as-of") from None
+
+
 def _analytics_steps(*, quiet: bool = False) -> Progress:
     return Progress(
         TextColumn("[bold]{task.description}"),
@@ -759,6 +791,7 @@ def _analytics_steps(*, quiet: bool = False) -> Progress:
 def rfm(
     program: Annotated[str, typer.Option(help="program code")],
     window_days: Annotated[int, typer.Option(help="RFM window in days")] = 365,
+    as_of: Annotated[str | None, typer.Option(help=_AS_OF_HELP)] = None,
 ) -> None:
     """Score every member (RFM, segment, CLV, probability alive), store it, refresh segments."""
     from habitue.analytics import segments as segments_service
@@ -766,13 +799,14 @@ def rfm(
     from habitue.db import make_sync_engine
 
     info = _program_info(program)
+    moment = _parse_as_of(as_of)
     engine = make_sync_engine(get_settings().database_url)
     try:
         with _analytics_steps() as bar:
             task = bar.add_task("scoring members", total=2)
             with engine.begin() as conn:
                 run = analytics_service.refresh_scores(
-                    conn, info, window_days=window_days, stream=True
+                    conn, info, window_days=window_days, stream=True, as_of=moment
                 )
                 bar.advance(task)
                 bar.update(task, description="recomputing segments")
@@ -784,10 +818,78 @@ def rfm(
     for name, count in run.segments.items():
         table.add_row(name, f"{count:,}")
     console.print(table)
+    if run.as_of is not None:
+        console.print(f"as of {run.as_of.isoformat()}")
     console.print(
         f"{run.members_scored:,} members scored ({run.members_with_rfm:,} in the window); "
         f"CLV {'fitted' if run.clv_fitted else 'not fitted (no repeat purchases)'}; "
         f"{len(sizes)} dynamic segments recomputed"
+    )
+
+
+@app.command()
+def clv(
+    program: Annotated[str, typer.Option(help="program code")],
+    as_of: Annotated[str | None, typer.Option(help=_AS_OF_HELP)] = None,
+    holdout_until: Annotated[
+        str | None,
+        typer.Option(help="end of the holdout period [default: the end of the history]"),
+    ] = None,
+) -> None:
+    """Fit BG/NBD + Gamma-Gamma as of a date; print the parameters and a holdout check."""
+    from habitue.analytics import asof, holdout, snapshot
+    from habitue.db import make_sync_engine
+
+    info = _program_info(program)
+    moment = _parse_as_of(as_of)
+    until = _parse_as_of(holdout_until)
+    engine = make_sync_engine(get_settings().database_url)
+    try:
+        with engine.connect() as conn:
+            moment = asof.resolve(conn, info, moment)
+            events = snapshot.events(conn, info.id, stream=True)
+    finally:
+        engine.dispose()
+    check = holdout.check_fit(events, as_of=moment, holdout_end=until)
+    console.print(
+        f"as of {moment.isoformat()}: {check.members:,} members with purchases before, "
+        f"{check.repeat_buyers:,} repeat buyers (time unit: weeks)"
+    )
+    if check.bgnbd is not None:
+        b = check.bgnbd
+        console.print(
+            f"BG/NBD r = {b.r:.4f}, alpha = {b.alpha:.4f}, a = {b.a:.4f}, b = {b.b:.4f}, "
+            f"log-likelihood {b.log_likelihood:,.2f}"
+        )
+        console.print(f"mean expected purchases in the next 30 days {check.expected_30d_mean:.4f}")
+    if check.gamma_gamma is not None:
+        g = check.gamma_gamma
+        console.print(
+            f"Gamma-Gamma p = {g.p:.4f}, q = {g.q:.4f}, gamma = {g.gamma:.4f} (minor units), "
+            f"log-likelihood {g.log_likelihood:,.2f}, {g.n_customers:,} repeat buyers"
+        )
+    if check.reason is not None:
+        console.print(f"not fitted: {check.reason}")
+    if check.holdout_end is None:
+        console.print("holdout check: no purchases after the as-of date")
+        return
+    table = Table(
+        "repeat purchases before",
+        "members",
+        "predicted purchases",
+        "actual purchases",
+        title=f"holdout {moment.date()} to {check.holdout_end.date()} "
+        f"({check.holdout_weeks:.1f} weeks), purchase days per member group",
+    )
+    for bucket in check.buckets:
+        table.add_row(
+            bucket.label, f"{bucket.members:,}", f"{bucket.predicted:,.1f}", f"{bucket.actual:,}"
+        )
+    console.print(table)
+    error = (check.predicted - check.actual) / check.actual if check.actual else float("nan")
+    console.print(
+        f"holdout: predicted {check.predicted:,.1f} purchases, actual {check.actual:,} "
+        f"({error:+.1%})"
     )
 
 
@@ -887,32 +989,58 @@ def recommend_evaluate(
     split_at: Annotated[
         str | None, typer.Option(help="ISO time of the split (default: 80 % of the history)")
     ] = None,
-    k: Annotated[int, typer.Option(help="list length")] = 10,
+    k: Annotated[int, typer.Option(help="list length", min=1, max=100)] = 10,
+    horizon_days: Annotated[
+        int | None, typer.Option(help="days after the split tested (default: all)", min=1)
+    ] = None,
 ) -> None:
-    """Offline evaluation on a time split: precision@k and NDCG@k against popularity."""
-    from datetime import datetime
-
+    """Evaluate recommendations on a time split: the model against three baselines, on the
+    "next basket" and "new to you" tasks (protocol: docs/analytics.md)."""
     from habitue import clock
     from habitue.analytics import service as analytics_service
     from habitue.db import make_sync_engine
 
     info = _program_info(program)
-    split = clock.as_utc(datetime.fromisoformat(split_at)) if split_at else None
+    split = clock.as_utc(_parse_iso(split_at)) if split_at else None
     engine = make_sync_engine(get_settings().database_url)
     try:
         with _analytics_steps() as bar:
             bar.add_task("evaluating", total=None)
             with engine.connect() as conn:
-                result = analytics_service.evaluate_recommendations(conn, info, split_at=split, k=k)
+                result = analytics_service.evaluate_protocol(
+                    conn, info, split_at=split, k=k, horizon_days=horizon_days
+                )
     finally:
         engine.dispose()
-    table = Table("model", f"precision@{k}", f"NDCG@{k}")
-    table.add_row("item-item", f"{result.model_precision:.4f}", f"{result.model_ndcg:.4f}")
-    table.add_row(
-        "popularity", f"{result.popularity_precision:.4f}", f"{result.popularity_ndcg:.4f}"
+    console.print(
+        f"split at {result.split_at.isoformat()}: {result.train_lines:,} training lines, "
+        f"{result.test_lines:,} test lines"
     )
-    console.print(table)
-    console.print(f"{result.members_evaluated:,} members evaluated")
+    for task in result.tasks:
+        table = Table(
+            "method",
+            f"precision@{k}",
+            f"recall@{k}",
+            f"NDCG@{k}",
+            "hit rate",
+            title=f"{task.task}: {task.members:,} members evaluated",
+        )
+        for s in task.scores:
+            table.add_row(
+                s.method,
+                f"{s.precision:.4f}",
+                f"{s.recall:.4f}",
+                f"{s.ndcg:.4f}",
+                f"{s.hit_rate:.4f}",
+            )
+        console.print(table)
+    console.print(f"evaluated in {result.seconds:.2f} s")
+
+
+def _parse_iso(value: str) -> Moment:
+    from datetime import datetime
+
+    return datetime.fromisoformat(value)
 
 
 @report_app.command("monthly")
@@ -920,16 +1048,20 @@ def report_monthly(
     program: Annotated[str, typer.Option(help="program code")],
     out: Annotated[Path, typer.Option(help="file to write")],
     fmt: Annotated[str, typer.Option("--format", help="json, csv or parquet")] = "json",
+    as_of: Annotated[
+        str | None, typer.Option(help="months up to this date's (default: every month)")
+    ] = None,
 ) -> None:
     """Write the monthly program report (members, points, liability, breakage, revenue)."""
     from habitue.analytics import report as report_service
     from habitue.db import make_sync_engine
 
     info = _program_info(program)
+    moment = _parse_as_of(as_of)
     engine = make_sync_engine(get_settings().database_url)
     try:
         with engine.connect() as conn:
-            rows, rewards = report_service.program_report(conn, info, stream=True)
+            rows, rewards = report_service.program_report(conn, info, stream=True, as_of=moment)
     finally:
         engine.dispose()
     body, _ = report_service.render(rows, fmt, rewards=rewards)

@@ -3,12 +3,14 @@ and the monthly program report."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from habitue.analytics import asof
 from habitue.analytics import campaigns as campaigns_service
 from habitue.analytics import report as report_service
 from habitue.analytics import segments as segments_service
@@ -35,6 +37,19 @@ from habitue.programs.service import Principal, ProgramInfo
 
 router = APIRouter(prefix="/v1/programs/{program}", tags=["analytics"])
 
+AsOf = Annotated[
+    str | None,
+    Query(
+        description="the moment analytics describe: a date (its end, UTC) or an ISO timestamp; "
+        "default: now, or the end of the day of the last event when the history is older than "
+        "the pending period"
+    ),
+]
+
+
+def _as_of(value: str | None) -> datetime | None:
+    return None if value is None else asof.parse_as_of(value)
+
 
 @router.get("/members/{member_id}/scores", response_model=ScoresRead)
 async def member_scores(
@@ -49,10 +64,12 @@ async def member_scores(
 
 @router.post("/analytics/scores", response_model=ScoresRun)
 async def compute_scores(
-    program: ProgramDep, db: DbDep, _: Principal = scoped("rules:write")
+    program: ProgramDep, db: DbDep, as_of: AsOf = None, _: Principal = scoped("rules:write")
 ) -> ScoresRun:
+    moment = _as_of(as_of)
+
     async def work(session: AsyncSession) -> ScoresRun:
-        run = await analytics_service.refresh_scores_async(session, program)
+        run = await analytics_service.refresh_scores_async(session, program, as_of=moment)
         await segments_service.recompute_async(session, program)
         return ScoresRun(
             members_scored=run.members_scored,
@@ -60,6 +77,7 @@ async def compute_scores(
             clv_fitted=run.clv_fitted,
             computed_at=run.computed_at,
             segments=run.segments,
+            as_of=run.as_of,
         )
 
     return await db.write(work)
@@ -70,10 +88,13 @@ async def segment_sizes(
     program: ProgramDep,
     db: DbDep,
     months: Annotated[int, Query(ge=1, le=120)] = 12,
+    as_of: AsOf = None,
     principal: Principal = scoped("analytics:read"),
 ) -> SegmentSizes:
+    moment = _as_of(as_of)
     rows = await analytics_service.run_read(
-        db, lambda conn: analytics_service.segment_history(conn, program, months=months)
+        db,
+        lambda conn: analytics_service.segment_history(conn, program, months=months, now=moment),
     )
     exp = program.currency_exponent
     k = 0 if release.is_owner(principal) else await _k(db, program)
@@ -269,10 +290,12 @@ async def monthly_report(
     program: ProgramDep,
     db: DbDep,
     format: Literal["json", "csv", "parquet"] = "json",  # noqa: A002 - the API's parameter name
+    as_of: AsOf = None,
     _: Principal = scoped("analytics:read"),
 ) -> Response:
+    moment = _as_of(as_of)
     rows, rewards = await analytics_service.run_read(
-        db, lambda conn: report_service.program_report(conn, program)
+        db, lambda conn: report_service.program_report(conn, program, as_of=moment)
     )
     body, media_type = report_service.render(rows, format, rewards=rewards)
     headers = {}

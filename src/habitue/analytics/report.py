@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import csv
 import io
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 import pyarrow as pa
@@ -196,8 +196,17 @@ def program_report(
     start: datetime | None = None,
     end: datetime | None = None,
     stream: bool = False,
+    as_of: datetime | None = None,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """The program's monthly rows and top rewards per month, read from the store."""
+    """The program's monthly rows and top rewards per month, read from the store.
+
+    With ``as_of``, the months up to the one holding the last instant before it (the report of
+    a history as it stood then); without, every month with activity."""
+    if as_of is not None:
+        month = as_of - timedelta(microseconds=1)
+        following = month.year * 12 + month.month  # the index of the next month
+        cut = datetime(following // 12, following % 12 + 1, 1, tzinfo=UTC)
+        end = cut if end is None else min(end, cut)
     rows = monthly_rows(
         snapshot.events(conn, program.id, stream=stream),
         snapshot.postings(conn, program.id, stream=stream),

@@ -40,6 +40,7 @@ class ScoresRun(BaseModel):
     clv_fitted: bool
     computed_at: UtcDatetime
     segments: dict[str, int]
+    as_of: UtcDatetime | None = None
 
 
 class SegmentSize(BaseModel):

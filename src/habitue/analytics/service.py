@@ -21,7 +21,7 @@ from sqlalchemy import Connection, Engine, delete, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from habitue import clock
-from habitue.analytics import clv, recommend, rfm, snapshot
+from habitue.analytics import asof, clv, recommend, recommend_eval, rfm, snapshot
 from habitue.analytics.errors import AnalyticsError
 from habitue.analytics.models import MemberScore
 from habitue.db import Database, make_sync_engine, table_of
@@ -67,6 +67,8 @@ class ScoresRun:
     clv_fitted: bool
     computed_at: datetime
     segments: dict[str, int]
+    as_of: datetime | None = None
+    """The moment the scores describe (`habitue.analytics.asof`)."""
 
 
 def _finite(values: np.ndarray[Any, Any]) -> pa.Array:
@@ -94,13 +96,17 @@ def lifetime_values(
     )
     if purchases.num_rows == 0:
         return schema.empty_table(), False
+    end = np.datetime64(as_of.astimezone(UTC).replace(tzinfo=None), "us")
     times = purchases.column("occurred_at").to_numpy().astype("datetime64[us]")
+    before = times < end  # the calibration period is the history before as_of
     summary = clv.summarise_transactions(
-        purchases.column("member_id").to_numpy(),
-        times,
-        purchases.column("total_minor").to_numpy().astype(np.float64),
-        calibration_end=np.datetime64(as_of.astimezone(UTC).replace(tzinfo=None), "us"),
+        purchases.column("member_id").to_numpy()[before],
+        times[before],
+        purchases.column("total_minor").to_numpy().astype(np.float64)[before],
+        calibration_end=end - np.timedelta64(1, "us"),
     )
+    if summary.frequency.size == 0:
+        return schema.empty_table(), False
     ids = pa.array(summary.customer_id.astype(np.int64), pa.int64())
     nulls = pa.nulls(len(ids), pa.float64())
     try:
@@ -184,18 +190,24 @@ def refresh_scores(
     window_days: int | None = WINDOW_DAYS,
     stream: bool = False,
 ) -> ScoresRun:
-    """Read the program's events, score every member who purchased, and store the scores."""
-    moment = as_of or clock.now()
+    """Read the program's events, score every member who purchased, and store the scores.
+
+    The scores describe the program as of ``as_of`` (default: `asof.resolve`, the end of an
+    imported history, or now); they are stamped with the time they were computed."""
+    moment = asof.resolve(conn, program, as_of)
     table = snapshot.events(conn, program.id, stream=stream)
     scores, fitted = compute_scores(table, as_of=moment, window_days=window_days)
-    stored = store_scores(conn, program.id, scores, computed_at=moment)
+    computed_at = clock.now()
+    stored = store_scores(conn, program.id, scores, computed_at=computed_at)
     with_rfm = scores.num_rows - scores.column("r").null_count
-    return ScoresRun(stored, with_rfm, fitted, moment, _segment_counts(scores))
+    return ScoresRun(stored, with_rfm, fitted, computed_at, _segment_counts(scores), moment)
 
 
-async def refresh_scores_async(session: AsyncSession, program: ProgramInfo) -> ScoresRun:
+async def refresh_scores_async(
+    session: AsyncSession, program: ProgramInfo, *, as_of: datetime | None = None
+) -> ScoresRun:
     """`refresh_scores` inside an async unit of work."""
-    return await session.run_sync(lambda s: refresh_scores(s.connection(), program))
+    return await session.run_sync(lambda s: refresh_scores(s.connection(), program, as_of=as_of))
 
 
 async def stored_segment_sizes(session: AsyncSession, program: ProgramInfo) -> dict[str, int]:
@@ -291,10 +303,11 @@ def segment_history(
     now: datetime | None = None,
     window_days: int | None = WINDOW_DAYS,
 ) -> list[dict[str, Any]]:
-    """RFM segment sizes at the start of each of the last months and now, oldest first."""
+    """RFM segment sizes at the start of each of the last months and at ``now`` (default: the
+    program's as-of moment, `asof.resolve`), oldest first."""
     if not 1 <= months <= 120:
         raise AnalyticsError("months must be between 1 and 120")
-    moment = now or clock.now()
+    moment = asof.resolve(conn, program, now)
     table = snapshot.events(conn, program.id)
     dates = month_starts(moment, months)
     sizes = rfm.segment_sizes_over_time(table, as_of_dates=dates, window_days=window_days)
@@ -391,6 +404,29 @@ def evaluate_recommendations(
             high = pc.max(times).as_py()
             split_at = low + (high - low) * 0.8
     return recommend.evaluate_time_split(table, split_at=split_at, k=k)
+
+
+def evaluate_protocol(
+    conn: Connection,
+    program: ProgramInfo,
+    *,
+    split_at: datetime | None = None,
+    k: int = 10,
+    horizon_days: int | None = None,
+) -> recommend_eval.ProtocolResult:
+    """The recommendation protocol (`recommend_eval`) on the program's basket lines; the split
+    defaults to 80 % of the way through the history."""
+    table = baskets(snapshot.lines(conn, program.id, stream=True))
+    if split_at is None:
+        if table.num_rows == 0:
+            split_at = clock.now()
+        else:
+            times = table.column("occurred_at")
+            low = pc.min(times).as_py()
+            split_at = low + (pc.max(times).as_py() - low) * 0.8
+    return recommend_eval.evaluate_protocol(
+        table, split_at=split_at, k=k, horizon_days=horizon_days
+    )
 
 
 # Scheduled work ------------------------------------------------------------------------------
