@@ -4,7 +4,7 @@ recorded answer.
 
 `events.service` builds the API's answer as an `EventRead`; the import, which writes
 hundreds of thousands of them, builds the same JSON as plain values (`purchase_answer`,
-checked against `EventRead` in `tests/events/test_rows.py`).
+the same as the API's in `tests/events/test_import_effects.py`).
 """
 
 from __future__ import annotations
