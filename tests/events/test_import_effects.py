@@ -46,11 +46,11 @@ def frozen() -> Iterator[datetime]:
     counted from is then the same on both paths."""
     at = clock.now().replace(microsecond=0)
     real = clock.now
-    clock.now = lambda: at  # type: ignore[assignment]
+    clock.now = lambda: at
     try:
         yield at
     finally:
-        clock.now = real  # type: ignore[method-assign]
+        clock.now = real
 
 
 def purchases(now: datetime) -> list[dict[str, Any]]:
@@ -148,10 +148,19 @@ def _answer(response: Any) -> Any:
     return {**response, "id": None, "member_id": None, "effects": effects}
 
 
-@pytest.mark.parametrize("kind", list(RULES))
+@pytest.mark.parametrize(
+    ("kind", "workers"), [(kind, 0) for kind in RULES] + [("coupon", 2), ("benefit", 1)]
+)
 async def test_each_effect_kind_the_same_through_the_api_the_import_and_a_quote(
-    client: httpx.AsyncClient, db_url: str, tmp_path: Path, frozen: datetime, kind: str
+    client: httpx.AsyncClient,
+    db_url: str,
+    tmp_path: Path,
+    frozen: datetime,
+    kind: str,
+    workers: int,
 ) -> None:
+    """`workers`: 0 imports in the calling process, 1 with a writer process, 2 with two
+    worker processes (as files from 2 MiB on)."""
     bodies = purchases(frozen)
     posted, imported = await setup(client, kind), await setup(client, kind)
 
@@ -187,7 +196,8 @@ async def test_each_effect_kind_the_same_through_the_api_the_import_and_a_quote(
             w.writerow([b["member"]["external_id"], b["external_id"], b["occurred_at"], b["total"]])
     engine = make_sync_engine(db_url)
     try:
-        report = import_purchases(engine, imported, path)
+        processes: dict[str, Any] = {"writer_process": True, "workers": workers} if workers else {}
+        report = import_purchases(engine, imported, path, **processes)
         assert (report.imported, report.rejected, report.already) == (12, 0, 0), report.rejects
         # Points alone go the bulk way; any other effect the API's own way.
         assert report.delivered == (0 if kind in ("earn", "multiplier") else sum(fired))
@@ -201,7 +211,7 @@ async def test_each_effect_kind_the_same_through_the_api_the_import_and_a_quote(
         if kind == "tier_credits":
             assert through_import["tier_credits"]
 
-        again = import_purchases(engine, imported, path)
+        again = import_purchases(engine, imported, path, **processes)
         assert (again.imported, again.already, again.delivered) == (0, 12, 0)
         assert written(db_url, imported) == through_import
     finally:
