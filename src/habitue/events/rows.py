@@ -10,7 +10,7 @@ the same as the API's in `tests/events/test_import_effects.py`).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from habitue.rules.types import EarnPoints
@@ -40,8 +40,11 @@ def recorded_payload(
 
 
 def instant(value: datetime) -> str:
-    """An instant as the API's answers write it (`UtcDatetime`: UTC as `Z`)."""
-    text = value.astimezone(UTC).isoformat() if value.tzinfo is not None else value.isoformat()
+    """An instant as the API's answers write it (`UtcDatetime`: UTC as `Z`, another offset
+    kept, a naive value taken as UTC)."""
+    text = value.isoformat()
+    if value.tzinfo is None:  # taken as UTC
+        return text + "Z"
     return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 

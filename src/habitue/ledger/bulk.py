@@ -15,10 +15,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from habitue.ledger.expiry import lot_expiry
-from habitue.ledger.service import Leg
 
 TXN_COLS = (
     "id", "program_id", "member_id", "kind", "reference", "event_id", "actor", "reason",
@@ -35,6 +34,20 @@ LOT_COLS = (
 _ACCOUNT, _AMOUNT, _REMAINING, _PENDING = (
     LOT_COLS.index(c) for c in ("account_id", "amount", "remaining", "pending_until")
 )
+
+
+class Credited(Protocol):
+    """Points credited by one rule: a `ledger.service.Leg`, or a decision's `EarnPoints`."""
+
+    @property
+    def amount(self) -> int: ...
+    @property
+    def rule_code(self) -> str | None: ...
+    @property
+    def rule_id(self) -> int | None: ...
+    @property
+    def rule_version(self) -> int | None: ...
+
 
 Time = Callable[[datetime | None], Any]
 """How the bulk writer wants a timestamp in its rows (a database-ready value)."""
@@ -63,13 +76,15 @@ class BulkCredits:
     lots: list[tuple[Any, ...]] = field(default_factory=list)
     balance: dict[int, int] = field(default_factory=dict)
     """Per account id, what the chunk adds to its balance."""
+    _now: datetime | None = None
+    _now_ts: Any = None
 
     def earn(
         self,
         txn_id: int,
         member_id: int,
         account: int,
-        legs: Sequence[Leg],
+        legs: Sequence[Credited],
         *,
         event_id: str,
         earned_at: datetime,
@@ -85,7 +100,9 @@ class BulkCredits:
         """
         terms, ts = self.terms, self.time
         pid = terms.program_id
-        now_ts = ts(now)
+        if now is not self._now:
+            self._now, self._now_ts = now, ts(now)
+        now_ts = self._now_ts
         total = 0
         post = self.postings.append
         for leg in legs:

@@ -47,7 +47,6 @@ from habitue.events.models import Event, EventLine
 from habitue.ids import new_id
 from habitue.ledger import bulk
 from habitue.ledger.models import Account, LedgerTransaction, Lot, Posting
-from habitue.ledger.service import Leg
 from habitue.members.cards import new_card_numbers
 from habitue.members.models import Card, Member
 from habitue.messaging.models import OutboxEvent
@@ -346,7 +345,7 @@ def _prepare_chunk(
     # (by member, account, transaction, event) is filled in ascending order, one page after
     # the next, instead of at random places.
     todo.sort(key=lambda pair: pair[1].id)
-    decided: list[tuple[EventInput, _Member, list[EarnPoints], list[Leg]]] = []
+    decided: list[tuple[EventInput, _Member, list[EarnPoints], list[EarnPoints]]] = []
     snapshots: dict[int, MemberSnapshot] = {}
     decide, rules, program_snap = rules_decide.decide, program.rules, program.snapshot
     exponent = program_snap.currency_exponent
@@ -376,9 +375,7 @@ def _prepare_chunk(
             continue
         effects = [e for e in decision.effects if isinstance(e, EarnPoints)]
         # As the API credits them (`events.service`): the positive legs.
-        legs = [
-            Leg(e.amount, e.rule_code, e.rule_id, e.rule_version) for e in effects if e.amount > 0
-        ]
+        legs = [e for e in effects if e.amount > 0]
         if not all(-MAX_POINTS <= e.amount <= MAX_POINTS for e in effects) or not (
             sum(leg.amount for leg in legs) <= MAX_POINTS
         ):
