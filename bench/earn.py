@@ -1,28 +1,40 @@
 """bench/earn: purchases/s through the API on PostgreSQL vs pgbench TPC-B on the same server.
 
     .venv/bin/python bench/earn.py [--seconds 20] [--connections 32] [--rules]
+    .venv/bin/python bench/earn.py --shapes [--seconds 10] [--big 100000]
 
 Starts `habitue serve` (production settings, 2 workers) on a scratch database, enrols
 members, drives purchase events with unique ids through wrk at 32 connections, then runs
 pgbench TPC-B with 32 clients on the same PostgreSQL, and prints the figures and the ratio.
 With --rules the program gets 50 active rules (the rules benchmark's set) first.
+
+With --shapes it drives, one after the other, the request shapes tills send (see SHAPES): the
+member named by `id`, `external_id` or `card_number`; `occurred_at` from the till (a month
+back) or absent; with or without basket lines; an `Idempotency-Key` header; 1,000 and
+`--big` members (enrolled by the import). Each shape gets its own figure and ratio against
+pgbench measured before and after the shapes (their mean); the slowest shape is the figure that
+counts. `habitue ledger verify` runs at the end of each database.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import csv
 import os
 import secrets
+import subprocess
 import sys
 import tempfile
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import pgbench_tps, run_wrk, scratch_pg, server  # noqa: E402
+from _common import BIN, pgbench_tps, run_wrk, scratch_pg, server  # noqa: E402
 
 from habitue.migrate import upgrade  # noqa: E402
 
@@ -63,6 +75,111 @@ async def _seed(base: str, admin: str, members: int, with_rules: bool) -> tuple[
         return r.json()["key"], list(ids)
 
 
+@dataclass(frozen=True)
+class Shape:
+    """One way a till sends a purchase."""
+
+    by: str = "id"  # how the member is named
+    time: str = "now"  # "now": no occurred_at; "past": the till's time, a month back
+    lines: bool = True
+    idempotency_key: bool = False
+
+    def label(self) -> str:
+        return (f"{self.by}, {'till time' if self.time == 'past' else 'no time'}, "
+                f"{'lines' if self.lines else 'no lines'}"
+                f"{', Idempotency-Key' if self.idempotency_key else ''}")
+
+
+# bench/earn's own shape first, then one change at a time, then the outside load test's shape.
+SHAPES = [
+    Shape(),
+    Shape(by="external_id"),
+    Shape(by="card_number"),
+    Shape(time="past"),
+    Shape(lines=False),
+    Shape(idempotency_key=True),
+    Shape(by="external_id", time="past", lines=False),
+]
+
+
+def _enrol_by_import(url: str, members: int) -> None:
+    """Enrol `members` members as a migration would: `habitue import purchases --enrol-missing`
+    of one purchase each, a year back (their cards are issued by the import)."""
+    when = (datetime.now(UTC) - timedelta(days=365)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    with tempfile.NamedTemporaryFile("w", suffix=".csv", delete=False, newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["member_external_id", "external_id", "occurred_at", "total"])
+        for i in range(members):
+            w.writerow([f"m{i}", f"seed-{i}", when, "10.00"])
+    env = {**os.environ, "HABITUE_DATABASE_URL": url}
+    try:
+        subprocess.run([str(BIN / "habitue"), "import", "purchases", fh.name, "--program",
+                        "bench", "--enrol-missing"], env=env, check=True, capture_output=True)
+    finally:
+        os.unlink(fh.name)
+
+
+def _member_names(url: str) -> list[str]:
+    """Each member as "public id,external id,card number"."""
+    import psycopg
+
+    dsn = url.replace("postgresql+psycopg", "postgresql")
+    with psycopg.connect(dsn) as conn:
+        rows = conn.execute(
+            "SELECT m.public_id, m.external_id, min(c.number) FROM members m "
+            "JOIN cards c ON c.member_id = m.id AND c.status = 'active' "
+            "GROUP BY m.public_id, m.external_id"
+        ).fetchall()
+    return [f"{a},{b},{c}" for a, b, c in rows]
+
+
+def _verify(url: str) -> bool:
+    done = subprocess.run([str(BIN / "habitue"), "ledger", "verify"],
+                          env={**os.environ, "HABITUE_DATABASE_URL": url}, capture_output=True)
+    return done.returncode == 0
+
+
+def shapes(args: argparse.Namespace) -> None:
+    """Every shape of SHAPES on 1,000 members, the slowest ones again on `--big` members."""
+    before = pgbench_tps(clients=args.connections, seconds=args.seconds)
+    results: list[tuple[str, int, dict[str, float]]] = []
+    verified: list[bool] = []
+    for count in (1000, args.big):
+        admin = secrets.token_hex(16)
+        with scratch_pg("bench_shapes") as url:
+            upgrade(url)
+            with server(url, admin, workers=args.workers) as base:
+                key, _ = asyncio.run(_seed(base, admin, 0, args.rules))
+                _enrol_by_import(url, count)
+                with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as fh:
+                    fh.write("\n".join(_member_names(url)))
+                script = Path(__file__).with_name("shapes.lua")
+                todo = SHAPES if count == 1000 else [SHAPES[0], SHAPES[-1]]
+                for shape in todo:
+                    os.environ.update({
+                        "BENCH_MEMBERS": fh.name, "BENCH_KEY": key, "BENCH_BY": shape.by,
+                        "BENCH_TIME": shape.time, "BENCH_LINES": "1" if shape.lines else "0",
+                        "BENCH_IDEM": "1" if shape.idempotency_key else "0",
+                    })
+                    got = run_wrk(base + "/v1/programs/bench/events", script,
+                                  connections=args.connections, seconds=args.seconds)
+                    results.append((shape.label(), count, got))
+                os.unlink(fh.name)
+            verified.append(_verify(url))
+    after = pgbench_tps(clients=args.connections, seconds=args.seconds)
+    tps = (before + after) / 2
+    print(f"rules: {'50 active' if args.rules else 'base rate only'}; pgbench TPC-B "
+          f"(32 cl., scale 10) {before:.0f} before, {after:.0f} after, mean {tps:.0f}")
+    print(f"{'shape':<52}{'members':>9}{'events/s':>10}{'p50 ms':>8}{'p99 ms':>8}"
+          f"{'non2xx':>8}{'ratio':>7}")
+    for label, count, got in results:
+        print(f"{label:<52}{count:>9,}{got['rps']:>10.0f}{got['p50_ms']:>8.1f}"
+              f"{got['p99_ms']:>8.1f}{got['non2xx']:>8.0f}{got['rps'] / tps:>7.2f}")
+    slowest = min(results, key=lambda r: r[2]["rps"])
+    print(f"slowest: {slowest[0]} on {slowest[1]:,} members, {slowest[2]['rps'] / tps:.2f} x "
+          f"pgbench; ledger verify {'ok' if all(verified) else 'BREACH'}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=int, default=20)
@@ -70,7 +187,12 @@ def main() -> None:
     ap.add_argument("--members", type=int, default=2000)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--rules", action="store_true", help="50 active rules")
+    ap.add_argument("--shapes", action="store_true", help="every request shape tills send")
+    ap.add_argument("--big", type=int, default=100_000, help="members of the large program")
     args = ap.parse_args()
+    if args.shapes:
+        shapes(args)
+        return
     admin = secrets.token_hex(16)
     with scratch_pg("bench_earn") as url:
         upgrade(url)

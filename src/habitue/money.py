@@ -51,6 +51,33 @@ def parse_minor(value: str, exponent: int, *, allow_negative: bool = False) -> i
     return minor
 
 
+UNIT_PRICE_EXTRA_PLACES = 4
+"""Decimals a unit price may carry beyond the currency's (0.0125 EUR a gram: 4 places)."""
+
+
+def parse_unit_price(value: str, exponent: int) -> Decimal:
+    """A unit price in minor units, exactly, with up to `UNIT_PRICE_EXTRA_PLACES` decimals
+    beyond the currency's precision (a price per gram or per litre); never negative."""
+    if not isinstance(value, str):
+        raise MoneyFormatError("not a decimal string")
+    m = _AMOUNT.fullmatch(value)
+    if m is None or m.group(1):
+        raise MoneyFormatError("not a plain non-negative decimal number such as 12.50")
+    places = exponent + UNIT_PRICE_EXTRA_PLACES
+    frac = m.group(3) or ""
+    if frac[places:].strip("0"):
+        raise MoneyFormatError(f"more than {places} decimal places")
+    minor = Decimal(f"{m.group(2)}.{frac or '0'}").scaleb(exponent)
+    if minor > MAX_MINOR:
+        raise MoneyFormatError("too large")
+    return minor
+
+
+def round_minor(value: Decimal) -> int:
+    """A fractional amount of minor units to a whole one, half up (a till's line total)."""
+    return int(value.to_integral_value(rounding=ROUND_HALF_UP))
+
+
 def format_minor(minor: int, exponent: int) -> str:
     """Minor units back to a decimal string with the currency's precision."""
     if exponent == 0:

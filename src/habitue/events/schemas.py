@@ -47,6 +47,9 @@ class LineIn(Strict):
         default=Decimal(1), gt=0, le=Decimal(1_000_000), decimal_places=6, allow_inf_nan=False
     )
     unit_price: str
+    """Price of one unit; up to 4 decimals beyond the currency's (a price per gram)."""
+    amount: str | None = None
+    """The line's total as the till charged it (6 for 313.00); wins over quantity × unit_price."""
 
     @field_validator("quantity", mode="before")
     @classmethod

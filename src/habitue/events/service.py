@@ -47,7 +47,14 @@ from habitue.ledger.service import Leg
 from habitue.members import service as members_service
 from habitue.members.service import MemberRef
 from habitue.messaging import outbox
-from habitue.money import MoneyFormatError, format_minor, parse_minor
+from habitue.money import (
+    MAX_MINOR,
+    MoneyFormatError,
+    format_minor,
+    parse_minor,
+    parse_unit_price,
+    round_minor,
+)
 from habitue.programs.service import ProgramInfo
 from habitue.rules import decide as rules_decide
 from habitue.rules.compile import CompiledRule
@@ -137,15 +144,23 @@ def prepare(program: ProgramInfo, body: EventCreate, *, now: datetime) -> Prepar
         raise ValidationFailed("spend_points", "only a purchase can be paid with points")
     lines: list[LineInput] = []
     for i, line in enumerate(body.lines):
-        unit = _money(line.unit_price, f"lines[{i}].unit_price", exp)
-        amount_dec = (line.quantity * unit).to_integral_value()
+        try:
+            unit = parse_unit_price(line.unit_price, exp)
+        except MoneyFormatError as exc:
+            raise ValidationFailed(f"lines[{i}].unit_price", str(exc)) from exc
+        if line.amount is not None:
+            amount = _money(line.amount, f"lines[{i}].amount", exp)
+        else:
+            amount = round_minor(line.quantity * unit)
+            if amount > MAX_MINOR:
+                raise ValidationFailed(f"lines[{i}]", "quantity × unit_price is too large")
         lines.append(
             LineInput(
                 sku=line.sku,
                 category=line.category,
                 quantity=line.quantity,
-                unit_price_minor=unit,
-                amount_minor=int(amount_dec),
+                unit_price_minor=round_minor(unit),
+                amount_minor=amount,
             )
         )
     if lines:
