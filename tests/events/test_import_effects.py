@@ -54,11 +54,14 @@ def frozen() -> Iterator[datetime]:
 
 
 def purchases(now: datetime) -> list[dict[str, Any]]:
-    """Twelve purchases of two members over the last day, as `POST /events` bodies."""
+    """Twelve purchases of two members over the last day, two lines each, as `POST /events`
+    bodies."""
     return [
         {"type": "purchase", "member": {"external_id": MEMBERS[i % 2]},
          "external_id": f"R{i:03d}", "occurred_at": (now - timedelta(hours=24 - i)).isoformat(),
-         "total": f"{10 + 3 * i}.50"}
+         "total": f"{10 + 3 * i}.50",
+         "lines": [{"sku": "coffee", "quantity": "2", "unit_price": "1.25"},
+                   {"sku": "cake", "quantity": "1", "unit_price": f"{8 + 3 * i}.00"}]}
         for i in range(12)
     ]  # fmt: skip
 
@@ -105,6 +108,8 @@ QUERIES = {
     "tier_credits": "SELECT m.external_id, e.external_id, x.amount "
     "FROM tier_contributions x " + M + E,
     "tiers": "SELECT m.external_id, x.rank FROM tier_status x " + M,
+    "lines": "SELECT e.external_id, x.line_no, x.sku, x.quantity, x.unit_price_minor, "
+    "x.amount_minor FROM event_lines x " + E,
 }
 """What each table holds of a program (`x` is the table, `m` its member, `e` its event)."""
 
@@ -191,9 +196,12 @@ async def test_each_effect_kind_the_same_through_the_api_the_import_and_a_quote(
     path = tmp_path / "purchases.csv"
     with path.open("w", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow(["member_external_id", "external_id", "occurred_at", "total"])
+        w.writerow(["member_external_id", "external_id", "occurred_at", "total", "sku",
+                    "quantity", "unit_price"])  # fmt: skip
         for b in bodies:
-            w.writerow([b["member"]["external_id"], b["external_id"], b["occurred_at"], b["total"]])
+            for ln in b["lines"]:
+                w.writerow([b["member"]["external_id"], b["external_id"], b["occurred_at"],
+                            b["total"], ln["sku"], ln["quantity"], ln["unit_price"]])  # fmt: skip
     engine = make_sync_engine(db_url)
     try:
         processes: dict[str, Any] = {"writer_process": True, "workers": workers} if workers else {}

@@ -66,9 +66,10 @@ def body_of(
                 category=ln.category,
                 quantity=ln.quantity,
                 unit_price=format_minor(ln.unit_price_minor, exponent),
+                amount=format_minor(ln.amount_minor, exponent),
             )
             for ln in event.lines
-        ],  # fmt: skip
+        ],
     )
 
 

@@ -24,7 +24,7 @@ from habitue.events.importer.report import (
     ImportReport,
 )
 from habitue.events.service import CENT_TOLERANCE
-from habitue.money import format_minor
+from habitue.money import format_minor, round_minor
 from habitue.rules.types import (
     EventInput,
     LineInput,
@@ -230,7 +230,7 @@ def _parse_group(
                 raise ValueError("rows of one purchase disagree on total")
             qty = _parse_quantity(get(r, "quantity") or "1")
             unit = _parse_amount(get(r, "unit_price"), "unit_price", exponent)
-            amount = int((qty * unit).to_integral_value())
+            amount = round_minor(qty * unit)  # half up, as the API rounds a line
             if amount > MAX_AMOUNT_MINOR:
                 raise ValueError("line amount (quantity × unit_price): too large")
             lines.append(
