@@ -1,10 +1,10 @@
 """The import's processes: `python -m habitue.events.import_writer IN_FD OUT_FD [writer|worker]`.
 
-Started by `habitue import purchases` for large files (see `importer._ProcessWriter`): a
-writer reads pickled chunks from IN_FD and reports commits on OUT_FD; a worker of a
+Started by `habitue import purchases` for large files (`importer.partitioning._ProcessWriter`):
+a writer reads pickled chunks from IN_FD and reports commits on OUT_FD; a worker of a
 partitioned import reads its job, its part of each chunk (CSV rows) and the decisions to
-commit, and prepares and writes its parts itself (`importer.import_worker`). The database
-URL comes in `HABITUE_IMPORT_URL` so that it never shows in the process list.
+commit, and prepares and writes its parts itself (`importer.partitioning.import_worker`).
+The database URL comes in `HABITUE_IMPORT_URL` so that it never shows in the process list.
 """
 
 from __future__ import annotations

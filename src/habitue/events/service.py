@@ -30,6 +30,7 @@ from habitue.db import (
 from habitue.errors import ValidationFailed
 from habitue.events import apply as apply_effects
 from habitue.events import hooks
+from habitue.events import rows as event_rows
 from habitue.events.errors import (
     CurrencyMismatch,
     LinesMismatch,
@@ -412,43 +413,28 @@ async def _earn(
         rows.append(
             outbox.outbox_row(
                 program.id,
-                "points.spent",
+                event_rows.POINTS_SPENT,
                 member.public_id,
-                {
-                    "member_id": member.public_id,
-                    "points": spent,
-                    "event_id": event_id,
-                    "reason": "till",
-                },
+                event_rows.spent_payload(member.public_id, spent, event_id),
             )
         )
     if earned:
         rows.append(
             outbox.outbox_row(
                 program.id,
-                "points.earned",
+                event_rows.POINTS_EARNED,
                 member.public_id,
-                {
-                    "member_id": member.public_id,
-                    "points": earned,
-                    "event_id": event_id,
-                    "event_type": body.type,
-                    "pending": pending,
-                },
+                event_rows.earned_payload(member.public_id, earned, event_id, body.type, pending),
             )
         )
     rows.append(
         outbox.outbox_row(
             program.id,
-            "event.recorded",
+            event_rows.EVENT_RECORDED,
             member.public_id,
-            {
-                "member_id": member.public_id,
-                "event_id": event_id,
-                "type": body.type,
-                "external_id": body.external_id,
-                "total": response.total,
-            },
+            event_rows.recorded_payload(
+                member.public_id, event_id, body.type, body.external_id, response.total
+            ),
         )
     )
     await _insert_event(

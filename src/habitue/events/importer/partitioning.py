@@ -1,0 +1,444 @@
+"""Large imports: worker processes that each prepare and write their share of the members,
+a chunk committed by all of them or by none."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import queue
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from contextlib import suppress
+from dataclasses import dataclass
+from datetime import datetime
+from multiprocessing import connection as mp_connection
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    Engine,
+)
+
+from habitue.db import make_sync_engine
+from habitue.events.importer.preparing import (
+    _Chunk,
+    _InFlight,
+    _prepare_chunk,
+)
+from habitue.events.importer.program import (
+    _load_program,
+    member_share,
+)
+from habitue.events.importer.reading import (
+    _groups,
+    _Layout,
+    _open_csv,
+    _rows,
+)
+from habitue.events.importer.report import (
+    ImportReport,
+)
+from habitue.events.importer.sql import (
+    _Ids,
+)
+from habitue.events.importer.writing import (
+    ImportConflict,
+    _child_writer,
+    _no_collection,
+    _read_ahead,
+    _report_failure,
+)
+
+
+@dataclass(frozen=True)
+class _Job:
+    """What every worker of a partitioned import is told before its first rows."""
+
+    program_code: str
+    header: list[str]
+    enrol_missing: bool
+    source: str
+    now: datetime
+    part: int
+    parts: int
+
+
+def import_worker(
+    url: str, inbox: mp_connection.Connection, outbox: mp_connection.Connection
+) -> None:
+    """A worker process of a partitioned import (`python -m habitue.events.import_writer IN
+    OUT worker`): receives a `_Job`, then its part of each chunk (the purchases of its
+    members) and the importing process's decisions, in the protocol of
+    `_import_partitioned`; reports its report at the end; after a failure it reports it,
+    rolls back what it had not committed and drains its inbox."""
+    job: _Job = inbox.recv()
+    share = (job.part, job.parts)
+    engine = make_sync_engine(url)
+    sqlite = engine.dialect.name == "sqlite"
+    # On SQLite the worker reads without taking the write lock, and writes through APSW;
+    # the workers' writes then take turns, while their preparing does not. Two SQLite
+    # libraries then have the database open in one process: the POSIX locks of one go when
+    # the other closes a file of it ("How To Corrupt An SQLite Database File", 2.2.1), so
+    # neither closes one until the work is done, and the reading side, holding no
+    # transaction, closes first.
+    reading = make_sync_engine(url, immediate=False) if sqlite else engine
+    # Whether this worker writes: on PostgreSQL each worker writes its part in its own
+    # transaction; on SQLite, which has one writer at a time, the first worker writes the
+    # whole chunk (the others' parts come with the decision).
+    writes = not sqlite or job.part == 0
+    messages = _read_ahead(inbox)
+    try:
+        report = ImportReport()
+        writer = _child_writer(engine, share)
+        try:
+            with reading.connect() as conn, _no_collection():
+                with conn.begin():
+                    program = _load_program(conn, job.program_code)
+                program.share = share
+                report.skipped_rules = program.skipped_rules
+                layout = _Layout.of(job.header)
+                ids = _Ids(conn, share)
+                in_flight = _InFlight()
+                waiting: _Chunk | None = None
+                """Written (or handed over) and not decided yet."""
+                staged: _Chunk | None = None
+                """Prepared while `waiting` waits for its decision."""
+                decided: int | None = None
+
+                def hand_in(chunk: _Chunk) -> _Chunk:
+                    part: bytes | None = None
+                    if writes:
+                        writer.write(chunk.writes)
+                    else:  # pickled here, so that the importing process only passes it on
+                        part = pickle.dumps(chunk.writes, pickle.HIGHEST_PROTOCOL)
+                    outbox.send(("ready", (chunk.writes.number, part)))
+                    chunk.writes.rows = []  # written or sent: only what later chunks need stays
+                    return chunk
+
+                for message in messages:
+                    kind, value = message
+                    if kind == "chunk":
+                        number, groups = value
+                        prepared = _prepare_chunk(
+                            conn,
+                            ids,
+                            in_flight,
+                            program,
+                            number,
+                            groups,
+                            layout,
+                            report,
+                            enrol_missing=job.enrol_missing,
+                            source=job.source,
+                            now=job.now,
+                        )
+                        in_flight.add(prepared)
+                        if waiting is None:
+                            waiting = hand_in(prepared)
+                        else:
+                            assert staged is None, "a chunk came before its turn"
+                            staged = prepared
+                    elif kind == "commit":
+                        number, parts = value
+                        assert waiting is not None
+                        assert waiting.writes.number == number
+                        if writes:
+                            for part in parts:
+                                writer.write(pickle.loads(part))  # noqa: S301 - our own worker's
+                            writer.commit()
+                            in_flight.committed(number)
+                        else:
+                            # The writing worker commits this chunk after this message:
+                            # it stays in flight here until the next decision, which
+                            # comes only once the writer has committed it.
+                            if decided is not None:
+                                in_flight.committed(decided)
+                            decided = number
+                        outbox.send(("committed", waiting.writes.rows_read))
+                        waiting = None
+                        if staged is not None:
+                            waiting, staged = hand_in(staged), None
+        finally:
+            if reading is not engine:
+                reading.dispose()
+            writer.close()  # rolls back a chunk that was not decided
+        outbox.send(("report", report))
+        outbox.send(("finished", 0))
+    except Exception as exc:  # reported to the importing process, which raises it
+        _report_failure(outbox, exc, messages)
+    finally:
+        engine.dispose()
+
+
+class ImportFailed(RuntimeError):
+    """The writer could not write a chunk; what it committed before stays."""
+
+
+class _ProcessWriter:
+    """Writes chunks in another process while the caller prepares the next ones: Python's
+    work there and the database's (in SQLite's case, in that process too) run side by side
+    on two cores, which threads under one interpreter lock would not.
+
+    The process is `python -m habitue.events.import_writer`, fed pickled chunks over a pipe
+    by a thread of this process (so that preparing never waits for a write unless two chunks
+    are already queued), and answering with the numbers of the chunks it committed.
+    """
+
+    def __init__(self, engine: Engine, *, role: str = "writer") -> None:
+        to_child, child_in = os.pipe()
+        child_out, from_child = os.pipe()
+        env = {**os.environ, "HABITUE_IMPORT_URL": engine.url.render_as_string(hide_password=False)}
+        args = [str(to_child), str(from_child), role]
+        self._process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+            [sys.executable, "-m", "habitue.events.import_writer", *args],
+            pass_fds=(to_child, from_child),
+            env=env,
+        )
+        os.close(to_child)
+        os.close(from_child)
+        self._send = mp_connection.Connection(child_in, readable=False)
+        self._recv = mp_connection.Connection(child_out, writable=False)
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=2)
+        self._feeder = threading.Thread(target=self._feed, name="habitue-import-feed", daemon=True)
+        self._feeder.start()
+        self._finished = False
+        self._ended = False
+        self._broken: str | None = None
+        self.report: ImportReport | None = None
+        """A worker's report, once it finished."""
+        self._ready: dict[int, Any] = {}
+        """A worker's chunks ready to commit, with the part it hands over (or None)."""
+        self._early: list[int] = []
+
+    def _feed(self) -> None:
+        while True:
+            writes = self._queue.get()
+            try:
+                self._send.send(writes)
+            except OSError as exc:
+                self._broken = f"the import's writer process stopped ({exc})"
+                return
+            if writes is None:
+                return
+
+    def submit(self, writes: Any) -> None:
+        self._put(writes)
+
+    def _put(self, writes: Any) -> None:
+        """Queue for the feeder, unless the writer is gone (then nobody would take it)."""
+        while True:
+            if self._broken is not None:
+                raise ImportFailed(self._broken)
+            if self._process.poll() is not None:
+                raise ImportFailed("the import's writer process stopped")
+            try:
+                self._queue.put(writes, timeout=1.0)
+                return
+            except queue.Full:
+                continue
+
+    def _take(self, message: tuple[str, Any]) -> int | None:
+        kind, value = message
+        if kind == "committed":
+            return int(value)
+        if kind == "finished":
+            self._finished = True
+            return None
+        if kind == "report":
+            self.report = value
+            return None
+        if kind == "ready":
+            number, part = value
+            self._ready[number] = part
+            return None
+        if kind == "conflict":
+            raise ImportConflict(value)
+        raise ImportFailed(value)
+
+    def _next(self) -> tuple[str, Any]:
+        """The writer's next message, waiting for it; a writer gone silent is a failure."""
+        while not self._recv.poll(1.0):
+            if self._process.poll() is not None:
+                raise ImportFailed("the import's writer process stopped")
+        try:
+            message: tuple[str, Any] = self._recv.recv()
+        except EOFError:
+            raise ImportFailed("the import's writer process stopped") from None
+        return message
+
+    def wait_ready(self, number: int) -> Any:
+        """Wait until a worker has chunk `number` ready to commit; the part it hands over."""
+        while number not in self._ready:
+            if self._finished:
+                raise ImportFailed("an import worker ended before its chunk was ready")
+            done = self._take(self._next())
+            if done is not None:
+                self._early.append(done)
+        return self._ready.pop(number)
+
+    def committed(self, *, wait: bool) -> list[int]:
+        """Chunks committed since the last call; with `wait`, at least one (or the end)."""
+        done, self._early = self._early, []
+        while not self._finished and ((wait and not done) or self._recv.poll()):
+            number = self._take(self._next())
+            if number is not None:
+                done.append(number)
+        return done
+
+    def end(self) -> None:
+        """Tell the process that nothing more comes after what it was handed."""
+        if not self._ended:
+            self._ended = True
+            self._put(None)
+
+    @property
+    def finished(self) -> bool:
+        return self._finished
+
+    def close(self) -> None:
+        """Stop after the chunks already handed over; raise what the writer reported."""
+        try:
+            self.end()
+            self._feeder.join()
+            while not self._finished:
+                self._take(self._next())
+        finally:
+            try:
+                self._process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+            self._send.close()
+            self._recv.close()
+
+
+WORKERS = 2
+"""Worker processes of a large import (`_import_partitioned`)."""
+
+
+def _import_partitioned(
+    engine: Engine,
+    program_code: str,
+    path: Path,
+    *,
+    parts: int,
+    enrol_missing: bool,
+    source: str,
+    chunk: int,
+    progress: Callable[[int], None] | None,
+    now: datetime,
+) -> ImportReport:
+    """An import shared by `parts` worker processes (`import_worker`), each preparing the
+    purchases of its share of the members on its own connection.
+
+    With one preparing process and one writer, the preparing side (Python, a core's worth of
+    work per 20,000 purchases on this VM) and the writing side (PostgreSQL's backend, or the
+    SQLite writer) each wait for the other part of the time; several workers keep both cores
+    busy. This process reads the file, cuts it into chunks and hands each purchase of a
+    chunk to the worker of its member (`member_share`); a repeated external id goes where
+    its first row went, so that one worker sees both and counts or rejects the repeat as a
+    single process would. Workers touch disjoint members, accounts, card numbers and, on
+    SQLite, ids (`_Ids`), so on PostgreSQL they never wait for one another's locks.
+
+    A chunk is committed by all its workers or by none. Each worker prepares its part and
+    reports it ready: on PostgreSQL written in its own open transaction; on SQLite (one
+    writer at a time) the first worker writes its part and the others send theirs. Once
+    every worker is ready this process sends the decision, and each commits (on SQLite the
+    first worker writes the others' parts in its transaction, then commits). A worker that
+    fails stops the import: the chunk's other parts are rolled back, what was committed
+    before stays, and a re-run skips it. The decision for a chunk goes out before the chunk
+    two after it, so a worker prepares its next part while it waits.
+    """
+    report = ImportReport()
+    with _open_csv(path) as (reader, header):
+        ext_at, member_at = header.index("external_id"), header.index("member_external_id")
+        workers: list[_ProcessWriter] = []
+        try:
+            for part in range(parts):
+                workers.append(_ProcessWriter(engine, role="worker"))
+                workers[-1].submit(
+                    _Job(program_code, header, enrol_missing, source, now, part, parts)
+                )
+
+            def settle(*, wait: bool) -> None:
+                for worker in workers:
+                    for rows in worker.committed(wait=wait):
+                        if progress is not None:
+                            progress(rows)
+
+            decided = 0
+
+            def decide(through: int) -> None:
+                """Commit every chunk up to `through`, as soon as all its parts are ready."""
+                nonlocal decided
+                while decided < through:
+                    number = decided + 1
+                    handed = [worker.wait_ready(number) for worker in workers]
+                    others = [p for p in handed[1:] if p is not None]
+                    for k, worker in enumerate(workers):
+                        worker.submit(("commit", (number, others if k == 0 else [])))
+                    decided = number
+                    settle(wait=False)
+
+            first_at: dict[str, int] = {}
+            batches: list[list[list[list[str]]]] = [[] for _ in range(parts)]
+            number, size = 0, 0
+            # The first chunks are smaller (a quarter of `chunk` per worker, then half), so
+            # that the workers start soon after the file is opened instead of waiting for
+            # whole chunks to be read.
+            limit = max(1, chunk // 4)
+
+            def cut() -> None:
+                nonlocal number, size, limit, batches
+                number += 1
+                decide(number - 2)
+                for worker, batch in zip(workers, batches, strict=True):
+                    worker.submit(("chunk", (number, batch)))
+                batches = [[] for _ in range(parts)]
+                size, limit = 0, min(chunk, 2 * limit)
+
+            with _no_collection():
+                for group in _groups(_rows(reader, report), ext_at):
+                    report.rows += len(group)
+                    first = group[0]
+                    ext = first[ext_at].strip() if ext_at < len(first) else ""
+                    to = first_at.get(ext)
+                    if to is None:
+                        member = first[member_at].strip() if member_at < len(first) else ""
+                        to = first_at[ext] = member_share(member, parts)
+                    batches[to].append(group)
+                    size += 1
+                    if size >= limit * parts:
+                        cut()
+                        settle(wait=False)
+                if size:
+                    cut()
+                decide(number)
+            for worker in workers:
+                worker.end()
+            for worker in workers:
+                while not worker.finished:
+                    for rows in worker.committed(wait=True):
+                        if progress is not None:
+                            progress(rows)
+        except BaseException:
+            # The workers roll back what they had not committed; the first failure is
+            # the one raised.
+            for worker in workers:
+                with suppress(BaseException):
+                    worker.close()
+            raise
+        failure: BaseException | None = None
+        for worker in workers:
+            try:
+                worker.close()
+            except BaseException as exc:  # the other workers still get closed
+                failure = failure or exc
+        if failure is not None:
+            raise failure
+    for worker in workers:
+        assert worker.report is not None
+        report.add(worker.report)
+    return report

@@ -1,0 +1,260 @@
+"""Reading the CSV: its columns, its rows grouped by purchase, and each purchase checked and
+parsed as the API would (a malformed row is rejected with its reason, never an error that
+stops the import)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from habitue import clock
+from habitue.bounds import MAX_AMOUNT_MINOR
+from habitue.events.importer.program import (
+    _Program,
+)
+from habitue.events.importer.report import (
+    ImportReport,
+)
+from habitue.events.service import CENT_TOLERANCE
+from habitue.money import format_minor, round_minor
+from habitue.rules.types import (
+    EventInput,
+    LineInput,
+)
+
+REQUIRED = ("member_external_id", "external_id", "occurred_at", "total")
+# A row's amounts and a purchase's points are bounded as the API bounds them (habitue.bounds):
+# MAX_AMOUNT_MINOR per total, unit price or line amount, MAX_POINTS per purchase.
+MAX_QUANTITY = Decimal(1_000_000)
+"""A line's largest quantity (the API's bound), given with at most `QUANTITY_PLACES` decimals."""
+QUANTITY_PLACES = 6
+ID_LENGTH, LABEL_LENGTH = 200, 100
+"""Longest external ids (member, purchase) and sku or category, as the tables hold them."""
+_DECIMAL = re.compile(r"(\d*)(?:\.(\d*))?")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_SURROGATE = re.compile(r"[\udc80-\udcff]")
+CHUNK = 100_000
+"""Purchases per transaction. Each chunk rewrites most leaf pages of the member-keyed
+indexes whatever its size (a chunk names most members), so larger chunks rewrite them
+fewer times; a partitioned import's first batches are smaller (`_import_partitioned`)."""
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """The CSV's columns: rows are read as lists and fields looked up by position."""
+
+    header: list[str]
+    index: dict[str, int]
+    required: tuple[tuple[str, int], ...]
+    texts: tuple[tuple[int, int], ...]
+    """(position, longest length) of the text columns the import stores."""
+
+    @classmethod
+    def of(cls, header: list[str]) -> _Layout:
+        index = {name: i for i, name in enumerate(header)}
+        limits = {"member_external_id": ID_LENGTH, "external_id": ID_LENGTH,
+                  "sku": LABEL_LENGTH, "category": LABEL_LENGTH}  # fmt: skip
+        texts = tuple((index[c], n) for c, n in limits.items() if c in index)
+        return cls(header, index, tuple((col, index[col]) for col in REQUIRED), texts)
+
+    def get(self, row: list[str], col: str) -> str:
+        i = self.index.get(col)
+        return row[i] if i is not None and i < len(row) else ""
+
+    def as_dict(self, row: list[str]) -> dict[str, str]:
+        """The row by column, for the rejects file: fields beyond the header as `extra 1`,
+        `extra 2`…, bytes that were not UTF-8 as U+FFFD."""
+        names = self.header + [f"extra {n}" for n in range(1, len(row) - len(self.header) + 1)]
+        return {name: _printable(value) for name, value in zip(names, row, strict=False)}
+
+
+def _printable(value: str) -> str:
+    if value.isascii():
+        return value
+    return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+def _rows(reader: Any, report: ImportReport) -> Iterator[list[str]]:
+    """The CSV's rows after its header; blank lines skipped, and a line the CSV reader
+    cannot read (a field over its size limit) counted as a rejected row."""
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            report.rows += 1
+            report.rejected += 1
+            report.rejects.append(({}, f"line {reader.line_num}: not readable as CSV ({exc})"))
+            continue
+        if row:
+            yield row
+
+
+@contextmanager
+def _open_csv(path: Path) -> Iterator[tuple[Any, list[str]]]:
+    """A reader of the file and its header. Text is UTF-8 (a byte-order mark is skipped);
+    bytes that are not come through as lone surrogates, and their rows are rejected
+    (`_check_row`) instead of stopping the import."""
+    with path.open("rb") as raw:
+        text_in = io.TextIOWrapper(raw, encoding="utf-8-sig", errors="surrogateescape", newline="")
+        reader = csv.reader(text_in)
+        try:
+            header = [h.strip() for h in next(reader, [])]
+        except csv.Error as exc:
+            raise ValueError(f"the CSV's header is not readable ({exc})") from exc
+        missing = [c for c in REQUIRED if c not in header]
+        if missing:
+            raise ValueError(f"the CSV lacks columns {missing}")
+        yield reader, header
+
+
+def _groups(reader: Iterator[list[str]], key: int) -> Iterator[list[list[str]]]:
+    group: list[list[str]] = []
+    for row in reader:
+        if group and (row[key] if key < len(row) else "") != group[0][key]:
+            yield group
+            group = []
+        group.append(row)
+    if group:
+        yield group
+
+
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+"""The earliest `occurred_at` taken (earlier ones are rejected: no date arithmetic near the
+calendar's start can then overflow)."""
+
+
+def _parse_time(value: str) -> datetime:
+    try:
+        dt = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        if dt.tzinfo is None:
+            raise ValueError("occurred_at must carry a UTC offset")
+        at = clock.as_utc(dt)
+    except OverflowError as exc:  # an offset past the calendar's ends
+        raise ValueError("out of range") from exc
+    if at < EARLIEST:
+        raise ValueError("before 1970")
+    return at
+
+
+def _parse_decimal(value: str, what: str, places: int) -> tuple[int, int]:
+    """A plain decimal (digits, optionally a point and more digits) as an integer scaled by
+    10**places, and its number of integer digits. Signs, exponents, NaN, infinities and
+    thousands separators are refused, as are non-zero digits beyond `places` (never rounded)."""
+    text = value.strip()
+    if text.startswith("-") and _DECIMAL.fullmatch(text[1:]) and len(text) > 1:
+        raise ValueError(f"{what}: must not be negative")
+    match = _DECIMAL.fullmatch(text)
+    if match is None or not any(c.isdigit() for c in text):
+        raise ValueError(f"{what}: not a decimal number (digits and an optional decimal point)")
+    whole, frac = match.group(1).lstrip("0"), match.group(2) or ""
+    if frac[places:].strip("0"):
+        raise ValueError(f"{what}: more than {places} decimal places")
+    if len(whole) > 18:
+        raise ValueError(f"{what}: too large")
+    return int((whole or "0") + frac[:places].ljust(places, "0")), len(whole)
+
+
+def _parse_amount(value: str, what: str, exponent: int) -> int:
+    """An amount in minor units, at most `MAX_AMOUNT_MINOR`."""
+    minor, _ = _parse_decimal(value, what, exponent)
+    if minor > MAX_AMOUNT_MINOR:
+        raise ValueError(f"{what}: too large (at most {format_minor(MAX_AMOUNT_MINOR, exponent)})")
+    return minor
+
+
+def _parse_quantity(value: str) -> Decimal:
+    scaled, _ = _parse_decimal(value, "quantity", QUANTITY_PLACES)
+    quantity = Decimal(scaled).scaleb(-QUANTITY_PLACES).normalize()
+    if not quantity:
+        raise ValueError("quantity must be positive")
+    if quantity > MAX_QUANTITY:
+        raise ValueError(f"quantity: too large (at most {MAX_QUANTITY})")
+    # Plain notation, never an exponent (`normalize` gives 1E+1 for 10).
+    return quantity.quantize(Decimal(1)) if quantity == quantity.to_integral() else quantity
+
+
+def _check_row(row: list[str], layout: _Layout) -> None:
+    """A row's shape and text: as many fields as the header, valid UTF-8, no control
+    characters nor over-long values in what is stored (PostgreSQL refuses NUL in text)."""
+    if len(row) != len(layout.header):
+        raise ValueError(f"the row has {len(row)} fields, the header {len(layout.header)}")
+    joined = "".join(row)
+    if not joined.isascii():
+        bad = _SURROGATE.search(joined)
+        if bad is not None:
+            byte = ord(bad.group()) - 0xDC00
+            raise ValueError(f"not valid UTF-8 (byte 0x{byte:02X})")
+    check_controls = _CONTROL.search(joined) is not None
+    for col, limit in layout.texts:
+        value = row[col]
+        if check_controls and _CONTROL.search(value):
+            raise ValueError(f"{layout.header[col]}: control character")
+        if len(value) > limit:
+            raise ValueError(f"{layout.header[col]}: longer than {limit} characters")
+
+
+def _parse_group(
+    rows: list[list[str]], layout: _Layout, program: _Program, latest: datetime
+) -> tuple[EventInput, str]:
+    """One purchase from its rows; `latest` is the last acceptable `occurred_at`."""
+    get = layout.get
+    exponent = program.snapshot.currency_exponent
+    for r in rows:
+        _check_row(r, layout)
+    first = rows[0]
+    for col, i in layout.required:
+        if not first[i].strip():
+            raise ValueError(f"{col} is missing")
+    try:
+        occurred = _parse_time(get(first, "occurred_at"))
+    except ValueError as exc:
+        raise ValueError(f"occurred_at: {exc}") from exc
+    if occurred > latest:
+        raise ValueError("occurred_at is in the future")
+    first_total = get(first, "total")
+    total = _parse_amount(first_total, "total", exponent)
+    lines: list[LineInput] = []
+    if "unit_price" in layout.index and any(get(r, "unit_price").strip() for r in rows):
+        for r in rows:
+            if get(r, "total") != first_total:
+                raise ValueError("rows of one purchase disagree on total")
+            qty = _parse_quantity(get(r, "quantity") or "1")
+            unit = _parse_amount(get(r, "unit_price"), "unit_price", exponent)
+            amount = round_minor(qty * unit)  # half up, as the API rounds a line
+            if amount > MAX_AMOUNT_MINOR:
+                raise ValueError("line amount (quantity × unit_price): too large")
+            lines.append(
+                LineInput(
+                    sku=(get(r, "sku") or None),
+                    category=(get(r, "category") or None),
+                    quantity=qty,
+                    unit_price_minor=unit,
+                    amount_minor=amount,
+                )
+            )
+        line_sum = sum(ln.amount_minor for ln in lines)
+        if abs(line_sum - total) > CENT_TOLERANCE:
+            raise ValueError(
+                f"lines add up to {format_minor(line_sum, exponent)}, "
+                f"total is {format_minor(total, exponent)}"
+            )
+    elif len(rows) > 1:
+        raise ValueError("duplicate external_id in the file")
+    event = EventInput(
+        type="purchase",
+        external_id=get(first, "external_id").strip(),
+        occurred_at=occurred,
+        total_minor=total,
+        lines=tuple(lines),
+    )
+    return event, get(first, "member_external_id").strip()
