@@ -27,7 +27,7 @@ from habitue.programs.errors import ProgramNotFound
 from habitue.programs.service import ProgramInfo
 from habitue.settings import Settings
 from habitue.tiers.benefits import benefits_of, privilege_list
-from habitue.web import account, limits
+from habitue.web import account, limits, words
 from habitue.web import service as web_service
 from habitue.web.codes import code128_svg, qr_svg
 from habitue.web.i18n import _l, normalise
@@ -138,6 +138,7 @@ async def _load(request: Request, code: str, *, signed_in: bool = True) -> Porta
     member_id: int | None = None
     info = None
     async with _db(request).read() as session:
+        own_words = await words.all_words(session, program.id)
         info = await web_service.load_session(session, token, "member")
         if info is not None and info.program_id == program.id and info.member_id is not None:
             public_id = await web_service.public_id_of(session, program, info.member_id)
@@ -152,6 +153,7 @@ async def _load(request: Request, code: str, *, signed_in: bool = True) -> Porta
         member_locale=member.locale if member else None,
         timezone=program.timezone,
     )
+    page.words = own_words
     if signed_in and member is None:
         return page.redirect(signin_url(f"{base(program)}/signin", request.url.path))
     return Portal(page, program, member, member_id, token if member else None)

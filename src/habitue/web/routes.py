@@ -48,6 +48,7 @@ def routers() -> list[Any]:
     from habitue.web.admin_rewards import router as rewards_router
     from habitue.web.admin_tiers import router as tiers_router
     from habitue.web.admin_webhooks import router as webhooks_router
+    from habitue.web.admin_words import router as words_router
     from habitue.web.portal import router as portal_router
 
     return [
@@ -61,4 +62,5 @@ def routers() -> list[Any]:
         partners_router,
         webhooks_router,
         messages_router,
+        words_router,
     ]
