@@ -96,16 +96,15 @@ def test_a_code_without_a_label_is_made_readable_not_shown_raw() -> None:
     fr = i18n.translations("fr").gettext
     assert labels.label("privilege", "free_refill", fr) == "Recharge gratuite"
     assert labels.label("privilege", "corner_table", fr) == "Corner table"
-    assert (
-        labels.label("club_status", "trialing", i18n.translations("da").gettext) == "Gratis prøveperiode"
-    )
+    da = i18n.translations("da").gettext
+    assert labels.label("club_status", "trialing", da) == "Gratis prøveperiode"
 
 
 async def test_pages_show_labels_and_the_programs_own_words(
     client: httpx.AsyncClient, program: str, db: object
 ) -> None:
-    plan = {"code": "club", "name": "Club", "price": "5.00", "currency": "EUR"}
-    plan |= {"period": "monthly", "privileges": ["free_refill", "presale"]}
+    plan: dict[str, object] = {"code": "club", "name": "Club", "price": "5.00"}
+    plan |= {"currency": "EUR", "period": "monthly", "privileges": ["free_refill", "presale"]}
     assert (await client.post(f"/v1/programs/{program}/club/plans", json=plan)).status_code == 201
     await signup(client, program, locale="fr")
     page = await client.get(f"/app/{program}/club")
