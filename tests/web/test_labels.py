@@ -16,8 +16,9 @@ import httpx
 import pytest
 from babel.messages.pofile import read_po
 
+from habitue.analytics import rfm
 from habitue.clubs.schemas import SubscriptionStatus
-from habitue.members.schemas import MemberUpdate
+from habitue.members.schemas import CHANNELS, MemberUpdate
 from habitue.privacy.erasure import ERASED
 from habitue.rewards.redeem import _status_for
 from habitue.rewards.schemas import FulfilmentUpdate, RewardKind
@@ -65,6 +66,8 @@ PRODUCED: dict[str, set[str]] = {
     | {"canceled"},
     "effect_kind": {k.value for k in EffectKind} | {"return", "takeback"},
     "privilege": _demo_privileges(),
+    "rfm_group": set(rfm.SEGMENTS),
+    "consent": set(CHANNELS),
 }
 
 

@@ -323,7 +323,14 @@ async def members(request: Request, program: str, q: str = "") -> Response:
     if text:
         async with _db(request).read() as session:
             found = await _search(session, info, text)
-    return console.render("admin/members.html", q=text, found=found)
+    from habitue.web.admin_member_list import list_context  # the list's own module
+
+    listed = await list_context(request, console)
+    offered = request.query_params.get("offered", "")[:64]
+    count = request.query_params.get("count", "")[:9]
+    return console.render(
+        "admin/members.html", q=text, found=found, offered=offered, offered_count=count, **listed
+    )
 
 
 async def _search(session: AsyncSession, info: ProgramInfo, text: str) -> list[MemberRead]:

@@ -90,7 +90,29 @@ EFFECT_KINDS = {
     "tier": _l("Tier multiplier"),
     "club": _l("Club multiplier"),
 }
+RFM_GROUPS = {
+    "Champions": _l("Champions"),
+    "Loyal": _l("Loyal"),
+    "Potential loyalists": _l("Potential loyalists"),
+    "New": _l("New"),
+    "Promising": _l("Promising"),
+    "Need attention": _l("Need attention"),
+    "About to sleep": _l("About to sleep"),
+    "At risk": _l("At risk"),
+    "Can't lose them": _l("Can't lose them"),
+    "Hibernating": _l("Hibernating"),
+    "Lost": _l("Lost"),
+}
+CONSENT_CHANNELS = {
+    "email": _l("Email"),
+    "sms": _l("Text messages"),
+    "push": _l("Notifications"),
+    "analytics": _l("Analytics"),
+    "profiling": _l("Personal offers"),
+}
 GROUPS: dict[str, Mapping[str, str]] = {
+    "rfm_group": RFM_GROUPS,
+    "consent": CONSENT_CHANNELS,
     "privilege": PRIVILEGES,
     "member_status": MEMBER_STATUSES,
     "card_status": CARD_STATUSES,
