@@ -42,6 +42,7 @@ def routers() -> list[Any]:
     from habitue.web import portal_club, portal_rewards  # noqa: F401  (pages of the portal's router)
     from habitue.web.admin import router as admin_router
     from habitue.web.admin_campaigns import router as campaigns_router
+    from habitue.web.admin_club import router as club_router
     from habitue.web.admin_member_list import router as member_list_router
     from habitue.web.admin_messages import router as messages_router
     from habitue.web.admin_offers import router as offers_router
@@ -65,4 +66,5 @@ def routers() -> list[Any]:
         messages_router,
         words_router,
         member_list_router,
+        club_router,
     ]
