@@ -748,3 +748,84 @@ def test_the_portal_keeps_its_word_on_a_phone(
     finally:
         context.set_offline(False)
     context.close()
+
+
+@pytest.mark.parametrize("locale", ["en", "fr", "da"])
+def test_console_member_list_club_and_words(
+    server: str,
+    api: httpx.Client,
+    program: str,
+    browser: Any,
+    artifacts: Path,
+    db_url: str,
+    locale: str,
+) -> None:
+    """Issue 19, items 4 and 5, in each language: the member list with its filters and CSV
+    export, the club page with a payment at the counter, the Words page that names the
+    points; axe on each page, a screenshot of each."""
+    from habitue.web.i18n import translations
+
+    _ = translations(locale).gettext
+    plan = {"code": f"club-{locale}", "name": f"Club {locale}", "price": "4.50"}
+    plan |= {"currency": "EUR", "period": "monthly", "privileges": ["free_refill"]}
+    assert api.post(f"/v1/programs/{program}/club/plans", json=plan).status_code == 201
+    m = api.post(
+        f"/v1/programs/{program}/members",
+        json={
+            "first_name": "Maja",
+            "email": f"maja-{locale}@example.com",
+            "consents": {"sms": True},
+        },
+    ).json()
+    r = api.post(
+        f"/v1/programs/{program}/members/{m['id']}/club/subscriptions",
+        json={"plan": f"club-{locale}"},
+    )
+    assert r.status_code == 201, r.text
+    sub = r.json()["id"]
+    email = f"owner-{locale}-{secrets.token_hex(3)}@example.com"
+    maker = threading.Thread(target=lambda: asyncio.run(_staff(db_url, email)))
+    maker.start()
+    maker.join()
+    context = browser.new_context(viewport={"width": 1440, "height": 900}, locale=locale)
+    page = context.new_page()
+    pages = Pages(page, server, artifacts)
+    page.goto(f"{server}/admin/signin")
+    page.fill("#f-email", email)
+    page.fill("#f-password", STAFF_PASSWORD)
+    page.click("main button[type=submit]")
+    page.wait_for_function("!location.pathname.endsWith('/signin')")
+    page.goto(f"{server}/admin/{program}/members")
+    page.locator(f"footer button[lang={locale}]").click()
+    page.wait_for_load_state("load")
+    assert page.locator("html").get_attribute("lang") == locale
+
+    page.goto(f"{server}/admin/{program}/members")
+    page.select_option("#f-consent", "sms")
+    page.click("#filters button[type=submit]")
+    page.wait_for_url(re.compile(r".*consent=sms.*"))
+    assert page.locator(f'tr[data-id="{m["id"]}"]').is_visible()
+    assert "/members.csv?consent=sms" in (page.locator("#csv-export").get_attribute("href") or "")
+    pages.check(f"console-members-{locale}")
+    href = page.locator("#csv-export").get_attribute("href") or ""
+    csv_text = page.request.get(server + href).text()
+    assert m["id"] in csv_text
+
+    page.goto(f"{server}/admin/{program}/club")
+    row = page.locator(f"#sub-{sub}")
+    assert _("Waiting for the first payment") in row.inner_text()
+    pages.check(f"console-club-{locale}")
+    row.locator("button", has_text=_("Record a payment")).click()
+    page.wait_for_url(re.compile(r".*done=paid.*"))
+    assert page.locator(f"#sub-{sub}").get_attribute("data-status") == "active"
+    assert page.locator("#club-done").inner_text() == _(
+        "The payment is recorded: the membership is active."
+    )
+
+    page.goto(f"{server}/admin/{program}/words")
+    pages.check(f"console-words-{locale}")
+    page.fill(f"#w-{locale}-points-", f"grains-{locale}")
+    page.click("form button.primary[type=submit]")
+    page.locator("#words-saved").wait_for()
+    assert page.input_value(f"#w-{locale}-points-") == f"grains-{locale}"
+    context.close()
