@@ -119,7 +119,7 @@ async def test_owner_sees_every_catalogue_page(
     assert "€150.00" in silver.group(1)
     assert "×1.5" in silver.group(1)
     assert '<td class="num">1</td>' in silver.group(1)  # one member in Silver
-    assert "fast-lane" in tiers.text
+    assert "Fast lane" in tiers.text  # the privilege read, not its code
     assert '<td class="num" id="tier-total">3</td>' in tiers.text
     assert f'href="/admin/{program}/tiers/silver/edit"' in tiers.text
 

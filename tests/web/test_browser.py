@@ -296,7 +296,11 @@ def test_member_signs_up_sees_the_card_earns_and_switches_language(
     assert r.status_code == 201, r.text
     page.get_by_role("link", name="Rewards", exact=True).click()
     pages.check("portal-rewards")
-    page.get_by_role("button", name="Redeem A free coffee", exact=True).click()
+    page.get_by_role("link", name="Redeem A free coffee", exact=True).click()
+    page.wait_for_url(f"{base}/rewards/coffee-voucher")
+    assert page.locator("#after").inner_text() == "1,000"
+    pages.check("portal-redeem-confirm")
+    page.get_by_role("button", name="Spend 250 points", exact=True).click()
     page.wait_for_url(re.compile(r".*/coupons\?redeemed=coffee-voucher$"))
     code = page.locator(".coupon-code").first.get_attribute("data-code")
     assert code and re.fullmatch(r"[2-9A-Z]{4}-[2-9A-Z]{4}-[2-9A-Z]{4}-[2-9A-Z]{2}", code)
@@ -312,8 +316,15 @@ def test_member_signs_up_sees_the_card_earns_and_switches_language(
     page.get_by_role("link", name="Invite a friend", exact=True).click()
     assert page.locator("#referral-code").inner_text().strip()
     pages.check("portal-invite")
-    plan = {"code": "vip", "name": "VIP Club", "price": "9.90", "currency": "EUR",
-            "period": "monthly", "trial_days": 14, "multiplier": "2"}
+    plan = {
+        "code": "vip",
+        "name": "VIP Club",
+        "price": "9.90",
+        "currency": "EUR",
+        "period": "monthly",
+        "trial_days": 14,
+        "multiplier": "2",
+    }
     assert api.post(f"/v1/programs/{program}/club/plans", json=plan).status_code == 201
     page.get_by_role("link", name="My club", exact=True).click()
     page.get_by_role("button", name="Join VIP Club", exact=True).click()
@@ -346,10 +357,14 @@ def test_member_signs_up_sees_the_card_earns_and_switches_language(
     try:
         page.reload()
         assert page.locator("#card-number").get_attribute("data-number") == number
+        # Any other page of the portal: the portal's own offline page, not the browser's.
+        page.goto(f"{base}/points")
+        assert page.locator("#offline-message").is_visible()
+        page.screenshot(path=str(artifacts / "portal-offline-da.png"), full_page=True)
     finally:
         context.set_offline(False)
     context.close()
-    assert len(pages.audited) == 14
+    assert len(pages.audited) == 15
 
 
 def _catalogue(api: httpx.Client, program: str, member_id: str) -> None:
@@ -581,4 +596,236 @@ def test_admin_finds_a_member_adjusts_points_and_simulates(
     assert "Groupe témoin" in page.locator("#groups").inner_text()
     page.get_by_role("link", name="Simulateur de règles", exact=True).click()
     assert page.locator("h1").inner_text() == "Simulateur de règles"
+    context.close()
+
+
+@pytest.mark.parametrize("locale", ["en", "fr", "da"])
+def test_the_portal_keeps_its_word_on_a_phone(
+    server: str,
+    api: httpx.Client,
+    program: str,
+    browser: Any,
+    artifacts: Path,
+    db_url: str,
+    locale: str,
+) -> None:
+    """Issue 19, item 6, at 390×844 in each language: consents unticked, a friend's code at
+    sign-up, the card above the fold, redeem disabled below the cost and confirmed, a product
+    with its address and its order, a coupon code whole in each group, the invite's copy
+    button, a password change, and the offline page."""
+    from habitue.web.i18n import translations
+
+    _ = translations(locale).gettext
+    terms = {"referrer_points": 50, "referee_points": 25}
+    assert api.put(f"/v1/programs/{program}/referrals/settings", json=terms).status_code == 200
+    friend = api.post(f"/v1/programs/{program}/members", json={"first_name": "Leo"}).json()
+    ref = api.get(f"/v1/programs/{program}/members/{friend['id']}/referral-code").json()["code"]
+    for code, kind, cost in ((f"mug-{locale}", "product", 400), (f"tea-{locale}", "voucher", 100)):
+        body: dict[str, Any] = {"code": code, "kind": kind, "cost_points": cost}
+        body["texts"] = {locale: {"name": f"{kind}-{locale}"}}
+        if kind == "voucher":
+            body["value"] = "2.00"
+        assert api.post(f"/v1/programs/{program}/rewards", json=body).status_code == 201
+
+    context = browser.new_context(viewport={"width": 390, "height": 844}, locale=locale)
+    context.grant_permissions(["clipboard-read", "clipboard-write"], origin=server)
+    page = context.new_page()
+    pages = Pages(page, server, artifacts)
+    base = f"{server}/app/{program}"
+    page.goto(f"{base}/signup?ref={ref}")
+    assert page.locator("html").get_attribute("lang") == locale
+    assert page.input_value("#f-referral_code") == ref
+    boxes = page.locator("input[type=checkbox][name^=consent_]")
+    assert boxes.count() == 5
+    assert not any(boxes.nth(i).is_checked() for i in range(5))  # nothing ticked for them
+    pages.check(f"word-signup-{locale}")
+    email = f"word-{locale}-{secrets.token_hex(3)}@example.com"
+    page.fill("#f-email", email)
+    page.fill("#f-password", "a-long-password")
+    page.click("button.primary[type=submit]")
+    page.locator("#signup-sent").wait_for()
+    page.goto(_emailed_link(server, program, email, db_url))
+    page.wait_for_url(f"{base}/card")
+
+    # The card is first on a phone: its QR code is whole above the fold.
+    qr = page.locator("#qr svg").bounding_box()
+    assert qr is not None and qr["y"] >= 0 and qr["y"] + qr["height"] <= 844, qr
+    pages.check(f"word-card-{locale}")
+    member = page.request.get(f"{base}/export").json()["member"]
+    refs = api.get(f"/v1/programs/{program}/members/{member['id']}/referrals").json()
+    assert [r["status"] for r in refs] == ["pending"]  # the friend's code counted
+    r = api.post(
+        f"/v1/programs/{program}/events",
+        json={
+            "type": "purchase",
+            "member": {"id": member["id"]},
+            "external_id": new_code("till"),
+            "total": "250.00",
+        },
+    )
+    assert r.status_code == 201, r.text
+
+    # Redeem: disabled below the cost, with what is missing; confirmed before spending.
+    page.goto(f"{base}/rewards")
+    assert page.locator(f"#choose-mug-{locale}").is_disabled()
+    assert page.locator(f"#short-mug-{locale}").is_visible()
+    pages.check(f"word-rewards-{locale}")
+    page.click(f"#choose-tea-{locale}")
+    page.wait_for_url(f"{base}/rewards/tea-{locale}")
+    pages.check(f"word-redeem-confirm-{locale}")
+    page.click("#confirm-redeem")
+    page.wait_for_url(re.compile(r".*/coupons\?redeemed="))
+    groups = page.locator(".coupon-code .code-group")
+    assert groups.count() == 4
+    for i in range(4):  # no group broken across lines on a phone
+        assert groups.nth(i).evaluate("e => e.getClientRects().length") == 1
+        box = groups.nth(i).bounding_box()
+        assert box is not None and box["height"] < 60, box
+    pages.check(f"word-coupons-{locale}")
+
+    # A product asks for its address, refuses where the person looks, then shows its order.
+    r = api.post(
+        f"/v1/programs/{program}/events",
+        json={
+            "type": "purchase",
+            "member": {"id": member["id"]},
+            "external_id": new_code("till"),
+            "total": "400.00",
+        },
+    )
+    assert r.status_code == 201, r.text
+    page.goto(f"{base}/rewards/mug-{locale}")
+    page.fill("#f-address_name", "Ana Martin")
+    page.click("#confirm-redeem")
+    alert = page.locator("#e-reward")
+    assert alert.is_visible()
+    box = alert.bounding_box()
+    assert box is not None and 0 <= box["y"] < 844  # in view, not below the fold
+    assert page.locator("#e-address_city").inner_text() == _(
+        "Fill in this part of the delivery address."
+    )
+    pages.check(f"word-redeem-address-{locale}")
+    page.fill("#f-address_street", "3 rue des Lilas")
+    page.fill("#f-address_postcode", "75011")
+    page.fill("#f-address_city", "Paris")
+    page.fill("#f-address_country", "France")
+    page.click("#confirm-redeem")
+    page.wait_for_url(re.compile(r".*/rewards\?redeemed=mug-.*#orders$"))
+    assert _("Ordered: we are preparing it") in page.locator("#orders").inner_text()
+    pages.check(f"word-orders-{locale}")
+
+    # Invite: a link with the code, a copy button (and Share where the device has it).
+    page.goto(f"{base}/invite")
+    assert page.input_value("#invite-link").endswith(
+        f"/signup?ref={page.locator('#referral-code').get_attribute('data-code')}"
+    )
+    has_share = page.evaluate("() => typeof navigator.share === 'function'")
+    assert page.locator("#share-button").is_visible() == has_share
+    page.click("#copy-button")
+    assert page.locator("#share-status").inner_text() == _("Copied.")
+    pages.check(f"word-invite-{locale}")
+
+    # Password change, where the profile says so.
+    page.goto(f"{base}/profile")
+    page.fill("#f-current_password", "a-long-password")
+    page.fill("#f-new_password", "another-long-password")
+    page.click("#password button[type=submit]")
+    page.locator("#password-saved").wait_for()
+    pages.check(f"word-profile-{locale}")
+
+    # Offline: the card still opens, and another page shows the portal's offline page.
+    page.goto(f"{base}/card")
+    page.evaluate("async () => { await navigator.serviceWorker.ready; }")
+    page.reload()
+    page.wait_for_function("navigator.serviceWorker.controller !== null")
+    context.set_offline(True)
+    try:
+        page.goto(f"{base}/points")
+        assert page.locator("#offline-message").inner_text() == _(
+            "This page needs a connection. Your card still works: it opens without one."
+        )
+        page.screenshot(path=str(artifacts / f"word-offline-{locale}.png"), full_page=True)
+    finally:
+        context.set_offline(False)
+    context.close()
+
+
+@pytest.mark.parametrize("locale", ["en", "fr", "da"])
+def test_console_member_list_club_and_words(
+    server: str,
+    api: httpx.Client,
+    program: str,
+    browser: Any,
+    artifacts: Path,
+    db_url: str,
+    locale: str,
+) -> None:
+    """Issue 19, items 4 and 5, in each language: the member list with its filters and CSV
+    export, the club page with a payment at the counter, the Words page that names the
+    points; axe on each page, a screenshot of each."""
+    from habitue.web.i18n import translations
+
+    _ = translations(locale).gettext
+    plan = {"code": f"club-{locale}", "name": f"Club {locale}", "price": "4.50"}
+    plan |= {"currency": "EUR", "period": "monthly", "privileges": ["free_refill"]}
+    assert api.post(f"/v1/programs/{program}/club/plans", json=plan).status_code == 201
+    m = api.post(
+        f"/v1/programs/{program}/members",
+        json={
+            "first_name": "Maja",
+            "email": f"maja-{locale}@example.com",
+            "consents": {"sms": True},
+        },
+    ).json()
+    r = api.post(
+        f"/v1/programs/{program}/members/{m['id']}/club/subscriptions",
+        json={"plan": f"club-{locale}"},
+    )
+    assert r.status_code == 201, r.text
+    sub = r.json()["id"]
+    email = f"owner-{locale}-{secrets.token_hex(3)}@example.com"
+    maker = threading.Thread(target=lambda: asyncio.run(_staff(db_url, email)))
+    maker.start()
+    maker.join()
+    context = browser.new_context(viewport={"width": 1440, "height": 900}, locale=locale)
+    page = context.new_page()
+    pages = Pages(page, server, artifacts)
+    page.goto(f"{server}/admin/signin")
+    page.fill("#f-email", email)
+    page.fill("#f-password", STAFF_PASSWORD)
+    page.click("main button[type=submit]")
+    page.wait_for_function("!location.pathname.endsWith('/signin')")
+    page.goto(f"{server}/admin/{program}/members")
+    page.locator(f"footer button[lang={locale}]").click()
+    page.wait_for_load_state("load")
+    assert page.locator("html").get_attribute("lang") == locale
+
+    page.goto(f"{server}/admin/{program}/members")
+    page.select_option("#f-consent", "sms")
+    page.click("#filters button[type=submit]")
+    page.wait_for_url(re.compile(r".*consent=sms.*"))
+    assert page.locator(f'tr[data-id="{m["id"]}"]').is_visible()
+    assert "/members.csv?consent=sms" in (page.locator("#csv-export").get_attribute("href") or "")
+    pages.check(f"console-members-{locale}")
+    href = page.locator("#csv-export").get_attribute("href") or ""
+    csv_text = page.request.get(server + href).text()
+    assert m["id"] in csv_text
+
+    page.goto(f"{server}/admin/{program}/club")
+    row = page.locator(f"#sub-{sub}")
+    assert _("Waiting for the first payment") in row.inner_text()
+    pages.check(f"console-club-{locale}")
+    row.locator("button", has_text=_("Record a payment")).click()
+    page.wait_for_url(re.compile(r".*done=paid.*"))
+    assert page.locator(f"#sub-{sub}").get_attribute("data-status") == "active"
+    assert page.locator("#club-done").inner_text() == _(
+        "The payment is recorded: the membership is active."
+    )
+
+    page.goto(f"{server}/admin/{program}/words")
+    pages.check(f"console-words-{locale}")
+    page.fill(f"#w-{locale}-points-", f"grains-{locale}")
+    page.click("form button.primary[type=submit]")
+    page.locator("#words-saved").wait_for()
+    assert page.input_value(f"#w-{locale}-points-") == f"grains-{locale}"
     context.close()

@@ -39,7 +39,8 @@ async def test_the_portal_shows_privileges_and_won_coupons(
 
     card = await client.get(f"/app/{program}/card")
     assert card.status_code == 200
-    assert re.search(r'<li data-code="fast_lane">fast_lane · until ', card.text), card.text
+    shown = r'<li data-code="fast_lane">Fast lane at the counter · until '
+    assert re.search(shown, card.text), card.text
     page = await client.get(f"/app/{program}/coupons")
     assert f'data-code="{code}"' in page.text
     assert "A pastry on us" in page.text and "Ready to use" in page.text
@@ -62,7 +63,8 @@ async def test_the_console_member_page_shows_privileges_and_won_coupons(
     page = await client.get(f"/admin/{program}/members/{member}")
     assert page.status_code == 200
     privileges = re.search(r'<dd id="privileges">([^<]*)</dd>', page.text)
-    assert privileges is not None and privileges.group(1).startswith("fast_lane (until ")
+    assert privileges is not None
+    assert privileges.group(1).startswith("Fast lane at the counter (until ")
     assert 'id="coupons-won"' in page.text and f"<code>{code}</code>" in page.text
 
 

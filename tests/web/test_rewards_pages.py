@@ -42,17 +42,35 @@ async def test_redeem_a_reward_and_see_the_coupon(client: httpx.AsyncClient, pro
     assert f'href="/app/{program}/coupons"' in page.text  # in the navigation
     token = csrf_of(page.text)
 
-    # Not enough points: the refusal sits next to the reward, in French; nothing is spent.
-    r = await client.post(f"/app/{program}/rewards/five/redeem", data={"csrf_token": token})
+    # Not enough points: the button is disabled with what is missing; a post anyway is
+    # refused at the top of the reward's page, in French; nothing is spent.
+    assert 'id="choose-five" aria-describedby="short-five"' in page.text
+    assert "300 points de plus nécessaires." in page.text
+    r = await client.post(
+        f"/app/{program}/rewards/five/redeem", data={"csrf_token": token, "confirm": "yes"}
+    )
     assert r.status_code == 409
-    assert 'id="e-five"' in r.text
+    assert 'id="e-reward"' in r.text
     assert "Vous n'avez pas assez de points pour cette récompense." in r.text
     # Without the form's token: 403.
     r = await client.post(f"/app/{program}/rewards/five/redeem", data={})
     assert r.status_code == 403
 
     assert (await purchase(client, program, member_id, "400.00")).status_code == 201
+    page = await client.get(f"/app/{program}/rewards")
+    assert f'href="/app/{program}/rewards/five"' in page.text  # affordable: to its page
+    confirm = await client.get(f"/app/{program}/rewards/five")
+    assert confirm.status_code == 200
+    assert 'id="after">100<' in confirm.text  # what is left after spending
+    # Spending asks for the confirmation: a post without it spends nothing.
     r = await client.post(f"/app/{program}/rewards/five/redeem", data={"csrf_token": token})
+    assert r.status_code == 422
+    assert (await client.get(f"/app/{program}/export")).json()["member"]["balance"][
+        "available"
+    ] == 400
+    r = await client.post(
+        f"/app/{program}/rewards/five/redeem", data={"csrf_token": token, "confirm": "yes"}
+    )
     assert r.status_code == 303
     assert r.headers["location"] == f"/app/{program}/coupons?redeemed=five"
     coupons = await client.get(r.headers["location"])
@@ -121,10 +139,12 @@ async def test_referral_code_to_share(client: httpx.AsyncClient, program: str) -
     member_id = await _member_id(client, program)
     first = await client.get(f"/app/{program}/invite")
     assert first.status_code == 200
-    code = re.search(r'id="referral-code">([^<]+)<', first.text)
+    code = re.search(r'id="referral-code" data-code="([^"]+)"', first.text)
     assert code is not None
     again = await client.get(f"/app/{program}/invite")
     assert code.group(0) in again.text  # made once
+    assert f"/app/{program}/signup?ref={code.group(1)}" in first.text  # the link to share
+    assert 'id="copy-button"' in first.text and 'id="share-button"' in first.text
     api = await client.get(f"/v1/programs/{program}/members/{member_id}/referral-code")
     assert api.json()["code"] == code.group(1)
     client.cookies.clear()

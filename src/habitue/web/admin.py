@@ -35,7 +35,7 @@ from habitue.rules import service as rules_service
 from habitue.rules.errors import InvalidRule, RuleNotFound
 from habitue.rules.schemas import RuleRead
 from habitue.tiers.benefits import benefits_of, privilege_list
-from habitue.web import limits, member_messages, queries
+from habitue.web import limits, member_messages, queries, words
 from habitue.web import service as web_service
 from habitue.web.i18n import _l, normalise
 from habitue.web.pages import (
@@ -117,6 +117,9 @@ async def _load(request: Request, code: str | None = None) -> Console | Response
         if program is not None and staff.program_id not in (None, program.id):
             program = None
     page = new_page(request, session=info, timezone=program.timezone if program else "UTC")
+    if program is not None:
+        async with _db(request).read() as session:
+            page.words = await words.all_words(session, program.id)
     console = Console(page, staff, program)
     if code is not None and program is None:
         return console.not_found()
@@ -320,7 +323,14 @@ async def members(request: Request, program: str, q: str = "") -> Response:
     if text:
         async with _db(request).read() as session:
             found = await _search(session, info, text)
-    return console.render("admin/members.html", q=text, found=found)
+    from habitue.web.admin_member_list import list_context  # the list's own module
+
+    listed = await list_context(request, console)
+    offered = request.query_params.get("offered", "")[:64]
+    count = request.query_params.get("count", "")[:9]
+    return console.render(
+        "admin/members.html", q=text, found=found, offered=offered, offered_count=count, **listed
+    )
 
 
 async def _search(session: AsyncSession, info: ProgramInfo, text: str) -> list[MemberRead]:

@@ -73,12 +73,22 @@ def from_accept_language(header: str | None) -> str | None:
     return sorted(weighted)[0][2] if weighted else None
 
 
+def date_locale(locale: str, timezone: str) -> str:
+    """The locale dates are written in: the reader's language, in the program's part of the
+    world: English dates are American only for a program in the Americas (6 Dec 2026 and
+    06/12/2026 for a café in Paris, not 12/6/26)."""
+    if locale == "en" and not timezone.startswith(("America/", "US/", "Pacific/Honolulu")):
+        return "en_GB"
+    return locale
+
+
 class Formatter:
     """Dates, numbers and money written the way a reader of `locale` expects."""
 
     def __init__(self, locale: str, timezone: str = "UTC") -> None:
         self.locale = Locale.parse(locale)
         self.tz = ZoneInfo(timezone)
+        self.dates = Locale.parse(date_locale(locale, timezone))
 
     def date(self, value: date | datetime | str | None, fmt: str = "medium") -> str:
         if value is None:
@@ -87,14 +97,14 @@ class Formatter:
             value = datetime.fromisoformat(value)
         if isinstance(value, datetime):
             value = value.astimezone(self.tz).date()
-        return format_date(value, format=fmt, locale=self.locale)
+        return format_date(value, format=fmt, locale=self.dates)
 
     def datetime(self, value: datetime | str | None, fmt: str = "medium") -> str:
         if value is None:
             return ""
         if isinstance(value, str):
             value = datetime.fromisoformat(value)
-        return format_datetime(value, format=fmt, tzinfo=self.tz, locale=self.locale)
+        return format_datetime(value, format=fmt, tzinfo=self.tz, locale=self.dates)
 
     def number(self, value: int | Decimal | float) -> str:
         return format_decimal(value, locale=self.locale)

@@ -17,6 +17,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from habitue.bounds import text_problem
 from habitue.errors import ValidationFailed
 from habitue.settings import Settings
+from habitue.web import labels
 from habitue.web.i18n import (
     DEFAULT_LOCALE,
     LOCALE_NAMES,
@@ -80,6 +81,24 @@ class Page:
     session: SessionInfo | None = None
     set_cookies: dict[str, tuple[str, str]] = field(default_factory=dict)
     delete_cookies: list[tuple[str, str]] = field(default_factory=list)
+    words: dict[tuple[str, str, str], str] = field(default_factory=dict)
+    """The program's own words, (locale, kind, code) → text (`habitue.web.words`)."""
+
+    def _word(self, kind: str, code: str) -> str | None:
+        return self.words.get((self.locale, kind, code))
+
+    def label(self, group: str, code: str) -> str:
+        """What the reader sees for a code (`habitue.web.labels`)."""
+        own = self._word(group, code)
+        return own or labels.label(group, code, self._)
+
+    def points_name(self, default: str) -> str:
+        """The program's points name in the page's language."""
+        return self._word("points", "") or default
+
+    def tier_name(self, code: str | None, default: str | None) -> str:
+        """A tier's name in the page's language."""
+        return (self._word("tier", code) if code else None) or default or ""
 
     @property
     def secure(self) -> bool:
@@ -127,6 +146,9 @@ class Page:
             csrf_field=CSRF_FIELD,
             csrf=self.csrf,
             fmt=self.fmt,
+            label=self.label,
+            points_name=self.points_name,
+            tier_name=self.tier_name,
             path=self.request.url.path,
             **context,
         )

@@ -27,7 +27,7 @@ from habitue.programs.errors import ProgramNotFound
 from habitue.programs.service import ProgramInfo
 from habitue.settings import Settings
 from habitue.tiers.benefits import benefits_of, privilege_list
-from habitue.web import limits
+from habitue.web import account, limits, words
 from habitue.web import service as web_service
 from habitue.web.codes import code128_svg, qr_svg
 from habitue.web.i18n import _l, normalise
@@ -138,6 +138,7 @@ async def _load(request: Request, code: str, *, signed_in: bool = True) -> Porta
     member_id: int | None = None
     info = None
     async with _db(request).read() as session:
+        own_words = await words.all_words(session, program.id)
         info = await web_service.load_session(session, token, "member")
         if info is not None and info.program_id == program.id and info.member_id is not None:
             public_id = await web_service.public_id_of(session, program, info.member_id)
@@ -152,6 +153,7 @@ async def _load(request: Request, code: str, *, signed_in: bool = True) -> Porta
         member_locale=member.locale if member else None,
         timezone=program.timezone,
     )
+    page.words = own_words
     if signed_in and member is None:
         return page.redirect(signin_url(f"{base(program)}/signin", request.url.path))
     return Portal(page, program, member, member_id, token if member else None)
@@ -223,6 +225,16 @@ async def service_worker(request: Request, program: str) -> Response:
     )
 
 
+@router.get("/{program}/offline")
+async def offline(request: Request, program: str) -> Response:
+    """What the service worker shows for a page of the portal opened without a connection."""
+    portal = await _load(request, program, signed_in=False)
+    if isinstance(portal, Response):
+        return portal
+    portal.member = None  # cached for anyone on this device: it names no one
+    return portal.render("portal/offline.html")
+
+
 # --- signing up and in ----------------------------------------------------------------------
 
 
@@ -244,7 +256,21 @@ async def signup_form(request: Request, program: str) -> Response:
     if portal.member:
         return portal.page.redirect(f"{base(portal.program)}/card")
     values = {"locale": portal.page.locale}  # no consent is ticked in advance
-    return portal.render("portal/signup.html", values=values, errors={})
+    ref = (request.query_params.get("ref") or "").strip()[: account.MAX_REFERRAL_CODE]
+    if ref:
+        values["referral_code"] = ref
+    return await _signup_page(request, portal, 200, values, {})
+
+
+async def _signup_page(
+    request: Request, portal: Portal, status: int, values: dict[str, str], errors: dict[str, str]
+) -> Response:
+    info = portal.program
+    async with _db(request).read() as session:
+        referrals = await account.referrals_open(session, info)
+    return portal.render(
+        "portal/signup.html", status, values=values, errors=errors, referrals=referrals
+    )
 
 
 def _signup_errors(exc: ValidationError) -> dict[str, str]:
@@ -277,6 +303,12 @@ async def signup(request: Request, program: str) -> Response:
         except ValueError:
             errors["birth_date"] = FIELD_MESSAGES["birth_date"]
     locale = normalise(form.get("locale")) or portal.page.locale
+    referral = form.get("referral_code", "").strip()
+    if referral:
+        # checked first, so the answer never depends on whether the email is registered
+        async with _db(request).read() as session:
+            if not await account.referral_code_known(session, portal.program, referral):
+                errors["referral_code"] = _l("This code is not known. Check it with your friend.")
     data: MemberCreate | None = None
     try:
         data = MemberCreate(
@@ -293,26 +325,37 @@ async def signup(request: Request, program: str) -> Response:
             errors.setdefault(name, message)
     if errors or data is None:
         portal.page.locale = locale
-        return portal.render("portal/signup.html", 422, values=values, errors=errors)
+        return await _signup_page(request, portal, 422, values, errors)
     info = portal.program
     settings = _settings(request)
+    joined = data
     if not settings.smtp_url:
         # No email channel: no link could reach the visitor. Sign them in at once, and say
         # when the address is taken (docs/web.md, "Sign-in links").
+
+        async def now(session: AsyncSession) -> str:
+            token, opened = await web_service.sign_up_now(session, info, joined, password)
+            await _refer(session, info, opened.member_id, referral)
+            return token
+
         try:
-            token, _opened = await _db(request).write(
-                lambda s: web_service.sign_up_now(s, info, data, password)
-            )
+            token = await _db(request).write(now)
         except DuplicateMember:
             errors["email"] = _l("An account already uses this address. Sign in instead.")
             portal.page.locale = locale
-            return portal.render("portal/signup.html", 422, values=values, errors=errors)
+            return await _signup_page(request, portal, 422, values, errors)
         portal.page.set_cookie(MEMBER_COOKIE, token, path="/app")
         portal.page.set_cookie(LOCALE_COOKIE, locale)
         return portal.page.redirect(f"{base(info)}/card")
-    await _db(request).write(
-        lambda s: web_service.sign_up(s, info, data, password, settings=settings)
-    )
+
+    async def later(session: AsyncSession) -> None:
+        enrolled = await web_service.sign_up(session, info, joined, password, settings=settings)
+        if enrolled and joined.email:
+            await _refer(
+                session, info, await web_service.member_by_email(session, info, email), referral
+            )
+
+    await _db(request).write(later)
     # The same page whether the email was new or a member's: sign-up tells no one which.
     portal.page.locale = locale
     portal.page.set_cookie(LOCALE_COOKIE, locale)
@@ -324,6 +367,17 @@ async def signup(request: Request, program: str) -> Response:
         signup_sent=True,
         minutes=settings.signin_link_minutes,
     )
+
+
+async def _refer(
+    session: AsyncSession, info: ProgramInfo, member_id: int | None, code: str
+) -> None:
+    """The friend's code of a new member, through the rewards room's referral rules."""
+    if not code or member_id is None:
+        return
+    public_id = await web_service.public_id_of(session, info, member_id)
+    if public_id is not None:
+        await account.refer(session, info, public_id, code)
 
 
 @router.get("/{program}/signin")
@@ -587,7 +641,42 @@ async def profile_form(request: Request, program: str) -> Response:
         values=_profile_values(portal.member),
         errors={},
         saved=request.query_params.get("saved") == "1",
+        password_saved=request.query_params.get("password") == "1",
     )
+
+
+@router.post("/{program}/password")
+async def change_password(request: Request, program: str) -> Response:
+    loaded = await _load_form(request, program)
+    if isinstance(loaded, Response):
+        return loaded
+    portal, form = loaded
+    assert portal.member is not None
+    assert portal.member_id is not None
+    info, member_id = portal.program, portal.member_id
+    current, new = form.get("current_password", ""), form.get("new_password", "")
+    errors: dict[str, str] = {}
+    if len(new) < web_service.MIN_PASSWORD:
+        errors["new_password"] = _l("Use at least 10 characters.")
+    buckets = limits.password_buckets(request, f"member:{info.id}:change:{member_id}")
+    wait = await limits.check(request, buckets)
+    if wait:
+        errors = {"current_password": limits.TOO_MANY_PASSWORDS}
+    elif not errors:
+        changed = await _db(request).write(
+            lambda s: account.change_password(s, info, member_id, current, new)
+        )
+        if changed:
+            return portal.page.redirect(f"{base(info)}/profile?password=1#password")
+        await limits.hit(request, buckets)
+        errors["current_password"] = _l("This is not your current password.")
+    page = portal.render(
+        "portal/profile.html",
+        429 if wait else 422,
+        values=_profile_values(portal.member),
+        errors=errors,
+    )
+    return limits.refused(page, wait) if wait else page
 
 
 def _profile_values(member: MemberRead | None) -> dict[str, str]:

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from habitue.errors import HabitueError
 from habitue.members import service as members_service
+from habitue.members.schemas import MemberUpdate
 from habitue.rewards import catalogue, coupons, offers, redeem, referrals
 from habitue.rewards.schemas import (
     OfferRead,
@@ -49,6 +50,26 @@ STATES = {
     "voided": _l("Voided"),
 }
 MAX_CODE = 64
+ORDER_STATUSES = {
+    "ordered": _l("Ordered: we are preparing it"),
+    "shipped": _l("Shipped: on its way to you"),
+    "delivered": _l("Delivered"),
+    "donated": _l("Donated"),
+    "issued": _l("Coupon ready"),
+    "canceled": _l("Canceled: your points were given back"),
+}
+ADDRESS = "delivery_address"
+"""The member attribute holding the address products are sent to (exported and erased with
+the member's other attributes)."""
+ADDRESS_FIELDS = {
+    "name": (_l("Name on the parcel"), 200),
+    "street": (_l("Street and number"), 300),
+    "postcode": (_l("Postcode"), 20),
+    "city": (_l("City"), 100),
+    "country": (_l("Country"), 100),
+}
+ADDRESS_MISSING = _l("Fill in this part of the delivery address.")
+CONFIRM_FIRST = _l("Confirm that you want to spend your points on this reward.")
 
 
 def text_of(texts: dict[str, RewardText], locale: str, default: str) -> RewardText:
@@ -82,7 +103,57 @@ def _catalogue(
         balance=portal.member.balance,
         errors=errors,
         general_error=next((m for c, m in errors.items() if c not in codes), None),
+        orders=context.pop("orders", []),
+        order_statuses=ORDER_STATUSES,
         **context,
+    )
+
+
+async def _orders(request: Request, portal: Portal, items: list[RewardRead]) -> list[Any]:
+    """The member's products and donations, newest first, with the reward's name (coupons
+    have their own page)."""
+    assert portal.member is not None
+    info, public_id = portal.program, portal.member.id
+    async with _db(request).read() as session:
+        member = await members_service.resolve(session, info, member_id=public_id)
+        done = await redeem.for_member(session, info, member, limit=50)
+        every = await catalogue.list_rewards(session, info)
+    names = {r.code: text_of(r.texts, portal.page.locale, r.code).name for r in every or items}
+    return [(d, names.get(d.reward, d.reward)) for d in done if d.coupon is None]
+
+
+def _available(portal: Portal) -> int:
+    assert portal.member is not None
+    return portal.member.balance.available if portal.member.balance else 0
+
+
+def _address_of(member: Any) -> dict[str, str]:
+    stored = (member.attributes or {}).get(ADDRESS) if member is not None else None
+    if not isinstance(stored, dict):
+        return {}
+    return {k: str(stored.get(k) or "") for k in ADDRESS_FIELDS}
+
+
+def _confirm_page(
+    portal: Portal,
+    reward: RewardRead,
+    status: int = 200,
+    *,
+    values: dict[str, str] | None = None,
+    errors: dict[str, str] | None = None,
+) -> Response:
+    assert portal.member is not None
+    available = _available(portal)
+    return portal.render(
+        "portal/redeem.html",
+        status,
+        reward=reward,
+        text=text_of(reward.texts, portal.page.locale, reward.code),
+        available=available,
+        after=available - reward.cost_points,
+        values=values if values is not None else _address_of(portal.member),
+        errors=errors or {},
+        address_fields=ADDRESS_FIELDS,
     )
 
 
@@ -92,7 +163,32 @@ async def rewards_page(request: Request, program: str) -> Response:
     if isinstance(portal, Response):
         return portal
     done = request.query_params.get("redeemed", "")[:MAX_CODE]
-    return _catalogue(portal, await _rewards(request, portal), redeemed=done)
+    items = await _rewards(request, portal)
+    return _catalogue(portal, items, redeemed=done, orders=await _orders(request, portal, items))
+
+
+@router.get("/{program}/rewards/{code}")
+async def confirm_reward(request: Request, program: str, code: str) -> Response:
+    """The step before spending: what it costs, what is left, and where a product goes."""
+    portal = await _load(request, program)
+    if isinstance(portal, Response):
+        return portal
+    items = await _rewards(request, portal)
+    reward = next((r for r in items if r.code == code and r.kind != "partner"), None)
+    if reward is None:
+        return _catalogue(portal, items, 404, errors={code: REFUSALS["reward-not-found"]})
+    assert portal.member is not None
+    if _available(portal) < reward.cost_points:
+        return _confirm_page(portal, reward, errors={"reward": REFUSALS["insufficient-points"]})
+    return _confirm_page(portal, reward)
+
+
+def _posted_address(form: dict[str, str]) -> tuple[dict[str, str], dict[str, str]]:
+    values = {
+        k: form.get(f"address_{k}", "").strip()[:size] for k, (_, size) in ADDRESS_FIELDS.items()
+    }
+    errors = {f"address_{k}": ADDRESS_MISSING for k, v in values.items() if not v}
+    return values, errors
 
 
 @router.post("/{program}/rewards/{code}/redeem")
@@ -104,19 +200,38 @@ async def redeem_reward(request: Request, program: str, code: str) -> Response:
     assert portal.member is not None
     info, public_id = portal.program, portal.member.id
     data = RedemptionCreate(reward=code[:MAX_CODE] or "-", quantity=1)
+    items = await _rewards(request, portal)
+    reward = next((r for r in items if r.code == code and r.kind != "partner"), None)
+    if reward is None:
+        return _catalogue(portal, items, 409, errors={code: REFUSALS["reward-not-found"]})
+    if _available(portal) < reward.cost_points:
+        # refused where the member is looking: on the page of the reward they chose
+        errors = {"reward": REFUSALS["insufficient-points"]}
+        return _confirm_page(portal, reward, 409, errors=errors)
+    address: dict[str, str] | None = None
+    if reward.kind == "product":
+        address, missing = _posted_address(form)
+        if missing:
+            return _confirm_page(portal, reward, 422, values=address, errors=missing)
+    if form.get("confirm") != "yes":
+        values = address if address is not None else None
+        return _confirm_page(portal, reward, 422, values=values, errors={"reward": CONFIRM_FIRST})
 
     async def work(session: AsyncSession) -> RedemptionRead:
         member = await members_service.resolve(session, info, member_id=public_id)
-        return await redeem.redeem(session, info, member, data, actor="member")
+        done = await redeem.redeem(session, info, member, data, actor="member")
+        if address is not None:  # kept with the member: exported and erased with them
+            update = MemberUpdate(attributes={ADDRESS: address})
+            await members_service.update_member(session, info, public_id, update, actor="member")
+        return done
 
     try:
         done = await _db(request).write(work)
     except HabitueError as exc:
-        return _catalogue(
-            portal, await _rewards(request, portal), 409, errors={code: _refusal(exc)}
-        )
+        return _confirm_page(portal, reward, 409, values=address, errors={"reward": _refusal(exc)})
     target = "coupons" if done.coupon is not None else "rewards"
-    return portal.page.redirect(f"{base(info)}/{target}?redeemed={done.reward}")
+    anchor = "" if done.coupon is not None else "#orders"
+    return portal.page.redirect(f"{base(info)}/{target}?redeemed={done.reward}{anchor}")
 
 
 @router.get("/{program}/coupons")
@@ -208,4 +323,5 @@ async def invite_page(request: Request, program: str) -> Response:
         return (await referrals.code_for(session, info, member)).code
 
     code = await _db(request).write(work)  # the code is made on first request
-    return portal.render("portal/invite.html", code=code)
+    link = f"{portal.page.settings.base_url}{base(info)}/signup?ref={code}"
+    return portal.render("portal/invite.html", code=code, link=link)

@@ -42,6 +42,8 @@ def routers() -> list[Any]:
     from habitue.web import portal_club, portal_rewards  # noqa: F401  (pages of the portal's router)
     from habitue.web.admin import router as admin_router
     from habitue.web.admin_campaigns import router as campaigns_router
+    from habitue.web.admin_club import router as club_router
+    from habitue.web.admin_member_list import router as member_list_router
     from habitue.web.admin_messages import router as messages_router
     from habitue.web.admin_newsletters import router as newsletters_router
     from habitue.web.admin_offers import router as offers_router
@@ -49,6 +51,7 @@ def routers() -> list[Any]:
     from habitue.web.admin_rewards import router as rewards_router
     from habitue.web.admin_tiers import router as tiers_router
     from habitue.web.admin_webhooks import router as webhooks_router
+    from habitue.web.admin_words import router as words_router
     from habitue.web.portal import router as portal_router
 
     return [
@@ -63,4 +66,7 @@ def routers() -> list[Any]:
         webhooks_router,
         messages_router,
         newsletters_router,
+        words_router,
+        member_list_router,
+        club_router,
     ]
