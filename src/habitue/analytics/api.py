@@ -209,13 +209,19 @@ async def recommendations(
     db: DbDep,
     k: Annotated[int, Query(ge=1, le=100)] = 10,
     exclude_recent_days: Annotated[int | None, Query(ge=1, le=3650)] = None,
+    strategy: Literal["item-item", "blend"] = "item-item",
     _: Principal = scoped("analytics:read"),
 ) -> Recommendations:
     ref = await members_service.resolve(session, program, member_id=member_id)
     items, source = await analytics_service.run_read(
         db,
         lambda conn: analytics_service.recommend_for_member(
-            conn, program, ref.id, k=k, exclude_recent_days=exclude_recent_days
+            conn,
+            program,
+            ref.id,
+            k=k,
+            exclude_recent_days=exclude_recent_days,
+            strategy=strategy,
         ),
     )
     return Recommendations(member_id=member_id, source=source, items=items)
