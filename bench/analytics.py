@@ -236,7 +236,7 @@ BACKTEST_PROGRAM = ProgramSnapshot(
     rounding="down",
     pending_days=0,
 )
-BACKTEST_RULES = [
+BACKTEST_RULES: list[dict[str, Any]] = [
     {
         "code": "coffee-bonus",
         "event_type": "purchase",

@@ -192,6 +192,24 @@ async def test_scores_segments_and_recommendations(client: httpx.AsyncClient) ->
         f"/v1/programs/{code}/members/{members[4]['id']}/recommendations?exclude_recent_days=7"
     )
     assert "coffee" not in r.json()["items"]
+    # The blend of the recommendation protocol (issue 22): own items first.
+    r = await client.get(
+        f"/v1/programs/{code}/members/{members[1]['id']}/recommendations",
+        params={"strategy": "blend", "k": 3},
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["source"] == "blend"
+    assert len(r.json()["items"]) == 3
+    r = await client.get(
+        f"/v1/programs/{code}/members/{members[6]['id']}/recommendations",
+        params={"strategy": "blend", "k": 2},
+    )
+    assert r.json()["source"] == "popular"
+    r = await client.get(
+        f"/v1/programs/{code}/members/{members[1]['id']}/recommendations",
+        params={"strategy": "magic"},
+    )
+    assert r.status_code == 422
 
 
 async def test_segment_conditions_that_do_not_compile_are_422(client: httpx.AsyncClient) -> None:

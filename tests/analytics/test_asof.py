@@ -134,3 +134,32 @@ async def test_cdnow_as_of_the_calibration_end_reproduces_the_published_fit_from
     r = await client.get(f"/v1/programs/{code}/reports/monthly", params={"as_of": "not a date"})
     assert r.status_code == 422
     assert r.headers["content-type"].startswith("application/problem+json")
+
+
+def test_check_fit_without_purchases_or_repeats_says_why() -> None:
+    import pyarrow as pa
+
+    from habitue.analytics import holdout
+
+    def events(rows: list[tuple[int, datetime]]) -> pa.Table:
+        return pa.table(
+            {
+                "member_id": pa.array([r[0] for r in rows], pa.int64()),
+                "type": pa.array(["purchase"] * len(rows), pa.string()),
+                "occurred_at": pa.array([r[1] for r in rows], pa.timestamp("us", "UTC")),
+                "total_minor": pa.array([1000] * len(rows), pa.int64()),
+                "points": pa.array([0] * len(rows), pa.int64()),
+            }
+        )
+
+    as_of = datetime(2026, 3, 1, tzinfo=UTC)
+    empty = holdout.check_fit(events([]), as_of=as_of)
+    assert (empty.members, empty.bgnbd, empty.holdout_end) == (0, None, None)
+    assert empty.reason is not None
+    once = [(i, datetime(2026, 1, 1 + i, tzinfo=UTC)) for i in range(5)]
+    later = [(0, datetime(2026, 3, 5, 9, tzinfo=UTC)), (7, datetime(2026, 3, 6, tzinfo=UTC))]
+    check = holdout.check_fit(events(once + later), as_of=as_of)
+    assert check.members == 5
+    assert check.bgnbd is None
+    assert "repeat" in (check.reason or "")
+    assert check.holdout_end is None  # nothing to check a model against without a model

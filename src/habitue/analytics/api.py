@@ -209,6 +209,7 @@ async def recommendations(
     db: DbDep,
     k: Annotated[int, Query(ge=1, le=100)] = 10,
     exclude_recent_days: Annotated[int | None, Query(ge=1, le=3650)] = None,
+    strategy: Literal["item-item", "blend"] = "item-item",
     _: Principal = scoped("analytics:read"),
 ) -> Recommendations:
     ref = await members_service.resolve(session, program, member_id=member_id)
@@ -223,6 +224,7 @@ async def recommendations(
             k=k,
             exclude_recent_days=exclude_recent_days,
             personal=personal,
+            strategy=strategy,
         ),
     )
     return Recommendations(member_id=member_id, source=source, items=items)

@@ -91,7 +91,7 @@ class Recommendations(BaseModel):
     """Items recommended to a member, and whether they came from co-purchases or popularity."""
 
     member_id: str
-    source: Literal["item-item", "popular"]
+    source: Literal["item-item", "blend", "popular"]
     items: list[str]
 
 

@@ -362,8 +362,10 @@ def recommend_for_member(
     exclude_recent_days: int | None = None,
     now: datetime | None = None,
     personal: bool = True,
+    strategy: str = "item-item",
 ) -> tuple[list[str], str]:
-    """Up to k items for a member and the source: 'item-item' or 'popular' (no history, or
+    """Up to k items for a member and the source: 'item-item' (or 'blend', the model of the
+    recommendation protocol, with ``strategy="blend"``) or 'popular' (no history, or
     `personal` false: the member has not consented to profiling)."""
     if not 1 <= k <= 100:
         raise AnalyticsError("k must be between 1 and 100")
@@ -387,6 +389,8 @@ def recommend_for_member(
         exclude = mine.filter(recent).column("item_id").to_pylist()
     if not history or not personal:
         return recommend.popular_items(model, k=k, exclude=exclude), "popular"
+    if strategy == "blend":
+        return recommend.recommend_blend(model, history, k=k, exclude=exclude), "blend"
     return recommend.recommend(model, history, k=k, exclude=exclude), "item-item"
 
 
