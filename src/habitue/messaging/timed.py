@@ -58,6 +58,9 @@ TIMED_EVENTS = {
 }
 """The timed domain events and the message template each calls for."""
 
+SCAN_LOCK = 0x74696D6564 << 24
+"""Base of the PostgreSQL advisory lock keys of the scan (one per program id)."""
+
 
 _QUIET = re.compile(r"\d\d:\d\d *- *\d\d:\d\d")
 
@@ -318,13 +321,13 @@ async def _scan_program(
     session: AsyncSession, *, program: _ProgramRow, settings: Settings, now: datetime
 ) -> int:
     if dialect_name(session) == "postgresql":
-        # one scanner per program at a time; the marks make a second one harmless anyway
+        # One scanner per program at a time (the marks make a second one harmless anyway).
+        # An advisory lock, not the program's row: the planner updates that row
+        # (`programs.feed_seq`) and must not wait for a scan.
         got = (
-            await session.execute(
-                select(_p.c.id).where(_p.c.id == program.id).with_for_update(skip_locked=True)
-            )
-        ).first()
-        if got is None:
+            await session.execute(select(func.pg_try_advisory_xact_lock(SCAN_LOCK + program.id)))
+        ).scalar_one()
+        if not got:
             return 0
     n = await scan_birthdays(session, program, now=now)
     n += await scan_expiring(

@@ -653,13 +653,12 @@ async def run(db: Database, settings: Settings, stop: asyncio.Event | None = Non
     channels = Channels.from_settings(settings)
     log.info("delivery worker started")
     failures = 0
-    next_scan = 0.0
+    # The timed scan runs beside the delivery loop: a long scan (many programs) never holds
+    # back the deliveries of events already in the outbox.
+    scanner = asyncio.create_task(_scan_loop(db, settings, stop))
     try:
         while not stop.is_set():
             try:
-                if time.monotonic() >= next_scan:
-                    next_scan = time.monotonic() + settings.timed_scan_seconds
-                    await timed.scan(db, settings)
                 planned, delivered = await _step(db, settings, channels)
                 failures = 0
                 # Straight on only while a backlog is left (a full plan or a full batch);
@@ -679,7 +678,22 @@ async def run(db: Database, settings: Settings, stop: asyncio.Event | None = Non
                 except TimeoutError:
                     pass
     finally:
+        scanner.cancel()
+        await asyncio.gather(scanner, return_exceptions=True)
         await channels.close()
+
+
+async def _scan_loop(db: Database, settings: Settings, stop: asyncio.Event) -> None:
+    """`timed.scan` every `timed_scan_seconds`, until `stop` is set."""
+    while not stop.is_set():
+        try:
+            await timed.scan(db, settings)
+        except Exception:  # the database is away, a bug: the next scan tries again
+            log.exception("timed messages scan failed")
+        try:
+            await asyncio.wait_for(stop.wait(), timeout=settings.timed_scan_seconds)
+        except TimeoutError:
+            pass
 
 
 # --- retry on demand --------------------------------------------------------------------------
