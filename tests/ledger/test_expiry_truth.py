@@ -2,7 +2,7 @@
 
 The balances read by the API (balance, member, till quote), and every spend (spends,
 redemptions, points at the till), see the points as they are at this instant; the expiry job
-only writes down what is already so. See docs/rules.md ("Expiry").
+only writes down what is already so. See README ("Expiry is true at every instant").
 """
 
 from __future__ import annotations

@@ -448,6 +448,17 @@ async def expired_points(session: AsyncSession, account_id: int, now: datetime) 
     return int((await session.execute(select(_expired_sum(account_id, now)))).scalar_one())
 
 
+async def program_expired_points(session: AsyncSession, program_id: int, now: datetime) -> int:
+    """Points of the program's lots past their expiry not written down yet (in the members'
+    stored balances, but not owed)."""
+    total = await session.execute(
+        select(func.coalesce(func.sum(_lots.c.remaining), 0)).where(
+            _lots.c.program_id == program_id, _lots.c.remaining > 0, _lots.c.expires_at <= now
+        )
+    )
+    return int(total.scalar_one())
+
+
 async def _lock_balance(session: AsyncSession, account_id: int) -> int:
     q = select(_accounts.c.balance).where(_accounts.c.id == account_id)
     if dialect_name(session) == "postgresql":

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from habitue import clock
 from habitue.db import dialect_name, table_of
+from habitue.ledger import service as ledger_service
 from habitue.ledger.models import Account, Posting
 from habitue.members.models import Member
 from habitue.programs.models import Program
@@ -102,6 +103,10 @@ async def dashboard(
         )
     ).all()
     owed = {kind: int(v) for kind, v in liability}
+    # Lots past their expiry are not owed, whether the expiry job has written them down or not.
+    owed["available"] = owed.get("available", 0) - await ledger_service.program_expired_points(
+        session, program.id, clock.now()
+    )
     active = (
         await session.execute(
             select(func.count()).where(
