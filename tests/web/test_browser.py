@@ -485,7 +485,7 @@ def test_admin_finds_a_member_adjusts_points_and_simulates(
     page.fill("#q", "lefeb")
     page.get_by_role("button", name="Search", exact=True).click()
     pages.check("admin-members")
-    page.get_by_role("link", name="Ida Lefebvre", exact=True).click()
+    page.locator("#results").get_by_role("link", name="Ida Lefebvre", exact=True).click()
     assert page.locator("#available").inner_text() == "40"
     pages.check("admin-member")
     page.fill("#f-points", "-15")
