@@ -69,7 +69,9 @@ async def test_owner_sees_dashboard_and_liability(
     expiry = re.search(r'id="expiry-table">.*?<tbody>(.*?)</tbody>', r.text, re.S)
     assert expiry is not None and expiry.group(1).count("<tr>") == 12
     assert '"Issued"' in r.text
-    charts = json.loads(re.search(r'id="chart-data">(.*?)</script>', r.text, re.S).group(1))
+    data = re.search(r'id="chart-data">(.*?)</script>', r.text, re.S)
+    assert data is not None
+    charts = json.loads(data.group(1))
     assert 'id="chart-segments"' in r.text
     assert 'id="chart-tiers"' in r.text
     assert sum(charts["segments"]["datasets"][0]["data"]) == 1  # the one buyer is scored
