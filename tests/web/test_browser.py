@@ -822,6 +822,29 @@ def test_console_member_list_club_and_words(
         "The payment is recorded: the membership is active."
     )
 
+    rule = {
+        "code": f"tea-{locale}",
+        "name": f"Tea {locale}",
+        "event_type": "purchase",
+        "line_condition": "line.category == 'tea'",
+        "effect": {"kind": "multiplier", "factor": "2"},
+    }
+    assert api.post(f"/v1/programs/{program}/rules", json=rule).status_code == 201
+    page.goto(f"{server}/admin/{program}/rules")
+    switch = page.locator(f"#rule-tea-{locale} button[role=switch]")
+    assert switch.get_attribute("aria-checked") == "true"
+    pages.check(f"console-rules-{locale}")
+    switch.click()
+    page.wait_for_load_state("load")
+    assert page.locator(f"#rule-tea-{locale}").get_attribute("data-active") == "off"
+    page.goto(f"{server}/admin/{program}/rules/tea-{locale}/history")
+    assert page.locator("#version-2").is_visible()
+    pages.check(f"console-rule-history-{locale}")
+
+    page.goto(f"{server}/admin/{program}")
+    assert page.locator("#owed-table").is_visible()
+    assert page.locator("#expiry-table").is_visible()
+
     page.goto(f"{server}/admin/{program}/words")
     pages.check(f"console-words-{locale}")
     page.fill(f"#w-{locale}-points-", f"grains-{locale}")
