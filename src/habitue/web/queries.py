@@ -242,3 +242,24 @@ def months_ahead(n: int, now: datetime | None = None) -> list[str]:
         if month == 13:
             year, month = year + 1, 1
     return out
+
+
+async def delivery_addresses(
+    session: AsyncSession, program: ProgramInfo, public_ids: list[str]
+) -> dict[str, str]:
+    """The delivery address members gave with a product (member attribute
+    `delivery_address`), one line each, by member public id."""
+    if not public_ids:
+        return {}
+    rows = await session.execute(
+        select(_members.c.public_id, _members.c.attributes).where(
+            _members.c.program_id == program.id, _members.c.public_id.in_(set(public_ids))
+        )
+    )
+    out: dict[str, str] = {}
+    for public_id, attributes in rows:
+        found = (attributes or {}).get("delivery_address")
+        if isinstance(found, dict):
+            parts = (found.get(k) for k in ("name", "street", "postcode", "city", "country"))
+            out[str(public_id)] = ", ".join(str(p) for p in parts if p)
+    return out
