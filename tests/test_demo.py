@@ -170,7 +170,7 @@ async def test_partner_statement(
     info = await _info(db)
     events = table_of(Event)
     async with db.read() as session:
-        kinds = dict(
+        kinds: dict[str, int] = dict(
             (
                 await session.execute(
                     select(events.c.type, func.count())

@@ -766,7 +766,7 @@ def test_console_member_list_club_and_words(
     from habitue.web.i18n import translations
 
     _ = translations(locale).gettext
-    plan = {"code": f"club-{locale}", "name": f"Club {locale}", "price": "4.50"}
+    plan: dict[str, Any] = {"code": f"club-{locale}", "name": f"Club {locale}", "price": "4.50"}
     plan |= {"currency": "EUR", "period": "monthly", "privileges": ["free_refill"]}
     assert api.post(f"/v1/programs/{program}/club/plans", json=plan).status_code == 201
     m = api.post(
