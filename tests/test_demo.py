@@ -170,7 +170,7 @@ async def test_partner_statement(
     info = await _info(db)
     events = table_of(Event)
     async with db.read() as session:
-        kinds = dict(
+        kinds: dict[str, int] = dict(
             (
                 await session.execute(
                     select(events.c.type, func.count())
@@ -255,3 +255,48 @@ async def test_the_fast_lane_and_the_pastry_lottery_grant(
     assert won["reward"] == "free-pastry" and won["coupon"] and lost == []
     held = (await _json(client, f"/members/{member}/coupons"))["items"]
     assert [c["code"] for c in held if c["reward"] == "free-pastry"] == [won["coupon"]]
+
+
+async def test_the_history_is_dated_as_it_happened(loaded: dict[str, Any], db: Database) -> None:
+    """Issue 19, item 1: the imported year is stamped with the purchases' times, so a year of
+    charts shows a year (not everything in the month of the load)."""
+    from habitue.ledger.models import LedgerTransaction, Posting
+    from habitue.members.models import Member
+
+    info = await _info(db)
+    events, txs = table_of(Event), table_of(LedgerTransaction)
+    postings, members = table_of(Posting), table_of(Member)
+    async with db.read() as session:
+        tx_times = (
+            await session.execute(
+                select(txs.c.created_at, events.c.occurred_at)
+                .join(events, events.c.id == txs.c.event_id)
+                .where(txs.c.program_id == info.id)
+            )
+        ).all()
+        post_times = (
+            (
+                await session.execute(
+                    select(postings.c.created_at).where(postings.c.program_id == info.id)
+                )
+            )
+            .scalars()
+            .all()
+        )
+        enrolled = (
+            (
+                await session.execute(
+                    select(members.c.enrolled_at).where(members.c.program_id == info.id)
+                )
+            )
+            .scalars()
+            .all()
+        )
+    assert tx_times and all(a == b for a, b in tx_times)
+    months = {(t.year, t.month) for t in post_times}
+    assert len(months) >= 11, sorted(months)
+    # Members join at their first purchase (the regulars early in the year), not at the load.
+    joined = Counter((t.year, t.month) for t in enrolled)
+    assert len(joined) >= 3, joined
+    now = datetime.now(UTC)
+    assert joined[(now.year, now.month)] < len(enrolled) / 2, joined

@@ -11,15 +11,19 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import exists, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from habitue import clock
 from habitue.analytics import segments as segments_service
 from habitue.analytics import service as analytics_service
-from habitue.db import Database, make_sync_engine
+from habitue.db import Database, make_sync_engine, table_of
 from habitue.demo_rooms import RoomsLoaded, load_rooms
 from habitue.events.importer import import_purchases
+from habitue.events.models import Event
+from habitue.ledger.models import LedgerTransaction, Posting
 from habitue.members import service as members_service
+from habitue.members.models import Card, Member
 from habitue.members.schemas import MemberCreate, MemberRead
 from habitue.migrate import upgrade
 from habitue.programs import service as programs_service
@@ -311,6 +315,7 @@ def load(url: str, *, members: int, purchases: int, seed: int) -> dict[str, Any]
             f"tiers {mix}"
         )
         rooms = asyncio.run(_install_rooms(url, people, rng, end))
+        asyncio.run(_restamp(url))
     return {
         "program": PROGRAM,
         "summary": summary,
@@ -319,6 +324,70 @@ def load(url: str, *, members: int, purchases: int, seed: int) -> dict[str, Any]
         "sample_member": setup["sample"] or "(see GET /v1/programs/cafe/members)",
         "admin_user": asyncio.run(_demo_staff(url)),
     }
+
+
+# --- honest history (issue 19, item 1) ---------------------------------------------------------
+
+
+async def restamp(session: AsyncSession, program_id: int) -> None:
+    """Date the imported year as it happened: each purchase's ledger transaction and postings
+    at the purchase's time (not the load's), each member enrolled at their first purchase,
+    with their cards; so a year of charts shows a year."""
+    events, txs, postings = table_of(Event), table_of(LedgerTransaction), table_of(Posting)
+    members, cards = table_of(Member), table_of(Card)
+    occurred = select(events.c.occurred_at).where(events.c.id == txs.c.event_id).scalar_subquery()
+    await session.execute(
+        update(txs)
+        .where(txs.c.program_id == program_id, txs.c.event_id.is_not(None))
+        .values(created_at=occurred)
+    )
+    await session.execute(
+        update(postings)
+        .where(postings.c.program_id == program_id)
+        .values(
+            created_at=select(txs.c.created_at)
+            .where(txs.c.id == postings.c.transaction_id)
+            .scalar_subquery()
+        )
+    )
+    await session.execute(
+        update(events)
+        .where(events.c.program_id == program_id)
+        .values(created_at=events.c.occurred_at)
+    )
+    bought = exists(select(events.c.id).where(events.c.member_id == members.c.id))
+    first = (
+        select(func.min(events.c.occurred_at))
+        .where(events.c.member_id == members.c.id)
+        .scalar_subquery()
+    )
+    await session.execute(
+        update(members)
+        .where(members.c.program_id == program_id, bought)
+        .values(enrolled_at=first, updated_at=first)
+    )
+    await session.execute(
+        update(cards)
+        .where(
+            cards.c.member_id.in_(select(members.c.id).where(members.c.program_id == program_id))
+        )
+        .values(
+            created_at=select(members.c.enrolled_at)
+            .where(members.c.id == cards.c.member_id)
+            .scalar_subquery()
+        )
+    )
+
+
+async def _restamp(url: str) -> None:
+    db = Database(url)
+    try:
+        async with db.read() as session:
+            info = await programs_service.get_info(session, PROGRAM)
+        program_id = info.id
+        await db.write(lambda s: restamp(s, program_id))
+    finally:
+        await db.dispose()
 
 
 # --- web: a console user for the demo (issue 7) -----------------------------------------------

@@ -61,8 +61,17 @@ async def test_owner_sees_dashboard_and_liability(
     assert 'id="chart-members"' in r.text
     assert "chart-4.6.1.umd.min.js" in r.text
     assert '<dd id="liability">150</dd>' in r.text
+    # What is owed month by month ends with what is owed now; the expiry forecast has a year.
+    owed = re.search(r'id="owed-table">.*?<tbody>(.*?)</tbody>', r.text, re.S)
+    assert owed is not None
+    assert owed.group(1).count("<tr>") == 12
+    assert owed.group(1).rstrip().endswith('<td class="num">150</td></tr>')
+    expiry = re.search(r'id="expiry-table">.*?<tbody>(.*?)</tbody>', r.text, re.S)
+    assert expiry is not None and expiry.group(1).count("<tr>") == 12
     assert '"Issued"' in r.text
-    charts = json.loads(re.search(r'id="chart-data">(.*?)</script>', r.text, re.S).group(1))
+    data = re.search(r'id="chart-data">(.*?)</script>', r.text, re.S)
+    assert data is not None
+    charts = json.loads(data.group(1))
     assert 'id="chart-segments"' in r.text
     assert 'id="chart-tiers"' in r.text
     assert sum(charts["segments"]["datasets"][0]["data"]) == 1  # the one buyer is scored
@@ -248,3 +257,9 @@ def test_cli_creates_a_console_user(db_url: str, monkeypatch: pytest.MonkeyPatch
         assert weak.exit_code == 1
     finally:
         get_settings.cache_clear()
+
+
+def test_owed_over_time_runs_back_from_now() -> None:
+    from habitue.web.queries import owed_over_time
+
+    assert owed_over_time(100, [50, 0, 30, 20]) == [50, 50, 80, 100]

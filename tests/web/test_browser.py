@@ -485,7 +485,7 @@ def test_admin_finds_a_member_adjusts_points_and_simulates(
     page.fill("#q", "lefeb")
     page.get_by_role("button", name="Search", exact=True).click()
     pages.check("admin-members")
-    page.get_by_role("link", name="Ida Lefebvre", exact=True).click()
+    page.locator("#results").get_by_role("link", name="Ida Lefebvre", exact=True).click()
     assert page.locator("#available").inner_text() == "40"
     pages.check("admin-member")
     page.fill("#f-points", "-15")
@@ -766,7 +766,7 @@ def test_console_member_list_club_and_words(
     from habitue.web.i18n import translations
 
     _ = translations(locale).gettext
-    plan = {"code": f"club-{locale}", "name": f"Club {locale}", "price": "4.50"}
+    plan: dict[str, Any] = {"code": f"club-{locale}", "name": f"Club {locale}", "price": "4.50"}
     plan |= {"currency": "EUR", "period": "monthly", "privileges": ["free_refill"]}
     assert api.post(f"/v1/programs/{program}/club/plans", json=plan).status_code == 201
     m = api.post(
@@ -821,6 +821,29 @@ def test_console_member_list_club_and_words(
     assert page.locator("#club-done").inner_text() == _(
         "The payment is recorded: the membership is active."
     )
+
+    rule = {
+        "code": f"tea-{locale}",
+        "name": f"Tea {locale}",
+        "event_type": "purchase",
+        "line_condition": "line.category == 'tea'",
+        "effect": {"kind": "multiplier", "factor": "2"},
+    }
+    assert api.post(f"/v1/programs/{program}/rules", json=rule).status_code == 201
+    page.goto(f"{server}/admin/{program}/rules")
+    switch = page.locator(f"#rule-tea-{locale} button[role=switch]")
+    assert switch.get_attribute("aria-checked") == "true"
+    pages.check(f"console-rules-{locale}")
+    switch.click()
+    page.wait_for_load_state("load")
+    assert page.locator(f"#rule-tea-{locale}").get_attribute("data-active") == "off"
+    page.goto(f"{server}/admin/{program}/rules/tea-{locale}/history")
+    assert page.locator("#version-2").is_visible()
+    pages.check(f"console-rule-history-{locale}")
+
+    page.goto(f"{server}/admin/{program}")
+    assert page.locator("#owed-table").is_visible()
+    assert page.locator("#expiry-table").is_visible()
 
     page.goto(f"{server}/admin/{program}/words")
     pages.check(f"console-words-{locale}")

@@ -14,7 +14,7 @@ from habitue.ledger.models import LedgerTransaction
 from habitue.members.models import Card, Member
 from habitue.rewards.models import Coupon
 from tests.conftest import purchase
-from tests.web.conftest import PASSWORD, csrf_of, signup
+from tests.web.conftest import PASSWORD, csrf_of, make_staff, signup, staff_signin
 
 
 async def _member_id(client: httpx.AsyncClient, program: str) -> str:
@@ -99,7 +99,7 @@ async def test_closing_ends_points_club_coupons_and_cards(
 
 
 async def test_a_product_asks_for_an_address_and_shows_its_order(
-    client: httpx.AsyncClient, program: str
+    client: httpx.AsyncClient, program: str, db: Database
 ) -> None:
     await signup(client, program, locale="fr")
     member_id = await _member_id(client, program)
@@ -137,7 +137,12 @@ async def test_a_product_asks_for_an_address_and_shows_its_order(
     # The address is stored with the member: in the download, and asked no more.
     export = (await client.get(f"/app/{program}/export")).json()
     assert export["member"]["attributes"]["delivery_address"]["city"] == "Paris"
-    # Staff ship it: the member reads the new status.
+    # Staff see where to send it on the rewards page, then ship it: the member reads it.
+    staff = httpx.AsyncClient(transport=client._transport, base_url="http://test")
+    await staff_signin(staff, await make_staff(db, "support"))
+    console = await staff.get(f"/admin/{program}/rewards")
+    assert "Ship to: Ana Martin, 3 rue des Lilas, 75011, Paris, France" in console.text
+    await staff.aclose()
     r = await client.patch(
         f"/v1/programs/{program}/redemptions/{order.group(1)}", json={"status": "shipped"}
     )

@@ -278,7 +278,11 @@ async def dashboard(request: Request, program: str) -> Response:
         figures = await queries.dashboard(session, info)
         segments = await analytics_service.stored_segment_sizes(session, info)
         tiers = await queries.tier_mix(session, info)
+        expiring = await queries.expiry_forecast(session, info)
     t = console.page._
+    figures["expiring"] = [
+        (console.page.fmt.date(date(int(m[:4]), int(m[5:]), 1), "MMM y"), n) for m, n in expiring
+    ]
     figures["segments"] = [(t(name), count) for name, count in segments.items()]
     figures["tiers"] = [(name if name is not None else t("No tier"), n) for name, n in tiers]
     figures["months"] = [

@@ -27,6 +27,7 @@ from habitue.rewards.errors import (
     RewardNotFound,
 )
 from habitue.rewards.schemas import RewardCreate, RewardRead, RewardUpdate
+from habitue.web import queries
 from habitue.web.admin import Console, _db
 from habitue.web.admin_forms import (
     AFTER_START,
@@ -170,6 +171,8 @@ async def _rewards_page(
     async with _db(request).read() as session:
         items = await catalogue.list_rewards(session, info)
         recent = await redeem.recent(session, info, status=shown or None, limit=50)
+        to_ship = [d.member_id for d in recent if d.kind == "product" and d.status == "ordered"]
+        addresses = await queries.delivery_addresses(session, info, to_ship)
     now = clock.now()
     locale = console.page.locale
     names = {r.code: text_of(r.texts, locale, r.code).name for r in items}
@@ -178,6 +181,7 @@ async def _rewards_page(
         status,
         rewards=[(r, names[r.code], reward_state(r, now)) for r in items],
         redemptions=recent,
+        addresses=addresses,
         names=names,
         show=shown,
         kinds=REWARD_KINDS,

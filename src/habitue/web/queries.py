@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from habitue import clock
 from habitue.db import dialect_name, table_of
 from habitue.ledger import service as ledger_service
-from habitue.ledger.models import Account, Posting
+from habitue.ledger.models import Account, Lot, Posting
 from habitue.members.models import Member
 from habitue.programs.models import Program
 from habitue.programs.service import ProgramInfo
@@ -23,6 +23,7 @@ from habitue.programs.service import ProgramInfo
 _members = table_of(Member)
 _accounts = table_of(Account)
 _postings = table_of(Posting)
+_lots = table_of(Lot)
 _programs = table_of(Program)
 
 
@@ -125,6 +126,13 @@ async def dashboard(
             "pending": owed.get("pending", 0),
             "total": owed.get("available", 0) + owed.get("pending", 0),
         },
+        "owed": owed_over_time(
+            owed.get("available", 0) + owed.get("pending", 0),
+            [
+                flows["issued"].get(m, 0) - flows["redeemed"].get(m, 0) - flows["expired"].get(m, 0)
+                for m in labels
+            ],
+        ),
         "active_members": int(active),
         "since": (clock.now() - timedelta(days=30 * months)).isoformat(),
     }
@@ -188,3 +196,75 @@ async def tier_counts(session: AsyncSession, program: ProgramInfo) -> dict[str |
         )
     ).all()
     return {tier: int(n) for tier, n in rows}
+
+
+def owed_over_time(now_owed: int, net_per_month: list[int]) -> list[int]:
+    """The points owed to members at the end of each month, back from what is owed now and
+    each month's net flow (issued less redeemed and expired)."""
+    out: list[int] = []
+    owed = now_owed
+    for net in reversed(net_per_month):
+        out.append(owed)
+        owed -= net
+    return out[::-1]
+
+
+async def expiry_forecast(
+    session: AsyncSession, program: ProgramInfo, *, months: int = 12
+) -> list[tuple[str, int]]:
+    """The points that will expire in each of the coming months unless spent (`YYYY-MM`,
+    points), from the open lots' expiry dates."""
+    now = clock.now()
+    labels = months_ahead(months, now)
+    end_year, end_month = int(labels[-1][:4]), int(labels[-1][5:])
+    end = datetime(end_year + end_month // 12, end_month % 12 + 1, 1, tzinfo=now.tzinfo)
+    month = _month(session, _lots.c.expires_at)
+    rows = (
+        await session.execute(
+            select(month, func.sum(_lots.c.remaining))
+            .where(
+                _lots.c.program_id == program.id,
+                _lots.c.remaining > 0,
+                _lots.c.expires_at.is_not(None),
+                _lots.c.expires_at >= now,
+                _lots.c.expires_at < end,
+            )
+            .group_by(month)
+        )
+    ).all()
+    found = {str(m): int(n or 0) for m, n in rows}
+    return [(m, found.get(m, 0)) for m in labels]
+
+
+def months_ahead(n: int, now: datetime | None = None) -> list[str]:
+    """The current month and the `n - 1` after it, as `YYYY-MM`."""
+    now = now or clock.now()
+    year, month = now.year, now.month
+    out = []
+    for _ in range(n):
+        out.append(f"{year:04d}-{month:02d}")
+        month += 1
+        if month == 13:
+            year, month = year + 1, 1
+    return out
+
+
+async def delivery_addresses(
+    session: AsyncSession, program: ProgramInfo, public_ids: list[str]
+) -> dict[str, str]:
+    """The delivery address members gave with a product (member attribute
+    `delivery_address`), one line each, by member public id."""
+    if not public_ids:
+        return {}
+    rows = await session.execute(
+        select(_members.c.public_id, _members.c.attributes).where(
+            _members.c.program_id == program.id, _members.c.public_id.in_(set(public_ids))
+        )
+    )
+    out: dict[str, str] = {}
+    for public_id, attributes in rows:
+        found = (attributes or {}).get("delivery_address")
+        if isinstance(found, dict):
+            parts = (found.get(k) for k in ("name", "street", "postcode", "city", "country"))
+            out[str(public_id)] = ", ".join(str(p) for p in parts if p)
+    return out

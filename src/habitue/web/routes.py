@@ -49,6 +49,7 @@ def routers() -> list[Any]:
     from habitue.web.admin_offers import router as offers_router
     from habitue.web.admin_partners import router as partners_router
     from habitue.web.admin_rewards import router as rewards_router
+    from habitue.web.admin_rules import router as rules_router
     from habitue.web.admin_tiers import router as tiers_router
     from habitue.web.admin_webhooks import router as webhooks_router
     from habitue.web.admin_words import router as words_router
@@ -69,4 +70,5 @@ def routers() -> list[Any]:
         words_router,
         member_list_router,
         club_router,
+        rules_router,
     ]
