@@ -6,6 +6,9 @@ from typing import Any
 
 import httpx
 
+from habitue.db import Database
+from habitue.settings import Settings
+from tests.clients import limited, new_key, serve
 from tests.conftest import create_program, enrol, new_code
 from tests.rewards.conftest import balance, give, problem, reward
 
@@ -368,3 +371,27 @@ async def test_a_two_unit_redemption_cancels_whole_or_not_at_all(
     state = await client.get(f"/v1/programs/{program}/coupons/{codes[1]}")
     assert state.json()["state"] == "issued"
     assert await balance(client, program, m["id"]) == 1000
+
+
+async def test_codes_that_name_no_coupon_drain_the_guessing_buckets(
+    settings: Settings, db: Database
+) -> None:
+    async with serve(settings, db) as served:
+        async with served.at("10.4.0.1") as admin:
+            program = await create_program(admin)
+            till_key = await new_key(admin, program, "till", "events:write")
+        basket = f"/v1/programs/{program}/baskets/price"
+        lines = [{"unit_price": "10.00"}]
+        async with served.at("10.4.0.2", till_key) as guesser:
+            for i in range(10):
+                r = await guesser.post(basket, json={"lines": lines, "codes": [f"GUESS{i}"]})
+                assert r.status_code == 200, r.text
+                assert r.json()["refused"][0]["code"] == f"GUESS{i}"
+            limited(await guesser.post(basket, json={"lines": lines, "codes": ["GUESS"]}), 6)
+            r = await guesser.post(
+                f"/v1/programs/{program}/baskets/confirm",
+                json={"lines": lines, "external_id": "g1"},
+            )
+            limited(r, 6)
+        async with served.at("10.4.0.3", till_key) as same_key:
+            limited(await same_key.post(basket, json={"lines": lines}), 6)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 
 from habitue.deps import DbDep, ProgramDep, ReadSession, scoped
+from habitue.events.schemas import MemberSelector
 from habitue.programs.service import Principal
 from habitue.promotions import service as promotions_service
 from habitue.promotions import till
+from habitue.promotions.errors import BasketRefused
 from habitue.promotions.schemas import (
     BasketConfirm,
     BasketIn,
@@ -17,32 +19,58 @@ from habitue.promotions.schemas import (
     PromotionRead,
     PromotionUpdate,
 )
+from habitue.rewards import guard
 
 router = APIRouter(prefix="/v1/programs/{program}", tags=["promotions"])
 
 
+def _member_key(selector: MemberSelector | None) -> str | None:
+    if selector is None:
+        return None
+    return selector.id or selector.card_number or selector.external_id
+
+
 @router.post("/baskets/price", response_model=BasketRead)
 async def price_basket(
+    request: Request,
     program: ProgramDep,
     body: BasketIn,
     session: ReadSession,
-    _: Principal = scoped("events:write"),
+    principal: Principal = scoped("events:write"),
 ) -> BasketRead:
     """Every discount that applies to the basket, what is left to pay and what it would earn;
-    writes nothing."""
-    return await till.price_basket(session, program, body)
+    writes nothing. Codes that name no coupon drain the coupon-guessing buckets (429 once
+    empty), as at `POST /coupons/{code}/redeem`."""
+    member = _member_key(body.member)
+    async with guard.basket_lookups(
+        request, program, principal=principal, member=member
+    ) as attempt:
+        answer, missed = await till.price_basket(session, program, body)
+        if missed:
+            attempt.fail()
+    return answer
 
 
 @router.post("/baskets/confirm", response_model=BasketRead)
 async def confirm_basket(
+    request: Request,
     program: ProgramDep,
     body: BasketConfirm,
     db: DbDep,
-    _: Principal = scoped("events:write"),
+    principal: Principal = scoped("events:write"),
 ) -> BasketRead:
     """Price again and, in one transaction, record the purchase, burn the coupons, use the
     offers and spend the points; a retry with the same `external_id` returns the first answer."""
-    return await till.confirm_basket(db, program, body)
+    member = _member_key(body.member)
+    async with guard.basket_lookups(
+        request, program, principal=principal, member=member
+    ) as attempt:
+        try:
+            return await till.confirm_basket(db, program, body)
+        except BasketRefused as exc:
+            if exc.missed:
+                attempt.fail()
+            raise
 
 
 @router.post("/promotions", status_code=201, response_model=PromotionRead)

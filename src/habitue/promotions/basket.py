@@ -44,6 +44,8 @@ class Priced:
     pricing: Pricing
     member: MemberRef | None
     occurred_at: datetime
+    missed: int = 0
+    """Codes that named no coupon of the program (they cost the guessing protection a token)."""
 
 
 def parse_lines(

@@ -30,6 +30,8 @@ class BasketRefused(HabitueError):
     status = 422
     type = "basket-refused"
     title = "Basket refused"
+    missed = 0
+    """Codes that named no coupon of the program (for the guessing protection)."""
 
 
 class CouponTaken(Conflict):

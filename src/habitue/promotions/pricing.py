@@ -181,6 +181,8 @@ class CodeInput:
     refusal: str | None = None
     state: str = "issued"
     expires_at: datetime | None = None
+    lookup_failed: bool = False
+    """The code named no coupon of the program (a guess, or a typo)."""
 
 
 @dataclass(frozen=True, slots=True)

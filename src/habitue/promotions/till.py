@@ -85,7 +85,7 @@ async def _code_inputs(
             )
         except CouponLookupFailed as exc:
             shown = codes.display(code) if codes.is_well_formed(code) else code
-            out.append(CodeInput(shown, refusal=exc.detail))
+            out.append(CodeInput(shown, refusal=exc.detail, lookup_failed=True))
             continue
         display = codes.display(row["code"])
         found = _coupon_deal(row, live, display)
@@ -194,11 +194,15 @@ async def price_in(
         exponent=program.currency_exponent,
         refused_lines=refused_lines,
     )
-    return Priced(pricing, member, occurred)
+    missed = sum(1 for c in code_inputs if c.lookup_failed)
+    return Priced(pricing, member, occurred, missed)
 
 
-async def price_basket(session: AsyncSession, program: ProgramInfo, body: BasketIn) -> BasketRead:
-    """What the basket costs with every deal, and what it would earn; writes nothing."""
+async def price_basket(
+    session: AsyncSession, program: ProgramInfo, body: BasketIn
+) -> tuple[BasketRead, int]:
+    """What the basket costs with every deal, and what it would earn; writes nothing. Also
+    answers how many codes named no coupon (for the guessing protection)."""
     now = clock.now()
     priced = await price_in(session, program, body, now=now)
     _, _, index = parse_lines(program, body)
@@ -208,7 +212,7 @@ async def price_basket(session: AsyncSession, program: ProgramInfo, body: Basket
             session, program, purchase_body(program, priced, "price", "default")
         )
         earned, effects = quote.points_earned, quote.effects
-    return read_answer(program, priced, index=index, earned=earned, effects=effects)
+    return read_answer(program, priced, index=index, earned=earned, effects=effects), priced.missed
 
 
 async def _stored(
@@ -236,7 +240,9 @@ async def confirm_in(
     priced = await price_in(session, program, body, now=now)
     pricing = priced.pricing
     if pricing.invalid:
-        raise refuse(pricing)
+        refused = refuse(pricing)
+        refused.missed = priced.missed
+        raise refused
     if not pricing.lines:
         raise ValidationFailed("lines", "no line to sell")
     member = priced.member

@@ -8,7 +8,8 @@ request's own work has rolled back).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TypeVar
 
 from fastapi import Request
@@ -74,3 +75,17 @@ async def _log(
         )
 
     await db.write(work)
+
+
+@contextlib.asynccontextmanager
+async def basket_lookups(
+    request: Request, program: ProgramInfo, *, principal: Principal, member: str | None
+) -> AsyncIterator[ratelimit.Attempt]:
+    """A basket's coupon codes (`baskets/price` and `confirm`): refused with `RateLimited` when
+    a bucket of `guarded` is empty; `fail()` (a code that named no coupon) costs one token."""
+    async with ratelimit.failures_of(
+        ratelimit.limiter_of(request),
+        _buckets(request, program, principal, member),
+        "failed coupon lookups",
+    ) as attempt:
+        yield attempt
