@@ -55,6 +55,7 @@ async def test_a_member_over_the_limit_is_held_then_released_or_suspended(
     )
     r = await purchase(client, program, busy["id"], "10.00")
     assert r.status_code == 409, r.text
+    assert (await client.get(f"{base}/members/{busy['id']}")).json()["status"] == "held"
     r = await client.post(
         f"{base}/members/{busy['id']}/spends", json={"points": 5, "reference": new_code("s")}
     )
