@@ -55,6 +55,7 @@ async def test_a_member_over_the_limit_is_held_then_released_or_suspended(
     )
     r = await purchase(client, program, busy["id"], "10.00")
     assert r.status_code == 409, r.text
+    assert (await client.get(f"{base}/members/{busy['id']}")).json()["status"] == "held"
     r = await client.post(
         f"{base}/members/{busy['id']}/spends", json={"points": 5, "reference": new_code("s")}
     )
@@ -68,6 +69,10 @@ async def test_a_member_over_the_limit_is_held_then_released_or_suspended(
     assert (await client.get(f"{base}/fraud/holds")).json()["items"] == []
     r = await client.get(f"{base}/members/{busy['id']}")
     assert r.json()["status"] == "active"
+    # Ids past the database's integers are refused as invalid, not an unhandled error.
+    huge = "9" * 40
+    assert (await client.post(f"{base}/fraud/holds/{huge}/release")).status_code == 422
+    assert (await client.get(f"{base}/audit", params={"after": huge})).status_code == 422
 
 
 async def test_a_card_used_far_away_within_minutes_is_held_and_suspended(

@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Annotated
 
 import orjson
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query
 from fastapi.responses import Response
 
+from habitue.bounds import MAX_ID
 from habitue.deps import DbDep, ProgramDep, ReadSession, SettingsDep, scoped
 from habitue.privacy import audit, erasure, fraud, release
 from habitue.privacy import export as export_service
@@ -97,7 +98,7 @@ async def read_audit(
     resource_id: Annotated[str | None, Query(max_length=200)] = None,
     actor: Annotated[str | None, Query(max_length=200)] = None,
     action: Annotated[str | None, Query(max_length=16)] = None,
-    after: Annotated[int, Query(ge=0)] = 0,
+    after: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> AuditPage:
     """The program's audit log, oldest first, filtered (the owner's keys only: `admin`)."""
@@ -182,7 +183,10 @@ async def fraud_queue(
 
 @router.post("/fraud/holds/{hold_id}/release", response_model=FraudHoldRead)
 async def release_hold(
-    program: ProgramDep, hold_id: int, db: DbDep, principal: Principal = scoped("members:write")
+    program: ProgramDep,
+    hold_id: Annotated[int, Path(ge=1, le=MAX_ID)],
+    db: DbDep,
+    principal: Principal = scoped("members:write"),
 ) -> FraudHoldRead:
     """Release a held member: they earn and spend again."""
     done = await db.write(
@@ -193,7 +197,10 @@ async def release_hold(
 
 @router.post("/fraud/holds/{hold_id}/suspend", response_model=FraudHoldRead)
 async def suspend_hold(
-    program: ProgramDep, hold_id: int, db: DbDep, principal: Principal = scoped("members:write")
+    program: ProgramDep,
+    hold_id: Annotated[int, Path(ge=1, le=MAX_ID)],
+    db: DbDep,
+    principal: Principal = scoped("members:write"),
 ) -> FraudHoldRead:
     """Suspend a held member: the account stays closed to earning and spending."""
     done = await db.write(
