@@ -19,6 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from habitue import bounds, jobs, logs, openapi, ratelimit, rooms
 from habitue.db import Database
 from habitue.errors import ERROR_BASE, HabitueError
+from habitue.events.pipeline import Pipeline
 from habitue.health import DatabaseUnavailable
 from habitue.health import router as health_router
 from habitue.middleware import BodyLimit, IdempotencyKeys, Metrics
@@ -97,11 +98,17 @@ def install_error_handlers(app: FastAPI) -> None:
         return await _unexpected(request, exc)
 
 
-def create_app(settings: Settings | None = None, *, db: Database | None = None) -> FastAPI:
-    """Build the application; `db` may be passed in by tests and benchmarks."""
+def create_app(
+    settings: Settings | None = None,
+    *,
+    db: Database | None = None,
+    pipeline: Pipeline | None = None,
+) -> FastAPI:
+    """Build the application; `db` and `pipeline` may be passed in by tests and benchmarks."""
     settings = settings or get_settings()
     logs.configure(settings)
-    rooms.load()
+    # The event path, built once: every room's stages, in their order (`habitue.rooms`).
+    event_pipeline = pipeline or rooms.build_pipeline()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -162,6 +169,7 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None) 
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.pipeline = event_pipeline
     app.state.limiter = ratelimit.limiter_for(settings)
     app.state.limits = ratelimit.Limits.from_settings(settings)
     if db is not None:

@@ -350,6 +350,7 @@ def consume(
     ] = False,
 ) -> None:
     """Record event bodies from NATS JetStream (HABITUE_NATS_URL) with a durable consumer."""
+    from habitue import rooms
     from habitue.db import Database
     from habitue.events import consume as intake
     from habitue.programs import service as programs_service
@@ -386,9 +387,9 @@ def consume(
                     err.print(f"recorded {stats.recorded}, parked {stats.parked}")
 
             stats = await intake.consume(
-                db, info, url=settings.nats_url, stream=stream, subject=subject,
-                durable=durable, batch=batch, until_idle=until_idle, max_messages=max_messages,
-                ack_wait=ack_wait, on_batch=progress,
+                db, rooms.build_pipeline(), info, url=settings.nats_url, stream=stream,
+                subject=subject, durable=durable, batch=batch, until_idle=until_idle,
+                max_messages=max_messages, ack_wait=ack_wait, on_batch=progress,
             )
             console.print(
                 f"recorded {stats.recorded}, parked {stats.parked}, "

@@ -6,30 +6,20 @@ writes nothing.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import TextClause, insert, select, text, update
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from habitue import clock
 from habitue.bounds import MAX_POINTS
-from habitue.db import (
-    Database,
-    DeferredWrite,
-    dialect_name,
-    table_of,
-    take_deferred,
-    write_late,
-)
+from habitue.db import Database, dialect_name, table_of
 from habitue.errors import ValidationFailed
 from habitue.events import apply as apply_effects
-from habitue.events import hooks
 from habitue.events.errors import (
     CurrencyMismatch,
     LinesMismatch,
@@ -37,8 +27,10 @@ from habitue.events.errors import (
     UnknownEventType,
     UnknownPurchase,
 )
-from habitue.events.models import Event, EventLine
+from habitue.events.models import Event
+from habitue.events.pipeline import EventApplied, Pipeline, RefundApplied
 from habitue.events.schemas import BUILTIN_TYPES, EffectRead, EventCreate, EventRead
+from habitue.events.write import EventRow, write_event
 from habitue.ids import new_id
 from habitue.ledger import service as ledger_service
 from habitue.ledger.errors import MovementLimit
@@ -48,14 +40,9 @@ from habitue.members.service import MemberRef
 from habitue.messaging import outbox
 from habitue.money import MoneyFormatError, format_minor, parse_minor
 from habitue.programs.service import ProgramInfo
-from habitue.rules import decide as rules_decide
-from habitue.rules.compile import CompiledRule
-from habitue.rules.types import Decision, EarnPoints, EventInput, LineInput
+from habitue.rules.types import EarnPoints, EventInput, LineInput
 
 _events = table_of(Event)
-_lines = table_of(EventLine)
-_EVENT_INSERT = insert(_events)
-_LINES_INSERT = insert(_lines)
 
 CENT_TOLERANCE = 1
 
@@ -179,26 +166,6 @@ def prepare(program: ProgramInfo, body: EventCreate, *, now: datetime) -> Prepar
     return Prepared(body=body, event=event, discount_minor=discount)
 
 
-async def _decide(
-    session: AsyncSession,
-    program: ProgramInfo,
-    member: MemberRef,
-    prepared: Prepared,
-    now: datetime,
-) -> Decision:
-    event = prepared.event
-    snap = await hooks.snapshot(session, program, member, now)
-    rules = await hooks.rules_for(session, program)
-    settings = program.snapshot()
-    decision = rules_decide.decide(event, snap, settings, rules, now)
-    # Caps and budgets usage is read only when a limited rule of this event's type applies.
-    own = [r for r in rules if isinstance(r, CompiledRule) and r.spec.event_type == event.type]
-    if not rules_decide.limits_apply(decision, own):
-        return decision
-    usage = await hooks.usage_for(session, program, member, own, event.occurred_at)
-    return rules_decide.decide(event, snap, settings, rules, now, usage)
-
-
 async def _existing(
     session: AsyncSession, program: ProgramInfo, source: str, external_id: str
 ) -> EventRead | None:
@@ -214,7 +181,9 @@ async def _existing(
     return None if row is None else EventRead.model_validate(row.response)
 
 
-async def _member_for(session: AsyncSession, program: ProgramInfo, body: EventCreate) -> MemberRef:
+async def _member_for(
+    session: AsyncSession, pipeline: Pipeline, program: ProgramInfo, body: EventCreate
+) -> MemberRef:
     sel = body.member
     assert sel is not None
     return await members_service.resolve_in_batch(
@@ -223,6 +192,7 @@ async def _member_for(session: AsyncSession, program: ProgramInfo, body: EventCr
         member_id=sel.id,
         card_number=sel.card_number,
         external_id=sel.external_id,
+        reads=pipeline.member_reads,
     )
 
 
@@ -234,14 +204,16 @@ def lock_key(body: EventCreate) -> str:
     return sel.id or sel.card_number or sel.external_id or ""
 
 
-async def quote(session: AsyncSession, program: ProgramInfo, body: EventCreate) -> EventRead:
+async def quote(
+    session: AsyncSession, pipeline: Pipeline, program: ProgramInfo, body: EventCreate
+) -> EventRead:
     """What the event would earn, computed by the same `decide`, writing nothing."""
     now = clock.now()
     prepared = prepare(program, body, now=now)
     if body.type == "refund":
         raise ValidationFailed("type", "refunds cannot be quoted")
-    member = await _member_for(session, program, body)
-    decision = await _decide(session, program, member, prepared, now)
+    member = await _member_for(session, pipeline, program, body)
+    decision = await pipeline.decide(session, program, member, prepared.event, now)
     earned = decision.points
     return EventRead(
         id="",
@@ -260,14 +232,16 @@ async def quote(session: AsyncSession, program: ProgramInfo, body: EventCreate) 
     )
 
 
-async def record(session: AsyncSession, program: ProgramInfo, body: EventCreate) -> EventRead:
+async def record(
+    session: AsyncSession, pipeline: Pipeline, program: ProgramInfo, body: EventCreate
+) -> EventRead:
     """Record an event in the caller's transaction; a retry returns the first answer."""
     found = await _existing(session, program, body.source, body.external_id)
     if found is not None:
         return found
     try:
         async with session.begin_nested():
-            return await apply(session, program, body)
+            return await apply(session, pipeline, program, body)
     except IntegrityError:
         found = await _existing(session, program, body.source, body.external_id)
         if found is None:
@@ -275,29 +249,40 @@ async def record(session: AsyncSession, program: ProgramInfo, body: EventCreate)
         return found
 
 
-async def apply(session: AsyncSession, program: ProgramInfo, body: EventCreate) -> EventRead:
+async def apply(
+    session: AsyncSession, pipeline: Pipeline, program: ProgramInfo, body: EventCreate
+) -> EventRead:
     """Apply a new event; raises IntegrityError when its external_id was recorded already."""
     now = clock.now()
     prepared = prepare(program, body, now=now)
     if body.type == "refund":
-        return await _refund(session, program, prepared, now)
-    return await _earn(session, program, prepared, now)
+        return await _refund(session, pipeline, program, prepared, now)
+    return await _earn(session, pipeline, program, prepared, now)
 
 
-async def record_event(db: Database, program: ProgramInfo, body: EventCreate) -> EventRead:
+async def record_event(
+    db: Database, pipeline: Pipeline, program: ProgramInfo, body: EventCreate
+) -> EventRead:
     """The request path: one unit of work, no pre-check; a retry reads the first answer.
 
     The unique (program, source, external_id) index decides: a duplicate rolls its unit of
     work back whole, and the stored response of the first is returned.
     """
     member_id = body.member.id if body.member is not None and body.type != "refund" else None
-    prefetch = members_service.prefetch(program, member_id) if member_id is not None else None
+    prefetch = (
+        members_service.prefetch(program, member_id, pipeline.member_reads)
+        if member_id is not None
+        else None
+    )
     # Late: the batch writes its events at its end. Not when the event pays with points: its
     # debit reads the lots, which an earlier event of the member in the batch may credit.
     late = member_id is not None and not body.spend_points
     try:
         return await db.write(
-            lambda s: apply(s, program, body), key=lock_key(body), prefetch=prefetch, late=late
+            lambda s: apply(s, pipeline, program, body),
+            key=lock_key(body),
+            prefetch=prefetch,
+            late=late,
         )
     except IntegrityError:
         async with db.read() as session:
@@ -308,10 +293,14 @@ async def record_event(db: Database, program: ProgramInfo, body: EventCreate) ->
 
 
 async def _earn(
-    session: AsyncSession, program: ProgramInfo, prepared: Prepared, now: datetime
+    session: AsyncSession,
+    pipeline: Pipeline,
+    program: ProgramInfo,
+    prepared: Prepared,
+    now: datetime,
 ) -> EventRead:
     body, event = prepared.body, prepared.event
-    member = await _member_for(session, program, body)
+    member = await _member_for(session, pipeline, program, body)
     member.require_active()
     event_id = new_id()
     spent = body.spend_points
@@ -328,7 +317,7 @@ async def _earn(
             reason=f"paid at the till ({body.external_id})",
             now=now,
         )
-    decision = await _decide(session, program, member, prepared, now)
+    decision = await pipeline.decide(session, program, member, event, now)
     earn_legs = [
         Leg(e.amount, e.rule_code, e.rule_id, e.rule_version)
         for e in decision.effects
@@ -357,7 +346,7 @@ async def _earn(
         if earned
         else None
     )
-    applied = hooks.EventApplied(
+    applied = EventApplied(
         program=program,
         member=member,
         event=event,
@@ -367,10 +356,9 @@ async def _earn(
         now=now,
         source=body.source,
     )
-    delivered = await apply_effects.deliver(
-        session, apply_effects.Target(program, member.id, event_id, now), decision
-    )
-    extra = await hooks.run_after_event(session, applied)
+    target = apply_effects.Target(program, member.id, event_id, now)
+    delivered = await apply_effects.deliver(session, pipeline.appliers, target, decision)
+    after = await pipeline.after(session, applied)
     response = EventRead(
         id=event_id,
         type=body.type,
@@ -385,7 +373,7 @@ async def _earn(
         if spent
         else None,
         pending=pending and earned > 0,
-        effects=delivered + [EffectRead.model_validate(x) for x in extra],
+        effects=[*delivered, *after.effects],
         errors=[{"rule": e.rule_code, "message": e.message} for e in decision.errors],
     )
     rows = []
@@ -432,70 +420,15 @@ async def _earn(
             },
         )
     )
-    await _insert_event(
-        session,
-        program,
-        member,
-        prepared,
-        event_id,
-        response,
-        now,
-        points=earned,
-        refers_to=None,
-        outbox_rows=rows,
-        lifetime=earned,
-        credit=credit,
+    row = _row(program, member, prepared, event_id, response, now, points=earned, refers_to=None)
+    await write_event(
+        session, row, lifetime=earned, outbox_rows=rows, credit=credit, writes=after.writes
     )
-    await hooks.run_after_record(session, applied)
+    await pipeline.recorded(session, applied)
     return response
 
 
-# PostgreSQL: the event, its basket lines, the member's lifetime total and the domain events
-# in one round trip (four statements on SQLite). The lines' foreign key is checked at the
-# statement's end.
-_EVENT_CTES = """
-    event AS (
-        INSERT INTO events (id, program_id, member_id, type, source, external_id, occurred_at,
-                            total_minor, points, points_spent, refers_to, refunded_minor,
-                            points_taken_back, spent_returned, attributes, response, created_at)
-        VALUES (:id, :program_id, :member_id, :type, :source, :external_id, :occurred_at,
-                :total_minor, :points, :points_spent, :refers_to, 0, 0, 0,
-                CAST(:attributes AS json), CAST(:response AS json), :created_at)
-    ), lines AS (
-        INSERT INTO event_lines (program_id, member_id, event_id, line_no, sku, category,
-                                 quantity, unit_price_minor, amount_minor)
-        SELECT :program_id, :member_id, :id, line.line_no, line.sku, line.category,
-               line.quantity, line.unit_price_minor, line.amount_minor
-        FROM unnest(CAST(:line_nos AS integer[]), CAST(:skus AS varchar[]),
-                    CAST(:categories AS varchar[]), CAST(:quantities AS varchar[]),
-                    CAST(:unit_prices AS bigint[]), CAST(:line_amounts AS bigint[]))
-             AS line(line_no, sku, category, quantity, unit_price_minor, amount_minor)
-    ), lifetime AS (
-"""
-_EVENT_AND_OUTBOX = (
-    _EVENT_CTES + members_service.ADD_LIFETIME_SQL + ")\n" + outbox.INSERT_FROM_ARRAYS
-)
-_EVENT_STATEMENTS: dict[tuple[bool, tuple[tuple[str, str], ...]], TextClause] = {}
-
-
-def _event_statement(with_credit: bool, deferred: Sequence[DeferredWrite]) -> TextClause:
-    """The event's statement: the credit's CTEs first if it earns, then the writes rooms left
-    to it (`db.defer_write`), then the event, its lines, the lifetime total and the outbox.
-
-    One text per combination (a handful), built once: the driver keeps each prepared.
-    """
-    key = (with_credit, tuple((w.name, w.sql) for w in deferred))
-    statement = _EVENT_STATEMENTS.get(key)
-    if statement is None:
-        parts = [ledger_service.CREDIT_CTES + ","] if with_credit else ["WITH"]
-        parts += [f" {w.name} AS ({w.sql})," for w in deferred]
-        statement = text("".join(parts) + _EVENT_AND_OUTBOX)
-        _EVENT_STATEMENTS[key] = statement
-    return statement
-
-
-async def _insert_event(
-    session: AsyncSession,
+def _row(
     program: ProgramInfo,
     member: MemberRef,
     prepared: Prepared,
@@ -505,95 +438,31 @@ async def _insert_event(
     *,
     points: int,
     refers_to: str | None,
-    outbox_rows: Sequence[dict[str, Any]],
-    lifetime: int,
-    credit: ledger_service.CreditPlan | None = None,
-) -> None:
-    """Write the event's row, its basket lines, the points it adds to (or, refunded, takes
-    off) the member's lifetime total, and its domain events; first the `credit`, if any."""
-    body, event = prepared.body, prepared.event
-    row = {
-        "id": event_id,
-        "program_id": program.id,
-        "member_id": member.id,
-        "type": body.type,
-        "source": body.source,
-        "external_id": body.external_id,
-        "occurred_at": event.occurred_at,
-        "total_minor": event.total_minor,
-        "points": points,
-        "points_spent": body.spend_points,
-        "refers_to": refers_to,
-    }
-    if dialect_name(session) == "postgresql":
-        lines = event.lines
-        params = credit.pg_params() if credit is not None else {}
-        # The two parts share these parameters: they must be the same values.
-        shared = {"program_id": program.id, "member_id": member.id, "event_id": event_id}
-        if credit is not None and any(params[k] != v for k, v in shared.items()):
-            raise AssertionError("the credit is not this event's")
-        params |= {
-            **row,
-            "attributes": json.dumps(body.attributes) if body.attributes else "{}",
-            "response": response.model_dump_json(),
-            "created_at": now,
-            "line_nos": list(range(len(lines))),
-            "skus": [ln.sku for ln in lines],
-            "categories": [ln.category for ln in lines],
-            "quantities": [str(ln.quantity) for ln in lines],
-            "unit_prices": [ln.unit_price_minor for ln in lines],
-            "line_amounts": [ln.amount_minor for ln in lines],
-            "life_member": member.id,
-            "life_points": lifetime,
-            **outbox.array_params(outbox_rows),
-        }
-        deferred = take_deferred(session)
-        for write in deferred:
-            if params.keys() & write.params.keys():
-                raise AssertionError(f"the deferred write {write.name} reuses a parameter")
-            params |= write.params
-        # Nothing reads these rows back in the unit: a batch may write them all at its end.
-        await write_late(session, _event_statement(credit is not None, deferred), params)
-        return
-    if credit is not None:
-        await ledger_service.apply_credit(session, credit)
-    await session.execute(
-        _EVENT_INSERT,
-        {
-            **row,
-            "refunded_minor": 0,
-            "points_taken_back": 0,
-            "spent_returned": 0,
-            "attributes": body.attributes,
-            "response": response.model_dump(mode="json"),
-            "created_at": now,
-        },
+) -> EventRow:
+    body = prepared.body
+    return EventRow(
+        id=event_id,
+        program_id=program.id,
+        member_id=member.id,
+        type=body.type,
+        source=body.source,
+        external_id=body.external_id,
+        event=prepared.event,
+        points=points,
+        points_spent=body.spend_points,
+        refers_to=refers_to,
+        attributes=body.attributes,
+        response=response,
+        created_at=now,
     )
-    if event.lines:
-        await session.execute(
-            _LINES_INSERT,
-            [
-                {
-                    "program_id": program.id,
-                    "member_id": member.id,
-                    "event_id": event_id,
-                    "line_no": n,
-                    "sku": ln.sku,
-                    "category": ln.category,
-                    "quantity": str(ln.quantity),
-                    "unit_price_minor": ln.unit_price_minor,
-                    "amount_minor": ln.amount_minor,
-                }
-                for n, ln in enumerate(event.lines)
-            ],
-        )
-    if lifetime:
-        await members_service.add_lifetime(session, member.id, lifetime)
-    await outbox.emit_many(session, outbox_rows)
 
 
 async def _refund(
-    session: AsyncSession, program: ProgramInfo, prepared: Prepared, now: datetime
+    session: AsyncSession,
+    pipeline: Pipeline,
+    program: ProgramInfo,
+    prepared: Prepared,
+    now: datetime,
 ) -> EventRead:
     body, event = prepared.body, prepared.event
     q = select(_events).where(
@@ -616,7 +485,7 @@ async def _refund(
         member_id=(await _public_id(session, purchase["member_id"])),
     )
     if body.member is not None:
-        named = await _member_for(session, program, body)
+        named = await _member_for(session, pipeline, program, body)
         if named.id != member.id:
             raise ValidationFailed("member", "the purchase belongs to another member")
     left = purchase["total_minor"] - purchase["refunded_minor"]
@@ -693,9 +562,9 @@ async def _refund(
             spent_returned=purchase["spent_returned"] + max(to_return, 0),
         )
     )
-    extra = await hooks.run_after_refund(
+    after = await pipeline.refunded(
         session,
-        hooks.RefundApplied(
+        RefundApplied(
             program=program,
             member=member,
             refund_event_id=event_id,
@@ -708,9 +577,9 @@ async def _refund(
             now=now,
         ),
     )
-    effects = [EffectRead.model_validate(x) for x in extra]
+    effects = list(after.effects)
     effects += await apply_effects.undo_for_refund(
-        session, program, purchase["id"], purchase["response"]
+        session, pipeline.appliers, program, purchase["id"], purchase["response"]
     )
     if to_take > 0:
         effects.append(
@@ -752,8 +621,7 @@ async def _refund(
             "shortfall": shortfall,
         },
     )
-    await _insert_event(
-        session,
+    row = _row(
         program,
         member,
         prepared,
@@ -762,8 +630,9 @@ async def _refund(
         now,
         points=to_return - taken,
         refers_to=purchase["id"],
-        outbox_rows=[refunded_row],
-        lifetime=-taken,
+    )
+    await write_event(
+        session, row, lifetime=-taken, outbox_rows=[refunded_row], writes=after.writes
     )
     return response
 

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from habitue import clock
 from habitue.bounds import MAX_BALANCE
-from habitue.db import dialect_name, table_of
+from habitue.db import Part, dialect_name, table_of
 from habitue.ledger.errors import BalanceLimit, InsufficientPoints
 from habitue.ledger.expiry import lot_expiry
 from habitue.ledger.models import Account, LedgerTransaction, Lot, Posting
@@ -267,6 +267,11 @@ class CreditPlan:
     earned_at: datetime
     expires_at: datetime | None
     pending_until: datetime | None
+
+    def part(self) -> Part:
+        """The credit as the first CTEs (`txn`, `legs`, `account`, `lot`) of a composed
+        statement (`db.compose`), its parameters under the `ledger` namespace."""
+        return Part("ledger", _TXN_AND_LEGS + _CREDIT_REST, self.pg_params())
 
     def pg_params(self) -> dict[str, Any]:
         """The parameters of `CREDIT_CTES`."""

@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from habitue import clock
-from habitue.db import Prefetch, table_of
+from habitue.db import Part, Prefetch, table_of
 from habitue.errors import ValidationFailed
 from habitue.ids import new_id
 from habitue.ledger import service as ledger_service
@@ -63,8 +63,8 @@ def phone_normal(value: str) -> str:
 class MemberRef:
     """What the event path needs of a member, loaded in one query.
 
-    `extras` holds what other rooms registered in `event_extras`, when the member was
-    resolved for an event (`resolve(..., for_event=True)`); empty otherwise.
+    `extras` holds the values of the `MemberColumn`s the member was resolved with
+    (`resolve(..., reads=...)`, the event pipeline's); empty otherwise.
     """
 
     id: int
@@ -74,7 +74,7 @@ class MemberRef:
     enrolled_at: datetime
     attributes: dict[str, Any]
     accounts: MemberAccounts
-    extras: Mapping[str, Any] = field(default_factory=dict)
+    extras: Mapping[MemberColumn, Any] = field(default_factory=dict)
 
     def snapshot(self) -> MemberSnapshot:
         return MemberSnapshot(
@@ -251,37 +251,43 @@ _REF_BY = {
     for column in ("public_id", "external_id", "id")
 }
 
-EventExtra = Callable[[ColumnElement[int]], ColumnElement[Any]]
-event_extras: dict[str, EventExtra] = {}
-"""What other rooms read with the member on the event path, in the member's own query.
+@dataclass(frozen=True, eq=False, slots=True)
+class MemberColumn:
+    """A value another room reads with the member on the event path, in the member's own query.
 
-A name and a function of the members' id column that gives a scalar subquery (the rules'
-counters, locked on PostgreSQL; whether a referral waits for a first purchase). Rooms
-register them at import time, through `habitue.rooms`; the values are on `MemberRef.extras`.
-Each saves the event path a statement per event.
-"""
-_EVENT_REF_BY: dict[tuple[str, tuple[str, ...]], Any] = {}
+    `column` is a function of the members' id column that gives a scalar subquery (the rules'
+    counters, locked on PostgreSQL; whether a referral waits for a first purchase). The event
+    pipeline hands its rooms' columns to `resolve(..., reads=...)`; each value is on
+    `MemberRef.extras` under the column object itself (no name to clash). Each saves the event
+    path a statement per event.
+    """
+
+    name: str
+    column: Callable[[ColumnElement[int]], ColumnElement[Any]]
 
 
-def _extra_columns(member_id: ColumnElement[int]) -> list[ColumnElement[Any]]:
-    return [extra(member_id).label(f"extra_{name}") for name, extra in event_extras.items()]
+Reads = tuple[MemberColumn, ...]
+_EVENT_REF_BY: dict[tuple[str, Reads], Any] = {}
 
 
-def _event_ref_query(column: str) -> Any:
-    key = (column, tuple(event_extras))
+def _extra_columns(member_id: ColumnElement[int], reads: Reads) -> list[ColumnElement[Any]]:
+    return [read.column(member_id).label(f"extra_{n}") for n, read in enumerate(reads)]
+
+
+def _event_ref_query(column: str, reads: Reads) -> Any:
+    key = (column, reads)
     query = _EVENT_REF_BY.get(key)
     if query is None:
-        query = _REF_BY[column].add_columns(*_extra_columns(_members.c.id))
+        query = _REF_BY[column].add_columns(*_extra_columns(_members.c.id, reads))
         _EVENT_REF_BY[key] = query
     return query
 
 
-_EVENT_REFS_BY_IDS: dict[tuple[str, ...], Any] = {}
+_EVENT_REFS_BY_IDS: dict[Reads, Any] = {}
 
 
-def _event_refs_query() -> Any:
-    key = tuple(event_extras)
-    query = _EVENT_REFS_BY_IDS.get(key)
+def _event_refs_query(reads: Reads) -> Any:
+    query = _EVENT_REFS_BY_IDS.get(reads)
     if query is None:
         # Sorted in a subquery (which PostgreSQL does not flatten), so that the extras' row
         # locks are taken in public id order, the order grouped units run and lock in.
@@ -293,40 +299,42 @@ def _event_refs_query() -> Any:
             .order_by(_members.c.public_id)
             .subquery()
         )
-        query = select(inner, *_extra_columns(inner.c.id))
-        _EVENT_REFS_BY_IDS[key] = query
+        query = select(inner, *_extra_columns(inner.c.id, reads))
+        _EVENT_REFS_BY_IDS[reads] = query
     return query
 
 
 async def resolve_many_for_event(
-    session: AsyncSession, program: ProgramInfo, public_ids: list[str]
+    session: AsyncSession, program: ProgramInfo, public_ids: list[str], reads: Reads = ()
 ) -> list[MemberRef]:
-    """`resolve(..., for_event=True)` of several members by public id, in one query."""
+    """`resolve(..., reads=reads)` of several members by public id, in one query."""
     rows = await session.execute(
-        _event_refs_query(), {"refs_program": program.id, "refs_ids": sorted(set(public_ids))}
+        _event_refs_query(reads),
+        {"refs_program": program.id, "refs_ids": sorted(set(public_ids))},
     )
-    extras = tuple(event_extras)
-    return [_to_ref(row, extras) for row in rows]
+    return [_to_ref(row, reads) for row in rows]
 
 
 BATCH_SLOT = "habitue.members.batch"
 
 
-async def _read_batch(session: AsyncSession, args: list[tuple[ProgramInfo, str]]) -> None:
-    """The members of a batch of grouped units, read in one query per program."""
-    by_program: dict[int, tuple[ProgramInfo, list[str]]] = {}
-    for program, public_id in args:
-        by_program.setdefault(program.id, (program, []))[1].append(public_id)
-    found: dict[tuple[int, str], MemberRef] = session.info.setdefault(BATCH_SLOT, {})
-    for program, ids in by_program.values():
-        for ref in await resolve_many_for_event(session, program, ids):
-            found[(program.id, ref.public_id)] = ref
+async def _read_batch(
+    session: AsyncSession, args: list[tuple[ProgramInfo, str, Reads]]
+) -> None:
+    """The members of a batch of grouped units, read in one query per program (and reads)."""
+    by_program: dict[tuple[int, Reads], tuple[ProgramInfo, list[str]]] = {}
+    for program, public_id, reads in args:
+        by_program.setdefault((program.id, reads), (program, []))[1].append(public_id)
+    found: dict[tuple[int, str, Reads], MemberRef] = session.info.setdefault(BATCH_SLOT, {})
+    for (_, reads), (program, ids) in by_program.items():
+        for ref in await resolve_many_for_event(session, program, ids, reads):
+            found[(program.id, ref.public_id, reads)] = ref
 
 
-def prefetch(program: ProgramInfo, public_id: str) -> Prefetch:
+def prefetch(program: ProgramInfo, public_id: str, reads: Reads = ()) -> Prefetch:
     """For `Database.write`: the units of a batch that name their member by public id read
-    them together, with `event_extras` (see `resolve_in_batch`)."""
-    return Prefetch(_read_batch, (program, public_id), BATCH_SLOT)
+    them together, with `reads` (see `resolve_in_batch`)."""
+    return Prefetch(_read_batch, (program, public_id, reads), BATCH_SLOT)
 
 
 async def resolve_in_batch(
@@ -336,15 +344,16 @@ async def resolve_in_batch(
     member_id: str | None = None,
     card_number: str | None = None,
     external_id: str | None = None,
+    reads: Reads = (),
 ) -> MemberRef:
-    """`resolve(..., for_event=True)`, from what the unit's batch read if it can.
+    """`resolve(..., reads=reads)`, from what the unit's batch read if it can.
 
     Each member read for the batch is used once, and not after a unit that names the same
     member another way: those read again, and see what earlier units wrote.
     """
-    found: dict[tuple[int, str], MemberRef] = session.info.get(BATCH_SLOT, {})
+    found: dict[tuple[int, str, Reads], MemberRef] = session.info.get(BATCH_SLOT, {})
     if member_id is not None:
-        ref = found.pop((program.id, member_id), None)
+        ref = found.pop((program.id, member_id, reads), None)
         if ref is not None:
             return ref
     ref = await resolve(
@@ -353,9 +362,9 @@ async def resolve_in_batch(
         member_id=member_id,
         card_number=card_number,
         external_id=external_id,
-        for_event=True,
+        reads=reads,
     )
-    found.pop((program.id, ref.public_id), None)
+    found.pop((program.id, ref.public_id, reads), None)
     return ref
 
 
@@ -364,7 +373,7 @@ _CARD_BY_NUMBER = select(_cards.c.member_id, _cards.c.status).where(
 )
 
 
-def _to_ref(row: Any, extras: tuple[str, ...] = ()) -> MemberRef:
+def _to_ref(row: Any, reads: Reads = ()) -> MemberRef:
     mapping = row._mapping
     return MemberRef(
         id=row.id,
@@ -374,7 +383,7 @@ def _to_ref(row: Any, extras: tuple[str, ...] = ()) -> MemberRef:
         enrolled_at=clock.as_utc(row.enrolled_at),
         attributes=row.attributes or {},
         accounts=MemberAccounts(row.id, row.available, row.pending),
-        extras={name: mapping[f"extra_{name}"] for name in extras},
+        extras={read: mapping[f"extra_{n}"] for n, read in enumerate(reads)},
     )
 
 
@@ -385,11 +394,11 @@ async def resolve(
     member_id: str | None = None,
     card_number: str | None = None,
     external_id: str | None = None,
-    for_event: bool = False,
+    reads: Reads = (),
 ) -> MemberRef:
     """Find a member by public id, card (number, barcode or QR) or external id.
 
-    `for_event`: with what other rooms registered in `event_extras`, in the same query.
+    `reads`: with what the event pipeline's rooms read with the member, in the same query.
     """
     if member_id is not None:
         column, value = "public_id", member_id
@@ -416,11 +425,11 @@ async def resolve(
         column, value = "id", card.member_id
     else:
         raise ValidationFailed("member", "give one of id, card_number or external_id")
-    query = _event_ref_query(column) if for_event else _REF_BY[column]
+    query = _event_ref_query(column, reads) if reads else _REF_BY[column]
     row = (await session.execute(query, {"ref_program": program.id, "ref_v": value})).first()
     if row is None:
         raise MemberNotFound("no such member in this program")
-    return _to_ref(row, tuple(event_extras) if for_event else ())
+    return _to_ref(row, reads)
 
 
 async def refs_by_external_id(
@@ -681,18 +690,21 @@ async def block_card(session: AsyncSession, program: ProgramInfo, number: str) -
 
 _ADD_LIFETIME = (
     update(_members)
-    .where(_members.c.id == bindparam("life_member"))
-    .values(lifetime_earned=_members.c.lifetime_earned + bindparam("life_points"))
+    .where(_members.c.id == bindparam("member"))
+    .values(lifetime_earned=_members.c.lifetime_earned + bindparam("points"))
 )
-
-
-# The same change as a part of a caller's multi-row statement on PostgreSQL (the event's).
-ADD_LIFETIME_SQL = """
-    UPDATE members SET lifetime_earned = lifetime_earned + :life_points
-    WHERE id = :life_member AND :life_points <> 0
+# The same change as a part of a caller's statement on PostgreSQL (the event's).
+_ADD_LIFETIME_SQL = """
+    UPDATE members SET lifetime_earned = lifetime_earned + :points
+    WHERE id = :member AND :points <> 0
 """
+
+
+def lifetime_part(member_id: int, points: int) -> Part:
+    """`add_lifetime` as a CTE (`lifetime`) of a composed statement (`db.compose`)."""
+    return Part("members", _ADD_LIFETIME_SQL, {"member": member_id, "points": points}, "lifetime")
 
 
 async def add_lifetime(session: AsyncSession, member_id: int, points: int) -> None:
     """Add (or, for a take-back, subtract) points to the member's lifetime earned total."""
-    await session.execute(_ADD_LIFETIME, {"life_member": member_id, "life_points": points})
+    await session.execute(_ADD_LIFETIME, {"member": member_id, "points": points})
