@@ -50,6 +50,7 @@ from habitue.db import dialect_name, table_of
 from habitue.errors import ValidationFailed
 from habitue.ids import new_id
 from habitue.ledger import service as ledger_service
+from habitue.ledger.kinds import EntryKind
 from habitue.ledger.service import Leg
 from habitue.members.models import Member
 from habitue.members.service import MemberRef
@@ -329,7 +330,7 @@ async def _grant_vouchers(
             program,
             accounts,
             [Leg(points, f"club:{plan['code']}")],
-            kind="club_voucher",
+            kind=EntryKind.CLUB_VOUCHER,
             reference=f"club:{sub_id}:voucher:{granted}",
             reason=f"monthly voucher of the {plan['name']} club",
             now=now,

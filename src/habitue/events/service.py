@@ -34,6 +34,7 @@ from habitue.events.write import EventRow, write_event
 from habitue.ids import new_id
 from habitue.ledger import service as ledger_service
 from habitue.ledger.errors import MovementLimit
+from habitue.ledger.kinds import EntryKind, SystemAccount
 from habitue.ledger.service import Leg
 from habitue.members import service as members_service
 from habitue.members.service import MemberRef
@@ -310,8 +311,8 @@ async def _earn(
             program,
             member.accounts,
             spent,
-            kind="spend",
-            counter="redeemed",
+            kind=EntryKind.SPEND,
+            counter=SystemAccount.REDEEMED,
             reference=f"event:{event_id}:spend",
             event_id=event_id,
             reason=f"paid at the till ({body.external_id})",
@@ -336,7 +337,7 @@ async def _earn(
             program,
             member.accounts,
             earn_legs,
-            kind="earn",
+            kind=EntryKind.EARN,
             reference=f"event:{event_id}:earn",
             event_id=event_id,
             earned_at=event.occurred_at,
@@ -514,8 +515,8 @@ async def _refund(
                 program,
                 member.accounts,
                 from_pending,
-                kind="takeback",
-                counter="issued",
+                kind=EntryKind.TAKEBACK,
+                counter=SystemAccount.ISSUED,
                 reference=f"event:{event_id}:takeback-pending",
                 from_pending=True,
                 event_id=event_id,
@@ -531,8 +532,8 @@ async def _refund(
                 program,
                 member.accounts,
                 rest,
-                kind="takeback",
-                counter="issued",
+                kind=EntryKind.TAKEBACK,
+                counter=SystemAccount.ISSUED,
                 reference=f"event:{event_id}:takeback",
                 event_id=event_id,
                 prefer_event=purchase["id"],
@@ -547,8 +548,8 @@ async def _refund(
             program,
             member.accounts,
             [Leg(to_return, "refund")],
-            kind="return",
-            counter="redeemed",
+            kind=EntryKind.RETURN,
+            counter=SystemAccount.REDEEMED,
             reference=f"event:{event_id}:return",
             event_id=event_id,
             now=now,
@@ -584,7 +585,7 @@ async def _refund(
     if to_take > 0:
         effects.append(
             EffectRead(
-                kind="takeback",
+                kind=EntryKind.TAKEBACK,
                 rule=None,
                 points=-taken,
                 detail={"purchase": purchase["id"], "shortfall": shortfall},

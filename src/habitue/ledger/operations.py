@@ -11,6 +11,7 @@ from habitue import clock
 from habitue.db import table_of
 from habitue.errors import ValidationFailed
 from habitue.ledger import service as ledger_service
+from habitue.ledger.kinds import EntryKind, SystemAccount
 from habitue.ledger.models import LedgerTransaction
 from habitue.ledger.schemas import AdjustmentCreate, MovementRead, SpendCreate
 from habitue.ledger.service import Leg
@@ -71,8 +72,8 @@ async def spend(
         program,
         member.accounts,
         data.points,
-        kind="spend",
-        counter="redeemed",
+        kind=EntryKind.SPEND,
+        counter=SystemAccount.REDEEMED,
         reference=reference or f"spend:{member.public_id}:{now.timestamp()}:{id(data)}",
         actor=actor,
         reason=data.reason,
@@ -94,7 +95,7 @@ async def spend(
     b = await ledger_service.balances(session, member.accounts)
     return MovementRead(
         transaction_id=txn_id,
-        kind="spend",
+        kind=EntryKind.SPEND,
         points=-data.points,
         balance={"available": b["available"], "pending": b["pending"]},
         reason=data.reason,
@@ -126,8 +127,8 @@ async def adjust(
             program,
             member.accounts,
             [Leg(data.points, "adjustment")],
-            kind="adjust",
-            counter="adjusted",
+            kind=EntryKind.ADJUST,
+            counter=SystemAccount.ADJUSTED,
             reference=ref,
             actor=actor,
             reason=data.reason,
@@ -140,8 +141,8 @@ async def adjust(
             program,
             member.accounts,
             -data.points,
-            kind="adjust",
-            counter="adjusted",
+            kind=EntryKind.ADJUST,
+            counter=SystemAccount.ADJUSTED,
             reference=ref,
             actor=actor,
             reason=data.reason,
@@ -164,7 +165,7 @@ async def adjust(
     b = await ledger_service.balances(session, member.accounts)
     return MovementRead(
         transaction_id=txn_id,
-        kind="adjust",
+        kind=EntryKind.ADJUST,
         points=data.points,
         balance={"available": b["available"], "pending": b["pending"]},
         reason=data.reason,

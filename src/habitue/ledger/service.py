@@ -18,6 +18,7 @@ from habitue.bounds import MAX_BALANCE
 from habitue.db import Part, dialect_name, table_of
 from habitue.ledger.errors import BalanceLimit, InsufficientPoints
 from habitue.ledger.expiry import lot_expiry
+from habitue.ledger.kinds import EntryKind, MemberAccount, SystemAccount
 from habitue.ledger.models import Account, LedgerTransaction, Lot, Posting
 from habitue.programs.service import ProgramInfo
 
@@ -70,10 +71,15 @@ async def open_accounts(session: AsyncSession, program_id: int, member_id: int) 
                 {
                     "program_id": program_id,
                     "member_id": member_id,
-                    "kind": "available",
+                    "kind": str(MemberAccount.AVAILABLE),
                     "balance": 0,
                 },
-                {"program_id": program_id, "member_id": member_id, "kind": "pending", "balance": 0},
+                {
+                    "program_id": program_id,
+                    "member_id": member_id,
+                    "kind": str(MemberAccount.PENDING),
+                    "balance": 0,
+                },
             ],
         )
     ).all()
@@ -86,7 +92,7 @@ async def _transaction(
     *,
     program_id: int,
     member_id: int | None,
-    kind: str,
+    kind: EntryKind,
     reference: str,
     event_id: str | None,
     actor: str | None,
@@ -102,7 +108,7 @@ async def _transaction(
             {
                 "program_id": program_id,
                 "member_id": member_id,
-                "kind": kind,
+                "kind": str(kind),
                 "reference": reference,
                 "event_id": event_id,
                 "actor": actor,
@@ -228,7 +234,7 @@ def _txn_params(
     *,
     program_id: int,
     member_id: int | None,
-    kind: str,
+    kind: EntryKind,
     reference: str,
     event_id: str | None,
     actor: str | None,
@@ -243,7 +249,7 @@ def _txn_params(
     return {
         "program_id": program_id,
         "member_id": member_id,
-        "kind": kind,
+        "kind": str(kind),
         "reference": reference,
         "event_id": event_id,
         "actor": actor,
@@ -290,9 +296,9 @@ def plan_credit(
     accounts: MemberAccounts,
     legs: Sequence[Leg],
     *,
-    kind: str,
+    kind: EntryKind,
     reference: str,
-    counter: str = "issued",
+    counter: SystemAccount = SystemAccount.ISSUED,
     event_id: str | None = None,
     earned_at: datetime | None = None,
     pending_until: datetime | None = None,
@@ -325,7 +331,7 @@ def plan_credit(
         None
         if pending
         else lot_expiry(
-            max(earned_at, now) if kind == "release" else earned_at,
+            max(earned_at, now) if kind == EntryKind.RELEASE else earned_at,
             program.expiry_policy,
             program.expiry_days,
             program.timezone,
@@ -334,7 +340,7 @@ def plan_credit(
     txn: dict[str, Any] = {
         "program_id": program.id,
         "member_id": accounts.member_id,
-        "kind": kind,
+        "kind": str(kind),
         "reference": reference,
         "event_id": event_id,
         "actor": actor,
@@ -386,9 +392,9 @@ async def credit(
     accounts: MemberAccounts,
     legs: Sequence[Leg],
     *,
-    kind: str,
+    kind: EntryKind,
     reference: str,
-    counter: str = "issued",
+    counter: SystemAccount = SystemAccount.ISSUED,
     event_id: str | None = None,
     earned_at: datetime | None = None,
     pending_until: datetime | None = None,
@@ -481,9 +487,9 @@ def plan_strict_debit(
     accounts: MemberAccounts,
     amount: int,
     *,
-    kind: str,
+    kind: EntryKind,
     reference: str,
-    counter: str,
+    counter: SystemAccount,
     actor: str | None = None,
     reason: str | None = None,
     now: datetime | None = None,
@@ -516,8 +522,8 @@ def _debit_plan(
     taken: int,
     lot_amount: int,
     *,
-    counter: str,
-    kind: str,
+    counter: SystemAccount,
+    kind: EntryKind,
     reference: str,
     event_id: str | None,
     prefer_event: str | None,
@@ -529,7 +535,7 @@ def _debit_plan(
     txn: dict[str, Any] = {
         "program_id": program.id,
         "member_id": member_id,
-        "kind": kind,
+        "kind": str(kind),
         "reference": reference,
         "event_id": event_id,
         "actor": actor,
@@ -564,9 +570,9 @@ async def take_balance(
     accounts: MemberAccounts,
     amount: int,
     *,
-    kind: str,
+    kind: EntryKind,
     reference: str,
-    counter: str,
+    counter: SystemAccount,
     mode: DebitMode = "strict",
     from_pending: bool = False,
     event_id: str | None = None,
@@ -635,9 +641,9 @@ async def debit(
     accounts: MemberAccounts,
     amount: int,
     *,
-    kind: str,
+    kind: EntryKind,
     reference: str,
-    counter: str,
+    counter: SystemAccount,
     mode: DebitMode = "strict",
     from_pending: bool = False,
     event_id: str | None = None,
@@ -688,7 +694,7 @@ async def release_one(
         session,
         program_id=program.id,
         member_id=accounts.member_id,
-        kind="release",
+        kind=EntryKind.RELEASE,
         reference=f"release:{lot['id']}",
         event_id=lot["event_id"],
         actor=None,
@@ -802,14 +808,14 @@ async def expire_due(
             session,
             program_id=program.id,
             member_id=member_id,
-            kind="expire",
+            kind=EntryKind.EXPIRE,
             reference=f"expire:{member_id}:{stamp}:{ids[0]}",
             event_id=None,
             actor="expiry",
             reason=None,
             postings=[
                 {"account_id": account_id, "amount": -points},
-                {"account_id": program.system_accounts["expired"], "amount": points},
+                {"account_id": program.system_accounts[SystemAccount.EXPIRED], "amount": points},
             ],
             now=now,
         )

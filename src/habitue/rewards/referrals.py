@@ -15,6 +15,7 @@ from habitue.db import dialect_name, table_of
 from habitue.events.pipeline import EventApplied, RefundApplied
 from habitue.ids import new_id
 from habitue.ledger import service as ledger_service
+from habitue.ledger.kinds import EntryKind
 from habitue.ledger.service import Leg
 from habitue.members import service as members_service
 from habitue.members.models import Member
@@ -355,7 +356,7 @@ async def release_due(
                     program,
                     accounts[who],
                     [Leg(points, f"referral-{side}")],
-                    kind="referral",
+                    kind=EntryKind.REFERRAL,
                     reference=f"referral:{r['public_id']}:{side}",
                     reason=f"referral reward ({side})",
                     now=now,
