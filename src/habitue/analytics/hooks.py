@@ -56,4 +56,3 @@ async def enrich(
         return snap
     codes = await segments_service.segments_of_member(session, member.id)
     return replace(snap, segments=snap.segments | codes)
-

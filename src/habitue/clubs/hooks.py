@@ -32,4 +32,3 @@ async def enrich(
         privileges.update(b.privileges)
         privileges.add(f"club:{b.plan}")
     return replace(snap, earn_multiplier=multiplier, benefits=frozenset(privileges))
-
