@@ -177,8 +177,8 @@ def create_app(
     install_error_handlers(app)
 
     from habitue.events.api import router as events_router
-    from habitue.ledger.api import router as ledger_router
     from habitue.members.api import router as members_router
+    from habitue.members.points_api import router as ledger_router
     from habitue.messaging.api import router as feed_router
     from habitue.programs.api import router as programs_router
 

@@ -19,10 +19,10 @@ from habitue.errors import HabitueError
 from habitue.events import service as events_service
 from habitue.events.pipeline import Pipeline
 from habitue.events.schemas import EventCreate, EventRead
-from habitue.ledger import operations as ledger_operations
 from habitue.ledger import service as ledger_service
 from habitue.ledger.errors import InsufficientPoints
 from habitue.ledger.schemas import AdjustmentCreate
+from habitue.members import points as ledger_operations
 from habitue.members import service as members_service
 from habitue.members.errors import MemberNotFound
 from habitue.members.schemas import MemberRead
