@@ -6,165 +6,40 @@ writes nothing.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime, timedelta
-from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from habitue import clock
 from habitue.bounds import MAX_POINTS
-from habitue.db import Database, dialect_name, table_of
+from habitue.db import Database
 from habitue.errors import ValidationFailed
 from habitue.events import apply as apply_effects
-from habitue.events.errors import (
-    CurrencyMismatch,
-    LinesMismatch,
-    RefundExceedsPurchase,
-    UnknownEventType,
-    UnknownPurchase,
+from habitue.events.pipeline import EventApplied, Pipeline
+from habitue.events.prepare import (
+    CENT_TOLERANCE,
+    Prepared,
+    _events,
+    _member_for,
+    _row,
+    prepare,
 )
-from habitue.events.models import Event
-from habitue.events.pipeline import EventApplied, Pipeline, RefundApplied
-from habitue.events.schemas import BUILTIN_TYPES, EffectRead, EventCreate, EventRead
-from habitue.events.write import EventRow, write_event
+from habitue.events.refund import _refund
+from habitue.events.schemas import EventCreate, EventRead
+from habitue.events.write import write_event
 from habitue.ids import new_id
 from habitue.ledger import service as ledger_service
 from habitue.ledger.errors import MovementLimit
 from habitue.ledger.kinds import EntryKind, SystemAccount
 from habitue.ledger.service import Leg
 from habitue.members import service as members_service
-from habitue.members.service import MemberRef
 from habitue.messaging import outbox
-from habitue.money import MoneyFormatError, format_minor, parse_minor
+from habitue.money import format_minor
 from habitue.programs.service import ProgramInfo
-from habitue.rules.types import EarnPoints, EventInput, LineInput
-
-_events = table_of(Event)
-
-CENT_TOLERANCE = 1
-
-
-@dataclass(frozen=True, slots=True)
-class Prepared:
-    """A validated event: its body, parsed money and the rules' view of it."""
-
-    body: EventCreate
-    event: EventInput
-    discount_minor: int
-
-
-def _money(value: str | None, field: str, exponent: int) -> int:
-    if value is None:
-        raise ValidationFailed(field, "is required")
-    try:
-        return parse_minor(value, exponent)
-    except MoneyFormatError as exc:
-        raise ValidationFailed(field, str(exc)) from exc
-
-
-_ATTRIBUTE_TYPES: dict[str, tuple[type, ...]] = {
-    "string": (str,),
-    "number": (int, float),
-    "integer": (int,),
-    "boolean": (bool,),
-}
-
-
-def _check_attributes(attributes: dict[str, Any], schema: dict[str, Any]) -> None:
-    """Attributes of a custom event against its declared schema (no extra, typed, required)."""
-    declared: dict[str, str] = schema.get("attributes", {})
-    for name, value in attributes.items():
-        kind = declared.get(name)
-        if kind is None:
-            raise ValidationFailed(f"attributes.{name}", "not declared for this event type")
-        is_bool = isinstance(value, bool)
-        if not isinstance(value, _ATTRIBUTE_TYPES[kind]) or (is_bool and kind != "boolean"):
-            raise ValidationFailed(f"attributes.{name}", f"must be {kind}")
-    for name in schema.get("required", []):
-        if name not in attributes:
-            raise ValidationFailed(f"attributes.{name}", "is required")
-
-
-def prepare(program: ProgramInfo, body: EventCreate, *, now: datetime) -> Prepared:
-    """Check an event against the program and turn it into plain values (no I/O)."""
-    if body.type not in BUILTIN_TYPES:
-        custom = program.event_types.get(body.type)
-        if custom is None:
-            known = [*BUILTIN_TYPES, *sorted(program.event_types)]
-            raise UnknownEventType(
-                f"unknown event type {body.type!r}",
-                errors=[{"field": "type", "message": f"known types: {known}"}],
-            )
-        _check_attributes(body.attributes, custom)
-    if body.currency is not None and body.currency != program.currency:
-        raise CurrencyMismatch(
-            f"the program's currency is {program.currency}",
-            errors=[{"field": "currency", "message": f"expected {program.currency}"}],
-        )
-    exp = program.currency_exponent
-    total = 0
-    if body.type in ("purchase", "refund"):
-        total = _money(body.total, "total", exp)
-    elif body.total is not None:
-        total = _money(body.total, "total", exp)
-    if body.type == "refund":
-        if body.refers_to is None:
-            raise ValidationFailed("refers_to", "a refund names the purchase it refunds")
-        if total == 0:
-            raise ValidationFailed("total", "a refund must be positive")
-    elif body.refers_to is not None and body.type == "purchase":
-        raise ValidationFailed("refers_to", "only refunds refer to a purchase")
-    if body.member is None and body.type != "refund":
-        raise ValidationFailed("member", "is required")
-    if body.spend_points and body.type != "purchase":
-        raise ValidationFailed("spend_points", "only a purchase can be paid with points")
-    lines: list[LineInput] = []
-    for i, line in enumerate(body.lines):
-        unit = _money(line.unit_price, f"lines[{i}].unit_price", exp)
-        amount_dec = (line.quantity * unit).to_integral_value()
-        lines.append(
-            LineInput(
-                sku=line.sku,
-                category=line.category,
-                quantity=line.quantity,
-                unit_price_minor=unit,
-                amount_minor=int(amount_dec),
-            )
-        )
-    if lines:
-        line_sum = sum(ln.amount_minor for ln in lines)
-        if abs(line_sum - total) > CENT_TOLERANCE:
-            raise LinesMismatch(
-                f"lines add up to {format_minor(line_sum, exp)}, total is "
-                f"{format_minor(total, exp)}",
-                errors=[{"field": "lines", "message": "do not add up to the total"}],
-            )
-    discount = 0
-    if body.spend_points:
-        discount_dec = (Decimal(body.spend_points) * program.redeem_rate).scaleb(exp)
-        discount = int(discount_dec.to_integral_value())
-        if discount > total:
-            raise ValidationFailed("spend_points", "the discount would exceed the basket total")
-        if body.spend_points % program.redeem_step:
-            raise ValidationFailed("spend_points", f"must be a multiple of {program.redeem_step}")
-    occurred = clock.as_utc(body.occurred_at) if body.occurred_at else now
-    if occurred > now + timedelta(minutes=10):
-        raise ValidationFailed("occurred_at", "is in the future")
-    event = EventInput(
-        type=body.type,
-        external_id=body.external_id,
-        occurred_at=occurred,
-        total_minor=total,
-        lines=tuple(lines),
-        attributes=body.attributes,
-        points_spent=body.spend_points,
-        discount_minor=discount,
-    )
-    return Prepared(body=body, event=event, discount_minor=discount)
+from habitue.rules.types import EarnPoints
 
 
 async def _existing(
@@ -180,21 +55,6 @@ async def _existing(
         )
     ).first()
     return None if row is None else EventRead.model_validate(row.response)
-
-
-async def _member_for(
-    session: AsyncSession, pipeline: Pipeline, program: ProgramInfo, body: EventCreate
-) -> MemberRef:
-    sel = body.member
-    assert sel is not None
-    return await members_service.resolve_in_batch(
-        session,
-        program,
-        member_id=sel.id,
-        card_number=sel.card_number,
-        external_id=sel.external_id,
-        reads=pipeline.member_reads,
-    )
 
 
 def lock_key(body: EventCreate) -> str:
@@ -429,224 +289,6 @@ async def _earn(
     return response
 
 
-def _row(
-    program: ProgramInfo,
-    member: MemberRef,
-    prepared: Prepared,
-    event_id: str,
-    response: EventRead,
-    now: datetime,
-    *,
-    points: int,
-    refers_to: str | None,
-) -> EventRow:
-    body = prepared.body
-    return EventRow(
-        id=event_id,
-        program_id=program.id,
-        member_id=member.id,
-        type=body.type,
-        source=body.source,
-        external_id=body.external_id,
-        event=prepared.event,
-        points=points,
-        points_spent=body.spend_points,
-        refers_to=refers_to,
-        attributes=body.attributes,
-        response=response,
-        created_at=now,
-    )
-
-
-async def _refund(
-    session: AsyncSession,
-    pipeline: Pipeline,
-    program: ProgramInfo,
-    prepared: Prepared,
-    now: datetime,
-) -> EventRead:
-    body, event = prepared.body, prepared.event
-    q = select(_events).where(
-        _events.c.program_id == program.id,
-        _events.c.source == body.source,
-        _events.c.external_id == body.refers_to,
-        _events.c.type == "purchase",
-    )
-    if dialect_name(session) == "postgresql":
-        q = q.with_for_update()
-    purchase = (await session.execute(q)).mappings().first()
-    if purchase is None:
-        raise UnknownPurchase(
-            f"no purchase {body.refers_to!r} in this program",
-            errors=[{"field": "refers_to", "message": "unknown purchase"}],
-        )
-    member = await members_service.resolve(
-        session,
-        program,
-        member_id=(await _public_id(session, purchase["member_id"])),
-    )
-    if body.member is not None:
-        named = await _member_for(session, pipeline, program, body)
-        if named.id != member.id:
-            raise ValidationFailed("member", "the purchase belongs to another member")
-    left = purchase["total_minor"] - purchase["refunded_minor"]
-    exp = program.currency_exponent
-    if event.total_minor > left:
-        raise RefundExceedsPurchase(
-            f"only {format_minor(left, exp)} of the purchase is left to refund",
-            errors=[{"field": "total", "message": "larger than what is left of the purchase"}],
-        )
-    refunded = purchase["refunded_minor"] + event.total_minor
-    full = purchase["total_minor"]
-    target_back = (purchase["points"] * refunded) // full if full else purchase["points"]
-    to_take = target_back - purchase["points_taken_back"]
-    spent_target = (purchase["points_spent"] * refunded) // full if full else 0
-    to_return = spent_target - purchase["spent_returned"]
-    event_id = new_id()
-    taken = 0
-    if to_take > 0:
-        in_pending = await ledger_service.open_lots_for_event(
-            session, member.accounts.pending, purchase["id"]
-        )
-        from_pending = min(in_pending, to_take)
-        if from_pending:
-            got, _ = await ledger_service.debit(
-                session,
-                program,
-                member.accounts,
-                from_pending,
-                kind=EntryKind.TAKEBACK,
-                counter=SystemAccount.ISSUED,
-                reference=f"event:{event_id}:takeback-pending",
-                from_pending=True,
-                event_id=event_id,
-                prefer_event=purchase["id"],
-                mode="partial",
-                now=now,
-            )
-            taken += got
-        rest = to_take - taken
-        if rest:
-            got, _ = await ledger_service.debit(
-                session,
-                program,
-                member.accounts,
-                rest,
-                kind=EntryKind.TAKEBACK,
-                counter=SystemAccount.ISSUED,
-                reference=f"event:{event_id}:takeback",
-                event_id=event_id,
-                prefer_event=purchase["id"],
-                mode="negative" if program.allow_negative else "partial",
-                now=now,
-            )
-            taken += got
-    shortfall = to_take - taken if to_take > 0 else 0
-    if to_return > 0:
-        await ledger_service.credit(
-            session,
-            program,
-            member.accounts,
-            [Leg(to_return, "refund")],
-            kind=EntryKind.RETURN,
-            counter=SystemAccount.REDEEMED,
-            reference=f"event:{event_id}:return",
-            event_id=event_id,
-            now=now,
-        )
-    await session.execute(
-        update(_events)
-        .where(_events.c.id == purchase["id"])
-        .values(
-            refunded_minor=refunded,
-            points_taken_back=purchase["points_taken_back"] + max(to_take, 0),
-            spent_returned=purchase["spent_returned"] + max(to_return, 0),
-        )
-    )
-    after = await pipeline.refunded(
-        session,
-        RefundApplied(
-            program=program,
-            member=member,
-            refund_event_id=event_id,
-            purchase_id=purchase["id"],
-            purchase_external_id=purchase["external_id"],
-            amount_minor=event.total_minor,
-            purchase_total_minor=full,
-            refunded_total_minor=refunded,
-            points_taken_back=taken,
-            now=now,
-        ),
-    )
-    effects = list(after.effects)
-    effects += await apply_effects.undo_for_refund(
-        session, pipeline.appliers, program, purchase["id"], purchase["response"]
-    )
-    if to_take > 0:
-        effects.append(
-            EffectRead(
-                kind=EntryKind.TAKEBACK,
-                rule=None,
-                points=-taken,
-                detail={"purchase": purchase["id"], "shortfall": shortfall},
-            )
-        )
-    if to_return > 0:
-        effects.append(EffectRead(kind="return", rule=None, points=to_return))
-    response = EventRead(
-        id=event_id,
-        type="refund",
-        external_id=body.external_id,
-        member_id=member.public_id,
-        occurred_at=event.occurred_at,
-        total=format_minor(event.total_minor, exp),
-        points=to_return - taken,
-        points_earned=0,
-        points_spent=0,
-        discount=None,
-        pending=False,
-        effects=effects,
-        shortfall=shortfall,
-    )
-    refunded_row = outbox.outbox_row(
-        program.id,
-        "event.refunded",
-        member.public_id,
-        {
-            "member_id": member.public_id,
-            "event_id": event_id,
-            "purchase_id": purchase["id"],
-            "amount": format_minor(event.total_minor, exp),
-            "points_taken_back": taken,
-            "points_returned": to_return,
-            "shortfall": shortfall,
-        },
-    )
-    row = _row(
-        program,
-        member,
-        prepared,
-        event_id,
-        response,
-        now,
-        points=to_return - taken,
-        refers_to=purchase["id"],
-    )
-    await write_event(
-        session, row, lifetime=-taken, outbox_rows=[refunded_row], writes=after.writes
-    )
-    return response
-
-
-async def _public_id(session: AsyncSession, member_id: int) -> str:
-    from habitue.members.models import Member
-
-    t = table_of(Member)
-    return str(
-        (await session.execute(select(t.c.public_id).where(t.c.id == member_id))).scalar_one()
-    )
-
-
 async def get(
     session: AsyncSession, program: ProgramInfo, event_id: str, *, source: str | None = None
 ) -> EventRead:
@@ -668,3 +310,10 @@ def response_balance(resp: EventRead, balance: dict[str, Any]) -> EventRead:
     return resp.model_copy(
         update={"balance": {"available": balance["available"], "pending": balance["pending"]}}
     )
+
+
+__all__ = [
+    "CENT_TOLERANCE",
+    "Prepared",
+    "prepare",
+]
