@@ -575,7 +575,7 @@ _COUNTERS_LOCK = _COUNTERS_READ.with_for_update()
 def counters_column(member_id: ColumnElement[int]) -> ColumnElement[Any]:
     """The member's counter state as a column of the member's query, locked on PostgreSQL.
 
-    Registered in `members.service.event_extras`: the event path reads it with the member,
+    Read with the member on the event path (`rules.hooks.COUNTERS`, a pipeline's `member_reads`),
     and `seed_counter_state` hands it to `counter_state` (saves a statement per event).
     """
     return (
