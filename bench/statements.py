@@ -1,10 +1,11 @@
-"""bench/statements: statements and time per sequential purchase, in process, on PostgreSQL.
+"""bench/statements: CPU per statement on the request path's drivers, on PostgreSQL.
 
-    PYTHONPATH=$PWD/src .venv/bin/python bench/statements.py [--purchases 150]
+    .venv/bin/python bench/statements.py [--n 3000]
 
-A deterministic companion of bench/earn on a loaded machine: the write of an ordinary purchase
-must not gain statements (today: the member's read and one `WITH` statement). Run it in two
-trees alternately to compare their times.
+One connection, one transaction, a loop of insert + update + select on a scratch table, timed
+in process CPU: through an SQLAlchemy `AsyncSession` (as the rooms run them) on asyncpg and on
+psycopg, and on asyncpg directly. This is the cost the earn and redeem benchmarks pay about
+twelve times per request.
 """
 
 from __future__ import annotations
@@ -14,72 +15,75 @@ import asyncio
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
-import httpx
-from sqlalchemy import event
+from sqlalchemy import BigInteger, Column, MetaData, String, Table, insert, select, update
+from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import scratch_pg  # noqa: E402
 
-from habitue.api import create_app  # noqa: E402
-from habitue.db import Database  # noqa: E402
-from habitue.migrate import upgrade  # noqa: E402
-from habitue.settings import Settings  # noqa: E402
+META = MetaData()
+PROBE = Table(
+    "probe", META, Column("id", BigInteger, primary_key=True), Column("a", BigInteger),
+    Column("b", String(20)),
+)  # fmt: skip
 
 
-async def run(url: str, purchases: int) -> None:
-    settings = Settings(env="test", database_url=url, admin_key="k", scheduler=False, worker=False)
-    db = Database(url)
-    app = create_app(settings, db=db)
-    seen: list[str] = []
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        h = {"Authorization": "Bearer k"}
-        async with httpx.AsyncClient(transport=transport, base_url="http://t", headers=h) as c:
-            program = {"code": "pbench", "name": "B", "currency": "EUR", "timezone": "Europe/Paris"}
-            (await c.post("/v1/programs", json=program)).raise_for_status()
-            members = []
-            for _ in range(20):
-                r = await c.post("/v1/programs/pbench/members", json={})
-                r.raise_for_status()
-                members.append(r.json()["id"])
+async def _session_loop(url: str, driver: str, n: int) -> float:
+    engine = create_async_engine(url.replace("postgresql+psycopg", f"postgresql+{driver}"))
+    async with engine.begin() as conn:
+        await conn.run_sync(META.drop_all)
+        await conn.run_sync(META.create_all)
+    ins, sel = insert(PROBE), select(PROBE.c.a).where(PROBE.c.id == 0)
+    upd = update(PROBE).where(PROBE.c.id == 0).values(a=PROBE.c.a + 1)
+    try:
+        async with async_sessionmaker(engine)() as session, session.begin():
+            await session.execute(ins, {"id": 0, "a": 0, "b": "x"})
+            start = time.process_time()
+            for i in range(1, n + 1):
+                await session.execute(ins, {"id": i, "a": i, "b": "x"})
+                await session.execute(upd)
+                (await session.execute(sel)).scalar_one()
+            return (time.process_time() - start) / (3 * n) * 1e6
+    finally:
+        await engine.dispose()
 
-            async def buy(i: int) -> None:
-                body = {"type": "purchase", "member": {"id": members[i % 20]},
-                        "external_id": f"e{i}", "total": "12.50"}  # fmt: skip
-                r = await c.post("/v1/programs/pbench/events", json=body)
-                assert r.status_code == 201, r.text
 
-            for i in range(20):  # warm up
-                await buy(i)
+async def _asyncpg_loop(url: str, n: int) -> float:
+    import asyncpg
 
-            def count(_c: Any, _cur: Any, statement: str, *_: Any) -> None:
-                seen.append(statement.split(None, 1)[0].upper())
-
-            engine = db.write_engine.sync_engine
-            event.listen(engine, "before_cursor_execute", count)
-            for i in range(20, 40):
-                await buy(i)
-            event.remove(engine, "before_cursor_execute", count)
-            start = time.perf_counter()
-            for i in range(40, 40 + purchases):
-                await buy(i)
-            took = time.perf_counter() - start
-    await db.dispose()
-    per = {k: seen.count(k) / 20 for k in sorted(set(seen))}
-    print(f"statements per sequential purchase: {sum(per.values()):.2f} {per}")
-    print(f"{purchases} sequential purchases: {took:.2f} s, {1000 * took / purchases:.2f} ms each")
+    conn = await asyncpg.connect(url.replace("postgresql+psycopg", "postgresql"))
+    try:
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS probe (id bigint PRIMARY KEY, a bigint, b text)"
+        )
+        async with conn.transaction():
+            await conn.execute("TRUNCATE probe")
+            await conn.execute("INSERT INTO probe VALUES (0, 0, 'x')")
+            start = time.process_time()
+            for i in range(1, n + 1):
+                await conn.execute("INSERT INTO probe (id, a, b) VALUES ($1, $2, $3)", i, i, "x")
+                await conn.execute("UPDATE probe SET a = a + 1 WHERE id = 0")
+                await conn.fetchval("SELECT a FROM probe WHERE id = 0")
+            return (time.process_time() - start) / (3 * n) * 1e6
+    finally:
+        await conn.close()
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--purchases", type=int, default=150)
+    ap.add_argument("--n", type=int, default=3000)
     args = ap.parse_args()
     with scratch_pg("bench_statements") as url:
-        upgrade(url)
-        asyncio.run(run(url, args.purchases))
+        rows = [
+            ("AsyncSession on psycopg", asyncio.run(_session_loop(url, "psycopg", args.n))),
+            ("AsyncSession on asyncpg", asyncio.run(_session_loop(url, "asyncpg", args.n))),
+            ("asyncpg directly", asyncio.run(_asyncpg_loop(url, args.n))),
+        ]
+    print(f"{'path':<28}{'CPU per statement':>20}")
+    for name, us in rows:
+        print(f"{name:<28}{us:>17.0f} µs")
 
 
 if __name__ == "__main__":
