@@ -1,4 +1,4 @@
-"""bench/purchase_statements: statements and time per sequential purchase, in process, on PostgreSQL.
+"""bench/purchase_statements: statements and time per sequential purchase, on PostgreSQL.
 
     PYTHONPATH=$PWD/src .venv/bin/python bench/purchase_statements.py [--purchases 150]
 
