@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import secrets
 from collections.abc import AsyncIterator, Iterator
@@ -109,6 +110,18 @@ async def client(settings: Settings, db: Database) -> AsyncIterator[httpx.AsyncC
             headers={"Authorization": f"Bearer {ADMIN_KEY}"},
         ) as c:
             yield c
+
+
+def change_pipeline(
+    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch, **stages: Any
+) -> None:
+    """Run the app of `client` with some stages of its event pipeline replaced (undone by
+    `monkeypatch` at the test's end)."""
+    transport = client._transport
+    assert isinstance(transport, httpx.ASGITransport)
+    state = transport.app.state  # type: ignore[attr-defined]
+    changed = dataclasses.replace(state.pipeline, **stages)
+    monkeypatch.setitem(state._state, "pipeline", changed)
 
 
 def new_code(prefix: str = "p") -> str:

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from habitue.db import Database, DeferredWrite, GroupCommitter, Prefetch, defer_write, write_late
+from habitue.db import Database, GroupCommitter, Part, Prefetch, bind, compose, write_late
 
 
 @pytest.fixture
@@ -83,40 +83,17 @@ async def test_a_failing_unit_is_rolled_back_alone(
     assert "SAVEPOINT" in seen  # the second run isolates each unit
 
 
-def _deferring(table: str, key: int, *, fail: bool = False, twice: bool = False) -> Any:
-    """A unit that leaves its insert to the unit's end (no statement of its own takes it)."""
-
-    async def work(session: AsyncSession) -> int:
-        sql = f"INSERT INTO {table} (id, tag) VALUES (:d_id, :d_tag)"  # noqa: S608
-        await defer_write(session, DeferredWrite("probe", sql, {"d_id": key, "d_tag": "a"}, key))
-        if twice:  # another key of the same name: the first write runs at once
-            other = DeferredWrite("probe", sql, {"d_id": key + 100, "d_tag": "b"}, key + 100)
-            await defer_write(session, other)
-        if fail:
-            raise LookupError(f"unit {key} fails after deferring")
-        return key
-
-    return work
-
-
-async def test_deferred_writes_run_at_the_end_of_their_unit_or_not_at_all(
-    probe: tuple[Database, str, list[str]],
-) -> None:
-    db, table, _ = probe
-    committer = GroupCommitter(db.writer)
-    try:
-        jobs = [
-            committer.run(_deferring(table, k, fail=k == 2, twice=k == 3), key=f"{k:03d}")
-            for k in range(5)
-        ]
-        results = await asyncio.gather(*jobs, return_exceptions=True)
-    finally:
-        await committer.close()
-    assert isinstance(results[2], LookupError)
-    # The failing unit's deferred write went with it; the others ran once, both of unit 3's.
-    assert await _rows(db, table) == [0, 1, 3, 4, 103]
-    assert await db.write(_deferring(table, 7)) == 7  # alone in its batch, too
-    assert (await _rows(db, table))[-2:] == [7, 103]
+def test_composed_parts_cannot_read_each_others_parameters() -> None:
+    """Two rooms may name a parameter alike: each part's are renamed under its namespace."""
+    first = Part("one", "INSERT INTO t (id) VALUES (:id) RETURNING id", {"id": 1}, cte="a")
+    last = Part("two", "SELECT CAST(:id AS int)::text FROM a", {"id": 2})
+    sql = str(compose([first, last]))
+    assert "a AS (INSERT INTO t (id) VALUES (:one__id)" in sql
+    assert "CAST(:two__id AS int)::text" in sql  # a cast's `::` is not a parameter
+    assert bind([first, last]) == {"one__id": 1, "two__id": 2}
+    assert compose([first, last]) is compose([first, last])  # built once
+    with pytest.raises(AssertionError, match="share a namespace"):
+        compose([first, Part("one", "SELECT 1", {})])
 
 
 async def test_a_batch_reads_once_for_its_units_and_forgets_before_another_unit(

@@ -19,6 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from habitue import bounds, jobs, logs, openapi, ratelimit, rooms
 from habitue.db import Database
 from habitue.errors import ERROR_BASE, HabitueError
+from habitue.events.pipeline import Pipeline
 from habitue.health import DatabaseUnavailable
 from habitue.health import router as health_router
 from habitue.middleware import BodyLimit, IdempotencyKeys, Metrics
@@ -97,11 +98,17 @@ def install_error_handlers(app: FastAPI) -> None:
         return await _unexpected(request, exc)
 
 
-def create_app(settings: Settings | None = None, *, db: Database | None = None) -> FastAPI:
-    """Build the application; `db` may be passed in by tests and benchmarks."""
+def create_app(
+    settings: Settings | None = None,
+    *,
+    db: Database | None = None,
+    pipeline: Pipeline | None = None,
+) -> FastAPI:
+    """Build the application; `db` and `pipeline` may be passed in by tests and benchmarks."""
     settings = settings or get_settings()
     logs.configure(settings)
-    rooms.load()
+    # The event path, built once: every room's stages, in their order (`habitue.rooms`).
+    event_pipeline = pipeline or rooms.build_pipeline()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -164,6 +171,7 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None) 
         redoc_url=None,
     )
     app.state.settings = settings
+    app.state.pipeline = event_pipeline
     app.state.limiter = ratelimit.limiter_for(settings)
     app.state.limits = ratelimit.Limits.from_settings(settings)
     if db is not None:
@@ -171,8 +179,8 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None) 
     install_error_handlers(app)
 
     from habitue.events.api import router as events_router
-    from habitue.ledger.api import router as ledger_router
     from habitue.members.api import router as members_router
+    from habitue.members.points_api import router as ledger_router
     from habitue.messaging.api import router as feed_router
     from habitue.programs.api import router as programs_router
 

@@ -351,6 +351,7 @@ def consume(
     ] = False,
 ) -> None:
     """Record event bodies from NATS JetStream (HABITUE_NATS_URL) with a durable consumer."""
+    from habitue import rooms
     from habitue.db import Database
     from habitue.events import consume as intake
     from habitue.programs import service as programs_service
@@ -392,6 +393,7 @@ def consume(
 
             stats = await intake.consume(
                 db,
+                rooms.build_pipeline(),
                 info,
                 url=settings.nats_url,
                 stream=stream,

@@ -9,13 +9,25 @@ import errno
 import itertools
 import math
 import os
+import re
 import socket
 import zlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar, cast
 
-from sqlalchemy import JSON, BigInteger, Index, Integer, MetaData, String, Table, event, text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    TextClause,
+    event,
+    text,
+)
 from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -129,45 +141,64 @@ def make_sync_engine(url: str, *, immediate: bool = True, **kwargs: Any) -> Engi
     return create_engine(u, **kwargs)
 
 
-@dataclass(frozen=True, slots=True)
-class DeferredWrite:
-    """A write a room leaves to the unit of work's last statement (PostgreSQL).
+_PARAM = re.compile(r"(?<![:\w]):(\w+)")
 
-    `sql` is one data-modifying statement with `:name` parameters of its own (`params`); the
-    event path runs it as a CTE of the event's statement, under `name`, which saves a round
-    trip. Only rows the unit has already locked or the room alone reads are written so: the
-    room must not read them back from the database within the unit. `key` tells two writes of
-    one name apart (e.g. two members): a second key runs the first write at once.
+
+@dataclass(frozen=True, slots=True)
+class Part:
+    """One piece of a statement composed from several rooms' writes (PostgreSQL): a CTE
+    named `cte` (or, when None, a list of CTEs written out, or the statement's last part).
+
+    `sql` names its own parameters `:name`; `compose` renames them `:<namespace>__name` and
+    `bind` does the same to `params`, so two parts cannot read each other's parameters, whatever
+    they call them. Two parts of one statement have two namespaces (checked when composed).
     """
 
-    name: str
+    namespace: str
     sql: str
-    params: dict[str, Any]
-    key: object = None
+    params: Mapping[str, Any]
+    cte: str | None = None
+
+    def bound(self) -> dict[str, Any]:
+        """The part's parameters under its namespace."""
+        ns = self.namespace
+        return {f"{ns}__{name}": value for name, value in self.params.items()}
 
 
-_DEFERRED = "habitue.deferred_writes"
+def _namespaced(namespace: str, sql: str) -> str:
+    return _PARAM.sub(lambda m: f":{namespace}__{m[1]}", sql)
 
 
-async def defer_write(session: AsyncSession, write: DeferredWrite) -> None:
-    """Leave `write` to the unit's last statement; the same name and key replaces it."""
-    pending: dict[str, DeferredWrite] = session.info.setdefault(_DEFERRED, {})
-    earlier = pending.get(write.name)
-    if earlier is not None and earlier.key != write.key:
-        await session.execute(text(earlier.sql), earlier.params)
-    pending[write.name] = write
+_COMPOSED: dict[tuple[tuple[str, str | None, str], ...], TextClause] = {}
 
 
-def take_deferred(session: AsyncSession) -> list[DeferredWrite]:
-    """The unit's deferred writes, handed to the caller who runs them (in their order)."""
-    pending: dict[str, DeferredWrite] = session.info.pop(_DEFERRED, {})
-    return list(pending.values())
+def compose(parts: Sequence[Part]) -> TextClause:
+    """One statement of `parts`: every part but the last is a CTE (`WITH a AS (...), ...`),
+    the last is the statement. Built once per combination (a handful): the driver keeps each
+    prepared."""
+    key = tuple((p.namespace, p.cte, p.sql) for p in parts)
+    statement = _COMPOSED.get(key)
+    if statement is None:
+        spaces = [p.namespace for p in parts]
+        if len(set(spaces)) != len(spaces):
+            raise AssertionError(f"two parts of one statement share a namespace: {spaces}")
+        *ctes, last = parts
+        bodies = [
+            _namespaced(p.namespace, p.sql if p.cte is None else f"{p.cte} AS ({p.sql})")
+            for p in ctes
+        ]
+        head = "WITH " + ",\n".join(bodies) + "\n" if bodies else ""
+        statement = text(head + _namespaced(last.namespace, last.sql))
+        _COMPOSED[key] = statement
+    return statement
 
 
-async def flush_deferred(session: AsyncSession) -> None:
-    """Run what no statement took: every unit of work ends with this."""
-    for write in take_deferred(session):
-        await session.execute(text(write.sql), write.params)
+def bind(parts: Sequence[Part]) -> dict[str, Any]:
+    """The parameters of `compose(parts)`."""
+    params: dict[str, Any] = {}
+    for part in parts:
+        params |= part.bound()
+    return params
 
 
 _BATCHED = "habitue.batched_statements"
@@ -198,9 +229,7 @@ async def _write_pending(session: AsyncSession) -> None:
 
 
 async def _unit(work: Work[T], session: AsyncSession) -> T:
-    value = await work(session)
-    await flush_deferred(session)
-    return value
+    return await work(session)
 
 
 RETRYABLE_SQLSTATES = {"40001", "40P01"}

@@ -27,6 +27,7 @@ from habitue.clubs import service as clubs_service
 from habitue.clubs.schemas import CancelRequest, PaymentRecord, PlanCreate, SubscriptionCreate
 from habitue.db import Database, table_of
 from habitue.events import service as events_service
+from habitue.events.pipeline import Pipeline
 from habitue.events.schemas import EventCreate, LineIn, MemberSelector
 from habitue.ledger.models import Account
 from habitue.members import service as members_service
@@ -206,7 +207,7 @@ async def load_rooms(
     end: datetime,
 ) -> RoomsLoaded:
     """Load every room's demo data; `end` is the last moment of the imported year."""
-    rooms.load()  # the partner's purchases go through the event path and its hooks
+    pipeline = rooms.build_pipeline()  # the partner's purchases go through the event path
     loaded = RoomsLoaded()
     ids = [m.external_id for m in people if m.external_id is not None]
     await _templates(db, program, loaded)
@@ -215,7 +216,7 @@ async def load_rooms(
     canal = [
         m.external_id for m in people if m.external_id and m.attributes.get("store") == "Canal"
     ]
-    await _partner(db, program, rng, canal or ids, balances, end, loaded)
+    await _partner(db, pipeline, program, rng, canal or ids, balances, end, loaded)
     await _rewards(db, program, rng, balances, len(ids), loaded)
     await _offer(db, program, rng, loaded)
     await _campaign(db, program, end, loaded)
@@ -295,6 +296,7 @@ async def _club(
 
 async def _partner(
     db: Database,
+    pipeline: Pipeline,
     program: ProgramInfo,
     rng: random.Random,
     customers: list[str],
@@ -340,7 +342,9 @@ async def _partner(
         )
     for i in range(0, len(bodies), CHUNK):
         batch = bodies[i : i + CHUNK]
-        await asyncio.gather(*[events_service.record_event(db, program, b) for b in batch])
+        await asyncio.gather(
+            *[events_service.record_event(db, pipeline, program, b) for b in batch]
+        )
     loaded.partner_purchases = len(bodies)
     loaded.partner_spends = sum(1 for b in bodies if b.spend_points)
     # A purchase paid with points refunded whole, and a basket refunded one line.
@@ -352,7 +356,7 @@ async def _partner(
     if several is not None:
         refunds.append(_refund(several, several.lines[0].unit_price))
     for body in refunds:
-        await events_service.record_event(db, program, body)
+        await events_service.record_event(db, pipeline, program, body)
     loaded.partner_refunds = len(refunds)
 
 

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from habitue.db import Database
 from habitue.errors import Forbidden, Unauthorized
+from habitue.events.pipeline import Pipeline
 from habitue.partners.access import PartnerAccess
 from habitue.programs import service as programs_service
 from habitue.programs.errors import ProgramNotFound
@@ -31,7 +32,14 @@ async def get_settings_dep(request: Request) -> Settings:
     return settings
 
 
+async def get_pipeline(request: Request) -> Pipeline:
+    """The event pipeline, built once with the app (`habitue.rooms.build_pipeline`)."""
+    pipeline: Pipeline = request.app.state.pipeline
+    return pipeline
+
+
 DbDep = Annotated[Database, Depends(get_db)]
+PipelineDep = Annotated[Pipeline, Depends(get_pipeline)]
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 
 

@@ -54,7 +54,7 @@ def test_every_effect_kind_is_a_snake_case_word_with_a_docstring() -> None:
     assert all(k.value.replace("_", "").isalpha() and k.value.islower() for k in EffectKind)
 
 
-async def test_each_effect_is_dispatched_to_its_applier(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_each_effect_is_dispatched_to_its_applier() -> None:
     calls: list[str] = []
 
     async def benefit(_s: Any, target: apply.Target, effect: GrantBenefit) -> datetime | None:
@@ -65,10 +65,10 @@ async def test_each_effect_is_dispatched_to_its_applier(monkeypatch: pytest.Monk
         calls.append(f"coupon:{effect.reward_code}:{target.event_id}")
         return apply.IssuedCoupon("ABCD-EFGH", effect.reward_code)
 
-    monkeypatch.setattr(apply, "APPLIERS", apply.Appliers(benefit=benefit, coupon=coupon))
+    appliers = apply.Appliers(benefit=benefit, coupon=coupon)
     decision = Decision(effects=tuple(EXAMPLES[t] for t in get_args(Effect)))
     target = apply.Target(_program(), 7, "ev-1", NOW)
-    got = await apply.deliver(None, target, decision)  # type: ignore[arg-type]
+    got = await apply.deliver(None, appliers, target, decision)  # type: ignore[arg-type]
     assert [e.kind for e in got] == ["earn", "tier_credits", "benefit", "coupon"]
     assert calls == ["benefit:fast_lane:ev-1", "coupon:pastry:ev-1"]
     assert got[2].until == NOW + timedelta(days=30)
@@ -79,20 +79,18 @@ async def test_each_effect_is_dispatched_to_its_applier(monkeypatch: pytest.Monk
     assert quoted[3].coupon is None and len(calls) == 2
 
 
-async def test_a_kind_without_a_registered_applier_fails_loudly(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr(apply, "APPLIERS", apply.Appliers())
+async def test_a_kind_without_an_applier_fails_loudly() -> None:
+    none = apply.Appliers()
     target = apply.Target(_program(), 7, "ev-1", NOW)
     for effect in (EXAMPLES[GrantBenefit], EXAMPLES[IssueCoupon]):
         with pytest.raises(apply.NoApplier):
-            await apply.deliver(None, target, Decision(effects=(effect,)))  # type: ignore[arg-type]
+            await apply.deliver(None, none, target, Decision(effects=(effect,)))  # type: ignore[arg-type]
     # Points alone need no applier (and no session).
     plain = Decision(effects=(EXAMPLES[EarnPoints], EXAMPLES[AddTierCredits]))
-    assert len(await apply.deliver(None, target, plain)) == 2  # type: ignore[arg-type]
+    assert len(await apply.deliver(None, none, target, plain)) == 2  # type: ignore[arg-type]
 
 
-def test_the_rooms_register_every_applier() -> None:
-    rooms.load()
-    missing = [f.name for f in fields(apply.Appliers) if getattr(apply.APPLIERS, f.name) is None]
+def test_the_pipeline_has_an_applier_for_every_kind() -> None:
+    appliers = rooms.build_pipeline().appliers
+    missing = [f.name for f in fields(apply.Appliers) if getattr(appliers, f.name) is None]
     assert missing == []

@@ -26,6 +26,7 @@ from habitue.db import Database
 from habitue.events import consume as intake
 from habitue.events.models import Event
 from habitue.programs import service as programs_service
+from habitue.rooms import build_pipeline
 from tests.conftest import create_program, enrol
 
 NATS_URL = os.environ.get("HABITUE_NATS_URL", "nats://127.0.0.1:4222")
@@ -151,18 +152,19 @@ async def test_a_message_redelivered_after_its_commit_is_credited_once(
         lost.append(1)
 
     monkeypatch.setattr(Msg, "ack", no_ack)
-    first = await intake.consume(db, info, max_messages=7, **kw)
+    pipeline = build_pipeline()
+    first = await intake.consume(db, pipeline, info, max_messages=7, **kw)
     assert (first.recorded, first.parked) == (6, 1)
     assert len(lost) == 7
     assert await _available(client, code, m) == 12
     monkeypatch.undo()
-    second = await intake.consume(db, info, until_idle=True, idle_seconds=0.5, **kw)
+    second = await intake.consume(db, pipeline, info, until_idle=True, idle_seconds=0.5, **kw)
     assert second.redelivered == 7
     assert (second.recorded, second.parked) == (6, 1)
     assert await _available(client, code, m) == 12
     async with db.read() as s:
         assert len(await intake.parked(s, info)) == 1
-    third = await intake.consume(db, info, until_idle=True, idle_seconds=0.5, **kw)
+    third = await intake.consume(db, pipeline, info, until_idle=True, idle_seconds=0.5, **kw)
     assert third.seen == 0
 
 

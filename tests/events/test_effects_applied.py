@@ -6,6 +6,7 @@ See API.md "What an event's effects say has happened" and docs/rules.md "Effect 
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -16,7 +17,7 @@ from habitue import clock
 from habitue.events import apply
 from habitue.rewards.errors import RewardNotFound
 from habitue.rules.types import EffectKind
-from tests.conftest import create_program, enrol, new_code, purchase
+from tests.conftest import change_pipeline, create_program, enrol, new_code, purchase
 
 BENEFIT_RULE = {
     "code": "fast-lane",
@@ -237,7 +238,10 @@ async def test_a_failing_applier_rolls_the_whole_event_back(
     async def broken(*_: Any) -> apply.IssuedCoupon:
         raise RewardNotFound("the reward vanished")
 
-    monkeypatch.setattr(apply.APPLIERS, "coupon", broken)
+    transport = client._transport
+    assert isinstance(transport, httpx.ASGITransport)
+    appliers = transport.app.state.pipeline.appliers  # type: ignore[attr-defined]
+    change_pipeline(client, monkeypatch, appliers=replace(appliers, coupon=broken))
     r = await purchase(client, program, member, "9.00", external_id="x")
     problem(r, 404, "reward-not-found")
     # Nothing of it was written: no points, no benefit (applied before the coupon), no event.

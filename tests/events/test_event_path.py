@@ -13,18 +13,23 @@ from habitue.events import service as events_service
 from habitue.events.schemas import EventCreate
 from habitue.ledger.verify import verify
 from habitue.members import service as members_service
+from habitue.members.service import MemberColumn
 from habitue.programs import service as programs_service
 from habitue.rewards.referrals import PENDING
+from habitue.rooms import build_pipeline
 from habitue.rules.hooks import COUNTERS
 from habitue.settings import Settings
 from habitue.tiers.granted import EXTRA as GRANTED
 from tests.conftest import create_program, enrol, purchase
 
+PIPELINE = build_pipeline()
 
-async def _extras(db: Database, program: str, member: str) -> dict[str, Any]:
+
+async def _extras(db: Database, program: str, member: str) -> dict[MemberColumn, Any]:
     async with db.read() as session:
         info = await programs_service.get_info(session, program)
-        ref = await members_service.resolve(session, info, member_id=member, for_event=True)
+        reads = PIPELINE.member_reads
+        ref = await members_service.resolve(session, info, member_id=member, reads=reads)
         assert (await members_service.resolve(session, info, member_id=member)).extras == {}
     return dict(ref.extras)
 
@@ -115,7 +120,7 @@ async def test_grouped_purchases_read_their_members_in_one_query(
 
         # Queued before the committer runs: one batch, in member order (a's twice).
         answers = await asyncio.gather(*[
-            events_service.record_event(one_lane, info, body(m, n))
+            events_service.record_event(one_lane, PIPELINE, info, body(m, n))
             for n, m in enumerate([a, b, a, c])
         ])  # fmt: skip
     finally:
@@ -153,7 +158,7 @@ async def test_grouped_purchases_that_earn_pending_points_or_none(
             for n, (m, total) in enumerate([(a, "20.00"), (b, "0.50"), (a, "5.00"), (b, "7.00")])
         ]  # fmt: skip
         answers = await asyncio.gather(
-            *[events_service.record_event(one_lane, info, body) for body in bodies]
+            *[events_service.record_event(one_lane, PIPELINE, info, body) for body in bodies]
         )
     finally:
         await one_lane.dispose()

@@ -216,8 +216,8 @@ async def test_a_coupon_burnt_meanwhile_refuses_the_whole_confirm(
 
     real = till.price_in
 
-    async def racing(session: Any, program_info: Any, body: Any, *, now: Any) -> Any:
-        priced = await real(session, program_info, body, now=now)
+    async def racing(session: Any, pipeline: Any, program_info: Any, body: Any, *, now: Any) -> Any:
+        priced = await real(session, pipeline, program_info, body, now=now)
         # Another till burns the coupon between this confirm's pricing and its burn.
         await session.execute(
             update(Coupon)

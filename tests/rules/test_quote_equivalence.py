@@ -21,6 +21,7 @@ from habitue.db import Database
 from habitue.events import service as events_service
 from habitue.events.schemas import EventCreate, EventRead
 from habitue.programs import service as programs_service
+from habitue.rooms import build_pipeline
 
 RULES: list[dict[str, Any]] = [
     {"code": "coffee-x2", "event_type": "purchase", "line_condition": "line.category == 'coffee'",
@@ -71,16 +72,17 @@ async def test_quote_equals_the_real_event(client: httpx.AsyncClient, db: Databa
     plans = {m: [_basket(rng, m, n) for n in range(BASKETS // MEMBERS)] for m in members}
     async with db.read() as session:
         info = await programs_service.get_info(session, program)
+    pipeline = build_pipeline()
 
     async def run(member: str) -> list[tuple[dict[str, int], dict[str, int]]]:
         out = []
         for basket in sorted(plans[member], key=lambda b: str(b["occurred_at"])):
             body = EventCreate.model_validate(basket)
             async with db.read() as session:
-                quoted = await events_service.quote(session, info, body)
+                quoted = await events_service.quote(session, pipeline, info, body)
 
             async def work(session: AsyncSession, b: EventCreate = body) -> EventRead:
-                return await events_service.record(session, info, b)
+                return await events_service.record(session, pipeline, info, b)
 
             real = await db.write(work)
             assert quoted.points_earned == real.points_earned

@@ -11,11 +11,10 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from habitue.events import hooks
 from habitue.messaging.models import OutboxEvent
 from habitue.rules.compile import compile_rule
 from habitue.rules.model import EffectSpec, RuleSpec
-from tests.conftest import create_program, enrol, purchase
+from tests.conftest import change_pipeline, create_program, enrol, purchase
 from tests.tiers.helpers import evaluate, event, ladder, set_now, tier
 
 
@@ -173,7 +172,7 @@ async def test_tier_credits_from_rules_over_calendar_year(
     async def load(_session: Any, _program: Any) -> list[Any]:
         return [rule]
 
-    monkeypatch.setattr(hooks, "rule_loaders", [load])
+    change_pipeline(client, monkeypatch, rule_loaders=(load,))
     set_now(utc(2027, 1, 1, 8, 0))
     code = await create_program(client, timezone="Europe/Paris")
     tiers = [

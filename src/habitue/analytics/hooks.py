@@ -1,4 +1,5 @@
-"""Registers analytics on the event path: a member's dynamic segments become rule audiences."""
+"""Analytics' stage of the event pipeline: a member's dynamic segments become rule audiences
+(listed in `habitue.rooms`)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from habitue.analytics import segments as segments_service
 from habitue.analytics.models import Segment
 from habitue.db import table_of
-from habitue.events import hooks
 from habitue.members.service import MemberRef
 from habitue.programs.service import ProgramInfo
 from habitue.rules.types import MemberSnapshot
@@ -56,7 +56,3 @@ async def enrich(
         return snap
     codes = await segments_service.segments_of_member(session, member.id)
     return replace(snap, segments=snap.segments | codes)
-
-
-if enrich not in hooks.enrichers:
-    hooks.enrichers.append(enrich)

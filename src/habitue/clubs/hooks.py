@@ -1,4 +1,5 @@
-"""Registers the club on the event path: its multiplier and privileges reach the rules."""
+"""The clubs room's stage of the event pipeline: a club's multiplier and privileges reach the
+rules (listed in `habitue.rooms`)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from habitue.clubs import service as clubs_service
-from habitue.events import hooks
 from habitue.members.service import MemberRef
 from habitue.programs.service import ProgramInfo
 from habitue.rules.types import MemberSnapshot
@@ -32,7 +32,3 @@ async def enrich(
         privileges.update(b.privileges)
         privileges.add(f"club:{b.plan}")
     return replace(snap, earn_multiplier=multiplier, benefits=frozenset(privileges))
-
-
-if enrich not in hooks.enrichers:
-    hooks.enrichers.append(enrich)

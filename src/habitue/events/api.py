@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import Response
 
-from habitue.deps import DbDep, ProgramDep, ReadSession, scoped
+from habitue.deps import DbDep, PipelineDep, ProgramDep, ReadSession, scoped
 from habitue.events import batch as events_batch
 from habitue.events import service as events_service
 from habitue.events.schemas import EventCreate, EventRead
@@ -21,11 +21,12 @@ async def record_event(
     program: ProgramDep,
     body: EventCreate,
     db: DbDep,
+    pipeline: PipelineDep,
     principal: Principal = scoped("events:write", partner=PartnerAccess.OWN),
 ) -> EventRead:
     if principal.partner is not None:
         body = await partner_access.event_for(db, program, principal, body)
-    return await events_service.record_event(db, program, body)
+    return await events_service.record_event(db, pipeline, program, body)
 
 
 @router.post("/batch", response_model=events_batch.BatchRead)
@@ -33,10 +34,11 @@ async def record_batch(
     program: ProgramDep,
     body: events_batch.BatchCreate,
     db: DbDep,
+    pipeline: PipelineDep,
     principal: Principal = scoped("events:write", partner=PartnerAccess.OWN),
 ) -> Response:
     """Up to 1,000 events, each recorded as `POST /events` would, answered slot by slot."""
-    content = await events_batch.record_batch(db, program, principal, body.events)
+    content = await events_batch.record_batch(db, pipeline, program, principal, body.events)
     return Response(content, media_type="application/json")
 
 
@@ -45,12 +47,13 @@ async def quote_event(
     program: ProgramDep,
     body: EventCreate,
     db: DbDep,
+    pipeline: PipelineDep,
     session: ReadSession,
     principal: Principal = scoped("events:write", partner=PartnerAccess.OWN),
 ) -> EventRead:
     if principal.partner is not None:
         body = await partner_access.event_for(db, program, principal, body)
-    return await events_service.quote(session, program, body)
+    return await events_service.quote(session, pipeline, program, body)
 
 
 @router.get("/{event_id}", response_model=EventRead)

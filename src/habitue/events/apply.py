@@ -10,7 +10,8 @@ Read top to bottom, this is what an event's effects do, in the event's own trans
 - `coupon` (`IssueCoupon`): a coupon of the named reward is issued to the member
   (`rewards.coupons.issue_for_event`), voided if the purchase is refunded while unused.
 
-The rooms register their appliers at import time (`habitue.rooms`). The dispatch is an
+The rooms' appliers are handed to the event pipeline when it is built
+(`habitue.rooms.build_pipeline`, `Appliers`). The dispatch is an
 exhaustive `match` ending in `assert_never`: an effect type added to `rules.types.Effect`
 without a branch here fails type checking (and `tests/events/test_apply.py`). An applier that
 fails raises, and the whole event rolls back.
@@ -67,20 +68,17 @@ CouponVoider = Callable[[AsyncSession, ProgramInfo, str], Awaitable[list[IssuedC
 """Void the unused coupons the event (a refunded purchase) issued; returns them."""
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class Appliers:
-    """The appliers the rooms registered, one per effect kind that writes outside the ledger."""
+    """The rooms' appliers, one per effect kind that writes outside the ledger."""
 
     benefit: BenefitApplier | None = None
     coupon: CouponApplier | None = None
     void_coupons: CouponVoider | None = None
 
 
-APPLIERS = Appliers()
-
-
 class NoApplier(RuntimeError):
-    """An effect kind whose room did not register its applier (`habitue.rooms.load()`)."""
+    """An effect kind whose room gave the pipeline no applier (`habitue.rooms`)."""
 
 
 T = TypeVar("T")
@@ -122,20 +120,22 @@ def entries(decision: Decision, now: datetime) -> list[EffectRead]:
     return [entry(e, now) for e in decision.effects]
 
 
-async def _apply(session: AsyncSession, target: Target, effect: Effect) -> EffectRead:
+async def _apply(
+    session: AsyncSession, appliers: Appliers, target: Target, effect: Effect
+) -> EffectRead:
     match effect:
         case EarnPoints() | AddTierCredits():
             # Written by the ledger's credit and the tiers room (see the module's docstring).
             return entry(effect, target.now)
         case GrantBenefit():
-            grant = _need(APPLIERS.benefit, effect.kind)
+            grant = _need(appliers.benefit, effect.kind)
             until = await grant(session, target, effect)
             return EffectRead(
                 kind=effect.kind, rule=effect.rule_code, points=0, benefit=effect.benefit,
                 until=until,
             )  # fmt: skip
         case IssueCoupon():
-            issue = _need(APPLIERS.coupon, effect.kind)
+            issue = _need(appliers.coupon, effect.kind)
             coupon = await issue(session, target, effect)
             return EffectRead(
                 kind=effect.kind, rule=effect.rule_code, points=0, coupon=coupon.code,
@@ -145,11 +145,13 @@ async def _apply(session: AsyncSession, target: Target, effect: Effect) -> Effec
             assert_never(effect)
 
 
-async def deliver(session: AsyncSession, target: Target, decision: Decision) -> list[EffectRead]:
+async def deliver(
+    session: AsyncSession, appliers: Appliers, target: Target, decision: Decision
+) -> list[EffectRead]:
     """Apply the decision's effects other than points and tier credits; its answer's entries."""
     if not decision.delivers:
         return entries(decision, target.now)
-    return [await _apply(session, target, e) for e in decision.effects]
+    return [await _apply(session, appliers, target, e) for e in decision.effects]
 
 
 COUPON_VOIDED = "coupon_voided"
@@ -163,13 +165,17 @@ def issued_coupons(response: dict[str, Any] | None) -> bool:
 
 
 async def undo_for_refund(
-    session: AsyncSession, program: ProgramInfo, purchase_id: str, response: dict[str, Any] | None
+    session: AsyncSession,
+    appliers: Appliers,
+    program: ProgramInfo,
+    purchase_id: str,
+    response: dict[str, Any] | None,
 ) -> list[EffectRead]:
     """What a refund undoes of its purchase's effects: its unused coupons are voided (a used
     one stays used). Nothing is read when the purchase issued no coupon."""
     if not issued_coupons(response):
         return []
-    void = _need(APPLIERS.void_coupons, EffectKind.COUPON)
+    void = _need(appliers.void_coupons, EffectKind.COUPON)
     return [
         EffectRead(kind=COUPON_VOIDED, rule=None, points=0, coupon=c.code, reward=c.reward)
         for c in await void(session, program, purchase_id)

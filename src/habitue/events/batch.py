@@ -34,6 +34,7 @@ from habitue.api import validation_problem
 from habitue.db import Database, table_of
 from habitue.errors import ERROR_BASE, Forbidden, HabitueError, ServiceUnavailable
 from habitue.events import service as events_service
+from habitue.events.pipeline import Pipeline
 from habitue.events.schemas import EventCreate, EventRead, MemberSelector
 from habitue.members.models import Member
 from habitue.partners import access as partner_access
@@ -110,6 +111,7 @@ def _waits_for_earlier(body: EventCreate) -> bool:
 
 async def record_many(
     db: Database,
+    pipeline: Pipeline,
     program: ProgramInfo,
     raws: Sequence[Any],
     *,
@@ -143,10 +145,10 @@ async def record_many(
         if sel is not None and sel.external_id is not None and sel.external_id in ids:
             parsed = parsed.model_copy(update={"member": MemberSelector(id=ids[sel.external_id])})
         if segment and _waits_for_earlier(parsed):
-            await _run(db, program, segment, slots)
+            await _run(db, pipeline, program, segment, slots)
             segment = []
         segment.append((i, parsed))
-    await _run(db, program, segment, slots)
+    await _run(db, pipeline, program, segment, slots)
     return [slot for slot in slots if slot is not None]
 
 
@@ -174,6 +176,7 @@ async def _ids_by_external_id(
 
 async def _run(
     db: Database,
+    pipeline: Pipeline,
     program: ProgramInfo,
     segment: list[tuple[int, EventCreate]],
     slots: list[Slot | None],
@@ -181,7 +184,7 @@ async def _run(
     if not segment:
         return
     outcomes = await asyncio.gather(
-        *(events_service.record_event(db, program, body) for _, body in segment),
+        *(events_service.record_event(db, pipeline, program, body) for _, body in segment),
         return_exceptions=True,
     )
     for (i, _), outcome in zip(segment, outcomes, strict=True):
@@ -199,11 +202,15 @@ async def _run(
 
 
 async def record_batch(
-    db: Database, program: ProgramInfo, principal: Principal, raws: Sequence[Any]
+    db: Database,
+    pipeline: Pipeline,
+    program: ProgramInfo,
+    principal: Principal,
+    raws: Sequence[Any],
 ) -> bytes:
     """The batch endpoint: slots as the response's JSON (`{"results": [...]}`)."""
     partner = principal.partner
     if partner is not None:
         await partner_access.require_active(db, program, partner)
-    slots = await record_many(db, program, raws, partner=partner)
+    slots = await record_many(db, pipeline, program, raws, partner=partner)
     return b'{"results":[' + b",".join(slot.json() for slot in slots) + b"]}"

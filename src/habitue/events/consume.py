@@ -35,6 +35,7 @@ from habitue.db import Database, dialect_name, table_of
 from habitue.errors import ServiceUnavailable
 from habitue.events.batch import Slot, record_many
 from habitue.events.models import IntakeParked
+from habitue.events.pipeline import Pipeline
 from habitue.programs.service import ProgramInfo
 
 log = structlog.get_logger()
@@ -109,7 +110,12 @@ async def _park(db: Database, program: ProgramInfo, rows: list[Park], now: datet
 
 
 async def apply_messages(
-    db: Database, program: ProgramInfo, stream: str, msgs: list[Any], stats: Stats
+    db: Database,
+    pipeline: Pipeline,
+    program: ProgramInfo,
+    stream: str,
+    msgs: list[Any],
+    stats: Stats,
 ) -> bool:
     """Record one fetched batch and acknowledge it; False when nothing could be committed
     (the database is unavailable: the messages are left to be redelivered)."""
@@ -127,7 +133,7 @@ async def apply_messages(
             body = msg.data.decode("utf-8", "replace")
             parks.append(Park(stream, msg.subject, seq, body, 400, f"not JSON: {exc}"))
     try:
-        slots = await record_many(db, program, raws)
+        slots = await record_many(db, pipeline, program, raws)
     except ServiceUnavailable as exc:
         log.warning("the database is unavailable; the batch will be redelivered", error=str(exc))
         for msg in msgs:
@@ -157,7 +163,8 @@ async def apply_messages(
     stats.parked_reasons += [p.reason for p in parks]
     nak = set(retry)
     done = {p.seq for p in parks} | {
-        msgs[i].metadata.sequence.stream for i, s in zip(which, slots, strict=True)
+        msgs[i].metadata.sequence.stream
+        for i, s in zip(which, slots, strict=True)
         if s.status < 400
     }
     for i, msg in enumerate(msgs):
@@ -172,6 +179,7 @@ async def apply_messages(
 
 async def consume(
     db: Database,
+    pipeline: Pipeline,
     program: ProgramInfo,
     *,
     url: str,
@@ -224,7 +232,7 @@ async def consume(
                     if not info.num_pending and not info.num_ack_pending:
                         break
                 continue
-            if not await apply_messages(db, program, stream, msgs, stats):
+            if not await apply_messages(db, pipeline, program, stream, msgs, stats):
                 await asyncio.sleep(1)
             elif on_batch is not None:
                 on_batch(stats)
@@ -244,4 +252,3 @@ async def parked(session: AsyncSession, program: ProgramInfo, limit: int = 100) 
         .limit(limit)
     )
     return list(rows.mappings())
-

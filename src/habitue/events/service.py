@@ -6,214 +6,42 @@ writes nothing.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
-from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import TextClause, insert, select, text, update
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from habitue import clock
 from habitue.bounds import MAX_POINTS
-from habitue.db import (
-    Database,
-    DeferredWrite,
-    dialect_name,
-    table_of,
-    take_deferred,
-    write_late,
-)
+from habitue.db import Database
 from habitue.errors import ValidationFailed
 from habitue.events import apply as apply_effects
-from habitue.events import hooks
 from habitue.events import rows as event_rows
-from habitue.events.errors import (
-    CurrencyMismatch,
-    LinesMismatch,
-    RefundExceedsPurchase,
-    UnknownEventType,
-    UnknownPurchase,
+from habitue.events.pipeline import EventApplied, Pipeline
+from habitue.events.prepare import (
+    CENT_TOLERANCE,
+    Prepared,
+    _events,
+    _member_for,
+    _row,
+    prepare,
 )
-from habitue.events.models import Event, EventLine
-from habitue.events.schemas import BUILTIN_TYPES, EffectRead, EventCreate, EventRead
+from habitue.events.refund import _refund
+from habitue.events.schemas import EventCreate, EventRead
+from habitue.events.write import write_event
 from habitue.ids import new_id
 from habitue.ledger import service as ledger_service
 from habitue.ledger.errors import MovementLimit
+from habitue.ledger.kinds import EntryKind, SystemAccount
 from habitue.ledger.service import Leg
 from habitue.members import service as members_service
-from habitue.members.service import MemberRef
 from habitue.messaging import outbox
-from habitue.money import (
-    MAX_MINOR,
-    MoneyFormatError,
-    format_minor,
-    parse_minor,
-    parse_unit_price,
-    round_minor,
-)
+from habitue.money import format_minor
 from habitue.privacy import fraud
 from habitue.programs.service import ProgramInfo
-from habitue.rules import decide as rules_decide
-from habitue.rules.compile import CompiledRule
-from habitue.rules.types import Decision, EarnPoints, EventInput, LineInput
-
-_events = table_of(Event)
-_lines = table_of(EventLine)
-_EVENT_INSERT = insert(_events)
-_LINES_INSERT = insert(_lines)
-
-CENT_TOLERANCE = 1
-
-
-@dataclass(frozen=True, slots=True)
-class Prepared:
-    """A validated event: its body, parsed money and the rules' view of it."""
-
-    body: EventCreate
-    event: EventInput
-    discount_minor: int
-
-
-def _money(value: str | None, field: str, exponent: int) -> int:
-    if value is None:
-        raise ValidationFailed(field, "is required")
-    try:
-        return parse_minor(value, exponent)
-    except MoneyFormatError as exc:
-        raise ValidationFailed(field, str(exc)) from exc
-
-
-_ATTRIBUTE_TYPES: dict[str, tuple[type, ...]] = {
-    "string": (str,),
-    "number": (int, float),
-    "integer": (int,),
-    "boolean": (bool,),
-}
-
-
-def _check_attributes(attributes: dict[str, Any], schema: dict[str, Any]) -> None:
-    """Attributes of a custom event against its declared schema (no extra, typed, required)."""
-    declared: dict[str, str] = schema.get("attributes", {})
-    for name, value in attributes.items():
-        kind = declared.get(name)
-        if kind is None:
-            raise ValidationFailed(f"attributes.{name}", "not declared for this event type")
-        is_bool = isinstance(value, bool)
-        if not isinstance(value, _ATTRIBUTE_TYPES[kind]) or (is_bool and kind != "boolean"):
-            raise ValidationFailed(f"attributes.{name}", f"must be {kind}")
-    for name in schema.get("required", []):
-        if name not in attributes:
-            raise ValidationFailed(f"attributes.{name}", "is required")
-
-
-def prepare(program: ProgramInfo, body: EventCreate, *, now: datetime) -> Prepared:
-    """Check an event against the program and turn it into plain values (no I/O)."""
-    if body.type not in BUILTIN_TYPES:
-        custom = program.event_types.get(body.type)
-        if custom is None:
-            known = [*BUILTIN_TYPES, *sorted(program.event_types)]
-            raise UnknownEventType(
-                f"unknown event type {body.type!r}",
-                errors=[{"field": "type", "message": f"known types: {known}"}],
-            )
-        _check_attributes(body.attributes, custom)
-    if body.currency is not None and body.currency != program.currency:
-        raise CurrencyMismatch(
-            f"the program's currency is {program.currency}",
-            errors=[{"field": "currency", "message": f"expected {program.currency}"}],
-        )
-    exp = program.currency_exponent
-    total = 0
-    if body.type in ("purchase", "refund"):
-        total = _money(body.total, "total", exp)
-    elif body.total is not None:
-        total = _money(body.total, "total", exp)
-    if body.type == "refund":
-        if body.refers_to is None:
-            raise ValidationFailed("refers_to", "a refund names the purchase it refunds")
-        if total == 0:
-            raise ValidationFailed("total", "a refund must be positive")
-    elif body.refers_to is not None and body.type == "purchase":
-        raise ValidationFailed("refers_to", "only refunds refer to a purchase")
-    if body.member is None and body.type != "refund":
-        raise ValidationFailed("member", "is required")
-    if body.spend_points and body.type != "purchase":
-        raise ValidationFailed("spend_points", "only a purchase can be paid with points")
-    lines: list[LineInput] = []
-    for i, line in enumerate(body.lines):
-        try:
-            unit = parse_unit_price(line.unit_price, exp)
-        except MoneyFormatError as exc:
-            raise ValidationFailed(f"lines[{i}].unit_price", str(exc)) from exc
-        if line.amount is not None:
-            amount = _money(line.amount, f"lines[{i}].amount", exp)
-        else:
-            amount = round_minor(line.quantity * unit)
-            if amount > MAX_MINOR:
-                raise ValidationFailed(f"lines[{i}]", "quantity × unit_price is too large")
-        lines.append(
-            LineInput(
-                sku=line.sku,
-                category=line.category,
-                quantity=line.quantity,
-                unit_price_minor=round_minor(unit),
-                amount_minor=amount,
-            )
-        )
-    if lines:
-        line_sum = sum(ln.amount_minor for ln in lines)
-        if abs(line_sum - total) > CENT_TOLERANCE:
-            raise LinesMismatch(
-                f"lines add up to {format_minor(line_sum, exp)}, total is "
-                f"{format_minor(total, exp)}",
-                errors=[{"field": "lines", "message": "do not add up to the total"}],
-            )
-    discount = 0
-    if body.spend_points:
-        discount_dec = (Decimal(body.spend_points) * program.redeem_rate).scaleb(exp)
-        discount = int(discount_dec.to_integral_value())
-        if discount > total:
-            raise ValidationFailed("spend_points", "the discount would exceed the basket total")
-        if body.spend_points % program.redeem_step:
-            raise ValidationFailed("spend_points", f"must be a multiple of {program.redeem_step}")
-    occurred = clock.as_utc(body.occurred_at) if body.occurred_at else now
-    if occurred > now + timedelta(minutes=10):
-        raise ValidationFailed("occurred_at", "is in the future")
-    event = EventInput(
-        type=body.type,
-        external_id=body.external_id,
-        occurred_at=occurred,
-        total_minor=total,
-        lines=tuple(lines),
-        attributes=body.attributes,
-        points_spent=body.spend_points,
-        discount_minor=discount,
-    )
-    return Prepared(body=body, event=event, discount_minor=discount)
-
-
-async def _decide(
-    session: AsyncSession,
-    program: ProgramInfo,
-    member: MemberRef,
-    prepared: Prepared,
-    now: datetime,
-) -> Decision:
-    event = prepared.event
-    snap = await hooks.snapshot(session, program, member, now)
-    rules = await hooks.rules_for(session, program)
-    settings = program.snapshot()
-    decision = rules_decide.decide(event, snap, settings, rules, now)
-    # Caps and budgets usage is read only when a limited rule of this event's type applies.
-    own = [r for r in rules if isinstance(r, CompiledRule) and r.spec.event_type == event.type]
-    if not rules_decide.limits_apply(decision, own):
-        return decision
-    usage = await hooks.usage_for(session, program, member, own, event.occurred_at)
-    return rules_decide.decide(event, snap, settings, rules, now, usage)
+from habitue.rules.types import EarnPoints
 
 
 async def _existing(
@@ -231,18 +59,6 @@ async def _existing(
     return None if row is None else EventRead.model_validate(row.response)
 
 
-async def _member_for(session: AsyncSession, program: ProgramInfo, body: EventCreate) -> MemberRef:
-    sel = body.member
-    assert sel is not None
-    return await members_service.resolve_in_batch(
-        session,
-        program,
-        member_id=sel.id,
-        card_number=sel.card_number,
-        external_id=sel.external_id,
-    )
-
-
 def lock_key(body: EventCreate) -> str:
     """The member an event will lock, as a sort key for grouped commits."""
     sel = body.member
@@ -251,14 +67,16 @@ def lock_key(body: EventCreate) -> str:
     return sel.id or sel.card_number or sel.external_id or ""
 
 
-async def quote(session: AsyncSession, program: ProgramInfo, body: EventCreate) -> EventRead:
+async def quote(
+    session: AsyncSession, pipeline: Pipeline, program: ProgramInfo, body: EventCreate
+) -> EventRead:
     """What the event would earn, computed by the same `decide`, writing nothing."""
     now = clock.now()
     prepared = prepare(program, body, now=now)
     if body.type == "refund":
         raise ValidationFailed("type", "refunds cannot be quoted")
-    member = await _member_for(session, program, body)
-    decision = await _decide(session, program, member, prepared, now)
+    member = await _member_for(session, pipeline, program, body)
+    decision = await pipeline.decide(session, program, member, prepared.event, now)
     earned = decision.points
     return EventRead(
         id="",
@@ -277,14 +95,16 @@ async def quote(session: AsyncSession, program: ProgramInfo, body: EventCreate) 
     )
 
 
-async def record(session: AsyncSession, program: ProgramInfo, body: EventCreate) -> EventRead:
+async def record(
+    session: AsyncSession, pipeline: Pipeline, program: ProgramInfo, body: EventCreate
+) -> EventRead:
     """Record an event in the caller's transaction; a retry returns the first answer."""
     found = await _existing(session, program, body.source, body.external_id)
     if found is not None:
         return found
     try:
         async with session.begin_nested():
-            return await apply(session, program, body)
+            return await apply(session, pipeline, program, body)
     except IntegrityError:
         found = await _existing(session, program, body.source, body.external_id)
         if found is None:
@@ -292,29 +112,40 @@ async def record(session: AsyncSession, program: ProgramInfo, body: EventCreate)
         return found
 
 
-async def apply(session: AsyncSession, program: ProgramInfo, body: EventCreate) -> EventRead:
+async def apply(
+    session: AsyncSession, pipeline: Pipeline, program: ProgramInfo, body: EventCreate
+) -> EventRead:
     """Apply a new event; raises IntegrityError when its external_id was recorded already."""
     now = clock.now()
     prepared = prepare(program, body, now=now)
     if body.type == "refund":
-        return await _refund(session, program, prepared, now)
-    return await _earn(session, program, prepared, now)
+        return await _refund(session, pipeline, program, prepared, now)
+    return await _earn(session, pipeline, program, prepared, now)
 
 
-async def record_event(db: Database, program: ProgramInfo, body: EventCreate) -> EventRead:
+async def record_event(
+    db: Database, pipeline: Pipeline, program: ProgramInfo, body: EventCreate
+) -> EventRead:
     """The request path: one unit of work, no pre-check; a retry reads the first answer.
 
     The unique (program, source, external_id) index decides: a duplicate rolls its unit of
     work back whole, and the stored response of the first is returned.
     """
     member_id = body.member.id if body.member is not None and body.type != "refund" else None
-    prefetch = members_service.prefetch(program, member_id) if member_id is not None else None
+    prefetch = (
+        members_service.prefetch(program, member_id, pipeline.member_reads)
+        if member_id is not None
+        else None
+    )
     # Late: the batch writes its events at its end. Not when the event pays with points: its
     # debit reads the lots, which an earlier event of the member in the batch may credit.
     late = member_id is not None and not body.spend_points
     try:
         return await db.write(
-            lambda s: apply(s, program, body), key=lock_key(body), prefetch=prefetch, late=late
+            lambda s: apply(s, pipeline, program, body),
+            key=lock_key(body),
+            prefetch=prefetch,
+            late=late,
         )
     except IntegrityError:
         async with db.read() as session:
@@ -325,10 +156,14 @@ async def record_event(db: Database, program: ProgramInfo, body: EventCreate) ->
 
 
 async def _earn(
-    session: AsyncSession, program: ProgramInfo, prepared: Prepared, now: datetime
+    session: AsyncSession,
+    pipeline: Pipeline,
+    program: ProgramInfo,
+    prepared: Prepared,
+    now: datetime,
 ) -> EventRead:
     body, event = prepared.body, prepared.event
-    member = await _member_for(session, program, body)
+    member = await _member_for(session, pipeline, program, body)
     member.require_active()
     # The privacy room's velocity limits (cached: nothing is read when the program sets none).
     at, attributes = event.occurred_at, body.attributes
@@ -341,14 +176,14 @@ async def _earn(
             program,
             member.accounts,
             spent,
-            kind="spend",
-            counter="redeemed",
+            kind=EntryKind.SPEND,
+            counter=SystemAccount.REDEEMED,
             reference=f"event:{event_id}:spend",
             event_id=event_id,
             reason=f"paid at the till ({body.external_id})",
             now=now,
         )
-    decision = await _decide(session, program, member, prepared, now)
+    decision = await pipeline.decide(session, program, member, event, now)
     earn_legs = [
         Leg(e.amount, e.rule_code, e.rule_id, e.rule_version)
         for e in decision.effects
@@ -367,7 +202,7 @@ async def _earn(
             program,
             member.accounts,
             earn_legs,
-            kind="earn",
+            kind=EntryKind.EARN,
             reference=f"event:{event_id}:earn",
             event_id=event_id,
             earned_at=event.occurred_at,
@@ -377,7 +212,7 @@ async def _earn(
         if earned
         else None
     )
-    applied = hooks.EventApplied(
+    applied = EventApplied(
         program=program,
         member=member,
         event=event,
@@ -387,10 +222,9 @@ async def _earn(
         now=now,
         source=body.source,
     )
-    delivered = await apply_effects.deliver(
-        session, apply_effects.Target(program, member.id, event_id, now), decision
-    )
-    extra = await hooks.run_after_event(session, applied)
+    target = apply_effects.Target(program, member.id, event_id, now)
+    delivered = await apply_effects.deliver(session, pipeline.appliers, target, decision)
+    after = await pipeline.after(session, applied)
     response = EventRead(
         id=event_id,
         type=body.type,
@@ -405,7 +239,7 @@ async def _earn(
         if spent
         else None,
         pending=pending and earned > 0,
-        effects=delivered + [EffectRead.model_validate(x) for x in extra],
+        effects=[*delivered, *after.effects],
         errors=[{"rule": e.rule_code, "message": e.message} for e in decision.errors],
     )
     rows = []
@@ -437,350 +271,12 @@ async def _earn(
             ),
         )
     )
-    await _insert_event(
-        session,
-        program,
-        member,
-        prepared,
-        event_id,
-        response,
-        now,
-        points=earned,
-        refers_to=None,
-        outbox_rows=rows,
-        lifetime=earned,
-        credit=credit,
+    row = _row(program, member, prepared, event_id, response, now, points=earned, refers_to=None)
+    await write_event(
+        session, row, lifetime=earned, outbox_rows=rows, credit=credit, writes=after.writes
     )
-    await hooks.run_after_record(session, applied)
+    await pipeline.recorded(session, applied)
     return response
-
-
-# PostgreSQL: the event, its basket lines, the member's lifetime total and the domain events
-# in one round trip (four statements on SQLite). The lines' foreign key is checked at the
-# statement's end.
-_EVENT_CTES = """
-    event AS (
-        INSERT INTO events (id, program_id, member_id, type, source, external_id, occurred_at,
-                            total_minor, points, points_spent, refers_to, refunded_minor,
-                            points_taken_back, spent_returned, attributes, response, created_at)
-        VALUES (:id, :program_id, :member_id, :type, :source, :external_id, :occurred_at,
-                :total_minor, :points, :points_spent, :refers_to, 0, 0, 0,
-                CAST(:attributes AS json), CAST(:response AS json), :created_at)
-    ), lines AS (
-        INSERT INTO event_lines (program_id, member_id, event_id, line_no, sku, category,
-                                 quantity, unit_price_minor, amount_minor)
-        SELECT :program_id, :member_id, :id, line.line_no, line.sku, line.category,
-               line.quantity, line.unit_price_minor, line.amount_minor
-        FROM unnest(CAST(:line_nos AS integer[]), CAST(:skus AS varchar[]),
-                    CAST(:categories AS varchar[]), CAST(:quantities AS varchar[]),
-                    CAST(:unit_prices AS bigint[]), CAST(:line_amounts AS bigint[]))
-             AS line(line_no, sku, category, quantity, unit_price_minor, amount_minor)
-    ), lifetime AS (
-"""
-_EVENT_AND_OUTBOX = (
-    _EVENT_CTES + members_service.ADD_LIFETIME_SQL + ")\n" + outbox.INSERT_FROM_ARRAYS
-)
-_EVENT_STATEMENTS: dict[tuple[bool, tuple[tuple[str, str], ...]], TextClause] = {}
-
-
-def _event_statement(with_credit: bool, deferred: Sequence[DeferredWrite]) -> TextClause:
-    """The event's statement: the credit's CTEs first if it earns, then the writes rooms left
-    to it (`db.defer_write`), then the event, its lines, the lifetime total and the outbox.
-
-    One text per combination (a handful), built once: the driver keeps each prepared.
-    """
-    key = (with_credit, tuple((w.name, w.sql) for w in deferred))
-    statement = _EVENT_STATEMENTS.get(key)
-    if statement is None:
-        parts = [ledger_service.CREDIT_CTES + ","] if with_credit else ["WITH"]
-        parts += [f" {w.name} AS ({w.sql})," for w in deferred]
-        statement = text("".join(parts) + _EVENT_AND_OUTBOX)
-        _EVENT_STATEMENTS[key] = statement
-    return statement
-
-
-async def _insert_event(
-    session: AsyncSession,
-    program: ProgramInfo,
-    member: MemberRef,
-    prepared: Prepared,
-    event_id: str,
-    response: EventRead,
-    now: datetime,
-    *,
-    points: int,
-    refers_to: str | None,
-    outbox_rows: Sequence[dict[str, Any]],
-    lifetime: int,
-    credit: ledger_service.CreditPlan | None = None,
-) -> None:
-    """Write the event's row, its basket lines, the points it adds to (or, refunded, takes
-    off) the member's lifetime total, and its domain events; first the `credit`, if any."""
-    body, event = prepared.body, prepared.event
-    row = {
-        "id": event_id,
-        "program_id": program.id,
-        "member_id": member.id,
-        "type": body.type,
-        "source": body.source,
-        "external_id": body.external_id,
-        "occurred_at": event.occurred_at,
-        "total_minor": event.total_minor,
-        "points": points,
-        "points_spent": body.spend_points,
-        "refers_to": refers_to,
-    }
-    if dialect_name(session) == "postgresql":
-        lines = event.lines
-        params = credit.pg_params() if credit is not None else {}
-        # The two parts share these parameters: they must be the same values.
-        shared = {"program_id": program.id, "member_id": member.id, "event_id": event_id}
-        if credit is not None and any(params[k] != v for k, v in shared.items()):
-            raise AssertionError("the credit is not this event's")
-        params |= {
-            **row,
-            "attributes": json.dumps(body.attributes) if body.attributes else "{}",
-            "response": response.model_dump_json(),
-            "created_at": now,
-            "line_nos": list(range(len(lines))),
-            "skus": [ln.sku for ln in lines],
-            "categories": [ln.category for ln in lines],
-            "quantities": [str(ln.quantity) for ln in lines],
-            "unit_prices": [ln.unit_price_minor for ln in lines],
-            "line_amounts": [ln.amount_minor for ln in lines],
-            "life_member": member.id,
-            "life_points": lifetime,
-            **outbox.array_params(outbox_rows),
-        }
-        deferred = take_deferred(session)
-        for write in deferred:
-            if params.keys() & write.params.keys():
-                raise AssertionError(f"the deferred write {write.name} reuses a parameter")
-            params |= write.params
-        # Nothing reads these rows back in the unit: a batch may write them all at its end.
-        await write_late(session, _event_statement(credit is not None, deferred), params)
-        return
-    if credit is not None:
-        await ledger_service.apply_credit(session, credit)
-    await session.execute(
-        _EVENT_INSERT,
-        {
-            **row,
-            "refunded_minor": 0,
-            "points_taken_back": 0,
-            "spent_returned": 0,
-            "attributes": body.attributes,
-            "response": response.model_dump(mode="json"),
-            "created_at": now,
-        },
-    )
-    if event.lines:
-        await session.execute(
-            _LINES_INSERT,
-            [
-                {
-                    "program_id": program.id,
-                    "member_id": member.id,
-                    "event_id": event_id,
-                    "line_no": n,
-                    "sku": ln.sku,
-                    "category": ln.category,
-                    "quantity": str(ln.quantity),
-                    "unit_price_minor": ln.unit_price_minor,
-                    "amount_minor": ln.amount_minor,
-                }
-                for n, ln in enumerate(event.lines)
-            ],
-        )
-    if lifetime:
-        await members_service.add_lifetime(session, member.id, lifetime)
-    await outbox.emit_many(session, outbox_rows)
-
-
-async def _refund(
-    session: AsyncSession, program: ProgramInfo, prepared: Prepared, now: datetime
-) -> EventRead:
-    body, event = prepared.body, prepared.event
-    q = select(_events).where(
-        _events.c.program_id == program.id,
-        _events.c.source == body.source,
-        _events.c.external_id == body.refers_to,
-        _events.c.type == "purchase",
-    )
-    if dialect_name(session) == "postgresql":
-        q = q.with_for_update()
-    purchase = (await session.execute(q)).mappings().first()
-    if purchase is None:
-        raise UnknownPurchase(
-            f"no purchase {body.refers_to!r} in this program",
-            errors=[{"field": "refers_to", "message": "unknown purchase"}],
-        )
-    member = await members_service.resolve(
-        session,
-        program,
-        member_id=(await _public_id(session, purchase["member_id"])),
-    )
-    if body.member is not None:
-        named = await _member_for(session, program, body)
-        if named.id != member.id:
-            raise ValidationFailed("member", "the purchase belongs to another member")
-    await fraud.watch(session, program, member.id, kind="refund", at=event.occurred_at)
-    left = purchase["total_minor"] - purchase["refunded_minor"]
-    exp = program.currency_exponent
-    if event.total_minor > left:
-        raise RefundExceedsPurchase(
-            f"only {format_minor(left, exp)} of the purchase is left to refund",
-            errors=[{"field": "total", "message": "larger than what is left of the purchase"}],
-        )
-    refunded = purchase["refunded_minor"] + event.total_minor
-    full = purchase["total_minor"]
-    target_back = (purchase["points"] * refunded) // full if full else purchase["points"]
-    to_take = target_back - purchase["points_taken_back"]
-    spent_target = (purchase["points_spent"] * refunded) // full if full else 0
-    to_return = spent_target - purchase["spent_returned"]
-    event_id = new_id()
-    taken = 0
-    if to_take > 0:
-        in_pending = await ledger_service.open_lots_for_event(
-            session, member.accounts.pending, purchase["id"]
-        )
-        from_pending = min(in_pending, to_take)
-        if from_pending:
-            got, _ = await ledger_service.debit(
-                session,
-                program,
-                member.accounts,
-                from_pending,
-                kind="takeback",
-                counter="issued",
-                reference=f"event:{event_id}:takeback-pending",
-                from_pending=True,
-                event_id=event_id,
-                prefer_event=purchase["id"],
-                mode="partial",
-                now=now,
-            )
-            taken += got
-        rest = to_take - taken
-        if rest:
-            got, _ = await ledger_service.debit(
-                session,
-                program,
-                member.accounts,
-                rest,
-                kind="takeback",
-                counter="issued",
-                reference=f"event:{event_id}:takeback",
-                event_id=event_id,
-                prefer_event=purchase["id"],
-                mode="negative" if program.allow_negative else "partial",
-                now=now,
-            )
-            taken += got
-    shortfall = to_take - taken if to_take > 0 else 0
-    if to_return > 0:
-        await ledger_service.credit(
-            session,
-            program,
-            member.accounts,
-            [Leg(to_return, "refund")],
-            kind="return",
-            counter="redeemed",
-            reference=f"event:{event_id}:return",
-            event_id=event_id,
-            now=now,
-        )
-    await session.execute(
-        update(_events)
-        .where(_events.c.id == purchase["id"])
-        .values(
-            refunded_minor=refunded,
-            points_taken_back=purchase["points_taken_back"] + max(to_take, 0),
-            spent_returned=purchase["spent_returned"] + max(to_return, 0),
-        )
-    )
-    extra = await hooks.run_after_refund(
-        session,
-        hooks.RefundApplied(
-            program=program,
-            member=member,
-            refund_event_id=event_id,
-            purchase_id=purchase["id"],
-            purchase_external_id=purchase["external_id"],
-            amount_minor=event.total_minor,
-            purchase_total_minor=full,
-            refunded_total_minor=refunded,
-            points_taken_back=taken,
-            now=now,
-        ),
-    )
-    effects = [EffectRead.model_validate(x) for x in extra]
-    effects += await apply_effects.undo_for_refund(
-        session, program, purchase["id"], purchase["response"]
-    )
-    if to_take > 0:
-        effects.append(
-            EffectRead(
-                kind="takeback",
-                rule=None,
-                points=-taken,
-                detail={"purchase": purchase["id"], "shortfall": shortfall},
-            )
-        )
-    if to_return > 0:
-        effects.append(EffectRead(kind="return", rule=None, points=to_return))
-    response = EventRead(
-        id=event_id,
-        type="refund",
-        external_id=body.external_id,
-        member_id=member.public_id,
-        occurred_at=event.occurred_at,
-        total=format_minor(event.total_minor, exp),
-        points=to_return - taken,
-        points_earned=0,
-        points_spent=0,
-        discount=None,
-        pending=False,
-        effects=effects,
-        shortfall=shortfall,
-    )
-    refunded_row = outbox.outbox_row(
-        program.id,
-        "event.refunded",
-        member.public_id,
-        {
-            "member_id": member.public_id,
-            "event_id": event_id,
-            "purchase_id": purchase["id"],
-            "amount": format_minor(event.total_minor, exp),
-            "points_taken_back": taken,
-            "points_returned": to_return,
-            "shortfall": shortfall,
-        },
-    )
-    await _insert_event(
-        session,
-        program,
-        member,
-        prepared,
-        event_id,
-        response,
-        now,
-        points=to_return - taken,
-        refers_to=purchase["id"],
-        outbox_rows=[refunded_row],
-        lifetime=-taken,
-    )
-    return response
-
-
-async def _public_id(session: AsyncSession, member_id: int) -> str:
-    from habitue.members.models import Member
-
-    t = table_of(Member)
-    return str(
-        (await session.execute(select(t.c.public_id).where(t.c.id == member_id))).scalar_one()
-    )
 
 
 async def get(
@@ -804,3 +300,10 @@ def response_balance(resp: EventRead, balance: dict[str, Any]) -> EventRead:
     return resp.model_copy(
         update={"balance": {"available": balance["available"], "pending": balance["pending"]}}
     )
+
+
+__all__ = [
+    "CENT_TOLERANCE",
+    "Prepared",
+    "prepare",
+]

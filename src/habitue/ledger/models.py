@@ -9,6 +9,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from habitue.bounds import MAX_BALANCE
 from habitue.db import Base, BigId, ident, partial_index
+from habitue.ledger.kinds import ACCOUNT_KIND_CHECK, ENTRY_KIND_CHECK
 
 BALANCE_BOUNDS = f"{{column}} BETWEEN -{MAX_BALANCE} AND {MAX_BALANCE}"
 """The CHECK that keeps a balance, a posting or a lot within ±`MAX_BALANCE` (0015)."""
@@ -33,6 +34,8 @@ class Account(Base):
     __table_args__ = (
         # Migration 0015: no balance can come near 2**63 (see habitue.bounds).
         CheckConstraint(BALANCE_BOUNDS.format(column="balance"), name="balance_bounds"),
+        # Migration 0024: a member's or a system account (`habitue.ledger.kinds`).
+        CheckConstraint(ACCOUNT_KIND_CHECK, name="kind_known"),
         Index("ux_accounts_member_kind", "member_id", "kind", unique=True),
         partial_index(
             "ux_accounts_system_kind", "program_id", "kind", unique=True, where="member_id IS NULL"
@@ -41,6 +44,8 @@ class Account(Base):
 
 
 class LedgerTransaction(Base):
+    """One movement of points, its postings summing to zero; `kind` says what it records."""
+
     __tablename__ = "ledger_transactions"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -54,6 +59,8 @@ class LedgerTransaction(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
     __table_args__ = (
+        # Migration 0024: one of `habitue.ledger.kinds.EntryKind`.
+        CheckConstraint(ENTRY_KIND_CHECK, name="kind_known"),
         Index("ux_ledger_transactions_reference", "program_id", "reference", unique=True),
         Index("ix_ledger_transactions_member", "member_id", "id"),
     )

@@ -12,7 +12,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from habitue import clock
-from habitue.db import dialect_name, table_of
+from habitue.db import Part, dialect_name, table_of
 from habitue.messaging.models import OutboxEvent
 from habitue.programs.models import Program
 
@@ -62,6 +62,11 @@ INSERT_FROM_ARRAYS = """
                 CAST(:ob_created AS timestamptz[]))
          AS o(program_id, type, member_id, payload, created_at)
 """
+
+
+def part(rows: Sequence[dict[str, Any]]) -> Part:
+    """`emit_many(rows)` as the last part of a composed statement (`db.compose`)."""
+    return Part("outbox", INSERT_FROM_ARRAYS, array_params(rows))
 
 
 def array_params(rows: Sequence[dict[str, Any]]) -> dict[str, list[Any]]:

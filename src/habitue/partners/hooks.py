@@ -1,16 +1,23 @@
-"""Register the partners room on the event path (imported through `habitue.rooms`).
+"""The partners room's stages of the event pipeline (listed in `habitue.rooms`).
 
-Issued and redeemed points are recorded by an `after_record` hook: it runs once the event's
+Issued and redeemed points are recorded by an `after_record` stage: it runs once the event's
 row is written (movements refer to it) and is told the event's `source`, which names the
-partner. Refunds reverse them through `after_refund`.
+partner. Refunds reverse them in `after_refund`.
 """
 
 from __future__ import annotations
 
-from habitue.events import hooks
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from habitue.events.pipeline import EventApplied, Planned, RefundApplied
+from habitue.events.schemas import EffectRead
 from habitue.partners import service as partners_service
 
-if partners_service.on_event_recorded not in hooks.after_record:
-    hooks.after_record.append(partners_service.on_event_recorded)
-if partners_service.on_refund not in hooks.after_refund:
-    hooks.after_refund.append(partners_service.on_refund)
+
+async def after_record(session: AsyncSession, applied: EventApplied) -> None:
+    await partners_service.on_event_recorded(session, applied)
+
+
+async def after_refund(session: AsyncSession, applied: RefundApplied) -> Planned:
+    effects = await partners_service.on_refund(session, applied)
+    return Planned([EffectRead.model_validate(x) for x in effects])

@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from habitue import clock
 from habitue.db import table_of
 from habitue.errors import ValidationFailed
-from habitue.events.hooks import EventApplied, RefundApplied
+from habitue.events.pipeline import EventApplied, RefundApplied
 from habitue.messaging import outbox
 from habitue.money import MoneyFormatError, format_minor, parse_minor
 from habitue.partners.errors import PartnerExists, PartnerNotFound

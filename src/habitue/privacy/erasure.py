@@ -31,6 +31,7 @@ from habitue.clubs.schemas import CancelRequest
 from habitue.db import table_of
 from habitue.events.models import Event, IdempotencyRecord
 from habitue.ledger import service as ledger_service
+from habitue.ledger.kinds import EntryKind, SystemAccount
 from habitue.members import service as members_service
 from habitue.members.models import Card, Member
 from habitue.messaging import outbox
@@ -197,9 +198,9 @@ async def erase(
             accounts,
             # `partial` takes what there is, down to zero; the amount only bounds it.
             MAX_BALANCE,
-            kind="expire",
+            kind=EntryKind.EXPIRE,
             reference=f"erase:{public_id}:{'pending' if from_pending else 'available'}",
-            counter="expired",
+            counter=SystemAccount.EXPIRED,
             mode="partial",
             from_pending=from_pending,
             actor=actor,

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from habitue import clock
 from habitue.db import dialect_name, table_of
 from habitue.errors import Conflict, ValidationFailed
+from habitue.ledger.kinds import SystemAccount
 from habitue.ledger.models import Account
 from habitue.money import currency_exponent
 from habitue.programs.errors import ApiKeyNotFound, ProgramExists, ProgramNotFound
@@ -32,7 +33,8 @@ from habitue.programs.schemas import (
 )
 from habitue.rules.types import ProgramSnapshot
 
-SYSTEM_ACCOUNTS = ("issued", "redeemed", "expired", "adjusted")
+SYSTEM_ACCOUNTS: tuple[str, ...] = tuple(SystemAccount)
+"""The system accounts every program has (`habitue.ledger.kinds.SystemAccount`)."""
 
 _programs = table_of(Program)
 _keys = table_of(ApiKey)

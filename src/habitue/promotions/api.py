@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 
-from habitue.deps import DbDep, ProgramDep, ReadSession, scoped
+from habitue.deps import DbDep, PipelineDep, ProgramDep, ReadSession, scoped
 from habitue.events.schemas import MemberSelector
 from habitue.programs.service import Principal
 from habitue.promotions import service as promotions_service
@@ -36,6 +36,7 @@ async def price_basket(
     program: ProgramDep,
     body: BasketIn,
     session: ReadSession,
+    pipeline: PipelineDep,
     principal: Principal = scoped("events:write"),
 ) -> BasketRead:
     """Every discount that applies to the basket, what is left to pay and what it would earn;
@@ -45,7 +46,7 @@ async def price_basket(
     async with guard.basket_lookups(
         request, program, principal=principal, member=member
     ) as attempt:
-        answer, missed = await till.price_basket(session, program, body)
+        answer, missed = await till.price_basket(session, pipeline, program, body)
         if missed:
             attempt.fail()
     return answer
@@ -57,6 +58,7 @@ async def confirm_basket(
     program: ProgramDep,
     body: BasketConfirm,
     db: DbDep,
+    pipeline: PipelineDep,
     principal: Principal = scoped("events:write"),
 ) -> BasketRead:
     """Price again and, in one transaction, record the purchase, burn the coupons, use the
@@ -66,7 +68,7 @@ async def confirm_basket(
         request, program, principal=principal, member=member
     ) as attempt:
         try:
-            return await till.confirm_basket(db, program, body)
+            return await till.confirm_basket(db, pipeline, program, body)
         except BasketRefused as exc:
             if exc.missed:
                 attempt.fail()

@@ -20,8 +20,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from habitue import clock
 from habitue.db import Database, table_of
 from habitue.errors import HabitueError, ValidationFailed
-from habitue.events import hooks as event_hooks
 from habitue.events import service as events_service
+from habitue.events.pipeline import Pipeline
 from habitue.ledger import service as ledger_service
 from habitue.members import service as members_service
 from habitue.members.service import MemberRef
@@ -136,7 +136,9 @@ async def _offer_inputs(
     return out
 
 
-async def _member(session: AsyncSession, program: ProgramInfo, body: BasketIn) -> MemberRef | None:
+async def _member(
+    session: AsyncSession, pipeline: Pipeline, program: ProgramInfo, body: BasketIn
+) -> MemberRef | None:
     sel = body.member
     if sel is None:
         return None
@@ -146,25 +148,30 @@ async def _member(session: AsyncSession, program: ProgramInfo, body: BasketIn) -
         member_id=sel.id,
         card_number=sel.card_number,
         external_id=sel.external_id,
-        for_event=True,
+        reads=pipeline.member_reads,
     )
 
 
 async def price_in(
-    session: AsyncSession, program: ProgramInfo, body: BasketIn, *, now: datetime
+    session: AsyncSession,
+    pipeline: Pipeline,
+    program: ProgramInfo,
+    body: BasketIn,
+    *,
+    now: datetime,
 ) -> Priced:
     """Price a basket in the caller's session: every read the core needs, then the core."""
     occurred = clock.as_utc(body.occurred_at) if body.occurred_at else now
     if occurred > now + timedelta(minutes=10):
         raise ValidationFailed("occurred_at", "is in the future")
     lines, refused_lines, _ = parse_lines(program, body)
-    member = await _member(session, program, body)
+    member = await _member(session, pipeline, program, body)
     live = await promotions_service.live(session, program)
     snap = None
     terms = None
     uses: dict[int, int] = {}
     if member is not None:
-        snap = await event_hooks.snapshot(session, program, member, now)
+        snap = await pipeline.snapshot(session, program, member, now)
         limited = [
             r["id"]
             for r in [*live.automatic, *live.by_promo_code.values(), *live.by_reward.values()]
@@ -199,17 +206,17 @@ async def price_in(
 
 
 async def price_basket(
-    session: AsyncSession, program: ProgramInfo, body: BasketIn
+    session: AsyncSession, pipeline: Pipeline, program: ProgramInfo, body: BasketIn
 ) -> tuple[BasketRead, int]:
     """What the basket costs with every deal, and what it would earn; writes nothing. Also
     answers how many codes named no coupon (for the guessing protection)."""
     now = clock.now()
-    priced = await price_in(session, program, body, now=now)
+    priced = await price_in(session, pipeline, program, body, now=now)
     _, _, index = parse_lines(program, body)
     earned, effects = 0, []
     if priced.member is not None and priced.pricing.lines and not priced.pricing.invalid:
         quote = await events_service.quote(
-            session, program, purchase_body(program, priced, "price", "default")
+            session, pipeline, program, purchase_body(program, priced, "price", "default")
         )
         earned, effects = quote.points_earned, quote.effects
     return read_answer(program, priced, index=index, earned=earned, effects=effects), priced.missed
@@ -230,14 +237,14 @@ async def _stored(
 
 
 async def confirm_in(
-    session: AsyncSession, program: ProgramInfo, body: BasketConfirm
+    session: AsyncSession, pipeline: Pipeline, program: ProgramInfo, body: BasketConfirm
 ) -> BasketRead:
     """Confirm a basket in the caller's transaction (see the module's docstring)."""
     found = await _stored(session, program, body.external_id)
     if found is not None:
         return found
     now = clock.now()
-    priced = await price_in(session, program, body, now=now)
+    priced = await price_in(session, pipeline, program, body, now=now)
     pricing = priced.pricing
     if pricing.invalid:
         refused = refuse(pricing)
@@ -273,7 +280,10 @@ async def confirm_in(
     earned, effects, event_id = 0, [], None
     if member is not None:
         event = await events_service.record(
-            session, program, purchase_body(program, priced, body.external_id, body.source)
+            session,
+            pipeline,
+            program,
+            purchase_body(program, priced, body.external_id, body.source),
         )
         earned, effects, event_id = event.points_earned, event.effects, event.id
     read = read_answer(program, priced, index=index, earned=earned, effects=effects)
@@ -291,13 +301,15 @@ async def confirm_in(
     return read
 
 
-async def confirm_basket(db: Database, program: ProgramInfo, body: BasketConfirm) -> BasketRead:
+async def confirm_basket(
+    db: Database, pipeline: Pipeline, program: ProgramInfo, body: BasketConfirm
+) -> BasketRead:
     """The request path: one unit of work; a concurrent retry reads the first answer."""
     key = ""
     if body.member is not None:
         key = body.member.id or body.member.card_number or body.member.external_id or ""
     try:
-        return await db.write(lambda s: confirm_in(s, program, body), key=key)
+        return await db.write(lambda s: confirm_in(s, pipeline, program, body), key=key)
     except IntegrityError:
         async with db.read() as session:
             found = await _stored(session, program, body.external_id)

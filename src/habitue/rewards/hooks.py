@@ -1,11 +1,12 @@
-"""Register the rewards room on the event path (imported through `habitue.rooms`)."""
+"""The rewards room's stages of the event pipeline (listed in `habitue.rooms`)."""
 
 from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from habitue.events import apply, hooks
-from habitue.members import service as members_service
+from habitue.events import apply
+from habitue.events.pipeline import EventApplied, Planned, RefundApplied
+from habitue.events.schemas import EffectRead
 from habitue.programs.service import ProgramInfo
 from habitue.rewards import coupons, referrals
 from habitue.rules.types import IssueCoupon
@@ -34,10 +35,16 @@ async def void_coupons(
     return [apply.IssuedCoupon(code, reward) for code, reward in voided]
 
 
-if referrals.on_purchase not in hooks.after_event:
-    hooks.after_event.append(referrals.on_purchase)
-if referrals.on_refund not in hooks.after_refund:
-    hooks.after_refund.append(referrals.on_refund)
-members_service.event_extras.setdefault(referrals.PENDING, referrals.pending_column)
-apply.APPLIERS.coupon = issue_coupon
-apply.APPLIERS.void_coupons = void_coupons
+async def after_event(session: AsyncSession, applied: EventApplied) -> Planned:
+    """A referee's first qualifying purchase starts its referral's return window."""
+    effects = await referrals.on_purchase(session, applied)
+    return Planned([EffectRead.model_validate(x) for x in effects])
+
+
+async def after_refund(session: AsyncSession, applied: RefundApplied) -> Planned:
+    """A refund of the qualifying purchase within the window cancels the referral's rewards."""
+    effects = await referrals.on_refund(session, applied)
+    return Planned([EffectRead.model_validate(x) for x in effects])
+
+
+MEMBER_READS = (referrals.PENDING,)

@@ -13,6 +13,7 @@ from habitue import clock
 from habitue.db import dialect_name, table_of
 from habitue.ids import new_id
 from habitue.ledger import service as ledger_service
+from habitue.ledger.kinds import EntryKind, SystemAccount
 from habitue.ledger.service import Leg
 from habitue.members.models import Member
 from habitue.members.service import MemberRef
@@ -173,8 +174,8 @@ async def redeem(
     # it; a limited one counts again once the balance's row is locked, in between.
     one_statement = postgres and not limited
     debit_args: dict[str, Any] = {
-        "kind": "redeem",
-        "counter": "redeemed",
+        "kind": EntryKind.REDEEM,
+        "counter": SystemAccount.REDEEMED,
         "reference": f"redemption:{public_id}",
         "actor": actor,
         "reason": f"reward {reward.code} x{quantity}",
@@ -397,8 +398,8 @@ async def cancel(
         program,
         accounts,
         [Leg(row["points"], "redemption-cancel")],
-        kind="return",
-        counter="redeemed",
+        kind=EntryKind.RETURN,
+        counter=SystemAccount.REDEEMED,
         reference=f"redemption:{public_id}:cancel",
         actor=actor,
         reason=f"canceled redemption of {row['reward_code']}",

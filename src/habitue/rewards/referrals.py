@@ -12,13 +12,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from habitue import clock
 from habitue.db import dialect_name, table_of
-from habitue.events.hooks import EventApplied, RefundApplied
+from habitue.events.pipeline import EventApplied, RefundApplied
 from habitue.ids import new_id
 from habitue.ledger import service as ledger_service
+from habitue.ledger.kinds import EntryKind
 from habitue.ledger.service import Leg
 from habitue.members import service as members_service
 from habitue.members.models import Member
-from habitue.members.service import MemberRef
+from habitue.members.service import MemberColumn, MemberRef
 from habitue.messaging import outbox
 from habitue.money import format_minor
 from habitue.programs.service import ProgramInfo
@@ -222,16 +223,17 @@ async def for_member(
     return [_read(r, r["ee"], r["er"]) for r in rows]
 
 
-PENDING = "referral_pending"
-
-
 def pending_column(member_id: ColumnElement[int]) -> ColumnElement[Any]:
     """Whether the member is the referee of a pending referral, as a column of its query.
 
-    Registered in `members.service.event_extras`: a purchase of a member without one (nearly
-    all of them) needs no referral query.
+    Read with the member on the event path (`PENDING`, a pipeline's `member_reads`): a
+    purchase of a member without one (nearly all of them) needs no referral query.
     """
     return exists().where(_referrals.c.member_id == member_id, _referrals.c.status == "pending")
+
+
+PENDING = MemberColumn("rewards.referral_pending", pending_column)
+"""Whether the member waits, as a referee, for a first qualifying purchase."""
 
 
 async def on_purchase(session: AsyncSession, applied: EventApplied) -> list[dict[str, Any]]:
@@ -354,7 +356,7 @@ async def release_due(
                     program,
                     accounts[who],
                     [Leg(points, f"referral-{side}")],
-                    kind="referral",
+                    kind=EntryKind.REFERRAL,
                     reference=f"referral:{r['public_id']}:{side}",
                     reason=f"referral reward ({side})",
                     now=now,

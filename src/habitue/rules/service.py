@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from habitue import clock
-from habitue.db import DeferredWrite, defer_write, dialect_name, table_of
+from habitue.db import Part, dialect_name, table_of
 from habitue.programs.service import ProgramInfo
 from habitue.rewards.catalogue import COUPON_KINDS
 from habitue.rewards.models import Reward
@@ -575,7 +575,7 @@ _COUNTERS_LOCK = _COUNTERS_READ.with_for_update()
 def counters_column(member_id: ColumnElement[int]) -> ColumnElement[Any]:
     """The member's counter state as a column of the member's query, locked on PostgreSQL.
 
-    Registered in `members.service.event_extras`: the event path reads it with the member,
+    Read with the member on the event path (`rules.hooks.COUNTERS`, a pipeline's `member_reads`),
     and `seed_counter_state` hands it to `counter_state` (saves a statement per event).
     """
     return (
@@ -593,10 +593,10 @@ def seed_counter_state(session: AsyncSession, member_id: int, raw: Any) -> None:
         cache[member_id] = None if raw is None else state_from_json(raw)
 
 
-# The same write, left to the event's statement on PostgreSQL (`db.defer_write`).
+# The same write, as a part of the event's statement on PostgreSQL (`db.compose`).
 _COUNTERS_WRITE_SQL = """
-    UPDATE member_counters SET state = CAST(:cnt_state AS json), updated_at = :cnt_at
-    WHERE member_id = :cnt_member
+    UPDATE member_counters SET state = CAST(:state AS json), updated_at = :at
+    WHERE member_id = :member
 """
 _COUNTERS_WRITE = (
     update(_counters)
@@ -630,11 +630,15 @@ async def member_counters(
 
 async def count_event(
     session: AsyncSession, program: ProgramInfo, member_id: int, event: CounterEvent
-) -> None:
-    """Count one event into the member's counters, in the event transaction."""
+) -> Part | None:
+    """Count one event into the member's counters, in the event transaction.
+
+    On PostgreSQL the update of a member's existing counters is returned, not run: the caller
+    (the event pipeline) writes it as a part of the event's statement (saves a round trip).
+    """
     probe = CounterState()
     if bump(probe, event, program.timezone) is probe:
-        return  # an event type no counter reads
+        return None  # an event type no counter reads
     now = clock.now()
     cache: dict[int, CounterState | None] = session.info.setdefault(_COUNTERS_KEY, {})
     if member_id not in cache:
@@ -656,17 +660,16 @@ async def count_event(
             # Another transaction counted this member's first event meanwhile: start over
             # from its (now locked) row.
             cache.pop(member_id, None)
-            await count_event(session, program, member_id, event)
-            return
+            return await count_event(session, program, member_id, event)
     elif dialect_name(session) == "postgresql":
         # The row was locked with the member, and the unit reads the state from its cache.
-        state_json = json.dumps(state_to_json(state))
-        params = {"cnt_member": member_id, "cnt_state": state_json, "cnt_at": now}
-        write = DeferredWrite("counters", _COUNTERS_WRITE_SQL, params, key=member_id)
-        await defer_write(session, write)
+        cache[member_id] = state
+        params = {"member": member_id, "state": json.dumps(state_to_json(state)), "at": now}
+        return Part("counters", _COUNTERS_WRITE_SQL, params, "counters")
     else:
         await session.execute(
             _COUNTERS_WRITE,
             {"cnt_member": member_id, "cnt_state": state_to_json(state), "cnt_at": now},
         )
     cache[member_id] = state
+    return None

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from habitue import clock
 from habitue.db import dialect_name, table_of
+from habitue.members.service import MemberColumn
 from habitue.rules.types import GrantBenefit
 from habitue.tiers.models import MemberBenefit
 
@@ -26,8 +27,6 @@ _granted = table_of(MemberBenefit)
 
 CODE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 """What a benefit code may be: a snake_case word of at most 64 characters."""
-EXTRA = "granted_benefits"
-"""The name of `has_granted_column` among `members.service.event_extras`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +104,11 @@ async def active(
 def has_granted_column(member_id: ColumnElement[int]) -> ColumnElement[Any]:
     """Whether the member ever got a benefit from a rule, as a column of its event query.
 
-    Registered in `members.service.event_extras`: the events of a member without one (nearly
-    all of them) read no benefits.
+    Read with the member on the event path (`EXTRA`, a pipeline's `member_reads`): the events
+    of a member without one (nearly all of them) read no benefits.
     """
     return exists().where(_granted.c.member_id == member_id)
+
+
+EXTRA = MemberColumn("tiers.granted_benefits", has_granted_column)
+"""Whether the member ever got a benefit from a rule, read with the member for its events."""

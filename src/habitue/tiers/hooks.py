@@ -1,15 +1,15 @@
-"""Registers the tiers room on the event path (imported once through `habitue.rooms`)."""
+"""The tiers room's stages of the event pipeline (listed in `habitue.rooms`)."""
 
 from __future__ import annotations
 
 from dataclasses import replace
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from habitue.events import apply, hooks
-from habitue.members import service as members_service
+from habitue.events import apply
+from habitue.events.pipeline import EventApplied, Planned, RefundApplied
+from habitue.events.schemas import EffectRead
 from habitue.members.service import MemberRef
 from habitue.programs.service import ProgramInfo
 from habitue.rules.types import GrantBenefit, MemberSnapshot
@@ -74,8 +74,9 @@ async def grant_benefit(
     )
 
 
-async def after_event(session: AsyncSession, applied: hooks.EventApplied) -> list[dict[str, Any]]:
-    return await tiers_service.on_event(
+async def after_event(session: AsyncSession, applied: EventApplied) -> Planned:
+    """Tier credits counted, and the member's tier moved if they cross a threshold."""
+    effects = await tiers_service.on_event(
         session,
         applied.program,
         applied.member,
@@ -84,10 +85,12 @@ async def after_event(session: AsyncSession, applied: hooks.EventApplied) -> lis
         decision=applied.decision,
         now=applied.now,
     )
+    return Planned([EffectRead.model_validate(x) for x in effects])
 
 
-async def after_refund(session: AsyncSession, applied: hooks.RefundApplied) -> list[dict[str, Any]]:
-    return await tiers_service.on_refund(
+async def after_refund(session: AsyncSession, applied: RefundApplied) -> Planned:
+    """The refunded purchase's tier credits taken back (and the tier, if it falls)."""
+    effects = await tiers_service.on_refund(
         session,
         applied.program,
         applied.member,
@@ -96,12 +99,7 @@ async def after_refund(session: AsyncSession, applied: hooks.RefundApplied) -> l
         refunded_total_minor=applied.refunded_total_minor,
         now=applied.now,
     )
+    return Planned([EffectRead.model_validate(x) for x in effects])
 
 
-if enrich not in hooks.enrichers:
-    hooks.enrichers.append(enrich)
-    hooks.enrichers.append(enrich_granted)
-    hooks.after_event.append(after_event)
-    hooks.after_refund.append(after_refund)
-members_service.event_extras.setdefault(granted.EXTRA, granted.has_granted_column)
-apply.APPLIERS.benefit = grant_benefit
+MEMBER_READS = (granted.EXTRA,)

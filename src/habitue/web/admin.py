@@ -17,11 +17,12 @@ from habitue.analytics import service as analytics_service
 from habitue.db import Database
 from habitue.errors import HabitueError
 from habitue.events import service as events_service
+from habitue.events.pipeline import Pipeline
 from habitue.events.schemas import EventCreate, EventRead
-from habitue.ledger import operations as ledger_operations
 from habitue.ledger import service as ledger_service
 from habitue.ledger.errors import InsufficientPoints
 from habitue.ledger.schemas import AdjustmentCreate
+from habitue.members import points as ledger_operations
 from habitue.members import service as members_service
 from habitue.members.errors import MemberNotFound
 from habitue.members.schemas import MemberRead
@@ -56,6 +57,11 @@ router = APIRouter(prefix="/admin", include_in_schema=False)
 def _db(request: Request) -> Database:
     db: Database = request.app.state.db
     return db
+
+
+def _pipeline(request: Request) -> Pipeline:
+    pipeline: Pipeline = request.app.state.pipeline
+    return pipeline
 
 
 @dataclass
@@ -635,7 +641,7 @@ async def simulate(request: Request, program: str) -> Response:
         try:
             event = EventCreate.model_validate(body)
             async with _db(request).read() as session:
-                result = await events_service.quote(session, info, event)
+                result = await events_service.quote(session, _pipeline(request), info, event)
         except ValidationError as exc:
             first = exc.errors()[0]
             errors["json" if values["json"].strip() else "lines"] = (

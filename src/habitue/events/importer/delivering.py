@@ -101,11 +101,13 @@ def deliver(engine: Engine, program_code: str, report: ImportReport) -> None:
 async def _deliver(
     url: str, program_code: str, deferred: list[Deferred], report: ImportReport
 ) -> None:
+    from habitue import rooms
     from habitue.db import Database
     from habitue.events import service
     from habitue.programs import service as programs_service
 
     db = Database(url, group_commit=False, pool_size=1)
+    pipeline = rooms.build_pipeline()
     try:
         async with db.read() as session:
             program = await programs_service.get_info(session, program_code)
@@ -115,7 +117,7 @@ async def _deliver(
             async def unit(session: AsyncSession, body: EventCreate = body) -> tuple[bool, Any]:
                 if await _recorded(session, program.id, body):
                     return False, None
-                return True, await service.record(session, program, body)
+                return True, await service.record(session, pipeline, program, body)
 
             try:
                 new, answer = await db.write(unit, key=service.lock_key(body))

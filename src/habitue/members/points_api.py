@@ -9,9 +9,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from habitue.bounds import OptionalCursor
 from habitue.deps import DbDep, ProgramDep, ReadSession, scoped
-from habitue.ledger import operations
 from habitue.ledger import service as ledger_service
 from habitue.ledger.schemas import AdjustmentCreate, LedgerPage, MovementRead, SpendCreate
+from habitue.members import points as operations
 from habitue.members import service as members_service
 from habitue.programs.service import Principal
 

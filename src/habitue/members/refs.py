@@ -1,0 +1,378 @@
+"""Finding members: by public id, card or external id, alone or for a batch of events, with
+what the event pipeline reads in the member's own query (`MemberColumn`)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, bindparam, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from habitue import clock
+from habitue.db import Prefetch, table_of
+from habitue.errors import ValidationFailed
+from habitue.ledger.models import Account
+from habitue.ledger.service import MemberAccounts
+from habitue.members.cards import luhn_valid, parse_card_input, qr_payload
+from habitue.members.errors import (
+    CardBlocked,
+    CardNotFound,
+    DuplicateMember,
+    InvalidCardNumber,
+    MemberNotActive,
+    MemberNotFound,
+)
+from habitue.members.models import Card, Member
+from habitue.members.schemas import (
+    CardRead,
+)
+from habitue.programs.service import ProgramInfo
+from habitue.rules.types import MemberSnapshot
+from habitue.settings import get_settings
+
+_members = table_of(Member)
+
+
+_cards = table_of(Card)
+
+
+_accounts = table_of(Account)
+
+
+def contact_hash(value: str) -> str:
+    """Keyed hash of an email or phone: members are found by it, never by the clear value."""
+    normal = value.strip().lower()
+    return hmac.new(get_settings().hmac_key.encode(), normal.encode(), hashlib.sha256).hexdigest()
+
+
+def phone_normal(value: str) -> str:
+    return "".join(ch for ch in value if ch.isdigit() or ch == "+")
+
+
+@dataclass(frozen=True, slots=True)
+class MemberRef:
+    """What the event path needs of a member, loaded in one query.
+
+    `extras` holds the values of the `MemberColumn`s the member was resolved with
+    (`resolve(..., reads=...)`, the event pipeline's); empty otherwise.
+    """
+
+    id: int
+    public_id: str
+    status: str
+    tier: str | None
+    enrolled_at: datetime
+    attributes: dict[str, Any]
+    accounts: MemberAccounts
+    extras: Mapping[MemberColumn, Any] = field(default_factory=dict)
+
+    def snapshot(self) -> MemberSnapshot:
+        return MemberSnapshot(
+            id=self.public_id,
+            status=self.status,
+            enrolled_at=self.enrolled_at,
+            tier=self.tier,
+            attributes=self.attributes,
+        )
+
+    def require_active(self) -> None:
+        if self.status != "active":
+            raise MemberNotActive(f"member {self.public_id} is {self.status}")
+
+    def require_not_erased(self) -> None:
+        """An erased member (see `habitue.privacy`) gets no new data: no profile change, card
+        or points."""
+        if self.status == "erased":
+            raise MemberNotActive(f"member {self.public_id} is erased")
+
+
+async def _check_unique(
+    session: AsyncSession,
+    program: ProgramInfo,
+    *,
+    email: str | None,
+    external_id: str | None,
+    exclude: int | None = None,
+) -> None:
+    if email:
+        q = select(_members.c.id).where(
+            _members.c.program_id == program.id, _members.c.email_hash == contact_hash(email)
+        )
+        found = (await session.execute(q)).scalar()
+        if found is not None and found != exclude:
+            raise DuplicateMember(
+                "a member with this email exists in the program",
+                errors=[{"field": "email", "message": "already enrolled"}],
+            )
+    if external_id:
+        q = select(_members.c.id).where(
+            _members.c.program_id == program.id, _members.c.external_id == external_id
+        )
+        found = (await session.execute(q)).scalar()
+        if found is not None and found != exclude:
+            raise DuplicateMember(
+                "a member with this external_id exists in the program",
+                errors=[{"field": "external_id", "message": "already enrolled"}],
+            )
+
+
+def _ref_query(program_id: int) -> Any:
+    return _REF_BASE.where(_members.c.program_id == program_id)
+
+
+def _ref_base() -> Any:
+    avail = _accounts.alias("avail")
+    pend = _accounts.alias("pend")
+    return (
+        select(
+            _members.c.id,
+            _members.c.public_id,
+            _members.c.external_id,
+            _members.c.status,
+            _members.c.tier,
+            _members.c.enrolled_at,
+            _members.c.attributes,
+            avail.c.id.label("available"),
+            pend.c.id.label("pending"),
+        )
+        .join(avail, (avail.c.member_id == _members.c.id) & (avail.c.kind == "available"))
+        .join(pend, (pend.c.member_id == _members.c.id) & (pend.c.kind == "pending"))
+    )
+
+
+_REF_BASE = _ref_base()
+
+
+# The event path's lookups, built once: a statement object that is reused keeps its cache
+# key, so SQLAlchemy skips rebuilding it for every event.
+_REF_BY = {
+    column: _REF_BASE.where(
+        _members.c.program_id == bindparam("ref_program"), _members.c[column] == bindparam("ref_v")
+    )
+    for column in ("public_id", "external_id", "id")
+}
+
+
+@dataclass(frozen=True, eq=False, slots=True)
+class MemberColumn:
+    """A value another room reads with the member on the event path, in the member's own query.
+
+    `column` is a function of the members' id column that gives a scalar subquery (the rules'
+    counters, locked on PostgreSQL; whether a referral waits for a first purchase). The event
+    pipeline hands its rooms' columns to `resolve(..., reads=...)`; each value is on
+    `MemberRef.extras` under the column object itself (no name to clash). Each saves the event
+    path a statement per event.
+    """
+
+    name: str
+    column: Callable[[ColumnElement[int]], ColumnElement[Any]]
+
+
+Reads = tuple[MemberColumn, ...]
+
+
+_EVENT_REF_BY: dict[tuple[str, Reads], Any] = {}
+
+
+def _extra_columns(member_id: ColumnElement[int], reads: Reads) -> list[ColumnElement[Any]]:
+    return [read.column(member_id).label(f"extra_{n}") for n, read in enumerate(reads)]
+
+
+def _event_ref_query(column: str, reads: Reads) -> Any:
+    key = (column, reads)
+    query = _EVENT_REF_BY.get(key)
+    if query is None:
+        query = _REF_BY[column].add_columns(*_extra_columns(_members.c.id, reads))
+        _EVENT_REF_BY[key] = query
+    return query
+
+
+_EVENT_REFS_BY_IDS: dict[Reads, Any] = {}
+
+
+def _event_refs_query(reads: Reads) -> Any:
+    query = _EVENT_REFS_BY_IDS.get(reads)
+    if query is None:
+        # Sorted in a subquery (which PostgreSQL does not flatten), so that the extras' row
+        # locks are taken in public id order, the order grouped units run and lock in.
+        inner = (
+            _REF_BASE.where(
+                _members.c.program_id == bindparam("refs_program"),
+                _members.c.public_id.in_(bindparam("refs_ids", expanding=True)),
+            )
+            .order_by(_members.c.public_id)
+            .subquery()
+        )
+        query = select(inner, *_extra_columns(inner.c.id, reads))
+        _EVENT_REFS_BY_IDS[reads] = query
+    return query
+
+
+async def resolve_many_for_event(
+    session: AsyncSession, program: ProgramInfo, public_ids: list[str], reads: Reads = ()
+) -> list[MemberRef]:
+    """`resolve(..., reads=reads)` of several members by public id, in one query."""
+    rows = await session.execute(
+        _event_refs_query(reads),
+        {"refs_program": program.id, "refs_ids": sorted(set(public_ids))},
+    )
+    return [_to_ref(row, reads) for row in rows]
+
+
+BATCH_SLOT = "habitue.members.batch"
+
+
+async def _read_batch(session: AsyncSession, args: list[tuple[ProgramInfo, str, Reads]]) -> None:
+    """The members of a batch of grouped units, read in one query per program (and reads)."""
+    by_program: dict[tuple[int, Reads], tuple[ProgramInfo, list[str]]] = {}
+    for program, public_id, reads in args:
+        by_program.setdefault((program.id, reads), (program, []))[1].append(public_id)
+    found: dict[tuple[int, str, Reads], MemberRef] = session.info.setdefault(BATCH_SLOT, {})
+    for (_, reads), (program, ids) in by_program.items():
+        for ref in await resolve_many_for_event(session, program, ids, reads):
+            found[(program.id, ref.public_id, reads)] = ref
+
+
+def prefetch(program: ProgramInfo, public_id: str, reads: Reads = ()) -> Prefetch:
+    """For `Database.write`: the units of a batch that name their member by public id read
+    them together, with `reads` (see `resolve_in_batch`)."""
+    return Prefetch(_read_batch, (program, public_id, reads), BATCH_SLOT)
+
+
+async def resolve_in_batch(
+    session: AsyncSession,
+    program: ProgramInfo,
+    *,
+    member_id: str | None = None,
+    card_number: str | None = None,
+    external_id: str | None = None,
+    reads: Reads = (),
+) -> MemberRef:
+    """`resolve(..., reads=reads)`, from what the unit's batch read if it can.
+
+    Each member read for the batch is used once, and not after a unit that names the same
+    member another way: those read again, and see what earlier units wrote.
+    """
+    found: dict[tuple[int, str, Reads], MemberRef] = session.info.get(BATCH_SLOT, {})
+    if member_id is not None:
+        ref = found.pop((program.id, member_id, reads), None)
+        if ref is not None:
+            return ref
+    ref = await resolve(
+        session,
+        program,
+        member_id=member_id,
+        card_number=card_number,
+        external_id=external_id,
+        reads=reads,
+    )
+    found.pop((program.id, ref.public_id, reads), None)
+    return ref
+
+
+_CARD_BY_NUMBER = select(_cards.c.member_id, _cards.c.status).where(
+    _cards.c.number == bindparam("card_number"), _cards.c.program_id == bindparam("card_program")
+)
+
+
+def _to_ref(row: Any, reads: Reads = ()) -> MemberRef:
+    mapping = row._mapping
+    return MemberRef(
+        id=row.id,
+        public_id=row.public_id,
+        status=row.status,
+        tier=row.tier,
+        enrolled_at=clock.as_utc(row.enrolled_at),
+        attributes=row.attributes or {},
+        accounts=MemberAccounts(row.id, row.available, row.pending),
+        extras={read: mapping[f"extra_{n}"] for n, read in enumerate(reads)},
+    )
+
+
+async def resolve(
+    session: AsyncSession,
+    program: ProgramInfo,
+    *,
+    member_id: str | None = None,
+    card_number: str | None = None,
+    external_id: str | None = None,
+    reads: Reads = (),
+) -> MemberRef:
+    """Find a member by public id, card (number, barcode or QR) or external id.
+
+    `reads`: with what the event pipeline's rooms read with the member, in the same query.
+    """
+    if member_id is not None:
+        column, value = "public_id", member_id
+    elif external_id is not None:
+        column, value = "external_id", external_id
+    elif card_number is not None:
+        code, number = parse_card_input(card_number)
+        if code is not None and code != program.code:
+            raise CardNotFound("this card belongs to another program")
+        if not luhn_valid(number):
+            raise InvalidCardNumber(
+                "card number fails the Luhn check",
+                errors=[{"field": "card_number", "message": "invalid check digit"}],
+            )
+        card = (
+            await session.execute(
+                _CARD_BY_NUMBER, {"card_number": number, "card_program": program.id}
+            )
+        ).first()
+        if card is None or card.status == "erased":  # an erased member's card is unknown
+            raise CardNotFound(f"no card {number}")
+        if card.status != "active":
+            raise CardBlocked(f"card {number} is {card.status}")
+        column, value = "id", card.member_id
+    else:
+        raise ValidationFailed("member", "give one of id, card_number or external_id")
+    query = _event_ref_query(column, reads) if reads else _REF_BY[column]
+    row = (await session.execute(query, {"ref_program": program.id, "ref_v": value})).first()
+    if row is None:
+        raise MemberNotFound("no such member in this program")
+    return _to_ref(row, reads)
+
+
+async def refs_by_external_id(
+    session: AsyncSession, program: ProgramInfo, external_ids: list[str]
+) -> dict[str, MemberRef]:
+    out: dict[str, MemberRef] = {}
+    for i in range(0, len(external_ids), 500):
+        chunk = external_ids[i : i + 500]
+        rows = (
+            await session.execute(_ref_query(program.id).where(_members.c.external_id.in_(chunk)))
+        ).all()
+        for row in rows:
+            out[row.external_id] = _to_ref(row)
+    return out
+
+
+def _card_read(program: ProgramInfo, row: Any) -> CardRead:
+    return CardRead(
+        number=row.number,
+        kind=row.kind,
+        status=row.status,
+        qr_payload=qr_payload(program.code, row.number),
+        created_at=clock.as_utc(row.created_at),
+        replaced_by=row.replaced_by,
+    )
+
+
+async def member_row(session: AsyncSession, program: ProgramInfo, public_id: str) -> Any:
+    """The member's row in this program; MemberNotFound when there is none."""
+    row = (
+        await session.execute(
+            select(_members).where(
+                _members.c.program_id == program.id, _members.c.public_id == public_id
+            )
+        )
+    ).first()
+    if row is None:
+        raise MemberNotFound("no such member in this program")
+    return row
