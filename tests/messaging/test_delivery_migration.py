@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import httpx
+import pytest
 from alembic import command
 from alembic.script import ScriptDirectory
 
@@ -17,7 +18,13 @@ from tests.test_migrate import scratch_url  # noqa: F401  (the fixture)
 
 async def test_history_before_the_upgrade_is_not_sent(
     scratch_url: str,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # Today's app runs on the schema before 0021, which has no audit log yet (0027): the audit
+    # trail, which is not what this test is about, records nothing here.
+    from habitue.privacy import audit_http
+
+    monkeypatch.setattr(audit_http, "classify", lambda method, path: None)
     upgrade(scratch_url)
     # Down to the revision before 0021, by name (relative steps count from the newest head).
     config = alembic_config(scratch_url)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 
+from habitue.privacy import pii
 from habitue.settings import Settings
 from tests.conftest import enrol
 from tests.messaging.conftest import Mailbox
@@ -27,6 +28,8 @@ def _start_worker(settings: Settings, port: int) -> subprocess.Popen[bytes]:
         "HABITUE_ENV": "test",
         "HABITUE_DATABASE_URL": settings.database_url,
         "HABITUE_HMAC_KEY": settings.hmac_key,
+        # The contacts were sealed with this process's keys (habitue.privacy.pii).
+        "HABITUE_PII_KEYS": pii.keyring_spec(),
         "HABITUE_SMTP_URL": f"smtp://127.0.0.1:{port}",
         "HABITUE_WORKER_BATCH": "10",
         "HABITUE_WORKER_LEASE_SECONDS": "2",

@@ -24,6 +24,9 @@ NO_KEY_NEEDED = {
     ("POST", "/v1/programs/{program}/unsubscribe/{token}"),
     # The club's payment provider: its signature is the credential.
     ("POST", "/v1/programs/{program}/club/webhooks/manual"),
+    # The webhook event catalogue's JSON Schemas: public documentation, no program's data.
+    ("GET", "/v1/webhook-events/schemas"),
+    ("GET", "/v1/webhook-events/schemas/{event_type}"),
 }
 """Operations that take no API key at all, each with its own credential."""
 

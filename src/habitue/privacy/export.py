@@ -57,6 +57,10 @@ SECTIONS: dict[str, str] = {
     "member_benefits": "benefits",
     "deliveries": "deliveries",
     "fraud_holds": "fraud_holds",
+    "message_marks": "timed_messages_sent",
+    "reward_levels": "reward_within_reach",
+    "promotion_uses": "promotion_uses",
+    "basket_confirmations": "baskets_confirmed",
 }
 """Table → section of the export holding the member's rows of it."""
 
@@ -73,7 +77,7 @@ SECRET_COLUMNS = frozenset(
     {"token_hash", "password_hash", "seed", "csrf", "email_hash", "phone_hash"}
 )
 
-PUBLIC_ID_TABLES = frozenset({"outbox", "deliveries"})
+PUBLIC_ID_TABLES = frozenset({"outbox", "deliveries", "message_marks", "reward_levels"})
 """Tables whose `member_id` holds the member's public id (the others: the internal id)."""
 
 

@@ -51,6 +51,12 @@ def keyring() -> MultiFernet:
     return _keyring(settings.pii_keys, settings.hmac_key)
 
 
+def keyring_spec() -> str:
+    """The configured keys as `HABITUE_PII_KEYS` would list them (for a child process)."""
+    settings = get_settings()
+    return settings.pii_keys or derived_key(settings.hmac_key).decode()
+
+
 def seal(value: str) -> str:
     return PREFIX + keyring().encrypt(value.encode()).decode()
 
