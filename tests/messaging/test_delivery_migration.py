@@ -24,7 +24,7 @@ async def test_history_before_the_upgrade_is_not_sent(
     # trail, which is not what this test is about, records nothing here.
     from habitue.privacy import audit_http
 
-    monkeypatch.setattr(audit_http, "classify", lambda method, path: None)
+    monkeypatch.setattr(audit_http, "classify", lambda *_: None)
     upgrade(scratch_url)
     # Down to the revision before 0021, by name (relative steps count from the newest head).
     config = alembic_config(scratch_url)
