@@ -28,11 +28,11 @@ lint: venv
 typecheck: lint
 
 test-sqlite: venv
-	$(BIN)/pytest --db sqlite -q
+	$(BIN)/pytest --db sqlite -q --durations=15
 
 test-postgres: venv
 	scripts/ensure-postgres
-	$(BIN)/pytest --db postgres -q
+	$(BIN)/pytest --db postgres -q --durations=15
 
 test: venv system-deps lint test-sqlite test-postgres
 
