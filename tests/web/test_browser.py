@@ -722,6 +722,10 @@ def test_the_portal_keeps_its_word_on_a_phone(
     has_share = page.evaluate("() => typeof navigator.share === 'function'")
     assert page.locator("#share-button").is_visible() == has_share
     page.click("#copy-button")
+    # The status is written once the clipboard's promise settles: wait for it, then read it.
+    page.wait_for_function(
+        "t => document.querySelector('#share-status').textContent === t", arg=_("Copied.")
+    )
     assert page.locator("#share-status").inner_text() == _("Copied.")
     pages.check(f"word-invite-{locale}")
 
