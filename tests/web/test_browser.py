@@ -335,16 +335,22 @@ def test_member_signs_up_sees_the_card_earns_and_switches_language(
 
     page.get_by_role("button", name="Français", exact=True).click()
     page.wait_for_load_state("load")
+    # The click's navigation may not have started when "load" is read: wait for its page.
+    page.wait_for_function("t => document.querySelector('h1')?.innerText === t", arg="Mon profil")
     assert page.locator("html").get_attribute("lang") == "fr"
     assert page.locator("h1").inner_text() == "Mon profil"
     page.get_by_role("link", name="Mes points", exact=True).click()
+    page.wait_for_url(re.compile(r".*/points$"))
     assert page.locator("#available").inner_text().replace("\u202f", " ") == "1 000"
     pages.check("portal-points-fr")
     page.get_by_role("button", name="Dansk", exact=True).click()
     page.wait_for_load_state("load")
+    # The click's navigation may not have started when "load" is read: wait for its page.
+    page.wait_for_function("t => document.querySelector('h1')?.innerText === t", arg="Mine point")
     assert page.locator("h1").inner_text() == "Mine point"
     assert page.locator("#available").inner_text() == "1.000"
     page.get_by_role("link", name="Mit kort", exact=True).click()
+    page.get_by_text("Vis dette ved kassen").wait_for()
     assert page.get_by_text("Vis dette ved kassen").is_visible()
     pages.check("portal-card-da")
 
