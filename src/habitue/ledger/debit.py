@@ -23,6 +23,7 @@ from habitue.ledger.entries import (
     _transaction,
     _txn_params,
     check_movement,
+    lock_balance,
 )
 from habitue.ledger.errors import InsufficientPoints
 from habitue.ledger.kinds import EntryKind, SystemAccount
@@ -79,13 +80,6 @@ _TAKE_STRICT = """
 STRICT_DEBIT_CTES = _TAKE_STRICT + _TXN_AND_LEGS + _DEBIT_REST
 """`DEBIT_CTES` with the balance taken first (`taken`); parameters: `DebitPlan.pg_params()`
 of `plan_strict_debit`; then `finish_strict_debit` with what `taken` and `consumed` hold."""
-
-
-async def _lock_balance(session: AsyncSession, account_id: int) -> int:
-    q = select(_accounts.c.balance).where(_accounts.c.id == account_id)
-    if dialect_name(session) == "postgresql":
-        q = q.with_for_update()
-    return int((await session.execute(q)).scalar_one())
 
 
 async def _consume_lots(
@@ -216,7 +210,7 @@ def _debit_plan(
 
 
 async def _refuse(session: AsyncSession, account: int, amount: int, now: datetime) -> NoReturn:
-    have = await _lock_balance(session, account) - await expired_points(session, account, now)
+    have = await lock_balance(session, account) - await expired_points(session, account, now)
     raise InsufficientPoints(f"needs {amount} points, {max(have, 0)} available")
 
 
@@ -277,7 +271,7 @@ async def take_balance(
         # account's expired lots down, so the balance it works from is the true one.
         if not from_pending:  # pending lots have no expiry
             await write_down_expired(session, program, accounts.member_id, account, now=now)
-        before = await _lock_balance(session, account)
+        before = await lock_balance(session, account)
         taken = amount if mode == "negative" else min(amount, max(before, 0))
         if taken == 0:
             return None

@@ -15,7 +15,7 @@ from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from habitue.bounds import MAX_BALANCE
-from habitue.db import table_of
+from habitue.db import dialect_name, table_of
 from habitue.ledger.errors import BalanceLimit
 from habitue.ledger.kinds import EntryKind, MemberAccount
 from habitue.ledger.models import Account, LedgerTransaction, Lot, Posting
@@ -240,3 +240,11 @@ async def accounts_of(
     for member_id, kind, account_id in rows:
         acc.setdefault(member_id, {})[kind] = account_id
     return {m: MemberAccounts(m, k["available"], k["pending"]) for m, k in acc.items()}
+
+
+async def lock_balance(session: AsyncSession, account_id: int) -> int:
+    """The account's balance, its row locked until the transaction ends (PostgreSQL)."""
+    q = select(_accounts.c.balance).where(_accounts.c.id == account_id)
+    if dialect_name(session) == "postgresql":
+        q = q.with_for_update()
+    return int((await session.execute(q)).scalar_one())

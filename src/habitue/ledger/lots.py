@@ -12,11 +12,11 @@ from habitue import clock
 from habitue.db import dialect_name
 from habitue.ledger.entries import (
     MemberAccounts,
-    _accounts,
     _add_balance,
     _lots,
     _transaction,
     accounts_of,
+    lock_balance,
 )
 from habitue.ledger.expiry import lot_expiry
 from habitue.ledger.kinds import EntryKind, SystemAccount
@@ -183,7 +183,7 @@ async def write_down_expired(
     """Write down the account's lots past their expiry (what the expiry job would write),
     under the account's row lock; returns the points. Nothing is read twice: the lots are
     locked (PostgreSQL) or the database has one writer (SQLite)."""
-    lock = select(_accounts.c.balance).where(_accounts.c.id == account_id)
+    await lock_balance(session, account_id)
     q = (
         select(_lots.c.id, _lots.c.remaining)
         .where(
@@ -194,9 +194,7 @@ async def write_down_expired(
         .order_by(_lots.c.id)
     )
     if dialect_name(session) == "postgresql":
-        lock = lock.with_for_update()
         q = q.with_for_update()
-    await session.execute(lock)
     lots = [(int(i), int(r)) for i, r in (await session.execute(q)).all()]
     if not lots:
         return 0

@@ -71,18 +71,6 @@ LINE_COLS = (
     "program_id", "member_id", "event_id", "line_no", "sku", "category", "quantity",
     "unit_price_minor", "amount_minor",
 )  # fmt: skip
-TXN_COLS = (
-    "id", "program_id", "member_id", "kind", "reference", "event_id", "actor", "reason",
-    "created_at",
-)  # fmt: skip
-POSTING_COLS = (
-    "program_id", "transaction_id", "account_id", "member_id", "amount", "rule_code",
-    "rule_id", "rule_version", "created_at",
-)  # fmt: skip
-LOT_COLS = (
-    "program_id", "member_id", "account_id", "transaction_id", "event_id", "amount",
-    "remaining", "earned_at", "expires_at", "pending_until",
-)  # fmt: skip
 OUTBOX_COLS = ("program_id", "seq", "type", "member_id", "created_at", "payload")
 MEMBER_COLS = (
     "id", "public_id", "program_id", "external_id", "email", "email_hash", "phone",
