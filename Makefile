@@ -27,12 +27,16 @@ lint: venv
 
 typecheck: lint
 
+# Two test processes (the machine's two cores), each with a database of its own.
+PYTEST_WORKERS ?= 2
+PYTEST := $(BIN)/pytest -q --durations=15 -n $(PYTEST_WORKERS) --dist worksteal
+
 test-sqlite: venv
-	$(BIN)/pytest --db sqlite -q --durations=15
+	$(PYTEST) --db sqlite
 
 test-postgres: venv
 	scripts/ensure-postgres
-	$(BIN)/pytest --db postgres -q --durations=15
+	$(PYTEST) --db postgres
 
 test: venv system-deps lint test-sqlite test-postgres
 

@@ -6,6 +6,7 @@ import dataclasses
 import os
 import secrets
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,30 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+DATABASE_FIXTURES = frozenset({"db_url", "db_kind"})
+"""A test that depends on one of these (directly or through `client`, `db`, …) touches the
+database of the run; the others are the same on both databases."""
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """On `--db postgres`, run only the tests that touch the database: the others (pure
+    functions, the CLI's parsing, the outage of a server of their own…) already ran, identically,
+    in the SQLite run of `make test`. `HABITUE_TEST_ALL=1` keeps them."""
+    if config.getoption("--db") != "postgres" or os.environ.get("HABITUE_TEST_ALL"):
+        return
+    keep: list[pytest.Item] = []
+    dropped: list[pytest.Item] = []
+    for item in items:
+        names = set(getattr(item, "fixturenames", ()))
+        if names & DATABASE_FIXTURES or item.get_closest_marker("postgres"):
+            keep.append(item)
+        else:
+            dropped.append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = keep
+
+
 def _pg_available() -> bool:
     import psycopg
 
@@ -50,12 +75,12 @@ def db_kind(pytestconfig: pytest.Config) -> str:
     return kind
 
 
-@pytest.fixture(scope="session")
-def db_url(db_kind: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A fresh database migrated from the Alembic scripts, for this test run."""
-    if db_kind == "sqlite":
-        path: Path = tmp_path_factory.mktemp("db") / "habitue.db"
-        url = f"sqlite:///{path}"
+@contextmanager
+def fresh_database(kind: str, directory: Path) -> Iterator[str]:
+    """A new database migrated from the Alembic scripts (a file in `directory` on SQLite, a
+    database of its own on PostgreSQL, dropped afterwards)."""
+    if kind == "sqlite":
+        url = f"sqlite:///{directory / f'habitue-{secrets.token_hex(4)}.db'}"
         upgrade(url)
         yield url
         return
@@ -69,10 +94,19 @@ def db_url(db_kind: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[s
     with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    upgrade(url)
-    yield url
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    try:
+        upgrade(url)
+        yield url
+    finally:
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def db_url(db_kind: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A fresh database migrated from the Alembic scripts, for this test run."""
+    with fresh_database(db_kind, tmp_path_factory.mktemp("db")) as url:
+        yield url
 
 
 @pytest.fixture

@@ -46,7 +46,7 @@ CHECKS = [
 ]
 # Cases per operation: positive on seeded resources, positive on generated path parameters,
 # negative. HABITUE_SCHEMATHESIS_EXAMPLES scales the run (default 20: ~3,100 cases).
-EXAMPLES = int(os.environ.get("HABITUE_SCHEMATHESIS_EXAMPLES", "20"))
+EXAMPLES = int(os.environ.get("HABITUE_SCHEMATHESIS_EXAMPLES", "10"))
 
 # Unhandled errors that unbounded numbers and NUL characters cause, fixed on h/bounds (every
 # number bounded where it enters, text free of NUL): remove this list once it is merged, and

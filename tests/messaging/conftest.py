@@ -58,14 +58,16 @@ class Mailbox:
         with self.lock:
             return [m for m in self.messages if m["To"] == address]
 
-    def wait(self, count: int, timeout: float = 10.0) -> None:
+    def wait(self, count: int, timeout: float = 10.0, *, to: set[str] | None = None) -> None:
+        """Until `count` messages arrived (only those to one of `to`, when given)."""
         end = time.monotonic() + timeout
         while time.monotonic() < end:
             with self.lock:
-                if len(self.messages) >= count:
-                    return
+                got = [m for m in self.messages if to is None or m["To"] in to]
+            if len(got) >= count:
+                return
             time.sleep(0.02)
-        raise AssertionError(f"{len(self.messages)} messages received, {count} expected")
+        raise AssertionError(f"{len(got)} messages received, {count} expected")
 
 
 @pytest.fixture

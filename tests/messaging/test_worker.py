@@ -54,20 +54,22 @@ async def test_a_worker_killed_mid_batch_and_restarted_loses_nothing(
 ) -> None:
     box, port = smtp
     box.delay = 0.05  # each message takes a while: the kill lands in the middle of a batch
+    # Addresses of this test only: the worker also delivers what other tests left in the outbox.
+    wanted = {f"k{i}-{program}@example.com" for i in range(60)}
     members = [
-        await enrol(client, program, email=f"k{i}@example.com", consents={"email": True})
-        for i in range(60)
+        await enrol(client, program, email=email, consents={"email": True})
+        for email in sorted(wanted)
     ]
     ids = [m["id"] for m in members]
     proc = _start_worker(settings, port)
     try:
-        box.wait(15, timeout=60)
+        box.wait(15, timeout=60, to=wanted)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
     finally:
         if proc.poll() is None:
             proc.kill()
-    received = len(box.messages)
+    received = len({m["To"] for m in box.messages} & wanted)
     assert 0 < received < 60
     assert "pending" in await _statuses(client, program, ids)
 
@@ -85,7 +87,7 @@ async def test_a_worker_killed_mid_batch_and_restarted_loses_nothing(
             proc.kill()
     assert await _statuses(client, program, ids) == ["sent"] * 60
     addresses = {m["To"] for m in box.messages}
-    assert addresses == {f"k{i}@example.com" for i in range(60)}  # at least once, every one
+    assert wanted <= addresses  # at least once, every one
 
 
 async def test_the_worker_outlives_a_database_it_cannot_reach(

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import re
 import secrets
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -16,7 +18,7 @@ from sqlalchemy import select
 from habitue.db import Database
 from habitue.models import Base
 from habitue.programs import service as programs_service
-from tests.conftest import enrol
+from tests.conftest import enrol, fresh_database
 from tests.web.conftest import make_staff, signup, staff_signin
 
 IGNORED = {"audit_log", "audit_heads", "web_sessions", "idempotency_records"}
@@ -24,6 +26,14 @@ IGNORED = {"audit_log", "audit_heads", "web_sessions", "idempotency_records"}
 
 NO_SESSION_FORMS = {"/admin/signin", "/admin/locale", "/locale"}
 """Forms before any session (sign-in, language): checked by their own tests."""
+
+
+@pytest.fixture
+def db_url(db_kind: str, tmp_path: Path) -> Iterator[str]:
+    """A database of this test's own: every form compares a dump of the whole database before
+    and after, which on the run's shared database (all the other tests' rows) took minutes."""
+    with fresh_database(db_kind, tmp_path) as url:
+        yield url
 
 
 def _routes(routes: list[Any]) -> list[APIRoute]:
