@@ -27,7 +27,7 @@ import asyncio
 import functools
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from datetime import time as dt_time
@@ -141,8 +141,17 @@ def _row(
     }
 
 
-async def plan_program(session: AsyncSession, program_id: int, *, limit: int = PLAN_LIMIT) -> int:
-    """Turn the program's next outbox events into deliveries; the number of events read."""
+async def plan_program(
+    session: AsyncSession,
+    program_id: int,
+    *,
+    limit: int = PLAN_LIMIT,
+    built_in: Collection[str] = ("email",),
+) -> int:
+    """Turn the program's next outbox events into deliveries; the number of events read.
+
+    A message goes on each channel the program wrote its template for, and on each channel of
+    `built_in` that has a built-in text for it (`defaults.BUILT_IN`)."""
     q = select(_c.c.last_seq, _c.c.skip_through_id).where(_c.c.program_id == program_id)
     if dialect_name(session) == "postgresql":
         q = q.with_for_update(skip_locked=True)
@@ -195,7 +204,7 @@ async def plan_program(session: AsyncSession, program_id: int, *, limit: int = P
             channels = [
                 ch
                 for ch in render.CHANNELS
-                if (code, ch) in written or (ch == "email" and code in defaults.EMAIL_TEMPLATES)
+                if (code, ch) in written or (ch in built_in and code in defaults.BUILT_IN[ch])
             ]
         newsletter = (
             event.payload.get("newsletter_id") if event.type == newsletters.QUEUED else None
@@ -220,7 +229,7 @@ async def plan_program(session: AsyncSession, program_id: int, *, limit: int = P
     return len(events)
 
 
-async def plan(db: Database) -> int:
+async def plan(db: Database, *, built_in: Collection[str] = ("email",)) -> int:
     """Plan every program with events after its cursor; the number of events read.
 
     An idle worker only reads: which programs lack a cursor, which have outbox rows not yet
@@ -245,12 +254,20 @@ async def plan(db: Database) -> int:
         )
     total = 0
     for program_id in ids:
-        total += await db.write(functools.partial(_plan_one, program_id=program_id))
+        total += await db.write(
+            functools.partial(_plan_one, program_id=program_id, built_in=built_in)
+        )
     return total
 
 
-async def _plan_one(session: AsyncSession, *, program_id: int) -> int:
-    return await plan_program(session, program_id)
+async def _plan_one(session: AsyncSession, *, program_id: int, built_in: Collection[str]) -> int:
+    return await plan_program(session, program_id, built_in=built_in)
+
+
+def built_in_channels(channels: Channels) -> tuple[str, ...]:
+    """The channels whose built-in texts are sent: email always (recorded as skipped when it
+    is not configured), SMS and push when this worker can send them."""
+    return ("email", *(ch for ch in ("sms", "push") if channels.get(ch) is not None))
 
 
 # --- claim ------------------------------------------------------------------------------------
@@ -397,8 +414,8 @@ async def _templates_for(
         )
     )
     stored: dict[str, tuple[str | None, str]] = {r.locale: (r.subject, r.body) for r in rows}
-    if not stored and channel == "email":
-        stored = dict(defaults.EMAIL_TEMPLATES.get(code, {}))
+    if not stored:
+        stored = defaults.built_in(code, channel)
     return stored
 
 
@@ -624,7 +641,7 @@ async def step(db: Database, settings: Settings, channels: Channels) -> int:
 
 async def _step(db: Database, settings: Settings, channels: Channels) -> tuple[int, int]:
     """One step: (outbox events planned, deliveries claimed and delivered)."""
-    planned = await plan(db)
+    planned = await plan(db, built_in=built_in_channels(channels))
     ids = await db.write(
         lambda s: claim(s, limit=settings.worker_batch, lease_seconds=settings.worker_lease_seconds)
     )

@@ -22,7 +22,7 @@ from habitue.members.errors import (
     InvalidCardNumber,
     MemberNotFound,
 )
-from habitue.messaging import render
+from habitue.messaging import defaults, render
 from habitue.messaging import templates as templates_service
 from habitue.messaging.errors import InvalidTemplate, TemplateNotFound
 from habitue.messaging.schemas import CODE_PATTERN, PreviewRead, PreviewRequest, TemplateWrite
@@ -89,9 +89,18 @@ async def messages(request: Request, program: str) -> Response:
     async with _db(request).read() as session:
         items = await templates_service.list_templates(session, info)
     written = {t.code for t in items}
+    saved = {(t.code, t.channel, t.locale) for t in items}
+    built_in = [
+        (code, channel, [(locale, (code, channel, locale) in saved) for locale in by_locale])
+        for code in render.SUGGESTED_CODES
+        for channel in render.CHANNELS
+        if (by_locale := defaults.starter(code, channel))
+    ]
     return console.render(
         "admin/messages.html",
         items=items,
+        built_in=built_in,
+        off_until_saved={c for c in render.SUGGESTED_CODES if not defaults.built_in(c, "email")},
         missing=[c for c in render.SUGGESTED_CODES if c not in written],
         codes=CODE_LABELS,
         channels=CHANNEL_LABELS,
@@ -131,6 +140,7 @@ async def edit_form(request: Request, program: str) -> Response:
         "member": q.get("member", "")[:200],
     }
     exists = False
+    starting: str | None = None
     preview: PreviewRead | None = None
     if re.fullmatch(CODE_PATTERN, values["code"]):
         try:
@@ -139,12 +149,19 @@ async def edit_form(request: Request, program: str) -> Response:
                     session, info, values["code"], values["channel"], values["locale"]
                 )
         except TemplateNotFound:
-            pass
+            text = defaults.starter(values["code"], values["channel"]).get(values["locale"])
+            if text is not None:  # the built-in text (or the starting text), not saved yet
+                sent = defaults.built_in(values["code"], values["channel"])
+                starting = "built-in" if sent else "off"
+                values["subject"], values["body"] = text[0] or "", text[1]
+                preview, _ = await _preview(request, console, values)
         else:
             exists = True
             values["subject"], values["body"] = found.subject or "", found.body
             preview, _ = await _preview(request, console, values)
-    return _editor(console, values=values, errors={}, exists=exists, preview=preview)
+    return _editor(
+        console, values=values, errors={}, exists=exists, preview=preview, starting=starting
+    )
 
 
 async def _member_id(session: AsyncSession, info: ProgramInfo, text: str) -> str:
