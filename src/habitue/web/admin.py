@@ -254,7 +254,11 @@ async def programs(request: Request) -> Response:
         codes = mine
     if len(codes) == 1:
         return console.page.redirect(f"/admin/{codes[0][0]}")
-    return console.render("admin/programs.html", programs=codes)
+    return console.render(
+        "admin/programs.html",
+        programs=codes,
+        may_set_up=console.staff.program_id is None and console.staff.may("setup"),
+    )
 
 
 # The RFM segments' names (`analytics.rfm.SEGMENTS`), marked for translation on the dashboard.
@@ -316,7 +320,12 @@ async def dashboard(request: Request, program: str) -> Response:
             "datasets": [{"label": t("Members"), "data": [n for _, n in figures["tiers"]]}],
         },
     }
-    return console.render("admin/dashboard.html", figures=figures, charts=json.dumps(charts))
+    return console.render(
+        "admin/dashboard.html",
+        figures=figures,
+        charts=json.dumps(charts),
+        created=request.query_params.get("created") == "1",
+    )
 
 
 @router.get("/{program}/members")
