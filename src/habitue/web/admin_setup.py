@@ -256,6 +256,8 @@ class Wizard:
                 if last is not None and Decimal(threshold) <= last:
                     r.fail(f"tier{i}_threshold", THRESHOLDS_RISE)
                 last = Decimal(threshold)
+            if multiplier is not None and parts[2]:
+                self.values[f"tier{i}_multiplier"] = format(multiplier.normalize(), "f")
             if name is None or threshold is None or multiplier is None:
                 continue
             code = slug(name) or f"tier-{i}"
