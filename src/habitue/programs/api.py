@@ -104,9 +104,7 @@ async def list_event_types(
 
 
 @router.get("/{program}/branding", response_model=Branding)
-async def get_branding(
-    program: ProgramDep, _: Principal = scoped("members:read", partner=PartnerAccess.TILL)
-) -> Branding:
+async def get_branding(program: ProgramDep, _: Principal = scoped("members:read")) -> Branding:
     """The logo and colours the portal and the wallet pass show."""
     return programs_service.branding_of(program)
 
