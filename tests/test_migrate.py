@@ -91,6 +91,7 @@ def scratch_url(db_kind: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
         "0029_promotions",
         "0028_console",
         "0024_kinds",
+        "0033_console2",
     ],
 )
 def test_a_migration_goes_down_and_up_again(scratch_url: str, revision: str) -> None:

@@ -376,14 +376,16 @@ async def test_campaign_created_from_the_console_reports_its_uplift(
     client: httpx.AsyncClient, program: str, db: Database
 ) -> None:
     members = [await enrol(client, program) for _ in range(12)]
+    await _offer(client, program, [])
     await staff_signin(client, await make_staff(db, "marketer"))
     page = await client.get(f"/admin/{program}/campaigns/new")
     assert 'value="10"' in page.text
+    assert '<option value="offer:latte"' in page.text
     now = clock.now()
     form = {
         "csrf_token": csrf_of(page.text),
         "code": "latte week",
-        "kind": "offer",
+        "subject": "",
         "holdout_share": "0",
         "starts_at": local(now - timedelta(days=1)),
         "ends_at": local(now - timedelta(days=2)),
@@ -393,8 +395,14 @@ async def test_campaign_created_from_the_console_reports_its_uplift(
     assert 'id="e-holdout_share"' in bad.text
     assert 'id="e-ends_at"' in bad.text
     assert 'id="e-code"' in bad.text
+    assert 'id="e-subject"' in bad.text  # a campaign names what it measures
     assert 'value="latte week"' in bad.text
-    form.update(code="latte-week", holdout_share="50", ends_at=local(now + timedelta(days=1)))
+    form.update(
+        code="latte-week",
+        subject="offer:latte",
+        holdout_share="50",
+        ends_at=local(now + timedelta(days=1)),
+    )
     made = await client.post(f"/admin/{program}/campaigns/new", data=form)
     assert made.status_code == 303, made.text
     assert made.headers["location"] == f"/admin/{program}/campaigns/latte-week/report?created=1"

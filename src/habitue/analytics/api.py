@@ -243,10 +243,12 @@ async def create_campaign(
             holdout_share=body.holdout_share,
             starts_at=body.starts_at,
             ends_at=body.ends_at,
+            subject=body.subject,
         )
         return CampaignRead(
             code=info.code,
             kind=info.kind,
+            subject=info.subject,
             holdout_share=info.holdout_share,
             starts_at=info.starts_at,
             ends_at=info.ends_at,

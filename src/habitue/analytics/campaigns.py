@@ -21,9 +21,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from habitue import clock
 from habitue.analytics import uplift
-from habitue.analytics.errors import AnalyticsError, CampaignExists, CampaignNotFound
+from habitue.analytics.errors import (
+    AnalyticsError,
+    CampaignExists,
+    CampaignNotFound,
+    UnknownCampaignSubject,
+)
 from habitue.analytics.models import Campaign, CampaignAssignment
 from habitue.db import table_of
+from habitue.errors import NotFound
 from habitue.events.models import Event
 from habitue.members.models import Member
 from habitue.money import format_minor
@@ -60,6 +66,8 @@ class CampaignInfo:
     created_at: datetime
     treatment: int
     holdout: int
+    subject: str | None = None
+    """The code of the rule, offer or newsletter measured (None for older campaigns)."""
 
 
 async def create_campaign(
@@ -71,11 +79,15 @@ async def create_campaign(
     holdout_share: float,
     starts_at: datetime,
     ends_at: datetime,
+    subject: str | None = None,
 ) -> CampaignInfo:
-    """Define a campaign and assign every current member to treatment or hold-out by hash."""
+    """Define a campaign and assign every current member to treatment or hold-out by hash;
+    `subject` names the rule, offer or newsletter (of `kind`) it measures, which must exist."""
     uplift.assign_treatment("check", [], holdout_share=holdout_share)
     if kind not in CAMPAIGN_KINDS:
         raise AnalyticsError(f"kind must be one of {', '.join(CAMPAIGN_KINDS)}")
+    if subject is not None and not await subject_exists(session, program, kind, subject):
+        raise UnknownCampaignSubject(f"no {kind} {subject!r} in this program")
     if ends_at <= starts_at:
         raise AnalyticsError("ends_at must be after starts_at")
     now = clock.now()
@@ -88,6 +100,7 @@ async def create_campaign(
                         program_id=program.id,
                         code=code,
                         kind=kind,
+                        subject=subject,
                         holdout_share=holdout_share,
                         starts_at=starts_at,
                         ends_at=ends_at,
@@ -122,8 +135,34 @@ async def create_campaign(
         await session.execute(insert(_assignments), rows[start : start + INSERT_CHUNK])
     n_treated = int(treated.sum())
     return CampaignInfo(
-        code, kind, holdout_share, starts_at, ends_at, now, n_treated, len(rows) - n_treated
+        code,
+        kind,
+        holdout_share,
+        starts_at,
+        ends_at,
+        now,
+        n_treated,
+        len(rows) - n_treated,
+        subject,
     )
+
+
+async def subject_exists(session: AsyncSession, program: ProgramInfo, kind: str, code: str) -> bool:
+    """Whether the program has the rule, offer or newsletter `code` (read through its room)."""
+    from habitue.messaging import newsletters
+    from habitue.rewards import offers
+    from habitue.rules import service as rules_service
+
+    try:
+        if kind == "rule":
+            await rules_service.get_rule(session, program, code)
+        elif kind == "newsletter":
+            await newsletters.get(session, program, code)
+        else:
+            return any(o.offer.code == code for o in await offers.list_offers(session, program))
+    except NotFound:
+        return False
+    return True
 
 
 async def list_campaigns(session: AsyncSession, program: ProgramInfo) -> list[CampaignInfo]:
@@ -154,6 +193,7 @@ async def list_campaigns(session: AsyncSession, program: ProgramInfo) -> list[Ca
             created_at=clock.as_utc(r.created_at),
             treatment=int(r.treatment or 0),
             holdout=int(r.holdout or 0),
+            subject=r.subject,
         )
         for r in rows
     ]
@@ -266,6 +306,8 @@ async def campaign_report(
     return {
         "code": campaign.code,
         "kind": campaign.kind,
+        "subject": campaign.subject,
+        "started": clock.now() >= starts,
         "holdout_share": campaign.holdout_share,
         "starts_at": starts,
         "ends_at": ends,

@@ -22,6 +22,12 @@ class InvalidHoldoutShare(AnalyticsError):
     type = "invalid-holdout-share"
 
 
+class UnknownCampaignSubject(AnalyticsError):
+    """A campaign naming a rule, offer or newsletter the program does not have."""
+
+    type = "unknown-campaign-subject"
+
+
 class InvalidAnalyticsInput(AnalyticsError):
     """Arrays of mismatched lengths, negative counts or another malformed input."""
 

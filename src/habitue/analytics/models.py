@@ -89,6 +89,8 @@ class Campaign(Base):
     program_id: Mapped[int] = mapped_column(ForeignKey("programs.id"))
     code: Mapped[str] = mapped_column(String(64))
     kind: Mapped[str] = mapped_column(String(16))
+    subject: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    """The code of the rule, offer or newsletter (of `kind`) the campaign measures."""
     holdout_share: Mapped[float] = mapped_column(Float)
     starts_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     ends_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -100,6 +100,12 @@ class CampaignCreate(_Strict):
 
     code: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
     kind: Literal["offer", "rule", "newsletter"]
+    subject: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=64,
+        description="the code of the rule, offer or newsletter (of `kind`) the campaign measures",
+    )
     holdout_share: float
     starts_at: AwareDatetime
     ends_at: AwareDatetime
@@ -110,6 +116,7 @@ class CampaignRead(BaseModel):
 
     code: str
     kind: str
+    subject: str | None = None
     holdout_share: float
     starts_at: UtcDatetime
     ends_at: UtcDatetime
@@ -137,6 +144,9 @@ class CampaignReport(BaseModel):
 
     code: str
     kind: str
+    subject: str | None = None
+    started: bool = True
+    """False before `starts_at`: the groups' figures then measure nothing yet."""
     holdout_share: float
     starts_at: UtcDatetime
     ends_at: UtcDatetime

@@ -32,6 +32,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -114,6 +115,12 @@ async def _no_usage(
     return None
 
 
+def _room_of(stage: Callable[..., Any]) -> str:
+    """The room a stage belongs to: `habitue.tiers.hooks.enrich` → "tiers"."""
+    parts = getattr(stage, "__module__", "").split(".")
+    return parts[1] if len(parts) > 1 and parts[0] == "habitue" else "other"
+
+
 @dataclass(frozen=True, slots=True)
 class Pipeline:
     """The stages of the event path, in the order they run (see the module's docstring)."""
@@ -136,6 +143,18 @@ class Pipeline:
             snap = await enrich(session, program, member, snap, now)
         return snap
 
+    async def snapshot_steps(
+        self, session: AsyncSession, program: ProgramInfo, member: MemberRef, now: datetime
+    ) -> list[tuple[str, MemberSnapshot]]:
+        """What each enricher made of the member, in order: (its room, the snapshot after it),
+        the bare snapshot first under "members" (the simulator's explanation reads it)."""
+        snap = member.snapshot()
+        steps = [("members", snap)]
+        for enrich in self.enrichers:
+            snap = await enrich(session, program, member, snap, now)
+            steps.append((_room_of(enrich), snap))
+        return steps
+
     async def rules(self, session: AsyncSession, program: ProgramInfo) -> list[CompiledRule]:
         """The compiled rules of the program, from every loader."""
         out: list[CompiledRule] = []
@@ -150,9 +169,12 @@ class Pipeline:
         member: MemberRef,
         event: EventInput,
         now: datetime,
+        snap: MemberSnapshot | None = None,
     ) -> Decision:
-        """Stages 2 and 3: what the rules decide for the event (a pure `decide`, fed)."""
-        snap = await self.snapshot(session, program, member, now)
+        """Stages 2 and 3: what the rules decide for the event (a pure `decide`, fed); a
+        `snap` already made (`snapshot_steps`) is used as it is."""
+        if snap is None:
+            snap = await self.snapshot(session, program, member, now)
         rules = await self.rules(session, program)
         settings = program.snapshot()
         decision = rules_decide.decide(event, snap, settings, rules, now)

@@ -82,8 +82,12 @@ def _check_attributes(attributes: dict[str, Any], schema: dict[str, Any]) -> Non
             raise ValidationFailed(f"attributes.{name}", "is required")
 
 
-def prepare(program: ProgramInfo, body: EventCreate, *, now: datetime) -> Prepared:
-    """Check an event against the program and turn it into plain values (no I/O)."""
+def prepare(
+    program: ProgramInfo, body: EventCreate, *, now: datetime, allow_future: bool = False
+) -> Prepared:
+    """Check an event against the program and turn it into plain values (no I/O).
+
+    `allow_future` lets a simulation (which writes nothing) date the event ahead of now."""
     if body.type not in BUILTIN_TYPES:
         custom = program.event_types.get(body.type)
         if custom is None:
@@ -153,7 +157,7 @@ def prepare(program: ProgramInfo, body: EventCreate, *, now: datetime) -> Prepar
         if body.spend_points % program.redeem_step:
             raise ValidationFailed("spend_points", f"must be a multiple of {program.redeem_step}")
     occurred = clock.as_utc(body.occurred_at) if body.occurred_at else now
-    if occurred > now + timedelta(minutes=10):
+    if occurred > now + timedelta(minutes=10) and not allow_future:
         raise ValidationFailed("occurred_at", "is in the future")
     event = EventInput(
         type=body.type,

@@ -14,6 +14,7 @@ from habitue.programs import service as programs_service
 from habitue.programs.schemas import (
     ApiKeyCreate,
     ApiKeyRead,
+    Branding,
     EventTypeSpec,
     ProgramCreate,
     ProgramRead,
@@ -100,3 +101,18 @@ async def list_event_types(
     program: ProgramDep, _: Principal = scoped("members:read", partner=PartnerAccess.TILL)
 ) -> dict[str, Any]:
     return {"items": [{"code": k, **v} for k, v in sorted(program.event_types.items())]}
+
+
+@router.get("/{program}/branding", response_model=Branding)
+async def get_branding(program: ProgramDep, _: Principal = scoped("members:read")) -> Branding:
+    """The logo and colours the portal and the wallet pass show."""
+    return programs_service.branding_of(program)
+
+
+@router.put("/{program}/branding", response_model=Branding)
+async def put_branding(
+    program: ProgramDep, body: Branding, db: DbDep, _: Principal = scoped("admin")
+) -> Branding:
+    """Set the logo (an https address) and the colours (white text must read on
+    `primary_color`, dark text on `background_color`)."""
+    return await db.write(lambda s: programs_service.put_branding(s, program, body))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -91,6 +93,82 @@ class ProgramCreate(Strict):
     @classmethod
     def _redeem_rate(cls, v: str) -> str:
         return decimal_rate(v, "redeem_rate", positive=True, most=MAX_REDEEM_RATE)
+
+
+_HEX_COLOUR = r"^#[0-9a-fA-F]{6}$"
+MAX_LOGO_BYTES = 64 * 1024
+MAX_LOGO_CHARS = 100_000
+LOGO_TYPES = {
+    "image/png": b"\x89PNG\r\n\x1a\n",
+    "image/jpeg": b"\xff\xd8\xff",
+    "image/webp": b"RIFF",
+}
+
+
+class Branding(Strict):
+    """How the portal and the wallet pass look: a logo and two colours."""
+
+    logo: str | None = Field(
+        default=None,
+        max_length=MAX_LOGO_CHARS,
+        description="the logo as a data URL: `data:image/png;base64,…` (PNG, JPEG or WebP, "
+        "at most 64 KiB); the portal serves it at `/app/{program}/logo`",
+    )
+    primary_color: str = Field(default="#1d4e89", pattern=_HEX_COLOUR)
+    """The colour of the portal's header, buttons and the pass's background (white text on it)."""
+    background_color: str = Field(default="#ffffff", pattern=_HEX_COLOUR)
+    """The page's background (dark text on it)."""
+
+    @field_validator("logo")
+    @classmethod
+    def _logo(cls, v: str | None) -> str | None:
+        if v is not None:
+            logo_bytes(v)
+        return v
+
+    @model_validator(mode="after")
+    def _readable(self) -> Branding:
+        if contrast(self.primary_color, "#ffffff") < 4.5:
+            raise ValueError("primary_color is too light for white text (contrast below 4.5:1)")
+        if contrast(self.background_color, "#1a1a1a") < 4.5:
+            raise ValueError("background_color is too dark for dark text (contrast below 4.5:1)")
+        return self
+
+
+def logo_bytes(data_url: str) -> tuple[str, bytes]:
+    """The media type and bytes of a logo's data URL; ValueError unless it is a PNG, JPEG or
+    WebP image of at most 64 KiB whose bytes match its type."""
+    head, sep, body = data_url.partition(",")
+    media = head.removeprefix("data:").removesuffix(";base64")
+    if not sep or not head.startswith("data:") or not head.endswith(";base64"):
+        raise ValueError("not a base64 data URL")
+    if media not in LOGO_TYPES:
+        raise ValueError("the logo must be a PNG, JPEG or WebP image")
+    try:
+        raw = base64.b64decode(body, validate=True)
+    except binascii.Error as exc:
+        raise ValueError("not valid base64") from exc
+    if len(raw) > MAX_LOGO_BYTES:
+        raise ValueError("the logo is larger than 64 KiB")
+    magic = LOGO_TYPES[media]
+    if not raw.startswith(magic) or (media == "image/webp" and raw[8:12] != b"WEBP"):
+        raise ValueError("the file is not the image its type says")
+    return media, raw
+
+
+def _luminance(colour: str) -> float:
+    channels = []
+    for i in (1, 3, 5):
+        c = int(colour[i : i + 2], 16) / 255
+        channels.append(c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4)
+    r, g, b = channels
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+
+def contrast(one: str, other: str) -> float:
+    """The WCAG 2 contrast ratio of two `#rrggbb` colours (1 to 21)."""
+    a, b = sorted((_luminance(one), _luminance(other)), reverse=True)
+    return (a + 0.05) / (b + 0.05)
 
 
 class ProgramRead(BaseModel):

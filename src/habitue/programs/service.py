@@ -26,6 +26,7 @@ from habitue.programs.schemas import (
     PARTNER_SCOPES,
     ApiKeyCreate,
     ApiKeyRead,
+    Branding,
     EventTypeSpec,
     Expiry,
     ProgramCreate,
@@ -64,6 +65,8 @@ class ProgramInfo:
     system_accounts: dict[str, int]
     event_types: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Program-defined event types: code → {"attributes": {name: type}, "required": [...]}."""
+    branding: dict[str, str] = field(default_factory=dict)
+    """The logo and colours of the portal and the wallet pass (`Branding`), empty by default."""
 
     def snapshot(self) -> ProgramSnapshot:
         return ProgramSnapshot(
@@ -134,6 +137,7 @@ async def get_info(session: AsyncSession, code: str) -> ProgramInfo:
         card_prefix=row["card_prefix"],
         system_accounts={k: i for k, i in accounts},
         event_types=dict((row["settings"] or {}).get("event_types", {})),
+        branding=dict((row["settings"] or {}).get("branding", {})),
     )
     _cache[code] = (time.monotonic() + _CACHE_TTL, info)
     return info
@@ -409,6 +413,25 @@ async def record_key_use(session: AsyncSession, key_id: int) -> None:
     await session.execute(
         update(_keys).where(_keys.c.id == key_id).values(last_used_at=clock.now())
     )
+
+
+def branding_of(program: ProgramInfo) -> Branding:
+    """The program's logo and colours, the defaults where none were set."""
+    return Branding.model_validate(program.branding)
+
+
+async def put_branding(session: AsyncSession, program: ProgramInfo, data: Branding) -> Branding:
+    """Set the logo and colours the portal and the wallet pass show."""
+    q = select(_programs.c.settings).where(_programs.c.id == program.id)
+    if dialect_name(session) == "postgresql":
+        q = q.with_for_update()
+    current = dict((await session.execute(q)).scalar_one() or {})
+    current["branding"] = data.model_dump(exclude_none=True)
+    await session.execute(
+        update(_programs).where(_programs.c.id == program.id).values(settings=current)
+    )
+    forget(program.code)
+    return data
 
 
 async def put_event_type(

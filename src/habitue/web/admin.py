@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
@@ -16,9 +17,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from habitue.analytics import service as analytics_service
 from habitue.db import Database
 from habitue.errors import HabitueError
-from habitue.events import service as events_service
+from habitue.events import explain as explain_service
 from habitue.events.pipeline import Pipeline
-from habitue.events.schemas import EventCreate, EventRead
+from habitue.events.schemas import EventCreate
 from habitue.ledger import service as ledger_service
 from habitue.ledger.errors import InsufficientPoints
 from habitue.ledger.schemas import AdjustmentCreate
@@ -35,6 +36,7 @@ from habitue.rewards.schemas import MemberCouponRead, RedemptionRead
 from habitue.rules import service as rules_service
 from habitue.rules.errors import InvalidRule, RuleNotFound
 from habitue.rules.schemas import RuleRead
+from habitue.tiers import service as tiers_service
 from habitue.tiers.benefits import benefits_of, privilege_list
 from habitue.web import limits, member_messages, queries, words
 from habitue.web import service as web_service
@@ -254,7 +256,11 @@ async def programs(request: Request) -> Response:
         codes = mine
     if len(codes) == 1:
         return console.page.redirect(f"/admin/{codes[0][0]}")
-    return console.render("admin/programs.html", programs=codes)
+    return console.render(
+        "admin/programs.html",
+        programs=codes,
+        may_set_up=console.staff.program_id is None and console.staff.may("setup"),
+    )
 
 
 # The RFM segments' names (`analytics.rfm.SEGMENTS`), marked for translation on the dashboard.
@@ -316,7 +322,12 @@ async def dashboard(request: Request, program: str) -> Response:
             "datasets": [{"label": t("Members"), "data": [n for _, n in figures["tiers"]]}],
         },
     }
-    return console.render("admin/dashboard.html", figures=figures, charts=json.dumps(charts))
+    return console.render(
+        "admin/dashboard.html",
+        figures=figures,
+        charts=json.dumps(charts),
+        created=request.query_params.get("created") == "1",
+    )
 
 
 @router.get("/{program}/members")
@@ -592,7 +603,7 @@ async def simulate(request: Request, program: str) -> Response:
         return _forbidden_form(console)
     info = console.program
     assert info is not None
-    fields = ("member", "type", "total", "lines", "json", "rule_json")
+    fields = ("member", "type", "total", "lines", "json", "rule_json", "occurred_at")
     values = {k: form.get(k, "") for k in fields}
     errors: dict[str, str] = {}
     saved: str | None = None
@@ -627,6 +638,15 @@ async def simulate(request: Request, program: str) -> Response:
             "total": total or None,
             "lines": lines,
         }
+    when = values["occurred_at"].strip()
+    if when and "occurred_at" not in body:
+        try:
+            local = datetime.fromisoformat(when)
+            if local.tzinfo is None:
+                local = local.replace(tzinfo=ZoneInfo(info.timezone))
+            body["occurred_at"] = local.isoformat()
+        except ValueError:
+            errors["occurred_at"] = _l("Enter a date and time.")
     who = values["member"].strip()
     if "member" not in body:
         if not who:
@@ -636,12 +656,12 @@ async def simulate(request: Request, program: str) -> Response:
             {"card_number": who} if digits.isdigit() or who.startswith("habitue:") else {"id": who}
         )
     body.setdefault("external_id", "simulator")
-    result: EventRead | None = None
+    result: explain_service.Explanation | None = None
     if not errors:
         try:
             event = EventCreate.model_validate(body)
             async with _db(request).read() as session:
-                result = await events_service.quote(session, _pipeline(request), info, event)
+                result = await explain_service.explain(session, _pipeline(request), info, event)
         except ValidationError as exc:
             first = exc.errors()[0]
             errors["json" if values["json"].strip() else "lines"] = (
@@ -654,12 +674,18 @@ async def simulate(request: Request, program: str) -> Response:
                 exc.detail
             )
     status = 422 if errors else 200
+    tier_names: dict[str, str] = {}
+    if result is not None and any(step.kind == "tier" for step in result.steps):
+        async with _db(request).read() as session:
+            ladder = await tiers_service.load_ladder(session, info.id)
+        tier_names = {t.code: t.name for t in ladder.tiers} if ladder is not None else {}
     return console.render(
         "admin/simulator.html",
         status,
         values=values,
         errors=errors,
         result=result,
+        tier_names=tier_names,
         rules=await _rules(request, console),
         saved=saved,
     )

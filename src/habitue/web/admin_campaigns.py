@@ -16,14 +16,21 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from habitue import clock
 from habitue.analytics import campaigns as campaigns_service
-from habitue.analytics.errors import CampaignExists, CampaignNotFound, InvalidHoldoutShare
+from habitue.analytics.errors import (
+    CampaignExists,
+    CampaignNotFound,
+    InvalidHoldoutShare,
+    UnknownCampaignSubject,
+)
 from habitue.analytics.schemas import CampaignCreate
 from habitue.errors import HabitueError
+from habitue.messaging import newsletters as newsletters_service
+from habitue.rewards import offers as offers_service
+from habitue.rules import service as rules_service
 from habitue.web.admin import Console, _db
 from habitue.web.admin_forms import (
     AFTER_START,
     CHECK,
-    CHOOSE,
     MAX_CODE,
     WINDOW_STATES,
     FormReader,
@@ -45,14 +52,42 @@ CAMPAIGN_STATES = {**WINDOW_STATES, "open": _l("Running")}
 CAMPAIGN_CODE = _l("Use letters, digits, '.', '-' and '_' (at most 64).")
 CAMPAIGN_EXISTS = _l("A campaign with this code exists already.")
 HOLDOUT = _l("Enter a percentage between 0 and 100, such as 10.")
+SUBJECT = _l("Choose the rule, offer or newsletter this campaign measures.")
 CAMPAIGN_FIELDS = {
     "code": CAMPAIGN_CODE,
-    "kind": CHOOSE,
+    "kind": SUBJECT,
+    "subject": SUBJECT,
     "holdout_share": HOLDOUT,
     "starts_at": CHECK,
     "ends_at": CHECK,
 }
-FORM = ("code", "kind", "holdout_share", "starts_at", "ends_at")
+FORM = ("code", "subject", "holdout_share", "starts_at", "ends_at")
+
+
+async def subjects(request: Request, console: Console) -> list[tuple[str, list[tuple[str, str]]]]:
+    """What a campaign may measure, per kind: (kind, [(value "kind:code", label)])."""
+    info = console.program
+    assert info is not None
+    async with _db(request).read() as session:
+        offers = [o.offer for o in await offers_service.list_offers(session, info)]
+        rules = (await rules_service.list_rules(session, info)).items
+        letters = await newsletters_service.list_newsletters(session, info)
+    return [
+        ("offer", [(f"offer:{o.code}", o.code) for o in offers]),
+        ("rule", [(f"rule:{r.code}", f"{r.name} ({r.code})" if r.name else r.code) for r in rules]),
+        ("newsletter", [(f"newsletter:{n['code']}", n["code"]) for n in letters]),
+    ]
+
+
+def subject_link(program: str, kind: str, code: str | None) -> str | None:
+    """The console page of a campaign's subject."""
+    if code is None:
+        return None
+    if kind == "rule":
+        return f"/admin/{program}/rules/{code}/history"
+    if kind == "offer":
+        return f"/admin/{program}/offers"
+    return f"/admin/{program}/newsletters"
 
 
 @router.get("/{program}/campaigns")
@@ -73,11 +108,20 @@ async def campaigns(request: Request, program: str) -> Response:
     )
 
 
-def _form(
-    console: Console, values: dict[str, str], errors: dict[str, str], status: int = 200
+async def _form(
+    request: Request,
+    console: Console,
+    values: dict[str, str],
+    errors: dict[str, str],
+    status: int = 200,
 ) -> Response:
     return console.render(
-        "admin/campaign_form.html", status, values=values, errors=errors, kinds=CAMPAIGN_KINDS
+        "admin/campaign_form.html",
+        status,
+        values=values,
+        errors=errors,
+        kinds=CAMPAIGN_KINDS,
+        subjects=await subjects(request, console),
     )
 
 
@@ -91,12 +135,12 @@ async def new_campaign(request: Request, program: str) -> Response:
     start = clock.now().astimezone(ZoneInfo(info.timezone)).replace(minute=0, second=0)
     start += timedelta(hours=1)
     values = {
-        "kind": "offer",
+        "subject": request.query_params.get("subject", "")[:80],
         "holdout_share": "10",
         "starts_at": local_input(start, info.timezone),
         "ends_at": local_input(start + timedelta(days=28), info.timezone),
     }
-    return _form(console, values, {})
+    return await _form(request, console, values, {})
 
 
 @router.post("/{program}/campaigns/new")
@@ -111,12 +155,13 @@ async def create_campaign(request: Request, program: str) -> Response:
     share = reader.decimal(
         "holdout_share", message=HOLDOUT, required=True, above=Decimal(0), at_most=Decimal("99.99")
     )
-    kind = reader.values["kind"]
-    if kind not in CAMPAIGN_KINDS:
-        reader.fail("kind", CHOOSE)
+    kind, _, subject = reader.values["subject"].partition(":")
+    if kind not in CAMPAIGN_KINDS or not subject:
+        reader.fail("subject", SUBJECT)
     data = {
         "code": reader.text("code", required=True, max_length=MAX_CODE),
-        "kind": kind,
+        "kind": kind if kind in CAMPAIGN_KINDS else None,
+        "subject": subject or None,
         "holdout_share": float(share / 100) if share is not None else None,
         "starts_at": reader.moment("starts_at", required=True),
         "ends_at": reader.moment("ends_at", required=True),
@@ -139,18 +184,21 @@ async def create_campaign(request: Request, program: str) -> Response:
                 holdout_share=made.holdout_share,
                 starts_at=made.starts_at,
                 ends_at=made.ends_at,
+                subject=made.subject,
             )
 
         try:
             await _db(request).write(work)
         except CampaignExists:
             reader.fail("code", CAMPAIGN_EXISTS)
+        except UnknownCampaignSubject:
+            reader.fail("subject", SUBJECT)
         except InvalidHoldoutShare:
             reader.fail("holdout_share", HOLDOUT)
         except HabitueError:
             reader.fail("ends_at", AFTER_START)
     if body is None or reader.errors:
-        return _form(console, reader.values, reader.errors, 422)
+        return await _form(request, console, reader.values, reader.errors, 422)
     return console.page.redirect(f"/admin/{info.code}/campaigns/{body.code}/report?created=1")
 
 
@@ -173,6 +221,7 @@ async def campaign_report(request: Request, program: str, code: str) -> Response
         direction=0 if difference is None else Decimal(difference).compare(Decimal(0)),
         kinds=CAMPAIGN_KINDS,
         state=window_state(report["starts_at"], report["ends_at"], clock.now()),
+        subject_url=subject_link(info.code, report["kind"], report.get("subject")),
         states=CAMPAIGN_STATES,
         created=bool(request.query_params.get("created")),
     )

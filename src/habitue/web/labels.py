@@ -89,6 +89,10 @@ EFFECT_KINDS = {
     "cap": _l("Cap"),
     "tier": _l("Tier multiplier"),
     "club": _l("Club multiplier"),
+    "base": _l("Base points"),
+    "multiplier_other": _l("Other multiplier"),
+    "per_line": _l("Points per line"),
+    "per_currency_unit": _l("Points per unit of money"),
 }
 RFM_GROUPS = {
     "Champions": _l("Champions"),

@@ -24,6 +24,7 @@ from habitue.privacy import erasure
 from habitue.privacy import export as privacy_export
 from habitue.programs import service as programs_service
 from habitue.programs.errors import ProgramNotFound
+from habitue.programs.schemas import logo_bytes
 from habitue.programs.service import ProgramInfo
 from habitue.settings import Settings
 from habitue.tiers.benefits import benefits_of, privilege_list
@@ -196,8 +197,8 @@ async def manifest(request: Request, program: str) -> Response:
         "start_url": f"/app/{info.code}/card",
         "scope": f"/app/{info.code}/",
         "display": "standalone",
-        "background_color": "#ffffff",
-        "theme_color": "#1d4e89",
+        "background_color": programs_service.branding_of(info).background_color,
+        "theme_color": programs_service.branding_of(info).primary_color,
         "icons": [
             {"src": "/static/icons/icon-192.png", "sizes": "192x192", "type": "image/png"},
             {"src": "/static/icons/icon-512.png", "sizes": "512x512", "type": "image/png"},
@@ -210,6 +211,22 @@ async def manifest(request: Request, program: str) -> Response:
         ],
     }
     return Response(json.dumps(body), media_type="application/manifest+json")
+
+
+@router.get("/{program}/logo")
+async def logo(request: Request, program: str) -> Response:
+    """The program's logo (set in the setup wizard or `PUT …/branding`), for the portal's
+    header and the wallet pass; 404 when it has none."""
+    info = await _program(request, program)
+    stored = info.branding.get("logo") if info is not None else None
+    if not stored:
+        return _not_found(request)
+    media, raw = logo_bytes(stored)
+    return Response(
+        raw,
+        media_type=media,
+        headers={"Cache-Control": "public, max-age=300", "X-Content-Type-Options": "nosniff"},
+    )
 
 
 @router.get("/{program}/sw.js")
@@ -562,6 +579,7 @@ async def card(request: Request, program: str) -> Response:
             program=portal.program.code,
             card_number=active.number,
             member_id=member.id,
+            branding=programs_service.branding_of(portal.program),
         )
         if active
         else []

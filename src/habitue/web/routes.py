@@ -50,6 +50,7 @@ def routers() -> list[Any]:
     from habitue.web.admin_partners import router as partners_router
     from habitue.web.admin_rewards import router as rewards_router
     from habitue.web.admin_rules import router as rules_router
+    from habitue.web.admin_setup import router as setup_router
     from habitue.web.admin_tiers import router as tiers_router
     from habitue.web.admin_webhooks import router as webhooks_router
     from habitue.web.admin_words import router as words_router
@@ -58,6 +59,7 @@ def routers() -> list[Any]:
     return [
         static_router,
         portal_router,
+        setup_router,
         admin_router,
         tiers_router,
         rewards_router,
