@@ -316,11 +316,6 @@ def import_purchases(
     ):
         table.add_row(k, f"{v:,}")
     console.print(table)
-    if report.skipped_rules:
-        err.print(
-            "[yellow]rules with caps or budgets are applied by the API only, not by the "
-            f"import:[/] {', '.join(report.skipped_rules)}"
-        )
     if report.rejected:
         err.print(f"[red]{report.rejected} purchases rejected[/], see {rejects_path}")
         raise typer.Exit(1)
