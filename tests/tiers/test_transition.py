@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
+from habitue.tiers.kinds import TierChangeReason
 from habitue.tiers.ladder import Ladder, TierDef
 from habitue.tiers.periods import Window
-from habitue.tiers.transition import Cause, ChangeReason, Status, transition
+from habitue.tiers.transition import Cause, Status, transition
 
 BRONZE, SILVER, GOLD = 0, 1, 2
 LADDER = Ladder(
@@ -33,7 +34,8 @@ def test_an_event_reaching_a_threshold_promotes_at_once_and_keeps_the_floor() ->
 
     up = transition(Status(BRONZE), LADDER, cause=Cause.EVENT, metric=10, today=TODAY,
                     period_end=END, event_id="e1")  # fmt: skip
-    assert (up.old, up.new, up.changed, up.reason) == (BRONZE, SILVER, True, ChangeReason.QUALIFIED)
+    assert (up.old, up.new, up.changed) == (BRONZE, SILVER, True)
+    assert up.reason == TierChangeReason.QUALIFIED
     assert up.writes["upgrade_from_rank"] == BRONZE
     assert up.writes["upgrade_period_end"] == END
     assert up.writes["upgrade_event_id"] == "e1"
@@ -70,7 +72,7 @@ def test_a_refund_below_the_threshold_undoes_this_periods_upgrade() -> None:
     # One below: down to what the metric still earns, the floor kept for a further refund.
     down = transition(upgraded, LADDER, cause=Cause.REFUND, metric=19, today=TODAY,
                       period_end=END)  # fmt: skip
-    assert (down.old, down.new, down.reason) == (GOLD, SILVER, ChangeReason.REFUND)
+    assert (down.old, down.new, down.reason) == (GOLD, SILVER, TierChangeReason.REFUND)
     assert down.writes == {"rank": SILVER, "upgrade_event_id": None,
                            "upgrade_from_rank": BRONZE, "upgrade_period_end": END}  # fmt: skip
     # Back to the floor: the period's upgrade is forgotten.

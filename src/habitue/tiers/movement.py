@@ -16,7 +16,7 @@ from habitue.messaging import outbox
 from habitue.programs.service import ProgramInfo
 from habitue.rules.types import Decision, EventInput
 from habitue.tiers import periods
-from habitue.tiers.kinds import TierEffectKind
+from habitue.tiers.kinds import TierChangeReason, TierEffectKind
 from habitue.tiers.ladder import (
     Ladder,
     _buckets,
@@ -28,7 +28,7 @@ from habitue.tiers.ladder import (
     load_ladder,
 )
 from habitue.tiers.qualify import metric_amount
-from habitue.tiers.transition import Cause, ChangeReason, Status, Transition, transition
+from habitue.tiers.transition import Cause, Status, Transition, transition
 
 
 async def _add_to_bucket(
@@ -105,7 +105,7 @@ async def _change(
     public_id: str,
     old: int,
     new: int,
-    reason: str,
+    reason: TierChangeReason,
     metric_value: int | None,
     now: datetime,
     extra: dict[str, Any] | None = None,
@@ -121,7 +121,7 @@ async def _change(
             to_rank=new,
             from_tier=from_code,
             to_tier=to_code,
-            reason=reason,
+            reason=str(reason),
             metric_value=metric_value,
             detail=extra or {},
             created_at=now,
@@ -132,7 +132,7 @@ async def _change(
         "from": from_code,
         "to": to_code,
         "direction": "up" if new > old else "down",
-        "reason": reason,
+        "reason": str(reason),
     }
     await outbox.emit(
         session, program_id=program.id, type_="tier.changed", member_id=public_id, payload=payload
@@ -242,8 +242,8 @@ async def on_refund(
 
 
 _EFFECT_KIND = {
-    ChangeReason.QUALIFIED: TierEffectKind.TIER_UPGRADE,
-    ChangeReason.REFUND: TierEffectKind.TIER_REVERSAL,
+    TierChangeReason.QUALIFIED: TierEffectKind.TIER_UPGRADE,
+    TierChangeReason.REFUND: TierEffectKind.TIER_REVERSAL,
 }
 
 
@@ -276,7 +276,7 @@ async def _write(
         public_id=member.public_id,
         old=move.old,
         new=move.new,
-        reason=str(move.reason),
+        reason=move.reason,
         metric_value=metric,
         now=now,
         extra=extra,

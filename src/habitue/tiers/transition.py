@@ -22,6 +22,7 @@ from datetime import date
 from enum import StrEnum
 from typing import Any
 
+from habitue.tiers.kinds import TierChangeReason
 from habitue.tiers.ladder import Ladder
 
 
@@ -32,15 +33,6 @@ class Cause(StrEnum):
     """An event counted toward the metric (it only rises)."""
     REFUND = "refund"
     """A refund took a purchase's share out of the metric (it only falls)."""
-
-
-class ChangeReason(StrEnum):
-    """Why a member's tier changed (`reason` in the tier history and `tier.changed`)."""
-
-    QUALIFIED = "qualified"
-    """The metric reached a higher tier's threshold."""
-    REFUND = "refund"
-    """A refund took the metric back below the tier this period's upgrade gave."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +78,7 @@ class Transition:
 
     old: int
     new: int
-    reason: ChangeReason | None = None
+    reason: TierChangeReason | None = None
     writes: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -121,7 +113,7 @@ def transition(
             return Transition(
                 current,
                 earned,
-                ChangeReason.QUALIFIED,
+                TierChangeReason.QUALIFIED,
                 {
                     "rank": earned,
                     "grace_until": None,
@@ -150,7 +142,7 @@ def transition(
     return Transition(
         current,
         new,
-        ChangeReason.REFUND,
+        TierChangeReason.REFUND,
         {
             "rank": new,
             "upgrade_event_id": None,
