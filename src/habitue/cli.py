@@ -308,7 +308,7 @@ def import_purchases(
     for k, v in (
         ("rows", report.rows),
         ("purchases imported", report.imported),
-        ("of which with benefits, coupons or tier credits", report.delivered),
+        ("of which by the API path (benefits, coupons, tier credits, caps)", report.delivered),
         ("already imported", report.already),
         ("members enrolled", report.enrolled),
         ("points credited", report.points),
