@@ -308,7 +308,7 @@ def import_purchases(
     for k, v in (
         ("rows", report.rows),
         ("purchases imported", report.imported),
-        ("of which with benefits, coupons or tier credits", report.delivered),
+        ("of which by the API path (benefits, coupons, tier credits, caps)", report.delivered),
         ("already imported", report.already),
         ("members enrolled", report.enrolled),
         ("points credited", report.points),
@@ -316,11 +316,6 @@ def import_purchases(
     ):
         table.add_row(k, f"{v:,}")
     console.print(table)
-    if report.skipped_rules:
-        err.print(
-            "[yellow]rules with caps or budgets are applied by the API only, not by the "
-            f"import:[/] {', '.join(report.skipped_rules)}"
-        )
     if report.rejected:
         err.print(f"[red]{report.rejected} purchases rejected[/], see {rejects_path}")
         raise typer.Exit(1)

@@ -153,6 +153,19 @@ def _answer(response: Any) -> Any:
     return {**response, "id": None, "member_id": None, "effects": effects}
 
 
+def write_csv(path: Path, bodies: list[dict[str, Any]]) -> Path:
+    """The purchases as an import file, one row per line."""
+    with path.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["member_external_id", "external_id", "occurred_at", "total", "sku",
+                    "quantity", "unit_price"])  # fmt: skip
+        for b in bodies:
+            for ln in b["lines"]:
+                w.writerow([b["member"]["external_id"], b["external_id"], b["occurred_at"],
+                            b["total"], ln["sku"], ln["quantity"], ln["unit_price"]])  # fmt: skip
+    return path
+
+
 @pytest.mark.parametrize(
     ("kind", "workers"), [(kind, 0) for kind in RULES] + [("coupon", 2), ("benefit", 1)]
 )
@@ -193,15 +206,7 @@ async def test_each_effect_kind_the_same_through_the_api_the_import_and_a_quote(
             (e["kind"], e["rule"], e["points"]) for e in a["effects"] if e["kind"] != "tier_upgrade"
         ]
 
-    path = tmp_path / "purchases.csv"
-    with path.open("w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["member_external_id", "external_id", "occurred_at", "total", "sku",
-                    "quantity", "unit_price"])  # fmt: skip
-        for b in bodies:
-            for ln in b["lines"]:
-                w.writerow([b["member"]["external_id"], b["external_id"], b["occurred_at"],
-                            b["total"], ln["sku"], ln["quantity"], ln["unit_price"]])  # fmt: skip
+    path = write_csv(tmp_path / "purchases.csv", bodies)
     engine = make_sync_engine(db_url)
     try:
         processes: dict[str, Any] = {"writer_process": True, "workers": workers} if workers else {}
@@ -218,6 +223,74 @@ async def test_each_effect_kind_the_same_through_the_api_the_import_and_a_quote(
             assert len(through_import["coupons"]) == sum(fired)
         if kind == "tier_credits":
             assert through_import["tier_credits"]
+
+        again = import_purchases(engine, imported, path, **processes)
+        assert (again.imported, again.already, again.delivered) == (0, 12, 0)
+        assert written(db_url, imported) == through_import
+    finally:
+        engine.dispose()
+
+
+LIMITED: dict[str, dict[str, Any]] = {
+    "capped_coupon": {"effect": {"kind": "coupon", "reward_code": "pastry"},
+                      "caps": [{"period": "month", "count": 2}]},
+    "points_cap": {"effect": {"kind": "fixed", "points": 5},
+                   "caps": [{"period": "month", "points": 12}]},
+    "budget": {"effect": {"kind": "fixed", "points": 5}, "budget": 22},
+}  # fmt: skip
+"""Rules whose caps or budget run out part-way through the twelve purchases."""
+
+
+@pytest.mark.parametrize(("name", "workers"), [(n, 0) for n in LIMITED] + [("capped_coupon", 2)])
+async def test_a_rule_with_caps_or_a_budget_stops_at_the_same_purchase_on_import(
+    client: httpx.AsyncClient,
+    db_url: str,
+    tmp_path: Path,
+    frozen: datetime,
+    name: str,
+    workers: int,
+) -> None:
+    """A capped `coupon` rule (2 a month per member) issues its coupons to the first
+    purchases and then none, on import as on the API: the same coupons, ledger and answers;
+    so do a points cap and a budget shared by all members (clipped, then nothing)."""
+    bodies = purchases(frozen)
+    programs = []
+    for _ in range(2):
+        program = await create_program(client)
+        await add_reward(client, program)
+        await add_rule(client, program, {"code": "r-limited", "event_type": "purchase",
+                                         **LIMITED[name]})  # fmt: skip
+        for ext in MEMBERS:
+            await enrol(client, program, external_id=ext)
+        programs.append(program)
+    posted, imported = programs
+
+    answers = []
+    for body in bodies:
+        r = await client.post(f"/v1/programs/{posted}/events", json=body)
+        assert r.status_code == 201, r.text
+        answers.append(r.json())
+    gave = [any(e["rule"] == "r-limited" for e in a["effects"]) for a in answers]
+    # The limit ran out mid-file: the first purchases got something, the last ones nothing.
+    assert gave[0] and gave[1] and not gave[-1], gave
+
+    path = write_csv(tmp_path / "purchases.csv", bodies)
+    engine = make_sync_engine(db_url)
+    try:
+        processes: dict[str, Any] = {"writer_process": True, "workers": workers} if workers else {}
+        report = import_purchases(engine, imported, path, **processes)
+        assert (report.imported, report.rejected, report.already) == (12, 0, 0), report.rejects
+        # Every purchase the limited rule would give to (usage unknown to the bulk path) went
+        # the API's way: here, all of them.
+        assert report.delivered == 12
+
+        through_api, through_import = written(db_url, posted), written(db_url, imported)
+        assert through_import == through_api
+        if name == "capped_coupon":
+            coupons = through_import["coupons"]
+            assert 4 <= len(coupons) <= 8 and len(coupons) == sum(gave), coupons
+        else:
+            assert any(p[5] == "r-limited" for p in through_import["postings"])
 
         again = import_purchases(engine, imported, path, **processes)
         assert (again.imported, again.already, again.delivered) == (0, 12, 0)

@@ -29,6 +29,7 @@ from typing import Any, TypeVar, assert_never
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from habitue.events.kinds import RefundEffectKind
 from habitue.events.schemas import EffectRead
 from habitue.programs.service import ProgramInfo
 from habitue.rules.types import (
@@ -154,10 +155,6 @@ async def deliver(
     return [await _apply(session, appliers, target, e) for e in decision.effects]
 
 
-COUPON_VOIDED = "coupon_voided"
-"""The refund answer's entry for a coupon the refunded purchase had issued, now void."""
-
-
 def issued_coupons(response: dict[str, Any] | None) -> bool:
     """Whether a recorded answer lists a coupon issued by its event (read from the row)."""
     effects = (response or {}).get("effects") or ()
@@ -177,6 +174,9 @@ async def undo_for_refund(
         return []
     void = _need(appliers.void_coupons, EffectKind.COUPON)
     return [
-        EffectRead(kind=COUPON_VOIDED, rule=None, points=0, coupon=c.code, reward=c.reward)
+        EffectRead(
+            kind=RefundEffectKind.COUPON_VOIDED, rule=None, points=0, coupon=c.code,
+            reward=c.reward,
+        )  # fmt: skip
         for c in await void(session, program, purchase_id)
     ]

@@ -15,6 +15,7 @@ from habitue.events.errors import (
     RefundExceedsPurchase,
     UnknownPurchase,
 )
+from habitue.events.kinds import RefundEffectKind
 from habitue.events.pipeline import Pipeline, RefundApplied
 from habitue.events.prepare import Prepared, _events, _member_for, _row
 from habitue.events.schemas import EffectRead, EventRead
@@ -158,14 +159,14 @@ async def _refund(
     if to_take > 0:
         effects.append(
             EffectRead(
-                kind=EntryKind.TAKEBACK,
+                kind=RefundEffectKind.TAKEBACK,
                 rule=None,
                 points=-taken,
                 detail={"purchase": purchase["id"], "shortfall": shortfall},
             )
         )
     if to_return > 0:
-        effects.append(EffectRead(kind="return", rule=None, points=to_return))
+        effects.append(EffectRead(kind=RefundEffectKind.RETURN, rule=None, points=to_return))
     response = EventRead(
         id=event_id,
         type="refund",

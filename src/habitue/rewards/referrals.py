@@ -32,6 +32,7 @@ from habitue.rewards.errors import (
     ReferralsNotConfigured,
     SelfReferral,
 )
+from habitue.rewards.kinds import ReferralEffectKind
 from habitue.rewards.models import Referral, ReferralCode, ReferralSettings
 from habitue.rewards.schemas import (
     ReferralCodeRead,
@@ -273,7 +274,7 @@ async def on_purchase(session: AsyncSession, applied: EventApplied) -> list[dict
     )
     return [
         {
-            "kind": "referral",
+            "kind": ReferralEffectKind.REFERRAL,
             "rule": None,
             "points": 0,
             "detail": {"referral": row["public_id"], "status": "qualified",
@@ -305,7 +306,7 @@ async def on_refund(session: AsyncSession, applied: RefundApplied) -> list[dict[
     )
     return [
         {
-            "kind": "referral",
+            "kind": ReferralEffectKind.REFERRAL,
             "rule": None,
             "points": 0,
             "detail": {"referral": row["public_id"], "status": "canceled"},

@@ -44,6 +44,7 @@ from habitue.members.models import Member
 from habitue.messaging.models import OutboxEvent
 from habitue.programs.service import ProgramInfo
 from habitue.tiers import periods
+from habitue.tiers.kinds import TierChangeReason
 from habitue.tiers.models import (
     TierBucket,
     TierEvalStage,
@@ -105,7 +106,7 @@ async def _apply_stage(
     program: ProgramInfo,
     ladder: Ladder,
     *,
-    reason: str,
+    reason: TierChangeReason,
     now: datetime,
     status_values: dict[str, Any],
 ) -> None:
@@ -135,7 +136,7 @@ async def _apply_stage(
                 st.c.new_rank,
                 from_code,
                 to_code,
-                literal(reason, String),
+                literal(str(reason), String),
                 st.c.metric,
                 at,
             )
@@ -154,7 +155,7 @@ async def _apply_stage(
         literal("direction", String),
         case((st.c.new_rank > st.c.old_rank, literal("up", String)), else_=literal("down", String)),
         literal("reason", String),
-        literal(reason, String),
+        literal(str(reason), String),
     )
     await session.execute(
         insert(_outbox).from_select(
@@ -316,7 +317,7 @@ async def close_pass(
             session,
             program,
             ladder,
-            reason="period_end",
+            reason=TierChangeReason.PERIOD_END,
             now=now,
             status_values={
                 "grace_until": case((st.c.graced == 1, literal(grace_end, Date)), else_=None),
@@ -374,7 +375,7 @@ async def end_grace(
             session,
             program,
             ladder,
-            reason="grace_ended",
+            reason=TierChangeReason.GRACE_ENDED,
             now=now,
             status_values={"grace_until": None, "grace_rank": None},
         )

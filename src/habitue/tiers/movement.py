@@ -16,6 +16,7 @@ from habitue.messaging import outbox
 from habitue.programs.service import ProgramInfo
 from habitue.rules.types import Decision, EventInput
 from habitue.tiers import periods
+from habitue.tiers.kinds import TierChangeReason, TierEffectKind
 from habitue.tiers.ladder import (
     Ladder,
     _buckets,
@@ -27,6 +28,7 @@ from habitue.tiers.ladder import (
     load_ladder,
 )
 from habitue.tiers.qualify import metric_amount
+from habitue.tiers.transition import Cause, Status, Transition, transition
 
 
 async def _add_to_bucket(
@@ -103,7 +105,7 @@ async def _change(
     public_id: str,
     old: int,
     new: int,
-    reason: str,
+    reason: TierChangeReason,
     metric_value: int | None,
     now: datetime,
     extra: dict[str, Any] | None = None,
@@ -119,7 +121,7 @@ async def _change(
             to_rank=new,
             from_tier=from_code,
             to_tier=to_code,
-            reason=reason,
+            reason=str(reason),
             metric_value=metric_value,
             detail=extra or {},
             created_at=now,
@@ -130,7 +132,7 @@ async def _change(
         "from": from_code,
         "to": to_code,
         "direction": "up" if new > old else "down",
-        "reason": reason,
+        "reason": str(reason),
     }
     await outbox.emit(
         session, program_id=program.id, type_="tier.changed", member_id=public_id, payload=payload
@@ -174,53 +176,15 @@ async def on_event(
     )
     start, end = periods.period_of(ladder.window, enrolled, today)
     value = await _metric(session, member.id, start, end)
-    earned = ladder.earned_rank(value)
-    current = int(status["rank"])
-    effects: list[dict[str, Any]] = []
-    if earned > current:
-        first_this_period = status["upgrade_period_end"] != end
-        await session.execute(
-            update(_status)
-            .where(_status.c.member_id == member.id)
-            .values(
-                rank=earned,
-                grace_until=None,
-                grace_rank=None,
-                upgrade_event_id=event_id,
-                upgrade_from_rank=current if first_this_period else status["upgrade_from_rank"],
-                upgrade_period_end=end,
-                updated_at=now,
-            )
-        )
-        payload = await _change(
-            session,
-            program,
-            ladder,
-            member_id=member.id,
-            public_id=member.public_id,
-            old=current,
-            new=earned,
-            reason="qualified",
-            metric_value=value,
-            now=now,
-            extra={"event_id": event_id},
-        )
-        effects.append(
-            {
-                "kind": "tier_upgrade",
-                "rule": None,
-                "points": 0,
-                "detail": {**payload, "value": _value_out(ladder, program, value)},
-            }
-        )
-    elif status["grace_until"] is not None and earned >= current:
-        # Re-qualified during the grace period: the pending downgrade is cancelled.
-        await session.execute(
-            update(_status)
-            .where(_status.c.member_id == member.id)
-            .values(grace_until=None, grace_rank=None, updated_at=now)
-        )
-    return effects
+    move = transition(
+        Status.of(status), ladder, cause=Cause.EVENT, metric=value, today=today,
+        period_end=end, event_id=event_id,
+    )  # fmt: skip
+    effect = await _write(
+        session, program, ladder, member, move, metric=value, now=now,
+        extra={"event_id": event_id},
+    )  # fmt: skip
+    return [effect] if effect is not None else []
 
 
 async def on_refund(
@@ -258,61 +222,71 @@ async def on_refund(
         .where(_buckets.c.member_id == member.id, _buckets.c.bucket == row["bucket"])
         .values(value=_buckets.c.value - delta)
     )
-    status = await _status_row(session, member.id, lock=True)
-    if status is None:
+    row = await _status_row(session, member.id, lock=True)
+    if row is None:
         return []
+    status = Status.of(row)
     today = periods.local_date(now, program.timezone)
     start, end = periods.period_of(ladder.window, _enrolled_local(member, program), today)
-    if status["upgrade_period_end"] != end or status["upgrade_from_rank"] is None:
-        return []
-    current = int(status["rank"])
+    if not status.upgraded_in(end):
+        return []  # what `transition` would say, without reading the metric
     value = await _metric(session, member.id, start, end)
-    if current < 0 or value >= ladder.tiers[current].threshold:
-        return []
-    floor = int(status["upgrade_from_rank"])
-    guaranteed = _guarantee_rank(status, today)
-    new = max(ladder.earned_rank(value), floor, guaranteed, ladder.base_rank)
-    if new >= current:
-        return []
-    await session.execute(
-        update(_status)
-        .where(_status.c.member_id == member.id)
-        .values(
-            rank=new,
-            upgrade_event_id=None,
-            upgrade_from_rank=None if new == floor else floor,
-            upgrade_period_end=None if new == floor else end,
-            updated_at=now,
-        )
+    move = transition(
+        status, ladder, cause=Cause.REFUND, metric=value, today=today, period_end=end
     )
+    effect = await _write(
+        session, program, ladder, member, move, metric=value, now=now,
+        extra={"purchase_id": purchase_id},
+    )  # fmt: skip
+    return [effect] if effect is not None else []
+
+
+_EFFECT_KIND = {
+    TierChangeReason.QUALIFIED: TierEffectKind.TIER_UPGRADE,
+    TierChangeReason.REFUND: TierEffectKind.TIER_REVERSAL,
+}
+
+
+async def _write(
+    session: AsyncSession,
+    program: ProgramInfo,
+    ladder: Ladder,
+    member: MemberRef,
+    move: Transition,
+    *,
+    metric: int,
+    now: datetime,
+    extra: dict[str, Any],
+) -> dict[str, Any] | None:
+    """Write what a transition says: the status columns, and a change of rank (history,
+    `tier.changed`, and the event's effect)."""
+    if move.writes:
+        await session.execute(
+            update(_status)
+            .where(_status.c.member_id == member.id)
+            .values(**move.writes, updated_at=now)
+        )
+    if not move.changed or move.reason is None:
+        return None
     payload = await _change(
         session,
         program,
         ladder,
         member_id=member.id,
         public_id=member.public_id,
-        old=current,
-        new=new,
-        reason="refund",
-        metric_value=value,
+        old=move.old,
+        new=move.new,
+        reason=move.reason,
+        metric_value=metric,
         now=now,
-        extra={"purchase_id": purchase_id},
+        extra=extra,
     )
-    return [
-        {
-            "kind": "tier_reversal",
-            "rule": None,
-            "points": 0,
-            "detail": {**payload, "value": _value_out(ladder, program, value)},
-        }
-    ]
-
-
-def _guarantee_rank(status: Any, today: date) -> int:
-    until = status["guaranteed_until"]
-    if until is None or status["guaranteed_rank"] is None or until < today:
-        return -1
-    return int(status["guaranteed_rank"])
+    return {
+        "kind": _EFFECT_KIND[move.reason],
+        "rule": None,
+        "points": 0,
+        "detail": {**payload, "value": _value_out(ladder, program, metric)},
+    }
 
 
 async def current_rank(session: AsyncSession, ladder: Ladder, member_id: int) -> int:

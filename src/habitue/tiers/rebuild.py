@@ -47,6 +47,7 @@ from habitue.members.models import Member
 from habitue.programs.service import ProgramInfo
 from habitue.tiers import periods
 from habitue.tiers.evaluate import _apply_stage, _greatest
+from habitue.tiers.kinds import TierChangeReason
 from habitue.tiers.models import TierBucket, TierContribution, TierEvalStage, TierStatus
 from habitue.tiers.service import MONEY_METRIC, Ladder, require_ladder
 
@@ -277,7 +278,7 @@ async def rebuild(session: AsyncSession, program: ProgramInfo) -> RebuildResult:
             session,
             program,
             ladder,
-            reason="qualified",
+            reason=TierChangeReason.QUALIFIED,
             now=now,
             status_values={
                 "grace_until": None,

@@ -15,6 +15,7 @@ from habitue.errors import ValidationFailed
 from habitue.members.service import MemberRef
 from habitue.programs.service import ProgramInfo
 from habitue.tiers import periods
+from habitue.tiers.kinds import TierChangeReason
 from habitue.tiers.ladder import TierDef, _history, _status, _value_out, load_ladder, require_ladder
 from habitue.tiers.movement import (
     _change,
@@ -134,7 +135,7 @@ async def guarantee(
             public_id=member.public_id,
             old=current,
             new=rank,
-            reason="guarantee",
+            reason=TierChangeReason.GUARANTEE,
             metric_value=None,
             now=now,
             extra={"until": data.until.isoformat()},

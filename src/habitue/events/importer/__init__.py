@@ -10,8 +10,9 @@ top to bottom:
   its rows built: event rows and outbox payloads by `events.rows` (as the API builds them),
   credits planned by the ledger's bulk planner (`ledger.bulk`);
 - `delivering`: a purchase whose decision delivers more than points (a `benefit`, a `coupon`,
-  `tier_credits`) goes through the API's own event path after the bulk chunks, so that its
-  effects are applied by the same appliers (`events.apply`) exactly as `POST /events` does;
+  `tier_credits`), or in which a rule with caps or a budget gives, goes through the API's own
+  event path after the bulk chunks, so that its effects are applied by the same appliers
+  (`events.apply`) and its caps counted exactly as `POST /events` does;
 - `writing`: a prepared chunk written in one transaction (binary COPY on PostgreSQL,
   executemany on SQLite), inline or in a writer process (`habitue.events.import_writer`);
 - `partitioning`: large files shared by two worker processes, each for its share of the
@@ -137,7 +138,6 @@ def import_purchases(
         with reading.connect() as conn, _open_csv(path) as (reader, header):
             with conn.begin():
                 program = _load_program(conn, program_code)
-            report.skipped_rules = program.skipped_rules
             layout = _Layout.of(header)
             ids = _Ids(conn)
             batch: list[list[list[str]]] = []

@@ -2,10 +2,12 @@
 
 A `benefit` grants a privilege with its `until`, a `coupon` issues a coupon of a reward,
 `tier_credits` count toward the member's tier: each is applied by its room's applier in the
-event's transaction (`events.apply`, `events.service`). The bulk path writes points only, so
-a purchase whose decision (by the import's `decide`) holds any other effect is set aside
-while its chunk is prepared (`Deferred`) and, once every chunk is in, recorded by
-`events.service.record` exactly as `POST /events` records it: the same `decide` (caps,
+event's transaction (`events.apply`, `events.service`). A rule with caps or a budget reads
+and writes its usage (per member and period, per rule). The bulk path writes points only and
+keeps no usage, so a purchase whose decision (by the import's `decide`) holds any other
+effect, or in which a rule with caps or a budget gave or was clipped, is set aside
+while its chunk is prepared (`Deferred`) and, once every chunk is in, recorded in file
+order by `events.service.record` exactly as `POST /events` records it: the same `decide` (caps,
 budgets, the member's tier and benefits included), the same appliers, random effects drawn
 from the same seed (rule, version, external id). Nearly every file has none of them (the
 demo's pastry lottery wins 2 purchases in 100), so the import keeps its speed.
@@ -36,17 +38,32 @@ from habitue.rules.types import Decision, EarnPoints, EventInput
 _events = table_of(Event)
 
 
-def delivers(decision: Decision) -> bool:
-    """Whether a decision holds an effect the bulk path does not write (anything but points)."""
-    return any(not isinstance(e, EarnPoints) for e in decision.effects)
+def delivers(decision: Decision, limited: frozenset[str] = frozenset()) -> bool:
+    """Whether a decision holds an effect the bulk path does not write (anything but points),
+    or one of the `limited` rules (with caps or a budget) gave or was clipped in it.
+
+    The import decides without caps and budgets usage (tallies count as zero): when no
+    limited rule appears, the API's decision with the real usage is the same
+    (`rules.decide.limits_apply`); when one does, only the API's path can tell what its caps
+    and budget leave, and it writes their usage."""
+    effects = decision.effects
+    if any(not isinstance(e, EarnPoints) for e in effects):
+        return True
+    if not limited:
+        return False
+    return any(e.rule_code in limited for e in effects) or any(
+        c.rule_code in limited for c in decision.capped
+    )
 
 
 @dataclass(frozen=True, slots=True)
 class Deferred:
-    """A purchase set aside for the API's path: its body, and its CSV rows for the rejects."""
+    """A purchase set aside for the API's path: its body, its CSV rows for the rejects, and
+    its place in the file (chunk number, then order in the chunk)."""
 
     body: EventCreate
     rows: tuple[dict[str, str], ...]
+    position: tuple[int, int] = (0, 0)
 
 
 def body_of(
@@ -79,6 +96,9 @@ def deliver(engine: Engine, program_code: str, report: ImportReport) -> None:
     Run on a thread of its own, with its own event loop: the import is synchronous and may
     be called from a coroutine (the tests do)."""
     deferred, report.deferred = report.deferred, []
+    # In file order, whichever worker or chunk set them aside: a budget shared by all members
+    # runs out at the same purchase as when the file's purchases are posted in order.
+    deferred.sort(key=lambda item: item.position)
     report.deferred_ids.clear()
     if not deferred:
         return

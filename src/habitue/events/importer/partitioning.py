@@ -97,7 +97,6 @@ def import_worker(
                 with conn.begin():
                     program = _load_program(conn, job.program_code)
                 program.share = share
-                report.skipped_rules = program.skipped_rules
                 layout = _Layout.of(job.header)
                 ids = _Ids(conn, share)
                 in_flight = _InFlight()

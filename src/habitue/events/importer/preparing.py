@@ -344,10 +344,13 @@ def _prepare_chunk(
     # below then follow the members too, so that nearly every index the chunk writes to
     # (by member, account, transaction, event) is filled in ascending order, one page after
     # the next, instead of at random places.
+    in_file = todo[:]  # the file's order, for the purchases set aside (`delivering`)
+    positions: dict[str, int] | None = None
     todo.sort(key=lambda pair: pair[1].id)
     decided: list[tuple[EventInput, _Member, list[EarnPoints], list[EarnPoints]]] = []
     snapshots: dict[int, MemberSnapshot] = {}
     decide, rules, program_snap = rules_decide.decide, program.rules, program.snapshot
+    limited = program.limited_rules
     exponent = program_snap.currency_exponent
     for event, member, rows in todo:
         snap = snapshots.get(member.id)
@@ -364,12 +367,19 @@ def _prepare_chunk(
             seen.discard(event.external_id)
             reject(rows, "points: too large")
             continue
-        if delivering.delivers(decision):
-            # A benefit, a coupon or tier credits: recorded by the API's path (`delivering`).
+        if delivering.delivers(decision, limited):
+            # A benefit, a coupon, tier credits or a rule with caps or a budget: recorded by
+            # the API's path (`delivering`).
             member_ext = layout.get(rows[0], "member_external_id").strip()
             body = delivering.body_of(event, member_ext, source=source, exponent=exponent)
+            if positions is None:
+                positions = {e.external_id: i for i, (e, _, _) in enumerate(in_file)}
             report.deferred.append(
-                delivering.Deferred(body, tuple(layout.as_dict(r) for r in rows))
+                delivering.Deferred(
+                    body,
+                    tuple(layout.as_dict(r) for r in rows),
+                    (number, positions[event.external_id]),
+                )
             )
             report.deferred_ids.add(event.external_id)
             continue

@@ -49,7 +49,9 @@ class _Program:
     card_prefix: str
     system: dict[str, int]
     rules: RuleSet
-    skipped_rules: tuple[str, ...]
+    limited_rules: frozenset[str]
+    """Codes of the rules with caps or a budget: a purchase one of them applies to (or clips)
+    goes the API's way (`delivering`), which reads and writes their usage."""
     share: tuple[int, int] = (0, 1)
     """(k, n): this process imports the members whose external id hashes to k of n
     (`member_share`), and draws the card numbers that are k modulo n, so that the workers
@@ -89,11 +91,10 @@ def _load_program(conn: Connection, code: str) -> _Program:
         ).all()
     )
     exp = currency_exponent(row["currency"])
-    # The bulk path keeps no per-member caps, budgets or counters: rules that need them are
-    # left to the API path and named in the report.
+    # The bulk path keeps no caps or budgets usage: every rule decides, and a purchase a
+    # limited rule applies to is recorded by the API's path (`delivering`), as `POST /events`.
     versions = live_rule_versions_sync(conn, row["id"])
-    usable = [v for v in versions if not v.spec.caps and v.spec.budget is None]
-    skipped = tuple(v.spec.code for v in versions if v not in usable)
+    limited = frozenset(v.spec.code for v in versions if v.spec.caps or v.spec.budget is not None)
     return _Program(
         id=row["id"],
         snapshot=ProgramSnapshot(
@@ -110,6 +111,6 @@ def _load_program(conn: Connection, code: str) -> _Program:
         expiry_days=row["expiry_days"],
         card_prefix=row["card_prefix"],
         system={k: system[k] for k in SYSTEM_ACCOUNTS},
-        rules=compile_rules(usable),
-        skipped_rules=skipped,
+        rules=compile_rules(versions),
+        limited_rules=limited,
     )

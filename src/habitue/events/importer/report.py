@@ -23,11 +23,10 @@ class ImportReport:
     points: int = 0
     enrolled: int = 0
     rejects: list[tuple[dict[str, str], str]] = field(default_factory=list)
-    skipped_rules: tuple[str, ...] = ()
-    """Rules with caps or budgets, which only the API path applies."""
     delivered: int = 0
     """Of `imported`, the purchases recorded through the API's path (`delivering`): their
-    decision granted a benefit, issued a coupon or counted tier credits."""
+    decision granted a benefit, issued a coupon or counted tier credits, or a rule with caps
+    or a budget applied to it."""
     deferred: list[Deferred] = field(default_factory=list)
     """Purchases set aside for the API's path, not recorded yet."""
     deferred_ids: set[str] = field(default_factory=set)
@@ -41,7 +40,6 @@ class ImportReport:
         self.points += worker.points
         self.enrolled += worker.enrolled
         self.rejects.extend(worker.rejects)
-        self.skipped_rules = worker.skipped_rules
         self.delivered += worker.delivered
         self.deferred.extend(worker.deferred)
         self.deferred_ids |= worker.deferred_ids
