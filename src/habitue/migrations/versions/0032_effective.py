@@ -9,9 +9,10 @@ Create Date: 2026-12-07 04:30:00.000000
 take-back and return), a lot's expiry for an expiry, the booking time (`created_at`) for
 what happens as it is booked (adjustments, redemptions). The backfill takes the linked
 event's `occurred_at` where there is one, else `created_at` (a release, whose `event_id` is
-the purchase's, was booked when it happened). SQLite cannot make a column NOT NULL in
-place: the table is rebuilt (batch mode), its indexes and constraints with it. The member
-index becomes (member_id, effective_at, id): the history is read in order of effect.
+the purchase's, was booked when it happened). On SQLite the column is added NOT NULL in
+place, with a constant default SQLite asks for: rebuilding the table (batch mode) would drop
+it, which the postings' foreign key refuses once there are rows. The member index becomes
+(member_id, effective_at, id): the history is read in order of effect.
 """
 
 from collections.abc import Sequence
@@ -35,14 +36,26 @@ SET effective_at = coalesce(
 
 
 def upgrade() -> None:
-    op.add_column(
-        "ledger_transactions",
-        sa.Column("effective_at", sa.DateTime(timezone=True), nullable=True),
-    )
-    op.execute(BACKFILL)
-    with op.batch_alter_table("ledger_transactions") as batch:
-        batch.alter_column(
-            "effective_at", existing_type=sa.DateTime(timezone=True), nullable=False
+    if op.get_bind().dialect.name == "sqlite":
+        # A rebuild (batch mode) would drop the table, which the postings' foreign key
+        # refuses once it has rows: the column is added NOT NULL in place, its constant
+        # default only there to satisfy SQLite (every row is backfilled; writers set it).
+        op.execute(
+            "ALTER TABLE ledger_transactions ADD COLUMN effective_at DATETIME NOT NULL "
+            "DEFAULT '1970-01-01 00:00:00.000000'"
+        )
+        op.execute(BACKFILL)
+    else:
+        op.add_column(
+            "ledger_transactions",
+            sa.Column("effective_at", sa.DateTime(timezone=True), nullable=True),
+        )
+        op.execute(BACKFILL)
+        op.alter_column(
+            "ledger_transactions",
+            "effective_at",
+            existing_type=sa.DateTime(timezone=True),
+            nullable=False,
         )
     # A member's history is read in order of effect (`ledger.read.history`).
     op.drop_index("ix_ledger_transactions_member", table_name="ledger_transactions")
@@ -55,6 +68,5 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_index("ix_ledger_transactions_member", table_name="ledger_transactions")
-    with op.batch_alter_table("ledger_transactions") as batch:
-        batch.drop_column("effective_at")
+    op.execute("ALTER TABLE ledger_transactions DROP COLUMN effective_at")
     op.create_index("ix_ledger_transactions_member", "ledger_transactions", ["member_id", "id"])
