@@ -261,8 +261,9 @@ async def test_the_fast_lane_and_the_pastry_lottery_grant(
 
 
 async def test_the_history_is_dated_as_it_happened(loaded: dict[str, Any], db: Database) -> None:
-    """Issue 19, item 1: the imported year is stamped with the purchases' times, so a year of
-    charts shows a year (not everything in the month of the load)."""
+    """Issue 19, item 1, and issue 22, item 2: the imported year's ledger transactions are
+    effective at the purchases' times (booked at the load's), so a year of charts shows a year
+    (not everything in the month of the load)."""
     from habitue.ledger.models import LedgerTransaction, Posting
     from habitue.members.models import Member
 
@@ -272,21 +273,23 @@ async def test_the_history_is_dated_as_it_happened(loaded: dict[str, Any], db: D
     async with db.read() as session:
         tx_times = (
             await session.execute(
-                select(txs.c.created_at, events.c.occurred_at)
+                select(txs.c.effective_at, events.c.occurred_at)
                 .join(events, events.c.id == txs.c.event_id)
-                .where(txs.c.program_id == info.id)
+                .where(txs.c.program_id == info.id, txs.c.kind == "earn")
             )
         ).all()
         post_times = (
             (
                 await session.execute(
-                    select(postings.c.created_at).where(postings.c.program_id == info.id)
+                    select(txs.c.effective_at)
+                    .join(postings, postings.c.transaction_id == txs.c.id)
+                    .where(postings.c.program_id == info.id)
                 )
             )
             .scalars()
             .all()
         )
-        enrolled = (
+    enrolled = (
             (
                 await session.execute(
                     select(members.c.enrolled_at).where(members.c.program_id == info.id)

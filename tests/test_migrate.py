@@ -91,6 +91,7 @@ def scratch_url(db_kind: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
         "0029_promotions",
         "0028_console",
         "0024_kinds",
+        "0032_effective",
         "0033_console2",
     ],
 )
@@ -102,3 +103,66 @@ def test_a_migration_goes_down_and_up_again(scratch_url: str, revision: str) -> 
         assert "seq IS NULL" not in _index_sql(scratch_url, "ix_outbox_program_unsequenced")
     upgrade(scratch_url)
     assert "seq IS NULL" in _index_sql(scratch_url, "ix_outbox_program_unsequenced")
+
+
+def test_the_effective_time_is_backfilled(db_kind: str, scratch_url: str) -> None:
+    """0032_effective: a transaction an event wrote is effective when the event occurred;
+    any other (a release, an adjustment) when it was booked."""
+    from datetime import UTC, datetime
+
+    from sqlalchemy import insert, select
+
+    from habitue.db import table_of
+    from habitue.events.models import Event
+    from habitue.ledger.models import LedgerTransaction, Posting
+
+    events, txns, postings = table_of(Event), table_of(LedgerTransaction), table_of(Posting)
+    occurred = datetime(2025, 3, 10, 12, 0, tzinfo=UTC)
+    booked = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+    released = datetime(2026, 12, 2, 9, 0, tzinfo=UTC)
+    adjusted = datetime(2026, 11, 5, 9, 0, tzinfo=UTC)
+    upgrade(scratch_url)
+    config = alembic_config(scratch_url)
+    command.downgrade(config, "0032_effective@-1")
+    engine = create_engine(sync_url(scratch_url))
+    with engine.begin() as conn:
+        if db_kind == "postgres":  # rows without their program and member: no foreign keys
+            conn.execute(text("SET LOCAL session_replication_role = replica"))
+        conn.execute(
+            insert(events).values(
+                id="e1", program_id=1, member_id=1, type="purchase", source="api",
+                external_id="x1", occurred_at=occurred, total_minor=1000, points=10,
+                points_spent=0, refunded_minor=0, points_taken_back=0, spent_returned=0,
+                attributes={}, response={}, created_at=booked,
+            )
+        )  # fmt: skip
+        rows = [
+            ("earn", "event:e1:earn", "e1", booked),
+            ("release", "release:1", "e1", released),
+            ("adjust", "adjust:1", None, adjusted),
+        ]
+        for kind, reference, event_id, at in rows:
+            txn = conn.execute(
+                insert(txns)
+                .values(program_id=1, member_id=1, kind=kind, reference=reference,
+                        event_id=event_id, created_at=at)
+                .returning(txns.c.id)
+            ).scalar_one()  # fmt: skip
+            conn.execute(
+                insert(postings),
+                [
+                    {"program_id": 1, "transaction_id": txn, "account_id": a, "member_id": 1,
+                     "amount": amount, "created_at": at}
+                    for a, amount in ((1, 10), (2, -10))
+                ],
+            )  # fmt: skip
+    upgrade(scratch_url)
+    with engine.connect() as conn:
+        got = dict(conn.execute(select(txns.c.reference, txns.c.effective_at)).all())
+        assert conn.execute(select(postings.c.id)).all()  # the postings are still there
+    engine.dispose()
+    assert {k: v.replace(tzinfo=UTC) for k, v in got.items()} == {
+        "event:e1:earn": occurred,
+        "release:1": released,
+        "adjust:1": adjusted,
+    }

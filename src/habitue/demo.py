@@ -21,7 +21,6 @@ from habitue.db import Database, make_sync_engine, table_of
 from habitue.demo_rooms import RoomsLoaded, load_rooms
 from habitue.events.importer import import_purchases
 from habitue.events.models import Event
-from habitue.ledger.models import LedgerTransaction, Posting
 from habitue.members import service as members_service
 from habitue.members.models import Card, Member
 from habitue.members.schemas import MemberCreate, MemberRead
@@ -330,26 +329,12 @@ def load(url: str, *, members: int, purchases: int, seed: int) -> dict[str, Any]
 
 
 async def restamp(session: AsyncSession, program_id: int) -> None:
-    """Date the imported year as it happened: each purchase's ledger transaction and postings
-    at the purchase's time (not the load's), each member enrolled at their first purchase,
-    with their cards; so a year of charts shows a year."""
-    events, txs, postings = table_of(Event), table_of(LedgerTransaction), table_of(Posting)
-    members, cards = table_of(Member), table_of(Card)
-    occurred = select(events.c.occurred_at).where(events.c.id == txs.c.event_id).scalar_subquery()
-    await session.execute(
-        update(txs)
-        .where(txs.c.program_id == program_id, txs.c.event_id.is_not(None))
-        .values(created_at=occurred)
-    )
-    await session.execute(
-        update(postings)
-        .where(postings.c.program_id == program_id)
-        .values(
-            created_at=select(txs.c.created_at)
-            .where(txs.c.id == postings.c.transaction_id)
-            .scalar_subquery()
-        )
-    )
+    """Date the imported year as it happened: each purchase recorded at its time, each member
+    enrolled at their first purchase, with their cards; so a year of charts shows a year.
+    The ledger needs nothing: the import books each purchase's transaction effective at the
+    purchase's time (`effective_at`), which the charts and reports read, and keeps the time
+    of the load as its booking time."""
+    events, members, cards = table_of(Event), table_of(Member), table_of(Card)
     await session.execute(
         update(events)
         .where(events.c.program_id == program_id)

@@ -56,7 +56,8 @@ def test_an_unknown_kind_is_refused(db_kind: str, db_url: str) -> None:
             conn.execute(
                 text(
                     "INSERT INTO ledger_transactions (program_id, member_id, kind, reference, "
-                    "created_at) VALUES (0, NULL, 'gift', 'probe', CURRENT_TIMESTAMP)"
+                    "created_at, effective_at) "
+                    "VALUES (0, NULL, 'gift', 'probe', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
                 )
             )
     finally:

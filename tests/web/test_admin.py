@@ -263,3 +263,35 @@ def test_owed_over_time_runs_back_from_now() -> None:
     from habitue.web.queries import owed_over_time
 
     assert owed_over_time(100, [50, 0, 30, 20]) == [50, 50, 80, 100]
+
+
+async def test_the_dashboard_charts_history_in_its_own_months(
+    client: httpx.AsyncClient, program: str, db: Database
+) -> None:
+    """Issue 22, item 2: points issued by backdated purchases count in the months they were
+    earned (the transactions' effective time), not in the month they were booked."""
+    from datetime import UTC, datetime
+
+    from habitue import clock
+
+    now = clock.now()
+    backdated = []
+    for back in (3, 2, 1):
+        index = now.year * 12 + now.month - 1 - back
+        backdated.append(datetime(index // 12, index % 12 + 1, 10, 12, tzinfo=UTC))
+    await staff_signin(client, await make_staff(db, "owner"))
+    m = await enrol(client, program, email="history@example.com")
+    for at, total in zip(backdated, ("10.00", "20.00", "30.00"), strict=True):
+        r = await purchase(client, program, m["id"], total, occurred_at=at.isoformat())
+        assert r.status_code == 201, r.text
+    await purchase(client, program, m["id"], "5.00")
+    r = await client.get(f"/admin/{program}")
+    assert r.status_code == 200
+    data = re.search(r'id="chart-data">(.*?)</script>', r.text, re.S)
+    assert data is not None
+    issued = json.loads(data.group(1))["points"]["datasets"][0]["data"]
+    assert issued[-4:] == [10, 20, 30, 5]
+    owed = re.search(r'id="owed-table">.*?<tbody>(.*?)</tbody>', r.text, re.S)
+    assert owed is not None
+    cells = re.findall(r'<td class="num">(\d+)</td></tr>', owed.group(1))
+    assert [int(c) for c in cells[-4:]] == [10, 30, 60, 65]

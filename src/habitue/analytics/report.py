@@ -1,6 +1,8 @@
 """The monthly program report: members, points issued, redeemed and expired, liability, revenue.
 
-Per UTC month with any activity: active members (who purchased), purchases, revenue from
+Per UTC month with any activity (a point movement counts in the month of its transaction's
+effective time, when what it records happened: imported or backdated history in its own
+months): active members (who purchased), purchases, revenue from
 members (net of refunds), points issued (credited by earn, net of take-backs), redeemed (net of
 returns), expired, adjusted; the outstanding liability at the month's end (the sum of members'
 points); the month's redemption rate (redeemed / issued) and the breakage to date (expired /
@@ -31,7 +33,7 @@ POSTINGS = "postings"
 
 LEDGER_QUERY = f"""
 SELECT
-    STRFTIME(created_at, '%Y-%m') AS month,
+    STRFTIME(effective_at, '%Y-%m') AS month,
     CAST(SUM(CASE WHEN account_kind = 'issued' THEN -amount ELSE 0 END) AS BIGINT)
         AS points_issued,
     CAST(SUM(CASE WHEN account_kind = 'redeemed' THEN amount ELSE 0 END) AS BIGINT)
@@ -43,7 +45,7 @@ SELECT
     CAST(SUM(CASE WHEN member_id IS NOT NULL THEN amount ELSE 0 END) AS BIGINT)
         AS liability_change
 FROM {POSTINGS}
-GROUP BY STRFTIME(created_at, '%Y-%m')
+GROUP BY STRFTIME(effective_at, '%Y-%m')
 ORDER BY month
 """  # noqa: S608 - a constant query
 

@@ -75,7 +75,7 @@ REDEMPTIONS_SCHEMA = pa.schema(
 )
 POSTINGS_SCHEMA = pa.schema(
     [
-        ("created_at", UTC_TS),
+        ("effective_at", UTC_TS),
         ("account_kind", pa.string()),
         ("member_id", pa.int64()),
         ("transaction_kind", pa.string()),
@@ -201,10 +201,12 @@ def members(conn: Connection, program_id: int, *, stream: bool = False) -> pa.Ta
 
 
 def postings(conn: Connection, program_id: int, *, stream: bool = False) -> pa.Table:
-    """Every ledger posting of the program with its account kind and transaction kind."""
+    """Every ledger posting of the program with its account kind and transaction kind, placed
+    at its transaction's effective time (when what it records happened, not when it was
+    booked)."""
     p, a, t = _postings.c, _accounts.c, _txns.c
     query = (
-        select(p.created_at, a.kind, a.member_id, t.kind, p.amount)
+        select(t.effective_at, a.kind, a.member_id, t.kind, p.amount)
         .join(_accounts, a.id == p.account_id)
         .join(_txns, t.id == p.transaction_id)
         .where(p.program_id == program_id)

@@ -97,6 +97,7 @@ async def _refund(
                 prefer_event=purchase["id"],
                 mode="partial",
                 now=now,
+                effective_at=event.occurred_at,
             )
             taken += got
         rest = to_take - taken
@@ -113,6 +114,7 @@ async def _refund(
                 prefer_event=purchase["id"],
                 mode="negative" if program.allow_negative else "partial",
                 now=now,
+                effective_at=event.occurred_at,
             )
             taken += got
     shortfall = to_take - taken if to_take > 0 else 0
@@ -127,6 +129,7 @@ async def _refund(
             reference=f"event:{event_id}:return",
             event_id=event_id,
             now=now,
+            effective_at=event.occurred_at,
         )
     await session.execute(
         update(_events)

@@ -182,6 +182,7 @@ async def _earn(
             event_id=event_id,
             reason=f"paid at the till ({body.external_id})",
             now=now,
+            effective_at=event.occurred_at,
         )
     decision = await pipeline.decide(session, program, member, event, now)
     earn_legs = [

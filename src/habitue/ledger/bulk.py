@@ -21,7 +21,7 @@ from habitue.ledger.expiry import lot_expiry
 
 TXN_COLS = (
     "id", "program_id", "member_id", "kind", "reference", "event_id", "actor", "reason",
-    "created_at",
+    "created_at", "effective_at",
 )  # fmt: skip
 POSTING_COLS = (
     "program_id", "transaction_id", "account_id", "member_id", "amount", "rule_code",
@@ -95,8 +95,9 @@ class BulkCredits:
         when `pending_until` is given, else `available`); returns the points credited.
 
         As `ledger.service.plan_credit` plans it for the API: reference
-        `event:{id}:earn`, one posting per leg with its rule, the `issued` counter's
-        opposite posting, one lot expiring by the program's policy (none while pending).
+        `event:{id}:earn`, booked at `now` and effective at `earned_at` (the event's
+        `occurred_at`), one posting per leg with its rule, the `issued` counter's opposite
+        posting, one lot expiring by the program's policy (none while pending).
         """
         terms, ts = self.terms, self.time
         pid = terms.program_id
@@ -112,9 +113,10 @@ class BulkCredits:
                 total += leg.amount
         if total <= 0:
             raise ValueError("a credit must be positive")
+        earned_ts = ts(earned_at)
         self.txns.append(
             (txn_id, pid, member_id, "earn", f"event:{event_id}:earn", event_id, self.actor,
-             None, now_ts)
+             None, now_ts, earned_ts)
         )  # fmt: skip
         post((pid, txn_id, terms.issued_account, member_id, -total, None, None, None, now_ts))
         self.balance[account] = self.balance.get(account, 0) + total
@@ -124,7 +126,7 @@ class BulkCredits:
             else lot_expiry(earned_at, terms.expiry_policy, terms.expiry_days, terms.timezone)
         )
         self.lots.append(
-            (pid, member_id, account, txn_id, event_id, total, total, ts(earned_at),
+            (pid, member_id, account, txn_id, event_id, total, total, earned_ts,
              ts(expires), ts(pending_until))
         )  # fmt: skip
         return total

@@ -93,8 +93,12 @@ def plan_credit(
     actor: str | None = None,
     reason: str | None = None,
     now: datetime | None = None,
+    effective_at: datetime | None = None,
 ) -> CreditPlan:
-    """What `credit` writes (pending when `pending_until` is in the future), as plain values."""
+    """What `credit` writes (pending when `pending_until` is in the future), as plain values.
+
+    The transaction is booked at `now` and effective at `effective_at`, by default when the
+    points were earned (`earned_at`: an event's `occurred_at`), else `now`."""
     now = now or clock.now()
     total = sum(leg.amount for leg in legs)
     if total <= 0:
@@ -135,6 +139,7 @@ def plan_credit(
         "reason": reason,
         "postings": postings,
         "now": now,
+        "effective_at": effective_at or earned_at,
     }
     return CreditPlan(
         txn=txn,
@@ -189,8 +194,10 @@ async def credit(
     actor: str | None = None,
     reason: str | None = None,
     now: datetime | None = None,
+    effective_at: datetime | None = None,
 ) -> int:
-    """Credit points to the member (pending when `pending_until` is in the future) as one lot."""
+    """Credit points to the member (pending when `pending_until` is in the future) as one lot,
+    effective at `effective_at` (see `plan_credit`)."""
     plan = plan_credit(
         program,
         accounts,
@@ -204,5 +211,6 @@ async def credit(
         actor=actor,
         reason=reason,
         now=now,
+        effective_at=effective_at,
     )
     return await apply_credit(session, plan)

@@ -153,6 +153,7 @@ def plan_strict_debit(
     actor: str | None = None,
     reason: str | None = None,
     now: datetime | None = None,
+    effective_at: datetime | None = None,
 ) -> DebitPlan:
     """A strict debit of `amount` from the available account, for `STRICT_DEBIT_CTES`."""
     if amount <= 0:
@@ -172,6 +173,7 @@ def plan_strict_debit(
         actor=actor,
         reason=reason,
         now=now or clock.now(),
+        effective_at=effective_at,
     )
 
 
@@ -190,8 +192,10 @@ def _debit_plan(
     actor: str | None,
     reason: str | None,
     now: datetime,
+    effective_at: datetime | None,
 ) -> DebitPlan:
-    """`taken` points from `account` to the program's `counter` account, as a plan."""
+    """`taken` points from `account` to the program's `counter` account, as a plan, booked at
+    `now` and effective at `effective_at` (`now` when not given)."""
     txn: dict[str, Any] = {
         "program_id": program.id,
         "member_id": member_id,
@@ -205,6 +209,7 @@ def _debit_plan(
             {"account_id": program.system_accounts[counter], "amount": taken},
         ],
         "now": now,
+        "effective_at": effective_at or now,
     }
     return DebitPlan(taken, txn, account, lot_amount, prefer_event)
 
@@ -242,6 +247,7 @@ async def take_balance(
     actor: str | None = None,
     reason: str | None = None,
     now: datetime | None = None,
+    effective_at: datetime | None = None,
 ) -> DebitPlan | None:
     """The first half of `debit`: take the points from the balance (locking the account's
     row), and plan the rest; None when there was nothing to take (`partial`)."""
@@ -290,6 +296,7 @@ async def take_balance(
         actor=actor,
         reason=reason,
         now=now,
+        effective_at=effective_at,
     )
 
 
@@ -322,6 +329,7 @@ async def debit(
     actor: str | None = None,
     reason: str | None = None,
     now: datetime | None = None,
+    effective_at: datetime | None = None,
 ) -> tuple[int, int | None]:
     """Take points from the member; returns (points taken, transaction id).
 
@@ -344,6 +352,7 @@ async def debit(
         actor=actor,
         reason=reason,
         now=now,
+        effective_at=effective_at,
     )
     if plan is None:
         return 0, None

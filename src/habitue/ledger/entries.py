@@ -111,7 +111,10 @@ async def _transaction(
     reason: str | None,
     postings: Sequence[dict[str, Any]],
     now: datetime,
+    effective_at: datetime | None = None,
 ) -> int:
+    """Write a transaction and its postings: booked at `now`, effective at `effective_at`
+    (when what it records happened; `now` when not given)."""
     if sum(p["amount"] for p in postings) != 0:
         raise AssertionError("postings of a transaction must sum to zero")
     txn_id = (
@@ -126,6 +129,7 @@ async def _transaction(
                 "actor": actor,
                 "reason": reason,
                 "created_at": now,
+                "effective_at": effective_at or now,
             },
         )
     ).scalar_one()
@@ -165,8 +169,10 @@ async def _add_balance(session: AsyncSession, account_id: int, amount: int) -> i
 _TXN_AND_LEGS = """
     txn AS (
         INSERT INTO ledger_transactions
-            (program_id, member_id, kind, reference, event_id, actor, reason, created_at)
-        VALUES (:program_id, :member_id, :kind, :reference, :event_id, :actor, :reason, :now)
+            (program_id, member_id, kind, reference, event_id, actor, reason, created_at,
+             effective_at)
+        VALUES (:program_id, :member_id, :kind, :reference, :event_id, :actor, :reason, :now,
+                :effective_at)
         RETURNING id
     ), legs AS (
         INSERT INTO postings (program_id, transaction_id, account_id, member_id, amount,
@@ -204,6 +210,7 @@ def _txn_params(
     reason: str | None,
     postings: Sequence[dict[str, Any]],
     now: datetime,
+    effective_at: datetime | None = None,
 ) -> dict[str, Any]:
     """The parameters of `_WITH_TXN_AND_LEGS` (the postings must sum to zero)."""
     if sum(p["amount"] for p in postings) != 0:
@@ -218,6 +225,7 @@ def _txn_params(
         "actor": actor,
         "reason": reason,
         "now": now,
+        "effective_at": effective_at or now,
         "accounts": [p["account_id"] for p in legs],
         "amounts": [p["amount"] for p in legs],
         "rule_codes": [p.get("rule_code") for p in legs],

@@ -30,8 +30,10 @@ async def release_one(
     accounts: MemberAccounts,
     now: datetime,
 ) -> None:
-    """Move one due pending lot to the available account."""
+    """Move one due pending lot to the available account, effective when its pending period
+    ended."""
     amount = int(lot["remaining"])
+    released_at = clock.as_utc(lot["pending_until"])
     await session.execute(update(_lots).where(_lots.c.id == lot["id"]).values(remaining=0))
     await _add_balance(session, accounts.pending, -amount)
     txn_id = await _transaction(
@@ -48,11 +50,11 @@ async def release_one(
             {"account_id": accounts.available, "amount": amount},
         ],
         now=now,
+        effective_at=released_at,
     )
     balance = await _add_balance(session, accounts.available, amount)
     open_amount = max(0, min(amount, balance))
     if open_amount:
-        released_at = clock.as_utc(lot["pending_until"])
         await session.execute(
             insert(_lots).values(
                 program_id=program.id,
@@ -137,38 +139,56 @@ async def program_expired_points(session: AsyncSession, program_id: int, now: da
     return int(total.scalar_one())
 
 
+Due = tuple[int, int, datetime]
+"""A lot due to be written down: its id, what remains of it, when it expired."""
+
+
 async def _write_expiry(
     session: AsyncSession,
     program: ProgramInfo,
     member_id: int,
     account_id: int,
-    lots: list[tuple[int, int]],
+    lots: list[Due],
     *,
     now: datetime,
     actor: str | None,
-) -> tuple[int, int]:
-    """Close the given (lot id, remaining) lots as one expiry transaction; (points, txn)."""
-    ids = [lot_id for lot_id, _ in lots]
-    points = sum(remaining for _, remaining in lots)
+) -> list[tuple[int, int]]:
+    """Close the given lots, one expiry transaction per instant of expiry, each effective at
+    that instant (so points expire in the month they expired, however late the job ran);
+    returns (points, txn) of each transaction, in order of expiry."""
+    ids = [lot_id for lot_id, _, _ in lots]
+    points = sum(remaining for _, remaining, _ in lots)
     await session.execute(update(_lots).where(_lots.c.id.in_(ids)).values(remaining=0))
     await _add_balance(session, account_id, -points)
+    at: dict[datetime, list[Due]] = {}
+    for lot in lots:
+        at.setdefault(clock.as_utc(lot[2]), []).append(lot)
     stamp = now.strftime("%Y%m%dT%H%M%S%f")
-    txn_id = await _transaction(
-        session,
-        program_id=program.id,
-        member_id=member_id,
-        kind=EntryKind.EXPIRE,
-        reference=f"expire:{member_id}:{stamp}:{ids[0]}",
-        event_id=None,
-        actor=actor,
-        reason=None,
-        postings=[
-            {"account_id": account_id, "amount": -points},
-            {"account_id": program.system_accounts[SystemAccount.EXPIRED], "amount": points},
-        ],
-        now=now,
-    )
-    return points, txn_id
+    out: list[tuple[int, int]] = []
+    for expired_at in sorted(at):
+        group = at[expired_at]
+        group_points = sum(remaining for _, remaining, _ in group)
+        txn_id = await _transaction(
+            session,
+            program_id=program.id,
+            member_id=member_id,
+            kind=EntryKind.EXPIRE,
+            reference=f"expire:{member_id}:{stamp}:{group[0][0]}",
+            event_id=None,
+            actor=actor,
+            reason=None,
+            postings=[
+                {"account_id": account_id, "amount": -group_points},
+                {
+                    "account_id": program.system_accounts[SystemAccount.EXPIRED],
+                    "amount": group_points,
+                },
+            ],
+            now=now,
+            effective_at=min(expired_at, now),
+        )
+        out.append((group_points, txn_id))
+    return out
 
 
 async def write_down_expired(
@@ -185,7 +205,7 @@ async def write_down_expired(
     locked (PostgreSQL) or the database has one writer (SQLite)."""
     await lock_balance(session, account_id)
     q = (
-        select(_lots.c.id, _lots.c.remaining)
+        select(_lots.c.id, _lots.c.remaining, _lots.c.expires_at)
         .where(
             _lots.c.account_id == account_id,
             _lots.c.remaining > 0,
@@ -195,19 +215,20 @@ async def write_down_expired(
     )
     if dialect_name(session) == "postgresql":
         q = q.with_for_update()
-    lots = [(int(i), int(r)) for i, r in (await session.execute(q)).all()]
+    lots = [(int(i), int(r), e) for i, r, e in (await session.execute(q)).all()]
     if not lots:
         return 0
-    points, _ = await _write_expiry(
+    done = await _write_expiry(
         session, program, member_id, account_id, lots, now=now, actor=actor or "expiry"
     )
-    return points
+    return sum(points for points, _ in done)
 
 
 async def expire_due(
     session: AsyncSession, program: ProgramInfo, *, now: datetime, limit: int = 5000
 ) -> list[tuple[int, int, int]]:
-    """Expire due lots, one expiry transaction per member; returns (member, points, txn).
+    """Expire due lots, one expiry transaction per member and instant of expiry (effective
+    then); returns (member, points, txn) of each.
 
     It writes down what is already so: a lot past its expiry counts in no balance and is
     never spent, before this runs as after. Running it twice is safe: expired lots are
@@ -215,7 +236,13 @@ async def expire_due(
     """
     lots = (
         await session.execute(
-            select(_lots.c.id, _lots.c.member_id, _lots.c.account_id, _lots.c.remaining)
+            select(
+                _lots.c.id,
+                _lots.c.member_id,
+                _lots.c.account_id,
+                _lots.c.remaining,
+                _lots.c.expires_at,
+            )
             .where(
                 _lots.c.program_id == program.id,
                 _lots.c.expires_at.is_not(None),
@@ -226,15 +253,17 @@ async def expire_due(
             .limit(limit)
         )
     ).all()
-    per_member: dict[int, tuple[int, list[tuple[int, int]]]] = {}
-    for lot_id, member_id, account_id, remaining in lots:
-        per_member.setdefault(member_id, (account_id, []))[1].append((lot_id, remaining))
+    per_member: dict[int, tuple[int, list[Due]]] = {}
+    for lot_id, member_id, account_id, remaining, expires_at in lots:
+        per_member.setdefault(member_id, (account_id, []))[1].append(
+            (lot_id, remaining, expires_at)
+        )
     out: list[tuple[int, int, int]] = []
     for member_id, (account_id, member_lots) in per_member.items():
-        points, txn_id = await _write_expiry(
+        done = await _write_expiry(
             session, program, member_id, account_id, member_lots, now=now, actor="expiry"
         )
-        out.append((member_id, points, txn_id))
+        out += [(member_id, points, txn_id) for points, txn_id in done]
     return out
 
 

@@ -57,12 +57,18 @@ class LedgerTransaction(Base):
     actor: Mapped[str | None] = mapped_column(String(200), nullable=True)
     reason: Mapped[str | None] = mapped_column(String(500), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    """When the transaction was booked."""
+    effective_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    """When what it records happened (migration 0032): an event's `occurred_at`, a lot's
+    expiry, the booking time for what happens as it is booked. Reports, charts and the
+    member's history place a movement by it."""
 
     __table_args__ = (
         # Migration 0024: one of `habitue.ledger.kinds.EntryKind`.
         CheckConstraint(ENTRY_KIND_CHECK, name="kind_known"),
         Index("ux_ledger_transactions_reference", "program_id", "reference", unique=True),
-        Index("ix_ledger_transactions_member", "member_id", "id"),
+        # Migration 0032: a member's history in order of effect.
+        Index("ix_ledger_transactions_member", "member_id", "effective_at", "id"),
     )
 
 

@@ -46,7 +46,7 @@ async def expire_program(
             for m, pts, txn in done
         ],
     )
-    return len(done), sum(p for _, p, _ in done)
+    return len(set(ids)), sum(p for _, p, _ in done)
 
 
 async def release_program(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from habitue import clock
@@ -71,7 +71,9 @@ async def balances(
 async def history(
     session: AsyncSession, member_id: int, *, before: int | None, limit: int
 ) -> list[dict[str, Any]]:
-    """The member's movements, newest first, one row per transaction."""
+    """The member's movements, one row per transaction, the most recent in effect first (by
+    `effective_at`, then booking order): a backdated purchase takes its place among what
+    happened before it. `before` is the id of the last transaction of the previous page."""
     member_accounts = select(_accounts.c.id).where(_accounts.c.member_id == member_id)
     q = (
         select(
@@ -81,6 +83,7 @@ async def history(
             _txns.c.reason,
             _txns.c.actor,
             _txns.c.created_at,
+            _txns.c.effective_at,
             _accounts.c.kind.label("account"),
             func.sum(_postings.c.amount).label("amount"),
         )
@@ -94,12 +97,24 @@ async def history(
             _txns.c.reason,
             _txns.c.actor,
             _txns.c.created_at,
+            _txns.c.effective_at,
             _accounts.c.kind,
         )
-        .order_by(_txns.c.id.desc())
+        .order_by(_txns.c.effective_at.desc(), _txns.c.id.desc())
     )
     if before is not None:
-        q = q.where(_txns.c.id < before)
+        cursor = select(_txns.c.effective_at).where(
+            _txns.c.id == before, _txns.c.member_id == member_id
+        )
+        at = (await session.execute(cursor)).scalar_one_or_none()
+        if at is None:
+            return []
+        q = q.where(
+            or_(
+                _txns.c.effective_at < at,
+                and_(_txns.c.effective_at == at, _txns.c.id < before),
+            )
+        )
     rows = (await session.execute(q.limit(limit * 2))).all()
     merged: dict[int, dict[str, Any]] = {}
     for r in rows:
@@ -112,12 +127,15 @@ async def history(
                 "reason": r.reason,
                 "actor": r.actor,
                 "created_at": clock.as_utc(r.created_at).isoformat(),
+                "effective_at": clock.as_utc(r.effective_at).isoformat(),
                 "available": 0,
                 "pending": 0,
+                "_order": (clock.as_utc(r.effective_at), r.id),
             },
         )
         item[r.account] = int(r.amount)
-    items = sorted(merged.values(), key=lambda i: -int(i["id"]))[:limit]
+    items = sorted(merged.values(), key=lambda i: i["_order"], reverse=True)[:limit]
     for item in items:
+        del item["_order"]
         item["points"] = item["available"] + item["pending"]
     return items

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from habitue import clock
 from habitue.db import dialect_name, table_of
 from habitue.ledger import service as ledger_service
-from habitue.ledger.models import Account, Lot, Posting
+from habitue.ledger.models import Account, LedgerTransaction, Lot, Posting
 from habitue.members.models import Member
 from habitue.programs.models import Program
 from habitue.programs.service import ProgramInfo
@@ -23,6 +23,7 @@ from habitue.programs.service import ProgramInfo
 _members = table_of(Member)
 _accounts = table_of(Account)
 _postings = table_of(Posting)
+_txns = table_of(LedgerTransaction)
 _lots = table_of(Lot)
 _programs = table_of(Program)
 
@@ -75,15 +76,18 @@ async def dashboard(
         total += int(joined.get(label, 0))
         members_series.append(total)
 
-    pmonth = _month(session, _postings.c.created_at)
+    # A movement counts in the month it happened (its transaction's effective time), not the
+    # month it was booked: imported history lands in its own months.
+    pmonth = _month(session, _txns.c.effective_at)
     rows = (
         await session.execute(
             select(pmonth, _accounts.c.kind, func.sum(_postings.c.amount))
             .join(_accounts, _accounts.c.id == _postings.c.account_id)
+            .join(_txns, _txns.c.id == _postings.c.transaction_id)
             .where(
                 _accounts.c.program_id == program.id,
                 _accounts.c.member_id.is_(None),
-                _postings.c.created_at >= start,
+                _txns.c.effective_at >= start,
             )
             .group_by(pmonth, _accounts.c.kind)
         )

@@ -1,7 +1,7 @@
 """campaigns.subject: the rule, offer or newsletter a campaign measures
 
 Revision ID: 0033_console2
-Revises: 0024_kinds
+Revises: 0032_effective
 Create Date: 2026-12-07 04:30:00.000000
 
 The code of the subject, of the campaign's `kind`; null for campaigns made before it existed
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0033_console2"
-down_revision: str | Sequence[str] | None = "0024_kinds"
+down_revision: str | Sequence[str] | None = "0032_effective"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = "0006_analytics"
 
