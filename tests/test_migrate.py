@@ -123,7 +123,7 @@ def test_the_effective_time_is_backfilled(db_kind: str, scratch_url: str) -> Non
     adjusted = datetime(2026, 11, 5, 9, 0, tzinfo=UTC)
     upgrade(scratch_url)
     config = alembic_config(scratch_url)
-    command.downgrade(config, "0032_effective@-1")
+    command.downgrade(config, "0024_kinds")
     engine = create_engine(sync_url(scratch_url))
     with engine.begin() as conn:
         if db_kind == "postgres":  # rows without their program and member: no foreign keys
