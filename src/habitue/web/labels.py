@@ -26,6 +26,7 @@ PRIVILEGES = {
 MEMBER_STATUSES = {
     "active": _l("Active"),
     "suspended": _l("Suspended"),
+    "held": _l("Held for review"),
     "closed": _l("Closed"),
     "erased": _l("Erased"),
 }
