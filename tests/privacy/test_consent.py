@@ -16,7 +16,7 @@ async def test_no_consent_is_ticked_at_sign_up(client: httpx.AsyncClient) -> Non
     program = await create_program(client)
     page = await client.get(f"/app/{program}/signup")
     boxes = re.findall(r'<input type="checkbox"[^>]*name="consent_[a-z]+"[^>]*>', page.text)
-    assert len(boxes) == 5
+    assert len(boxes) == 6  # email, sms, push, analytics, profiling, partners
     assert [box for box in boxes if "checked" in box] == []
 
 
@@ -54,6 +54,7 @@ async def test_portal_choices_are_recorded_as_from_the_portal(client: httpx.Asyn
     export = (await client.get(f"/app/{program}/export")).json()
     assert {k: v["granted"] for k, v in export["member"]["consents"].items()} == {
         "email": False, "sms": False, "push": False, "analytics": False, "profiling": False,
+        "partners": False,
     }  # fmt: skip
     page = await client.get(f"/app/{program}/profile")
     form = {

@@ -110,6 +110,7 @@ CONSENT_CHANNELS = {
     "push": _l("Notifications"),
     "analytics": _l("Analytics"),
     "profiling": _l("Personal offers"),
+    "partners": _l("Sharing with partners"),
 }
 GROUPS: dict[str, Mapping[str, str]] = {
     "rfm_group": RFM_GROUPS,
