@@ -57,6 +57,20 @@ async def public_member_allows(
     return None if row is None else granted(row.consents, purpose)
 
 
+async def members_allowing(
+    session: AsyncSession, member_ids: list[int], purpose: Purpose
+) -> list[int]:
+    """Those of `member_ids` (internal ids) whose consent for `purpose` is given, in order."""
+    allowed: set[int] = set()
+    for i in range(0, len(member_ids), 500):
+        chunk = member_ids[i : i + 500]
+        rows = await session.execute(
+            select(_members.c.id, _members.c.consents).where(_members.c.id.in_(chunk))
+        )
+        allowed |= {int(r.id) for r in rows if granted(r.consents, purpose)}
+    return [i for i in member_ids if i in allowed]
+
+
 async def member_allows(session: AsyncSession, member_id: int, purpose: Purpose) -> bool:
     """`granted` for one member, by internal id."""
     consents = (
