@@ -11,6 +11,7 @@ from habitue.analytics import hooks as analytics
 from habitue.clubs import hooks as clubs
 from habitue.events.apply import Appliers
 from habitue.events.pipeline import Pipeline
+from habitue.members import service as members
 from habitue.partners import hooks as partners
 from habitue.rewards import hooks as rewards
 from habitue.rules import hooks as rules
@@ -20,8 +21,14 @@ from habitue.tiers import hooks as tiers
 def build_pipeline() -> Pipeline:
     """The event pipeline of every room, in its stages' order (see `events.pipeline`)."""
     return Pipeline(
-        # Read with the member, in its own query.
-        member_reads=(*rewards.MEMBER_READS, *tiers.MEMBER_READS, *rules.MEMBER_READS),
+        # Read with the member, in its own query; first the member's status under its row
+        # lock (an erasure running holds it: the event then sees the member erased).
+        member_reads=(
+            members.LOCKED_STATUS,
+            *rewards.MEMBER_READS,
+            *tiers.MEMBER_READS,
+            *rules.MEMBER_READS,
+        ),
         # What the rules see of the member, added in this order.
         enrichers=(
             tiers.enrich,

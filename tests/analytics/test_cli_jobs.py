@@ -41,7 +41,8 @@ async def _invoke(*args: str) -> str:
 
 async def _shop(client: httpx.AsyncClient) -> tuple[str, list[str]]:
     code = await create_program(client)
-    members = [(await enrol(client, code))["id"] for _ in range(4)]
+    # consenting to profiling: their per-member scores are shown (docs/privacy.md#consent)
+    members = [(await enrol(client, code, consents={"profiling": True}))["id"] for _ in range(4)]
     start = datetime.now(UTC) - timedelta(days=120)
     items = ["latte", "cookie", "tea", "bagel"]
     n = 0

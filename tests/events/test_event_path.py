@@ -13,7 +13,7 @@ from habitue.events import service as events_service
 from habitue.events.schemas import EventCreate
 from habitue.ledger.verify import verify
 from habitue.members import service as members_service
-from habitue.members.service import MemberColumn
+from habitue.members.service import LOCKED_STATUS, MemberColumn
 from habitue.programs import service as programs_service
 from habitue.rewards.referrals import PENDING
 from habitue.rooms import build_pipeline
@@ -48,7 +48,7 @@ async def test_the_member_of_an_event_comes_with_its_counters_and_pending_referr
     assert r.status_code == 201, r.text
 
     assert await _extras(db, program, referrer) == {
-        COUNTERS: None, PENDING: False, GRANTED: False}  # fmt: skip
+        LOCKED_STATUS: "active", COUNTERS: None, PENDING: False, GRANTED: False}  # fmt: skip
     assert (await _extras(db, program, referee))[PENDING] is True
 
     await purchase(client, program, referrer, "12.00")

@@ -28,6 +28,8 @@ PERSONAL = {
     "birth_date": "1990-04-01",
     "attributes": {"address": "1 rue de la Paix"},
 }
+SHARING = {"partners": True}
+"""The member shares their data with the program's partners (`test_partner_consent.py`)."""
 
 
 def _period() -> dict[str, str]:
@@ -74,7 +76,9 @@ async def coalition(client: httpx.AsyncClient, program: str) -> dict[str, Any]:
     """A program with partners p1 and p2, a member with personal data, and a key of p1."""
     await _partner(client, program, "p1")
     await _partner(client, program, "p2")
-    member = await enrol(client, program, external_id=new_code("c"), first_name="Ana", **PERSONAL)
+    member = await enrol(
+        client, program, external_id=new_code("c"), first_name="Ana", consents=SHARING, **PERSONAL
+    )
     return {"program": program, "member": member, "p1": await _key(client, program, "p1")}
 
 

@@ -16,7 +16,7 @@ async def test_no_consent_is_ticked_at_sign_up(client: httpx.AsyncClient) -> Non
     program = await create_program(client)
     page = await client.get(f"/app/{program}/signup")
     boxes = re.findall(r'<input type="checkbox"[^>]*name="consent_[a-z]+"[^>]*>', page.text)
-    assert len(boxes) == 5
+    assert len(boxes) == 6  # email, sms, push, analytics, profiling, partners
     assert [box for box in boxes if "checked" in box] == []
 
 
@@ -54,6 +54,7 @@ async def test_portal_choices_are_recorded_as_from_the_portal(client: httpx.Asyn
     export = (await client.get(f"/app/{program}/export")).json()
     assert {k: v["granted"] for k, v in export["member"]["consents"].items()} == {
         "email": False, "sms": False, "push": False, "analytics": False, "profiling": False,
+        "partners": False,
     }  # fmt: skip
     page = await client.get(f"/app/{program}/profile")
     form = {
@@ -101,3 +102,36 @@ async def test_recommendations_are_personal_only_with_consent_to_profiling(
         f"/v1/programs/{program}/members/{member['id']}", json={"consents": {"profiling": False}}
     )
     assert (await client.get(url)).json()["source"] == "popular"
+
+
+async def test_segment_lists_and_scores_show_only_members_consenting_to_profiling(
+    client: httpx.AsyncClient, program: str
+) -> None:
+    from tests.conftest import enrol, purchase
+
+    base = f"/v1/programs/{program}"
+    profiled = (await enrol(client, program, consents={"profiling": True}))["id"]
+    private = (await enrol(client, program, consents={"email": True}))["id"]
+    for m in (profiled, private):
+        assert (await purchase(client, program, m, "30.00")).status_code == 201
+    assert (await client.post(f"{base}/analytics/scores")).status_code == 200
+    r = await client.post(
+        f"{base}/segments", json={"code": "all", "condition": 'member.status == "active"'}
+    )
+    assert r.status_code == 201, r.text
+    # The segment counts both (an aggregate); its member list names only the consenting one.
+    assert (await client.get(f"{base}/segments/all")).json()["members"] == 2
+    assert (await client.get(f"{base}/segments/all/members")).json()["members"] == [profiled]
+    scored = (await client.get(f"{base}/members/{profiled}/scores")).json()
+    assert scored["frequency"] == 1 and scored["computed_at"] is not None
+    hidden = (await client.get(f"{base}/members/{private}/scores")).json()
+    assert hidden["member_id"] == private
+    assert {k: v for k, v in hidden.items() if v is not None} == {"member_id": private}
+    # Withdrawn: out of the list and unscored at once; given: in.
+    r = await client.patch(f"{base}/members/{profiled}", json={"consents": {"profiling": False}})
+    assert r.status_code == 200, r.text
+    r = await client.patch(f"{base}/members/{private}", json={"consents": {"profiling": True}})
+    assert r.status_code == 200, r.text
+    assert (await client.get(f"{base}/segments/all/members")).json()["members"] == [private]
+    assert (await client.get(f"{base}/members/{profiled}/scores")).json()["frequency"] is None
+    assert (await client.get(f"{base}/members/{private}/scores")).json()["frequency"] == 1

@@ -23,7 +23,7 @@ PERSON: dict[str, Any] = {
     "last_name": "Quixotelli",
     "birth_date": "1983-07-29",
     "locale": "fr",
-    "consents": {"email": True, "sms": True},
+    "consents": {"email": True, "sms": True, "profiling": True},
     "attributes": {"favourite_beer": "Orval-Trappist-4471", "diet": "vegetarian-strict-kq"},
 }
 ERASED_VALUES = [

@@ -21,7 +21,7 @@ async def _program_with_members(client: httpx.AsyncClient, n: int) -> tuple[str,
     assert r.status_code == 201, r.text
     ids = []
     for i in range(n):
-        m = (await enrol(client, program))["id"]
+        m = (await enrol(client, program, consents={"profiling": True}))["id"]
         assert (await purchase(client, program, m, f"{10 + i}.00")).status_code == 201
         ids.append(m)
     assert (await client.post(f"/v1/programs/{program}/analytics/scores")).status_code == 200

@@ -59,7 +59,15 @@ async def member_scores(
     principal: Principal = scoped("analytics:read"),
 ) -> ScoresRead:
     release.require_member_access(principal, "a member's scores")
-    return ScoresRead(**await analytics_service.member_scores(session, program, member_id))
+    scores = await analytics_service.member_scores(session, program, member_id)
+    # Per-member scores feed personalisation: shown only with the member's consent to
+    # profiling (otherwise all null, as for a member never scored).
+    profiled = await purposes.public_member_allows(
+        session, program.id, member_id, purposes.Purpose.PROFILING
+    )
+    if not profiled:
+        scores = {name: (value if name == "member_id" else None) for name, value in scores.items()}
+    return ScoresRead(**scores)
 
 
 @router.post("/analytics/scores", response_model=ScoresRun)
@@ -198,6 +206,8 @@ async def segment_members(
 ) -> SegmentMembers:
     release.require_member_access(principal, "a segment's member list")
     ids = await segments_service.members_in_segment(session, program, code)
+    # A member listing feeds personalisation: only the members consenting to profiling.
+    ids = await purposes.members_allowing(session, ids, purposes.Purpose.PROFILING)
     return SegmentMembers(code=code, members=await segments_service.member_public_ids(session, ids))
 
 

@@ -57,7 +57,10 @@ async def _refund(
         session,
         program,
         member_id=(await _public_id(session, purchase["member_id"])),
+        reads=(members_service.LOCKED_STATUS,),
     )
+    # An erased member's points are gone and nothing more is written about them.
+    member.require_not_erased()
     if body.member is not None:
         named = await _member_for(session, pipeline, program, body)
         if named.id != member.id:

@@ -78,6 +78,8 @@ async def find_members(
         )
         if not items:
             tried.fail()
+    for found in items:
+        partner_access.shares(principal, found)
     return MemberPage(
         items=[partner_access.redact(principal, m) for m in items], next_cursor=cursor
     )
@@ -91,6 +93,7 @@ async def get_member(
     principal: Principal = scoped("members:read", partner=PartnerAccess.REDACTED),
 ) -> MemberRead:
     member = await members_service.read(session, program, member_id)
+    partner_access.shares(principal, member)
     return partner_access.redact(principal, member)
 
 
@@ -112,8 +115,9 @@ async def get_balance(
     program: ProgramDep,
     member_id: str,
     session: ReadSession,
-    _: Principal = scoped("members:read", partner=PartnerAccess.TILL),
+    principal: Principal = scoped("members:read", partner=PartnerAccess.TILL),
 ) -> BalanceRead:
+    await partner_access.require_sharing(session, program, principal, member_id)
     return await members_service.balance(session, program, member_id)
 
 
@@ -150,6 +154,7 @@ async def identify_card(
         failures=(NotFound, InvalidCardNumber),
     ):
         member, card = await members_service.lookup_card(session, program, card_number)
+    partner_access.shares(principal, member)
     return CardLookup(member=partner_access.redact(principal, member), card=card)
 
 

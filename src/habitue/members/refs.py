@@ -175,6 +175,27 @@ class MemberColumn:
 
 Reads = tuple[MemberColumn, ...]
 
+_locking = table_of(Member).alias("locked_member")
+
+
+def _locked_status(member_id: ColumnElement[int]) -> ColumnElement[Any]:
+    # FOR NO KEY UPDATE: waits for an erasure holding the row (FOR UPDATE) and then reads
+    # its committed status, not the statement's snapshot; events of one member queue here.
+    return (
+        select(_locking.c.status)
+        .where(_locking.c.id == member_id)
+        .with_for_update(key_share=True)
+        .scalar_subquery()
+    )
+
+
+LOCKED_STATUS = MemberColumn("members.locked_status", _locked_status)
+"""The member's status read under the member's row lock (PostgreSQL), for the event path.
+
+An erasure (`habitue.privacy.erasure`) holds the same row locked while it runs: an event read
+with this column sees the member erased once the erasure commits, and is refused, rather than
+crediting points or writing data about them. `MemberRef.status` is this value when read."""
+
 
 _EVENT_REF_BY: dict[tuple[str, Reads], Any] = {}
 
@@ -282,15 +303,16 @@ _CARD_BY_NUMBER = select(_cards.c.member_id, _cards.c.status).where(
 
 def _to_ref(row: Any, reads: Reads = ()) -> MemberRef:
     mapping = row._mapping
+    extras = {read: mapping[f"extra_{n}"] for n, read in enumerate(reads)}
     return MemberRef(
         id=row.id,
         public_id=row.public_id,
-        status=row.status,
+        status=extras.get(LOCKED_STATUS) or row.status,
         tier=row.tier,
         enrolled_at=clock.as_utc(row.enrolled_at),
         attributes=row.attributes or {},
         accounts=MemberAccounts(row.id, row.available, row.pending),
-        extras={read: mapping[f"extra_{n}"] for n, read in enumerate(reads)},
+        extras=extras,
     )
 
 
@@ -364,15 +386,18 @@ def _card_read(program: ProgramInfo, row: Any) -> CardRead:
     )
 
 
-async def member_row(session: AsyncSession, program: ProgramInfo, public_id: str) -> Any:
-    """The member's row in this program; MemberNotFound when there is none."""
-    row = (
-        await session.execute(
-            select(_members).where(
-                _members.c.program_id == program.id, _members.c.public_id == public_id
-            )
-        )
-    ).first()
+async def member_row(
+    session: AsyncSession, program: ProgramInfo, public_id: str, *, lock: bool = False
+) -> Any:
+    """The member's row in this program; MemberNotFound when there is none. With `lock`, the
+    row is locked (FOR UPDATE on PostgreSQL) until the transaction ends: the event path,
+    which reads `LOCKED_STATUS`, waits for it."""
+    q = select(_members).where(
+        _members.c.program_id == program.id, _members.c.public_id == public_id
+    )
+    if lock:
+        q = q.with_for_update()
+    row = (await session.execute(q)).first()
     if row is None:
         raise MemberNotFound("no such member in this program")
     return row

@@ -11,7 +11,7 @@ from habitue.bounds import StrictModel
 from habitue.timestamps import UtcDatetime
 
 LOCALES = ("en", "fr", "da")
-CHANNELS = ("email", "sms", "push", "analytics", "profiling")
+CHANNELS = ("email", "sms", "push", "analytics", "profiling", "partners")
 
 
 class Strict(StrictModel):

@@ -8,6 +8,7 @@ from habitue.members.lifetime import add_lifetime, lifetime_part
 from habitue.members.profile import balance, balance_of, find, read, update_member
 from habitue.members.refs import (
     BATCH_SLOT,
+    LOCKED_STATUS,
     MemberColumn,
     MemberRef,
     Reads,
@@ -23,6 +24,7 @@ from habitue.members.refs import (
 
 __all__ = [
     "BATCH_SLOT",
+    "LOCKED_STATUS",
     "MemberColumn",
     "MemberRef",
     "Reads",

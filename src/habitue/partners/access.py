@@ -12,6 +12,10 @@ it. The few routes that let one in narrow what it sees with the helpers below:
 - members are identified (card, `external_id` or `card_number` lookup), never listed or
   searched by email, and a member read leaves out `email`, `phone`, `birth_date` and
   `attributes`;
+- a member's data (the member, their card, balance, tier, privileges, offers, what points
+  would pay) reaches a partner key only with the member's `partners` consent
+  (`require_sharing`, `shares`); without it: 403 `no-sharing-consent`. Events the member makes
+  at the partner's tills are recorded all the same (earning and burning is the member's act);
 - the partner's own record and statement are readable (with `analytics:read`), another
   partner's are not found (404), as another program's are.
 
@@ -21,14 +25,16 @@ The full matrix of paths is in docs/partners.md.
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from pydantic import BaseModel
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from habitue.db import Database
 from habitue.errors import Forbidden
 from habitue.events.schemas import EventCreate
-from habitue.partners.errors import PartnerNotFound
+from habitue.partners.errors import NoSharingConsent, PartnerNotFound
+from habitue.privacy import purposes
 from habitue.programs.service import Principal, ProgramInfo
 
 
@@ -56,11 +62,42 @@ REDACTED_MEMBER_FIELDS: dict[str, Any] = {
 M = TypeVar("M", bound=BaseModel)
 
 
+class MemberLike(Protocol):
+    @property
+    def consents(self) -> Any: ...
+
+
 def redact(principal: Principal, member: M) -> M:
     """The member as this caller may see it: without personal data for a partner key."""
     if principal.partner is None:
         return member
     return member.model_copy(update=REDACTED_MEMBER_FIELDS)
+
+
+NO_SHARING = "this member has not consented to sharing their data with partners"
+
+
+def shares(principal: Principal, member: MemberLike) -> None:
+    """A member read (with its `consents`) reaches a partner key only with the member's
+    `partners` consent; refused (403 `no-sharing-consent`) otherwise."""
+    if principal.partner is None:
+        return
+    if not purposes.granted(member.consents, purposes.Purpose.PARTNERS):
+        raise NoSharingConsent(NO_SHARING)
+
+
+async def require_sharing(
+    session: AsyncSession, program: ProgramInfo, principal: Principal, member_id: str
+) -> None:
+    """`shares` by the member's public id, before a route reads their data for a partner key
+    (an unknown member is left to the route's own 404)."""
+    if principal.partner is None:
+        return
+    allowed = await purposes.public_member_allows(
+        session, program.id, member_id, purposes.Purpose.PARTNERS
+    )
+    if allowed is False:
+        raise NoSharingConsent(NO_SHARING)
 
 
 def member_lookup(

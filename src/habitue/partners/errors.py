@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from habitue.errors import Conflict, NotFound
+from habitue.errors import Conflict, Forbidden, NotFound
+
+
+class NoSharingConsent(Forbidden):
+    """A partner key asked for a member who has not consented to sharing with partners."""
+
+    type = "no-sharing-consent"
+    title = "The member does not share their data with partners"
 
 
 class PartnerNotFound(NotFound):

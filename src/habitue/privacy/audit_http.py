@@ -83,6 +83,7 @@ _CONSOLE = {
     "webhooks": "webhook",
     "messages": "setting",
     "campaigns": "campaign",
+    "fraud": "setting",
 }
 """Console pages (`/admin/{program}/…`) → the audited kind of resource."""
 _PORTAL = {

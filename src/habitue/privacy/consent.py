@@ -15,7 +15,7 @@ from habitue import clock
 from habitue.db import table_of
 from habitue.privacy.models import ConsentChange
 
-PORTAL_TEXT_VERSION = "portal-consents-2026-12"
+PORTAL_TEXT_VERSION = "portal-consents-2026-12b"
 """The version of the consent wording of the portal (`web/templates/portal/_consents.html`):
 bump it whenever that wording changes, so the history tells which text a member agreed to."""
 

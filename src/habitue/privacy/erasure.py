@@ -180,8 +180,13 @@ def _pii_values(row: Any) -> list[str]:
 async def erase(
     session: AsyncSession, program: ProgramInfo, public_id: str, *, actor: str
 ) -> Erasure:
-    """Pseudonymise the member and end what they held; safe to run twice."""
-    row = await members_service.member_row(session, program, public_id)
+    """Pseudonymise the member and end what they held; safe to run twice.
+
+    The member's row is locked first, until the caller's transaction ends: an event for the
+    member being recorded meanwhile waits, then sees the member erased and is refused (the
+    event path reads `members_service.LOCKED_STATUS`); one that got the lock first is
+    committed before, and its points and data are then erased with the rest."""
+    row = await members_service.member_row(session, program, public_id, lock=True)
     if row.status == ERASED:
         return Erasure(member_id=public_id, already_erased=True)
     member_id = int(row.id)

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from habitue.bounds import Year
 from habitue.deps import DbDep, ProgramDep, ReadSession, scoped
 from habitue.members import service as members_service
+from habitue.partners import access as partner_access
 from habitue.partners.access import PartnerAccess
 from habitue.programs.service import Principal
 from habitue.rewards import catalogue, coupons, guard, offers, redeem, referrals
@@ -254,8 +255,9 @@ async def pay_with_points_quote(
     member_id: str,
     body: PayQuoteIn,
     session: ReadSession,
-    _: Principal = scoped("events:write", partner=PartnerAccess.TILL),
+    principal: Principal = scoped("events:write", partner=PartnerAccess.TILL),
 ) -> PayQuoteRead:
+    await partner_access.require_sharing(session, program, principal, member_id)
     member = await members_service.resolve(session, program, member_id=member_id)
     return await rewards_service.pay_quote(session, program, member, body)
 
@@ -289,8 +291,9 @@ async def member_offers(
     member_id: str,
     session: ReadSession,
     clipped: bool = False,
-    _: Principal = scoped("members:read", partner=PartnerAccess.TILL),
+    principal: Principal = scoped("members:read", partner=PartnerAccess.TILL),
 ) -> OfferPage:
+    await partner_access.require_sharing(session, program, principal, member_id)
     member = await members_service.resolve(session, program, member_id=member_id)
     return OfferPage(items=await offers.for_member(session, program, member, clipped_only=clipped))
 
@@ -317,9 +320,10 @@ async def use_offer(
     code: str,
     body: BasketIn,
     db: DbDep,
-    _: Principal = scoped("coupons:redeem", partner=PartnerAccess.TILL),
+    principal: Principal = scoped("coupons:redeem", partner=PartnerAccess.TILL),
 ) -> OfferRead:
     async def work(session: AsyncSession) -> OfferRead:
+        await partner_access.require_sharing(session, program, principal, member_id)
         member = await members_service.resolve(session, program, member_id=member_id)
         return await offers.use(session, program, member, code, body)
 

@@ -7,6 +7,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from habitue.deps import DbDep, ProgramDep, ReadSession, scoped
 from habitue.members import service as members_service
+from habitue.partners import access as partner_access
 from habitue.partners.access import PartnerAccess
 from habitue.programs.service import Principal
 from habitue.tiers import jobs as tiers_jobs
@@ -64,8 +65,9 @@ async def member_tier(
     program: ProgramDep,
     member_id: str,
     session: ReadSession,
-    _: Principal = scoped("members:read", partner=PartnerAccess.TILL),
+    principal: Principal = scoped("members:read", partner=PartnerAccess.TILL),
 ) -> TierProgress:
+    await partner_access.require_sharing(session, program, principal, member_id)
     ref = await members_service.resolve(session, program, member_id=member_id)
     return await tiers_service.progress(session, program, ref)
 
@@ -101,7 +103,8 @@ async def member_benefits(
     program: ProgramDep,
     member_id: str,
     session: ReadSession,
-    _: Principal = scoped("members:read", partner=PartnerAccess.TILL),
+    principal: Principal = scoped("members:read", partner=PartnerAccess.TILL),
 ) -> BenefitsRead:
+    await partner_access.require_sharing(session, program, principal, member_id)
     ref = await members_service.resolve(session, program, member_id=member_id)
     return await benefits_of(session, program, ref)

@@ -26,6 +26,7 @@ PRIVILEGES = {
 MEMBER_STATUSES = {
     "active": _l("Active"),
     "suspended": _l("Suspended"),
+    "held": _l("Held for review"),
     "closed": _l("Closed"),
     "erased": _l("Erased"),
 }
@@ -113,6 +114,7 @@ CONSENT_CHANNELS = {
     "push": _l("Notifications"),
     "analytics": _l("Analytics"),
     "profiling": _l("Personal offers"),
+    "partners": _l("Sharing with partners"),
 }
 GROUPS: dict[str, Mapping[str, str]] = {
     "rfm_group": RFM_GROUPS,

@@ -43,10 +43,10 @@ Role = Literal["owner", "marketer", "support", "analyst"]
 # `rewards`, `offers`, `campaigns`) lets a role read it, `edit_<page>` change what it lists;
 # `fulfil` moves redemptions along (shipped, delivered, canceled). `partners` reads partners
 # and their statements; `messages` the message templates; `webhooks` the webhook endpoints'
-# deliveries (and retrying a parked one).
+# deliveries (and retrying a parked one); `fraud` the fraud review queue (release, suspend).
 PERMISSIONS: dict[str, frozenset[str]] = {
     "owner": frozenset(
-        {"view", "members", "adjust", "simulate", "rules"}
+        {"view", "members", "adjust", "simulate", "rules", "fraud"}
         | {"tiers", "edit_tiers", "rewards", "edit_rewards", "fulfil", "offers", "edit_offers"}
         | {"campaigns", "edit_campaigns"}
         | {"partners", "edit_partners", "messages", "edit_messages", "webhooks"}
@@ -58,7 +58,9 @@ PERMISSIONS: dict[str, frozenset[str]] = {
         | {"campaigns", "edit_campaigns"}
         | {"messages", "edit_messages"}
     ),
-    "support": frozenset({"view", "members", "adjust", "tiers", "rewards", "fulfil", "offers"}),
+    "support": frozenset(
+        {"view", "members", "adjust", "fraud", "tiers", "rewards", "fulfil", "offers"}
+    ),
     "analyst": frozenset({"view", "members", "simulate", "tiers", "campaigns", "partners"}),
 }
 
