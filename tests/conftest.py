@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import gc
 import os
 import secrets
 from collections.abc import AsyncIterator, Iterator
@@ -124,6 +125,8 @@ def _fresh_state() -> Iterator[None]:
     rules_service.forget_stamp()
     yield
     clock.reset()
+    if os.environ.get("HABITUE_TEST_GC"):  # find a test that leaves a connection behind
+        gc.collect()
 
 
 @pytest.fixture

@@ -289,7 +289,7 @@ async def test_the_history_is_dated_as_it_happened(loaded: dict[str, Any], db: D
             .scalars()
             .all()
         )
-    enrolled = (
+        enrolled = (
             (
                 await session.execute(
                     select(members.c.enrolled_at).where(members.c.program_id == info.id)

@@ -642,8 +642,8 @@ def test_the_portal_keeps_its_word_on_a_phone(
     assert page.locator("html").get_attribute("lang") == locale
     assert page.input_value("#f-referral_code") == ref
     boxes = page.locator("input[type=checkbox][name^=consent_]")
-    assert boxes.count() == 5
-    assert not any(boxes.nth(i).is_checked() for i in range(5))  # nothing ticked for them
+    assert boxes.count() == 6  # email, SMS, push, analytics, profiling, partners
+    assert not any(boxes.nth(i).is_checked() for i in range(6))  # nothing ticked for them
     pages.check(f"word-signup-{locale}")
     email = f"word-{locale}-{secrets.token_hex(3)}@example.com"
     page.fill("#f-email", email)
