@@ -57,6 +57,7 @@ async def spend(
     actor: str,
 ) -> MovementRead:
     """Spend points for a reason; never below zero; a repeated reference spends once."""
+    member = await members_service.with_locked_status(session, program, member)
     member.require_active()
     reference = f"spend:{member.public_id}:{data.reference}" if data.reference else None
     if reference is not None:
@@ -107,7 +108,11 @@ async def adjust(
     *,
     actor: str,
 ) -> MovementRead:
-    """A support agent's signed correction, with actor and reason; a debit never overdraws."""
+    """A support agent's signed correction, with actor and reason; a debit never overdraws.
+
+    The member's status is read under the member's row lock: an adjustment sent while the
+    member is being erased waits, then is refused (409 `member-not-active`)."""
+    member = await members_service.with_locked_status(session, program, member)
     member.require_not_erased()
     if data.points == 0:
         raise ValidationFailed("points", "must not be zero")

@@ -15,6 +15,10 @@ from habitue.members import points as operations
 from habitue.members import service as members_service
 from habitue.programs.service import Principal
 
+# The member's status read under the member's row lock, in the member's own query (see
+# `members_service.with_locked_status`): an erasure in progress is waited for.
+_LOCKED = (members_service.LOCKED_STATUS,)
+
 router = APIRouter(prefix="/v1/programs/{program}/members/{member_id}", tags=["ledger"])
 
 
@@ -42,7 +46,7 @@ async def adjust(
     principal: Principal = scoped("points:write"),
 ) -> MovementRead:
     async def work(session: AsyncSession) -> MovementRead:
-        ref = await members_service.resolve(session, program, member_id=member_id)
+        ref = await members_service.resolve(session, program, member_id=member_id, reads=_LOCKED)
         return await operations.adjust(session, program, ref, body, actor=principal.name)
 
     return await db.write(work, key=member_id)
@@ -57,7 +61,7 @@ async def spend(
     principal: Principal = scoped("points:write"),
 ) -> MovementRead:
     async def work(session: AsyncSession) -> MovementRead:
-        ref = await members_service.resolve(session, program, member_id=member_id)
+        ref = await members_service.resolve(session, program, member_id=member_id, reads=_LOCKED)
         return await operations.spend(session, program, ref, body, actor=principal.name)
 
     return await db.write(work, key=member_id)

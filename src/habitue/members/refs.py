@@ -361,6 +361,18 @@ async def resolve(
     return _to_ref(row, reads)
 
 
+async def with_locked_status(
+    session: AsyncSession, program: ProgramInfo, member: MemberRef
+) -> MemberRef:
+    """`member` with its status read under the member's row lock (`LOCKED_STATUS`), as the
+    event path reads it: what moves a member's points by hand (adjustment, spend, redemption)
+    waits for an erasure holding the row and then sees the member erased. No statement when
+    the member was resolved with `LOCKED_STATUS` already (the routes do)."""
+    if LOCKED_STATUS in member.extras:
+        return member
+    return await resolve(session, program, member_id=member.public_id, reads=(LOCKED_STATUS,))
+
+
 async def refs_by_external_id(
     session: AsyncSession, program: ProgramInfo, external_ids: list[str]
 ) -> dict[str, MemberRef]:

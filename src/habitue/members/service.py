@@ -20,6 +20,7 @@ from habitue.members.refs import (
     resolve,
     resolve_in_batch,
     resolve_many_for_event,
+    with_locked_status,
 )
 
 __all__ = [
@@ -47,4 +48,5 @@ __all__ = [
     "resolve_in_batch",
     "resolve_many_for_event",
     "update_member",
+    "with_locked_status",
 ]

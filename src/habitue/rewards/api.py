@@ -113,14 +113,22 @@ async def create_redemption(
     db: DbDep,
     principal: Principal = scoped("points:write"),
 ) -> RedemptionRead:
+    # The member's status read under the member's row lock: an erasure is waited for.
+    locked = (members_service.LOCKED_STATUS,)
+
     async def work(session: AsyncSession) -> RedemptionRead:
-        member = await members_service.resolve_in_batch(session, program, member_id=member_id)
+        member = await members_service.resolve_in_batch(
+            session, program, member_id=member_id, reads=locked
+        )
         return await redeem.redeem(session, program, member, body, actor=principal.name)
 
     # Keyed by member: grouped redemptions lock members' rows in one order (no deadlock
     # between server processes) and spread over the commit lanes; a batch reads its members
     # and its rewards in one query each.
-    reads = (members_service.prefetch(program, member_id), catalogue.prefetch(program, body.reward))
+    reads = (
+        members_service.prefetch(program, member_id, locked),
+        catalogue.prefetch(program, body.reward),
+    )
     return await db.write(work, key=member_id, prefetch=reads)
 
 

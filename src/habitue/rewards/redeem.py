@@ -15,6 +15,7 @@ from habitue.ids import new_id
 from habitue.ledger import service as ledger_service
 from habitue.ledger.kinds import EntryKind, SystemAccount
 from habitue.ledger.service import Leg
+from habitue.members import service as members_service
 from habitue.members.models import Member
 from habitue.members.service import MemberRef
 from habitue.messaging import outbox
@@ -150,8 +151,10 @@ async def redeem(
     """Spend the points and take the stock in one transaction, then issue the coupon.
 
     Points come from the lots closest to expiry; the stock is taken by a conditional update,
-    so concurrent redemptions never oversell; any refusal leaves nothing spent.
+    so concurrent redemptions never oversell; any refusal leaves nothing spent. The member's
+    status is read under the member's row lock (an erasure in progress is waited for).
     """
+    member = await members_service.with_locked_status(session, program, member)
     member.require_active()
     reward = await catalogue.load(session, program, data.reward)
     now = clock.now()

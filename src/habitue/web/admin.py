@@ -482,7 +482,9 @@ async def adjust(request: Request, program: str, member_id: str) -> Response:
         public_id = view.member.id
 
         async def work(session: AsyncSession) -> None:
-            ref = await members_service.resolve(session, info, member_id=public_id)
+            ref = await members_service.resolve(
+                session, info, member_id=public_id, reads=(members_service.LOCKED_STATUS,)
+            )
             await ledger_operations.adjust(session, info, ref, data, actor=actor)
 
         try:

@@ -218,7 +218,9 @@ async def redeem_reward(request: Request, program: str, code: str) -> Response:
         return _confirm_page(portal, reward, 422, values=values, errors={"reward": CONFIRM_FIRST})
 
     async def work(session: AsyncSession) -> RedemptionRead:
-        member = await members_service.resolve(session, info, member_id=public_id)
+        member = await members_service.resolve(
+            session, info, member_id=public_id, reads=(members_service.LOCKED_STATUS,)
+        )
         done = await redeem.redeem(session, info, member, data, actor="member")
         if address is not None:  # kept with the member: exported and erased with them
             update = MemberUpdate(attributes={ADDRESS: address})
