@@ -440,6 +440,27 @@ async def _staff(db_url: str, email: str) -> None:
         await db.dispose()
 
 
+def owner_on(
+    browser: Any, server: str, artifacts: Path, db_url: str, program: str, path: str = ""
+) -> tuple[Any, Pages]:
+    """A new owner signed in to the console (desktop, English), on `/admin/{program}{path}`:
+    the page asked for it first, was sent to the sign-in form and came back."""
+    email = f"owner-{secrets.token_hex(4)}@example.com"
+    maker = threading.Thread(target=lambda: asyncio.run(_staff(db_url, email)))
+    maker.start()
+    maker.join()
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="en-GB")
+    page = context.new_page()
+    pages = Pages(page, server, artifacts)
+    page.goto(f"{server}/admin/{program}{path}")
+    page.wait_for_url(re.compile(r".*/admin/signin\?next=.*"))
+    page.fill("#f-email", email)
+    page.fill("#f-password", STAFF_PASSWORD)
+    page.get_by_role("button", name="Sign in", exact=True).click()
+    page.wait_for_url(f"{server}/admin/{program}{path}")
+    return page, pages
+
+
 def test_admin_finds_a_member_adjusts_points_and_simulates(
     server: str, api: httpx.Client, program: str, browser: Any, artifacts: Path, db_url: str
 ) -> None:

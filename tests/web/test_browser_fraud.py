@@ -5,10 +5,7 @@ axe (serious and critical)."""
 # ruff: noqa: F811 (the fixtures are imported from test_browser and requested by name)
 from __future__ import annotations
 
-import asyncio
 import re
-import secrets
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +19,7 @@ from tests.web.test_browser import (  # noqa: F401 (fixtures)
     api,
     artifacts,
     browser,
+    owner_on,
     program,
     server,
 )
@@ -44,20 +42,7 @@ def test_owner_releases_and_suspends_held_members(
             assert r.status_code == 201, r.text
         ids.append(member["id"])
     holds = {h["member_id"]: h["id"] for h in api.get(f"{base}/fraud/holds").json()["items"]}
-    email = f"fraud-owner-{secrets.token_hex(3)}@example.com"
-    maker = threading.Thread(target=lambda: asyncio.run(_staff(db_url, email)))
-    maker.start()
-    maker.join()
-
-    context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="en-GB")
-    page = context.new_page()
-    pages = Pages(page, server, artifacts)
-    page.goto(f"{server}/admin/{program}")
-    page.wait_for_url(re.compile(r".*/admin/signin\?next=.*"))
-    page.fill("#f-email", email)
-    page.fill("#f-password", STAFF_PASSWORD)
-    page.get_by_role("button", name="Sign in", exact=True).click()
-    page.wait_for_url(f"{server}/admin/{program}")
+    page, pages = owner_on(browser, server, artifacts, db_url, program)
     page.get_by_role("link", name="Fraud review", exact=True).click()
     page.wait_for_url(f"{server}/admin/{program}/fraud")
     assert page.locator(f"#hold-{holds[ids[0]]}").is_visible()
@@ -74,11 +59,11 @@ def test_owner_releases_and_suspends_held_members(
     assert api.get(f"{base}/members/{ids[0]}").json()["status"] == "active"
     assert api.get(f"{base}/members/{ids[1]}").json()["status"] == "suspended"
 
-    other = browser.new_context(locale="fr-FR", storage_state=context.storage_state())
+    other = browser.new_context(locale="fr-FR", storage_state=page.context.storage_state())
     localized = other.new_page()
     localized.goto(f"{server}/admin/{program}/fraud?status=suspended")
     assert localized.locator("h1").inner_text() == "Contrôle des fraudes"
     assert localized.locator(f"#hold-{holds[ids[1]]}").is_visible()
     Pages(localized, server, artifacts).check("admin-fraud-fr")
     other.close()
-    context.close()
+    page.context.close()

@@ -5,10 +5,7 @@ Danish pass axe (serious and critical)."""
 # ruff: noqa: F811 (the fixtures are imported from test_browser and requested by name)
 from __future__ import annotations
 
-import asyncio
 import re
-import secrets
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +18,7 @@ from tests.web.test_browser import (  # noqa: F401 (fixtures)
     api,
     artifacts,
     browser,
+    owner_on,
     program,
     server,
 )
@@ -29,20 +27,7 @@ from tests.web.test_browser import (  # noqa: F401 (fixtures)
 def test_owner_opens_a_built_in_sms_and_replaces_it(
     server: str, api: httpx.Client, program: str, browser: Any, artifacts: Path, db_url: str
 ) -> None:
-    email = f"bi-owner-{secrets.token_hex(3)}@example.com"
-    maker = threading.Thread(target=lambda: asyncio.run(_staff(db_url, email)))
-    maker.start()
-    maker.join()
-
-    context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="en-GB")
-    page = context.new_page()
-    pages = Pages(page, server, artifacts)
-    page.goto(f"{server}/admin/{program}/messages")
-    page.wait_for_url(re.compile(r".*/admin/signin\?next=.*"))
-    page.fill("#f-email", email)
-    page.fill("#f-password", STAFF_PASSWORD)
-    page.get_by_role("button", name="Sign in", exact=True).click()
-    page.wait_for_url(f"{server}/admin/{program}/messages")
+    page, pages = owner_on(browser, server, artifacts, db_url, program, "/messages")
     pages.check("admin-messages-built-in")
 
     page.locator("#built-in-birthday-sms a[lang=da]").click()
@@ -61,7 +46,7 @@ def test_owner_opens_a_built_in_sms_and_replaces_it(
     assert r.status_code == 200 and r.json()["body"] == "Tillykke, {{ first_name }}!"
 
     for locale, title in (("fr-FR", "Textes intégrés"), ("da-DK", "Indbyggede tekster")):
-        other = browser.new_context(locale=locale, storage_state=context.storage_state())
+        other = browser.new_context(locale=locale, storage_state=page.context.storage_state())
         localized = other.new_page()
         localized.goto(f"{server}/admin/{program}/messages")
         assert localized.locator("#built-in-title").inner_text() == title
@@ -72,4 +57,4 @@ def test_owner_opens_a_built_in_sms_and_replaces_it(
         assert localized.locator("#preview-subject").inner_text() == "Vous êtes maintenant Gold"
         Pages(localized, server, artifacts).check(f"admin-message-built-in-push-{locale[:2]}")
         other.close()
-    context.close()
+    page.context.close()

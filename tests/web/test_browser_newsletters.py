@@ -5,10 +5,8 @@ page passes axe (serious and critical)."""
 # ruff: noqa: F811 (the fixtures are imported from test_browser and requested by name)
 from __future__ import annotations
 
-import asyncio
 import re
 import secrets
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +19,7 @@ from tests.web.test_browser import (  # noqa: F401 (fixtures)
     api,
     artifacts,
     browser,
+    owner_on,
     program,
     server,
 )
@@ -46,20 +45,7 @@ def test_owner_sends_a_newsletter_and_reads_its_report(
         json={"subject": "Book club", "body": "<p>Hello {{ first_name }}</p>"},
     )
     assert r.status_code == 201, r.text
-    email = f"nl-owner-{secrets.token_hex(3)}@example.com"
-    maker = threading.Thread(target=lambda: asyncio.run(_staff(db_url, email)))
-    maker.start()
-    maker.join()
-
-    context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="en-GB")
-    page = context.new_page()
-    pages = Pages(page, server, artifacts)
-    page.goto(f"{server}/admin/{program}/newsletters")
-    page.wait_for_url(re.compile(r".*/admin/signin\?next=.*"))
-    page.fill("#f-email", email)
-    page.fill("#f-password", STAFF_PASSWORD)
-    page.get_by_role("button", name="Sign in", exact=True).click()
-    page.wait_for_url(f"{server}/admin/{program}/newsletters")
+    page, pages = owner_on(browser, server, artifacts, db_url, program, "/newsletters")
     assert page.locator("#no-newsletters").is_visible()
     pages.check("admin-newsletters-empty")
 
@@ -85,11 +71,11 @@ def test_owner_sends_a_newsletter_and_reads_its_report(
     page.get_by_role("link", name="Newsletters", exact=True).wait_for()
 
     for locale, title in (("fr-FR", "Lettres d'information"), ("da-DK", "Nyhedsbreve")):
-        other = browser.new_context(locale=locale, storage_state=context.storage_state())
+        other = browser.new_context(locale=locale, storage_state=page.context.storage_state())
         localized = other.new_page()
         localized.goto(f"{server}/admin/{program}/newsletters")
         assert localized.locator("h1").inner_text() == title
         assert localized.locator("#newsletter-book_club_dec").is_visible()
         Pages(localized, server, artifacts).check(f"admin-newsletters-{locale[:2]}")
         other.close()
-    context.close()
+    page.context.close()

@@ -5,10 +5,6 @@ and deletes it, in English, French and Danish; every page passes axe (serious an
 # ruff: noqa: F811 (the fixtures are imported from test_browser and requested by name)
 from __future__ import annotations
 
-import asyncio
-import re
-import secrets
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +17,7 @@ from tests.web.test_browser import (  # noqa: F401 (fixtures)
     api,
     artifacts,
     browser,
+    owner_on,
     program,
     server,
 )
@@ -29,20 +26,7 @@ from tests.web.test_browser import (  # noqa: F401 (fixtures)
 def test_owner_manages_a_webhook_endpoint(
     server: str, api: httpx.Client, program: str, browser: Any, artifacts: Path, db_url: str
 ) -> None:
-    email = f"wh-owner-{secrets.token_hex(3)}@example.com"
-    maker = threading.Thread(target=lambda: asyncio.run(_staff(db_url, email)))
-    maker.start()
-    maker.join()
-
-    context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="en-GB")
-    page = context.new_page()
-    pages = Pages(page, server, artifacts)
-    page.goto(f"{server}/admin/{program}/webhooks")
-    page.wait_for_url(re.compile(r".*/admin/signin\?next=.*"))
-    page.fill("#f-email", email)
-    page.fill("#f-password", STAFF_PASSWORD)
-    page.get_by_role("button", name="Sign in", exact=True).click()
-    page.wait_for_url(f"{server}/admin/{program}/webhooks")
+    page, pages = owner_on(browser, server, artifacts, db_url, program, "/webhooks")
     pages.check("admin-webhooks-empty")
 
     # A mistake first: an address that is not http(s), no event chosen.
@@ -79,7 +63,7 @@ def test_owner_manages_a_webhook_endpoint(
     assert page.locator("#new-secret code").inner_text() not in ("", secret)
 
     for locale, title in (("fr-FR", "Nouveau point de réception"), ("da-DK", "Nyt modtagepunkt")):
-        other = browser.new_context(locale=locale, storage_state=context.storage_state())
+        other = browser.new_context(locale=locale, storage_state=page.context.storage_state())
         localized = other.new_page()
         localized.goto(f"{server}/admin/{program}/webhooks")
         assert localized.locator("#new-webhook").inner_text() == title
@@ -92,4 +76,4 @@ def test_owner_manages_a_webhook_endpoint(
     page.get_by_role("button", name="Delete", exact=True).click()
     page.locator("#webhook-deleted").wait_for()
     assert api.get(f"/v1/programs/{program}/webhooks").json()["items"] == []
-    context.close()
+    page.context.close()
