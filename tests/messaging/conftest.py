@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 from email.message import EmailMessage
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from aiosmtpd.controller import Controller
@@ -94,3 +94,21 @@ def mail_settings(settings: Settings, smtp: tuple[Mailbox, int]) -> Settings:
             "retry_period_hours": 1.0,
         }
     )
+
+
+if TYPE_CHECKING:
+    from tests.messaging.test_webhooks import Receiver
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    """A local HTTP receiver (webhook endpoint, SMS or push provider) on a thread of its own."""
+    from tests.messaging.test_webhooks import Receiver as _Receiver
+
+    r = _Receiver()
+    r.thread.start()
+    try:
+        yield r
+    finally:
+        r.server.shutdown()
+        r.server.server_close()

@@ -5,10 +5,8 @@ language, and replaced by the program's own template."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import httpx
-import pytest
 
 from habitue.db import Database
 from habitue.messaging import defaults, render, worker
@@ -41,17 +39,6 @@ def test_every_trigger_has_a_text_per_channel_and_language_that_renders() -> Non
     assert all(defaults.built_in(c, "sms") for c in TRIGGERS if c != "points_earned")
 
 
-@pytest.fixture
-def provider() -> Iterator[Receiver]:
-    """A local HTTP provider for SMS and push (the webhook tests' receiver)."""
-    r = Receiver()
-    r.thread.start()
-    try:
-        yield r
-    finally:
-        r.server.shutdown()
-        r.server.server_close()
-
 
 async def _messages(client: httpx.AsyncClient, program: str, member: str) -> list[dict[str, str]]:
     r = await client.get(f"/v1/programs/{program}/members/{member}/messages")
@@ -61,7 +48,7 @@ async def _messages(client: httpx.AsyncClient, program: str, member: str) -> lis
 
 
 async def test_built_in_sms_and_push_go_in_the_members_language(
-    client: httpx.AsyncClient, program: str, db: Database, settings: Settings, provider: Receiver
+    client: httpx.AsyncClient, program: str, db: Database, settings: Settings, receiver: Receiver
 ) -> None:
     quiet = await enrol(client, program, phone="+4511111111", first_name="Ida", locale="da",
                         consents={"sms": True, "push": True})  # fmt: skip
@@ -70,13 +57,13 @@ async def test_built_in_sms_and_push_go_in_the_members_language(
     assert {m["channel"] for m in await _messages(client, program, quiet["id"])} <= {"email"}
 
     sending = settings.model_copy(
-        update={"sms_webhook_url": provider.url, "push_webhook_url": provider.url}
+        update={"sms_webhook_url": receiver.url, "push_webhook_url": receiver.url}
     )
     fr = await enrol(client, program, phone="+33611111111", first_name="Léa", locale="fr",
                      consents={"sms": True, "push": True})  # fmt: skip
     no_consent = await enrol(client, program, phone="+4522222222", consents={"sms": False})
     await worker.run_until_idle(db, sending)
-    bodies = [json.loads(c["body"]) for c in provider.calls]
+    bodies = [json.loads(c["body"]) for c in receiver.calls]
     [sms] = [b for b in bodies if b.get("to") == "+33611111111"]
     assert sms["text"].startswith("Bienvenue chez ") and "Léa" in sms["text"]
     [push] = [b for b in bodies if b.get("to") == fr["id"]]
@@ -93,10 +80,10 @@ async def test_built_in_sms_and_push_go_in_the_members_language(
         json={"body": "Salut {{ first_name }} !"},
     )
     assert r.status_code == 201, r.text
-    provider.calls.clear()
+    receiver.calls.clear()
     await enrol(client, program, phone="+33622222222", first_name="Noé", locale="fr",
                 consents={"sms": True, "push": True})  # fmt: skip
     await worker.run_until_idle(db, sending)
-    texts = [json.loads(c["body"]) for c in provider.calls]
+    texts = [json.loads(c["body"]) for c in receiver.calls]
     assert [t["text"] for t in texts if t.get("to") == "+33622222222"] == ["Salut Noé !"]
     assert any(t.get("title", "").startswith("Bienvenue chez ") for t in texts)

@@ -4,7 +4,6 @@ within reach (once per crossing) — the pure decisions, then the scan and the r
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -169,22 +168,10 @@ async def test_points_expiring_days_is_a_program_setting(
     assert got.json()["points_expiring_days"] == 31  # nothing written by the bad request
 
 
-@pytest.fixture
-def provider() -> Iterator[Receiver]:
-    """A local SMS provider (the webhook tests' receiver)."""
-    r = Receiver()
-    r.thread.start()
-    try:
-        yield r
-    finally:
-        r.server.shutdown()
-        r.server.server_close()
-
 
 async def test_sms_waits_for_the_end_of_quiet_hours(
-    client: httpx.AsyncClient, db: Database, settings: Settings, provider: Receiver
+    client: httpx.AsyncClient, db: Database, settings: Settings, receiver: Receiver
 ) -> None:
-    receiver = provider
     sms = settings.model_copy(update={"sms_webhook_url": receiver.url})
     program = await create_program(client, timezone="America/New_York")
     local = clock.now().astimezone(ZoneInfo("America/New_York"))
