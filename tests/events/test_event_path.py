@@ -142,6 +142,75 @@ async def test_grouped_purchases_read_their_members_in_one_query(
         assert counted["lifetime"]["purchases"] == purchases
 
 
+async def test_grouped_purchases_by_external_id_or_card_read_their_members_in_one_query(
+    client: httpx.AsyncClient, db: Database, settings: Settings, db_kind: str
+) -> None:
+    """Tills name members by external id or card: such a batch is read and written as one
+    named by id is, and one member named two ways, or a blocked card, change nothing else."""
+    program = await create_program(client)
+    a, b, c, d = [await enrol(client, program, external_id=f"till-{n}") for n in range(4)]
+    for m in (a, b, c, d):
+        await purchase(client, program, m["id"], "1.00")  # counters' rows exist from here on
+    blocked = (await client.post(f"/v1/programs/{program}/cards/{d['card_number']}/block")).json()
+    assert blocked["status"] == "blocked"
+    one_lane = Database(settings.database_url, lanes=1)
+    seen: list[str] = []
+
+    def count(_c: Any, _cur: Any, statement: str, params: Any, _ctx: Any, many: bool) -> None:
+        kind = statement.split(None, 1)[0].upper()
+        seen.append(f"{kind} x{len(params)}" if many else kind)
+
+    event.listen(one_lane.write_engine.sync_engine, "before_cursor_execute", count)
+    try:
+        async with one_lane.read() as session:
+            info = await programs_service.get_info(session, program)
+        named = [
+            {"external_id": a["external_id"]},
+            {"card_number": b["card_number"]},
+            {"external_id": c["external_id"]},
+            {"card_number": a["card_number"]},  # a again, named by card
+        ]
+        bodies = [
+            EventCreate.model_validate({
+                "type": "purchase", "member": sel, "external_id": f"t{n}", "total": "10.00"})
+            for n, sel in enumerate(named)
+        ]  # fmt: skip
+        answers = await asyncio.gather(
+            *[events_service.record_event(one_lane, PIPELINE, info, body) for body in bodies]
+        )
+        event.remove(one_lane.write_engine.sync_engine, "before_cursor_execute", count)
+        # A blocked card in a batch is refused alone, the others recorded.
+        mixed = [
+            EventCreate.model_validate({
+                "type": "purchase", "member": sel, "external_id": f"u{n}", "total": "10.00"})
+            for n, sel in enumerate([{"card_number": d["card_number"]},
+                                     {"card_number": c["card_number"]}])
+        ]  # fmt: skip
+        refused, accepted = await asyncio.gather(
+            *[events_service.record_event(one_lane, PIPELINE, info, body) for body in mixed],
+            return_exceptions=True,
+        )
+    finally:
+        await one_lane.dispose()
+    assert [r.points_earned for r in answers] == [10, 10, 10, 10]
+    assert getattr(refused, "status", None) == 409, refused
+    assert getattr(accepted, "points_earned", None) == 10, accepted
+    if db_kind == "postgres":
+        # One read per way of naming (external id, card: its members in one query); a,
+        # named again by card, reads alone; the four writes in one pipelined round trip.
+        assert sorted(s for s in seen if s.startswith(("SELECT", "WITH"))) == [
+            "SELECT",
+            "SELECT",
+            "SELECT",
+            "WITH x4",
+        ], seen
+    for member, points in ((a, 21), (b, 11), (c, 21), (d, 1)):
+        balance = (await client.get(f"/v1/programs/{program}/members/{member['id']}/balance"))
+        assert balance.json()["available"] == points, member
+    async with db.read() as session:
+        assert not any((await verify(session)).values())
+
+
 async def test_grouped_purchases_that_earn_pending_points_or_none(
     client: httpx.AsyncClient, db: Database, settings: Settings
 ) -> None:
@@ -173,3 +242,34 @@ async def test_grouped_purchases_that_earn_pending_points_or_none(
         "p0", "p1", "p2", "p3"]  # fmt: skip
     async with db.read() as session:
         assert not any((await verify(session)).values())
+
+
+async def test_first_purchases_of_a_member_from_two_servers_are_each_counted(
+    client: httpx.AsyncClient, db: Database, settings: Settings
+) -> None:
+    """A member's counters row is made by their first counted event: two servers recording
+    first purchases of one member at once count every one of them (neither overwrites)."""
+    program = await create_program(client)
+    member = (await enrol(client, program))["id"]
+    servers = [Database(settings.database_url, lanes=1) for _ in range(2)]
+    try:
+        async with db.read() as session:
+            info = await programs_service.get_info(session, program)
+        bodies = [
+            EventCreate.model_validate({
+                "type": "purchase", "member": {"id": member}, "external_id": f"f{n}",
+                "total": "2.00"})
+            for n in range(8)
+        ]  # fmt: skip
+        answers = await asyncio.gather(*[
+            events_service.record_event(servers[n % 2], PIPELINE, info, body)
+            for n, body in enumerate(bodies)
+        ])  # fmt: skip
+    finally:
+        for server in servers:
+            await server.dispose()
+    assert [r.points_earned for r in answers] == [2] * 8
+    counted = (await _extras(db, program, member))[COUNTERS]
+    assert counted["lifetime"]["purchases"] == 8
+    balance = (await client.get(f"/v1/programs/{program}/members/{member}/balance")).json()
+    assert balance["available"] == 16

@@ -131,15 +131,22 @@ async def record_event(
     The unique (program, source, external_id) index decides: a duplicate rolls its unit of
     work back whole, and the stored response of the first is returned.
     """
-    member_id = body.member.id if body.member is not None and body.type != "refund" else None
+    sel = body.member if body.type != "refund" else None
+    # The members of a batch of grouped units are read in one query, however each is named.
     prefetch = (
-        members_service.prefetch(program, member_id, pipeline.member_reads)
-        if member_id is not None
+        members_service.prefetch_named(
+            program,
+            member_id=sel.id,
+            card_number=sel.card_number,
+            external_id=sel.external_id,
+            reads=pipeline.member_reads,
+        )
+        if sel is not None
         else None
     )
     # Late: the batch writes its events at its end. Not when the event pays with points: its
     # debit reads the lots, which an earlier event of the member in the batch may credit.
-    late = member_id is not None and not body.spend_points
+    late = prefetch is not None and not body.spend_points
     try:
         return await db.write(
             lambda s: apply(s, pipeline, program, body),

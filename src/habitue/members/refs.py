@@ -213,56 +213,140 @@ def _event_ref_query(column: str, reads: Reads) -> Any:
     return query
 
 
-_EVENT_REFS_BY_IDS: dict[Reads, Any] = {}
+_EVENT_REFS_BY: dict[tuple[str, Reads], Any] = {}
+
+# How a batch's members can be named, and the column of their one query (`_event_refs_query`).
+_BY_ID, _BY_EXTERNAL_ID, _BY_CARD = "public_id", "external_id", "card"
 
 
-def _event_refs_query(reads: Reads) -> Any:
-    query = _EVENT_REFS_BY_IDS.get(reads)
+def _event_refs_query(kind: str, reads: Reads) -> Any:
+    """The members of a batch named one way (`kind`), with `reads`, in one statement."""
+    query = _EVENT_REFS_BY.get((kind, reads))
     if query is None:
-        # Sorted in a subquery (which PostgreSQL does not flatten), so that the extras' row
-        # locks are taken in public id order, the order grouped units run and lock in.
-        inner = (
-            _REF_BASE.where(
-                _members.c.program_id == bindparam("refs_program"),
-                _members.c.public_id.in_(bindparam("refs_ids", expanding=True)),
+        base = _REF_BASE.where(_members.c.program_id == bindparam("refs_program"))
+        if kind == _BY_CARD:
+            # Only active cards: a blocked or unknown card is left to the unit, which answers
+            # it with its own error.
+            base = (
+                base.join(_cards, _cards.c.member_id == _members.c.id)
+                .add_columns(_cards.c.number.label("named"))
+                .where(
+                    _cards.c.program_id == bindparam("refs_program"),
+                    _cards.c.status == "active",
+                    _cards.c.number.in_(bindparam("refs_ids", expanding=True)),
+                )
+                .order_by(_cards.c.number)
             )
-            .order_by(_members.c.public_id)
-            .subquery()
-        )
+        else:
+            column = _members.c[kind]
+            base = (
+                base.add_columns(column.label("named"))
+                .where(column.in_(bindparam("refs_ids", expanding=True)))
+                .order_by(column)
+            )
+        # Sorted in a subquery (which PostgreSQL does not flatten), so that the extras' row
+        # locks are taken in the order of the name, the order grouped units run and lock in.
+        inner = base.subquery()
         query = select(inner, *_extra_columns(inner.c.id, reads))
-        _EVENT_REFS_BY_IDS[reads] = query
+        _EVENT_REFS_BY[(kind, reads)] = query
     return query
+
+
+async def _refs_named(
+    session: AsyncSession, program: ProgramInfo, kind: str, names: list[str], reads: Reads
+) -> list[tuple[str, MemberRef]]:
+    rows = await session.execute(
+        _event_refs_query(kind, reads), {"refs_program": program.id, "refs_ids": sorted(set(names))}
+    )
+    return [(str(row.named), _to_ref(row, reads)) for row in rows]
 
 
 async def resolve_many_for_event(
     session: AsyncSession, program: ProgramInfo, public_ids: list[str], reads: Reads = ()
 ) -> list[MemberRef]:
     """`resolve(..., reads=reads)` of several members by public id, in one query."""
-    rows = await session.execute(
-        _event_refs_query(reads),
-        {"refs_program": program.id, "refs_ids": sorted(set(public_ids))},
-    )
-    return [_to_ref(row, reads) for row in rows]
+    return [ref for _, ref in await _refs_named(session, program, _BY_ID, public_ids, reads)]
 
 
 BATCH_SLOT = "habitue.members.batch"
 
 
-async def _read_batch(session: AsyncSession, args: list[tuple[ProgramInfo, str, Reads]]) -> None:
-    """The members of a batch of grouped units, read in one query per program (and reads)."""
-    by_program: dict[tuple[int, Reads], tuple[ProgramInfo, list[str]]] = {}
-    for program, public_id, reads in args:
-        by_program.setdefault((program.id, reads), (program, []))[1].append(public_id)
-    found: dict[tuple[int, str, Reads], MemberRef] = session.info.setdefault(BATCH_SLOT, {})
-    for (_, reads), (program, ids) in by_program.items():
-        for ref in await resolve_many_for_event(session, program, ids, reads):
-            found[(program.id, ref.public_id, reads)] = ref
+@dataclass(slots=True)
+class _BatchRefs:
+    """The members a batch read for its units, by how each unit names them; each member's
+    entries go together once one unit used one of them."""
+
+    named: dict[tuple[int, str, str, Reads], MemberRef] = field(default_factory=dict)
+    keys_of: dict[tuple[int, str], list[tuple[int, str, str, Reads]]] = field(
+        default_factory=dict
+    )
+
+    def add(self, program_id: int, kind: str, name: str, reads: Reads, ref: MemberRef) -> None:
+        key = (program_id, kind, name, reads)
+        self.named[key] = ref
+        self.keys_of.setdefault((program_id, ref.public_id), []).append(key)
+
+    def take(self, program_id: int, kind: str, name: str, reads: Reads) -> MemberRef | None:
+        ref = self.named.get((program_id, kind, name, reads))
+        if ref is not None:
+            self.drop(program_id, ref.public_id)
+        return ref
+
+    def drop(self, program_id: int, public_id: str) -> None:
+        for key in self.keys_of.pop((program_id, public_id), ()):
+            self.named.pop(key, None)
+
+
+async def _read_batch(
+    session: AsyncSession, args: list[tuple[ProgramInfo, str, str, Reads]]
+) -> None:
+    """The members of a batch of grouped units, read in one query per program, way of naming
+    them and reads."""
+    groups: dict[tuple[int, str, Reads], tuple[ProgramInfo, list[str]]] = {}
+    for program, kind, name, reads in args:
+        groups.setdefault((program.id, kind, reads), (program, []))[1].append(name)
+    found: _BatchRefs = session.info.setdefault(BATCH_SLOT, _BatchRefs())
+    for (_, kind, reads), (program, names) in groups.items():
+        for name, ref in await _refs_named(session, program, kind, names, reads):
+            found.add(program.id, kind, name, reads, ref)
+
+
+def _batch_name(
+    program: ProgramInfo, member_id: str | None, card_number: str | None, external_id: str | None
+) -> tuple[str, str] | None:
+    """How a unit's member is looked up in its batch's query; None when it is not (a card
+    that is not a well-formed number of this program: the unit answers it itself)."""
+    if member_id is not None:
+        return _BY_ID, member_id
+    if external_id is not None:
+        return _BY_EXTERNAL_ID, external_id
+    if card_number is not None:
+        code, number = parse_card_input(card_number)
+        if (code is None or code == program.code) and luhn_valid(number):
+            return _BY_CARD, number
+    return None
 
 
 def prefetch(program: ProgramInfo, public_id: str, reads: Reads = ()) -> Prefetch:
     """For `Database.write`: the units of a batch that name their member by public id read
     them together, with `reads` (see `resolve_in_batch`)."""
-    return Prefetch(_read_batch, (program, public_id, reads), BATCH_SLOT)
+    return Prefetch(_read_batch, (program, _BY_ID, public_id, reads), BATCH_SLOT)
+
+
+def prefetch_named(
+    program: ProgramInfo,
+    *,
+    member_id: str | None = None,
+    card_number: str | None = None,
+    external_id: str | None = None,
+    reads: Reads = (),
+) -> Prefetch | None:
+    """`prefetch` for a member named by public id, external id or card (number, barcode or
+    QR payload); None for a card that cannot be a card of this program."""
+    named = _batch_name(program, member_id, card_number, external_id)
+    if named is None:
+        return None
+    return Prefetch(_read_batch, (program, named[0], named[1], reads), BATCH_SLOT)
 
 
 async def resolve_in_batch(
@@ -276,14 +360,16 @@ async def resolve_in_batch(
 ) -> MemberRef:
     """`resolve(..., reads=reads)`, from what the unit's batch read if it can.
 
-    Each member read for the batch is used once, and not after a unit that names the same
-    member another way: those read again, and see what earlier units wrote.
+    Each member read for the batch is used once, by the first unit that names them (in any
+    way); the batch's later units of that member read it again for themselves.
     """
-    found: dict[tuple[int, str, Reads], MemberRef] = session.info.get(BATCH_SLOT, {})
-    if member_id is not None:
-        ref = found.pop((program.id, member_id, reads), None)
-        if ref is not None:
-            return ref
+    found: _BatchRefs | None = session.info.get(BATCH_SLOT)
+    if found is not None:
+        named = _batch_name(program, member_id, card_number, external_id)
+        if named is not None:
+            ref = found.take(program.id, named[0], named[1], reads)
+            if ref is not None:
+                return ref
     ref = await resolve(
         session,
         program,
@@ -292,7 +378,8 @@ async def resolve_in_batch(
         external_id=external_id,
         reads=reads,
     )
-    found.pop((program.id, ref.public_id, reads), None)
+    if found is not None:
+        found.drop(program.id, ref.public_id)
     return ref
 
 

@@ -13,7 +13,6 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from habitue import clock
@@ -646,19 +645,23 @@ async def count_event(
     known = cache[member_id]
     state = bump(CounterState() if known is None else known, event, program.timezone)
     if known is None:
-        try:
-            async with session.begin_nested():
-                await session.execute(
-                    insert(_counters).values(
-                        member_id=member_id,
-                        program_id=program.id,
-                        state=state_to_json(state),
-                        updated_at=now,
-                    )
-                )
-        except IntegrityError:
-            # Another transaction counted this member's first event meanwhile: start over
-            # from its (now locked) row.
+        # The member's first counted event: one statement, no savepoint. When another
+        # transaction counted a first event of the member meanwhile, nothing is inserted (once
+        # that transaction has ended): start over from its row, now read locked.
+        values = {
+            "member_id": member_id,
+            "program_id": program.id,
+            "state": state_to_json(state),
+            "updated_at": now,
+        }
+        dialect = postgresql if dialect_name(session) == "postgresql" else sqlite
+        first = (
+            dialect.insert(_counters)
+            .values(values)
+            .on_conflict_do_nothing(index_elements=[_counters.c.member_id])
+            .returning(_counters.c.member_id)
+        )
+        if (await session.execute(first)).scalar_one_or_none() is None:
             cache.pop(member_id, None)
             return await count_event(session, program, member_id, event)
     elif dialect_name(session) == "postgresql":
