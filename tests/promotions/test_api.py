@@ -9,46 +9,9 @@ import httpx
 from habitue.db import Database
 from habitue.settings import Settings
 from tests.clients import limited, new_key, serve
-from tests.conftest import create_program, enrol, new_code
+from tests.conftest import create_program, enrol
+from tests.promotions.helpers import cab, confirm, coupon_of, offs, price, promo
 from tests.rewards.conftest import balance, give, problem, reward
-
-
-def cab(qty: int = 1, price: str = "320.00", **kw: Any) -> dict[str, Any]:
-    return {"sku": "CAB", "category": "furniture", "quantity": qty, "unit_price": price, **kw}
-
-
-async def promo(client: httpx.AsyncClient, program: str, **body: Any) -> dict[str, Any]:
-    r = await client.post(f"/v1/programs/{program}/promotions", json=body)
-    assert r.status_code == 201, r.text
-    data: dict[str, Any] = r.json()
-    return data
-
-
-async def price(client: httpx.AsyncClient, program: str, **body: Any) -> dict[str, Any]:
-    r = await client.post(f"/v1/programs/{program}/baskets/price", json=body)
-    assert r.status_code == 200, r.text
-    data: dict[str, Any] = r.json()
-    return data
-
-
-async def confirm(client: httpx.AsyncClient, program: str, **body: Any) -> httpx.Response:
-    body.setdefault("external_id", new_code("o"))
-    return await client.post(f"/v1/programs/{program}/baskets/confirm", json=body)
-
-
-def offs(answer: dict[str, Any]) -> dict[str, str]:
-    return {f"{d['source']}:{d['code']}": d["amount"] for d in answer["discounts"]}
-
-
-async def coupon_of(
-    client: httpx.AsyncClient, program: str, member: str, reward_code: str, quantity: int = 1
-) -> list[str]:
-    r = await client.post(
-        f"/v1/programs/{program}/members/{member}/redemptions",
-        json={"reward": reward_code, "quantity": quantity},
-    )
-    assert r.status_code == 201, r.text
-    return [c["code"] for c in r.json()["coupons"]]
 
 
 async def test_promotion_crud_and_validation(client: httpx.AsyncClient, program: str) -> None:
@@ -129,40 +92,6 @@ async def test_gift_card_and_percent_code_give_the_same_in_any_order(
         assert [d["level"] for d in a["discounts"]] == ["order", "payment"]
         assert a["to_pay"] == "40.00"
     assert answers[0]["points_earned"] == 40
-
-
-async def test_points_after_discounts_count_each_line_net(client: httpx.AsyncClient) -> None:
-    program = await create_program(client, earn_rate="0")
-    r = await client.post(
-        f"/v1/programs/{program}/rules",
-        json={"code": "food", "event_type": "purchase",
-              "effect": {"kind": "per_currency_unit", "rate": "1"},
-              "line_condition": "line.category == 'food'"},
-    )  # fmt: skip
-    assert r.status_code == 201, r.text
-    await promo(
-        client, program, code="ten", trigger="code", promo_code="TEN",
-        effect={"type": "order_percent", "percent": "10"},
-    )  # fmt: skip
-    m = await enrol(client, program, external_id="m1")
-    body = {
-        "member": {"id": m["id"]},
-        "codes": ["TEN"],
-        "lines": [
-            {"sku": "BREAD", "category": "food", "quantity": 4, "unit_price": "25.00"},
-            {"sku": "SOAP", "category": "home", "unit_price": "100.00"},
-        ],
-    }
-    priced = await price(client, program, **body)
-    assert priced["to_pay"] == "180.00"
-    assert [ln["net"] for ln in priced["lines"]] == ["90.00", "90.00"]
-    assert priced["points_earned"] == 90
-    done = await confirm(client, program, **body)
-    assert done.status_code == 200, done.text
-    assert done.json()["points_earned"] == 90
-    assert await balance(client, program, m["id"]) == 90
-    event = await client.get(f"/v1/programs/{program}/events/{done.json()['event_id']}")
-    assert (event.json()["total"], event.json()["points"]) == ("180.00", 90)
 
 
 async def test_confirm_burns_spends_and_is_idempotent(

@@ -487,20 +487,21 @@ def _alone(deal: Deal, lines: tuple[BasketLine, ...], roots: dict[str, Any]) -> 
     return 0 if d is None else d.amount_minor
 
 
-def _check(deal: Deal, now: datetime, gross: int, roots: dict[str, Any]) -> str | None:
-    """Why a deal does not apply to this basket, or None."""
+def _check(deal: Deal, now: datetime, gross: int, roots: dict[str, Any]) -> tuple[str, bool] | None:
+    """Why a deal does not apply to this basket, and whether a code typed for it is invalid
+    (outside its validity window or used up: a confirm is refused) rather than merely not
+    applying to this basket (minimum, condition); None when it applies."""
     if deal.valid_from is not None and now < deal.valid_from:
-        return "not valid yet"
+        return "not valid yet", True
     if deal.valid_until is not None and now >= deal.valid_until:
-        return "no longer valid"
+        return "no longer valid", True
     if deal.per_member_limit is not None and deal.member_uses >= deal.per_member_limit:
-        return (
-            f"already used {deal.member_uses} times by this member (limit {deal.per_member_limit})"
-        )
+        used, limit = deal.member_uses, deal.per_member_limit
+        return f"already used {used} times by this member (limit {limit})", True
     if deal.min_basket_minor is not None and gross < deal.min_basket_minor:
-        return "the basket is below the minimum amount"
+        return "the basket is below the minimum amount", False
     if deal.condition is not None and not holds(deal.condition, roots, "condition"):
-        return "its condition does not hold for this basket"
+        return "its condition does not hold for this basket", False
     return None
 
 
@@ -540,6 +541,12 @@ def price(
         else:
             candidates.append(c.deal)
     automatic = list(promotions)
+    typed_ids = {id(d) for d in candidates}
+
+    def typed(deal: Deal) -> bool:
+        """Whether the till typed a code for this deal (its refusals are reported)."""
+        return id(deal) in typed_ids
+
     roots = roots_for(basket, member, sorted(seen), now, timezone, exponent)
     gross = sum(ln.amount_minor for ln in basket)
     eligible: list[Deal] = []
@@ -548,10 +555,10 @@ def price(
             why = _check(deal, now, gross, roots)
         except Exception as exc:  # a failing condition never fails the basket
             errors.append(f"{deal.label}: {type(exc).__name__}: {exc}")
-            why = "its condition failed to evaluate"
+            why = "its condition failed to evaluate", False
         if why is not None:
-            if deal in candidates:
-                refused.append(Refusal("codes", why, deal.code))
+            if typed(deal):
+                refused.append(Refusal("codes", why[0], deal.code, invalid=why[1]))
             continue
         eligible.append(deal)
     gains: dict[str, int] = {}
@@ -571,7 +578,7 @@ def price(
         winner = min(exclusive, key=lambda d: (-d.priority, -gain(d), d.sort_key))
         chosen = [winner]
         for d in eligible:
-            if d is not winner and d.source != Source.PROMOTION:
+            if d is not winner and typed(d):
                 refused.append(Refusal("codes", f"{winner.label} applies alone", d.code))
     else:
         chosen = []
@@ -582,10 +589,10 @@ def price(
                 continue
             cur = best.get(d.stacking_class)
             if cur is None or (gain(d), d.priority) > (gain(cur), cur.priority):
-                if cur is not None and cur.source != Source.PROMOTION:
+                if cur is not None and typed(cur):
                     refused.append(Refusal("codes", f"{d.label} gives more", cur.code))
                 best[d.stacking_class] = d
-            elif d.source != Source.PROMOTION:
+            elif typed(d):
                 refused.append(Refusal("codes", f"{cur.label} gives more", d.code))
         chosen.extend(best.values())
     state = _State(basket, [ln.amount_minor for ln in basket])
@@ -595,7 +602,7 @@ def price(
         except Exception as exc:
             errors.append(f"{deal.label}: {type(exc).__name__}: {exc}")
             applied = None
-        if applied is None and deal.source != Source.PROMOTION:
+        if applied is None and typed(deal):
             refused.append(Refusal("codes", "takes nothing off this basket", deal.code))
     left = sum(state.net)
     points_minor = 0
