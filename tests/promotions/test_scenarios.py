@@ -200,11 +200,14 @@ async def test_gift_card_with_a_code(client: httpx.AsyncClient, program: str) ->
         assert [d["level"] for d in a["discounts"]] == ["order", "payment"]
         assert (a["to_pay"], a["points_earned"]) == ("40.00", 40)
     done = await confirmed(client, program, member={"id": m["id"]}, lines=lines,
-                           codes=[gift, "TENOFF"])  # fmt: skip
+                           codes=[gift, "TENOFF"], external_id="order-gift")  # fmt: skip
     assert (done["to_pay"], done["points_earned"]) == ("40.00", 40)
     assert await balance(client, program, m["id"]) == 540
     state = await coupon_state(client, program, gift)
-    assert (state["state"], state["discount"]) == ("redeemed", "50.00")
+    # The gift card names the purchase it paid.
+    assert (state["state"], state["discount"], state["purchase"]) == (
+        "redeemed", "50.00", "order-gift",
+    )  # fmt: skip
 
 
 async def test_points_after_discounts(client: httpx.AsyncClient) -> None:
