@@ -149,3 +149,25 @@ async def test_a_guest_cannot_pay_with_points_or_coupons(client: httpx.AsyncClie
     problem(r, 422, "basket-refused")
     assert {e["field"] for e in r.json()["errors"]} == {"codes", "points"}
     assert (await coupon_state(client, t.program, t.mine))["state"] == "issued"
+
+
+async def test_a_discount_line_at_post_events_is_named_by_its_line(
+    client: httpx.AsyncClient,
+) -> None:
+    """Issue 21, item 6: the error names the line, not `total`."""
+    t = await till(client)
+    events = f"/v1/programs/{t.program}/events"
+    for i, (line, field) in enumerate(
+        [
+            ({"sku": "OFF", "unit_price": "-2.00"}, "lines[1].unit_price"),
+            ({"sku": "OFF", "unit_price": "2.00", "amount": "-2.00"}, "lines[1].amount"),
+        ]
+    ):
+        r = await client.post(
+            events,
+            json={"type": "purchase", "member": {"id": t.member}, "external_id": f"e{i}",
+                  "total": "8.00", "lines": [A, line]},
+        )  # fmt: skip
+        problem(r, 422, "validation")
+        assert [e["field"] for e in r.json()["errors"]] == [field]
+    assert await balance(client, t.program, t.member) == 90
