@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 
+from habitue import clock
 from habitue.db import Database
 from habitue.settings import Settings
 from tests.clients import limited, new_key, serve
@@ -324,3 +327,57 @@ async def test_codes_that_name_no_coupon_drain_the_guessing_buckets(
             limited(r, 6)
         async with served.at("10.4.0.3", till_key) as same_key:
             limited(await same_key.post(basket, json={"lines": lines}), 6)
+
+
+async def test_a_clipped_offer_is_priced_and_used_once_by_a_confirm(
+    client: httpx.AsyncClient, program: str
+) -> None:
+    m = await enrol(client, program, external_id="m1")
+    now = clock.now()
+    r = await client.post(f"/v1/programs/{program}/offers", json={
+        "code": "spring", "texts": {"en": {"name": "Spring"}}, "percent": "25", "cap": "3.00",
+        "starts_at": (now - timedelta(hours=1)).isoformat(),
+        "ends_at": (now + timedelta(days=3)).isoformat(), "members": [m["id"]]})  # fmt: skip
+    assert r.status_code == 201, r.text
+    body = {"member": {"id": m["id"]}, "lines": [{"sku": "A", "unit_price": "20.00"}],
+            "offers": ["spring"]}  # fmt: skip
+    # Not clipped yet: refused, and a confirm writes nothing.
+    a = await price(client, program, **body)
+    assert [(x["field"], x["code"], x["reason"]) for x in a["refused"]] == [
+        ("codes", "spring", "this offer was not clipped")
+    ]
+    problem(await confirm(client, program, **body), 422, "basket-refused")
+    clip = await client.post(f"/v1/programs/{program}/members/{m['id']}/offers/spring/clip")
+    assert clip.status_code == 200, clip.text
+    # 25 % of 20.00 = 5.00, capped at 3.00: 17.00 to pay, 17 points.
+    done = await confirm(client, program, **body)
+    assert done.status_code == 200, done.text
+    assert offs(done.json()) == {"offer:spring": "3.00"}
+    assert (done.json()["to_pay"], done.json()["points_earned"]) == ("17.00", 17)
+    # Used: gone from the member's offers, and the till's own use of it is refused.
+    mine = await client.get(f"/v1/programs/{program}/members/{m['id']}/offers")
+    assert mine.json()["items"] == []
+    use = f"/v1/programs/{program}/members/{m['id']}/offers/spring/use"
+    problem(await client.post(use, json={"total": "10.00"}), 409, "offer-already-used")
+    again = await price(client, program, **body)
+    assert offs(again) == {}
+    assert again["refused"][0]["reason"] == "this offer was used"
+    assert await balance(client, program, m["id"]) == 17
+
+
+async def test_a_ritual_is_a_condition_on_the_basket_local_time(
+    client: httpx.AsyncClient, program: str
+) -> None:
+    await promo(
+        client, program, code="wed-night", effect={"type": "order_percent", "percent": "20"},
+        condition="now.weekday == 2 && now.hour >= 21",
+    )  # fmt: skip
+    paris = ZoneInfo("Europe/Paris")
+    today = clock.now().astimezone(paris).date()
+    wednesday = today - timedelta(days=(today.weekday() - 2) % 7 or 7)
+    lines = [{"sku": "A", "unit_price": "10.00"}]
+    # Wednesday 21:30 in Paris (the program's zone): 20 % off, 8.00; 20:30: nothing off.
+    for hour, to_pay in ((21, "8.00"), (20, "10.00")):
+        when = datetime(wednesday.year, wednesday.month, wednesday.day, hour, 30, tzinfo=paris)
+        a = await price(client, program, lines=lines, occurred_at=when.isoformat())
+        assert a["to_pay"] == to_pay, hour
