@@ -7,9 +7,9 @@ creates 10 live automatic promotions (conditions in CEL over the basket and the 
 order and unit effects, a best-of class and caps) and 2 promo codes, enrols members, then
 drives `POST /baskets/price` (5-line baskets, 2 codes, a random member) and
 `POST /baskets/confirm` (the same with a unique external_id: records the purchase, counts
-the promotions' uses, earns on the net) with wrk, then runs pgbench TPC-B with as many clients
-on the same PostgreSQL, and prints each figure and its ratio to pgbench (targets: price
->= 0.5, confirm >= 0.25).
+the promotions' uses, earns on the net) with wrk, runs `habitue ledger verify` on what the
+confirms wrote, then runs pgbench TPC-B with as many clients on the same PostgreSQL, and prints
+each figure and its ratio to pgbench (targets: price >= 0.5, confirm >= 0.25).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import argparse
 import asyncio
 import os
 import secrets
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -27,7 +28,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import pgbench_tps, run_wrk, scratch_pg, server  # noqa: E402
+from _common import BIN, pgbench_tps, run_wrk, scratch_pg, server  # noqa: E402
 
 from habitue.migrate import upgrade  # noqa: E402
 
@@ -116,6 +117,12 @@ def main() -> None:
                     seconds=args.seconds,
                 )
             os.unlink(fh.name)
+        verify = subprocess.run(
+            [str(BIN / "habitue"), "ledger", "verify"],
+            env={**os.environ, "HABITUE_DATABASE_URL": url},
+            capture_output=True,
+            text=True,
+        )
     tps = pgbench_tps(clients=args.connections, seconds=args.seconds)
     print(f"{'live promotions / codes':<30}10 automatic / 2 codes per basket, 5 lines")
     for mode, target in (("price", 0.5), ("confirm", 0.25)):
@@ -125,6 +132,10 @@ def main() -> None:
         print(f"{f'API {mode} non-2xx':<30}{f['non2xx']:.0f} of {f['requests']:.0f}")
         print(f"{f'ratio {mode} / pgbench':<30}{f['rps'] / tps:.2f}  (target >= {target})")
     print(f"{'pgbench TPC-B tps':<30}{tps:.0f}  ({args.connections} clients)")
+    print(f"{'ledger verify':<30}{'ok' if verify.returncode == 0 else 'BREACH'}")
+    if verify.returncode != 0:
+        print(verify.stdout, verify.stderr)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

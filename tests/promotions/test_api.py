@@ -2,53 +2,19 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 
+from habitue import clock
 from habitue.db import Database
 from habitue.settings import Settings
 from tests.clients import limited, new_key, serve
-from tests.conftest import create_program, enrol, new_code
+from tests.conftest import create_program, enrol
+from tests.promotions.helpers import cab, confirm, coupon_of, offs, price, promo
 from tests.rewards.conftest import balance, give, problem, reward
-
-
-def cab(qty: int = 1, price: str = "320.00", **kw: Any) -> dict[str, Any]:
-    return {"sku": "CAB", "category": "furniture", "quantity": qty, "unit_price": price, **kw}
-
-
-async def promo(client: httpx.AsyncClient, program: str, **body: Any) -> dict[str, Any]:
-    r = await client.post(f"/v1/programs/{program}/promotions", json=body)
-    assert r.status_code == 201, r.text
-    data: dict[str, Any] = r.json()
-    return data
-
-
-async def price(client: httpx.AsyncClient, program: str, **body: Any) -> dict[str, Any]:
-    r = await client.post(f"/v1/programs/{program}/baskets/price", json=body)
-    assert r.status_code == 200, r.text
-    data: dict[str, Any] = r.json()
-    return data
-
-
-async def confirm(client: httpx.AsyncClient, program: str, **body: Any) -> httpx.Response:
-    body.setdefault("external_id", new_code("o"))
-    return await client.post(f"/v1/programs/{program}/baskets/confirm", json=body)
-
-
-def offs(answer: dict[str, Any]) -> dict[str, str]:
-    return {f"{d['source']}:{d['code']}": d["amount"] for d in answer["discounts"]}
-
-
-async def coupon_of(
-    client: httpx.AsyncClient, program: str, member: str, reward_code: str, quantity: int = 1
-) -> list[str]:
-    r = await client.post(
-        f"/v1/programs/{program}/members/{member}/redemptions",
-        json={"reward": reward_code, "quantity": quantity},
-    )
-    assert r.status_code == 201, r.text
-    return [c["code"] for c in r.json()["coupons"]]
 
 
 async def test_promotion_crud_and_validation(client: httpx.AsyncClient, program: str) -> None:
@@ -129,40 +95,6 @@ async def test_gift_card_and_percent_code_give_the_same_in_any_order(
         assert [d["level"] for d in a["discounts"]] == ["order", "payment"]
         assert a["to_pay"] == "40.00"
     assert answers[0]["points_earned"] == 40
-
-
-async def test_points_after_discounts_count_each_line_net(client: httpx.AsyncClient) -> None:
-    program = await create_program(client, earn_rate="0")
-    r = await client.post(
-        f"/v1/programs/{program}/rules",
-        json={"code": "food", "event_type": "purchase",
-              "effect": {"kind": "per_currency_unit", "rate": "1"},
-              "line_condition": "line.category == 'food'"},
-    )  # fmt: skip
-    assert r.status_code == 201, r.text
-    await promo(
-        client, program, code="ten", trigger="code", promo_code="TEN",
-        effect={"type": "order_percent", "percent": "10"},
-    )  # fmt: skip
-    m = await enrol(client, program, external_id="m1")
-    body = {
-        "member": {"id": m["id"]},
-        "codes": ["TEN"],
-        "lines": [
-            {"sku": "BREAD", "category": "food", "quantity": 4, "unit_price": "25.00"},
-            {"sku": "SOAP", "category": "home", "unit_price": "100.00"},
-        ],
-    }
-    priced = await price(client, program, **body)
-    assert priced["to_pay"] == "180.00"
-    assert [ln["net"] for ln in priced["lines"]] == ["90.00", "90.00"]
-    assert priced["points_earned"] == 90
-    done = await confirm(client, program, **body)
-    assert done.status_code == 200, done.text
-    assert done.json()["points_earned"] == 90
-    assert await balance(client, program, m["id"]) == 90
-    event = await client.get(f"/v1/programs/{program}/events/{done.json()['event_id']}")
-    assert (event.json()["total"], event.json()["points"]) == ("180.00", 90)
 
 
 async def test_confirm_burns_spends_and_is_idempotent(
@@ -395,3 +327,57 @@ async def test_codes_that_name_no_coupon_drain_the_guessing_buckets(
             limited(r, 6)
         async with served.at("10.4.0.3", till_key) as same_key:
             limited(await same_key.post(basket, json={"lines": lines}), 6)
+
+
+async def test_a_clipped_offer_is_priced_and_used_once_by_a_confirm(
+    client: httpx.AsyncClient, program: str
+) -> None:
+    m = await enrol(client, program, external_id="m1")
+    now = clock.now()
+    r = await client.post(f"/v1/programs/{program}/offers", json={
+        "code": "spring", "texts": {"en": {"name": "Spring"}}, "percent": "25", "cap": "3.00",
+        "starts_at": (now - timedelta(hours=1)).isoformat(),
+        "ends_at": (now + timedelta(days=3)).isoformat(), "members": [m["id"]]})  # fmt: skip
+    assert r.status_code == 201, r.text
+    body = {"member": {"id": m["id"]}, "lines": [{"sku": "A", "unit_price": "20.00"}],
+            "offers": ["spring"]}  # fmt: skip
+    # Not clipped yet: refused, and a confirm writes nothing.
+    a = await price(client, program, **body)
+    assert [(x["field"], x["code"], x["reason"]) for x in a["refused"]] == [
+        ("codes", "spring", "this offer was not clipped")
+    ]
+    problem(await confirm(client, program, **body), 422, "basket-refused")
+    clip = await client.post(f"/v1/programs/{program}/members/{m['id']}/offers/spring/clip")
+    assert clip.status_code == 200, clip.text
+    # 25 % of 20.00 = 5.00, capped at 3.00: 17.00 to pay, 17 points.
+    done = await confirm(client, program, **body)
+    assert done.status_code == 200, done.text
+    assert offs(done.json()) == {"offer:spring": "3.00"}
+    assert (done.json()["to_pay"], done.json()["points_earned"]) == ("17.00", 17)
+    # Used: gone from the member's offers, and the till's own use of it is refused.
+    mine = await client.get(f"/v1/programs/{program}/members/{m['id']}/offers")
+    assert mine.json()["items"] == []
+    use = f"/v1/programs/{program}/members/{m['id']}/offers/spring/use"
+    problem(await client.post(use, json={"total": "10.00"}), 409, "offer-already-used")
+    again = await price(client, program, **body)
+    assert offs(again) == {}
+    assert again["refused"][0]["reason"] == "this offer was used"
+    assert await balance(client, program, m["id"]) == 17
+
+
+async def test_a_ritual_is_a_condition_on_the_basket_local_time(
+    client: httpx.AsyncClient, program: str
+) -> None:
+    await promo(
+        client, program, code="wed-night", effect={"type": "order_percent", "percent": "20"},
+        condition="now.weekday == 2 && now.hour >= 21",
+    )  # fmt: skip
+    paris = ZoneInfo("Europe/Paris")
+    today = clock.now().astimezone(paris).date()
+    wednesday = today - timedelta(days=(today.weekday() - 2) % 7 or 7)
+    lines = [{"sku": "A", "unit_price": "10.00"}]
+    # Wednesday 21:30 in Paris (the program's zone): 20 % off, 8.00; 20:30: nothing off.
+    for hour, to_pay in ((21, "8.00"), (20, "10.00")):
+        when = datetime(wednesday.year, wednesday.month, wednesday.day, hour, 30, tzinfo=paris)
+        a = await price(client, program, lines=lines, occurred_at=when.isoformat())
+        assert a["to_pay"] == to_pay, hour

@@ -535,6 +535,20 @@ def test_admin_finds_a_member_adjusts_points_and_simulates(
     assert page.locator("#effects tbody tr").count() >= 1
     pages.check("admin-simulator")
 
+    # The same basket with a promo code, priced as the till prices it (issue 21, item 7):
+    # 3 × 3.80 + 9.90 = 21.30, 10 % off = −2.13, 19.17 to pay, 19 points (1 per euro paid).
+    ten = {"code": "ten", "trigger": "code", "promo_code": "TEN",
+           "effect": {"type": "order_percent", "percent": "10"}}  # fmt: skip
+    assert api.post(f"/v1/programs/{program}/promotions", json=ten).status_code == 201
+    page.fill("#f-codes", "ten")
+    page.get_by_role("button", name="Simulate", exact=True).click()
+    page.wait_for_selector("#basket")
+    assert page.locator('#basket tr[data-code="ten"] td').nth(2).inner_text() == "−€2.13"
+    assert page.locator("#b-to-pay td").get_attribute("data-amount") == "19.17"
+    assert page.locator("#sim-points").inner_text() == "19"
+    pages.check("admin-simulator-basket")
+    page.fill("#f-codes", "")
+
     # Edit the rule in the simulator: coffee instead of tea; the simulated points change.
     page.get_by_role("link", name="hot-drinks", exact=True).click()
     assert "\"line.category == 'tea'\"" in page.input_value("#f-rule_json")

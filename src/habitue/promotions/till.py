@@ -255,7 +255,7 @@ async def confirm_in(
     member = priced.member
     if member is not None:
         member.require_active()
-    reference = f"basket:{body.external_id}"
+    reference = f"{coupons.BASKET_REFERENCE}{body.external_id}"
     uses: list[tuple[int, int]] = []
     for d in pricing.discounts:
         deal = d.deal

@@ -289,7 +289,18 @@ def _read(program: ProgramInfo, row: Any) -> CouponRead:
         discount=format_minor(row["discount_minor"], program.currency_exponent)
         if row["discount_minor"] is not None
         else None,
+        purchase=_purchase_of(row["redeemed_by"]),
     )
+
+
+BASKET_REFERENCE = "basket:"
+"""`redeemed_by` of a coupon burnt by a confirmed basket: `basket:<external_id>`."""
+
+
+def _purchase_of(redeemed_by: str | None) -> str | None:
+    if redeemed_by is None or not redeemed_by.startswith(BASKET_REFERENCE):
+        return None
+    return redeemed_by[len(BASKET_REFERENCE) :]
 
 
 async def issue_for_event(

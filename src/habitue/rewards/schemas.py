@@ -145,6 +145,8 @@ class CouponRead(BaseModel):
     expires_at: UtcDatetime | None
     redeemed_at: UtcDatetime | None = None
     discount: str | None = None
+    purchase: str | None = None
+    """The `external_id` of the basket it was used on at `POST /baskets/confirm`."""
 
 
 class RedemptionCreate(Strict):

@@ -38,7 +38,7 @@ from habitue.rules.errors import InvalidRule, RuleNotFound
 from habitue.rules.schemas import RuleRead
 from habitue.tiers import service as tiers_service
 from habitue.tiers.benefits import benefits_of, privilege_list
-from habitue.web import limits, member_messages, queries, words
+from habitue.web import admin_basket, limits, member_messages, queries, words
 from habitue.web import service as web_service
 from habitue.web.i18n import _l, normalise
 from habitue.web.pages import (
@@ -605,7 +605,8 @@ async def simulate(request: Request, program: str) -> Response:
         return _forbidden_form(console)
     info = console.program
     assert info is not None
-    fields = ("member", "type", "total", "lines", "json", "rule_json", "occurred_at")
+    fields = ("member", "type", "total", "lines", "json", "rule_json", "occurred_at", "codes",
+              "points")  # fmt: skip
     values = {k: form.get(k, "") for k in fields}
     errors: dict[str, str] = {}
     saved: str | None = None
@@ -658,11 +659,19 @@ async def simulate(request: Request, program: str) -> Response:
             {"card_number": who} if digits.isdigit() or who.startswith("habitue:") else {"id": who}
         )
     body.setdefault("external_id", "simulator")
+    points_text = values["points"].strip()
+    if points_text and not points_text.isdigit():
+        errors["points"] = _l("Enter a whole number of points.")
     result: explain_service.Explanation | None = None
+    basket: admin_basket.SimulatedBasket | None = None
     if not errors:
         try:
             event = EventCreate.model_validate(body)
             async with _db(request).read() as session:
+                if event.type == "purchase" and event.lines:
+                    basket = await _simulated_basket(request, session, info, body, values)
+                if basket is not None and basket.purchase is not None:
+                    event = basket.purchase
                 result = await explain_service.explain(session, _pipeline(request), info, event)
         except ValidationError as exc:
             first = exc.errors()[0]
@@ -690,4 +699,23 @@ async def simulate(request: Request, program: str) -> Response:
         tier_names=tier_names,
         rules=await _rules(request, console),
         saved=saved,
+        basket=basket,
     )
+
+
+async def _simulated_basket(
+    request: Request,
+    session: AsyncSession,
+    info: ProgramInfo,
+    body: dict[str, Any],
+    values: dict[str, str],
+) -> admin_basket.SimulatedBasket | None:
+    """The basket priced as `POST /baskets/price` prices it (None: not a basket the till
+    would take, such as a line without a price: the explanation says why)."""
+    try:
+        return await admin_basket.price(
+            session, _pipeline(request), info, body,
+            codes=admin_basket.codes_of(values["codes"]), points=int(values["points"] or 0),
+        )  # fmt: skip
+    except ValidationError:
+        return None

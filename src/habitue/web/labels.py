@@ -116,7 +116,26 @@ CONSENT_CHANNELS = {
     "profiling": _l("Personal offers"),
     "partners": _l("Sharing with partners"),
 }
+DISCOUNT_SOURCES = {  # the promotions room's `Source`
+    "promotion": _l("Promotion"),
+    "coupon": _l("Coupon"),
+    "offer": _l("Personal offer"),
+}
+DISCOUNT_EFFECTS = {
+    "order_percent": _l("Percent off the order"),
+    "order_amount": _l("Amount off the order"),
+    "lines_percent": _l("Percent off matching lines"),
+    "lines_amount": _l("Amount off each matching item"),
+    "cheapest": _l("Cheapest item"),
+    "most_expensive": _l("Most expensive item"),
+    "buy_x_get_y": _l("Buy X get Y"),
+    "bundle_price": _l("Bundle price"),
+    "free_item": _l("Free item"),
+    "stored_value": _l("Voucher or gift card"),
+}
 GROUPS: dict[str, Mapping[str, str]] = {
+    "discount_source": DISCOUNT_SOURCES,
+    "discount_effect": DISCOUNT_EFFECTS,
     "rfm_group": RFM_GROUPS,
     "consent": CONSENT_CHANNELS,
     "privilege": PRIVILEGES,
