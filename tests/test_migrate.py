@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from alembic import command
@@ -93,6 +94,7 @@ def scratch_url(db_kind: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
         "0024_kinds",
         "0032_effective",
         "0033_console2",
+        "0034_counters_rows",
     ],
 )
 def test_a_migration_goes_down_and_up_again(scratch_url: str, revision: str) -> None:
@@ -218,3 +220,59 @@ async def test_a_database_with_a_ledger_goes_down_and_up_again(scratch_url: str)
     async with db.read() as session:
         assert not any((await verify(session)).values())
     await db.dispose()
+
+
+
+async def test_members_enrolled_before_0034_get_a_counters_row(scratch_url: str) -> None:
+    """0034_counters_rows: members without a counters row (enrolled before it) get one with
+    nothing counted; those with counted events keep theirs; and a new member's row is made
+    with them, so that their first purchase counts from it."""
+    import httpx
+    from sqlalchemy import delete, select
+
+    from habitue.api import create_app
+    from habitue.db import Database, table_of
+    from habitue.members.models import Member
+    from habitue.rules.models import MemberCounters
+    from habitue.rules.service import state_from_json
+    from habitue.settings import Settings
+    from tests.conftest import ADMIN_KEY, create_program, enrol, purchase
+
+    upgrade(scratch_url)
+    settings = Settings(
+        env="test", database_url=scratch_url, admin_key=ADMIN_KEY, scheduler=False,
+        worker=False, hmac_key="test-hmac-key",
+    )  # fmt: skip
+    counters = table_of(MemberCounters)
+    engine = create_engine(sync_url(scratch_url))
+
+    def states() -> dict[int, Any]:
+        with engine.connect() as conn:
+            return dict(conn.execute(select(counters.c.member_id, counters.c.state)).all())
+
+    db = Database(scratch_url)
+    app = create_app(settings, db=db)
+    headers = {"Authorization": f"Bearer {ADMIN_KEY}"}
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        http = httpx.AsyncClient(transport=transport, base_url="http://t", headers=headers)
+        async with http as c:
+            program = await create_program(c)
+            bought, idle = await enrol(c, program), await enrol(c, program)
+            assert len(states()) == 2  # made at enrolment
+            assert (await purchase(c, program, bought["id"], "10.00")).status_code == 201
+    await db.dispose()
+    members = table_of(Member)
+    with engine.begin() as conn:
+        ids = dict(conn.execute(select(members.c.public_id, members.c.id)).all())
+        # As before 0034, the member with nothing counted has no row.
+        conn.execute(delete(counters).where(counters.c.member_id == ids[idle["id"]]))
+    counted = states()
+    assert list(counted) == [ids[bought["id"]]]
+    assert state_from_json(counted[ids[bought["id"]]]).lifetime["purchases"] == 1
+    command.downgrade(alembic_config(scratch_url), "0033_console2")
+    upgrade(scratch_url)
+    after = states()
+    assert after[ids[bought["id"]]] == counted[ids[bought["id"]]]
+    assert state_from_json(after[ids[idle["id"]]]) == state_from_json({})
+    engine.dispose()

@@ -604,6 +604,24 @@ _COUNTERS_WRITE = (
 )
 
 
+def new_counters_row(program_id: int, member_id: int, now: datetime) -> dict[str, Any]:
+    """A new member's counters row (nothing counted yet), made with the member: the event path
+    then always finds a row to lock, and a member's first purchase inserts nothing."""
+    return {
+        "member_id": member_id,
+        "program_id": program_id,
+        "state": state_to_json(CounterState()),
+        "updated_at": now,
+    }
+
+
+async def open_counters(
+    session: AsyncSession, program_id: int, member_id: int, now: datetime
+) -> None:
+    """Make a new member's counters row (enrolment; the import makes its rows in bulk)."""
+    await session.execute(insert(_counters).values(new_counters_row(program_id, member_id, now)))
+
+
 async def counter_state(session: AsyncSession, member_id: int) -> CounterState:
     """A member's counter state (empty when nothing was counted yet).
 

@@ -33,6 +33,7 @@ from habitue.events.importer.sql import (
     ACCOUNT_COLS,
     BALANCE_AT,
     CARD_COLS,
+    COUNTER_COLS,
     EVENT_COLS,
     LIFETIME_AT,
     LINE_COLS,
@@ -52,6 +53,8 @@ from habitue.members.models import Card, Member
 from habitue.messaging.models import OutboxEvent
 from habitue.money import format_minor
 from habitue.rules import decide as rules_decide
+from habitue.rules.models import MemberCounters
+from habitue.rules.service import new_counters_row
 from habitue.rules.types import (
     EarnPoints,
     EventInput,
@@ -67,6 +70,7 @@ _txns = table_of(LedgerTransaction)
 _postings = table_of(Posting)
 _lots = table_of(Lot)
 _outbox = table_of(OutboxEvent)
+_counters = table_of(MemberCounters)
 
 
 def _load_members(conn: Connection, program_id: int, external_ids: list[str]) -> dict[str, _Member]:
@@ -217,8 +221,10 @@ def _enrol_missing(
     chunk.cards.update(numbers)
     ts = _time_writer(conn)(now)
     empty = _json_text({})
+    nothing_counted = _json_text(new_counters_row(program.id, 0, now)["state"])
     members: list[tuple[Any, ...]] = []
     accounts: list[tuple[Any, ...]] = []
+    counters: list[tuple[Any, ...]] = []
     cards: list[tuple[Any, ...]] = []
     outbox: list[tuple[Any, ...]] = []
     out: dict[str, _Member] = {}
@@ -232,12 +238,14 @@ def _enrol_missing(
         available, pending = acc_ids[2 * n], acc_ids[2 * n + 1]
         accounts.append((available, pid, mid, "available", 0))
         accounts.append((pending, pid, mid, "pending", 0))
+        counters.append((mid, pid, nothing_counted, ts))
         cards.append((pid, mid, number, "physical", "active", None, ts, None))
         payload = {"member_id": public, "card_number": number, "external_id": ext, "locale": "en"}
         outbox.append((pid, None, "member.enrolled", public, ts, _json_text(payload)))
         out[ext] = _Member(mid, public, "active", available, pending, now, None)
     chunk.writes.add(_members, MEMBER_COLS, members)
     chunk.writes.add(_accounts, ACCOUNT_COLS, accounts)
+    chunk.writes.add(_counters, COUNTER_COLS, counters)
     chunk.writes.add(_cards, CARD_COLS, cards)
     chunk.writes.add(_outbox, OUTBOX_COLS, outbox)
     chunk.enrolled.update(out)

@@ -78,6 +78,7 @@ MEMBER_COLS = (
     "consents", "attributes", "lifetime_earned", "enrolled_at", "updated_at",
 )  # fmt: skip
 ACCOUNT_COLS = ("id", "program_id", "member_id", "kind", "balance")
+COUNTER_COLS = ("member_id", "program_id", "state", "updated_at")
 LIFETIME_AT, BALANCE_AT = MEMBER_COLS.index("lifetime_earned"), ACCOUNT_COLS.index("balance")
 CARD_COLS = (
     "program_id", "member_id", "number", "kind", "status", "replaced_by", "created_at",
