@@ -17,14 +17,11 @@ from typing import Any
 
 from habitue import clock
 from habitue.bounds import MAX_AMOUNT_MINOR
-from habitue.events.importer.program import (
-    _Program,
-)
 from habitue.events.importer.report import (
     ImportReport,
 )
 from habitue.events.service import CENT_TOLERANCE
-from habitue.money import format_minor, round_minor
+from habitue.money import UNIT_PRICE_EXTRA_PLACES, format_minor, round_minor
 from habitue.rules.types import (
     EventInput,
     LineInput,
@@ -172,6 +169,41 @@ def _parse_amount(value: str, what: str, exponent: int) -> int:
     return minor
 
 
+def _parse_unit_price(value: str, exponent: int) -> Decimal:
+    """A unit price in minor units, exactly, with up to `UNIT_PRICE_EXTRA_PLACES` decimals
+    beyond the currency's (a price per gram), as the API reads it (`money.parse_unit_price`)."""
+    scaled, _ = _parse_decimal(value, "unit_price", exponent + UNIT_PRICE_EXTRA_PLACES)
+    if scaled > MAX_AMOUNT_MINOR * 10**UNIT_PRICE_EXTRA_PLACES:
+        raise ValueError(
+            f"unit_price: too large (at most {format_minor(MAX_AMOUNT_MINOR, exponent)})"
+        )
+    if scaled % 10**UNIT_PRICE_EXTRA_PLACES == 0:
+        return Decimal(scaled // 10**UNIT_PRICE_EXTRA_PLACES)
+    return Decimal(scaled).scaleb(-UNIT_PRICE_EXTRA_PLACES)
+
+
+def line_of(
+    sku: str | None,
+    category: str | None,
+    quantity: Decimal,
+    unit_price: Decimal,
+    amount: int | None,
+) -> LineInput:
+    """A basket line by the API's rule (`events.prepare`): its `amount` as the till charged
+    it when given, otherwise quantity × unit price rounded half up to the minor unit."""
+    if amount is None:
+        amount = round_minor(quantity * unit_price)
+        if amount > MAX_AMOUNT_MINOR:
+            raise ValueError("line amount (quantity × unit_price): too large")
+    return LineInput(
+        sku=sku,
+        category=category,
+        quantity=quantity,
+        unit_price_minor=round_minor(unit_price),
+        amount_minor=amount,
+    )
+
+
 def _parse_quantity(value: str) -> Decimal:
     scaled, _ = _parse_decimal(value, "quantity", QUANTITY_PLACES)
     quantity = Decimal(scaled).scaleb(-QUANTITY_PLACES).normalize()
@@ -204,11 +236,11 @@ def _check_row(row: list[str], layout: _Layout) -> None:
 
 
 def _parse_group(
-    rows: list[list[str]], layout: _Layout, program: _Program, latest: datetime
+    rows: list[list[str]], layout: _Layout, exponent: int, latest: datetime
 ) -> tuple[EventInput, str]:
-    """One purchase from its rows; `latest` is the last acceptable `occurred_at`."""
+    """One purchase from its rows (amounts in a currency of `exponent` decimals); `latest`
+    is the last acceptable `occurred_at`."""
     get = layout.get
-    exponent = program.snapshot.currency_exponent
     for r in rows:
         _check_row(r, layout)
     first = rows[0]
@@ -229,18 +261,11 @@ def _parse_group(
             if get(r, "total") != first_total:
                 raise ValueError("rows of one purchase disagree on total")
             qty = _parse_quantity(get(r, "quantity") or "1")
-            unit = _parse_amount(get(r, "unit_price"), "unit_price", exponent)
-            amount = round_minor(qty * unit)  # half up, as the API rounds a line
-            if amount > MAX_AMOUNT_MINOR:
-                raise ValueError("line amount (quantity × unit_price): too large")
+            unit = _parse_unit_price(get(r, "unit_price"), exponent)
+            amount_text = get(r, "amount").strip()
+            amount = _parse_amount(amount_text, "amount", exponent) if amount_text else None
             lines.append(
-                LineInput(
-                    sku=(get(r, "sku") or None),
-                    category=(get(r, "category") or None),
-                    quantity=qty,
-                    unit_price_minor=unit,
-                    amount_minor=amount,
-                )
+                line_of(get(r, "sku") or None, get(r, "category") or None, qty, unit, amount)
             )
         line_sum = sum(ln.amount_minor for ln in lines)
         if abs(line_sum - total) > CENT_TOLERANCE:
@@ -258,3 +283,50 @@ def _parse_group(
         lines=tuple(lines),
     )
     return event, get(first, "member_external_id").strip()
+
+
+@dataclass(frozen=True, slots=True)
+class CsvPurchase:
+    """A purchase of an import file, parsed and checked as the import parses it."""
+
+    member_external_id: str
+    event: EventInput
+
+
+@dataclass(frozen=True, slots=True)
+class CsvReject:
+    """A purchase (or unreadable line) the import would reject, with the import's reason."""
+
+    external_id: str
+    reason: str
+
+
+def read_purchases(
+    path: Path, *, currency_exponent: int, latest: datetime
+) -> Iterator[CsvPurchase | CsvReject]:
+    """The purchases of an import file in file order, each parsed by the import's own rules
+    (columns, bounds, the basket rule of line amounts and the cent tolerance); `latest` is
+    the last acceptable `occurred_at`. A repeated `external_id` is rejected after its first
+    purchase, as the import rejects it. A missing required column raises `ValueError`."""
+    report = ImportReport()
+    seen: set[str] = set()
+    with _open_csv(path) as (reader, header):
+        layout = _Layout.of(header)
+        key = layout.index["external_id"]
+        unreadable = 0
+        for rows in _groups(_rows(reader, report), key):
+            while unreadable < len(report.rejects):
+                unreadable += 1
+                yield CsvReject("", report.rejects[unreadable - 1][1])
+            try:
+                event, member = _parse_group(rows, layout, currency_exponent, latest)
+            except ValueError as exc:
+                yield CsvReject(layout.get(rows[0], "external_id").strip(), str(exc))
+                continue
+            if event.external_id in seen:
+                yield CsvReject(event.external_id, "duplicate external_id in the file")
+                continue
+            seen.add(event.external_id)
+            yield CsvPurchase(member, event)
+        for _, reason in report.rejects[unreadable:]:
+            yield CsvReject("", reason)
