@@ -155,3 +155,18 @@ async def test_a_file_of_line_amounts_imports_quotes_and_backtests_to_the_point(
     assert {m["month"]: m["points_issued"] for m in months if m["points_issued"]} == {
         month: sum(rules.values()) for month, rules in replay["by_month"].items()
     }
+
+
+async def test_a_file_the_import_cannot_read_is_refused_with_a_message(
+    client: httpx.AsyncClient, db_url: str, tmp_path: Path
+) -> None:
+    code = await create_program(client)
+    path = tmp_path / "no_total.csv"
+    path.write_text("member_external_id,external_id,occurred_at\nana,p1,2026-03-02T09:00:00Z\n")
+    done = await _cli(db_url, "backtest", "--program", code, "--from", str(path))
+    assert done.exit_code == 2, done.output
+    assert "lacks columns ['total']" in done.stderr
+    assert "Traceback" not in done.output
+    done = await _cli(db_url, "backtest", "--program", code, "--from", str(tmp_path / "none.csv"))
+    assert done.exit_code == 2, done.output
+    assert "cannot read purchases" in done.stderr

@@ -12,6 +12,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
+from functools import lru_cache
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +55,22 @@ class _Layout:
     required: tuple[tuple[str, int], ...]
     texts: tuple[tuple[int, int], ...]
     """(position, longest length) of the text columns the import stores."""
+    line_columns: tuple[int, ...]
+    """Positions of total, sku, category, quantity, unit_price and amount (-1: no column)."""
+
+    @property
+    def has_lines(self) -> bool:
+        """Whether the file has basket lines (a `unit_price` column)."""
+        return self.line_columns[4] >= 0
+
+    def line_fields(self, row: list[str]) -> tuple[str, ...]:
+        """A row's total, sku, category, quantity, unit_price and amount ("" without the
+        column); the row has the header's fields."""
+        return tuple(row[i] if i >= 0 else "" for i in self.line_columns)
+
+    def __post_init__(self) -> None:
+        if all(i >= 0 for i in self.line_columns):  # every column there: one C call a row
+            object.__setattr__(self, "line_fields", itemgetter(*self.line_columns))
 
     @classmethod
     def of(cls, header: list[str]) -> _Layout:
@@ -60,7 +78,14 @@ class _Layout:
         limits = {"member_external_id": ID_LENGTH, "external_id": ID_LENGTH,
                   "sku": LABEL_LENGTH, "category": LABEL_LENGTH}  # fmt: skip
         texts = tuple((index[c], n) for c, n in limits.items() if c in index)
-        return cls(header, index, tuple((col, index[col]) for col in REQUIRED), texts)
+        lines = ("total", "sku", "category", "quantity", "unit_price", "amount")
+        return cls(
+            header,
+            index,
+            tuple((col, index[col]) for col in REQUIRED),
+            texts,
+            tuple(index.get(col, -1) for col in lines),
+        )
 
     def get(self, row: list[str], col: str) -> str:
         i = self.index.get(col)
@@ -84,16 +109,14 @@ def _rows(reader: Any, report: ImportReport) -> Iterator[list[str]]:
     cannot read (a field over its size limit) counted as a rejected row."""
     while True:
         try:
-            row = next(reader)
-        except StopIteration:
+            for row in reader:  # the reader goes on after a line it could not read
+                if row:
+                    yield row
             return
         except csv.Error as exc:
             report.rows += 1
             report.rejected += 1
             report.rejects.append(({}, f"line {reader.line_num}: not readable as CSV ({exc})"))
-            continue
-        if row:
-            yield row
 
 
 @contextmanager
@@ -116,10 +139,13 @@ def _open_csv(path: Path) -> Iterator[tuple[Any, list[str]]]:
 
 def _groups(reader: Iterator[list[str]], key: int) -> Iterator[list[list[str]]]:
     group: list[list[str]] = []
+    current = ""
     for row in reader:
-        if group and (row[key] if key < len(row) else "") != group[0][key]:
+        this = row[key] if key < len(row) else ""
+        if this != current and group:
             yield group
             group = []
+        current = this
         group.append(row)
     if group:
         yield group
@@ -147,6 +173,16 @@ def _parse_decimal(value: str, what: str, places: int) -> tuple[int, int]:
     """A plain decimal (digits, optionally a point and more digits) as an integer scaled by
     10**places, and its number of integer digits. Signs, exponents, NaN, infinities and
     thousands separators are refused, as are non-zero digits beyond `places` (never rounded)."""
+    whole, dot, frac = value.partition(".")
+    if (
+        whole.isdigit()
+        and len(whole) <= 18
+        and len(frac) <= places
+        and (frac.isdigit() or not dot)
+        and value.isascii()
+    ):  # the usual `12.50`: the same result as below, without the regular expression
+        digits = whole.lstrip("0")
+        return int(whole + frac + "0" * (places - len(frac))), len(digits)
     text = value.strip()
     if text.startswith("-") and _DECIMAL.fullmatch(text[1:]) and len(text) > 1:
         raise ValueError(f"{what}: must not be negative")
@@ -204,6 +240,19 @@ def line_of(
     )
 
 
+@lru_cache(maxsize=1 << 16)
+def _line(
+    sku: str, category: str, quantity: str, unit_price: str, amount: str, exponent: int
+) -> LineInput:
+    """A basket line from its fields (`line_of`). Memoised: a till's file repeats the same
+    article at the same price, and a `LineInput` is immutable."""
+    qty = _parse_quantity(quantity or "1")
+    unit = _parse_unit_price(unit_price, exponent)
+    amount_text = amount.strip()
+    line_amount = _parse_amount(amount_text, "amount", exponent) if amount_text else None
+    return line_of(sku or None, category or None, qty, unit, line_amount)
+
+
 def _parse_quantity(value: str) -> Decimal:
     scaled, _ = _parse_decimal(value, "quantity", QUANTITY_PLACES)
     quantity = Decimal(scaled).scaleb(-QUANTITY_PLACES).normalize()
@@ -256,17 +305,13 @@ def _parse_group(
     first_total = get(first, "total")
     total = _parse_amount(first_total, "total", exponent)
     lines: list[LineInput] = []
-    if "unit_price" in layout.index and any(get(r, "unit_price").strip() for r in rows):
+    if layout.has_lines and any(get(r, "unit_price").strip() for r in rows):
+        fields = layout.line_fields  # every row has the header's fields (`_check_row`)
         for r in rows:
-            if get(r, "total") != first_total:
+            total_text, sku, category, quantity, unit_price, amount = fields(r)
+            if total_text != first_total:
                 raise ValueError("rows of one purchase disagree on total")
-            qty = _parse_quantity(get(r, "quantity") or "1")
-            unit = _parse_unit_price(get(r, "unit_price"), exponent)
-            amount_text = get(r, "amount").strip()
-            amount = _parse_amount(amount_text, "amount", exponent) if amount_text else None
-            lines.append(
-                line_of(get(r, "sku") or None, get(r, "category") or None, qty, unit, amount)
-            )
+            lines.append(_line(sku, category, quantity, unit_price, amount, exponent))
         line_sum = sum(ln.amount_minor for ln in lines)
         if abs(line_sum - total) > CENT_TOLERANCE:
             raise ValueError(
