@@ -58,11 +58,6 @@ class _Layout:
     line_columns: tuple[int, ...]
     """Positions of total, sku, category, quantity, unit_price and amount (-1: no column)."""
 
-    @property
-    def has_lines(self) -> bool:
-        """Whether the file has basket lines (a `unit_price` column)."""
-        return self.line_columns[4] >= 0
-
     def line_fields(self, row: list[str]) -> tuple[str, ...]:
         """A row's total, sku, category, quantity, unit_price and amount ("" without the
         column); the row has the header's fields."""
@@ -276,6 +271,8 @@ def _check_row(row: list[str], layout: _Layout) -> None:
             byte = ord(bad.group()) - 0xDC00
             raise ValueError(f"not valid UTF-8 (byte 0x{byte:02X})")
     check_controls = _CONTROL.search(joined) is not None
+    if not check_controls and len(joined) <= LABEL_LENGTH:
+        return  # no field can be longer than the shortest limit
     for col, limit in layout.texts:
         value = row[col]
         if check_controls and _CONTROL.search(value):
@@ -305,8 +302,9 @@ def _parse_group(
     first_total = get(first, "total")
     total = _parse_amount(first_total, "total", exponent)
     lines: list[LineInput] = []
-    if layout.has_lines and any(get(r, "unit_price").strip() for r in rows):
-        fields = layout.line_fields  # every row has the header's fields (`_check_row`)
+    unit_at = layout.line_columns[4]  # every row has the header's fields (`_check_row`)
+    if unit_at >= 0 and any(r[unit_at].strip() for r in rows):
+        fields = layout.line_fields
         for r in rows:
             total_text, sku, category, quantity, unit_price, amount = fields(r)
             if total_text != first_total:
