@@ -168,15 +168,17 @@ def measure(step: Callable[[], Any]) -> tuple[float, float, Any]:
     return time.perf_counter() - started, peak_memory_mib(), result
 
 
-def best_fits(summary: clv.RfmSummary, repeat: int = 5) -> float:
-    """Best time of both fits, outside tracemalloc (which slows NumPy's calls)."""
-    best = float("inf")
+def best_fits(summary: clv.RfmSummary, repeat: int = 5) -> tuple[float, float]:
+    """Best wall and best CPU time (`time.process_time`, all threads) of both fits, outside
+    tracemalloc (which slows NumPy's calls). On a shared machine the CPU time is the figure."""
+    best = best_cpu = float("inf")
     for _ in range(repeat):
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         clv.fit_bgnbd(summary.frequency, summary.recency, summary.T)
         clv.fit_gamma_gamma(summary.frequency, summary.monetary_value)
         best = min(best, time.perf_counter() - started)
-    return best
+        best_cpu = min(best_cpu, time.process_time() - cpu)
+    return best, best_cpu
 
 
 def cdnow() -> list[tuple[str, str]]:
@@ -200,6 +202,7 @@ def cdnow() -> list[tuple[str, str]]:
     valued = time.perf_counter()
     _, traced_peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
+    wall, cpu = best_fits(summary)
     rows += [
         ("CDNOW customers (all, 39-week calibration)", f"{summary.frequency.size:,}"),
         ("  repeat buyers", f"{int((summary.frequency > 0).sum()):,}"),
@@ -216,7 +219,7 @@ def cdnow() -> list[tuple[str, str]]:
         ("  Gamma-Gamma log-likelihood", f"{gg.log_likelihood:,.2f}"),
         (
             "  BG/NBD + Gamma-Gamma fits (target <= 0.45 s), best of 5",
-            f"{best_fits(summary):.3f} s",
+            f"{cpu:.3f} s CPU ({wall:.3f} s wall)",
         ),
         ("  12-month CLV at 10 %/yr, all customers", f"{valued - fitted_gg:.3f} s"),
         ("  mean CLV (USD)", f"{float(np.mean(value)):.2f}"),

@@ -737,6 +737,7 @@ app.add_typer(report_app, name="report")
 if typing.TYPE_CHECKING:
     from datetime import datetime as Moment
 
+    from habitue.analytics.backtest import BacktestResult
     from habitue.programs.service import ProgramInfo
 
 
@@ -891,6 +892,57 @@ def clv(
     )
 
 
+def _replay(
+    info: ProgramInfo,
+    *,
+    source: str,
+    rules: Path | None,
+    ladder: Path | None,
+    redemption_rate: float,
+    point_value: str | None,
+    quiet: bool,
+) -> BacktestResult:
+    """The backtest of `source` (a CSV or 'store'), with a progress bar unless quiet."""
+    from decimal import Decimal
+
+    from habitue.analytics import backtest as bt
+    from habitue.db import make_sync_engine
+
+    rule_set = bt.load_rules(rules) if rules is not None else None
+    tier_ladder = (
+        bt.load_ladder(ladder, currency_exponent=info.currency_exponent)
+        if ladder is not None
+        else None
+    )
+    scale = Decimal(10) ** info.currency_exponent
+    value_minor = Decimal(point_value or info.redeem_rate) * scale
+    engine = make_sync_engine(get_settings().database_url) if source == "store" else None
+    try:
+        with _analytics_steps(quiet=quiet) as bar:
+            task = bar.add_task("replaying transactions", total=None)
+            with contextlib.ExitStack() as stack:
+                txs: typing.Iterable[bt.Transaction]
+                if engine is not None:
+                    conn = stack.enter_context(engine.connect())
+                    if tier_ladder is None:
+                        tier_ladder = bt.store_ladder(conn, info.id)
+                    txs = bt.read_store(conn, info.id)  # streamed while replayed
+                else:
+                    txs = bt.read_csv(Path(source), currency_exponent=info.currency_exponent)
+                return bt.run_backtest(
+                    txs,
+                    program=info.snapshot(),
+                    rules=rule_set,
+                    redemption_rate=redemption_rate,
+                    point_value_minor=value_minor,
+                    progress=lambda n: bar.advance(task, n),
+                    ladder=tier_ladder,
+                )
+    finally:
+        if engine is not None:
+            engine.dispose()
+
+
 @app.command()
 def backtest(
     program: Annotated[str, typer.Option(help="program code")],
@@ -906,79 +958,61 @@ def backtest(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
 ) -> None:
-    """Replay past transactions through the rules with a simulated ledger; print points, cost."""
-    from decimal import Decimal
+    """Replay past transactions through the rules with a simulated ledger; print points, cost.
 
+    A CSV is read as `habitue import purchases` reads it: what the import would reject is
+    not replayed, its purchases are listed with the reason, and the exit status is then 1."""
     import orjson
 
-    from habitue.analytics import backtest as bt
-    from habitue.db import make_sync_engine
+    from habitue.errors import HabitueError
     from habitue.money import format_minor
 
     info = _program_info(program)
-    rule_set = bt.load_rules(rules) if rules is not None else None
-    tier_ladder = (
-        bt.load_ladder(ladder, currency_exponent=info.currency_exponent)
-        if ladder is not None
-        else None
-    )
-    scale = Decimal(10) ** info.currency_exponent
-    value_minor = Decimal(point_value or info.redeem_rate) * scale
-    engine = make_sync_engine(get_settings().database_url) if source == "store" else None
     try:
-        with _analytics_steps(quiet=as_json) as bar:
-            task = bar.add_task("replaying transactions", total=None)
-            with contextlib.ExitStack() as stack:
-                txs: typing.Iterable[bt.Transaction]
-                if engine is not None:
-                    conn = stack.enter_context(engine.connect())
-                    if tier_ladder is None:
-                        tier_ladder = bt.store_ladder(conn, info.id)
-                    txs = bt.read_store(conn, info.id)  # streamed while replayed
-                else:
-                    txs = bt.read_csv(Path(source), currency_exponent=info.currency_exponent)
-                result = bt.run_backtest(
-                    txs,
-                    program=info.snapshot(),
-                    rules=rule_set,
-                    redemption_rate=redemption_rate,
-                    point_value_minor=value_minor,
-                    progress=lambda n: bar.advance(task, n),
-                    ladder=tier_ladder,
-                )
-    finally:
-        if engine is not None:
-            engine.dispose()
+        result = _replay(
+            info, source=source, rules=rules, ladder=ladder, redemption_rate=redemption_rate,
+            point_value=point_value, quiet=as_json,
+        )  # fmt: skip
+    except HabitueError as exc:
+        err.print(f"[red]refused[/] {exc.detail}", highlight=False)
+        raise typer.Exit(2) from exc
     if as_json:
         console.print_json(orjson.dumps(result.as_dict(), default=str).decode())
-        return
-    rule_codes = sorted(result.by_rule)
-    table = Table("month", *rule_codes, "total")
-    for month, by_rule in sorted(result.by_month.items()):
+    else:
+        rule_codes = sorted(result.by_rule)
+        table = Table("month", *rule_codes, "total")
+        for month, by_rule in sorted(result.by_month.items()):
+            table.add_row(
+                month,
+                *(f"{by_rule.get(c, 0):,}" for c in rule_codes),
+                f"{sum(by_rule.values()):,}",
+            )
         table.add_row(
-            month,
-            *(f"{by_rule.get(c, 0):,}" for c in rule_codes),
-            f"{sum(by_rule.values()):,}",
+            "all", *(f"{result.by_rule[c]:,}" for c in rule_codes), f"{result.points_issued:,}"
         )
-    table.add_row(
-        "all", *(f"{result.by_rule[c]:,}" for c in rule_codes), f"{result.points_issued:,}"
-    )
-    console.print(table)
-    if result.tier_mix is not None:
-        codes = list(dict.fromkeys(c for mix in result.tier_mix.values() for c in mix))
-        tiers_table = Table("month", *codes, title="tier mix (members at the month's end)")
-        for month, mix in sorted(result.tier_mix.items()):
-            tiers_table.add_row(month, *(f"{mix.get(c, 0):,}" for c in codes))
-        console.print(tiers_table)
-    exp = info.currency_exponent
-    console.print(
-        f"{result.transactions:,} transactions of {result.members:,} members in "
-        f"{result.seconds:.2f} s ({result.rate:,.0f}/s); points issued {result.points_issued:,}, "
-        f"taken back {result.points_taken_back:,}; expected redemptions "
-        f"{result.expected_redemptions:,} ({redemption_rate:.0%}) costing "
-        f"{format_minor(result.expected_cost_minor, exp)} {info.currency}"
-        + ("" if result.tier_mix is not None else "; tier mix: no ladder")
-    )
+        console.print(table)
+        if result.tier_mix is not None:
+            codes = list(dict.fromkeys(c for mix in result.tier_mix.values() for c in mix))
+            tiers_table = Table("month", *codes, title="tier mix (members at the month's end)")
+            for month, mix in sorted(result.tier_mix.items()):
+                tiers_table.add_row(month, *(f"{mix.get(c, 0):,}" for c in codes))
+            console.print(tiers_table)
+        exp = info.currency_exponent
+        console.print(
+            f"{result.transactions:,} transactions of {result.members:,} members in "
+            f"{result.seconds:.2f} s ({result.rate:,.0f}/s); points issued "
+            f"{result.points_issued:,}, taken back {result.points_taken_back:,}; expected "
+            f"redemptions {result.expected_redemptions:,} ({redemption_rate:.0%}) costing "
+            f"{format_minor(result.expected_cost_minor, exp)} {info.currency}"
+            + ("" if result.tier_mix is not None else "; tier mix: no ladder")
+        )
+    if result.rejected:
+        err.print(
+            f"{result.rejected:,} purchases not replayed: the import rejects them", highlight=False
+        )
+        for external_id, reason in result.rejects[:20]:
+            err.print(f"  {external_id or '(line)'}: {reason}", highlight=False, markup=False)
+        raise typer.Exit(1)
 
 
 @recommend_app.command("evaluate")

@@ -155,9 +155,24 @@ def test_backtest_rejects_bad_settings_and_files(tmp_path: Path) -> None:
     with pytest.raises(InvalidAnalyticsInput):
         backtest.run_backtest([], program=PROGRAM, redemption_rate=1.5)
     bad = tmp_path / "bad.csv"
-    bad.write_text("member_external_id,external_id,occurred_at,total\nana,t1,yesterday,1.00\n")
+    bad.write_text(
+        "member_external_id,external_id,occurred_at,total\n"
+        "ana,t1,yesterday,1.00\nana,t2,2026-01-05T10:00:00Z,2.00\n"
+        "bo,t3,2026-01-06T10:00:00Z,3.00\nbo,t2,2026-01-07T10:00:00Z,4.00\n"
+    )
+    # what the import rejects is not replayed, and is counted with the import's reason
+    read = backtest.read_csv(bad, currency_exponent=2)
+    result = backtest.run_backtest(read, program=PROGRAM)
+    assert (result.transactions, result.rejected, result.points_issued) == (2, 2, 8)
+    assert [e for e, _ in result.rejects] == ["t1", "t2"]
+    assert result.rejects[0][1].startswith("occurred_at:")
+    assert result.rejects[1][1] == "duplicate external_id in the file"
+    no_total = tmp_path / "no_total.csv"
+    no_total.write_text("member_external_id,external_id,occurred_at\nana,t1,2026-01-05\n")
+    with pytest.raises(InvalidAnalyticsInput, match="total"):
+        list(backtest.read_csv(no_total, currency_exponent=2))
     with pytest.raises(InvalidAnalyticsInput):
-        list(backtest.read_csv(bad, currency_exponent=2))
+        list(backtest.read_csv(tmp_path / "missing.csv", currency_exponent=2))
     empty = backtest.run_backtest([], program=PROGRAM)
     assert empty.points_issued == 0
     assert empty.rate == 0.0

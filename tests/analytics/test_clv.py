@@ -257,8 +257,9 @@ def test_fit_recovers_published_parameters_on_a_synthetic_cdnow_sized_cohort() -
 
 
 def test_full_cdnow_cohort_fits_quickly_and_at_the_optimum() -> None:
-    """All 23,570 customers: BG/NBD + Gamma-Gamma well under a second (0.45 s is the target on
-    an idle machine, see bench/analytics.py --only-clv), at a point where the gradient vanishes."""
+    """All 23,570 customers: BG/NBD + Gamma-Gamma within the 0.45 s of issue 22, in CPU time
+    (the machine is shared: wall time measures the neighbours; about 0.025 s here, see
+    bench/analytics.py --only-clv), at a point where the gradient vanishes."""
     import time
 
     raw = np.loadtxt(DATA / "CDNOW_master.txt", skiprows=1, dtype=str)
@@ -266,10 +267,10 @@ def test_full_cdnow_cohort_fits_quickly_and_at_the_optimum() -> None:
     s = clv.summarise_transactions(
         raw[:, 0], dates, raw[:, 3].astype(float), calibration_end=np.datetime64("1997-09-30")
     )
-    started = time.perf_counter()
+    started = time.process_time()
     bgnbd = clv.fit_bgnbd(s.frequency, s.recency, s.T)
     gg = clv.fit_gamma_gamma(s.frequency, s.monetary_value)
-    elapsed = time.perf_counter() - started
+    elapsed = time.process_time() - started
     assert bgnbd.n_customers == 23_570
     assert (round(bgnbd.r, 4), round(bgnbd.alpha, 3), round(bgnbd.a, 4), round(bgnbd.b, 3)) == (
         0.2516,
@@ -283,7 +284,7 @@ def test_full_cdnow_cohort_fits_quickly_and_at_the_optimum() -> None:
         moved = [bgnbd.r, bgnbd.alpha, bgnbd.a, bgnbd.b]
         moved[i] *= 1.001
         assert bgnbd_total(tuple(moved), s) < bgnbd.log_likelihood
-    assert elapsed < 2.0
+    assert elapsed <= 0.45
 
 
 def bgnbd_total(params: tuple[float, ...], s: clv.RfmSummary) -> float:

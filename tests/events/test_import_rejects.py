@@ -61,7 +61,8 @@ MALFORMED = [
     ("E11", b"E11,%s,10.00,x,y,1,1e999999999" % AT.encode(), "unit_price: not a decimal"),
     ("E12", b"E12,%s,10.00,x,y,NaN,10.00" % AT.encode(), "quantity: not a decimal"),
     ("E13", b"E13,%s,10.00,x,y,2000000,0.01" % AT.encode(), "quantity: too large"),
-    ("E14", b"E14,%s,10.00,x,y,1,10.001" % AT.encode(), "unit_price: more than 2 decimal"),
+    # a unit price may carry 4 decimals beyond the cent (a price per gram), not 5 (7 places)
+    ("E14", b"E14,%s,10.00,x,y,1,10.0000001" % AT.encode(), "unit_price: more than 6 decimal"),
     ("E15", b"E15,%s,-1e3,,,," % AT.encode(), "total: not a decimal number"),
     ("E16", b"E16,%s,%s,,,," % (AT.encode(), b"9" * 5000), "total: too large"),
     ("E17", b"%s,%s,10.00,,,," % (b"x" * 201, AT.encode()), "external_id: longer than 200"),

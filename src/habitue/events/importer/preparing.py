@@ -305,9 +305,10 @@ def _prepare_chunk(
         report.rejects.extend((layout.as_dict(r), reason) for r in rows)
 
     latest = now + timedelta(minutes=10)
+    exponent = program.snapshot.currency_exponent
     for rows in groups:
         try:
-            event, member_ext = _parse_group(rows, layout, program, latest)
+            event, member_ext = _parse_group(rows, layout, exponent, latest)
         except ValueError as exc:
             reject(rows, str(exc))
             continue

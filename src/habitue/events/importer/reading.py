@@ -12,19 +12,18 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
+from functools import lru_cache
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
 from habitue import clock
 from habitue.bounds import MAX_AMOUNT_MINOR
-from habitue.events.importer.program import (
-    _Program,
-)
 from habitue.events.importer.report import (
     ImportReport,
 )
 from habitue.events.service import CENT_TOLERANCE
-from habitue.money import format_minor, round_minor
+from habitue.money import UNIT_PRICE_EXTRA_PLACES, format_minor, round_minor
 from habitue.rules.types import (
     EventInput,
     LineInput,
@@ -56,6 +55,17 @@ class _Layout:
     required: tuple[tuple[str, int], ...]
     texts: tuple[tuple[int, int], ...]
     """(position, longest length) of the text columns the import stores."""
+    line_columns: tuple[int, ...]
+    """Positions of total, sku, category, quantity, unit_price and amount (-1: no column)."""
+
+    def line_fields(self, row: list[str]) -> tuple[str, ...]:
+        """A row's total, sku, category, quantity, unit_price and amount ("" without the
+        column); the row has the header's fields."""
+        return tuple(row[i] if i >= 0 else "" for i in self.line_columns)
+
+    def __post_init__(self) -> None:
+        if all(i >= 0 for i in self.line_columns):  # every column there: one C call a row
+            object.__setattr__(self, "line_fields", itemgetter(*self.line_columns))
 
     @classmethod
     def of(cls, header: list[str]) -> _Layout:
@@ -63,7 +73,14 @@ class _Layout:
         limits = {"member_external_id": ID_LENGTH, "external_id": ID_LENGTH,
                   "sku": LABEL_LENGTH, "category": LABEL_LENGTH}  # fmt: skip
         texts = tuple((index[c], n) for c, n in limits.items() if c in index)
-        return cls(header, index, tuple((col, index[col]) for col in REQUIRED), texts)
+        lines = ("total", "sku", "category", "quantity", "unit_price", "amount")
+        return cls(
+            header,
+            index,
+            tuple((col, index[col]) for col in REQUIRED),
+            texts,
+            tuple(index.get(col, -1) for col in lines),
+        )
 
     def get(self, row: list[str], col: str) -> str:
         i = self.index.get(col)
@@ -87,16 +104,14 @@ def _rows(reader: Any, report: ImportReport) -> Iterator[list[str]]:
     cannot read (a field over its size limit) counted as a rejected row."""
     while True:
         try:
-            row = next(reader)
-        except StopIteration:
+            for row in reader:  # the reader goes on after a line it could not read
+                if row:
+                    yield row
             return
         except csv.Error as exc:
             report.rows += 1
             report.rejected += 1
             report.rejects.append(({}, f"line {reader.line_num}: not readable as CSV ({exc})"))
-            continue
-        if row:
-            yield row
 
 
 @contextmanager
@@ -119,10 +134,13 @@ def _open_csv(path: Path) -> Iterator[tuple[Any, list[str]]]:
 
 def _groups(reader: Iterator[list[str]], key: int) -> Iterator[list[list[str]]]:
     group: list[list[str]] = []
+    current = ""
     for row in reader:
-        if group and (row[key] if key < len(row) else "") != group[0][key]:
+        this = row[key] if key < len(row) else ""
+        if this != current and group:
             yield group
             group = []
+        current = this
         group.append(row)
     if group:
         yield group
@@ -150,6 +168,16 @@ def _parse_decimal(value: str, what: str, places: int) -> tuple[int, int]:
     """A plain decimal (digits, optionally a point and more digits) as an integer scaled by
     10**places, and its number of integer digits. Signs, exponents, NaN, infinities and
     thousands separators are refused, as are non-zero digits beyond `places` (never rounded)."""
+    whole, dot, frac = value.partition(".")
+    if (
+        whole.isdigit()
+        and len(whole) <= 18
+        and len(frac) <= places
+        and (frac.isdigit() or not dot)
+        and value.isascii()
+    ):  # the usual `12.50`: the same result as below, without the regular expression
+        digits = whole.lstrip("0")
+        return int(whole + frac + "0" * (places - len(frac))), len(digits)
     text = value.strip()
     if text.startswith("-") and _DECIMAL.fullmatch(text[1:]) and len(text) > 1:
         raise ValueError(f"{what}: must not be negative")
@@ -170,6 +198,54 @@ def _parse_amount(value: str, what: str, exponent: int) -> int:
     if minor > MAX_AMOUNT_MINOR:
         raise ValueError(f"{what}: too large (at most {format_minor(MAX_AMOUNT_MINOR, exponent)})")
     return minor
+
+
+def _parse_unit_price(value: str, exponent: int) -> Decimal:
+    """A unit price in minor units, exactly, with up to `UNIT_PRICE_EXTRA_PLACES` decimals
+    beyond the currency's (a price per gram), as the API reads it (`money.parse_unit_price`)."""
+    scaled, _ = _parse_decimal(value, "unit_price", exponent + UNIT_PRICE_EXTRA_PLACES)
+    if scaled > MAX_AMOUNT_MINOR * 10**UNIT_PRICE_EXTRA_PLACES:
+        raise ValueError(
+            f"unit_price: too large (at most {format_minor(MAX_AMOUNT_MINOR, exponent)})"
+        )
+    if scaled % 10**UNIT_PRICE_EXTRA_PLACES == 0:
+        return Decimal(scaled // 10**UNIT_PRICE_EXTRA_PLACES)
+    return Decimal(scaled).scaleb(-UNIT_PRICE_EXTRA_PLACES)
+
+
+def line_of(
+    sku: str | None,
+    category: str | None,
+    quantity: Decimal,
+    unit_price: Decimal,
+    amount: int | None,
+) -> LineInput:
+    """A basket line by the API's rule (`events.prepare`): its `amount` as the till charged
+    it when given, otherwise quantity × unit price rounded half up to the minor unit."""
+    if amount is None:
+        amount = round_minor(quantity * unit_price)
+        if amount > MAX_AMOUNT_MINOR:
+            raise ValueError("line amount (quantity × unit_price): too large")
+    return LineInput(
+        sku=sku,
+        category=category,
+        quantity=quantity,
+        unit_price_minor=round_minor(unit_price),
+        amount_minor=amount,
+    )
+
+
+@lru_cache(maxsize=1 << 16)
+def _line(
+    sku: str, category: str, quantity: str, unit_price: str, amount: str, exponent: int
+) -> LineInput:
+    """A basket line from its fields (`line_of`). Memoised: a till's file repeats the same
+    article at the same price, and a `LineInput` is immutable."""
+    qty = _parse_quantity(quantity or "1")
+    unit = _parse_unit_price(unit_price, exponent)
+    amount_text = amount.strip()
+    line_amount = _parse_amount(amount_text, "amount", exponent) if amount_text else None
+    return line_of(sku or None, category or None, qty, unit, line_amount)
 
 
 def _parse_quantity(value: str) -> Decimal:
@@ -195,6 +271,8 @@ def _check_row(row: list[str], layout: _Layout) -> None:
             byte = ord(bad.group()) - 0xDC00
             raise ValueError(f"not valid UTF-8 (byte 0x{byte:02X})")
     check_controls = _CONTROL.search(joined) is not None
+    if not check_controls and len(joined) <= LABEL_LENGTH:
+        return  # no field can be longer than the shortest limit
     for col, limit in layout.texts:
         value = row[col]
         if check_controls and _CONTROL.search(value):
@@ -204,11 +282,11 @@ def _check_row(row: list[str], layout: _Layout) -> None:
 
 
 def _parse_group(
-    rows: list[list[str]], layout: _Layout, program: _Program, latest: datetime
+    rows: list[list[str]], layout: _Layout, exponent: int, latest: datetime
 ) -> tuple[EventInput, str]:
-    """One purchase from its rows; `latest` is the last acceptable `occurred_at`."""
+    """One purchase from its rows (amounts in a currency of `exponent` decimals); `latest`
+    is the last acceptable `occurred_at`."""
     get = layout.get
-    exponent = program.snapshot.currency_exponent
     for r in rows:
         _check_row(r, layout)
     first = rows[0]
@@ -224,24 +302,14 @@ def _parse_group(
     first_total = get(first, "total")
     total = _parse_amount(first_total, "total", exponent)
     lines: list[LineInput] = []
-    if "unit_price" in layout.index and any(get(r, "unit_price").strip() for r in rows):
+    unit_at = layout.line_columns[4]  # every row has the header's fields (`_check_row`)
+    if unit_at >= 0 and any(r[unit_at].strip() for r in rows):
+        fields = layout.line_fields
         for r in rows:
-            if get(r, "total") != first_total:
+            total_text, sku, category, quantity, unit_price, amount = fields(r)
+            if total_text != first_total:
                 raise ValueError("rows of one purchase disagree on total")
-            qty = _parse_quantity(get(r, "quantity") or "1")
-            unit = _parse_amount(get(r, "unit_price"), "unit_price", exponent)
-            amount = round_minor(qty * unit)  # half up, as the API rounds a line
-            if amount > MAX_AMOUNT_MINOR:
-                raise ValueError("line amount (quantity × unit_price): too large")
-            lines.append(
-                LineInput(
-                    sku=(get(r, "sku") or None),
-                    category=(get(r, "category") or None),
-                    quantity=qty,
-                    unit_price_minor=unit,
-                    amount_minor=amount,
-                )
-            )
+            lines.append(_line(sku, category, quantity, unit_price, amount, exponent))
         line_sum = sum(ln.amount_minor for ln in lines)
         if abs(line_sum - total) > CENT_TOLERANCE:
             raise ValueError(
@@ -258,3 +326,50 @@ def _parse_group(
         lines=tuple(lines),
     )
     return event, get(first, "member_external_id").strip()
+
+
+@dataclass(frozen=True, slots=True)
+class CsvPurchase:
+    """A purchase of an import file, parsed and checked as the import parses it."""
+
+    member_external_id: str
+    event: EventInput
+
+
+@dataclass(frozen=True, slots=True)
+class CsvReject:
+    """A purchase (or unreadable line) the import would reject, with the import's reason."""
+
+    external_id: str
+    reason: str
+
+
+def read_purchases(
+    path: Path, *, currency_exponent: int, latest: datetime
+) -> Iterator[CsvPurchase | CsvReject]:
+    """The purchases of an import file in file order, each parsed by the import's own rules
+    (columns, bounds, the basket rule of line amounts and the cent tolerance); `latest` is
+    the last acceptable `occurred_at`. A repeated `external_id` is rejected after its first
+    purchase, as the import rejects it. A missing required column raises `ValueError`."""
+    report = ImportReport()
+    seen: set[str] = set()
+    with _open_csv(path) as (reader, header):
+        layout = _Layout.of(header)
+        key = layout.index["external_id"]
+        unreadable = 0
+        for rows in _groups(_rows(reader, report), key):
+            while unreadable < len(report.rejects):
+                unreadable += 1
+                yield CsvReject("", report.rejects[unreadable - 1][1])
+            try:
+                event, member = _parse_group(rows, layout, currency_exponent, latest)
+            except ValueError as exc:
+                yield CsvReject(layout.get(rows[0], "external_id").strip(), str(exc))
+                continue
+            if event.external_id in seen:
+                yield CsvReject(event.external_id, "duplicate external_id in the file")
+                continue
+            seen.add(event.external_id)
+            yield CsvPurchase(member, event)
+        for _, reason in report.rejects[unreadable:]:
+            yield CsvReject("", reason)
