@@ -95,6 +95,9 @@ class BacktestResult:
     tier_mix: dict[str, dict[str, int]] | None = None
     """Month (program time zone, YYYY-MM) → tier code → members at the month's end (replayed
     months only); None without a ladder."""
+    member_points: dict[str, int] = field(default_factory=dict)
+    """Member key → net points of the replay (issued less taken back), for members who got
+    any; not in `as_dict`."""
 
     @property
     def net_points(self) -> int:
@@ -264,9 +267,25 @@ def _csv_purchase(rows: list[dict[str, str]], exponent: int) -> Transaction:
     return Transaction(first["member_external_id"].strip(), event)
 
 
-def read_store(conn: Connection, program_id: int) -> Iterator[Transaction]:
-    """The program's events from the store, in time order, with their basket lines."""
+def read_store(
+    conn: Connection,
+    program_id: int,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> Iterator[Transaction]:
+    """The program's events from the store, in time order, with their basket lines; only
+    those that occurred in [`since`, `until`) when given."""
+    e = _events.c
+    window: list[Any] = [e.program_id == program_id]
+    if since is not None:
+        window.append(e.occurred_at >= since)
+    if until is not None:
+        window.append(e.occurred_at < until)
     by_event: dict[str, list[LineInput]] = {}
+    lines_of = [_lines.c.program_id == program_id]
+    if since is not None or until is not None:
+        lines_of.append(_lines.c.event_id.in_(select(e.id).where(*window)))
     line_rows = conn.execute(
         select(
             _lines.c.event_id,
@@ -276,7 +295,7 @@ def read_store(conn: Connection, program_id: int) -> Iterator[Transaction]:
             _lines.c.unit_price_minor,
             _lines.c.amount_minor,
         )
-        .where(_lines.c.program_id == program_id)
+        .where(*lines_of)
         .order_by(_lines.c.event_id, _lines.c.line_no)
     )
     for line in line_rows:
@@ -289,7 +308,6 @@ def read_store(conn: Connection, program_id: int) -> Iterator[Transaction]:
                 line.amount_minor,
             )
         )
-    e = _events.c
     rows = conn.execute(
         select(
             e.id,
@@ -302,7 +320,7 @@ def read_store(conn: Connection, program_id: int) -> Iterator[Transaction]:
             e.attributes,
             e.points_spent,
         )
-        .where(e.program_id == program_id)
+        .where(*window)
         .order_by(e.occurred_at, e.created_at, e.id),
         execution_options={"yield_per": 10_000},
     )
@@ -532,6 +550,7 @@ def run_backtest(
     result.points_taken_back = taken_back
     result.rule_errors = errors
     result.members = len(ledger.enrolled)
+    result.member_points = {k: v for k, v in balances.items() if v}
     result.seconds = time.perf_counter() - started
     return result
 

@@ -76,7 +76,11 @@ ACTION_TYPES: tuple[str, ...] = ("review", "social", "visit", "referral", "app_o
 PERIODS: tuple[str, ...] = ("day", "week", "month", "year", "lifetime")
 COUNTERS: dict[str, dict[str, str]] = {
     "visit": {"30d": "visits_30d", "lifetime": "visits_lifetime"},
-    "purchase": {"30d": "purchases_30d", "year": "purchases_year", "lifetime": "purchases_lifetime"},
+    "purchase": {
+        "30d": "purchases_30d",
+        "year": "purchases_year",
+        "lifetime": "purchases_lifetime",
+    },
     "review": {"7d": "reviews_7d", "lifetime": "reviews_lifetime"},
 }
 """For "after N events": event type → window → the member counter that counts them."""
@@ -245,11 +249,11 @@ def build(template: Template | str, fields: Mapping[str, Any]) -> dict[str, Any]
         window = r.choice("window", tuple(windows)) if windows else ""
         count = r.whole("count", maximum=100_000)
         benefit = r.text("benefit", pattern=_NAME)
-        days = r.whole("benefit_days", maximum=36_500) if r.raw("benefit_days") else None
+        lasts = r.whole("benefit_days", maximum=36_500) if r.raw("benefit_days") else None
         counter = windows.get(window, "")
         effect: dict[str, Any] = {"kind": "benefit", "benefit": benefit}
-        if days is not None:
-            effect["days"] = days
+        if lasts is not None:
+            effect["days"] = lasts
         spec |= {
             "event_type": event_type,
             "condition": f"member.counters.{counter} >= {count}",
