@@ -283,3 +283,29 @@ async def test_a_draft_over_a_rule_changed_since_must_be_saved_again(
     assert (await client.put(f"{rules}/coffee-x/draft", json=COFFEE_X2)).status_code == 200
     assert (await client.delete(f"{rules}/coffee-x/draft")).status_code == 204
     assert (await client.get(f"{rules}/coffee-x")).json()["version"] == 3
+
+
+async def test_a_backtest_replays_counters_and_counts_grants(client: httpx.AsyncClient) -> None:
+    program = await create_program(client)
+    ana = (await enrol(client, program))["id"]
+    bo = (await enrol(client, program))["id"]
+    now = datetime.now(UTC)
+    for days in (5, 4, 3):
+        await _visit(client, program, ana, occurred_at=(now - timedelta(days=days)).isoformat())
+    await _visit(client, program, bo, occurred_at=(now - timedelta(days=2)).isoformat())
+    lane = build(Template.AFTER_N, {"code": "lane", "event_type": "visit", "count": "2",
+                                    "window": "30d", "benefit": "fast_lane",
+                                    "benefit_days": "7"})  # fmt: skip
+    rules = f"{P}/{program}/rules"
+    assert (await client.put(f"{rules}/lane/draft", json=lane)).status_code == 200
+    r = await client.post(f"{rules}/lane/draft/backtest")
+    assert r.status_code == 200, r.text
+    result = r.json()
+    # Ana's 2nd and 3rd visits reach 2 visits in 30 days; Bo's one visit does not.
+    assert result["before"]["grants_by_rule"] == {}
+    assert result["after"]["grants_by_rule"] == {"lane": 2}
+    assert (result["events"], result["difference"], result["members_affected"]) == (4, 0, 1)
+    # A window that starts after Ana's first visit counts from there: one grant (her 3rd).
+    since = (now - timedelta(days=4, hours=12)).isoformat()
+    r = await client.post(f"{rules}/lane/draft/backtest", json={"since": since})
+    assert r.json()["after"]["grants_by_rule"] == {"lane": 1}

@@ -219,6 +219,7 @@ def _totals(result: backtest.BacktestResult) -> BacktestTotals:
         points_taken_back=result.points_taken_back,
         net_points=result.net_points,
         by_rule=dict(sorted(result.by_rule.items())),
+        grants_by_rule=result.grants_by_rule,
         rule_errors=result.rule_errors,
     )
 
@@ -228,7 +229,8 @@ async def backtest_draft(
 ) -> DraftBacktestRead:
     """The program's events of a window (default: the last 30 days) replayed through
     `decide` with the live rules and with the draft in place; points before and after, and
-    the members whose points differ. Writes nothing."""
+    the members whose points or grants differ. Members' counters are replayed from zero at the
+    window's start. Writes nothing."""
     since, until = _window(body)
     spec = _stored_spec(await _draft(session, program, code))
     live = await rules_service.live_rule_versions(session, program)
@@ -247,14 +249,20 @@ async def backtest_draft(
         except InvalidAnalyticsInput:
             ladder = None  # a ladder the replay cannot follow: members are decided untiered
         txs = list(backtest.read_store(conn, program.id, since=since, until=until))
-        before = backtest.run_backtest(txs, program=settings, rules=before_rules, ladder=ladder)
-        after = backtest.run_backtest(txs, program=settings, rules=after_rules, ladder=ladder)
+        before, after = (
+            backtest.run_backtest(txs, program=settings, rules=rules, ladder=ladder, counters=True)
+            for rules in (before_rules, after_rules)
+        )
         return before, after, ladder is not None
 
     before, after, tiered = await session.run_sync(lambda s: replay(s.connection()))
-    members = set(before.member_points) | set(after.member_points)
+    members = {*before.member_points, *after.member_points, *before.member_grants,
+               *after.member_grants}  # fmt: skip
     affected = sum(
-        1 for m in members if before.member_points.get(m, 0) != after.member_points.get(m, 0)
+        1
+        for m in members
+        if before.member_points.get(m, 0) != after.member_points.get(m, 0)
+        or before.member_grants.get(m, 0) != after.member_grants.get(m, 0)
     )
     return DraftBacktestRead(
         since=since,

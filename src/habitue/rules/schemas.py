@@ -91,6 +91,9 @@ class BacktestTotals(BaseModel):
     points_taken_back: int
     net_points: int
     by_rule: dict[str, int]
+    """Rule → points issued (`base`: the program's base earn)."""
+    grants_by_rule: dict[str, int]
+    """Rule → benefits granted and coupons issued."""
     rule_errors: int
 
 
@@ -107,6 +110,7 @@ class DraftBacktestRead(BaseModel):
     difference: int
     """`after.net_points` less `before.net_points`."""
     members_affected: int
-    """Members whose net points differ between the two replays."""
+    """Members whose net points, or number of benefits and coupons, differ between the two
+    replays."""
     tiers_replayed: bool
     """Whether the program's tier ladder was replayed (members decided with their tier)."""
