@@ -135,3 +135,38 @@ async def test_roles_without_rules_cannot_draft(
     email = await make_staff(db, "support")
     await staff_signin(client, email)
     assert (await client.get(f"/admin/{program}/rules/new")).status_code == 403
+
+
+async def test_a_privilege_after_n_visits_is_built_tested_and_backtested(
+    client: httpx.AsyncClient, program: str, db: Database
+) -> None:
+    member = (await enrol(client, program, email="lane@example.com"))["id"]
+    now = datetime.now(UTC)
+    for days in (3, 2):
+        body = {"type": "visit", "member": {"id": member}, "external_id": f"v{days}",
+                "occurred_at": (now - timedelta(days=days)).isoformat()}  # fmt: skip
+        assert (await client.post(f"/v1/programs/{program}/events", json=body)).status_code == 201
+    await staff_signin(client, await make_staff(db, "marketer"))
+    form = await client.get(f"/admin/{program}/rules/new?template=after_n")
+    data = {"csrf_token": csrf_of(form.text), "template": "after_n", "code": "lane",
+            "event_type": "visit", "count": "2", "window": "30d", "benefit": "fast_lane",
+            "benefit_days": "30"}  # fmt: skip
+    r = await client.post(f"/admin/{program}/rules/new", data=data)
+    assert r.status_code == 303, r.text
+    page = await client.get(r.headers["location"])
+    assert 'id="cel-condition">member.counters.visits_30d &gt;= 2<' in page.text
+    csrf = csrf_of(page.text)
+    test = {"csrf_token": csrf, "member": member, "type": "visit", "lines": ""}
+    r = await client.post(f"/admin/{program}/rules/lane/draft/test", data=test)
+    assert r.status_code == 200, r.text
+    # A third visit is past 2: the draft grants the fast lane, the live rules nothing.
+    assert '<p class="grant" data-side="draft" data-rule="lane">' in r.text
+    assert "Fast lane at the counter" in r.text
+    assert 'data-side="live"' not in r.text
+    r = await client.post(f"/admin/{program}/rules/lane/draft/backtest", data={"csrf_token": csrf})
+    assert r.status_code == 200
+    # Replayed: the second visit reaches 2 and grants it, once.
+    row = r.text.split('<tr data-grants="lane">')[1].split("</tr>")[0]
+    assert '<td class="num">0</td><td class="num">1</td>' in row
+    summary = "Difference: 0 points; members whose points, privileges or coupons change: 1."
+    assert f'id="bt-summary">{summary}' in r.text

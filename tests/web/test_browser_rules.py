@@ -80,7 +80,8 @@ def test_owner_builds_tests_backtests_and_publishes_a_rule(
     page.locator("#backtest").wait_for()
     assert page.locator("#bt-before").inner_text() == "10"
     assert page.locator("#bt-after").inner_text() == "14"
-    assert "members whose points change: 1" in page.locator("#bt-summary").inner_text()
+    summary = page.locator("#bt-summary").inner_text()
+    assert "members whose points, privileges or coupons change: 1" in summary
     pages.check("admin-rule-draft-backtest")
 
     page.click("#publish")
