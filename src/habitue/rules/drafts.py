@@ -14,13 +14,14 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy import Connection, delete, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from habitue import clock
 from habitue.analytics import backtest
 from habitue.analytics.errors import InvalidAnalyticsInput
-from habitue.db import table_of
+from habitue.db import dialect_name, table_of
 from habitue.errors import Conflict, NotFound, ValidationFailed
 from habitue.events import service as events_service
 from habitue.events.pipeline import Pipeline
@@ -122,17 +123,16 @@ async def put_draft(
         "actor": actor,
         "updated_at": clock.now(),
     }
-    done = await session.execute(
-        update(_drafts)
-        .where(_drafts.c.program_id == program.id, _drafts.c.code == code)
-        .values(**values)
+    row = {"program_id": program.id, "code": code, "created_at": values["updated_at"], **values}
+    # One statement either way, so two people saving the same draft at once never collide.
+    upsert = (
+        postgresql.insert(_drafts)
+        if dialect_name(session) == "postgresql"
+        else sqlite.insert(_drafts)
+    ).values(row)
+    await session.execute(
+        upsert.on_conflict_do_update(index_elements=["program_id", "code"], set_=values)
     )
-    if getattr(done, "rowcount", 0) != 1:
-        await session.execute(
-            insert(_drafts).values(
-                program_id=program.id, code=code, created_at=values["updated_at"], **values
-            )
-        )
     return await _read(session, program, await _draft(session, program, code))
 
 
