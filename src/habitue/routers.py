@@ -13,6 +13,7 @@ def extra_routers() -> list[Any]:
     routers.append(__import__("habitue.rewards.api", fromlist=["router"]).router)  # rewards
     routers.append(__import__("habitue.analytics.api", fromlist=["router"]).router)  # analytics
     routers.append(__import__("habitue.rules.api", fromlist=["router"]).router)  # rules
+    routers.append(__import__("habitue.rules.drafts_api", fromlist=["router"]).router)  # rules
     routers.append(__import__("habitue.partners.api", fromlist=["router"]).router)  # partners
     routers.append(__import__("habitue.privacy.api", fromlist=["router"]).router)  # privacy
     routers.append(__import__("habitue.jobs_api", fromlist=["router"]).router)  # jobs

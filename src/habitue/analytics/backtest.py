@@ -24,6 +24,7 @@ from decimal import Decimal
 from typing import Any
 
 from habitue.analytics.backtest_input import (
+    EPOCH,
     CsvTransactions,
     Transaction,
     ladder_from_dict,
@@ -35,11 +36,14 @@ from habitue.analytics.backtest_input import (
 )
 from habitue.analytics.errors import InvalidAnalyticsInput
 from habitue.rules.compile import RuleSet, compile_rules
+from habitue.rules.counters import CounterEvent, CounterState, bump, counters_at
 from habitue.rules.decide import decide
 from habitue.rules.types import (
     AddTierCredits,
     Decision,
     EarnPoints,
+    GrantBenefit,
+    IssueCoupon,
     MemberSnapshot,
     ProgramSnapshot,
     RuleTally,
@@ -50,6 +54,7 @@ from habitue.rules.usage import period_keys
 from habitue.tiers.qualify import Qualifier, QualifyingLadder, metric_amount
 
 __all__ = [
+    "EPOCH",
     "BacktestResult",
     "CsvTransactions",
     "SimulatedLedger",
@@ -86,6 +91,13 @@ class BacktestResult:
     tier_mix: dict[str, dict[str, int]] | None = None
     """Month (program time zone, YYYY-MM) → tier code → members at the month's end (replayed
     months only); None without a ladder."""
+    member_points: dict[str, int] = field(default_factory=dict)
+    """Member key → net points of the replay (issued less taken back), for members who got
+    any; not in `as_dict`."""
+    grants_by_rule: dict[str, int] = field(default_factory=dict)
+    """Rule → benefits granted and coupons issued."""
+    member_grants: dict[str, int] = field(default_factory=dict)
+    """Member key → benefits and coupons granted; not in `as_dict`."""
 
     @property
     def net_points(self) -> int:
@@ -120,6 +132,7 @@ class BacktestResult:
             "expected_cost_minor": self.expected_cost_minor,
             "by_rule": dict(sorted(self.by_rule.items())),
             "by_month": {m: dict(sorted(r.items())) for m, r in sorted(self.by_month.items())},
+            "grants_by_rule": dict(sorted(self.grants_by_rule.items())),
             "rule_errors": self.rule_errors,
             "rejected": self.rejected,
             "rejects": [{"external_id": e, "reason": r} for e, r in self.rejects],
@@ -143,6 +156,7 @@ class _Purchase:
 
 
 _ZERO = Tally()
+_NO_COUNTS = CounterState()
 
 
 class _LazyTallies(dict[str, RuleTally]):
@@ -254,8 +268,14 @@ def run_backtest(
     point_value_minor: Decimal = Decimal(1),
     progress: Callable[[int], None] | None = None,
     ladder: QualifyingLadder | None = None,
+    counters: bool = False,
 ) -> BacktestResult:
-    """Replay transactions in order through `decide` and total what they would have issued."""
+    """Replay transactions in order through `decide` and total what they would have issued.
+
+    With `counters`, each member's counters (`member.counters`, as `rules.counters` keeps
+    them) are replayed too, from zero at the first transaction, so "after N visits" rules
+    decide as on the event path; without, rules see only the event decided counted.
+    """
     if not 0.0 <= redemption_rate <= 1.0:
         raise InvalidAnalyticsInput("redemption_rate must be between 0 and 1")
     if point_value_minor < 0:
@@ -273,6 +293,10 @@ def run_backtest(
     tier_mix: dict[str, dict[str, int]] = {}
     ranks: dict[str, int] = {}
     mix_month: str | None = None
+    states: dict[str, CounterState] = {}
+    tz = program.timezone
+    grants: dict[str, int] = {}
+    member_grants: dict[str, int] = {}
     started = time.perf_counter()
     count = issued = taken_back = errors = 0
     for tx in transactions:
@@ -287,6 +311,9 @@ def run_backtest(
             )
         if event.type == "refund":
             taken_back += _refund(ledger, tx)
+            if counters:
+                refunded = CounterEvent("refund", event.occurred_at, event.total_minor)
+                states[member_key] = bump(states.get(member_key, _NO_COUNTS), refunded, tz)
             continue
         keys = period_keys_of(event.occurred_at)
         if qualifier is not None and ladder is not None:
@@ -305,7 +332,16 @@ def run_backtest(
                     earn_multiplier=Decimal(tier.multiplier) if tier is not None else Decimal(1),
                 )
         usage = ledger.usage(member_key, event.type, keys) if limited else None
-        decision = decide(event, member, program, rule_set, event.occurred_at, usage)
+        decided = member
+        if counters:
+            state = states.get(member_key, _NO_COUNTS)
+            if state.lifetime:
+                decided = replace(member, counters=counters_at(state, event.occurred_at, tz))
+        decision = decide(event, decided, program, rule_set, event.occurred_at, usage)
+        if counters:
+            categories = tuple(line.category for line in event.lines if line.category)
+            counted = CounterEvent(event.type, event.occurred_at, event.total_minor, categories)
+            states[member_key] = bump(states.get(member_key, _NO_COUNTS), counted, tz)
         if decision.errors:
             errors += len(decision.errors)
         points = 0
@@ -316,6 +352,9 @@ def run_backtest(
             if type(effect) is EarnPoints:
                 points += effect.amount
                 month[effect.rule_code] = month.get(effect.rule_code, 0) + effect.amount
+            elif type(effect) is GrantBenefit or type(effect) is IssueCoupon:
+                grants[effect.rule_code] = grants.get(effect.rule_code, 0) + 1
+                member_grants[member_key] = member_grants.get(member_key, 0) + 1
         if usage is not None:
             ledger.record_usage(member_key, keys, decision)
         if qualifier is not None and ladder is not None:
@@ -347,6 +386,9 @@ def run_backtest(
     if isinstance(transactions, CsvTransactions):
         result.rejected = len(transactions.rejects)
         result.rejects = [(r.external_id, r.reason) for r in transactions.rejects[:100]]
+    result.member_points = {k: v for k, v in balances.items() if v}
+    result.grants_by_rule = dict(sorted(grants.items()))
+    result.member_grants = member_grants
     result.seconds = time.perf_counter() - started
     return result
 

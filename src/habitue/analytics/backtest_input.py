@@ -29,6 +29,9 @@ _events = table_of(Event)
 _lines = table_of(EventLine)
 
 
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 @dataclass(frozen=True, slots=True)
 class Transaction:
     """One event to replay: a member key, the event, and for a refund the purchase it refunds."""
@@ -151,9 +154,25 @@ def read_csv(
     return CsvTransactions(path, currency_exponent=currency_exponent, now=now)
 
 
-def read_store(conn: Connection, program_id: int) -> Iterator[Transaction]:
-    """The program's events from the store, in time order, with their basket lines."""
+def read_store(
+    conn: Connection,
+    program_id: int,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> Iterator[Transaction]:
+    """The program's events from the store, in time order, with their basket lines; only
+    those that occurred in [`since`, `until`) when given."""
+    e = _events.c
+    window: list[Any] = [e.program_id == program_id]
+    if since is not None:
+        window.append(e.occurred_at >= since)
+    if until is not None:
+        window.append(e.occurred_at < until)
     by_event: dict[str, list[LineInput]] = {}
+    lines_of = [_lines.c.program_id == program_id]
+    if since is not None or until is not None:
+        lines_of.append(_lines.c.event_id.in_(select(e.id).where(*window)))
     line_rows = conn.execute(
         select(
             _lines.c.event_id,
@@ -163,7 +182,7 @@ def read_store(conn: Connection, program_id: int) -> Iterator[Transaction]:
             _lines.c.unit_price_minor,
             _lines.c.amount_minor,
         )
-        .where(_lines.c.program_id == program_id)
+        .where(*lines_of)
         .order_by(_lines.c.event_id, _lines.c.line_no)
     )
     for line in line_rows:
@@ -176,7 +195,6 @@ def read_store(conn: Connection, program_id: int) -> Iterator[Transaction]:
                 line.amount_minor,
             )
         )
-    e = _events.c
     rows = conn.execute(
         select(
             e.id,
@@ -189,7 +207,7 @@ def read_store(conn: Connection, program_id: int) -> Iterator[Transaction]:
             e.attributes,
             e.points_spent,
         )
-        .where(e.program_id == program_id)
+        .where(*window)
         .order_by(e.occurred_at, e.created_at, e.id),
         execution_options={"yield_per": 10_000},
     )
@@ -206,5 +224,3 @@ def read_store(conn: Connection, program_id: int) -> Iterator[Transaction]:
             attributes=row.attributes or {},
         )
         yield Transaction(str(row.member_id), event, row.refers_to, row.id)
-
-

@@ -170,12 +170,15 @@ class Pipeline:
         event: EventInput,
         now: datetime,
         snap: MemberSnapshot | None = None,
+        rules: Sequence[CompiledRule] | None = None,
     ) -> Decision:
         """Stages 2 and 3: what the rules decide for the event (a pure `decide`, fed); a
-        `snap` already made (`snapshot_steps`) is used as it is."""
+        `snap` already made (`snapshot_steps`) is used as it is; `rules` in place of the
+        loaders' (a draft's test: the live rules with the draft swapped in)."""
         if snap is None:
             snap = await self.snapshot(session, program, member, now)
-        rules = await self.rules(session, program)
+        if rules is None:
+            rules = await self.rules(session, program)
         settings = program.snapshot()
         decision = rules_decide.decide(event, snap, settings, rules, now)
         # Caps and budgets usage is read only when a limited rule of this event's type applies.

@@ -6,6 +6,7 @@ writes nothing.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -41,6 +42,7 @@ from habitue.messaging import outbox
 from habitue.money import format_minor
 from habitue.privacy import fraud
 from habitue.programs.service import ProgramInfo
+from habitue.rules.compile import CompiledRule
 from habitue.rules.types import EarnPoints
 
 
@@ -68,15 +70,21 @@ def lock_key(body: EventCreate) -> str:
 
 
 async def quote(
-    session: AsyncSession, pipeline: Pipeline, program: ProgramInfo, body: EventCreate
+    session: AsyncSession,
+    pipeline: Pipeline,
+    program: ProgramInfo,
+    body: EventCreate,
+    *,
+    rules: Sequence[CompiledRule] | None = None,
 ) -> EventRead:
-    """What the event would earn, computed by the same `decide`, writing nothing."""
+    """What the event would earn, computed by the same `decide`, writing nothing (with
+    `rules` in place of the program's live rules when given: a draft's test)."""
     now = clock.now()
     prepared = prepare(program, body, now=now)
     if body.type == "refund":
         raise ValidationFailed("type", "refunds cannot be quoted")
     member = await _member_for(session, pipeline, program, body)
-    decision = await pipeline.decide(session, program, member, prepared.event, now)
+    decision = await pipeline.decide(session, program, member, prepared.event, now, rules=rules)
     earned = decision.points
     return EventRead(
         id="",

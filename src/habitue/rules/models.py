@@ -84,3 +84,22 @@ class MemberCounters(Base):
     program_id: Mapped[int] = mapped_column(ForeignKey("programs.id"))
     state: Mapped[dict[str, Any]] = mapped_column(JSONType)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class RuleDraft(Base):
+    """A rule saved without applying: a new rule, or the next version of a live one (one per
+    program and code). Events never read it; publishing makes it a version of `rules`."""
+
+    __tablename__ = "rule_drafts"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    program_id: Mapped[int] = mapped_column(ForeignKey("programs.id"))
+    code: Mapped[str] = mapped_column(String(64))
+    spec: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    base_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    """The live rule's version the draft was written over (None: a new rule)."""
+    actor: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (UniqueConstraint("program_id", "code"),)

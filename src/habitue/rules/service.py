@@ -70,6 +70,29 @@ def _dump(spec: RuleSpec) -> dict[str, Any]:
     return spec.model_dump(mode="json")
 
 
+async def checked_spec(
+    session: AsyncSession, program: ProgramInfo, data: Mapping[str, Any]
+) -> RuleSpec:
+    """A rule body checked as `create_rule` checks it (shape, CEL, the coupon's reward);
+    raises `InvalidRule` naming the field. Saves nothing."""
+    spec = _spec(data)
+    await _check_reward(session, program, spec)
+    return spec
+
+
+def dump_spec(spec: RuleSpec) -> dict[str, Any]:
+    """A spec as stored and answered: every field, its defaults filled in."""
+    return _dump(spec)
+
+
+async def live_version(
+    session: AsyncSession, program: ProgramInfo, code: str
+) -> tuple[int, int] | None:
+    """The live (not deleted) rule `code`'s (id, current version), or None."""
+    row = await _row(session, program, code)
+    return None if row is None or not row.active else (int(row.id), int(row.current_version))
+
+
 def _forget(session: AsyncSession, program_id: int) -> None:
     session.info.get(_SESSION_KEY, {}).pop(program_id, None)
     forget_stamp(program_id)
@@ -101,6 +124,14 @@ def _live_specs_query(program_id: int) -> Any:
 async def _live_specs(session: AsyncSession, program: ProgramInfo) -> list[tuple[Any, RuleSpec]]:
     rows = (await session.execute(_live_specs_query(program.id))).all()
     return [(r, RuleSpec.model_validate(r.spec)) for r in rows]
+
+
+async def live_rule_versions(session: AsyncSession, program: ProgramInfo) -> list[RuleVersion]:
+    """The program's live rules with their ids and versions (read now, not from the cache)."""
+    return [
+        RuleVersion(spec, rule_id=row.id, version=row.current_version)
+        for row, spec in await _live_specs(session, program)
+    ]
 
 
 def live_rule_versions_sync(conn: Connection, program_id: int) -> list[RuleVersion]:

@@ -1,5 +1,6 @@
-"""The console's rules list: each live rule with an on/off switch, and its version history
-(who changed what, when). Switching writes a new version through `rules.service.update_rule`
+"""The console's rules list: each live rule with an on/off switch, its draft (new rules and
+next versions, `web.admin_rule_drafts`), and its version history (who changed what, when).
+Switching writes a new version through `rules.service.update_rule`
 (`active` in the spec); the history is read from the rule's stored versions."""
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from sqlalchemy import select
 from habitue import clock
 from habitue.db import table_of
 from habitue.errors import HabitueError
+from habitue.rules import drafts
 from habitue.rules import service as rules_service
 from habitue.rules.models import Rule, RuleVersionRow
 from habitue.web.admin import Console, _db
@@ -76,8 +78,18 @@ async def _page(request: Request, console: Console, status: int = 200, **extra: 
     assert info is not None
     async with _db(request).read() as session:
         found = await rules_service.list_rules(session, info)
+        pending = await drafts.list_drafts(session, info)
+    query = request.query_params
     return console.render(
-        "admin/rules.html", status, rules=found.items, warnings=found.warnings, **extra
+        "admin/rules.html",
+        status,
+        rules=found.items,
+        warnings=found.warnings,
+        drafts=pending,
+        drafted={d.code for d in pending},
+        published=query.get("published", "")[:64],
+        discarded=query.get("discarded", "")[:64],
+        **extra,
     )
 
 

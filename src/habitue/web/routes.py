@@ -50,6 +50,7 @@ def routers() -> list[Any]:
     from habitue.web.admin_offers import router as offers_router
     from habitue.web.admin_partners import router as partners_router
     from habitue.web.admin_rewards import router as rewards_router
+    from habitue.web.admin_rule_drafts import router as rule_drafts_router
     from habitue.web.admin_rules import router as rules_router
     from habitue.web.admin_setup import router as setup_router
     from habitue.web.admin_tiers import router as tiers_router
@@ -73,6 +74,7 @@ def routers() -> list[Any]:
         words_router,
         member_list_router,
         club_router,
+        rule_drafts_router,
         rules_router,
         fraud_router,
     ]
