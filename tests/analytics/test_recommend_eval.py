@@ -48,14 +48,15 @@ def test_the_split_and_the_members_evaluated(result: recommend_eval.ProtocolResu
 
 
 def test_baselines_are_pinned(result: recommend_eval.ProtocolResult) -> None:
-    """Precision, recall, NDCG at 10 and hit rate of each baseline on each task."""
+    """Precision, recall, NDCG at 10 and hit rate of each baseline on each task (item-item's
+    neighbours tied at the cut are the lower item ids: the same on every NumPy)."""
     nb = result.task("next basket").by_method()
     assert rounded(nb["popularity"]) == (0.1417, 0.2061, 0.2095, 0.7896)
-    assert rounded(nb["item-item"]) == (0.2049, 0.2834, 0.2497, 0.8641)
+    assert rounded(nb["item-item"]) == (0.2042, 0.2828, 0.2492, 0.8576)
     assert rounded(nb["repurchase"]) == (0.3725, 0.5055, 0.5785, 0.9935)
     new = result.task("new to you").by_method()
     assert rounded(new["popularity"]) == (0.057, 0.1417, 0.1204, 0.4195)
-    assert rounded(new["item-item"]) == (0.0463, 0.1049, 0.0914, 0.3591)
+    assert rounded(new["item-item"]) == (0.0463, 0.1053, 0.091, 0.3658)
     # Repurchase cannot recommend anything new: it falls back to popularity entirely.
     assert rounded(new["repurchase"]) == rounded(new["popularity"])
 
@@ -66,11 +67,11 @@ def test_the_model_on_the_small_set(result: recommend_eval.ProtocolResult) -> No
     there (with six baskets a member, the co-purchase tie-breaks are noise). On a million lines
     the model is ahead on both tasks (bench/recommend.py, docs/analytics.md)."""
     nb = result.task("next basket").by_method()
-    assert rounded(nb["model"]) == (0.3638, 0.4977, 0.5725, 0.9838)
+    assert rounded(nb["model"]) == (0.3625, 0.4957, 0.5714, 0.9838)
     assert nb["model"].ndcg > max(nb["popularity"].ndcg, nb["item-item"].ndcg)
     assert nb["model"].ndcg > 0.98 * nb["repurchase"].ndcg
     new = result.task("new to you").by_method()
-    assert rounded(new["model"]) == (0.0644, 0.1462, 0.1284, 0.4564)
+    assert rounded(new["model"]) == (0.0641, 0.1454, 0.1273, 0.4497)
     for baseline in ("popularity", "item-item", "repurchase"):
         assert new["model"].ndcg > new[baseline].ndcg
         assert new["model"].precision > new[baseline].precision

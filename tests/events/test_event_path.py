@@ -47,8 +47,10 @@ async def test_the_member_of_an_event_comes_with_its_counters_and_pending_referr
     r = await client.post(base + "/referrals", json={"referee": referee, "code": code})
     assert r.status_code == 201, r.text
 
+    # The counters' row is made with the member, nothing counted yet.
+    nothing = {"days": {}, "years": {}, "lifetime": {}}
     assert await _extras(db, program, referrer) == {
-        LOCKED_STATUS: "active", COUNTERS: None, PENDING: False, GRANTED: False}  # fmt: skip
+        LOCKED_STATUS: "active", COUNTERS: nothing, PENDING: False, GRANTED: False}  # fmt: skip
     assert (await _extras(db, program, referee))[PENDING] is True
 
     await purchase(client, program, referrer, "12.00")

@@ -110,6 +110,17 @@ def _encode(values: Any) -> tuple[int, IntArray]:
     return len(encoded.dictionary), indices
 
 
+def _top_columns(values: FloatArray, keep: int) -> IntArray:
+    """The columns of each row's `keep` largest values; of values tied at the cut, the lowest
+    columns (a partition's own choice among ties differs between NumPy versions)."""
+    cut = -np.partition(-values, keep - 1, axis=1)[:, keep - 1]
+    above = values > cut[:, None]
+    tied = values == cut[:, None]
+    wanted = keep - above.sum(axis=1)
+    chosen = above | (tied & (np.cumsum(tied, axis=1) <= wanted[:, None]))
+    return np.nonzero(chosen)[1].reshape(values.shape[0], keep)
+
+
 def item_neighbours(bought: sparse.csr_matrix, neighbours: int = NEIGHBOURS) -> sparse.csr_matrix:
     """Item × item cosine over buyers (zero diagonal), each row pruned to its top neighbours."""
     binary = bought.copy()
@@ -128,7 +139,7 @@ def item_neighbours(bought: sparse.csr_matrix, neighbours: int = NEIGHBOURS) -> 
         co *= inverse[start:stop, None] * inverse[None, :]
         co[np.arange(stop - start), np.arange(start, stop)] = 0.0
         keep = min(neighbours, n_items)
-        top = np.argpartition(-co, keep - 1, axis=1)[:, :keep] if keep < n_items else None
+        top = _top_columns(co, keep) if keep < n_items else None
         if top is None:
             top = np.broadcast_to(np.arange(n_items), co.shape)
         values = np.take_along_axis(co, top, axis=1)

@@ -24,7 +24,7 @@ from habitue.members.schemas import (
 from habitue.messaging import outbox
 from habitue.privacy import consent
 from habitue.programs.service import ProgramInfo
-from habitue.rules import service as rules_service
+from habitue.rules import counter_store
 
 
 async def enrol(
@@ -70,7 +70,7 @@ async def enrol(
     except IntegrityError as exc:
         raise DuplicateMember("a member with this email or external_id exists") from exc
     await ledger_service.open_accounts(session, program.id, member_id)
-    await rules_service.open_counters(session, program.id, member_id, now)
+    await counter_store.open_counters(session, program.id, member_id, now)
     await consent.record(
         session,
         program_id=program.id,

@@ -1,27 +1,26 @@
-"""Rules in the database: versioned CRUD, the cached compiled rule set, caps and budget usage,
-and members' incremental counters. Services flush, never commit: the caller's unit of work does.
+"""Rules in the database: versioned CRUD and the cached compiled rule set (caps and budgets in
+`usage_store`, members' counters in `counter_store`, their names re-exported here). Services
+flush, never commit: the caller's unit of work does.
 """
 
 from __future__ import annotations
 
-import json
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, bindparam, func, insert, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import and_, func, insert, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from habitue import clock
-from habitue.db import Part, dialect_name, table_of
+from habitue.db import table_of
 from habitue.programs.service import ProgramInfo
 from habitue.rewards.catalogue import COUPON_KINDS
 from habitue.rewards.models import Reward
+from habitue.rules import usage_store
 from habitue.rules.compile import (
-    CompiledRule,
     RuleSet,
     RuleVersion,
     expected_cost,
@@ -29,27 +28,36 @@ from habitue.rules.compile import (
     rule_set_warnings,
     validate_rule,
 )
-from habitue.rules.counters import CounterEvent, CounterState, bump, counters_at
+
+# Members' counters, and caps and budgets, live in their own modules; their names stay here.
+from habitue.rules.counter_store import count_event as count_event
+from habitue.rules.counter_store import counter_state as counter_state
+from habitue.rules.counter_store import counters_column as counters_column
+from habitue.rules.counter_store import member_counters as member_counters
+from habitue.rules.counter_store import new_counters_row as new_counters_row
+from habitue.rules.counter_store import open_counters as open_counters
+from habitue.rules.counter_store import seed_counter_state as seed_counter_state
+from habitue.rules.counter_store import state_from_json as state_from_json
+from habitue.rules.counter_store import state_to_json as state_to_json
 from habitue.rules.errors import (
-    BudgetExhausted,
     InvalidRule,
     RuleExists,
     RuleNotFound,
     RuleValidationError,
 )
 from habitue.rules.model import RuleSpec, parse_rule
-from habitue.rules.models import MemberCounters, Rule, RuleUsageRow, RuleVersionRow
+from habitue.rules.models import Rule, RuleVersionRow
 from habitue.rules.schemas import RulePage, RuleRead, RuleVersionRead
-from habitue.rules.types import Decision, Period, RuleTally, RuleUsage, Tally
-from habitue.rules.usage import period_keys, usage_increments
+from habitue.rules.types import Decision
+from habitue.rules.usage import usage_increments
+from habitue.rules.usage_store import BUDGET_PERIOD as BUDGET_PERIOD
+from habitue.rules.usage_store import load_usage as load_usage
+from habitue.rules.usage_store import period_key as period_key
 
 _rules = table_of(Rule)
 _versions = table_of(RuleVersionRow)
-_usage = table_of(RuleUsageRow)
-_counters = table_of(MemberCounters)
 _rewards = table_of(Reward)
 
-BUDGET_PERIOD = "budget"
 _SESSION_KEY = "habitue.rules.rule_sets"
 
 
@@ -228,33 +236,7 @@ async def _add_version(
         )
     )
     if spec.budget is not None:
-        await _ensure_budget_row(session, rule_id)
-
-
-async def _ensure_budget_row(session: AsyncSession, rule_id: int) -> None:
-    found = (
-        await session.execute(
-            select(_usage.c.id).where(
-                _usage.c.rule_id == rule_id,
-                _usage.c.member_id.is_(None),
-                _usage.c.period == BUDGET_PERIOD,
-            )
-        )
-    ).first()
-    if found is None:
-        program_id = (
-            await session.execute(select(_rules.c.program_id).where(_rules.c.id == rule_id))
-        ).scalar_one()
-        await session.execute(
-            insert(_usage).values(
-                program_id=program_id,
-                member_id=None,
-                rule_id=rule_id,
-                period=BUDGET_PERIOD,
-                points=0,
-                count=0,
-            )
-        )
+        await usage_store.ensure_budget_row(session, rule_id)
 
 
 async def create_rule(
@@ -452,276 +434,12 @@ async def _rules_in_session(session: AsyncSession, program: ProgramInfo) -> Rule
     return cached if cached is not None else await rule_set(session, program)
 
 
-# --- Caps and budgets -------------------------------------------------------------------------
-
-
-def period_key(period: Period, key: str) -> str:
-    """The stored key of a period: `day:2026-11-24`, `week:2026-W48`, …, `lifetime`."""
-    return "lifetime" if period == "lifetime" else f"{period}:{key}"
-
-
-async def load_usage(
-    session: AsyncSession,
-    program: ProgramInfo,
-    member_id: int,
-    rules: Sequence[CompiledRule],
-    at: datetime,
-) -> RuleUsage | None:
-    """The member's caps usage for the periods containing `at`, and the rules' budgets used."""
-    capped = {r.rule_id: r for r in rules if r.spec.caps and r.rule_id is not None}
-    budgeted = {r.rule_id: r for r in rules if r.spec.budget is not None and r.rule_id is not None}
-    if not capped and not budgeted:
-        return None
-    keys = period_keys(at, program.timezone)
-    by_key = {period_key(p, k): p for p, k in keys.items()}
-    rows = (
-        await session.execute(
-            select(_usage).where(
-                or_(
-                    and_(
-                        _usage.c.member_id == member_id,
-                        _usage.c.rule_id.in_(list(capped)),
-                        _usage.c.period.in_(list(by_key)),
-                    ),
-                    and_(
-                        _usage.c.member_id.is_(None),
-                        _usage.c.rule_id.in_(list(budgeted)),
-                        _usage.c.period == BUDGET_PERIOD,
-                    ),
-                )
-            )
-        )
-    ).all()
-    periods: dict[str, dict[Period, Tally]] = {}
-    budget: dict[str, int] = {}
-    for row in rows:
-        rule = capped.get(row.rule_id) or budgeted[row.rule_id]
-        if row.member_id is None:
-            budget[rule.code] = int(row.points)
-        else:
-            periods.setdefault(rule.code, {})[by_key[row.period]] = Tally(
-                int(row.points), int(row._mapping["count"])
-            )
-    codes = set(periods) | set(budget)
-    return RuleUsage({c: RuleTally(periods.get(c, {}), budget.get(c, 0)) for c in codes})
-
-
-async def _bump_period(
-    session: AsyncSession, program: ProgramInfo, member_id: int, rule_id: int, key: str, inc: Tally
-) -> None:
-    values = {
-        "program_id": program.id,
-        "member_id": member_id,
-        "rule_id": rule_id,
-        "period": key,
-        "points": inc.points,
-        "count": inc.count,
-    }
-    elements = ["member_id", "rule_id", "period"]
-    stmt: Any
-    if dialect_name(session) == "postgresql":
-        pg = postgresql.insert(_usage).values(values)
-        stmt = pg.on_conflict_do_update(
-            index_elements=elements,
-            set_={"points": _usage.c.points + inc.points, "count": _usage.c.count + inc.count},
-        )
-    else:
-        lite = sqlite.insert(_usage).values(values)
-        stmt = lite.on_conflict_do_update(
-            index_elements=elements,
-            set_={"points": _usage.c.points + inc.points, "count": _usage.c.count + inc.count},
-        )
-    await session.execute(stmt)
-
-
 async def record_usage(
-    session: AsyncSession,
-    program: ProgramInfo,
-    member_id: int,
-    decision: Decision,
-    at: datetime,
+    session: AsyncSession, program: ProgramInfo, member_id: int, decision: Decision, at: datetime
 ) -> None:
-    """Add a decision's grants to the caps and budgets of its rules, in the event transaction.
-
-    Only the periods a rule caps are tracked (from when the cap is set). A budget is taken by
-    a conditional update: when a concurrent event used it first, `BudgetExhausted` rolls this
-    event back so that a retry decides again with the budget left.
-    """
-    increments = usage_increments(decision)
-    if not increments:
+    """`usage_store.record_usage` with the program's compiled rules (read only when the
+    decision granted something a cap or a budget may count)."""
+    if not usage_increments(decision):
         return
-    rules = {r.code: r for r in (await _rules_in_session(session, program)).rules}
-    keys = period_keys(at, program.timezone)
-    for code, inc in increments.items():
-        rule = rules.get(code)
-        if rule is None or rule.rule_id is None:
-            continue
-        for period in {cap.period for cap in rule.spec.caps}:
-            await _bump_period(
-                session, program, member_id, rule.rule_id, period_key(period, keys[period]), inc
-            )
-        budget = rule.spec.budget
-        if budget is not None and inc.points > 0:
-            done = await session.execute(
-                update(_usage)
-                .where(
-                    _usage.c.rule_id == rule.rule_id,
-                    _usage.c.member_id.is_(None),
-                    _usage.c.period == BUDGET_PERIOD,
-                    _usage.c.points + inc.points <= budget,
-                )
-                .values(points=_usage.c.points + inc.points, count=_usage.c.count + inc.count)
-            )
-            if getattr(done, "rowcount", 0) != 1:
-                raise BudgetExhausted(f"rule {code!r}: its budget was used by another event; retry")
-
-
-# --- Counters ---------------------------------------------------------------------------------
-
-
-def state_to_json(state: CounterState) -> dict[str, Any]:
-    """A `CounterState` as JSON (year keys as strings)."""
-    return {
-        "days": state.days,
-        "years": {str(y): v for y, v in state.years.items()},
-        "lifetime": state.lifetime,
-    }
-
-
-def state_from_json(data: Mapping[str, Any]) -> CounterState:
-    """The `CounterState` of its JSON form."""
-    return CounterState(
-        days={k: dict(v) for k, v in data.get("days", {}).items()},
-        years={int(y): dict(v) for y, v in data.get("years", {}).items()},
-        lifetime=dict(data.get("lifetime", {})),
-    )
-
-
-_COUNTERS_KEY = "habitue.rules.counters"
-_COUNTERS_READ = select(_counters.c.state).where(_counters.c.member_id == bindparam("cnt_member"))
-_COUNTERS_LOCK = _COUNTERS_READ.with_for_update()
-
-
-def counters_column(member_id: ColumnElement[int]) -> ColumnElement[Any]:
-    """The member's counter state as a column of the member's query, locked on PostgreSQL.
-
-    Read with the member on the event path (`rules.hooks.COUNTERS`, a pipeline's `member_reads`),
-    and `seed_counter_state` hands it to `counter_state` (saves a statement per event).
-    """
-    return (
-        select(_counters.c.state)
-        .where(_counters.c.member_id == member_id)
-        .with_for_update()
-        .scalar_subquery()
-    )
-
-
-def seed_counter_state(session: AsyncSession, member_id: int, raw: Any) -> None:
-    """Keep a counter state read with the member (unless this unit of work has a newer one)."""
-    cache: dict[int, CounterState | None] = session.info.setdefault(_COUNTERS_KEY, {})
-    if member_id not in cache:
-        cache[member_id] = None if raw is None else state_from_json(raw)
-
-
-# The same write, as a part of the event's statement on PostgreSQL (`db.compose`).
-_COUNTERS_WRITE_SQL = """
-    UPDATE member_counters SET state = CAST(:state AS json), updated_at = :at
-    WHERE member_id = :member
-"""
-_COUNTERS_WRITE = (
-    update(_counters)
-    .where(_counters.c.member_id == bindparam("cnt_member"))
-    .values(state=bindparam("cnt_state"), updated_at=bindparam("cnt_at"))
-)
-
-
-def new_counters_row(program_id: int, member_id: int, now: datetime) -> dict[str, Any]:
-    """A new member's counters row (nothing counted yet), made with the member: the event path
-    then always finds a row to lock, and a member's first purchase inserts nothing."""
-    return {
-        "member_id": member_id,
-        "program_id": program_id,
-        "state": state_to_json(CounterState()),
-        "updated_at": now,
-    }
-
-
-async def open_counters(
-    session: AsyncSession, program_id: int, member_id: int, now: datetime
-) -> None:
-    """Make a new member's counters row (enrolment; the import makes its rows in bulk)."""
-    await session.execute(insert(_counters).values(new_counters_row(program_id, member_id, now)))
-
-
-async def counter_state(session: AsyncSession, member_id: int) -> CounterState:
-    """A member's counter state (empty when nothing was counted yet).
-
-    Read once per unit of work and kept on the session: the event path reads it before
-    `decide` and writes it after. On PostgreSQL the row is locked on that first read, so two
-    events of one member never count from the same state.
-    """
-    cache: dict[int, CounterState | None] = session.info.setdefault(_COUNTERS_KEY, {})
-    if member_id in cache:
-        return cache[member_id] or CounterState()
-    query = _COUNTERS_LOCK if dialect_name(session) == "postgresql" else _COUNTERS_READ
-    raw = (await session.execute(query, {"cnt_member": member_id})).scalar_one_or_none()
-    cache[member_id] = None if raw is None else state_from_json(raw)
-    return cache[member_id] or CounterState()
-
-
-async def member_counters(
-    session: AsyncSession, program: ProgramInfo, member_id: int, as_of: datetime
-) -> dict[str, int]:
-    """The member's counters as of a time (O(1): per-day buckets, not the event history)."""
-    return counters_at(await counter_state(session, member_id), as_of, program.timezone)
-
-
-async def count_event(
-    session: AsyncSession, program: ProgramInfo, member_id: int, event: CounterEvent
-) -> Part | None:
-    """Count one event into the member's counters, in the event transaction.
-
-    On PostgreSQL the update of a member's existing counters is returned, not run: the caller
-    (the event pipeline) writes it as a part of the event's statement (saves a round trip).
-    """
-    probe = CounterState()
-    if bump(probe, event, program.timezone) is probe:
-        return None  # an event type no counter reads
-    now = clock.now()
-    cache: dict[int, CounterState | None] = session.info.setdefault(_COUNTERS_KEY, {})
-    if member_id not in cache:
-        await counter_state(session, member_id)
-    known = cache[member_id]
-    state = bump(CounterState() if known is None else known, event, program.timezone)
-    if known is None:
-        # The member's first counted event: one statement, no savepoint. When another
-        # transaction counted a first event of the member meanwhile, nothing is inserted (once
-        # that transaction has ended): start over from its row, now read locked.
-        values = {
-            "member_id": member_id,
-            "program_id": program.id,
-            "state": state_to_json(state),
-            "updated_at": now,
-        }
-        dialect = postgresql if dialect_name(session) == "postgresql" else sqlite
-        first = (
-            dialect.insert(_counters)
-            .values(values)
-            .on_conflict_do_nothing(index_elements=[_counters.c.member_id])
-            .returning(_counters.c.member_id)
-        )
-        if (await session.execute(first)).scalar_one_or_none() is None:
-            cache.pop(member_id, None)
-            return await count_event(session, program, member_id, event)
-    elif dialect_name(session) == "postgresql":
-        # The row was locked with the member, and the unit reads the state from its cache.
-        cache[member_id] = state
-        params = {"member": member_id, "state": json.dumps(state_to_json(state)), "at": now}
-        return Part("counters", _COUNTERS_WRITE_SQL, params, "counters")
-    else:
-        await session.execute(
-            _COUNTERS_WRITE,
-            {"cnt_member": member_id, "cnt_state": state_to_json(state), "cnt_at": now},
-        )
-    cache[member_id] = state
-    return None
+    rules = (await _rules_in_session(session, program)).rules
+    await usage_store.record_usage(session, program, member_id, decision, at, rules)

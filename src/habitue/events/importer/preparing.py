@@ -53,8 +53,8 @@ from habitue.members.models import Card, Member
 from habitue.messaging.models import OutboxEvent
 from habitue.money import format_minor
 from habitue.rules import decide as rules_decide
+from habitue.rules.counter_store import new_counters_row
 from habitue.rules.models import MemberCounters
-from habitue.rules.service import new_counters_row
 from habitue.rules.types import (
     EarnPoints,
     EventInput,
