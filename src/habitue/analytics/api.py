@@ -136,6 +136,7 @@ def _segment_read(
         name=info.name,
         condition=info.condition,
         members=None if info.code in hidden else info.members,
+        profiling=info.profiling,
         computed_at=info.computed_at,
         created_at=info.created_at,
     )
