@@ -57,7 +57,9 @@ async def _store(client: httpx.AsyncClient) -> tuple[str, list[dict[str, Any]]]:
     _set_now(NOW)
     code = await create_program(client)
     members = [
-        await enrol(client, code, consents={"email": i % 2 == 0, "profiling": True})
+        await enrol(
+            client, code, consents={"email": i % 2 == 0, "profiling": True, "analytics": True}
+        )
         for i in range(7)
     ]
     coffee = {"sku": "coffee", "category": "drinks", "quantity": "1", "unit_price": "3.00"}
