@@ -221,8 +221,10 @@ async def recommendations(
     k: Annotated[int, Query(ge=1, le=100)] = 10,
     exclude_recent_days: Annotated[int | None, Query(ge=1, le=3650)] = None,
     strategy: Literal["item-item", "blend"] = "item-item",
-    _: Principal = scoped("analytics:read"),
+    principal: Principal = scoped("analytics:read"),
 ) -> Recommendations:
+    # Drawn from the member's own baskets: per-member data, like their scores.
+    release.require_member_access(principal, "a member's recommendations")
     ref = await members_service.resolve(session, program, member_id=member_id)
     # Personalised only with the member's consent to profiling (else the popular items).
     personal = await purposes.member_allows(session, ref.id, purposes.Purpose.PROFILING)
