@@ -308,12 +308,14 @@ async def monthly_report(
     db: DbDep,
     format: Literal["json", "csv", "parquet"] = "json",  # noqa: A002 - the API's parameter name
     as_of: AsOf = None,
-    _: Principal = scoped("analytics:read"),
+    principal: Principal = scoped("analytics:read"),
 ) -> Response:
     moment = _as_of(as_of)
     rows, rewards = await analytics_service.run_read(
         db, lambda conn: report_service.program_report(conn, program, as_of=moment)
     )
+    if not release.is_owner(principal):  # months of fewer than k active members suppressed
+        rows, rewards = release.suppress_monthly(rows, rewards, await _k(db, program))
     body, media_type = report_service.render(rows, format, rewards=rewards)
     headers = {}
     if format != "json":
