@@ -5,12 +5,16 @@ everyone in it. The same member is tried with and without the consent."""
 
 from __future__ import annotations
 
+import csv
+import io
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 
+from habitue.db import Database
 from tests.conftest import enrol, new_code, purchase
+from tests.web.conftest import csrf_of, make_staff, staff_signin
 
 
 async def _setup(client: httpx.AsyncClient, program: str) -> tuple[str, str]:
@@ -139,3 +143,37 @@ async def test_a_newsletter_to_a_profiling_segment_reaches_only_members_consenti
     r = await client.post(f"{base}/newsletters", json=body)
     assert r.status_code == 201, r.text
     assert r.json()["report"]["targeted"] == 2
+
+
+async def test_the_console_member_list_uses_rfm_groups_and_profiling_segments_with_consent(
+    client: httpx.AsyncClient, program: str, db: Database
+) -> None:
+    profiled, private = await _setup(client, program)
+    r = await _offer(client, program, "console")  # no targets yet
+    assert r.status_code == 201, r.text
+    await staff_signin(client, await make_staff(db, "owner"))
+
+    async def exported(query: str) -> dict[str, str]:
+        r = await client.get(f"/admin/{program}/members.csv?{query}")
+        assert r.status_code == 200, r.text
+        rows = csv.DictReader(io.StringIO(r.text.lstrip("\ufeff")))
+        return {row["id"]: row["rfm_group"] for row in rows}
+
+    everyone = await exported("")
+    assert set(everyone) == {profiled, private}
+    assert everyone[profiled] != "" and everyone[private] == ""  # not exported without consent
+    assert set(await exported(f"rfm={everyone[profiled]}")) == {profiled}
+    assert set(await exported("segment=buyers")) == {profiled}
+    assert set(await exported("segment=canal")) == {profiled, private}
+    # An offer to the members a profiling filter keeps: the consenting one only.
+    page = await client.get(f"/admin/{program}/members?segment=buyers")
+    r = await client.post(f"/admin/{program}/members/offer", data={
+        "csrf_token": csrf_of(page.text), "segment": "buyers", "offer": "console"})  # fmt: skip
+    assert r.status_code == 303, r.text
+    assert "count=1" in r.headers["location"]
+    assert await _offers_of(client, program, profiled) == {"console"}
+    assert await _offers_of(client, program, private) == set()
+    # Given: the same filters keep them at once.
+    await _consent(client, program, private, True)
+    assert set(await exported("segment=buyers")) == {profiled, private}
+    assert (await exported(""))[private] != ""
