@@ -61,4 +61,9 @@ def test_owner_erases_a_member_after_confirming(
     assert (gone["email"], gone["first_name"], gone["last_name"]) == (None, None, None)
     assert api.get(f"{base}/members/{member['id']}/balance").json()["available"] == 0
     assert api.get(f"{base}/members", params={"email": email}).json()["items"] == []
+    # The audit log names the staff user who erased (and who was refused before: a change
+    # refused by the page is no change, so only the erasure is a `delete`).
+    entries = api.get(f"{base}/audit", params={"limit": 200}).json()["items"]
+    erased = [e for e in entries if e["action"] == "delete" and e["resource_id"] == member["id"]]
+    assert len(erased) == 1 and erased[0]["actor_kind"] == "staff", erased
     page.context.close()
