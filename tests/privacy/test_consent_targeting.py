@@ -177,3 +177,37 @@ async def test_the_console_member_list_uses_rfm_groups_and_profiling_segments_wi
     await _consent(client, program, private, True)
     assert set(await exported("segment=buyers")) == {profiled, private}
     assert (await exported(""))[private] != ""
+
+
+async def test_the_consent_check_adds_no_statement_to_the_event_path(
+    client: httpx.AsyncClient, program: str, db: Database, db_kind: str
+) -> None:
+    """With segments, a purchase on PostgreSQL reads the member, then the member's segments
+    (their consents come with that same query), then writes: three round trips, with or
+    without the consent to profiling."""
+    from sqlalchemy import event
+
+    profiled, private = await _setup(client, program)
+    r = await client.post(f"/v1/programs/{program}/rules", json={
+        "code": "for-buyers", "event_type": "purchase", "effect": {"kind": "fixed", "points": 7},
+        "audience": {"segments": ["buyers"]}})  # fmt: skip
+    assert r.status_code == 201, r.text
+    for m in (profiled, private):  # counters' rows exist, the 'has segments' flag is cached
+        assert (await purchase(client, program, m, "1.00")).status_code == 201
+    engine = db.write_engine.sync_engine
+    for member, bonus in ((profiled, 7), (private, 0)):
+        seen: list[str] = []
+
+        def count(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+            seen.append(statement.split(None, 1)[0].upper())  # noqa: B023 - used at once
+
+        event.listen(engine, "before_cursor_execute", count)
+        try:
+            r = await purchase(client, program, member, "10.00")
+        finally:
+            event.remove(engine, "before_cursor_execute", count)
+        assert r.status_code == 201, r.text
+        assert r.json()["points"] == 10 + bonus
+        writes = [s for s in seen if s not in ("BEGIN", "COMMIT", "SAVEPOINT", "RELEASE")]
+        if db_kind == "postgres":
+            assert writes == ["SELECT", "SELECT", "WITH"], seen
