@@ -171,3 +171,18 @@ async def test_the_monthly_report_suppresses_months_of_fewer_than_k_active_membe
     got = (await client.get(f"{base}/reports/monthly", headers=analyst)).json()["months"]
     assert [m["suppressed"] for m in got] == [False, False, False, True]
     assert got[0]["points_issued"] == 40 and got[2]["outstanding_liability"] == 160
+    # A second member redeems the mug; one member alone redeems a pen three times (3 >= k
+    # redemptions, but one member): the pen stays out.
+    r = await client.post(f"{base}/members/{members[1]}/redemptions", json={"reward": "mug"})
+    assert r.status_code == 201, r.text
+    pen = {**mug, "code": "pen", "cost_points": 10, "texts": {"en": {"name": "Pen"}}}
+    assert (await client.post(f"{base}/rewards", json=pen)).status_code == 201
+    for _ in range(3):
+        r = await client.post(f"{base}/members/{members[0]}/redemptions", json={"reward": "pen"})
+        assert r.status_code == 201, r.text
+    whole = (await client.get(f"{base}/reports/monthly")).json()["top_rewards"]
+    assert [(t["reward"], t["redemptions"], t["members"]) for t in whole] == [
+        ("pen", 3, 1), ("mug", 2, 2)]  # fmt: skip
+    released = (await client.get(f"{base}/reports/monthly", headers=analyst)).json()
+    assert released["months"][3]["suppressed"] is False
+    assert [t["reward"] for t in released["top_rewards"]] == ["mug"]

@@ -60,11 +60,12 @@ WITH per_reward AS (
         STRFTIME(created_at, '%Y-%m') AS month,
         reward,
         CAST(SUM(quantity) AS BIGINT) AS redemptions,
-        CAST(SUM(points) AS BIGINT) AS points
+        CAST(SUM(points) AS BIGINT) AS points,
+        CAST(COUNT(DISTINCT member_id) AS BIGINT) AS members
     FROM {REDEMPTIONS}
     GROUP BY STRFTIME(created_at, '%Y-%m'), reward
 )
-SELECT month, reward, redemptions, points
+SELECT month, reward, redemptions, points, members
 FROM (
     SELECT *, ROW_NUMBER() OVER (PARTITION BY month ORDER BY redemptions DESC, reward) AS place
     FROM per_reward
@@ -75,7 +76,8 @@ ORDER BY month, place
 
 
 def top_rewards(redemptions: pa.Table) -> list[dict[str, Any]]:
-    """The five most redeemed rewards of each UTC month, with their redemptions and points."""
+    """The five most redeemed rewards of each UTC month, with their redemptions, points and
+    the members who redeemed them."""
     rows = run_duckdb(TOP_REWARDS_QUERY, {REDEMPTIONS: redemptions}).to_pylist()
     return [
         {
@@ -83,6 +85,7 @@ def top_rewards(redemptions: pa.Table) -> list[dict[str, Any]]:
             "reward": r["reward"],
             "redemptions": int(r["redemptions"]),
             "points": int(r["points"]),
+            "members": int(r["members"]),
         }
         for r in rows
     ]

@@ -156,9 +156,8 @@ def suppress_monthly(
     A month with fewer than k active members (purchasers) or fewer than k members whose
     points moved has every figure null and `suppressed` true. From it on, the running totals
     (liability, breakage to date) are null in every month, so that no difference of two of
-    them tells what the few members of the suppressed month earned. A top reward redeemed
-    fewer than k times in a month (so by fewer than k members), or in a suppressed month, is
-    left out."""
+    them tells what the few members of the suppressed month earned. A top reward redeemed by
+    fewer than k members in a month, or in a suppressed month, is left out."""
     out: list[dict[str, Any]] = []
     hidden: set[str] = set()
     for row in rows:
@@ -169,5 +168,5 @@ def suppress_monthly(
         elif hidden:
             row.update({name: None for name in MONTH_RUNNING})
         out.append(row)
-    kept = [r for r in rewards if r["month"] not in hidden and r["redemptions"] >= k]
+    kept = [r for r in rewards if r["month"] not in hidden and r["members"] >= k]
     return out, kept
