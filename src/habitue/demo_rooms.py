@@ -532,7 +532,7 @@ async def _offer(
             condition='member.attributes.store == "Canal" && member.consents.email',
         )  # fmt: skip
         created = await offers.create(session, program, offer)
-        targets = await segments_service.members_in_segment(session, program, SEGMENT)
+        targets = await segments_service.targetable_members(session, program, SEGMENT)
         public_ids = await segments_service.member_public_ids(session, targets)
         clipping = [p for p in public_ids if draw.random() < 0.4] or public_ids[:1]
         for n, public_id in enumerate(clipping):

@@ -57,7 +57,9 @@ async def _store(client: httpx.AsyncClient) -> tuple[str, list[dict[str, Any]]]:
     _set_now(NOW)
     code = await create_program(client)
     members = [
-        await enrol(client, code, consents={"email": i % 2 == 0, "profiling": True})
+        await enrol(
+            client, code, consents={"email": i % 2 == 0, "profiling": True, "analytics": True}
+        )
         for i in range(7)
     ]
     coffee = {"sku": "coffee", "category": "drinks", "quantity": "1", "unit_price": "3.00"}
@@ -302,7 +304,7 @@ async def test_monthly_report_formats(client: httpx.AsyncClient) -> None:
     assert months[-1]["points_redeemed"] == 40
     assert months[-1]["redemption_rate"] == round(40 / months[-1]["points_issued"], 6)
     assert r.json()["top_rewards"] == [
-        {"month": "2026-06", "reward": "mug", "redemptions": 2, "points": 40}
+        {"month": "2026-06", "reward": "mug", "redemptions": 2, "points": 40, "members": 1}
     ]
     r = await client.get(f"/v1/programs/{code}/reports/monthly?format=csv")
     assert r.status_code == 200

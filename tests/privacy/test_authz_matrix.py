@@ -1,7 +1,10 @@
 """The authorisation matrix: every operation of /openapi.json, tried with every kind of
 credential that must not reach it — none, a bad key, another program's key, a partner's key
 where the path does not open to partners, each single-scope key without the path's scope,
-and a member's portal session — answers 401, 403 or 404 and none of the program's data."""
+and a member's portal session — answers 401, 403 or 404 and none of the program's data.
+Two rows more: a partner key, on every path that opens a member to partners, for a member
+who has not consented to sharing (403 `no-sharing-consent`); and an `analytics:read` key on
+every per-member analytics path (403 `aggregate-only`)."""
 
 from __future__ import annotations
 
@@ -78,6 +81,14 @@ async def _key(client: httpx.AsyncClient, program: str, scopes: list[str], **ext
     return str(r.json()["key"])
 
 
+def _problem_type(
+    failures: list[str], who: str, method: str, path: str, r: httpx.Response, expected: str
+) -> None:
+    kind = str(r.json().get("type", "")) if r.content else ""
+    if not kind.endswith(f"/{expected}"):
+        failures.append(f"{who}: {method} {path} -> {kind or r.text[:80]}, not {expected}")
+
+
 @pytest.mark.slow
 async def test_every_path_refuses_every_credential_that_must_not_reach_it(
     client: httpx.AsyncClient, program: str
@@ -97,7 +108,10 @@ async def test_every_path_refuses_every_credential_that_must_not_reach_it(
     )
 
     email = f"secret-{secrets.token_hex(4)}@example.com"
-    member = await enrol(client, program, email=email, first_name="Zelda", phone="+4512345678")
+    member = await enrol(
+        client, program, email=email, first_name="Zelda", phone="+4512345678",
+        external_id=f"ext-{secrets.token_hex(4)}",
+    )  # fmt: skip
     assert (await purchase(client, program, member["id"], "25.00")).status_code == 201
     r = await client.post(
         f"/v1/programs/{program}/partners",
@@ -123,7 +137,9 @@ async def test_every_path_refuses_every_credential_that_must_not_reach_it(
         "card_number": member["card_number"],
         "code": "air",
     }
-    secrets_seen = (member["id"], email, "Zelda", member["card_number"], "12345678")
+    secrets_seen = (
+        member["id"], email, "Zelda", member["card_number"], "12345678", member["external_id"]
+    )  # fmt: skip
 
     # A member signed in to the portal: the session cookie is no key to the API.
     bare = httpx.AsyncClient(transport=client._transport, base_url="http://test")
@@ -171,6 +187,34 @@ async def test_every_path_refuses_every_credential_that_must_not_reach_it(
                 continue
             r = await attempt(bare, method, path, {"Authorization": f"Bearer {key}"})
             check(f"only {scope}", method, path, r, {403})
+    # A partner key holding every partner scope, on each path that opens a member to
+    # partners: the member has not consented to sharing with partners (enrolled without it).
+    for (method, path), req in sorted(operations.items()):
+        if req is None or req.partner is PartnerAccess.NONE:
+            continue
+        if "{member_id}" not in path and "{card_number}" not in path:
+            continue
+        # A valid body where one is needed: the refusal is for the consent, not the body.
+        body = {"total": "10.00"} if method == "POST" else None
+        headers = {"Authorization": f"Bearer {partner_key}"}
+        r = await bare.request(method, _fill(path, values), headers=headers, json=body)
+        check("partner, no sharing consent", method, path, r, {403})
+        _problem_type(failures, "partner", method, path, r, "no-sharing-consent")
+    for query in ("card_number", "external_id"):
+        url = f"/v1/programs/{program}/members?{query}={member[query]}"
+        r = await bare.get(url, headers={"Authorization": f"Bearer {partner_key}"})
+        check("partner, no sharing consent", "GET", url, r, {403})
+        _problem_type(failures, "partner", "GET", url, r, "no-sharing-consent")
+    # An analytics key receives aggregates only: every per-member analytics path refuses it.
+    analytics_key = single["analytics:read"]
+    for (method, path), req in sorted(operations.items()):
+        if req is None or req.scope != "analytics:read":
+            continue
+        if "{member_id}" not in path and not path.endswith("/members"):
+            continue
+        r = await attempt(bare, method, path, {"Authorization": f"Bearer {analytics_key}"})
+        check("analytics key", method, path, r, {403})
+        _problem_type(failures, "analytics key", method, path, r, "aggregate-only")
     assert not failures, "\n".join(failures[:40])
     await portal.aclose()
     await bare.aclose()

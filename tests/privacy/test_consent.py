@@ -78,8 +78,8 @@ async def test_recommendations_are_personal_only_with_consent_to_profiling(
     def basket(*skus: str) -> list[dict[str, object]]:
         return [{"sku": s, "category": s, "quantity": 1, "unit_price": "2.00"} for s in skus]
 
-    for _ in range(3):
-        other = await enrol(client, program)
+    for _ in range(3):  # their baskets teach the model: with their consent to analytics
+        other = await enrol(client, program, consents={"analytics": True})
         r = await purchase(client, program, other["id"], "4.00", lines=basket("coffee", "cake"))
         assert r.status_code == 201, r.text
     loner = await enrol(client, program)
@@ -135,3 +135,36 @@ async def test_segment_lists_and_scores_show_only_members_consenting_to_profilin
     assert (await client.get(f"{base}/segments/all/members")).json()["members"] == [private]
     assert (await client.get(f"{base}/members/{profiled}/scores")).json()["frequency"] is None
     assert (await client.get(f"{base}/members/{private}/scores")).json()["frequency"] == 1
+
+
+async def test_the_recommendation_model_learns_only_from_members_consenting_to_analytics(
+    client: httpx.AsyncClient, program: str
+) -> None:
+    from tests.conftest import enrol, purchase
+
+    base = f"/v1/programs/{program}"
+    basket = [{"sku": s, "category": s, "quantity": 1, "unit_price": "2.00"}
+              for s in ("coffee", "cake")]  # fmt: skip
+    others = [(await enrol(client, program))["id"] for _ in range(3)]
+    for other in others:
+        assert (await purchase(client, program, other, "4.00", lines=basket)).status_code == 201
+    member = (await enrol(client, program, consents={"profiling": True}))["id"]
+    r = await purchase(client, program, member, "2.00", lines=basket[:1])
+    assert r.status_code == 201, r.text
+    url = f"{base}/members/{member}/recommendations"
+    # Nobody consents to analytics: the model knows no basket, not even the popular items.
+    assert (await client.get(url)).json()["items"] == []
+    popular = (await client.get(f"{base}/members/{others[0]}/recommendations")).json()
+    assert (popular["source"], popular["items"]) == ("popular", [])
+    for other in others:
+        r = await client.patch(f"{base}/members/{other}", json={"consents": {"analytics": True}})
+        assert r.status_code == 200, r.text
+    # Given: the next answer learns from them (the cached model is not reused).
+    assert (await client.get(url)).json()["items"][:1] == ["cake"]
+    r = await client.patch(f"{base}/members/{others[0]}", json={"consents": {"analytics": False}})
+    assert r.status_code == 200, r.text
+    assert (await client.get(url)).json()["items"][:1] == ["cake"]  # two others still teach it
+    for other in others[1:]:
+        r = await client.patch(f"{base}/members/{other}", json={"consents": {"analytics": False}})
+        assert r.status_code == 200, r.text
+    assert "cake" not in (await client.get(url)).json()["items"]

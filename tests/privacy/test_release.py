@@ -118,3 +118,71 @@ async def test_a_differencing_attack_between_two_segments_is_suppressed(
     for code in ("everyone", "all-but-one"):
         r = await client.get(f"{base}/segments/{code}", headers=analyst)
         assert r.json()["members"] is None
+
+
+async def test_the_monthly_report_suppresses_months_of_fewer_than_k_active_members(
+    client: httpx.AsyncClient,
+) -> None:
+    program = await create_program(client)
+    base = f"/v1/programs/{program}"
+    assert (await client.put(f"{base}/privacy", json={"min_group_size": 3})).status_code == 200
+    members = [(await enrol(client, program))["id"] for _ in range(3)]
+    for month, buyers in (("2026-01", 2), ("2026-02", 3), ("2026-03", 3)):
+        for m in members[:buyers]:
+            r = await purchase(client, program, m, "20.00", occurred_at=f"{month}-15T12:00:00Z")
+            assert r.status_code == 201, r.text
+    # One member spends points in a month without purchases: a group of one.
+    mug = {"code": "mug", "kind": "product", "cost_points": 20, "texts": {"en": {"name": "Mug"}}}
+    r = await client.post(f"{base}/rewards", json=mug)
+    assert r.status_code == 201, r.text
+    r = await client.post(f"{base}/members/{members[0]}/redemptions", json={"reward": "mug"})
+    assert r.status_code == 201, r.text
+    report = (await client.get(f"{base}/reports/monthly")).json()
+    owner = report["months"]
+    assert [(m["month"], m["active_members"], m["members_with_points"], m["points_issued"])
+            for m in owner[:3]] == [
+        ("2026-01", 2, 2, 40), ("2026-02", 3, 3, 60), ("2026-03", 3, 3, 60)]  # fmt: skip
+    spent = owner[3]
+    assert (spent["active_members"], spent["members_with_points"], spent["points_redeemed"]) == (
+        0, 1, 20)  # fmt: skip
+    assert [t["reward"] for t in report["top_rewards"]] == ["mug"]
+    assert all("suppressed" not in m for m in owner)
+
+    analyst = await _key(client, program, "analytics:read")
+    released = (await client.get(f"{base}/reports/monthly", headers=analyst)).json()
+    january, february, march, spending = released["months"]
+    assert spending["suppressed"] is True and spending["points_redeemed"] is None
+    assert released["top_rewards"] == []
+    # Two members: nothing of January, not even the running liability.
+    assert january["suppressed"] is True
+    assert {k: v for k, v in january.items() if v is not None} == {
+        "month": "2026-01", "suppressed": True}  # fmt: skip
+    # Later months are released, but no running total: two of them would give January back.
+    assert [m["suppressed"] for m in (february, march)] == [False, False]
+    running = ("outstanding_liability", "breakage_to_date")
+    for month, whole in ((february, owner[1]), (march, owner[2])):
+        assert {k: v for k, v in month.items() if k != "suppressed" and k not in running} == {
+            k: v for k, v in whole.items() if k not in running}  # fmt: skip
+        assert [month[k] for k in running] == [None, None]
+    csv = (await client.get(f"{base}/reports/monthly?format=csv", headers=analyst)).text
+    assert csv.splitlines()[1] == "2026-01" + "," * 12
+    # With k = 2 the same key sees January.
+    assert (await client.put(f"{base}/privacy", json={"min_group_size": 2})).status_code == 200
+    got = (await client.get(f"{base}/reports/monthly", headers=analyst)).json()["months"]
+    assert [m["suppressed"] for m in got] == [False, False, False, True]
+    assert got[0]["points_issued"] == 40 and got[2]["outstanding_liability"] == 160
+    # A second member redeems the mug; one member alone redeems a pen three times (3 >= k
+    # redemptions, but one member): the pen stays out.
+    r = await client.post(f"{base}/members/{members[1]}/redemptions", json={"reward": "mug"})
+    assert r.status_code == 201, r.text
+    pen = {**mug, "code": "pen", "cost_points": 10, "texts": {"en": {"name": "Pen"}}}
+    assert (await client.post(f"{base}/rewards", json=pen)).status_code == 201
+    for _ in range(3):
+        r = await client.post(f"{base}/members/{members[0]}/redemptions", json={"reward": "pen"})
+        assert r.status_code == 201, r.text
+    whole = (await client.get(f"{base}/reports/monthly")).json()["top_rewards"]
+    assert [(t["reward"], t["redemptions"], t["members"]) for t in whole] == [
+        ("pen", 3, 1), ("mug", 2, 2)]  # fmt: skip
+    released = (await client.get(f"{base}/reports/monthly", headers=analyst)).json()
+    assert released["months"][3]["suppressed"] is False
+    assert [t["reward"] for t in released["top_rewards"]] == ["mug"]

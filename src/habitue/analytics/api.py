@@ -136,6 +136,7 @@ def _segment_read(
         name=info.name,
         condition=info.condition,
         members=None if info.code in hidden else info.members,
+        profiling=info.profiling,
         computed_at=info.computed_at,
         created_at=info.created_at,
     )
@@ -220,8 +221,10 @@ async def recommendations(
     k: Annotated[int, Query(ge=1, le=100)] = 10,
     exclude_recent_days: Annotated[int | None, Query(ge=1, le=3650)] = None,
     strategy: Literal["item-item", "blend"] = "item-item",
-    _: Principal = scoped("analytics:read"),
+    principal: Principal = scoped("analytics:read"),
 ) -> Recommendations:
+    # Drawn from the member's own baskets: per-member data, like their scores.
+    release.require_member_access(principal, "a member's recommendations")
     ref = await members_service.resolve(session, program, member_id=member_id)
     # Personalised only with the member's consent to profiling (else the popular items).
     personal = await purposes.member_allows(session, ref.id, purposes.Purpose.PROFILING)
@@ -305,12 +308,14 @@ async def monthly_report(
     db: DbDep,
     format: Literal["json", "csv", "parquet"] = "json",  # noqa: A002 - the API's parameter name
     as_of: AsOf = None,
-    _: Principal = scoped("analytics:read"),
+    principal: Principal = scoped("analytics:read"),
 ) -> Response:
     moment = _as_of(as_of)
     rows, rewards = await analytics_service.run_read(
         db, lambda conn: report_service.program_report(conn, program, as_of=moment)
     )
+    if not release.is_owner(principal):  # months of fewer than k active members suppressed
+        rows, rewards = release.suppress_monthly(rows, rewards, await _k(db, program))
     body, media_type = report_service.render(rows, format, rewards=rewards)
     headers = {}
     if format != "json":

@@ -50,9 +50,10 @@ async def enrich(
     snap: MemberSnapshot,
     now: datetime,
 ) -> MemberSnapshot:
-    """Give the rules the codes of the segments the member is in (none: no query at all)."""
+    """Give the rules the codes of the segments the member is in (none: no query at all);
+    profiling segments only with the member's consent to profiling."""
     del now
     if not await _program_has_segments(session, program.id):
         return snap
-    codes = await segments_service.segments_of_member(session, member.id)
+    codes = await segments_service.segments_for_rules(session, member.id)
     return replace(snap, segments=snap.segments | codes)

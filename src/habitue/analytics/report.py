@@ -6,8 +6,9 @@ months): active members (who purchased), purchases, revenue from
 members (net of refunds), points issued (credited by earn, net of take-backs), redeemed (net of
 returns), expired, adjusted; the outstanding liability at the month's end (the sum of members'
 points); the month's redemption rate (redeemed / issued) and the breakage to date (expired /
-issued, cumulative). A ratio with nothing to divide by is null, never NaN. The report renders
-as JSON rows, CSV or Parquet.
+issued, cumulative); the members whose points moved in the month (earned, spent, expired or
+adjusted: the group the points figures describe). A ratio with nothing to divide by is null,
+never NaN. The report renders as JSON rows, CSV or Parquet.
 """
 
 from __future__ import annotations
@@ -43,7 +44,8 @@ SELECT
     CAST(SUM(CASE WHEN account_kind = 'adjusted' THEN -amount ELSE 0 END) AS BIGINT)
         AS points_adjusted,
     CAST(SUM(CASE WHEN member_id IS NOT NULL THEN amount ELSE 0 END) AS BIGINT)
-        AS liability_change
+        AS liability_change,
+    CAST(COUNT(DISTINCT member_id) AS BIGINT) AS members_with_points
 FROM {POSTINGS}
 GROUP BY STRFTIME(effective_at, '%Y-%m')
 ORDER BY month
@@ -58,11 +60,12 @@ WITH per_reward AS (
         STRFTIME(created_at, '%Y-%m') AS month,
         reward,
         CAST(SUM(quantity) AS BIGINT) AS redemptions,
-        CAST(SUM(points) AS BIGINT) AS points
+        CAST(SUM(points) AS BIGINT) AS points,
+        CAST(COUNT(DISTINCT member_id) AS BIGINT) AS members
     FROM {REDEMPTIONS}
     GROUP BY STRFTIME(created_at, '%Y-%m'), reward
 )
-SELECT month, reward, redemptions, points
+SELECT month, reward, redemptions, points, members
 FROM (
     SELECT *, ROW_NUMBER() OVER (PARTITION BY month ORDER BY redemptions DESC, reward) AS place
     FROM per_reward
@@ -73,7 +76,8 @@ ORDER BY month, place
 
 
 def top_rewards(redemptions: pa.Table) -> list[dict[str, Any]]:
-    """The five most redeemed rewards of each UTC month, with their redemptions and points."""
+    """The five most redeemed rewards of each UTC month, with their redemptions, points and
+    the members who redeemed them."""
     rows = run_duckdb(TOP_REWARDS_QUERY, {REDEMPTIONS: redemptions}).to_pylist()
     return [
         {
@@ -81,6 +85,7 @@ def top_rewards(redemptions: pa.Table) -> list[dict[str, Any]]:
             "reward": r["reward"],
             "redemptions": int(r["redemptions"]),
             "points": int(r["points"]),
+            "members": int(r["members"]),
         }
         for r in rows
     ]
@@ -131,6 +136,7 @@ def monthly_rows(
                 "outstanding_liability": liability,
                 "redemption_rate": _ratio(redeemed, issued),
                 "breakage_to_date": _ratio(expired_to_date, issued_to_date),
+                "members_with_points": int(points.get("members_with_points") or 0),
             }
         )
     return rows
@@ -149,6 +155,7 @@ COLUMNS = (
     "outstanding_liability",
     "redemption_rate",
     "breakage_to_date",
+    "members_with_points",
 )
 
 _PARQUET_SCHEMA = pa.schema(
@@ -165,6 +172,7 @@ _PARQUET_SCHEMA = pa.schema(
         ("outstanding_liability", pa.int64()),
         ("redemption_rate", pa.float64()),
         ("breakage_to_date", pa.float64()),
+        ("members_with_points", pa.int64()),
     ]
 )
 
@@ -179,7 +187,10 @@ def render(
         return orjson.dumps({"months": rows, "top_rewards": rewards or []}), "application/json"
     if fmt == "csv":
         buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=COLUMNS, lineterminator="\n")
+        # `suppressed` (a key without admin: habitue.privacy.release) shows as empty cells.
+        writer = csv.DictWriter(
+            buffer, fieldnames=COLUMNS, lineterminator="\n", extrasaction="ignore"
+        )
         writer.writeheader()
         writer.writerows(rows)
         return buffer.getvalue().encode(), "text/csv; charset=utf-8"

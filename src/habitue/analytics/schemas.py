@@ -76,6 +76,9 @@ class SegmentRead(BaseModel):
     condition: str
     members: int | None
     """Null when suppressed: fewer than the program's k members, for a key without `admin`."""
+    profiling: bool = False
+    """The condition reads the member's behaviour: targets only members consenting to
+    profiling (offers, rule audiences, newsletters); `members` still counts everyone."""
     computed_at: UtcDatetime | None
     created_at: UtcDatetime
 

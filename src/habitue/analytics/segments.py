@@ -5,6 +5,12 @@ and segment, CLV (in currency units) and probability alive, tier, status, attrib
 (channel → bool) and the purchased categories, e.g.
 ``member.segment == "Champions" && "coffee" in member.categories && member.consents.email``.
 A condition that fails for one member (a missing attribute) leaves that member out.
+
+A segment whose condition reads the member's behaviour (`BEHAVIOUR`: RFM, CLV, purchased
+categories…) is a *profiling* segment: its membership is computed for everyone (its size is
+an aggregate), but it targets — offers, rule audiences, newsletters — only the members who
+consent to profiling (`targetable_members`, `segments_for_rules`). A condition over declared
+data only (tier, status, attributes, consents, tenure) targets everyone in it.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 import cel
@@ -26,6 +33,7 @@ from habitue.analytics.models import MemberScore, Segment, SegmentMember
 from habitue.db import table_of
 from habitue.events.models import EventLine
 from habitue.members.models import Member
+from habitue.privacy import purposes
 from habitue.programs.service import ProgramInfo
 from habitue.rules.expressions import scan
 
@@ -55,7 +63,23 @@ FEATURES: dict[str, Any] = {
 }
 """Member features a condition may read, with the value a member without it gets."""
 
+BEHAVIOUR = frozenset(
+    {"segment", "r", "f", "m", "recency_days", "frequency", "monetary", "clv", "p_alive",
+     "categories"}
+)  # fmt: skip
+"""Features derived from the member's behaviour: a condition reading any is profiling."""
+
 INSERT_CHUNK = 5000
+
+
+@lru_cache(maxsize=4096)
+def is_profiling(condition: str) -> bool:
+    """Whether the condition reads the member's behaviour (or the whole `member` value)."""
+    refs, _ = scan(condition)
+    return any(
+        ref.path[0] == "member" and (len(ref.path) == 1 or ref.path[1] in BEHAVIOUR)
+        for ref in refs
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +92,11 @@ class SegmentInfo:
     members: int
     computed_at: datetime | None
     created_at: datetime
+
+    @property
+    def profiling(self) -> bool:
+        """Targets only members consenting to profiling (see the module's docstring)."""
+        return is_profiling(self.condition)
 
 
 def compile_condition(source: str) -> Any:
@@ -315,6 +344,37 @@ async def members_in_segment(session: AsyncSession, program: ProgramInfo, code: 
         .order_by(_segment_members.c.member_id)
     )
     return [int(r) for r in rows.scalars()]
+
+
+async def targetable_members(
+    session: AsyncSession, program: ProgramInfo, code: str
+) -> list[int]:
+    """The segment's members that an offer or a newsletter may target: all of them, or for a
+    profiling segment only those consenting to profiling (at this moment)."""
+    info = await get_segment(session, program, code)
+    ids = await members_in_segment(session, program, code)
+    if info.profiling:
+        ids = await purposes.members_allowing(session, ids, purposes.Purpose.PROFILING)
+    return ids
+
+
+async def segments_for_rules(session: AsyncSession, member_id: int) -> frozenset[str]:
+    """Codes of the segments a rule may see the member in (`MemberSnapshot.segments`): every
+    segment they belong to, less the profiling ones when they do not consent to profiling.
+
+    One statement, as `segments_of_member`: the member's consents come with the join."""
+    rows = (
+        await session.execute(
+            select(_segments.c.code, _segments.c.condition, _members.c.consents)
+            .join(_segment_members, _segment_members.c.segment_id == _segments.c.id)
+            .join(_members, _members.c.id == _segment_members.c.member_id)
+            .where(_segment_members.c.member_id == member_id)
+        )
+    ).all()
+    if not rows:
+        return frozenset()
+    profiled = purposes.granted(_loads(rows[0].consents), purposes.Purpose.PROFILING)
+    return frozenset(r.code for r in rows if profiled or not is_profiling(r.condition))
 
 
 async def segments_of_member(session: AsyncSession, member_id: int) -> frozenset[str]:

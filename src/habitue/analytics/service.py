@@ -21,7 +21,7 @@ from sqlalchemy import Connection, Engine, delete, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from habitue import clock
-from habitue.analytics import asof, clv, recommend, recommend_eval, rfm, snapshot
+from habitue.analytics import asof, clv, consented, recommend, recommend_eval, rfm, snapshot
 from habitue.analytics.errors import AnalyticsError
 from habitue.analytics.models import MemberScore
 from habitue.db import Database, make_sync_engine, table_of
@@ -328,7 +328,7 @@ SCORES_MAX_AGE = timedelta(hours=24)
 # Recommendations ---------------------------------------------------------------------------
 
 _lines = table_of(EventLine)
-_model_cache: dict[int, tuple[tuple[int, int], recommend.ItemSimilarityModel]] = {}
+_model_cache: dict[int, tuple[tuple[int, ...], recommend.ItemSimilarityModel]] = {}
 
 
 def baskets(lines: pa.Table) -> pa.Table:
@@ -371,12 +371,13 @@ def recommend_for_member(
         raise AnalyticsError("k must be between 1 and 100")
     if exclude_recent_days is not None and exclude_recent_days < 1:
         raise AnalyticsError("exclude_recent_days must be at least 1")
-    stamp = _lines_stamp(conn, program.id)
+    stamp = (*_lines_stamp(conn, program.id), *consented.consents_stamp(conn, program.id))
     cached = _model_cache.get(program.id)
     if cached is not None and cached[0] == stamp:
         model = cached[1]
-    else:
-        model = recommend.fit_item_similarity(baskets(snapshot.lines(conn, program.id)))
+    else:  # learnt from the baskets of the members consenting to analytics only
+        lines = consented.training_lines(snapshot.lines(conn, program.id), conn, program.id)
+        model = recommend.fit_item_similarity(baskets(lines))
         _model_cache[program.id] = (stamp, model)
     mine = baskets(snapshot.lines(conn, program.id, member_id=member_id))
     history = mine.column("item_id").to_pylist()
@@ -398,7 +399,7 @@ def evaluate_recommendations(
     conn: Connection, program: ProgramInfo, *, split_at: datetime | None = None, k: int = 10
 ) -> recommend.OfflineEvaluation:
     """Precision@k and NDCG@k on a time split (default: 80 % of the history before the split)."""
-    table = baskets(snapshot.lines(conn, program.id))
+    table = baskets(consented.training_lines(snapshot.lines(conn, program.id), conn, program.id))
     if split_at is None:
         if table.num_rows == 0:
             split_at = clock.now()
@@ -420,7 +421,8 @@ def evaluate_protocol(
 ) -> recommend_eval.ProtocolResult:
     """The recommendation protocol (`recommend_eval`) on the program's basket lines; the split
     defaults to 80 % of the way through the history."""
-    table = baskets(snapshot.lines(conn, program.id, stream=True))
+    lines = snapshot.lines(conn, program.id, stream=True)
+    table = baskets(consented.training_lines(lines, conn, program.id))
     if split_at is None:
         if table.num_rows == 0:
             split_at = clock.now()

@@ -71,6 +71,7 @@ REDEMPTIONS_SCHEMA = pa.schema(
         ("reward", pa.string()),
         ("quantity", pa.int64()),
         ("points", pa.int64()),
+        ("member_id", pa.int64()),
     ]
 )
 POSTINGS_SCHEMA = pa.schema(
@@ -218,7 +219,7 @@ def redemptions(conn: Connection, program_id: int, *, stream: bool = False) -> p
     """The program's redemptions that were not canceled, with the reward's code."""
     r, w = _redemptions.c, _rewards.c
     query = (
-        select(r.created_at, w.code, r.quantity, r.points)
+        select(r.created_at, w.code, r.quantity, r.points, r.member_id)
         .join(_rewards, w.id == r.reward_id)
         .where(r.program_id == program_id, r.status != "canceled")
     )

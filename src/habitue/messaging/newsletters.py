@@ -144,7 +144,8 @@ async def send(session: AsyncSession, program: ProgramInfo, code: str) -> int:
     if claimed.rowcount != 1:  # type: ignore[attr-defined]
         raise NewsletterNotScheduled(f"the newsletter {code!r} is {row.status}")
     await segments.recompute_async(session, program, [row.segment])
-    ids = await segments.members_in_segment(session, program, row.segment)
+    # A profiling segment reaches only the members consenting to profiling.
+    ids = await segments.targetable_members(session, program, row.segment)
     members = await segments.member_public_ids(session, ids)
     if row.holdout_share > 0:
         treated = uplift.assign_treatment(

@@ -118,6 +118,8 @@ def _classify_web(method: str, path: str) -> Target | None:
     resource_id = parts[1] if len(parts) > 1 else None
     sub = "/".join(parts[2:]) or None
     action = audit.Action.READ if method == "GET" else audit.Action.UPDATE
+    if resource == "member" and sub == "erase" and method == "POST":
+        action = audit.Action.DELETE  # the console's erasure, as DELETE /members/{id}
     if resource != "member" and method == "GET":
         return None  # the console's catalogue pages: no one's personal data
     return Target(program, resource, action, resource_id, sub, False, "staff")

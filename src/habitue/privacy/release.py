@@ -4,7 +4,8 @@ A key without the `admin` scope receives analytics as groups of at least k membe
 program's `min_group_size`, default 10); a smaller cell is suppressed (its figures null,
 `suppressed` set). Per-member analytics (a segment's member list, a member's scores) are
 for keys that may read members (`admin` or `members:read`); an `analytics:read` key alone
-gets 403 `aggregate-only` there.
+gets 403 `aggregate-only` there. The monthly report suppresses its small months
+(`suppress_monthly`).
 """
 
 from __future__ import annotations
@@ -133,3 +134,39 @@ async def suppressed_segments(session: AsyncSession, program: ProgramInfo, k: in
         if 0 < size_a + size_b - 2 * int(shared) < k:
             out |= {code_a, code_b}
     return out
+
+
+MONTH_FIGURES = (
+    "active_members", "purchases", "revenue", "refunds", "points_issued", "points_redeemed",
+    "points_expired", "points_adjusted", "outstanding_liability", "redemption_rate",
+    "breakage_to_date", "members_with_points",
+)  # fmt: skip
+"""The figures of a row of the monthly report (`habitue.analytics.report`)."""
+
+MONTH_RUNNING = ("outstanding_liability", "breakage_to_date")
+"""Running totals: the difference of two months' running totals is what the months between
+them added, so once a month is suppressed no later running total is released."""
+
+
+def suppress_monthly(
+    rows: list[dict[str, Any]], rewards: list[dict[str, Any]], k: int
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The monthly report for a key without `admin`.
+
+    A month with fewer than k active members (purchasers) or fewer than k members whose
+    points moved has every figure null and `suppressed` true. From it on, the running totals
+    (liability, breakage to date) are null in every month, so that no difference of two of
+    them tells what the few members of the suppressed month earned. A top reward redeemed by
+    fewer than k members in a month, or in a suppressed month, is left out."""
+    out: list[dict[str, Any]] = []
+    hidden: set[str] = set()
+    for row in rows:
+        row = {**row, "suppressed": False}
+        if small(row["active_members"], k) or small(row["members_with_points"], k):
+            row.update({name: None for name in MONTH_FIGURES}, suppressed=True)
+            hidden.add(row["month"])
+        elif hidden:
+            row.update({name: None for name in MONTH_RUNNING})
+        out.append(row)
+    kept = [r for r in rewards if r["month"] not in hidden and r["members"] >= k]
+    return out, kept

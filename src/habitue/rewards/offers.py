@@ -124,7 +124,8 @@ async def _add(
     if segment is not None:
         from habitue.analytics import segments as segments_service
 
-        ids |= set(await segments_service.members_in_segment(session, program, segment))
+        # A profiling segment targets only the members consenting to profiling.
+        ids |= set(await segments_service.targetable_members(session, program, segment))
     if not ids:
         return
     have = set(

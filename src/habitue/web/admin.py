@@ -410,10 +410,12 @@ def _member_page(
     values: dict[str, str],
     errors: dict[str, str],
     done: str | None,
+    **extra: Any,
 ) -> Response:
     return console.render(
         "admin/member.html",
         status,
+        **extra,
         m=view.member,
         history=view.history,
         redemptions=view.redemptions,
@@ -443,7 +445,12 @@ async def member(request: Request, program: str, member_id: str) -> Response:
     if view is None:
         return console.not_found()
     return _member_page(
-        console, view, values={}, errors={}, done=request.query_params.get("adjusted")
+        console,
+        view,
+        values={},
+        errors={},
+        done=request.query_params.get("adjusted"),
+        erased=request.query_params.get("erased") == "1",
     )
 
 

@@ -1,6 +1,11 @@
 """The console's member list: the program's members filtered by tier, dynamic segment, RFM
 group, consent and status, a page at a time (newest first), for the screen, a CSV file or an
-offer's targets. Reads only."""
+offer's targets. Reads only.
+
+The RFM group is a profiling output: it is shown, exported and filtered on only for members
+consenting to profiling, and a filter by a profiling segment keeps only them too — so that an
+offer to the filtered members never targets by profiling someone who refused it
+(docs/privacy.md, "Where each purpose is enforced")."""
 
 from __future__ import annotations
 
@@ -11,11 +16,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, func, select
+from sqlalchemy import and_, case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from habitue import clock
 from habitue.analytics.models import MemberScore, Segment, SegmentMember
+from habitue.analytics.segments import is_profiling
 from habitue.db import table_of
 from habitue.members.models import Member
 from habitue.members.schemas import CHANNELS
@@ -105,8 +111,24 @@ def _granted(value: Any) -> bool:
     return bool(value)
 
 
-def _select(program: ProgramInfo, filters: Filters) -> Any:
+async def _query(session: AsyncSession, program: ProgramInfo, filters: Filters) -> Any:
+    """`_select`, knowing whether the segment filtered on is a profiling one."""
+    profiling = False
+    if filters.segment:
+        condition = (
+            await session.execute(
+                select(_segments.c.condition).where(
+                    _segments.c.program_id == program.id, _segments.c.code == filters.segment
+                )
+            )
+        ).scalar_one_or_none()
+        profiling = condition is not None and is_profiling(condition)
+    return _select(program, filters, profiling_segment=profiling)
+
+
+def _select(program: ProgramInfo, filters: Filters, *, profiling_segment: bool = False) -> Any:
     score = and_(_scores.c.member_id == _members.c.id, _scores.c.program_id == program.id)
+    profiled = _members.c.consents[("profiling", "granted")].as_boolean().is_(True)
     query = (
         select(
             _members.c.id,
@@ -119,7 +141,7 @@ def _select(program: ProgramInfo, filters: Filters) -> Any:
             _members.c.status,
             _members.c.consents,
             _members.c.enrolled_at,
-            _scores.c.segment.label("rfm"),
+            case((profiled, _scores.c.segment), else_=None).label("rfm"),
         )
         .select_from(_members.outerjoin(_scores, score))
         .where(_members.c.program_id == program.id)
@@ -131,7 +153,7 @@ def _select(program: ProgramInfo, filters: Filters) -> Any:
     if filters.status:
         query = query.where(_members.c.status == filters.status)
     if filters.rfm:
-        query = query.where(_scores.c.segment == filters.rfm)
+        query = query.where(_scores.c.segment == filters.rfm, profiled)
     if filters.segment:
         inside = (
             select(_segment_members.c.member_id)
@@ -139,6 +161,8 @@ def _select(program: ProgramInfo, filters: Filters) -> Any:
             .where(_segments.c.program_id == program.id, _segments.c.code == filters.segment)
         )
         query = query.where(_members.c.id.in_(inside))
+        if profiling_segment:
+            query = query.where(profiled)
     if filters.consent:
         granted = _members.c.consents[(filters.consent, "granted")].as_boolean()
         query = query.where(granted.is_(True))
@@ -172,7 +196,7 @@ async def page(
 ) -> tuple[list[Row], int | None, int]:
     """A page of members, newest first, from below the internal id `before`; with the
     cursor of the next page (None at the end) and how many members match in all."""
-    query = _select(program, filters)
+    query = await _query(session, program, filters)
     total = (await session.execute(select(func.count()).select_from(query.subquery()))).scalar_one()
     if before is not None:
         query = query.where(_members.c.id < before)
@@ -186,13 +210,13 @@ async def public_ids(
     session: AsyncSession, program: ProgramInfo, filters: Filters, *, limit: int = EXPORT_LIMIT
 ) -> list[str]:
     """The public ids of every member the filters keep (at most `limit`)."""
-    query = _select(program, filters).order_by(_members.c.id).limit(limit)
+    query = (await _query(session, program, filters)).order_by(_members.c.id).limit(limit)
     return [str(r.public_id) for r in (await session.execute(query)).all()]
 
 
 async def csv_text(session: AsyncSession, program: ProgramInfo, filters: Filters) -> str:
     """The members the filters keep, as CSV (UTF-8, a header line, oldest first)."""
-    query = _select(program, filters).order_by(_members.c.id).limit(EXPORT_LIMIT)
+    query = (await _query(session, program, filters)).order_by(_members.c.id).limit(EXPORT_LIMIT)
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(CSV_COLUMNS)

@@ -43,6 +43,7 @@ def routers() -> list[Any]:
     from habitue.web.admin import router as admin_router
     from habitue.web.admin_campaigns import router as campaigns_router
     from habitue.web.admin_club import router as club_router
+    from habitue.web.admin_erase import router as erase_router
     from habitue.web.admin_fraud import router as fraud_router
     from habitue.web.admin_member_list import router as member_list_router
     from habitue.web.admin_messages import router as messages_router
@@ -77,4 +78,5 @@ def routers() -> list[Any]:
         rule_drafts_router,
         rules_router,
         fraud_router,
+        erase_router,
     ]

@@ -50,7 +50,7 @@ PERMISSIONS: dict[str, frozenset[str]] = {
         | {"tiers", "edit_tiers", "rewards", "edit_rewards", "fulfil", "offers", "edit_offers"}
         | {"campaigns", "edit_campaigns"}
         | {"partners", "edit_partners", "messages", "edit_messages", "webhooks"}
-        | {"setup"}
+        | {"setup", "erase"}
     ),
     "marketer": frozenset(
         {"view", "simulate", "rules"}
