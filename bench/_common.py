@@ -171,15 +171,22 @@ class Probe:
       before it exits. On entry this process's own peak is cleared (`/proc/self/clear_refs`),
       so that what it held before the step does not count.
     - `cpu`: CPU seconds of this process and its children (`getrusage`, children counted once
-      waited for), plus, with `pg_database`, of the PostgreSQL backends serving that
-      database (the postmaster's children whose title names it; each as last sampled).
+      waited for; with `include_self=False` the children only), plus, with `pg_database`, of the PostgreSQL backends serving that
+      database (the postmaster's children whose title names it; each as last sampled),
+      and of the processes started earlier and still running at the end (a server), as
+      sampled.
     """
 
-    def __init__(self, *, pg_database: str | None = None, interval: float = 0.2) -> None:
+    def __init__(self, *, pg_database: str | None = None, interval: float = 0.2,
+                 include_self: bool = True) -> None:
         self._interval = interval
+        self._self = include_self
         self._pg_database = pg_database
         self._postmaster: int | None = None
         self._peaks: dict[int, int] = {}
+        self._cpu_seen: dict[int, float] = {}
+        self._cpu_base: dict[int, float] = {}
+        self._alive: list[int] = []
         self._backends: dict[int, float] = {}
         self._backends0: dict[int, float] = {}
         self._done = threading.Event()
@@ -201,10 +208,13 @@ class Probe:
             pid = todo.pop()
             tree.append(pid)
             todo.extend(_children(pid))
-        for pid in tree:
+        for pid in tree if self._self else tree[1:]:
             hwm = self._hwm(pid)
             if hwm > self._peaks.get(pid, 0):
                 self._peaks[pid] = hwm
+        self._alive = tree[1:]
+        for pid in self._alive:
+            self._cpu_seen[pid] = _cpu_seconds(pid)
         if self._postmaster is not None:
             tag = f" {self._pg_database} ".encode()
             for pid in _children(self._postmaster):
@@ -217,21 +227,24 @@ class Probe:
         while not self._done.wait(self._interval):
             self._sample()
 
-    @staticmethod
-    def _own_cpu() -> float:
-        me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(
-            resource.RUSAGE_CHILDREN)
-        return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+    def _own_cpu(self) -> float:
+        kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = kids.ru_utime + kids.ru_stime
+        if self._self:
+            me = resource.getrusage(resource.RUSAGE_SELF)
+            cpu += me.ru_utime + me.ru_stime
+        return cpu
 
     def __enter__(self) -> Probe:
         if self._pg_database is not None:
-            with psycopg.connect(PG_ADMIN) as conn:
+            with psycopg.connect(PG_ADMIN) as conn:  # the backend's parent, while it runs
                 row = conn.execute("SELECT pg_backend_pid()").fetchone()
-            assert row is not None
-            stat = Path(f"/proc/{row[0]}/stat").read_text()
+                assert row is not None
+                stat = Path(f"/proc/{row[0]}/stat").read_text()
             self._postmaster = int(stat.rsplit(")", 1)[1].split()[1])
-            self._sample()
-            self._backends0 = dict(self._backends)  # backends' CPU before the step
+        self._sample()
+        self._backends0 = dict(self._backends)  # backends' CPU before the step
+        self._cpu_base = dict(self._cpu_seen)  # and the processes already running
         with suppress(OSError):
             Path("/proc/self/clear_refs").write_text("5")
         self._peaks.clear()
@@ -246,7 +259,10 @@ class Probe:
             self._thread.join()
         self._sample()
         backends = sum(cpu - self._backends0.get(pid, 0.0) for pid, cpu in self._backends.items())
-        self.cpu = self._own_cpu() - self._cpu0 + backends
+        # Processes still running at the end (a server) were not waited for: their CPU
+        # is what they used since the start, as sampled.
+        running = sum(self._cpu_seen[p] - self._cpu_base.get(p, 0.0) for p in self._alive)
+        self.cpu = self._own_cpu() - self._cpu0 + backends + running
 
     @property
     def peak_rss(self) -> int:

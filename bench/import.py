@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import csv
+import multiprocessing
 import os
 import random
 import sqlite3
@@ -32,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import Probe, checkpoint, pgbench_init_rows_per_s, scratch_pg  # noqa: E402
 
 from habitue.db import Database, make_sync_engine  # noqa: E402
-from habitue.events.importer import CHUNK, import_purchases  # noqa: E402
+from habitue.events.importer import CHUNK, ImportReport, import_purchases  # noqa: E402
 from habitue.ledger.verify import verify  # noqa: E402
 from habitue.migrate import upgrade  # noqa: E402
 from habitue.programs import service as programs_service  # noqa: E402
@@ -81,6 +82,14 @@ def busy_cpu_seconds() -> float:
     return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
 
 
+def _import(url: str, path: Path, chunk: int) -> ImportReport:
+    engine = make_sync_engine(url)
+    try:
+        return import_purchases(engine, "bench", path, enrol_missing=True, chunk=chunk)
+    finally:
+        engine.dispose()
+
+
 def run(url: str, path: Path, rows: int, chunk: int) -> tuple[float, float, bool, float, Probe]:
     """rows/s of the import and of its re-run, whether the ledger verifies, the
     machine's busy CPU µs per purchase during the import, and the import's own memory and
@@ -92,9 +101,12 @@ def run(url: str, path: Path, rows: int, chunk: int) -> tuple[float, float, bool
     engine = make_sync_engine(url)
     database = url.rsplit("/", 1)[1] if url.startswith("postgresql") else None
     cpu = busy_cpu_seconds()
-    with Probe(pg_database=database) as probe:
+    # The import runs in a fresh process, as `habitue import purchases` does: its memory is
+    # then the import's, not what this process held before.
+    spawn = multiprocessing.get_context("spawn")
+    with Probe(pg_database=database, include_self=False) as probe, spawn.Pool(1) as pool:
         t = time.perf_counter()
-        first = import_purchases(engine, "bench", path, enrol_missing=True, chunk=chunk)
+        first = pool.apply(_import, (url, path, chunk))
         t1 = time.perf_counter() - t
     cpu = busy_cpu_seconds() - cpu
     assert first.imported == rows, first
