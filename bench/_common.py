@@ -16,7 +16,6 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Any
 
 import httpx
 import psycopg
@@ -171,10 +170,10 @@ class Probe:
       before it exits. On entry this process's own peak is cleared (`/proc/self/clear_refs`),
       so that what it held before the step does not count.
     - `cpu`: CPU seconds of this process and its children (`getrusage`, children counted once
-      waited for; with `include_self=False` the children only), plus, with `pg_database`, of the PostgreSQL backends serving that
-      database (the postmaster's children whose title names it; each as last sampled),
-      and of the processes started earlier and still running at the end (a server), as
-      sampled.
+      waited for; with `include_self=False` the children only), plus, with `pg_database`,
+      of the PostgreSQL backends serving that database (the postmaster's children whose
+      title names it; each as last sampled), and of the processes started earlier and
+      still running at the end (a server), as sampled.
     """
 
     def __init__(self, *, pg_database: str | None = None, interval: float = 0.2,

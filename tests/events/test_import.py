@@ -371,7 +371,9 @@ async def test_repeats_far_from_their_first_row_go_to_any_worker(
     conflicts."""
     code = await create_program(client)
     ours = "P0"
-    theirs = next(f"P{i}" for i in range(1, 20) if member_share(f"P{i}", 2) != member_share(ours, 2))
+    theirs = next(
+        f"P{i}" for i in range(1, 20) if member_share(f"P{i}", 2) != member_share(ours, 2)
+    )
     path = tmp_path / "p.csv"
     rows = [[f"P{i % 20}", f"R{i}", "2026-02-08T10:00:00Z", "2.00", "", "", "", ""]
             for i in range(1500)]

@@ -118,8 +118,12 @@ def import_worker(
 
                 for message in messages:
                     kind, value = message
+                    # The message's rows go as soon as they are used, not when the next
+                    # message comes: they would double what a worker holds while it writes.
+                    del message
                     if kind == "chunk":
                         number, groups = value
+                        del value
                         prepared = _prepare_chunk(
                             conn,
                             ids,
@@ -133,6 +137,7 @@ def import_worker(
                             source=job.source,
                             now=job.now,
                         )
+                        del groups
                         in_flight.add(prepared)
                         if waiting is None:
                             waiting = hand_in(prepared)
@@ -141,11 +146,12 @@ def import_worker(
                             staged = prepared
                     elif kind == "commit":
                         number, parts = value
+                        del value
                         assert waiting is not None
                         assert waiting.writes.number == number
                         if writes:
-                            for part in parts:
-                                writer.write(pickle.loads(part))  # noqa: S301 - our own worker's
+                            while parts:
+                                writer.write(pickle.loads(parts.pop(0)))  # noqa: S301 - our own worker's
                             writer.commit()
                             in_flight.committed(number)
                         else:
