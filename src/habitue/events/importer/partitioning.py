@@ -221,7 +221,10 @@ class _ProcessWriter:
         while True:
             writes = self._queue.get()
             try:
-                self._send.send(writes)
+                if isinstance(writes, bytes):  # pickled already (`submit_pickled`)
+                    self._send.send_bytes(writes)
+                else:
+                    self._send.send(writes)
             except OSError as exc:
                 self._broken = f"the import's writer process stopped ({exc})"
                 return
@@ -230,6 +233,11 @@ class _ProcessWriter:
 
     def submit(self, writes: Any) -> None:
         self._put(writes)
+
+    def submit_pickled(self, message: Any) -> None:
+        """`submit`, pickled now: what waits in the queue is its compact pickle rather than
+        its objects (a chunk's CSV rows as Python lists are several times their pickle)."""
+        self._put(pickle.dumps(message, pickle.HIGHEST_PROTOCOL))
 
     def _put(self, writes: Any) -> None:
         """Queue for the feeder, unless the writer is gone (then nobody would take it)."""
@@ -423,7 +431,7 @@ def _import_partitioned(
                 number += 1
                 decide(number - 2)
                 for worker, batch in zip(workers, batches, strict=True):
-                    worker.submit(("chunk", (number, batch)))
+                    worker.submit_pickled(("chunk", (number, batch)))
                 batches = [[] for _ in range(parts)]
                 size, limit = 0, min(chunk, 2 * limit)
                 first_at.append({})
