@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import os
 import re
+import resource
 import secrets
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import httpx
@@ -137,3 +139,139 @@ def checkpoint() -> None:
     """Flush PostgreSQL's dirty pages now, so that the next measurement starts clean."""
     with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
         conn.execute("CHECKPOINT")
+
+
+
+def _children(pid: int) -> list[int]:
+    out: list[int] = []
+    with suppress(OSError):
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            with suppress(OSError):
+                out.extend(int(p) for p in (task / "children").read_text().split())
+    return out
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process so far (0 once it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class Probe:
+    """What a measured step costs in memory and CPU, its own processes only (the machine is
+    shared, so its busy time says little).
+
+    - `peak_rss`: the sum over this process and every process it starts of each one's peak
+      resident memory. Linux keeps a process's peak (`VmHWM` in /proc/PID/status); a thread
+      reads it every `interval` seconds, so a child's peak is known up to its last sample
+      before it exits. On entry this process's own peak is cleared (`/proc/self/clear_refs`),
+      so that what it held before the step does not count.
+    - `cpu`: CPU seconds of this process and its children (`getrusage`, children counted once
+      waited for; with `include_self=False` the children only), plus, with `pg_database`,
+      of the PostgreSQL backends serving that database (the postmaster's children whose
+      title names it; each as last sampled), and of the processes started earlier and
+      still running at the end (a server), as sampled.
+    """
+
+    def __init__(self, *, pg_database: str | None = None, interval: float = 0.2,
+                 include_self: bool = True) -> None:
+        self._interval = interval
+        self._self = include_self
+        self._pg_database = pg_database
+        self._postmaster: int | None = None
+        self._peaks: dict[int, int] = {}
+        self._cpu_seen: dict[int, float] = {}
+        self._cpu_base: dict[int, float] = {}
+        self._alive: list[int] = []
+        self._backends: dict[int, float] = {}
+        self._backends0: dict[int, float] = {}
+        self._done = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._cpu0 = 0.0
+        self.cpu = 0.0
+
+    @staticmethod
+    def _hwm(pid: int) -> int:
+        with suppress(OSError):
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+        return 0
+
+    def _sample(self) -> None:
+        tree, todo = [], [os.getpid()]
+        while todo:
+            pid = todo.pop()
+            tree.append(pid)
+            todo.extend(_children(pid))
+        for pid in tree if self._self else tree[1:]:
+            hwm = self._hwm(pid)
+            if hwm > self._peaks.get(pid, 0):
+                self._peaks[pid] = hwm
+        self._alive = tree[1:]
+        for pid in self._alive:
+            self._cpu_seen[pid] = _cpu_seconds(pid)
+        if self._postmaster is not None:
+            tag = f" {self._pg_database} ".encode()
+            for pid in _children(self._postmaster):
+                with suppress(OSError):
+                    if tag in Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" "):
+                        self._backends[pid] = max(self._backends.get(pid, 0.0),
+                                                  _cpu_seconds(pid))
+
+    def _run(self) -> None:
+        while not self._done.wait(self._interval):
+            self._sample()
+
+    def _own_cpu(self) -> float:
+        kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = kids.ru_utime + kids.ru_stime
+        if self._self:
+            me = resource.getrusage(resource.RUSAGE_SELF)
+            cpu += me.ru_utime + me.ru_stime
+        return cpu
+
+    def __enter__(self) -> Probe:
+        if self._pg_database is not None:
+            with psycopg.connect(PG_ADMIN) as conn:  # the backend's parent, while it runs
+                row = conn.execute("SELECT pg_backend_pid()").fetchone()
+                assert row is not None
+                stat = Path(f"/proc/{row[0]}/stat").read_text()
+            self._postmaster = int(stat.rsplit(")", 1)[1].split()[1])
+        self._sample()
+        self._backends0 = dict(self._backends)  # backends' CPU before the step
+        self._cpu_base = dict(self._cpu_seen)  # and the processes already running
+        with suppress(OSError):
+            Path("/proc/self/clear_refs").write_text("5")
+        self._peaks.clear()
+        self._cpu0 = self._own_cpu()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        if self._thread is not None:
+            self._thread.join()
+        self._sample()
+        backends = sum(cpu - self._backends0.get(pid, 0.0) for pid, cpu in self._backends.items())
+        # Processes still running at the end (a server) were not waited for: their CPU
+        # is what they used since the start, as sampled.
+        running = sum(self._cpu_seen[p] - self._cpu_base.get(p, 0.0) for p in self._alive)
+        self.cpu = self._own_cpu() - self._cpu0 + backends + running
+
+    @property
+    def peak_rss(self) -> int:
+        """Bytes: the sum over the processes of each one's peak."""
+        return sum(self._peaks.values())
+
+    @property
+    def processes(self) -> int:
+        return len(self._peaks)
+
+    @property
+    def largest(self) -> int:
+        return max(self._peaks.values(), default=0)

@@ -155,8 +155,10 @@ def shapes(args: argparse.Namespace) -> None:
                     fh.write("\n".join(_member_names(url)))
                 script = Path(__file__).with_name("shapes.lua")
                 todo = SHAPES if count == 1000 else [SHAPES[0], SHAPES[-1]]
-                for shape in todo:
+                for n, shape in enumerate(todo):
                     os.environ.update({
+                        # ids of their own per shape: a shape never replays an earlier one's
+                        "BENCH_PREFIX": f"s{n}x",
                         "BENCH_MEMBERS": fh.name, "BENCH_KEY": key, "BENCH_BY": shape.by,
                         "BENCH_TIME": shape.time, "BENCH_LINES": "1" if shape.lines else "0",
                         "BENCH_IDEM": "1" if shape.idempotency_key else "0",

@@ -2,11 +2,13 @@
 -- BENCH_MEMBERS: a file of "id,external_id,card_number" lines.
 -- BENCH_BY: id | external_id | card_number; BENCH_TIME: now | past; BENCH_LINES: 1 | 0;
 -- BENCH_IDEM: 1 sends an Idempotency-Key header besides the event's external_id.
+-- BENCH_PREFIX (default "s"): the events' external ids start with it (a new one per run
+-- on the same program, so that a run never replays an earlier run's ids).
 local members = {}
 local counter = 0
 local thread_id = 0
 local threads = {}
-local by, past, lines, idem
+local by, past, lines, idem, prefix
 
 function setup(thread)
   thread:set("tid", #threads + 1)
@@ -24,6 +26,7 @@ function init(args)
   past = os.getenv("BENCH_TIME") == "past"
   lines = os.getenv("BENCH_LINES") == "1"
   idem = os.getenv("BENCH_IDEM") == "1"
+  prefix = os.getenv("BENCH_PREFIX") or "s"
   thread_id = tid
   math.randomseed(tid * 7919)
   wrk.method = "POST"
@@ -36,8 +39,8 @@ function request()
   local m = members[math.random(#members)]
   local cents = math.random(100, 5000)
   local amount = string.format("%d.%02d", math.floor(cents / 100), cents % 100)
-  local body = string.format('{"type":"purchase","member":{"%s":"%s"},"external_id":"s%d-%d","total":"%s"',
-    by, m, thread_id, counter, amount)
+  local body = string.format('{"type":"purchase","member":{"%s":"%s"},"external_id":"%s%d-%d","total":"%s"',
+    by, m, prefix, thread_id, counter, amount)
   if past then
     -- the till's own clock: a month back, a different second each time
     local t = os.time() - 30 * 86400 - math.random(0, 86400)

@@ -361,6 +361,46 @@ async def test_workers_share_members_and_card_numbers(
     assert all(int(number) % 2 == member_share(ext, 2) for ext, number in cards)
 
 
+async def test_repeats_far_from_their_first_row_go_to_any_worker(
+    client: httpx.AsyncClient, db: Database, db_url: str, tmp_path: Path
+) -> None:
+    """The importing process remembers where the ids of its last chunks went, not every id
+    of the file: a repeat that names another worker's member goes to the worker of its first
+    row while that row may be in flight (the next chunks), and later to its own member's
+    worker, which finds the first row committed. Either way it credits nothing and nothing
+    conflicts."""
+    code = await create_program(client)
+    ours = "P0"
+    theirs = next(
+        f"P{i}" for i in range(1, 20) if member_share(f"P{i}", 2) != member_share(ours, 2)
+    )
+    path = tmp_path / "p.csv"
+    rows = [[f"P{i % 20}", f"R{i}", "2026-02-08T10:00:00Z", "2.00", "", "", "", ""]
+            for i in range(1500)]
+    # R0's first row names `ours`; its repeats name `theirs`: one chunk later (in flight),
+    # then at the end of the file (chunks of 50, 100, then 200 purchases: 10 chunks later).
+    rows[0][0] = ours
+    rows.insert(260, [theirs, "R0", "2026-02-08T10:00:00Z", "9.99", "", "", "", ""])
+    rows.append([theirs, "R0", "2026-02-08T10:00:00Z", "7.77", "", "", "", ""])
+    _write(path, rows)
+    engine = make_sync_engine(db_url)
+    try:
+        report = import_purchases(engine, code, path, enrol_missing=True, chunk=100,
+                                  writer_process=True, workers=2)
+        again = import_purchases(engine, code, path, enrol_missing=True, chunk=100,
+                                 writer_process=True, workers=2)
+    finally:
+        engine.dispose()
+    assert (report.rows, report.imported, report.already, report.rejected) == (1502, 1500, 2, 0)
+    assert report.points == 1500 * 2
+    assert (again.imported, again.already, again.points) == (0, 1502, 0)
+    found = (await client.get(f"/v1/programs/{code}/members?external_id={theirs}")).json()
+    balance = (await client.get(f"/v1/programs/{code}/members/{found['items'][0]['id']}/balance"))
+    assert balance.json()["available"] == 1500 // 20 * 2
+    async with db.read() as session:
+        assert all(not rows for rows in (await verify(session)).values())
+
+
 async def test_sqlite_workers_number_ids_of_their_share(
     client: httpx.AsyncClient, db: Database, db_kind: str, db_url: str
 ) -> None:

@@ -118,8 +118,12 @@ def import_worker(
 
                 for message in messages:
                     kind, value = message
+                    # The message's rows go as soon as they are used, not when the next
+                    # message comes: they would double what a worker holds while it writes.
+                    del message
                     if kind == "chunk":
                         number, groups = value
+                        del value
                         prepared = _prepare_chunk(
                             conn,
                             ids,
@@ -133,6 +137,7 @@ def import_worker(
                             source=job.source,
                             now=job.now,
                         )
+                        del groups
                         in_flight.add(prepared)
                         if waiting is None:
                             waiting = hand_in(prepared)
@@ -141,11 +146,12 @@ def import_worker(
                             staged = prepared
                     elif kind == "commit":
                         number, parts = value
+                        del value
                         assert waiting is not None
                         assert waiting.writes.number == number
                         if writes:
-                            for part in parts:
-                                writer.write(pickle.loads(part))  # noqa: S301 - our own worker's
+                            while parts:
+                                writer.write(pickle.loads(parts.pop(0)))  # noqa: S301 - our own worker's
                             writer.commit()
                             in_flight.committed(number)
                         else:
@@ -215,7 +221,10 @@ class _ProcessWriter:
         while True:
             writes = self._queue.get()
             try:
-                self._send.send(writes)
+                if isinstance(writes, bytes):  # pickled already (`submit_pickled`)
+                    self._send.send_bytes(writes)
+                else:
+                    self._send.send(writes)
             except OSError as exc:
                 self._broken = f"the import's writer process stopped ({exc})"
                 return
@@ -224,6 +233,11 @@ class _ProcessWriter:
 
     def submit(self, writes: Any) -> None:
         self._put(writes)
+
+    def submit_pickled(self, message: Any) -> None:
+        """`submit`, pickled now: what waits in the queue is its compact pickle rather than
+        its objects (a chunk's CSV rows as Python lists are several times their pickle)."""
+        self._put(pickle.dumps(message, pickle.HIGHEST_PROTOCOL))
 
     def _put(self, writes: Any) -> None:
         """Queue for the feeder, unless the writer is gone (then nobody would take it)."""
@@ -316,6 +330,23 @@ class _ProcessWriter:
 WORKERS = 2
 """Worker processes of a large import (`_import_partitioned`)."""
 
+_RECENT = 4
+"""Chunks whose external ids `_import_partitioned` remembers (the one being cut included).
+
+Chunk n + 3 is cut only after chunk n + 1 is ready in every worker, and a worker reports a
+chunk ready only after it committed the chunk before it (the first SQLite worker writes
+every part): so when a worker prepares chunk n + 3, chunk n is committed and its ids are
+found by the worker's own lookup (`preparing._existing`), whichever worker that is."""
+
+
+def _recent_part(recent: list[dict[str, int]], external_id: str) -> int | None:
+    """The worker the first row of `external_id` went to, if it came in a recent chunk."""
+    for chunk in reversed(recent):
+        to = chunk.get(external_id)
+        if to is not None:
+            return to
+    return None
+
 
 def _import_partitioned(
     engine: Engine,
@@ -381,7 +412,13 @@ def _import_partitioned(
                     decided = number
                     settle(wait=False)
 
-            first_at: dict[str, int] = {}
+            # Where the external ids of the last chunks went (newest last). A repeat of an
+            # id goes to the worker of its first row while that row may still be in flight;
+            # from the chunk `_RECENT` after it on, every worker sees the first row committed
+            # (`_existing`), so the repeat goes to its own member's worker like any purchase.
+            # Remembering only the last chunks bounds this process's memory: every id of a
+            # 1,000,000-row file kept for the whole import was some 100 MB.
+            first_at: list[dict[str, int]] = [{}]
             batches: list[list[list[list[str]]]] = [[] for _ in range(parts)]
             number, size = 0, 0
             # The first chunks are smaller (a quarter of `chunk` per worker, then half), so
@@ -394,19 +431,21 @@ def _import_partitioned(
                 number += 1
                 decide(number - 2)
                 for worker, batch in zip(workers, batches, strict=True):
-                    worker.submit(("chunk", (number, batch)))
+                    worker.submit_pickled(("chunk", (number, batch)))
                 batches = [[] for _ in range(parts)]
                 size, limit = 0, min(chunk, 2 * limit)
+                first_at.append({})
+                del first_at[:-_RECENT]
 
             with _no_collection():
                 for group in _groups(_rows(reader, report), ext_at):
                     report.rows += len(group)
                     first = group[0]
                     ext = first[ext_at].strip() if ext_at < len(first) else ""
-                    to = first_at.get(ext)
+                    to = _recent_part(first_at, ext)
                     if to is None:
                         member = first[member_at].strip() if member_at < len(first) else ""
-                        to = first_at[ext] = member_share(member, parts)
+                        to = first_at[-1][ext] = member_share(member, parts)
                     batches[to].append(group)
                     size += 1
                     if size >= limit * parts:
