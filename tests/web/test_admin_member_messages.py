@@ -193,7 +193,9 @@ async def test_the_page_lists_the_messages_the_worker_sent_or_skipped(
     assert 'id="no-member-deliveries"' not in page
     # Where the member can be reached: the address, the consent, whether this server sends.
     assert _consent(page, "email").split() == [
-        "Email", "w@example.com", *_consent(page, "email").split()[2:]
+        "Email",
+        "w@example.com",
+        *_consent(page, "email").split()[2:],
     ]
     assert "Given on" in _consent(page, "email")
     assert _consent(page, "email").split()[-2:] == ["Yes", "No"]  # reachable; no SMTP here

@@ -9,7 +9,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from habitue import clock
 from habitue.db import table_of
-from habitue.messaging import webhooks, worker
+from habitue.messaging import webhooks
+from habitue.messaging.claims import retry_values
 from habitue.messaging.errors import DeliveryNotFound
 from habitue.messaging.models import Delivery, DeliveryAttempt, WebhookEndpoint
 from habitue.programs.service import ProgramInfo
@@ -168,7 +169,7 @@ async def retry(
     ).first()
     if row is None:
         raise DeliveryNotFound(f"no delivery {delivery_id!r} for this endpoint")
-    await session.execute(update(_d).where(_d.c.id == row.id).values(worker.retry_values()))
+    await session.execute(update(_d).where(_d.c.id == row.id).values(retry_values()))
     return {"id": delivery_id, "status": "pending"}
 
 
@@ -189,5 +190,5 @@ async def retry_message(
     ).first()
     if row is None:
         raise DeliveryNotFound(f"no message {message_id!r} for this member")
-    await session.execute(update(_d).where(_d.c.id == row.id).values(worker.retry_values()))
+    await session.execute(update(_d).where(_d.c.id == row.id).values(retry_values()))
     return {"id": message_id, "status": "pending"}
