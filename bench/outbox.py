@@ -13,8 +13,9 @@ line. Issue #18's target: ≥ 2,000 deliveries/s and p99 lag ≤ 2 s with 2 work
 `bench/earn.py`'s load runs.
 
 Also measured: the CPU of the workers and of their PostgreSQL backends during the drain (per
-delivery), and, with one worker in this process on 2,000 more events, the statements the
-worker has the server run per delivery (an `executemany` counts each of its rows).
+delivery), and, with one worker in this process on 5,000 more events once the load is over,
+the statements the worker has the server run per delivery (an `executemany` counts each of
+its rows) and its deliveries per CPU-second.
 
 `--with-earn` runs bench/earn's purchase load on the same database throughout both phases:
 `habitue serve` (production settings, 2 processes, no worker of its own) on a second program
@@ -204,16 +205,20 @@ def _cpu_of(pids: list[int]) -> dict[int, float]:
 
 
 async def _statements(url: str, program_id: int, n: int) -> dict[str, float]:
-    """One worker in this process delivers `n` new events: statements and round trips per
-    delivery (what the worker has the server run; an executemany counts each of its rows)."""
+    """One worker in this process, once it has caught up, delivers `n` new events: statements
+    and round trips per delivery (what the worker has the server run; an executemany counts
+    each of its rows), and deliveries per CPU-second of this process (without the gc.freeze()
+    of `habitue worker`)."""
     from sqlalchemy import event, text
 
     from habitue.db import Database
     from habitue.messaging import worker
     from habitue.settings import Settings
 
-    await _write(url, program_id, n)
     db = Database(url, group_commit=False)
+    settings = Settings(database_url=url, worker_batch=500)
+    await worker.run_until_idle(db, settings)  # what is left (the earn load's events)
+    await _write(url, program_id, n)
     counts = {"statements": 0, "round_trips": 0}
     sent_sql = text("SELECT count(*) FROM deliveries WHERE status = 'sent'")
 
@@ -226,7 +231,9 @@ async def _statements(url: str, program_id: int, n: int) -> dict[str, float]:
         async with db.read() as session:
             before = (await session.execute(sent_sql)).scalar_one()
         event.listen(db.read_engine.sync_engine, "before_cursor_execute", count)
-        await worker.run_until_idle(db, Settings(database_url=url, worker_batch=500))
+        cpu = time.process_time()
+        await worker.run_until_idle(db, settings)
+        cpu = time.process_time() - cpu
         event.remove(db.read_engine.sync_engine, "before_cursor_execute", count)
         async with db.read() as session:
             after = (await session.execute(sent_sql)).scalar_one()
@@ -236,6 +243,7 @@ async def _statements(url: str, program_id: int, n: int) -> dict[str, float]:
     return {
         "statements_per_delivery": round(counts["statements"] / sent, 4),
         "round_trips_per_delivery": round(counts["round_trips"] / sent, 4),
+        "in_process_deliveries_per_cpu_s": round(sent / cpu) if cpu else 0,
     }
 
 
@@ -362,11 +370,11 @@ def main() -> None:
                 p.terminate()
             for p in procs:
                 p.wait(timeout=15)
-        statements = asyncio.run(_statements(url, program_id, 2000))
         if earn is not None:
             earn.thread.join()
             if earn.error is not None:
                 raise earn.error
+        statements = asyncio.run(_statements(url, program_id, 5000))
     receiver.terminate()
     result: dict[str, object] = {
         "workers": args.workers,
