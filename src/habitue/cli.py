@@ -87,12 +87,18 @@ def worker() -> None:
 
     Run several on PostgreSQL to share the work; one on SQLite.
     """
+    import gc
     import signal
 
     from habitue.db import Database
     from habitue.messaging import worker as delivery_worker
 
     settings = get_settings()
+    # What the imports made lives as long as the process: out of the collector's way, so that
+    # its full collections look at the worker's own objects only (a quarter of the worker's
+    # CPU went to them in bench/outbox; docs/benchmarks.md).
+    gc.collect()
+    gc.freeze()
 
     async def run() -> None:
         db = Database(settings.database_url, group_commit=False)

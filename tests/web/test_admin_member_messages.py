@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import html
 import re
 
@@ -25,7 +26,7 @@ def _row(page: str, type_: str) -> str:
 
 
 def _consent(page: str, channel: str) -> str:
-    found = re.search(rf'<tr id="consent-{channel}">(.*?)</tr>', page, re.S)
+    found = re.search(rf'<tr id="consent-{channel}"[^>]*>(.*?)</tr>', page, re.S)
     assert found, f"no consent row for {channel}"
     return html.unescape(re.sub(r"<[^>]+>|\s+", " ", found.group(1)))
 
@@ -168,7 +169,7 @@ async def test_the_page_in_french_and_no_sign_in_link_leaks(
     assert "signin/link/" not in page  # the link's token is never shown
     page = (await client.get(member_url.group(1), headers={"Accept-Language": "fr"})).text
     assert "Inscription au programme" in _row(page, "member.enrolled")
-    assert "Consentements aux messages" in page
+    assert "Où joindre le membre" in page
 
 
 async def test_the_page_lists_the_messages_the_worker_sent_or_skipped(
@@ -181,9 +182,118 @@ async def test_the_page_lists_the_messages_the_worker_sent_or_skipped(
     await worker.run_until_idle(db, settings)  # no SMTP here: email is not configured
     await staff_signin(client, await make_staff(db, "owner"))
     page = (await client.get(f"/admin/{program}/members/{m['id']}")).text
-    rows = re.findall(r'<tr data-status="([a-z]+)">(.*?)</tr>', page, re.S)
-    text = {html.unescape(re.sub(r"<[^>]+>|\s+", " ", body)) for _, body in rows}
-    assert [s for s, _ in rows] == ["skipped", "skipped"]
-    assert any("Email" in t and "channel-not-configured" in t for t in text)
-    assert any("Text message (SMS)" in t and "no-consent" in t for t in text)
+    email = _deliveries(page, "email")
+    sms = _deliveries(page, "sms")
+    assert [(s, r) for s, r, _ in email] == [("skipped", "channel-not-configured")]
+    assert "This channel is not set up on the server" in email[0][2]
+    assert "Welcome" in email[0][2]
+    assert [(s, r) for s, r, _ in sms] == [("skipped", "no-consent")]
+    assert "No consent for this channel" in sms[0][2]
+    assert 'id="deliveries-push"' not in page and 'id="deliveries-webhook"' not in page
     assert 'id="no-member-deliveries"' not in page
+    # Where the member can be reached: the address, the consent, whether this server sends.
+    assert _consent(page, "email").split() == [
+        "Email",
+        "w@example.com",
+        *_consent(page, "email").split()[2:],
+    ]
+    assert "Given on" in _consent(page, "email")
+    assert _consent(page, "email").split()[-2:] == ["Yes", "No"]  # reachable; no SMTP here
+    assert "+4511223344" in _consent(page, "sms")
+    assert "No (no consent)" in _consent(page, "sms")
+    assert "The member's app" in _consent(page, "push")
+
+
+def _deliveries(page: str, channel: str) -> list[tuple[str, str, str]]:
+    """The rows of one channel's messages table: (status, reason code, text)."""
+    table = rf'<table class="history" id="deliveries-{channel}">(.*?)</table>'
+    found = re.search(table, page, re.S)
+    assert found, f"no {channel} messages table"
+    row = r'<tr data-status="([a-z]+)" data-reason="([^"]*)">(.*?)</tr>'
+    return [
+        (status, html.unescape(reason), html.unescape(re.sub(r"<[^>]+>|\s+", " ", body)))
+        for status, reason, body in re.findall(row, found.group(1), re.S)
+    ]
+
+
+async def test_each_channel_lists_what_was_sent_failed_or_called_with_the_time(
+    client: httpx.AsyncClient, program: str, db: Database, settings: Settings
+) -> None:
+    """A real SMTP server takes the welcome email, an SMS provider answers 500 until the
+    retry period ends, a webhook receiver takes the calls: the page shows each per channel."""
+    from aiosmtpd.controller import Controller
+
+    from tests.messaging.conftest import Mailbox, free_port
+    from tests.messaging.test_webhooks import Receiver
+
+    box, port = Mailbox(), free_port()
+    smtp = Controller(box, hostname="127.0.0.1", port=port)
+    smtp.start()
+    hooks, provider = Receiver(), Receiver()
+    provider.mode = "fail"
+    for r in (hooks, provider):
+        r.thread.start()
+    try:
+        r = await client.post(
+            f"/v1/programs/{program}/webhooks", json={"url": hooks.url, "events": ["*"]}
+        )
+        assert r.status_code == 201, r.text
+        await _templates(client, program)
+        m = await enrol(
+            client,
+            program,
+            email="all@example.com",
+            phone="+4599887766",
+            first_name="Alma",
+            consents={"email": True, "sms": True},
+        )
+        live = settings.model_copy(
+            update={
+                "smtp_url": f"smtp://127.0.0.1:{port}",
+                "mail_from": "club@example.com",
+                "sms_webhook_url": provider.url,
+                "retry_base_seconds": 0.01,
+                "retry_period_hours": 0.00001,  # the second failure parks it
+            }
+        )
+        messages = f"/v1/programs/{program}/members/{m['id']}/messages"
+        for _ in range(100):  # until the SMS is parked (its retries are due at once)
+            await worker.run_until_idle(db, live)
+            items = (await client.get(messages)).json()["items"]
+            if all(x["status"] != "pending" for x in items):
+                break
+            await asyncio.sleep(0.05)
+        box.wait(1, to={"all@example.com"})
+        assert len(hooks.calls) >= 1 and len(provider.calls) >= 1
+    finally:
+        smtp.stop()
+        for r in (hooks, provider):
+            r.server.shutdown()
+            r.server.server_close()
+    await staff_signin(client, await make_staff(db, "owner"))
+    page = (await client.get(f"/admin/{program}/members/{m['id']}")).text
+    [(status, reason, text)] = _deliveries(page, "email")
+    assert (status, reason) == ("sent", "")
+    assert "Welcome" in text and " 1 " in text  # one attempt
+    [(status, reason, text)] = _deliveries(page, "sms")
+    assert status == "failed"
+    assert reason.startswith("gave up after") and "HTTP 500" in reason
+    assert "HTTP 500" in text
+    webhook = _deliveries(page, "webhook")
+    assert {s for s, _, _ in webhook} == {"sent"}
+    types = {t.split("→")[0].split()[-1] for _, _, t in webhook}
+    assert "member.enrolled" in types
+    assert all(hooks.url in t for _, _, t in webhook)
+    about = [c for c in hooks.calls if m["id"].encode() in c["body"]]  # not the templates'
+    assert len(webhook) == len(about) >= 1
+    # The API says the same of the messages (webhook calls are not messages).
+    items = (await client.get(messages)).json()["items"]
+    assert sorted((x["channel"], x["status"]) for x in items) == [
+        ("email", "sent"),
+        ("sms", "failed"),
+    ]
+    page = (
+        await client.get(f"/admin/{program}/members/{m['id']}", headers={"Accept-Language": "da"})
+    ).text
+    assert "Hvor medlemmet kan nås" in page
+    assert "Sendt eller sidst forsøgt" in page

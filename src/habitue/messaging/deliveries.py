@@ -4,18 +4,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from habitue import clock
 from habitue.db import table_of
-from habitue.messaging import webhooks, worker
+from habitue.messaging import webhooks
+from habitue.messaging.claims import retry_values
 from habitue.messaging.errors import DeliveryNotFound
-from habitue.messaging.models import Delivery, DeliveryAttempt
+from habitue.messaging.models import Delivery, DeliveryAttempt, WebhookEndpoint
 from habitue.programs.service import ProgramInfo
 
 _d = table_of(Delivery)
 _a = table_of(DeliveryAttempt)
+_e = table_of(WebhookEndpoint)
 
 
 def _at(value: Any) -> Any:
@@ -51,6 +53,59 @@ async def member_messages(
         }
         for r in rows
     ]
+
+
+async def member_deliveries(
+    session: AsyncSession, program: ProgramInfo, member_id: str, *, limit: int = 50
+) -> dict[str, list[dict[str, Any]]]:
+    """Everything owed to or about the member, per channel (`email`, `sms`, `push`, and
+    `webhook`: the calls to the program's endpoints about the member's events), newest first,
+    at most `limit` per channel: status, reason, attempts, when it was called for, sent or last
+    tried, and when it is tried next; a webhook call also names its endpoint's URL."""
+    channels = ("email", "sms", "push", "webhook")
+    found: dict[str, list[Any]] = {}
+    for channel in channels:
+        rows = await session.execute(
+            select(_d, _e.c.url.label("endpoint_url"))
+            .outerjoin(_e, _e.c.id == _d.c.endpoint_id)
+            .where(
+                _d.c.program_id == program.id,
+                _d.c.member_id == member_id,
+                _d.c.channel == channel,
+            )
+            .order_by(_d.c.id.desc())
+            .limit(limit)
+        )
+        found[channel] = list(rows)
+    ids = [r.id for rows in found.values() for r in rows]
+    last_try: dict[int, Any] = {}
+    if ids:
+        tried = await session.execute(
+            select(_a.c.delivery_id, func.max(_a.c.at))
+            .where(_a.c.delivery_id.in_(ids))
+            .group_by(_a.c.delivery_id)
+        )
+        last_try = {delivery: _at(at) for delivery, at in tried}
+    return {
+        channel: [
+            {
+                "id": r.public_id,
+                "channel": r.channel,
+                "template": r.template,
+                "event_type": r.event_type,
+                "endpoint_url": r.endpoint_url,
+                "status": r.status,
+                "reason": r.reason,
+                "attempts": r.attempts,
+                "created_at": _at(r.created_at),
+                "sent_at": _at(r.sent_at),
+                "last_try_at": last_try.get(r.id),
+                "next_attempt_at": _at(r.next_attempt_at) if r.status == "pending" else None,
+            }
+            for r in rows
+        ]
+        for channel, rows in found.items()
+    }
 
 
 async def endpoint_deliveries(
@@ -114,7 +169,7 @@ async def retry(
     ).first()
     if row is None:
         raise DeliveryNotFound(f"no delivery {delivery_id!r} for this endpoint")
-    await session.execute(update(_d).where(_d.c.id == row.id).values(worker.retry_values()))
+    await session.execute(update(_d).where(_d.c.id == row.id).values(retry_values()))
     return {"id": delivery_id, "status": "pending"}
 
 
@@ -135,5 +190,5 @@ async def retry_message(
     ).first()
     if row is None:
         raise DeliveryNotFound(f"no message {message_id!r} for this member")
-    await session.execute(update(_d).where(_d.c.id == row.id).values(worker.retry_values()))
+    await session.execute(update(_d).where(_d.c.id == row.id).values(retry_values()))
     return {"id": message_id, "status": "pending"}

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from habitue import clock
@@ -80,43 +80,35 @@ def array_params(rows: Sequence[dict[str, Any]]) -> dict[str, list[Any]]:
     }
 
 
+_SEQUENCE = text(
+    "UPDATE outbox SET seq = s.seq FROM ("
+    " SELECT id, :last + row_number() OVER (ORDER BY id) AS seq FROM outbox"
+    " WHERE program_id = :program_id AND seq IS NULL ORDER BY id LIMIT :limit"
+    ") AS s WHERE outbox.id = s.id RETURNING outbox.seq"
+)
+
+
 async def sequence_pending(session: AsyncSession, program_id: int, *, limit: int = 5000) -> int:
     """Give committed, unsequenced events the next feed positions, in id order.
 
     Runs under the program row's lock, so positions only grow: an event committed after a
-    reader saw position N always gets a position above N.
+    reader saw position N always gets a position above N. One `UPDATE … FROM` numbers them
+    all (not a statement per event).
     """
     q = select(_programs.c.feed_seq).where(_programs.c.id == program_id)
     if dialect_name(session) == "postgresql":
         q = q.with_for_update()
-    last = (await session.execute(q)).scalar_one()
-    ids = (
-        (
-            await session.execute(
-                select(_outbox.c.id)
-                .where(_outbox.c.program_id == program_id, _outbox.c.seq.is_(None))
-                .order_by(_outbox.c.id)
-                .limit(limit)
-            )
-        )
-        .scalars()
-        .all()
-    )
-    if not ids:
-        return int(last)
-    params = [{"b_id": i, "b_seq": last + n} for n, i in enumerate(ids, start=1)]
-    from sqlalchemy import bindparam
-
-    await session.execute(
-        update(_outbox).where(_outbox.c.id == bindparam("b_id")).values(seq=bindparam("b_seq")),
-        params,
-        execution_options={"synchronize_session": False},
-    )
-    new_last = last + len(ids)
+    last = int((await session.execute(q)).scalar_one())
+    given = (
+        await session.execute(_SEQUENCE, {"last": last, "program_id": program_id, "limit": limit})
+    ).all()
+    if not given:
+        return last
+    new_last = last + len(given)
     await session.execute(
         update(_programs).where(_programs.c.id == program_id).values(feed_seq=new_last)
     )
-    return int(new_last)
+    return new_last
 
 
 async def read_feed(

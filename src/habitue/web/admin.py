@@ -394,7 +394,9 @@ async def _member_view(request: Request, console: Console, public_id: str) -> Me
             ref = await members_service.resolve(session, info, member_id=member.id)
             history = await ledger_service.history(session, ref.id, before=None, limit=100)
             taken = await redeem_service.for_member(session, info, ref, limit=50)
-            messages = await member_messages.load(session, info, member, limit=50)
+            messages = await member_messages.load(
+                session, info, member, settings=request.app.state.settings, limit=50
+            )
             privileges = privilege_list(await benefits_of(session, info, ref))
             won = [c for c in await coupons.for_member(session, info, ref.id) if c.event_id]
     except MemberNotFound:
@@ -425,8 +427,10 @@ def _member_page(
         kinds=KIND_LABELS,
         messages=view.messages,
         channels=member_messages.CHANNEL_LABELS,
+        delivery_channels=member_messages.DELIVERY_CHANNELS,
         codes=member_messages.CODE_LABELS,
         blocked=member_messages.BLOCKED_LABELS,
+        reasons=member_messages.REASON_LABELS,
         statuses=member_messages.STATUS_LABELS,
         values=values,
         errors=errors,

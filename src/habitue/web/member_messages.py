@@ -1,8 +1,10 @@
 """The member page's messages: the member's latest domain events in words, the message each
 calls for and, by the member's current consents, whether it would reach them.
 
-Above them, the messages the delivery worker owes the member (`messaging.deliveries`):
-sent, skipped with the reason, failed, or waiting (see docs/messaging.md).
+Above them, where the member can be reached (per channel: the address, the consent, whether
+this server sends on it) and the messages the delivery worker owes the member per channel
+(`messaging.deliveries.member_deliveries`): sent, skipped with the reason, failed, or waiting,
+and the webhook calls about the member's events (see docs/messaging.md).
 The event types and the message each calls for are the messaging room's
 (`habitue.messaging.triggers`); here they get words in the reader's language.
 """
@@ -21,6 +23,7 @@ from habitue.members.schemas import MemberRead
 from habitue.messaging import defaults, deliveries, outbox, render, triggers
 from habitue.messaging import templates as templates_service
 from habitue.programs.service import ProgramInfo
+from habitue.settings import Settings
 from habitue.web.i18n import _l
 
 CHANNEL_LABELS = {
@@ -28,6 +31,8 @@ CHANNEL_LABELS = {
     "sms": _l("Text message (SMS)"),
     "push": _l("Push notification"),
 }
+DELIVERY_CHANNELS = {**CHANNEL_LABELS, "webhook": _l("Webhook")}
+"""The channels of the member's messages table: the message channels and webhook calls."""
 CODE_LABELS = {
     "welcome": _l("Welcome"),
     "tier_up": _l("New tier reached"),
@@ -76,6 +81,19 @@ BLOCKED_LABELS = {
     "no-email": _l("no email address"),
     "no-phone": _l("no phone number"),
 }
+REASON_LABELS = {
+    "no-member": _l("The member is gone or not active"),
+    "no-consent": _l("No consent for this channel"),
+    "no-address": _l("No address for this channel"),
+    "channel-not-configured": _l("This channel is not set up on the server"),
+    "quiet-hours": _l("Waiting for the end of quiet hours"),
+    "frequency-cap": _l("Weekly message limit reached"),
+    "link-used-or-expired": _l("The sign-in link was used or expired first"),
+    "endpoint-deleted": _l("The endpoint was deleted"),
+    "endpoint-disabled": _l("The endpoint is inactive"),
+}
+"""The worker's skip reasons in words (docs/messaging.md); other reasons (an SMTP or HTTP
+error, a template that failed) are shown as they were recorded."""
 
 
 @dataclass(frozen=True)
@@ -89,9 +107,17 @@ class Reach:
 
 @dataclass(frozen=True)
 class Consent:
+    """A channel the member may be reached on: the consent, the address, whether it would."""
+
     channel: str
     granted: bool
     at: datetime | None
+    address: str | None
+    """The email address or phone number; for push, None (the member's app, by id)."""
+    blocked: str | None
+    """A key of BLOCKED_LABELS, or None when the member may be reached on this channel."""
+    configured: bool
+    """Whether this server's settings send on the channel (`configured`)."""
 
 
 @dataclass(frozen=True)
@@ -121,8 +147,9 @@ class MemberMessages:
     events: list[EventLine]
     consents: list[Consent]
     reach: dict[str, Reach]
-    sent: list[dict[str, Any]]
-    """The member's messages (`messaging.deliveries.member_messages`), newest first."""
+    sent: dict[str, list[dict[str, Any]]]
+    """Per channel of DELIVERY_CHANNELS, the member's messages
+    (`messaging.deliveries.member_deliveries`), newest first."""
 
 
 def _label(type_: str, payload: Mapping[str, Any]) -> tuple[str | None, str | None]:
@@ -180,10 +207,26 @@ def reach_of(member: MemberRead) -> dict[str, Reach]:
     return out
 
 
+def configured(settings: Settings) -> set[str]:
+    """The message channels this server's settings send on (as `Channels.from_settings`)."""
+    urls = {
+        "email": settings.smtp_url,
+        "sms": settings.sms_webhook_url,
+        "push": settings.push_webhook_url,
+    }
+    return {channel for channel, url in urls.items() if url}
+
+
 async def load(
-    session: AsyncSession, program: ProgramInfo, member: MemberRead, *, limit: int = 50
+    session: AsyncSession,
+    program: ProgramInfo,
+    member: MemberRead,
+    *,
+    settings: Settings,
+    limit: int = 50,
 ) -> MemberMessages:
-    """The member's latest events with the message each calls for, and their consents."""
+    """The member's latest events with the message each calls for, where they can be reached,
+    and their messages per channel."""
     events = await outbox.for_member(session, program.id, member.id, limit=limit)
     codes = {e.id: triggers.template_code(e.type, e.payload) for e in events}
     written = await templates_service.written(
@@ -214,13 +257,18 @@ async def load(
                 notifications=notifications,
             )
         )
+    on = configured(settings)
+    addresses = {"email": member.email, "sms": member.phone, "push": None}
     consents = [
         Consent(
             channel,
             triggers.consent_given(member.consents, channel),
             _consent_time(member.consents.get(channel)),
+            addresses[channel],
+            reach[channel].blocked,
+            channel in on,
         )
         for channel in render.CHANNELS
     ]
-    sent = await deliveries.member_messages(session, program, member.id, limit=limit)
+    sent = await deliveries.member_deliveries(session, program, member.id, limit=limit)
     return MemberMessages(lines, consents, reach, sent)

@@ -17,6 +17,7 @@ in any way is closed.
 from __future__ import annotations
 
 import asyncio
+import functools
 import ssl
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
@@ -68,19 +69,10 @@ class Pool:
 
     async def post(self, url: str, body: bytes, headers: dict[str, str]) -> int:
         """`POST` `body` to `url`; the answer's status code. Raises HttpError or TimeoutError."""
-        parts = urlsplit(url)
-        scheme = parts.scheme
-        host = parts.hostname or ""
-        port = parts.port or (443 if scheme == "https" else 80)
-        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        host_header = host if parts.port is None else f"{host}:{parts.port}"
-        if ":" in host and not host.startswith("["):
-            host_header = f"[{host}]" if parts.port is None else f"[{host}]:{parts.port}"
-        lines = [f"POST {target} HTTP/1.1", f"Host: {host_header}"]
-        lines += [f"{k}: {v}" for k, v in headers.items()]
-        lines += [f"Content-Length: {len(body)}", "", ""]
-        request = "\r\n".join(lines).encode("latin-1") + body
-        key = (scheme, host, port)
+        key, head = _target(url)
+        lines = [head, *(f"{k}: {v}" for k, v in headers.items()), f"Content-Length: {len(body)}"]
+        request = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+        scheme, host, port = key
         slot = self._hosts.get(key)
         if slot is None:
             slot = self._hosts[key] = _Host(asyncio.Semaphore(self.limit))
@@ -146,6 +138,21 @@ class Pool:
             while slot.idle:
                 slot.idle.pop().close()
         self._hosts.clear()
+
+
+@functools.lru_cache(maxsize=1024)
+def _target(url: str) -> tuple[tuple[str, str, int], str]:
+    """((scheme, host, port), the request line and `Host` header) of a URL: parsed once per
+    URL, not once per call (a webhook endpoint's URL repeats for every delivery)."""
+    parts = urlsplit(url)
+    scheme = parts.scheme
+    host = parts.hostname or ""
+    port = parts.port or (443 if scheme == "https" else 80)
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    host_header = host if parts.port is None else f"{host}:{parts.port}"
+    if ":" in host and not host.startswith("["):
+        host_header = f"[{host}]" if parts.port is None else f"[{host}]:{parts.port}"
+    return (scheme, host, port), f"POST {target} HTTP/1.1\r\nHost: {host_header}"
 
 
 class _Stale(Exception):
