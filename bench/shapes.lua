@@ -53,7 +53,10 @@ function request()
   body = body .. "}"
   local headers = nil
   if idem then
-    headers = {["Idempotency-Key"] = string.format("k%d-%d", thread_id, counter)}
+    -- wrk.format sends the headers given instead of wrk.headers, not besides them
+    headers = {}
+    for name, value in pairs(wrk.headers) do headers[name] = value end
+    headers["Idempotency-Key"] = string.format("%sk%d-%d", prefix, thread_id, counter)
   end
   return wrk.format(nil, nil, headers, body)
 end
