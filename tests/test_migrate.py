@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import secrets
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+import httpx
 import pytest
 from alembic import command
 from sqlalchemy import String, create_engine, text
@@ -172,37 +174,49 @@ def test_the_effective_time_is_backfilled(db_kind: str, scratch_url: str) -> Non
     }
 
 
+@contextlib.asynccontextmanager
+async def _operator_api(url: str) -> AsyncIterator[httpx.AsyncClient]:
+    """The API over the (migrated) database at `url`, called with the operator key."""
+    from habitue.api import create_app
+    from habitue.db import Database
+    from habitue.settings import Settings
+    from tests.conftest import ADMIN_KEY
+
+    settings = Settings(
+        env="test", database_url=url, admin_key=ADMIN_KEY, scheduler=False, worker=False,
+        hmac_key="test-hmac-key",
+    )  # fmt: skip
+    db = Database(url)
+    app = create_app(settings, db=db)
+    headers = {"Authorization": f"Bearer {ADMIN_KEY}"}
+    try:
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(
+                transport=transport, base_url="http://t", headers=headers
+            ) as client:
+                yield client
+    finally:
+        await db.dispose()
+
+
 async def test_a_database_with_a_ledger_goes_down_and_up_again(scratch_url: str) -> None:
     """The migrations that rebuild tables (SQLite's batch mode: copy, drop, rename) keep the
     rows other tables point to: a program with members, purchases and a refund goes down past
     0024_kinds (which rebuilt `ledger_transactions` and `accounts`) and up again, unchanged."""
-    import httpx
     from sqlalchemy import func, select
 
-    from habitue.api import create_app
     from habitue.db import Database, table_of
     from habitue.ledger.models import Posting
     from habitue.ledger.verify import verify
-    from habitue.settings import Settings
-    from tests.conftest import ADMIN_KEY, create_program, enrol, purchase
+    from tests.conftest import create_program, enrol, purchase
 
     upgrade(scratch_url)
-    settings = Settings(
-        env="test", database_url=scratch_url, admin_key=ADMIN_KEY, scheduler=False,
-        worker=False, hmac_key="test-hmac-key",
-    )  # fmt: skip
-    db = Database(scratch_url)
-    app = create_app(settings, db=db)
-    headers = {"Authorization": f"Bearer {ADMIN_KEY}"}
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        http = httpx.AsyncClient(transport=transport, base_url="http://t", headers=headers)
-        async with http as c:
-            program = await create_program(c)
-            for i in range(3):
-                member = await enrol(c, program)
-                assert (await purchase(c, program, member["id"], f"{10 + i}.00")).status_code == 201
-    await db.dispose()
+    async with _operator_api(scratch_url) as c:
+        program = await create_program(c)
+        for i in range(3):
+            member = await enrol(c, program)
+            assert (await purchase(c, program, member["id"], f"{10 + i}.00")).status_code == 201
 
     postings = table_of(Posting)
     engine = create_engine(sync_url(scratch_url))
@@ -228,22 +242,15 @@ async def test_members_enrolled_before_0034_get_a_counters_row(scratch_url: str)
     """0034_counters_rows: members without a counters row (enrolled before it) get one with
     nothing counted; those with counted events keep theirs; and a new member's row is made
     with them, so that their first purchase counts from it."""
-    import httpx
     from sqlalchemy import delete, select
 
-    from habitue.api import create_app
-    from habitue.db import Database, table_of
+    from habitue.db import table_of
     from habitue.members.models import Member
     from habitue.rules.models import MemberCounters
     from habitue.rules.service import state_from_json
-    from habitue.settings import Settings
-    from tests.conftest import ADMIN_KEY, create_program, enrol, purchase
+    from tests.conftest import create_program, enrol, purchase
 
     upgrade(scratch_url)
-    settings = Settings(
-        env="test", database_url=scratch_url, admin_key=ADMIN_KEY, scheduler=False,
-        worker=False, hmac_key="test-hmac-key",
-    )  # fmt: skip
     counters = table_of(MemberCounters)
     engine = create_engine(sync_url(scratch_url))
 
@@ -251,18 +258,11 @@ async def test_members_enrolled_before_0034_get_a_counters_row(scratch_url: str)
         with engine.connect() as conn:
             return dict(conn.execute(select(counters.c.member_id, counters.c.state)).all())
 
-    db = Database(scratch_url)
-    app = create_app(settings, db=db)
-    headers = {"Authorization": f"Bearer {ADMIN_KEY}"}
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        http = httpx.AsyncClient(transport=transport, base_url="http://t", headers=headers)
-        async with http as c:
-            program = await create_program(c)
-            bought, idle = await enrol(c, program), await enrol(c, program)
-            assert len(states()) == 2  # made at enrolment
-            assert (await purchase(c, program, bought["id"], "10.00")).status_code == 201
-    await db.dispose()
+    async with _operator_api(scratch_url) as c:
+        program = await create_program(c)
+        bought, idle = await enrol(c, program), await enrol(c, program)
+        assert len(states()) == 2  # made at enrolment
+        assert (await purchase(c, program, bought["id"], "10.00")).status_code == 201
     members = table_of(Member)
     with engine.begin() as conn:
         ids = dict(conn.execute(select(members.c.public_id, members.c.id)).all())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -96,6 +97,20 @@ async def test_a_purchase_is_two_statements_on_postgresql(
     assert (balance["available"], balance["lifetime_earned"]) == (43, 43)
 
 
+def _count_statements(database: Database) -> tuple[list[str], Callable[[], None]]:
+    """The statements `database` sends from now until `stop()`: each one's first word, with
+    ` x<n>` for a pipelined executemany of n parameter sets."""
+    seen: list[str] = []
+
+    def count(_c: Any, _cur: Any, statement: str, params: Any, _ctx: Any, many: bool) -> None:
+        kind = statement.split(None, 1)[0].upper()
+        seen.append(f"{kind} x{len(params)}" if many else kind)
+
+    engine = database.write_engine.sync_engine
+    event.listen(engine, "before_cursor_execute", count)
+    return seen, lambda: event.remove(engine, "before_cursor_execute", count)
+
+
 async def test_grouped_purchases_read_their_members_in_one_query(
     client: httpx.AsyncClient, db: Database, settings: Settings, db_kind: str
 ) -> None:
@@ -104,13 +119,7 @@ async def test_grouped_purchases_read_their_members_in_one_query(
     for m in (a, b, c):
         await purchase(client, program, m, "1.00")  # counters' rows exist from here on
     one_lane = Database(settings.database_url, lanes=1)
-    seen: list[str] = []
-
-    def count(_c: Any, _cur: Any, statement: str, params: Any, _ctx: Any, many: bool) -> None:
-        kind = statement.split(None, 1)[0].upper()
-        seen.append(f"{kind} x{len(params)}" if many else kind)
-
-    event.listen(one_lane.write_engine.sync_engine, "before_cursor_execute", count)
+    seen, stop = _count_statements(one_lane)
     try:
         async with one_lane.read() as session:
             info = await programs_service.get_info(session, program)
@@ -126,7 +135,7 @@ async def test_grouped_purchases_read_their_members_in_one_query(
             for n, m in enumerate([a, b, a, c])
         ])  # fmt: skip
     finally:
-        event.remove(one_lane.write_engine.sync_engine, "before_cursor_execute", count)
+        stop()
         await one_lane.dispose()
     assert [r.points_earned for r in answers] == [10, 10, 10, 10]
     if db_kind == "postgres":
@@ -156,13 +165,7 @@ async def test_grouped_purchases_by_external_id_or_card_read_their_members_in_on
     blocked = (await client.post(f"/v1/programs/{program}/cards/{d['card_number']}/block")).json()
     assert blocked["status"] == "blocked"
     one_lane = Database(settings.database_url, lanes=1)
-    seen: list[str] = []
-
-    def count(_c: Any, _cur: Any, statement: str, params: Any, _ctx: Any, many: bool) -> None:
-        kind = statement.split(None, 1)[0].upper()
-        seen.append(f"{kind} x{len(params)}" if many else kind)
-
-    event.listen(one_lane.write_engine.sync_engine, "before_cursor_execute", count)
+    seen, stop = _count_statements(one_lane)
     try:
         async with one_lane.read() as session:
             info = await programs_service.get_info(session, program)
@@ -180,7 +183,7 @@ async def test_grouped_purchases_by_external_id_or_card_read_their_members_in_on
         answers = await asyncio.gather(
             *[events_service.record_event(one_lane, PIPELINE, info, body) for body in bodies]
         )
-        event.remove(one_lane.write_engine.sync_engine, "before_cursor_execute", count)
+        stop()
         # A blocked card in a batch is refused alone, the others recorded.
         mixed = [
             EventCreate.model_validate({

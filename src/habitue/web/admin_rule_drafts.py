@@ -6,6 +6,7 @@ publishes or discards it. Every action goes through `rules.drafts`, as the API d
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -18,6 +19,7 @@ from pydantic import ValidationError
 from habitue.errors import HabitueError
 from habitue.events.schemas import EventCreate
 from habitue.members.errors import MemberNotFound
+from habitue.programs.service import ProgramInfo
 from habitue.rewards.catalogue import COUPON_KINDS, list_rewards
 from habitue.rules import drafts
 from habitue.rules import service as rules_service
@@ -260,15 +262,33 @@ async def draft_page(request: Request, program: str, code: str) -> Response:
     return await _draft_page(request, console, code[:64])
 
 
-@router.post("/{program}/rules/{code}/draft")
-async def save_draft(request: Request, program: str, code: str) -> Response:
+@dataclass(frozen=True, slots=True)
+class _Posted:
+    """A posted draft form, checked (CSRF, role): the console, the form, the program and the
+    rule's code."""
+
+    console: Console
+    form: dict[str, str]
+    info: ProgramInfo
+    key: str
+
+
+async def _posted_draft(request: Request, program: str, code: str) -> _Posted | Response:
     found = await posted(request, program, "rules")
     if isinstance(found, Response):
         return found
     console, form = found
-    info = console.program
-    assert info is not None
-    key, text, who = code[:64], form.get("spec", ""), actor(console)
+    assert console.program is not None
+    return _Posted(console, form, console.program, code[:64])
+
+
+@router.post("/{program}/rules/{code}/draft")
+async def save_draft(request: Request, program: str, code: str) -> Response:
+    found = await _posted_draft(request, program, code)
+    if isinstance(found, Response):
+        return found
+    console, form, info, key = found.console, found.form, found.info, found.key
+    text, who = form.get("spec", ""), actor(console)
     try:
         data = json.loads(text)
         if not isinstance(data, dict):
@@ -315,13 +335,10 @@ def _basket(form: dict[str, str], timezone: str) -> tuple[dict[str, Any], dict[s
 
 @router.post("/{program}/rules/{code}/draft/test")
 async def try_draft(request: Request, program: str, code: str) -> Response:
-    found = await posted(request, program, "rules")
+    found = await _posted_draft(request, program, code)
     if isinstance(found, Response):
         return found
-    console, form = found
-    info = console.program
-    assert info is not None
-    key = code[:64]
+    console, form, info, key = found.console, found.form, found.info, found.key
     values = {k: form.get(k, "") for k in ("member", "type", "lines", "occurred_at")}
     body, errors = _basket(form, info.timezone)
     result = None
@@ -354,13 +371,10 @@ def _day(value: str, timezone: str) -> datetime | None:
 
 @router.post("/{program}/rules/{code}/draft/backtest")
 async def backtest_draft(request: Request, program: str, code: str) -> Response:
-    found = await posted(request, program, "rules")
+    found = await _posted_draft(request, program, code)
     if isinstance(found, Response):
         return found
-    console, form = found
-    info = console.program
-    assert info is not None
-    key = code[:64]
+    console, form, info, key = found.console, found.form, found.info, found.key
     values = {k: form.get(k, "") for k in ("since", "until")}
     errors: dict[str, str] = {}
     window: dict[str, datetime | None] = {}
@@ -389,13 +403,10 @@ async def backtest_draft(request: Request, program: str, code: str) -> Response:
 
 @router.post("/{program}/rules/{code}/draft/publish")
 async def publish_draft(request: Request, program: str, code: str) -> Response:
-    found = await posted(request, program, "rules")
+    found = await _posted_draft(request, program, code)
     if isinstance(found, Response):
         return found
-    console, _ = found
-    info = console.program
-    assert info is not None
-    key, who = code[:64], actor(console)
+    console, info, key, who = found.console, found.info, found.key, actor(found.console)
     try:
         await _db(request).write(lambda s: drafts.publish_draft(s, info, key, actor=who))
     except DraftNotFound:
@@ -409,13 +420,10 @@ async def publish_draft(request: Request, program: str, code: str) -> Response:
 
 @router.post("/{program}/rules/{code}/draft/discard")
 async def discard_draft(request: Request, program: str, code: str) -> Response:
-    found = await posted(request, program, "rules")
+    found = await _posted_draft(request, program, code)
     if isinstance(found, Response):
         return found
-    console, _ = found
-    info = console.program
-    assert info is not None
-    key = code[:64]
+    console, info, key = found.console, found.info, found.key
     try:
         await _db(request).write(lambda s: drafts.delete_draft(s, info, key))
     except DraftNotFound:
