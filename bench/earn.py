@@ -139,6 +139,23 @@ def _verify(url: str) -> bool:
     return done.returncode == 0
 
 
+def _wal_lsn(url: str) -> str:
+    """The server's current WAL position (shared by every database of the server: run alone)."""
+    import psycopg
+
+    with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://")) as conn:
+        return str(conn.execute("SELECT pg_current_wal_lsn()").fetchone()[0])  # type: ignore[index]
+
+
+def _wal_since(url: str, lsn: str) -> float:
+    """WAL bytes written since `lsn` (full-page images included)."""
+    import psycopg
+
+    with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://")) as conn:
+        row = conn.execute("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), %s)", (lsn,)).fetchone()
+        return float(row[0])  # type: ignore[index]
+
+
 def shapes(args: argparse.Namespace) -> None:
     """Every shape of SHAPES on 1,000 members, the slowest ones again on `--big` members."""
     before = pgbench_tps(clients=args.connections, seconds=args.seconds)
@@ -163,8 +180,10 @@ def shapes(args: argparse.Namespace) -> None:
                         "BENCH_TIME": shape.time, "BENCH_LINES": "1" if shape.lines else "0",
                         "BENCH_IDEM": "1" if shape.idempotency_key else "0",
                     })
+                    wal = _wal_lsn(url)
                     got = run_wrk(base + "/v1/programs/bench/events", script,
                                   connections=args.connections, seconds=args.seconds)
+                    got["wal_kb"] = _wal_since(url, wal) / 1024 / max(got["requests"], 1)
                     results.append((shape.label(), count, got))
                 os.unlink(fh.name)
             verified.append(_verify(url))
@@ -173,10 +192,11 @@ def shapes(args: argparse.Namespace) -> None:
     print(f"rules: {'50 active' if args.rules else 'base rate only'}; pgbench TPC-B "
           f"(32 cl., scale 10) {before:.0f} before, {after:.0f} after, mean {tps:.0f}")
     print(f"{'shape':<52}{'members':>9}{'events/s':>10}{'p50 ms':>8}{'p99 ms':>8}"
-          f"{'non2xx':>8}{'ratio':>7}")
+          f"{'non2xx':>8}{'ratio':>7}{'WAL KB/req':>11}")
     for label, count, got in results:
         print(f"{label:<52}{count:>9,}{got['rps']:>10.0f}{got['p50_ms']:>8.1f}"
-              f"{got['p99_ms']:>8.1f}{got['non2xx']:>8.0f}{got['rps'] / tps:>7.2f}")
+              f"{got['p99_ms']:>8.1f}{got['non2xx']:>8.0f}{got['rps'] / tps:>7.2f}"
+              f"{got['wal_kb']:>11.1f}")
     slowest = min(results, key=lambda r: r[2]["rps"])
     print(f"slowest: {slowest[0]} on {slowest[1]:,} members, {slowest[2]['rps'] / tps:.2f} x "
           f"pgbench; ledger verify {'ok' if all(verified) else 'BREACH'}")

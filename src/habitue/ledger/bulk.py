@@ -90,6 +90,7 @@ class BulkCredits:
         earned_at: datetime,
         pending_until: datetime | None,
         now: datetime,
+        earned_ts: Any = None,
     ) -> int:
         """Plan an event's `earn` credit of `legs` to `account` (the member's `pending` one
         when `pending_until` is given, else `available`); returns the points credited.
@@ -97,7 +98,8 @@ class BulkCredits:
         As `ledger.service.plan_credit` plans it for the API: reference
         `event:{id}:earn`, booked at `now` and effective at `earned_at` (the event's
         `occurred_at`), one posting per leg with its rule, the `issued` counter's opposite
-        posting, one lot expiring by the program's policy (none while pending).
+        posting, one lot expiring by the program's policy (none while pending). `earned_ts`:
+        `earned_at` as the rows hold it, when the caller has it already.
         """
         terms, ts = self.terms, self.time
         pid = terms.program_id
@@ -113,7 +115,8 @@ class BulkCredits:
                 total += leg.amount
         if total <= 0:
             raise ValueError("a credit must be positive")
-        earned_ts = ts(earned_at)
+        if earned_ts is None:
+            earned_ts = ts(earned_at)
         self.txns.append(
             (txn_id, pid, member_id, "earn", f"event:{event_id}:earn", event_id, self.actor,
              None, now_ts, earned_ts)

@@ -47,8 +47,9 @@ def delivers(decision: Decision, limited: frozenset[str] = frozenset()) -> bool:
     (`rules.decide.limits_apply`); when one does, only the API's path can tell what its caps
     and budget leave, and it writes their usage."""
     effects = decision.effects
-    if any(not isinstance(e, EarnPoints) for e in effects):
-        return True
+    for e in effects:  # a loop, not `any`: this runs for every purchase of a file
+        if not isinstance(e, EarnPoints):
+            return True
     if not limited:
         return False
     return any(e.rule_code in limited for e in effects) or any(

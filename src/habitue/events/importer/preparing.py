@@ -356,7 +356,7 @@ def _prepare_chunk(
     in_file = todo[:]  # the file's order, for the purchases set aside (`delivering`)
     positions: dict[str, int] | None = None
     todo.sort(key=lambda pair: pair[1].id)
-    decided: list[tuple[EventInput, _Member, list[EarnPoints], list[EarnPoints]]] = []
+    decided: list[tuple[EventInput, _Member, list[EarnPoints], list[EarnPoints], int]] = []
     snapshots: dict[int, MemberSnapshot] = {}
     decide, rules, program_snap = rules_decide.decide, program.rules, program.snapshot
     limited = program.limited_rules
@@ -392,16 +392,24 @@ def _prepare_chunk(
             )
             report.deferred_ids.add(event.external_id)
             continue
-        effects = [e for e in decision.effects if isinstance(e, EarnPoints)]
-        # As the API credits them (`events.service`): the positive legs.
-        legs = [e for e in effects if e.amount > 0]
-        if not all(-MAX_POINTS <= e.amount <= MAX_POINTS for e in effects) or not (
-            sum(leg.amount for leg in legs) <= MAX_POINTS
-        ):
+        # Points only (`delivering.delivers` sent any other effect to the API's path); as the
+        # API credits them (`events.service`): the positive legs, one loop for all the checks.
+        effects: list[EarnPoints] = []
+        legs: list[EarnPoints] = []
+        points, bounded = 0, True
+        for e in decision.effects:
+            if isinstance(e, EarnPoints):
+                effects.append(e)
+                amount = e.amount
+                bounded = bounded and -MAX_POINTS <= amount <= MAX_POINTS
+                if amount > 0:
+                    legs.append(e)
+                    points += amount
+        if not bounded or points > MAX_POINTS:
             seen.discard(event.external_id)
             reject(rows, f"points: more than {MAX_POINTS:,} for one purchase")
             continue
-        decided.append((event, member, effects, legs))
+        decided.append((event, member, effects, legs, points))
     txn_id_list = ids.take(_txns, sum(1 for d in decided if d[3]))
     if txn_id_list:
         chunk.writes.first_ids[_txns.name] = txn_id_list[0]
@@ -424,9 +432,8 @@ def _prepare_chunk(
         event_rows.earned_payload,
     )
     recorded_type, earned_type = event_rows.EVENT_RECORDED, event_rows.POINTS_EARNED
-    for event, member, effects, legs in decided:
+    for event, member, effects, legs, points in decided:
         event_id = new_id()
-        points = sum(leg.amount for leg in legs)
         occurred = event.occurred_at
         pending_until = occurred + pending_delta if pending_delta is not None else None
         pending = pending_until is not None and pending_until > now
@@ -435,8 +442,9 @@ def _prepare_chunk(
         response = answer(event_id=event_id, external_id=event.external_id, member=public,
                           occurred_at=occurred, total=total, effects=effects, points=points,
                           pending=pending)  # fmt: skip
+        occurred_ts = ts(occurred)
         events.append(
-            (event_id, pid, member.id, "purchase", source, event.external_id, ts(occurred),
+            (event_id, pid, member.id, "purchase", source, event.external_id, occurred_ts,
              event.total_minor, points, 0, None, 0, 0, 0, empty, _json_text(response), now_ts)
         )  # fmt: skip
         for n, ln in enumerate(event.lines):
@@ -449,6 +457,7 @@ def _prepare_chunk(
                 next(txn_ids), member.id, member.pending if pending else member.available, legs,
                 event_id=event_id, earned_at=occurred,
                 pending_until=pending_until if pending else None, now=now,
+                earned_ts=occurred_ts,
             )  # fmt: skip
             lifetime[member.id] = lifetime.get(member.id, 0) + points
             payload = earned(public, points, event_id, "purchase", pending)
