@@ -25,6 +25,12 @@ def csrf_of(html: str) -> str:
     return found.group(1)
 
 
+def cell_texts(row: str) -> list[str]:
+    """The text of each `<td>` of a table row's HTML, tags dropped and spaces squeezed."""
+    cells = re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)
+    return [re.sub(r"<[^>]+>|\s+", " ", c).strip() for c in cells]
+
+
 @pytest.fixture
 def settings(settings: Settings, request: pytest.FixtureRequest) -> Settings:
     """The test settings; with an email channel for tests marked `email` (nothing listens

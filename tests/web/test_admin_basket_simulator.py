@@ -13,7 +13,7 @@ from habitue.db import Database
 from tests.conftest import enrol
 from tests.promotions.helpers import coupon_of, coupon_state, ledger, price, promo
 from tests.rewards.conftest import balance, give, reward
-from tests.web.conftest import csrf_of, make_staff, staff_signin
+from tests.web.conftest import cell_texts, csrf_of, make_staff, staff_signin
 
 
 def basket_rows(page: str) -> list[tuple[str, str, str, str]]:
@@ -24,10 +24,7 @@ def basket_rows(page: str) -> list[tuple[str, str, str, str]]:
     for source, code, cells in re.findall(
         r'<tr data-source="([a-z]+)" data-code="([^"]+)">(.*?)</tr>', table.group(1), re.S
     ):
-        texts = [
-            re.sub(r"<[^>]+>|\s+", " ", c).strip()
-            for c in re.findall(r"<td[^>]*>(.*?)</td>", cells, re.S)
-        ]
+        texts = cell_texts(cells)
         out.append((source, code, texts[1], texts[2]))
     return out
 

@@ -13,7 +13,7 @@ import httpx
 from habitue import clock
 from habitue.db import Database
 from tests.conftest import enrol, purchase
-from tests.web.conftest import csrf_of, make_staff, staff_signin
+from tests.web.conftest import cell_texts, csrf_of, make_staff, staff_signin
 
 
 def rows_of(page: str) -> list[tuple[str, str, str, str]]:
@@ -24,10 +24,7 @@ def rows_of(page: str) -> list[tuple[str, str, str, str]]:
     for kind, rule, cells in re.findall(
         r'<tr data-kind="([a-z_]+)"(?: data-rule="([^"]+)")?>(.*?)</tr>', table.group(1), re.S
     ):
-        texts = [
-            re.sub(r"<[^>]+>|\s+", " ", c).strip()
-            for c in re.findall(r"<td[^>]*>(.*?)</td>", cells, re.S)
-        ]
+        texts = cell_texts(cells)
         out.append((kind, rule, texts[1], texts[2]))
     return out
 

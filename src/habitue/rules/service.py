@@ -439,7 +439,8 @@ async def record_usage(
 ) -> None:
     """`usage_store.record_usage` with the program's compiled rules (read only when the
     decision granted something a cap or a budget may count)."""
-    if not usage_increments(decision):
+    increments = usage_increments(decision)
+    if not increments:
         return
     rules = (await _rules_in_session(session, program)).rules
-    await usage_store.record_usage(session, program, member_id, decision, at, rules)
+    await usage_store.record_usage(session, program, member_id, increments, at, rules)

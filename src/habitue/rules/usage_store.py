@@ -3,7 +3,7 @@ when a limited rule applies, and recorded with the event's grants."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -20,8 +20,8 @@ from habitue.rules.errors import (
     BudgetExhausted,
 )
 from habitue.rules.models import Rule, RuleUsageRow
-from habitue.rules.types import Decision, Period, RuleTally, RuleUsage, Tally
-from habitue.rules.usage import period_keys, usage_increments
+from habitue.rules.types import Period, RuleTally, RuleUsage, Tally
+from habitue.rules.usage import period_keys
 
 _usage = table_of(RuleUsageRow)
 _rules = table_of(Rule)
@@ -112,20 +112,17 @@ async def record_usage(
     session: AsyncSession,
     program: ProgramInfo,
     member_id: int,
-    decision: Decision,
+    increments: Mapping[str, Tally],
     at: datetime,
     compiled: Sequence[CompiledRule],
 ) -> None:
-    """Add a decision's grants to the caps and budgets of its rules (`compiled`: the
-    program's), in the event transaction.
+    """Add a decision's grants (`rules.usage.usage_increments`, by rule code) to the caps and
+    budgets of its rules (`compiled`: the program's), in the event transaction.
 
     Only the periods a rule caps are tracked (from when the cap is set). A budget is taken by
     a conditional update: when a concurrent event used it first, `BudgetExhausted` rolls this
     event back so that a retry decides again with the budget left.
     """
-    increments = usage_increments(decision)
-    if not increments:
-        return
     rules = {r.code: r for r in compiled}
     keys = period_keys(at, program.timezone)
     for code, inc in increments.items():
