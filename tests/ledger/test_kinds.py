@@ -1,5 +1,5 @@
 """The ledger's words: the enums of `habitue.ledger.kinds` and the tables' CHECK constraints
-(migration 0024) say the same, on both databases."""
+(migrations 0024 and 0036) say the same, on both databases."""
 
 from __future__ import annotations
 
@@ -12,6 +12,18 @@ from sqlalchemy.exc import IntegrityError
 from habitue.db import sync_url
 from habitue.ledger.kinds import ACCOUNT_KINDS, EntryKind, MemberAccount, SystemAccount
 from habitue.programs.service import SYSTEM_ACCOUNTS
+
+
+def _check_text(table_sql: str, name: str) -> str:
+    """The text of the named CHECK in SQLite's `CREATE TABLE`, its parentheses balanced."""
+    found = re.search(rf"CONSTRAINT {name} CHECK \(", table_sql)
+    assert found is not None, table_sql
+    depth, start = 1, found.end()
+    for at in range(start, len(table_sql)):
+        depth += {"(": 1, ")": -1}.get(table_sql[at], 0)
+        if depth == 0:
+            return table_sql[start:at]
+    raise AssertionError(table_sql)
 
 
 def _check_values(db_kind: str, db_url: str, table: str) -> set[str]:
@@ -30,9 +42,7 @@ def _check_values(db_kind: str, db_url: str, table: str) -> set[str]:
                     text("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = :t"),
                     {"t": table},
                 ).scalar_one()
-                found = re.search(rf"CONSTRAINT {name} CHECK \((.*?\))\)", table_sql, re.S)
-                assert found is not None, table_sql
-                sql = found.group(1)
+                sql = _check_text(table_sql, name)
     finally:
         engine.dispose()
     return set(re.findall(r"'([a-z_]+)'", sql))

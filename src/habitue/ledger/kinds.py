@@ -62,11 +62,15 @@ ACCOUNT_KINDS: tuple[str, ...] = (*MemberAccount, *SystemAccount)
 
 
 def check_in(column: str, values: tuple[str, ...] | type[StrEnum]) -> str:
-    """The CHECK constraint's text: `column` holds one of `values`."""
-    return f"{column} IN ({', '.join(repr(str(v)) for v in values)})"
+    """The CHECK constraint's text: `column` holds one of `values`.
+
+    Comparisons joined by OR rather than `IN (…)`: SQLite builds a temporary index of an IN
+    list for every row it checks (about 7 µs a row against 0.3; migration 0036).
+    """
+    return " OR ".join(f"{column} = '{v}'" for v in values)
 
 
 ENTRY_KIND_CHECK = check_in("kind", EntryKind)
-"""The CHECK of `ledger_transactions.kind` (migration 0024)."""
+"""The CHECK of `ledger_transactions.kind` (migrations 0024 and 0036)."""
 ACCOUNT_KIND_CHECK = check_in("kind", ACCOUNT_KINDS)
-"""The CHECK of `accounts.kind` (migration 0024)."""
+"""The CHECK of `accounts.kind` (migrations 0024 and 0036)."""
