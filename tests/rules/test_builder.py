@@ -15,10 +15,19 @@ from tests.rules.rules_factories import (
     line,
 )
 
-from habitue.rules.builder import BuilderError, Problem, Template, build, cel_string
+from habitue.rules.builder import (
+    KEPT,
+    BuilderError,
+    Problem,
+    Template,
+    build,
+    cel_string,
+    recognise,
+)
 from habitue.rules.compile import compile_rules, validate_rule
 from habitue.rules.decide import decide
 from habitue.rules.model import parse_rule
+from habitue.rules.service import dump_spec
 from habitue.rules.types import Decision, EarnPoints, GrantBenefit, IssueCoupon
 
 # Wednesday 2026-01-07 21:30 and 20:30 in Paris (UTC+1).
@@ -273,3 +282,81 @@ def test_unreadable_fields_are_named(
     with pytest.raises(BuilderError) as caught:
         build(template, fields)
     assert caught.value.errors == errors
+
+
+ROUND_TRIPS: list[tuple[Template, dict[str, Any]]] = [
+    (Template.CATEGORY_MULTIPLIER, {"code": "cm", "name": "Double", "category": 'te"a',
+                                    "factor": "1.5"}),
+    (Template.PER_VISIT, {"code": "pv", "name": "", "points": "10"}),
+    (Template.RITUAL, {"code": "ri", "name": "Late", "days": ["wed", "sun"], "start": "21:00",
+                       "end": "02:00", "factor": "3", "category": ""}),
+    (Template.RITUAL, {"code": "ri2", "name": "", "days": ["mon"], "start": "08:00",
+                       "end": "09:30", "factor": "2", "category": "coffee"}),
+    (Template.CAPPED_ACTION, {"code": "ca", "name": "Review", "event_type": "review",
+                              "points": "50", "cap_count": "1", "cap_period": "week"}),
+    (Template.CAPPED_ACTION, {"code": "ca2", "name": "", "event_type": "visit",
+                              "points": "5", "cap_count": "3", "cap_period": "day"}),
+    (Template.RANDOM_REWARD, {"code": "rr", "name": "", "event_type": "purchase",
+                              "reward_code": "pastry", "percent": "2.5"}),
+    (Template.AFTER_N, {"code": "an", "name": "Lane", "event_type": "visit", "window": "30d",
+                        "count": "19", "benefit": "fast_lane", "benefit_days": "30"}),
+    (Template.AFTER_N, {"code": "an2", "name": "", "event_type": "purchase",
+                        "window": "lifetime", "count": "100", "benefit": "vip",
+                        "benefit_days": ""}),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("kind", "fields"), ROUND_TRIPS, ids=lambda v: str(v)[:24])
+def test_a_stored_rule_from_the_form_opens_in_its_form_again(
+    kind: Template, fields: dict[str, Any]
+) -> None:
+    """Built, stored as the API stores it (every default filled in, decimals as text), then
+    recognised: the same template and the very fields typed, which build the same rule."""
+    stored = dump_spec(parse_rule(build(kind, fields)))
+    found = recognise(stored)
+    assert found is not None
+    assert found[0] is kind
+    assert found[1] == fields
+    assert dump_spec(parse_rule(build(kind, found[1]))) == stored
+
+
+def test_every_template_has_a_round_trip_case() -> None:
+    assert {kind for kind, _ in ROUND_TRIPS} == set(Template)
+
+
+def test_a_switched_off_rule_is_recognised_and_keeps_its_switch() -> None:
+    stored = dump_spec(parse_rule(build(*ROUND_TRIPS[1]))) | {"active": False}
+    found = recognise(stored)
+    assert found is not None and found[0] is Template.PER_VISIT
+    assert KEPT == ("active",)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"condition": "event.total > 10"},  # a condition the form has no field for
+        {"priority": 5},
+        {"exclusive": True},
+        {"budget": 1000},
+        {"audience": {"tiers": ["gold"], "segments": []}},
+        {"line_condition": 'line.category == "coffee" || line.sku == "tea"'},
+        {"caps": [{"period": "week", "count": None, "points": 100}]},
+        {"effect": {"kind": "per_unit", "points": 2}},
+        {"valid_from": "2026-01-01T00:00:00Z"},
+    ],
+    ids=lambda c: next(iter(c)),
+)
+def test_a_rule_changed_by_hand_opens_in_the_raw_editor(change: dict[str, Any]) -> None:
+    """What the form cannot show is never dropped by it: such a rule is not recognised."""
+    stored = dump_spec(parse_rule(build(*ROUND_TRIPS[0])))
+    assert recognise(stored | change) is None
+
+
+def test_rules_no_template_writes_are_not_recognised() -> None:
+    hand = {"code": "x", "event_type": "purchase", "condition": "member.tier == 'gold'",
+            "effect": {"kind": "per_currency_unit", "rate": "2"}}  # fmt: skip
+    assert recognise(dump_spec(parse_rule(hand))) is None
+    assert recognise({"code": "x"}) is None  # not a rule at all
+    # "After N" on a counter the form does not offer.
+    after = dump_spec(parse_rule(build(*ROUND_TRIPS[7])))
+    assert recognise(after | {"condition": "member.counters.visits_7d >= 19"}) is None

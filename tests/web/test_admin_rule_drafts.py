@@ -6,6 +6,7 @@ shows errors on the page and writes nothing."""
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -105,7 +106,7 @@ async def test_a_live_rule_changes_through_a_draft(
     email = await make_staff(db, "owner")
     await staff_signin(client, email)
     page = await client.get(f"/admin/{program}/rules")
-    assert f'href="/admin/{program}/rules/visit-5/draft"' in page.text
+    assert f'href="/admin/{program}/rules/visit-5/edit"' in page.text
     page = await client.get(f"/admin/{program}/rules/visit-5/draft")
     assert page.status_code == 200 and "No draft yet" in page.text
     spec = json.dumps({**rule, "effect": {"kind": "fixed", "points": 7}})
@@ -170,3 +171,69 @@ async def test_a_privilege_after_n_visits_is_built_tested_and_backtested(
     assert '<td class="num">0</td><td class="num">1</td>' in row
     summary = "Difference: 0 points; members whose points, privileges or coupons change: 1."
     assert f'id="bt-summary">{summary}' in r.text
+
+
+async def test_a_rule_from_the_form_is_changed_in_the_form_as_a_draft(
+    client: httpx.AsyncClient, program: str, db: Database
+) -> None:
+    email = await make_staff(db, "marketer")
+    await staff_signin(client, email)
+    rules = f"/admin/{program}/rules"
+    csrf = csrf_of((await client.get(f"{rules}/new?template=ritual")).text)
+    ritual = {"csrf_token": csrf, "template": "ritual", "code": "late", "name": "Late",
+              "day_wed": "on", "day_fri": "on", "start": "21:00", "end": "23:30",
+              "factor": "2", "category": "coffee"}  # fmt: skip
+    assert (await client.post(f"{rules}/new", data=ritual)).status_code == 303
+    r = await client.post(f"{rules}/late/draft/publish", data={"csrf_token": csrf})
+    assert r.status_code == 303
+    # Switched off after publishing: the form keeps the switch where it is.
+    r = await client.post(f"{rules}/late/switch", data={"csrf_token": csrf, "active": "off"})
+    assert r.status_code == 303
+
+    form = await client.get(f"{rules}/late/edit")
+    assert form.status_code == 200
+    assert f'action="{rules}/late/edit"' in form.text
+    assert '<input type="hidden" name="template" value="ritual">' in form.text
+    assert 'name="day_wed" checked' in form.text and 'name="day_fri" checked' in form.text
+    assert re.search(r'name="day_mon"\s*>', form.text)
+    for name, value in (("start", "21:00"), ("end", "23:30"), ("factor", "2"),
+                        ("category", "coffee"), ("name", "Late")):  # fmt: skip
+        assert re.search(rf'id="f-{name}" name="{name}" type="\w+"\s+value="{value}"', form.text)
+    assert 'id="f-code"' not in form.text  # the code is the rule's
+
+    changed = {**ritual, "factor": "3", "code": "another"}  # a code posted is ignored
+    bad = await client.post(f"{rules}/late/edit", data={**changed, "factor": "1"})
+    assert bad.status_code == 422 and 'id="e-factor"' in bad.text
+    r = await client.post(f"{rules}/late/edit", data=changed)
+    assert r.status_code == 303 and r.headers["location"] == f"{rules}/late/draft?saved=1"
+    live = (await client.get(f"/v1/programs/{program}/rules/late")).json()
+    assert live["version"] == 2 and live["spec"]["effect"]["factor"] == "2"
+    draft = (await client.get(f"/v1/programs/{program}/rules/late/draft")).json()
+    assert draft["changed"] == ["effect"] and draft["spec"]["active"] is False
+    assert draft["actor"] == f"staff:{email}"
+    assert (await client.get(f"/v1/programs/{program}/rules/another/draft")).status_code == 404
+    # Opened again, the form shows the draft (what is being worked on).
+    form = await client.get(f"{rules}/late/edit")
+    assert re.search(r'id="f-factor" name="factor" type="text"\s+value="3"', form.text)
+    page = await client.get(f"{rules}/late/draft")
+    assert 'id="edit-in-form"' in page.text
+
+
+async def test_a_rule_written_by_hand_opens_in_the_raw_editor(
+    client: httpx.AsyncClient, program: str, db: Database
+) -> None:
+    rule = {"code": "gold-x2", "event_type": "purchase", "condition": "member.tier == 'gold'",
+            "effect": {"kind": "multiplier", "factor": "2"}}  # fmt: skip
+    assert (await client.post(f"/v1/programs/{program}/rules", json=rule)).status_code == 201
+    await staff_signin(client, await make_staff(db, "owner"))
+    r = await client.get(f"/admin/{program}/rules/gold-x2/edit")
+    assert r.status_code == 303
+    assert r.headers["location"] == f"/admin/{program}/rules/gold-x2/draft?raw=1"
+    page = await client.get(r.headers["location"])
+    assert 'id="raw-only"' in page.text and "not written by the form" in page.text
+    assert 'id="edit-in-form"' not in page.text
+    assert (await client.get(f"/admin/{program}/rules/nope/edit")).status_code == 404
+    csrf = csrf_of(page.text)
+    form = {"csrf_token": csrf, "template": "per_visit", "points": "5"}
+    r = await client.post(f"/admin/{program}/rules/nope/edit", data=form)
+    assert r.status_code == 404

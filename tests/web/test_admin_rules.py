@@ -3,8 +3,12 @@ version through the rules service, and the version history with who changed what
 
 from __future__ import annotations
 
+import ast
+from pathlib import Path
+
 import httpx
 
+import habitue.web
 from habitue.db import Database
 from tests.conftest import enrol, purchase
 from tests.web.conftest import csrf_of, make_staff, staff_signin
@@ -55,3 +59,23 @@ async def test_switch_a_rule_off_and_on_and_read_its_history(
     assert '<tr id="version-2">' in history.text and email in history.text
     assert "On or off" in history.text
     assert (await client.get(f"/admin/{program}/rules/nope/history")).status_code == 404
+
+
+def test_the_console_changes_live_rules_only_by_publishing_a_draft_or_switching() -> None:
+    """Every call in the console's code that writes a live rule: publishing a draft
+    (`rules.drafts.publish_draft`) and the on/off switch, which changes `active` only."""
+    writers = {"create_rule", "update_rule", "delete_rule", "publish_draft"}
+    found: list[tuple[str, str, str]] = []
+    for path in sorted(Path(habitue.web.__file__).parent.glob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr in writers
+            ):
+                found.append((path.name, node.func.attr, ast.unparse(node.args[-1])))
+    assert sorted(found) == [
+        ("admin_rule_drafts.py", "publish_draft", "key"),
+        ("admin_rules.py", "update_rule", "{'active': on}"),
+    ]

@@ -549,21 +549,34 @@ def test_admin_finds_a_member_adjusts_points_and_simulates(
     pages.check("admin-simulator-basket")
     page.fill("#f-codes", "")
 
-    # Edit the rule in the simulator: coffee instead of tea; the simulated points change.
+    # Edit the rule in the simulator: coffee instead of tea, saved as a draft; the simulated
+    # points change with the draft in place while the live rule stays; published from the
+    # draft's page, it is live.
     page.get_by_role("link", name="hot-drinks", exact=True).click()
     assert "\"line.category == 'tea'\"" in page.input_value("#f-rule_json")
     page.fill("#f-lines", "latte,coffee,3,3.80\nbeans-250g,retail,1,9.90")
     page.fill("#f-rule_json", "{not json")
-    page.get_by_role("button", name="Save the rule and simulate", exact=True).click()
+    page.get_by_role("button", name="Save as a draft and simulate", exact=True).click()
     page.wait_for_selector("#e-rule_json")
     assert "not a JSON object" in page.locator("#e-rule_json").inner_text()
     edited = json.dumps({**rule, "line_condition": "line.category == 'coffee'"}, indent=2)
     page.fill("#f-rule_json", edited)
-    page.get_by_role("button", name="Save the rule and simulate", exact=True).click()
+    page.get_by_role("button", name="Save as a draft and simulate", exact=True).click()
     page.wait_for_selector("#rule-saved")
     assert int(page.locator("#sim-points").inner_text()) > 21
+    assert "With the live rules: 21." in page.locator("#sim-with-draft").inner_text()
     assert "hot-drinks" in page.locator("#effects").inner_text()
     pages.check("admin-simulator-rule")
+    live = api.get(f"/v1/programs/{program}/rules/hot-drinks").json()
+    assert live["spec"]["line_condition"] == "line.category == 'tea'"
+    page.click("#draft-link")
+    page.wait_for_url(f"{server}/admin/{program}/rules/hot-drinks/draft")
+    pages.check("admin-simulator-rule-draft")
+    page.click("#publish")
+    page.wait_for_url(re.compile(rf".*/admin/{program}/rules\?published=hot-drinks.*"))
+    live = api.get(f"/v1/programs/{program}/rules/hot-drinks").json()
+    assert live["spec"]["line_condition"] == "line.category == 'coffee'"
+    assert live["versions"][-1]["actor"].startswith("staff:owner-")
 
     # Partners and a statement; a message template previewed for the member while typed.
     noe = api.post(f"/v1/programs/{program}/members", json={"first_name": "Noé"}).json()

@@ -161,7 +161,7 @@ RULE = {
 }
 
 
-async def test_simulator_saves_a_rule_and_simulates_again(
+async def test_simulator_saves_a_rule_as_a_draft_and_simulates_with_it(
     client: httpx.AsyncClient, program: str, db: Database
 ) -> None:
     m = await enrol(client, program)
@@ -197,11 +197,28 @@ async def test_simulator_saves_a_rule_and_simulates_again(
         data={**basket, "action": "save_rule", "rule_json": json.dumps(RULE)},
     )
     assert created.status_code == 200, created.text
+    # Saved as a draft of a new rule, simulated with it; nothing live changed.
     assert 'id="rule-saved"' in created.text
+    assert f'href="/admin/{program}/rules/coffee-double/draft" id="draft-link"' in created.text
     assert '<span id="sim-points">46</span>' in created.text
+    assert "With the live rules: 26." in created.text
+    assert (await client.get(f"/v1/programs/{program}/rules/coffee-double")).status_code == 404
+    draft = (await client.get(f"/v1/programs/{program}/rules/coffee-double/draft")).json()
+    assert draft["base_version"] is None and draft["actor"].startswith("staff:")
+    again = await client.post(
+        f"/admin/{program}/simulator", data={**basket, "with_draft": "coffee-double"}
+    )
+    assert '<span id="sim-points">46</span>' in again.text  # the draft stays in place
+    live = await client.post(f"/admin/{program}/simulator", data=basket)
+    assert '<span id="sim-points">26</span>' in live.text and "sim-with-draft" not in live.text
 
+    published = await client.post(
+        f"/admin/{program}/rules/coffee-double/draft/publish",
+        data={"csrf_token": basket["csrf_token"]},
+    )
+    assert published.status_code == 303
     loaded = await client.get(f"/admin/{program}/simulator?rule=coffee-double")
-    assert "Double points on coffee" in loaded.text
+    assert "Double points on coffee" in loaded.text and 'id="draft-loaded"' not in loaded.text
     updated = await client.post(
         f"/admin/{program}/simulator",
         data={
@@ -212,8 +229,14 @@ async def test_simulator_saves_a_rule_and_simulates_again(
     )
     assert updated.status_code == 200
     assert '<span id="sim-points">66</span>' in updated.text
-    rule = await client.get(f"/v1/programs/{program}/rules/coffee-double")
-    assert rule.json()["version"] == 2
+    assert "With the live rules: 46." in updated.text
+    rule = (await client.get(f"/v1/programs/{program}/rules/coffee-double")).json()
+    assert rule["version"] == 1 and rule["spec"]["effect"]["factor"] == "2"
+    draft = (await client.get(f"/v1/programs/{program}/rules/coffee-double/draft")).json()
+    assert draft["base_version"] == 1 and draft["changed"] == ["effect"]
+    reloaded = await client.get(f"/admin/{program}/simulator?rule=coffee-double")
+    assert 'id="draft-loaded"' in reloaded.text  # the draft is what is being worked on
+    assert "&#34;factor&#34;: &#34;3&#34;" in reloaded.text
 
 
 async def test_an_analyst_cannot_save_rules(
@@ -231,3 +254,4 @@ async def test_an_analyst_cannot_save_rules(
         },
     )
     assert r.status_code == 403
+    assert (await client.get(f"/v1/programs/{program}/rule-drafts")).json() == []

@@ -9,6 +9,7 @@ parts add up to the base effect exactly; every other effect is one rule's contri
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from decimal import Decimal
 
@@ -20,6 +21,7 @@ from habitue.events.prepare import _member_for, prepare
 from habitue.events.schemas import EventCreate
 from habitue.programs.service import ProgramInfo
 from habitue.rules import decide as rules_decide
+from habitue.rules.compile import CompiledRule
 from habitue.rules.types import (
     AddTierCredits,
     Capped,
@@ -68,19 +70,28 @@ class Explanation:
 
 
 async def explain(
-    session: AsyncSession, pipeline: Pipeline, program: ProgramInfo, body: EventCreate
+    session: AsyncSession,
+    pipeline: Pipeline,
+    program: ProgramInfo,
+    body: EventCreate,
+    *,
+    rules: Sequence[CompiledRule] | None = None,
 ) -> Explanation:
     """The event's points step by step, as the real path would decide them now; the event
-    may be dated in the future (rules then see that date; the member is as they are now)."""
+    may be dated in the future (rules then see that date; the member is as they are now).
+    `rules` in place of the program's live rules when given (the live rules with a draft
+    swapped in, `rules.drafts.rules_with_draft`)."""
     now = clock.now()
     prepared = prepare(program, body, now=now, allow_future=True)
     event = prepared.event
     member = await _member_for(session, pipeline, program, body)
     stages = await pipeline.snapshot_steps(session, program, member, now)
     snap = stages[-1][1]
-    decision = await pipeline.decide(session, program, member, event, now, snap)
+    if rules is None:
+        rules = await pipeline.rules(session, program)
+    decision = await pipeline.decide(session, program, member, event, now, snap, rules)
     settings = program.snapshot()
-    rules = {r.spec.code: r for r in await pipeline.rules(session, program)}
+    by_code = {r.spec.code: r for r in rules}
 
     steps: list[Step] = []
     base = next(
@@ -116,7 +127,7 @@ async def explain(
     for effect in decision.effects:
         if effect is base:
             continue
-        rule = rules.get(effect.rule_code)
+        rule = by_code.get(effect.rule_code)
         spec = rule.spec if rule is not None else None
         kind = spec.effect.kind if spec is not None else str(effect.kind)
         name = spec.name if spec is not None else ""
@@ -144,7 +155,7 @@ async def explain(
             steps.append(Step(kind, 0, effect.rule_code, name, detail=effect.reward_code))
     given = {e.rule_code for e in decision.effects}
     silent = tuple(
-        code for code, r in rules.items() if r.spec.event_type == event.type and code not in given
+        code for code, r in by_code.items() if r.spec.event_type == event.type and code not in given
     )
     return Explanation(
         occurred_at=event.occurred_at,

@@ -17,7 +17,7 @@ from enum import StrEnum
 from typing import Any
 
 from habitue.bounds import MAX_POINTS
-from habitue.rules.model import WEEKDAYS
+from habitue.rules.model import WEEKDAYS, RuleSpec
 
 
 class Template(StrEnum):
@@ -278,3 +278,103 @@ def _days(r: _Reader) -> list[str]:
     if not days or len(days) != len(set(chosen)):
         r.errors["days"] = Problem.DAYS
     return list(days)
+
+
+_CATEGORY_IS = re.compile(r'^line\.category == ("(?:[^"\\]|\\.)*")$')
+_COUNTER_AT_LEAST = re.compile(r"^member\.counters\.([a-z0-9_]+) >= (\d+)$")
+KEPT: tuple[str, ...] = ("active",)
+"""Keys of a rule the form does not show but keeps when it edits the rule (its on/off)."""
+
+
+def _category_of(line_condition: Any) -> str | None:
+    match = _CATEGORY_IS.match(line_condition) if isinstance(line_condition, str) else None
+    if match is None:
+        return None
+    value = json.loads(match.group(1))
+    return value if isinstance(value, str) else None
+
+
+def _text(value: Any) -> str:
+    return "" if value is None else _plain(Decimal(str(value)))
+
+
+def _fields_for(kind: Template, spec: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The form's fields a template would need to write `spec` (a guess, checked by the caller
+    by building them again); None when the spec is plainly not of that template."""
+    effect = spec.get("effect") or {}
+    caps = spec.get("caps") or []
+    schedule = spec.get("schedule") or {}
+    fields: dict[str, Any] = {"code": spec.get("code", ""), "name": spec.get("name") or ""}
+    if kind is Template.CATEGORY_MULTIPLIER or kind is Template.RITUAL:
+        category = _category_of(spec.get("line_condition"))
+        if effect.get("kind") != "multiplier" or (category is None and kind is not Template.RITUAL):
+            return None
+        fields |= {"category": category or "", "factor": _text(effect.get("factor"))}
+        if kind is Template.RITUAL:
+            days = list(schedule.get("days") or [])
+            fields |= {"days": days, "start": schedule.get("start"), "end": schedule.get("end")}
+    elif kind is Template.PER_VISIT:
+        fields["points"] = str(effect.get("points", ""))
+    elif kind is Template.CAPPED_ACTION:
+        if len(caps) != 1:
+            return None
+        cap = caps[0]
+        fields |= {"event_type": spec.get("event_type", ""), "points": str(effect.get("points")),
+                   "cap_count": str(cap.get("count")), "cap_period": cap.get("period")}  # fmt: skip
+    elif kind is Template.RANDOM_REWARD:
+        probability = effect.get("probability")
+        if probability is None:
+            return None
+        fields |= {"event_type": spec.get("event_type", ""),
+                   "reward_code": effect.get("reward_code") or "",
+                   "percent": _plain(Decimal(str(probability)) * 100)}  # fmt: skip
+    else:  # Template.AFTER_N
+        condition = spec.get("condition")
+        match = _COUNTER_AT_LEAST.match(condition) if isinstance(condition, str) else None
+        if match is None:
+            return None
+        event_type = spec.get("event_type", "")
+        windows = {v: k for k, v in COUNTERS.get(event_type, {}).items()}
+        lasts = effect.get("days")
+        fields |= {"event_type": event_type, "window": windows.get(match.group(1), ""),
+                   "count": match.group(2), "benefit": effect.get("benefit") or "",
+                   "benefit_days": "" if lasts is None else str(lasts)}  # fmt: skip
+    return fields
+
+
+def recognise(spec: Mapping[str, Any]) -> tuple[Template, dict[str, Any]] | None:
+    """The template and form fields that write `spec` (a stored rule or draft), or None when
+    no template does: the form is only offered when `build` gives back this very rule.
+
+    Each template's fields are read from the spec, built again and compared with the spec as
+    `RuleSpec` reads both (defaults filled in, `2` and `2.0` alike), keys in `KEPT` aside. So
+    a rule written by hand, or one the form made and an expert changed since (another
+    condition, a cap, a schedule, a priority…), is never half-shown in a form that would
+    drop what it cannot show: it opens in the raw editor."""
+    try:
+        stored = RuleSpec.model_validate(dict(spec))
+    except ValueError:  # pydantic's ValidationError: not a rule at all
+        return None
+    for kind in Template:
+        if stored.event_type not in _EVENT_TYPES[kind]:
+            continue
+        try:
+            fields = _fields_for(kind, spec)
+            if fields is None:
+                continue
+            built = build(kind, fields) | {k: spec[k] for k in KEPT if k in spec}
+            if RuleSpec.model_validate(built) == stored:
+                return kind, fields
+        except (BuilderError, ValueError, ArithmeticError, AttributeError, TypeError):
+            continue
+    return None
+
+
+_EVENT_TYPES: dict[Template, tuple[str, ...]] = {
+    Template.CATEGORY_MULTIPLIER: ("purchase",),
+    Template.PER_VISIT: ("visit",),
+    Template.RITUAL: ("purchase",),
+    Template.CAPPED_ACTION: ACTION_TYPES,
+    Template.RANDOM_REWARD: ACTION_TYPES,
+    Template.AFTER_N: tuple(COUNTERS),
+}

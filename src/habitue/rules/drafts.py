@@ -182,20 +182,27 @@ def with_draft(
     return [r for r in live if r.code != spec.code] + [draft]
 
 
+async def rules_with_draft(
+    session: AsyncSession, pipeline: Pipeline, program: ProgramInfo, code: str
+) -> list[CompiledRule]:
+    """The program's live rules with the draft of `code` in place (`with_draft`); raises
+    `DraftNotFound`, or `InvalidRule` when the draft no longer compiles."""
+    spec = _stored_spec(await _draft(session, program, code))
+    live_rules = await pipeline.rules(session, program)
+    rule = await rules_service.live_version(session, program, code)
+    return with_draft(live_rules, spec, rule)
+
+
 async def try_draft(
     session: AsyncSession, pipeline: Pipeline, program: ProgramInfo, code: str, body: EventCreate
 ) -> DraftTestRead:
     """What `body` would earn with the live rules and with the draft: the quote's own path
     twice (`events.service.quote`). Writes nothing."""
-    spec = _stored_spec(await _draft(session, program, code))
+    rules = await rules_with_draft(session, pipeline, program, code)
     if body.occurred_at is None:  # both answers for one instant
         body = body.model_copy(update={"occurred_at": clock.now()})
-    live_rules = await pipeline.rules(session, program)
-    rule = await rules_service.live_version(session, program, code)
     live = await events_service.quote(session, pipeline, program, body)
-    draft = await events_service.quote(
-        session, pipeline, program, body, rules=with_draft(live_rules, spec, rule)
-    )
+    draft = await events_service.quote(session, pipeline, program, body, rules=rules)
     return DraftTestRead(
         live=live.model_dump(mode="json"),
         draft=draft.model_dump(mode="json"),

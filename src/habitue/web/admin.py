@@ -14,6 +14,7 @@ from fastapi.responses import Response
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from habitue import clock
 from habitue.analytics import service as analytics_service
 from habitue.db import Database
 from habitue.errors import HabitueError
@@ -33,8 +34,9 @@ from habitue.programs.service import ProgramInfo
 from habitue.rewards import coupons
 from habitue.rewards import redeem as redeem_service
 from habitue.rewards.schemas import MemberCouponRead, RedemptionRead
+from habitue.rules import drafts
 from habitue.rules import service as rules_service
-from habitue.rules.errors import InvalidRule, RuleNotFound
+from habitue.rules.errors import InvalidRule
 from habitue.rules.schemas import RuleRead
 from habitue.tiers import service as tiers_service
 from habitue.tiers.benefits import benefits_of, privilege_list
@@ -548,12 +550,26 @@ async def simulator_form(request: Request, program: str) -> Response:
         "member": request.query_params.get("member", ""),
     }
     rules = await _rules(request, console)
-    chosen = request.query_params.get("rule", "")
-    for rule in rules:
-        if rule.code == chosen:
-            values["rule_json"] = json.dumps(rule.spec, indent=2, ensure_ascii=False)
+    chosen = request.query_params.get("rule", "")[:64]
+    loaded: dict[str, Any] | None = None
+    drafted = False
+    if chosen and console.staff.may("rules"):
+        info = console.program
+        assert info is not None
+        async with _db(request).read() as session:
+            try:  # the rule as it is being worked on: its draft first
+                loaded, drafted = (await drafts.get_draft(session, info, chosen)).spec, True
+            except drafts.DraftNotFound:
+                loaded = next((r.spec for r in rules if r.code == chosen), None)
+    if loaded is not None:
+        values["rule_json"] = json.dumps(loaded, indent=2, ensure_ascii=False)
     return console.render(
-        "admin/simulator.html", values=values, errors={}, result=None, rules=rules
+        "admin/simulator.html",
+        values=values,
+        errors={},
+        result=None,
+        rules=rules,
+        loaded_draft=chosen if drafted else None,
     )
 
 
@@ -569,7 +585,9 @@ async def _rules(request: Request, console: Console) -> list[RuleRead]:
 async def _save_rule(
     request: Request, console: Console, text: str, errors: dict[str, str]
 ) -> str | None:
-    """Create or update the rule in `text` (JSON) through the rules service; its code."""
+    """Save the rule in `text` (JSON) as the draft of its code (`rules.drafts.put_draft`: a
+    new rule or the next version of a live one, checked as the API checks it); the live rules
+    stay as they are. Its code, or None with the error in `errors`."""
     info = console.program
     assert info is not None
     try:
@@ -585,14 +603,11 @@ async def _save_rule(
         return None
     actor = f"staff:{console.staff.email}"
 
-    async def work(session: AsyncSession) -> RuleRead:
-        try:
-            return await rules_service.update_rule(session, info, code, data, actor=actor)
-        except RuleNotFound:
-            return await rules_service.create_rule(session, info, data, actor=actor)
+    async def work(session: AsyncSession) -> str:
+        return (await drafts.put_draft(session, info, code, data, actor=actor)).code
 
     try:
-        saved = await _db(request).write(work)
+        return await _db(request).write(work)
     except InvalidRule as exc:
         first = exc.errors[0] if exc.errors else {"field": "", "message": exc.detail}
         where = f" (line {first['line']}, column {first['column']})" if "line" in first else ""
@@ -601,7 +616,6 @@ async def _save_rule(
     except HabitueError as exc:
         errors["rule_json"] = exc.detail
         return None
-    return saved.code
 
 
 @router.post("/{program}/simulator")
@@ -617,7 +631,7 @@ async def simulate(request: Request, program: str) -> Response:
     info = console.program
     assert info is not None
     fields = ("member", "type", "total", "lines", "json", "rule_json", "occurred_at", "codes",
-              "points")  # fmt: skip
+              "points", "with_draft")  # fmt: skip
     values = {k: form.get(k, "") for k in fields}
     errors: dict[str, str] = {}
     saved: str | None = None
@@ -625,6 +639,7 @@ async def simulate(request: Request, program: str) -> Response:
         if not console.staff.may("rules"):
             return console.denied()
         saved = await _save_rule(request, console, values["rule_json"], errors)
+        values["with_draft"] = saved or ""
         if saved is None:
             rules = await _rules(request, console)
             return console.render(
@@ -674,7 +689,9 @@ async def simulate(request: Request, program: str) -> Response:
     if points_text and not points_text.isdigit():
         errors["points"] = _l("Enter a whole number of points.")
     result: explain_service.Explanation | None = None
+    live_points: int | None = None
     basket: admin_basket.SimulatedBasket | None = None
+    draft_code = values["with_draft"].strip()[:64] if console.staff.may("rules") else ""
     if not errors:
         try:
             event = EventCreate.model_validate(body)
@@ -683,7 +700,23 @@ async def simulate(request: Request, program: str) -> Response:
                     basket = await _simulated_basket(request, session, info, body, values)
                 if basket is not None and basket.purchase is not None:
                     event = basket.purchase
-                result = await explain_service.explain(session, _pipeline(request), info, event)
+                if event.occurred_at is None:  # the live and the draft answers for one instant
+                    event = event.model_copy(update={"occurred_at": clock.now()})
+                pipeline = _pipeline(request)
+                with_rules = None
+                if draft_code:
+                    try:
+                        with_rules = await drafts.rules_with_draft(
+                            session, pipeline, info, draft_code
+                        )
+                    except (drafts.DraftNotFound, InvalidRule):
+                        draft_code = ""  # published, discarded or broken since: the live rules
+                result = await explain_service.explain(
+                    session, pipeline, info, event, rules=with_rules
+                )
+                if with_rules is not None:
+                    live = await explain_service.explain(session, pipeline, info, event)
+                    live_points = live.points
         except ValidationError as exc:
             first = exc.errors()[0]
             errors["json" if values["json"].strip() else "lines"] = (
@@ -711,6 +744,8 @@ async def simulate(request: Request, program: str) -> Response:
         rules=await _rules(request, console),
         saved=saved,
         basket=basket,
+        with_draft=draft_code,
+        live_points=live_points,
     )
 
 

@@ -1,5 +1,7 @@
 """The console's rule builder and drafts: a form for a common rule (`rules.builder`) saved as a
-draft; the draft's page shows the rule it makes (its CEL, editable as JSON by experts), tests it
+draft — and a rule the form made opened again in it (`rules.builder.recognise`), its changes
+saved as a draft of the next version, never live; the draft's page shows the rule it makes
+(its CEL, editable as JSON by experts), tests it
 on a basket against the live rules, backtests it on the last 30 days of real events, and
 publishes or discards it. Every action goes through `rules.drafts`, as the API does."""
 
@@ -27,11 +29,13 @@ from habitue.rules.builder import (
     ACTION_TYPES,
     COUNTERS,
     FIELDS,
+    KEPT,
     PERIODS,
     BuilderError,
     Problem,
     Template,
     build,
+    recognise,
 )
 from habitue.rules.drafts import DraftNotFound, DraftOutdated
 from habitue.rules.errors import InvalidRule
@@ -144,11 +148,14 @@ async def _builder(
     values: dict[str, str],
     errors: dict[str, str],
     status: int = 200,
+    *,
+    editing: str | None = None,
 ) -> Response:
     return console.render(
         "admin/rule_builder.html",
         status,
         kind=template,
+        editing=editing,
         title=TEMPLATES[template],
         hint=TEMPLATE_HINTS[template],
         values=values,
@@ -189,30 +196,104 @@ async def build_rule(request: Request, program: str) -> Response:
     if isinstance(found, Response):
         return found
     console, form = found
-    info = console.program
-    assert info is not None
     try:
         template = Template(form.get("template", ""))
     except ValueError:
         return console.not_found()
+    return await _save_built(request, console, form, template)
+
+
+async def _save_built(
+    request: Request,
+    console: Console,
+    form: dict[str, str],
+    template: Template,
+    *,
+    editing: str | None = None,
+    kept: dict[str, Any] | None = None,
+) -> Response:
+    """Build the rule from the posted form and save it as a draft (never live); the form
+    again with its errors (422) when a field or the rule checks refuse it. `editing`: the
+    rule's code, fixed by the path; `kept`: keys of the rule the form does not show
+    (`rules.builder.KEPT`) carried into the draft."""
+    info = console.program
+    assert info is not None
     names = ("code", "name", *FIELDS[template])
     values = {n: form.get(n, "") for n in names if n != "days"}
+    if editing is not None:
+        values["code"] = editing
     days = [d for d in WEEKDAYS if form.get(f"day_{d}")]
     values |= {f"day_{d}": "on" for d in days}
     errors: dict[str, str] = {}
     try:
-        spec = build(template, {**values, "days": days})
+        spec = build(template, {**values, "days": days}) | (kept or {})
     except BuilderError as exc:
         errors = {k: PROBLEMS[v] for k, v in exc.errors.items()}
-        return await _builder(request, console, template, values, errors, 422)
+        return await _builder(request, console, template, values, errors, 422, editing=editing)
     code, who = spec["code"], actor(console)
     try:
         await _db(request).write(lambda s: drafts.put_draft(s, info, code, spec, actor=who))
     except InvalidRule as exc:
         field = str(exc.errors[0]["field"]) if exc.errors else ""
         errors[SPEC_TO_FORM.get(field, "code")] = _invalid(exc)
-        return await _builder(request, console, template, values, errors, 422)
+        return await _builder(request, console, template, values, errors, 422, editing=editing)
     return console.page.redirect(f"/admin/{info.code}/rules/{code}/draft?saved=1")
+
+
+async def _current_spec(request: Request, console: Console, code: str) -> dict[str, Any] | None:
+    """The rule as it is being worked on: its draft's spec when it has one, else the live
+    rule's; None when neither exists."""
+    info = console.program
+    assert info is not None
+    async with _db(request).read() as session:
+        try:
+            return dict((await drafts.get_draft(session, info, code)).spec)
+        except DraftNotFound:
+            pass
+        if await rules_service.live_version(session, info, code) is None:
+            return None
+        return dict((await rules_service.get_rule(session, info, code)).spec)
+
+
+def _form_values(fields: dict[str, Any]) -> dict[str, str]:
+    """`rules.builder.recognise`'s fields as the form's values (days as `day_wed` boxes)."""
+    values = {k: str(v) for k, v in fields.items() if k != "days"}
+    return values | {f"day_{d}": "on" for d in fields.get("days", [])}
+
+
+@router.get("/{program}/rules/{code}/edit")
+async def edit_rule(request: Request, program: str, code: str) -> Response:
+    console = await console_for(request, program, "rules")
+    if isinstance(console, Response):
+        return console
+    assert console.program is not None
+    key = code[:64]
+    spec = await _current_spec(request, console, key)
+    if spec is None:
+        return console.not_found()
+    found = recognise(spec)
+    if found is None:  # raw CEL, or changed by hand since: the expert's editor
+        return console.page.redirect(f"/admin/{console.program.code}/rules/{key}/draft?raw=1")
+    template, fields = found
+    return await _builder(request, console, template, _form_values(fields), {}, editing=key)
+
+
+@router.post("/{program}/rules/{code}/edit")
+async def save_edited_rule(request: Request, program: str, code: str) -> Response:
+    found = await posted(request, program, "rules")
+    if isinstance(found, Response):
+        return found
+    console, form = found
+    key = code[:64]
+    spec = await _current_spec(request, console, key)
+    if spec is None:
+        return console.not_found()
+    try:
+        template = Template(form.get("template", ""))
+    except ValueError:
+        return console.not_found()
+    kept = {k: spec[k] for k in KEPT if k in spec}
+    return await _save_built(request, console, form, template, editing=key, kept=kept)
 
 
 async def _draft_page(
@@ -238,6 +319,7 @@ async def _draft_page(
     if draft is None and live_spec is None:
         return console.not_found()
     spec = draft.spec if draft is not None else live_spec
+    assert spec is not None
     shown = {"spec": json.dumps(spec, indent=2, ensure_ascii=False), "lines": SAMPLE_LINES}
     return console.render(
         "admin/rule_draft.html",
@@ -249,6 +331,8 @@ async def _draft_page(
         values={**shown, **(values or {})},
         errors=errors or {},
         saved=request.query_params.get("saved") == "1",
+        raw=request.query_params.get("raw") == "1",
+        in_form=recognise(spec) is not None,
         event_types=list(EVENT_TYPES.items()),
         **extra,
     )
