@@ -100,25 +100,42 @@ async def segment_sizes(
     principal: Principal = scoped("analytics:read"),
 ) -> SegmentSizes:
     moment = _as_of(as_of)
-    rows = await analytics_service.run_read(
-        db,
-        lambda conn: analytics_service.segment_history(conn, program, months=months, now=moment),
-    )
     exp = program.currency_exponent
-    k = 0 if release.is_owner(principal) else await _k(db, program)
+    if release.is_owner(principal):
+        rows = await analytics_service.run_read(
+            db,
+            lambda conn: analytics_service.segment_history(
+                conn, program, months=months, now=moment
+            ),
+        )
+        return SegmentSizes(
+            items=[
+                SegmentSize(
+                    as_of=r["as_of"],
+                    segment=r["segment"],
+                    members=r["members"],
+                    monetary=format_minor(r["monetary_minor"], exp),
+                )
+                for r in rows
+            ]
+        )
+    k = await _k(db, program)
+    released = await analytics_service.run_read(
+        db,
+        lambda conn: analytics_service.released_segment_history(
+            conn, program, months=months, now=moment, k=k
+        ),
+    )
     return SegmentSizes(
         items=[
             SegmentSize(
                 as_of=r["as_of"],
                 segment=r["segment"],
                 members=r["members"],
-                monetary=format_minor(r["monetary_minor"], exp),
+                monetary=None if r["suppressed"] else format_minor(r["monetary_minor"], exp),
+                suppressed=r["suppressed"],
             )
-            if not release.small(r["members"], k)
-            else SegmentSize(
-                as_of=r["as_of"], segment=r["segment"], members=None, monetary=None, suppressed=True
-            )
-            for r in rows
+            for r in released
         ]
     )
 

@@ -4,14 +4,18 @@ A key without the `admin` scope receives analytics as groups of at least k membe
 program's `min_group_size`, default 10); a smaller cell is suppressed (its figures null,
 `suppressed` set). Per-member analytics (a segment's member list, a member's scores) are
 for keys that may read members (`admin` or `members:read`); an `analytics:read` key alone
-gets 403 `aggregate-only` there. The monthly report suppresses its small months
-(`suppress_monthly`).
+gets 403 `aggregate-only` there. Segment sizes over time are released for month starts only,
+their cells that differ by fewer than k members withheld (`differencing_cells`). The monthly
+report suppresses its small months (`suppress_monthly`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Hashable, Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
+import numpy as np
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -134,6 +138,54 @@ async def suppressed_segments(session: AsyncSession, program: ProgramInfo, k: in
         if 0 < size_a + size_b - 2 * int(shared) < k:
             out |= {code_a, code_b}
     return out
+
+
+Cell = tuple[datetime, str]
+"""A cell of `GET /analytics/segments`: an RFM segment at a date."""
+
+
+def differencing_cells(
+    dates: Sequence[datetime],
+    memberships: Sequence[Mapping[Hashable, str]],
+    k: int,
+) -> set[Cell]:
+    """The segment x date cells not released to a key without `admin`.
+
+    `memberships[i]` gives each member's segment at `dates[i]` (the segments of one date are
+    a partition). A cell is withheld when it holds fewer than k members, and so are both
+    cells of every pair (any segments, any two dates) whose memberships differ by 1..k-1
+    members: their difference would count, and so single out, those few members (the
+    member who moved into a segment between two month starts). The rule reads only the
+    cells given, so the caller passes the same fixed grid of dates whatever was asked, and
+    the answer for a cell never depends on the request. Pairs are counted with one
+    `bincount` per pair of dates."""
+    names = sorted({s for m in memberships for s in m.values()})
+    code = {name: i for i, name in enumerate(names)}
+    width = len(names)
+    members = sorted({m for ms in memberships for m in ms}, key=repr)
+    row = {m: i for i, m in enumerate(members)}
+    grid = np.full((len(members), len(dates)), -1, dtype=np.int64)
+    for j, assigned in enumerate(memberships):
+        for member, segment in assigned.items():
+            grid[row[member], j] = code[segment]
+    sizes = [np.bincount(grid[:, j][grid[:, j] >= 0], minlength=width) for j in range(len(dates))]
+    hidden = {
+        (dates[j], names[s])
+        for j in range(len(dates))
+        for s in range(width)
+        if small(int(sizes[j][s]), k)
+    }
+    for i in range(len(dates)):
+        for j in range(i + 1, len(dates)):
+            both = (grid[:, i] >= 0) & (grid[:, j] >= 0)
+            shared = np.bincount(
+                grid[both, i] * width + grid[both, j], minlength=width * width
+            ).reshape(width, width)
+            apart = sizes[i][:, None] + sizes[j][None, :] - 2 * shared
+            present = (sizes[i][:, None] > 0) & (sizes[j][None, :] > 0)
+            for a, b in zip(*np.nonzero(present & (apart > 0) & (apart < k)), strict=True):
+                hidden |= {(dates[i], names[int(a)]), (dates[j], names[int(b)])}
+    return hidden
 
 
 MONTH_FIGURES = (
