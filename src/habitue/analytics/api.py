@@ -10,6 +10,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from habitue import clock
 from habitue.analytics import asof
 from habitue.analytics import campaigns as campaigns_service
 from habitue.analytics import report as report_service
@@ -331,7 +332,8 @@ async def monthly_report(
     rows, rewards = await analytics_service.run_read(
         db, lambda conn: report_service.program_report(conn, program, as_of=moment)
     )
-    if not release.is_owner(principal):  # months of fewer than k active members suppressed
+    if not release.is_owner(principal):  # ended months only; those of fewer than k suppressed
+        rows, rewards = release.ended_months(rows, rewards, clock.now())
         rows, rewards = release.suppress_monthly(rows, rewards, await _k(db, program))
     body, media_type = report_service.render(rows, format, rewards=rewards)
     headers = {}

@@ -6,7 +6,8 @@ program's `min_group_size`, default 10); a smaller cell is suppressed (its figur
 for keys that may read members (`admin` or `members:read`); an `analytics:read` key alone
 gets 403 `aggregate-only` there. Segment sizes over time are released for month starts only,
 their cells that differ by fewer than k members withheld (`differencing_cells`). The monthly
-report suppresses its small months (`suppress_monthly`).
+report releases ended months only (`ended_months`) and suppresses its small months
+(`suppress_monthly`).
 """
 
 from __future__ import annotations
@@ -198,6 +199,19 @@ MONTH_FIGURES = (
 MONTH_RUNNING = ("outstanding_liability", "breakage_to_date")
 """Running totals: the difference of two months' running totals is what the months between
 them added, so once a month is suppressed no later running total is released."""
+
+
+def ended_months(
+    rows: list[dict[str, Any]], rewards: list[dict[str, Any]], now: datetime
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The monthly report's months that have ended (UTC), for a key without `admin`: the
+    current month's row grows with each purchase, so two reads of it around one member's
+    purchase would differ by that purchase; an ended month no longer changes."""
+    current = f"{now.year:04d}-{now.month:02d}"
+    return (
+        [r for r in rows if r["month"] < current],
+        [r for r in rewards if r["month"] < current],
+    )
 
 
 def suppress_monthly(
