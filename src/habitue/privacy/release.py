@@ -12,7 +12,7 @@ report releases ended months only (`ended_months`) and suppresses its small mont
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -147,7 +147,7 @@ Cell = tuple[datetime, str]
 
 def differencing_cells(
     dates: Sequence[datetime],
-    memberships: Sequence[Mapping[Hashable, str]],
+    memberships: Sequence[Mapping[int, str]],
     k: int,
 ) -> set[Cell]:
     """The segment x date cells not released to a key without `admin`.
@@ -162,14 +162,15 @@ def differencing_cells(
     `bincount` per pair of dates."""
     names = sorted({s for m in memberships for s in m.values()})
     code = {name: i for i, name in enumerate(names)}
-    width = len(names)
-    members = sorted({m for ms in memberships for m in ms}, key=repr)
-    row = {m: i for i, m in enumerate(members)}
-    grid = np.full((len(members), len(dates)), -1, dtype=np.int64)
+    width = len(names)  # code `width`: not in any segment at that date
+    keys = [np.fromiter(m.keys(), dtype=np.int64, count=len(m)) for m in memberships]
+    members = np.unique(np.concatenate(keys)) if keys else np.empty(0, dtype=np.int64)
+    grid = np.full((len(dates), len(members)), width, dtype=np.int64)  # a row per date
     for j, assigned in enumerate(memberships):
-        for member, segment in assigned.items():
-            grid[row[member], j] = code[segment]
-    sizes = [np.bincount(grid[:, j][grid[:, j] >= 0], minlength=width) for j in range(len(dates))]
+        segments = np.array([code[s] for s in assigned.values()], dtype=np.int64)
+        grid[j, np.searchsorted(members, keys[j])] = segments
+    side = width + 1
+    sizes = [np.bincount(row, minlength=side)[:width] for row in grid]
     hidden = {
         (dates[j], names[s])
         for j in range(len(dates))
@@ -177,12 +178,10 @@ def differencing_cells(
         if small(int(sizes[j][s]), k)
     }
     for i in range(len(dates)):
+        scaled = grid[i] * side
         for j in range(i + 1, len(dates)):
-            both = (grid[:, i] >= 0) & (grid[:, j] >= 0)
-            shared = np.bincount(
-                grid[both, i] * width + grid[both, j], minlength=width * width
-            ).reshape(width, width)
-            apart = sizes[i][:, None] + sizes[j][None, :] - 2 * shared
+            shared = np.bincount(scaled + grid[j], minlength=side * side).reshape(side, side)
+            apart = sizes[i][:, None] + sizes[j][None, :] - 2 * shared[:width, :width]
             present = (sizes[i][:, None] > 0) & (sizes[j][None, :] > 0)
             for a, b in zip(*np.nonzero(present & (apart > 0) & (apart < k)), strict=True):
                 hidden |= {(dates[i], names[int(a)]), (dates[j], names[int(b)])}
