@@ -73,6 +73,11 @@ def test_what_is_audited() -> None:
     assert classify("POST", "/v1/programs/p/events") is None
     assert classify("GET", "/v1/programs/p/cards/8000011") is None
     assert classify("GET", "/healthz") is None
+    page = classify("GET", "/admin/p/audit")
+    assert page is not None and (page.resource, page.action, page.session) == (
+        "audit", audit.Action.READ, "staff")  # fmt: skip
+    csv = classify("GET", "/admin/p/audit.csv")
+    assert csv is not None and csv.action is audit.Action.EXPORT
 
 
 async def test_reads_and_changes_are_recorded_with_who_and_the_request_id(

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 
+from habitue import clock
 from tests.conftest import create_program, enrol, purchase
 from tests.privacy.test_erasure import _key
 
@@ -59,12 +60,10 @@ async def test_an_analytics_key_reads_aggregates_of_at_least_k(
         s["members"] for s in (await client.get(f"{base}/segments", headers=analyst)).json()
     ] == [None]
     assert (await client.get(f"{base}/segments/everyone")).json()["members"] == 4
+    # segment sizes over time: month starts only, and every purchase is of this month
+    assert (await client.get(f"{base}/analytics/segments")).json()["items"]
     sizes = (await client.get(f"{base}/analytics/segments", headers=analyst)).json()["items"]
-    assert sizes and all(
-        s["suppressed"] and s["members"] is None and s["monetary"] is None
-        for s in sizes
-        if s["members"] != 0
-    )
+    assert sizes == []
     report = (await client.get(f"{base}/campaigns/news/report", headers=analyst)).json()
     owner = (await client.get(f"{base}/campaigns/news/report")).json()
     assert owner["treatment"]["members"] + owner["holdout"]["members"] == 4
@@ -84,10 +83,6 @@ async def test_an_analytics_key_reads_aggregates_of_at_least_k(
     assert r.json() == {"min_group_size": 2}
     seg = (await client.get(f"{base}/segments/everyone", headers=analyst)).json()
     assert seg["members"] == 4
-    sizes = (await client.get(f"{base}/analytics/segments", headers=analyst)).json()["items"]
-    now_sizes = [s for s in sizes if s["members"] is not None]
-    assert now_sizes and all(s["members"] >= 2 or s["members"] == 0 for s in now_sizes)
-    assert all(s["suppressed"] == (s["members"] is None) for s in sizes)
 
 
 async def test_a_differencing_attack_between_two_segments_is_suppressed(
@@ -149,8 +144,17 @@ async def test_the_monthly_report_suppresses_months_of_fewer_than_k_active_membe
     assert all("suppressed" not in m for m in owner)
 
     analyst = await _key(client, program, "analytics:read")
+    # The current month is not released: it grows with each purchase (and redemption).
+    now = clock.now()
+    open_month = f"{now.year:04d}-{now.month:02d}"
+    assert spent["month"] == open_month
+    released = (await client.get(f"{base}/reports/monthly", headers=analyst)).json()
+    assert [m["month"] for m in released["months"]] == ["2026-01", "2026-02", "2026-03"]
+    assert released["top_rewards"] == []
+    clock.advance(timedelta(days=32))  # the redemption's month has ended
     released = (await client.get(f"{base}/reports/monthly", headers=analyst)).json()
     january, february, march, spending = released["months"]
+    assert spending["month"] == open_month
     assert spending["suppressed"] is True and spending["points_redeemed"] is None
     assert released["top_rewards"] == []
     # Two members: nothing of January, not even the running liability.
@@ -171,18 +175,26 @@ async def test_the_monthly_report_suppresses_months_of_fewer_than_k_active_membe
     got = (await client.get(f"{base}/reports/monthly", headers=analyst)).json()["months"]
     assert [m["suppressed"] for m in got] == [False, False, False, True]
     assert got[0]["points_issued"] == 40 and got[2]["outstanding_liability"] == 160
-    # A second member redeems the mug; one member alone redeems a pen three times (3 >= k
-    # redemptions, but one member): the pen stays out.
-    r = await client.post(f"{base}/members/{members[1]}/redemptions", json={"reward": "mug"})
-    assert r.status_code == 201, r.text
+    # In the next month two members redeem the mug; one member alone redeems a pen three times
+    # (3 >= k redemptions, but one member): once that month has ended, the pen stays out, and
+    # December's mug (one member) too.
+    now = clock.now()
+    later = f"{now.year:04d}-{now.month:02d}"
+    for m in members[1:]:
+        r = await client.post(f"{base}/members/{m}/redemptions", json={"reward": "mug"})
+        assert r.status_code == 201, r.text
     pen = {**mug, "code": "pen", "cost_points": 10, "texts": {"en": {"name": "Pen"}}}
     assert (await client.post(f"{base}/rewards", json=pen)).status_code == 201
     for _ in range(3):
         r = await client.post(f"{base}/members/{members[0]}/redemptions", json={"reward": "pen"})
         assert r.status_code == 201, r.text
     whole = (await client.get(f"{base}/reports/monthly")).json()["top_rewards"]
-    assert [(t["reward"], t["redemptions"], t["members"]) for t in whole] == [
-        ("pen", 3, 1), ("mug", 2, 2)]  # fmt: skip
+    assert [(t["reward"], t["redemptions"], t["members"]) for t in whole
+            if t["month"] == later] == [("pen", 3, 1), ("mug", 2, 2)]  # fmt: skip
     released = (await client.get(f"{base}/reports/monthly", headers=analyst)).json()
-    assert released["months"][3]["suppressed"] is False
-    assert [t["reward"] for t in released["top_rewards"]] == ["mug"]
+    assert later not in [m["month"] for m in released["months"]]
+    clock.advance(timedelta(days=32))
+    released = (await client.get(f"{base}/reports/monthly", headers=analyst)).json()
+    assert released["months"][-1]["month"] == later
+    assert released["months"][-1]["suppressed"] is False
+    assert [(t["month"], t["reward"]) for t in released["top_rewards"]] == [(later, "mug")]

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from habitue import clock
 from habitue.analytics import asof
 from habitue.analytics import campaigns as campaigns_service
 from habitue.analytics import report as report_service
@@ -100,25 +101,42 @@ async def segment_sizes(
     principal: Principal = scoped("analytics:read"),
 ) -> SegmentSizes:
     moment = _as_of(as_of)
-    rows = await analytics_service.run_read(
-        db,
-        lambda conn: analytics_service.segment_history(conn, program, months=months, now=moment),
-    )
     exp = program.currency_exponent
-    k = 0 if release.is_owner(principal) else await _k(db, program)
+    if release.is_owner(principal):
+        rows = await analytics_service.run_read(
+            db,
+            lambda conn: analytics_service.segment_history(
+                conn, program, months=months, now=moment
+            ),
+        )
+        return SegmentSizes(
+            items=[
+                SegmentSize(
+                    as_of=r["as_of"],
+                    segment=r["segment"],
+                    members=r["members"],
+                    monetary=format_minor(r["monetary_minor"], exp),
+                )
+                for r in rows
+            ]
+        )
+    k = await _k(db, program)
+    released = await analytics_service.run_read(
+        db,
+        lambda conn: analytics_service.released_segment_history(
+            conn, program, months=months, now=moment, k=k
+        ),
+    )
     return SegmentSizes(
         items=[
             SegmentSize(
                 as_of=r["as_of"],
                 segment=r["segment"],
                 members=r["members"],
-                monetary=format_minor(r["monetary_minor"], exp),
+                monetary=None if r["suppressed"] else format_minor(r["monetary_minor"], exp),
+                suppressed=r["suppressed"],
             )
-            if not release.small(r["members"], k)
-            else SegmentSize(
-                as_of=r["as_of"], segment=r["segment"], members=None, monetary=None, suppressed=True
-            )
-            for r in rows
+            for r in released
         ]
     )
 
@@ -314,7 +332,8 @@ async def monthly_report(
     rows, rewards = await analytics_service.run_read(
         db, lambda conn: report_service.program_report(conn, program, as_of=moment)
     )
-    if not release.is_owner(principal):  # months of fewer than k active members suppressed
+    if not release.is_owner(principal):  # ended months only; those of fewer than k suppressed
+        rows, rewards = release.ended_months(rows, rewards, clock.now())
         rows, rewards = release.suppress_monthly(rows, rewards, await _k(db, program))
     body, media_type = report_service.render(rows, format, rewards=rewards)
     headers = {}

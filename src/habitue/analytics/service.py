@@ -29,6 +29,7 @@ from habitue.events.models import Event, EventLine
 from habitue.members.errors import MemberNotFound
 from habitue.members.models import Member
 from habitue.money import format_minor
+from habitue.privacy import release
 from habitue.programs.service import ProgramInfo
 
 T = TypeVar("T")
@@ -320,6 +321,62 @@ def segment_history(
         }
         for row in sizes.to_pylist()
     ]
+
+
+def released_segment_history(
+    conn: Connection,
+    program: ProgramInfo,
+    *,
+    months: int = 12,
+    now: datetime | None = None,
+    k: int,
+    window_days: int | None = WINDOW_DAYS,
+) -> list[dict[str, Any]]:
+    """`segment_history` as released to a key without `admin`: month starts only, and a cell
+    null (`suppressed`) when `release.differencing_cells` withholds it over the fixed grid of
+    every month start from the program's first event to the current month (whatever the
+    request's `months` and `as_of`, so a cell's answer never depends on them)."""
+    if not 1 <= months <= 120:
+        raise AnalyticsError("months must be between 1 and 120")
+    moment = asof.resolve(conn, program, now)
+    table = snapshot.events(conn, program.id)
+    first = pc.min(table.column("occurred_at")).as_py() if table.num_rows else None
+    if first is None:
+        return []
+    current = month_starts(clock.now(), 1)[0]
+    start = first.astimezone(UTC)
+    count = (current.year - start.year) * 12 + current.month - start.month
+    grid = month_starts(current, count) if count > 0 else []
+    scored = [rfm.compute_rfm(table, as_of=d, window_days=window_days) for d in grid]
+    memberships = [
+        dict(zip(t.column("member_id").to_pylist(), t.column("segment").to_pylist(), strict=True))
+        for t in scored
+    ]
+    hidden = release.differencing_cells(grid, memberships, k)
+    shown = set(month_starts(moment, months))
+    out: list[dict[str, Any]] = []
+    for d, t in zip(grid, scored, strict=True):
+        if d not in shown:
+            continue
+        sizes: dict[str, list[int]] = {}
+        for segment, value in zip(
+            t.column("segment").to_pylist(), t.column("monetary_minor").to_pylist(), strict=True
+        ):
+            cell = sizes.setdefault(segment, [0, 0])
+            cell[0] += 1
+            cell[1] += int(value or 0)
+        for segment in sorted(sizes):
+            withheld = (d, segment) in hidden
+            out.append(
+                {
+                    "as_of": d,
+                    "segment": segment,
+                    "members": None if withheld else sizes[segment][0],
+                    "monetary_minor": None if withheld else sizes[segment][1],
+                    "suppressed": withheld,
+                }
+            )
+    return out
 
 
 SCORES_MAX_AGE = timedelta(hours=24)

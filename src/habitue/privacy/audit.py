@@ -162,6 +162,10 @@ class Breach:
     chain: int
     seq: int
     problem: str
+    kind: str = "altered"
+    """`missing` (rows before `seq` deleted), `unlinked` (its `prev_hash` is not the previous
+    row's hash), `altered` (its hash does not match its fields), `truncated` (the newest rows
+    deleted: the head points past the end)."""
 
 
 async def _rows(session: AsyncSession, chain: int | None) -> AsyncIterator[Any]:
@@ -194,9 +198,13 @@ async def verify(session: AsyncSession, *, hmac_key: str, chain: int | None = No
             current, expected_seq, prev = c, 1, GENESIS
         seq = int(row["seq"])
         if seq != expected_seq:
-            breaches.append(Breach(c, expected_seq, f"rows {expected_seq}..{seq - 1} missing"))
+            breaches.append(
+                Breach(c, expected_seq, f"rows {expected_seq}..{seq - 1} missing", "missing")
+            )
         if row["prev_hash"] != prev:
-            breaches.append(Breach(c, seq, "does not follow the previous row (prev_hash)"))
+            breaches.append(
+                Breach(c, seq, "does not follow the previous row (prev_hash)", "unlinked")
+            )
         if row_hash(key, row["prev_hash"], row) != row["hash"]:
             breaches.append(Breach(c, seq, "altered (its hash does not match its fields)"))
         prev, expected_seq = row["hash"], seq + 1
@@ -212,6 +220,7 @@ async def verify(session: AsyncSession, *, hmac_key: str, chain: int | None = No
                     int(head.chain),
                     tail[0] + 1,
                     f"the chain ends at {tail[0]} but its head says {head.seq}: rows deleted",
+                    "truncated",
                 )
             )
     return breaches
@@ -241,10 +250,13 @@ async def query(
     resource_id: str | None = None,
     actor: str | None = None,
     action: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
     after: int = 0,
     limit: int = 100,
 ) -> list[dict[str, Any]]:
-    """A page of the chain's rows in order, after sequence number `after`, filtered."""
+    """A page of the chain's rows in order, after sequence number `after`, filtered (`since`
+    inclusive, `until` exclusive)."""
     q = (
         select(_log)
         .where(_log.c.chain == chain, _log.c.seq > after)
@@ -259,4 +271,8 @@ async def query(
         q = q.where(_log.c.actor == actor)
     if action is not None:
         q = q.where(_log.c.action == action)
+    if since is not None:
+        q = q.where(_log.c.at >= since)
+    if until is not None:
+        q = q.where(_log.c.at < until)
     return [entry_read(r) for r in (await session.execute(q)).mappings()]

@@ -112,6 +112,9 @@ def _classify_web(method: str, path: str) -> Target | None:
         if method == "GET" and action is audit.Action.DELETE:
             return None  # the closing form, not the closing
         return Target(program, "member", action, None, parts[0], False, "member")
+    if parts[0] in ("audit", "audit.csv") and len(parts) == 1 and method == "GET":
+        action = audit.Action.EXPORT if parts[0] == "audit.csv" else audit.Action.READ
+        return Target(program, "audit", action, None, None, False, "staff")
     resource = _CONSOLE.get(parts[0])
     if resource is None:
         return None

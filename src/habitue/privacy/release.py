@@ -4,14 +4,19 @@ A key without the `admin` scope receives analytics as groups of at least k membe
 program's `min_group_size`, default 10); a smaller cell is suppressed (its figures null,
 `suppressed` set). Per-member analytics (a segment's member list, a member's scores) are
 for keys that may read members (`admin` or `members:read`); an `analytics:read` key alone
-gets 403 `aggregate-only` there. The monthly report suppresses its small months
+gets 403 `aggregate-only` there. Segment sizes over time are released for month starts only,
+their cells that differ by fewer than k members withheld (`differencing_cells`). The monthly
+report releases ended months only (`ended_months`) and suppresses its small months
 (`suppress_monthly`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
+import numpy as np
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -136,6 +141,53 @@ async def suppressed_segments(session: AsyncSession, program: ProgramInfo, k: in
     return out
 
 
+Cell = tuple[datetime, str]
+"""A cell of `GET /analytics/segments`: an RFM segment at a date."""
+
+
+def differencing_cells(
+    dates: Sequence[datetime],
+    memberships: Sequence[Mapping[int, str]],
+    k: int,
+) -> set[Cell]:
+    """The segment x date cells not released to a key without `admin`.
+
+    `memberships[i]` gives each member's segment at `dates[i]` (the segments of one date are
+    a partition). A cell is withheld when it holds fewer than k members, and so are both
+    cells of every pair (any segments, any two dates) whose memberships differ by 1..k-1
+    members: their difference would count, and so single out, those few members (the
+    member who moved into a segment between two month starts). The rule reads only the
+    cells given, so the caller passes the same fixed grid of dates whatever was asked, and
+    the answer for a cell never depends on the request. Pairs are counted with one
+    `bincount` per pair of dates."""
+    names = sorted({s for m in memberships for s in m.values()})
+    code = {name: i for i, name in enumerate(names)}
+    width = len(names)  # code `width`: not in any segment at that date
+    keys = [np.fromiter(m.keys(), dtype=np.int64, count=len(m)) for m in memberships]
+    members = np.unique(np.concatenate(keys)) if keys else np.empty(0, dtype=np.int64)
+    grid = np.full((len(dates), len(members)), width, dtype=np.int64)  # a row per date
+    for j, assigned in enumerate(memberships):
+        segments = np.array([code[s] for s in assigned.values()], dtype=np.int64)
+        grid[j, np.searchsorted(members, keys[j])] = segments
+    side = width + 1
+    sizes = [np.bincount(row, minlength=side)[:width] for row in grid]
+    hidden = {
+        (dates[j], names[s])
+        for j in range(len(dates))
+        for s in range(width)
+        if small(int(sizes[j][s]), k)
+    }
+    for i in range(len(dates)):
+        scaled = grid[i] * side
+        for j in range(i + 1, len(dates)):
+            shared = np.bincount(scaled + grid[j], minlength=side * side).reshape(side, side)
+            apart = sizes[i][:, None] + sizes[j][None, :] - 2 * shared[:width, :width]
+            present = (sizes[i][:, None] > 0) & (sizes[j][None, :] > 0)
+            for a, b in zip(*np.nonzero(present & (apart > 0) & (apart < k)), strict=True):
+                hidden |= {(dates[i], names[int(a)]), (dates[j], names[int(b)])}
+    return hidden
+
+
 MONTH_FIGURES = (
     "active_members", "purchases", "revenue", "refunds", "points_issued", "points_redeemed",
     "points_expired", "points_adjusted", "outstanding_liability", "redemption_rate",
@@ -146,6 +198,19 @@ MONTH_FIGURES = (
 MONTH_RUNNING = ("outstanding_liability", "breakage_to_date")
 """Running totals: the difference of two months' running totals is what the months between
 them added, so once a month is suppressed no later running total is released."""
+
+
+def ended_months(
+    rows: list[dict[str, Any]], rewards: list[dict[str, Any]], now: datetime
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The monthly report's months that have ended (UTC), for a key without `admin`: the
+    current month's row grows with each purchase, so two reads of it around one member's
+    purchase would differ by that purchase; an ended month no longer changes."""
+    current = f"{now.year:04d}-{now.month:02d}"
+    return (
+        [r for r in rows if r["month"] < current],
+        [r for r in rewards if r["month"] < current],
+    )
 
 
 def suppress_monthly(

@@ -41,6 +41,7 @@ async def static(path: str) -> Response:
 def routers() -> list[Any]:
     from habitue.web import portal_club, portal_rewards  # noqa: F401  (pages of the portal's router)
     from habitue.web.admin import router as admin_router
+    from habitue.web.admin_audit import router as audit_router
     from habitue.web.admin_campaigns import router as campaigns_router
     from habitue.web.admin_club import router as club_router
     from habitue.web.admin_erase import router as erase_router
@@ -79,4 +80,5 @@ def routers() -> list[Any]:
         rules_router,
         fraud_router,
         erase_router,
+        audit_router,
     ]

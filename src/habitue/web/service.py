@@ -43,14 +43,15 @@ Role = Literal["owner", "marketer", "support", "analyst"]
 # `rewards`, `offers`, `campaigns`) lets a role read it, `edit_<page>` change what it lists;
 # `fulfil` moves redemptions along (shipped, delivered, canceled). `partners` reads partners
 # and their statements; `messages` the message templates; `webhooks` the webhook endpoints'
-# deliveries (and retrying a parked one); `fraud` the fraud review queue (release, suspend).
+# deliveries (and retrying a parked one); `fraud` the fraud review queue (release, suspend);
+# `audit` the audit log (owners only: it names every reader of every member).
 PERMISSIONS: dict[str, frozenset[str]] = {
     "owner": frozenset(
         {"view", "members", "adjust", "simulate", "rules", "fraud"}
         | {"tiers", "edit_tiers", "rewards", "edit_rewards", "fulfil", "offers", "edit_offers"}
         | {"campaigns", "edit_campaigns"}
         | {"partners", "edit_partners", "messages", "edit_messages", "webhooks"}
-        | {"setup", "erase"}
+        | {"setup", "erase", "audit"}
     ),
     "marketer": frozenset(
         {"view", "simulate", "rules"}
