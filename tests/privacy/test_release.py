@@ -198,3 +198,29 @@ async def test_the_monthly_report_suppresses_months_of_fewer_than_k_active_membe
     assert released["months"][-1]["month"] == later
     assert released["months"][-1]["suppressed"] is False
     assert [(t["month"], t["reward"]) for t in released["top_rewards"]] == [(later, "mug")]
+
+
+async def test_a_running_campaign_is_released_only_once_it_has_ended(
+    client: httpx.AsyncClient,
+) -> None:
+    """Two reads of a running campaign either side of one member's purchase would differ by
+    that purchase alone: a key without `admin` gets no figure until the campaign ends."""
+    program, _ = await _program_with_members(client, 8)
+    base = f"/v1/programs/{program}"
+    assert (await client.put(f"{base}/privacy", json={"min_group_size": 2})).status_code == 200
+    analyst = await _key(client, program, "analytics:read")
+    owner = (await client.get(f"{base}/campaigns/news/report")).json()
+    assert owner["treatment"]["members"] >= 2 and owner["holdout"]["members"] >= 2, owner
+    running = (await client.get(f"{base}/campaigns/news/report", headers=analyst)).json()
+    for group in ("treatment", "holdout"):
+        assert running[group]["suppressed"] is True
+        assert running[group]["buyers"] is running[group]["revenue"] is None
+    assert running["verdict"] == "suppressed" and running["incremental_revenue"] is None
+
+    clock.advance(timedelta(days=2))  # the campaign has ended
+    ended = (await client.get(f"{base}/campaigns/news/report", headers=analyst)).json()
+    owner = (await client.get(f"{base}/campaigns/news/report")).json()
+    for group in ("treatment", "holdout"):
+        assert ended[group]["suppressed"] is False
+        assert ended[group] == owner[group]
+    assert ended["verdict"] == owner["verdict"] != "suppressed"

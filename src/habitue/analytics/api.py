@@ -301,7 +301,7 @@ async def campaign_report(
     report = await campaigns_service.campaign_report(session, program, code)
     if not release.is_owner(principal):
         k = await release.min_group_size(session, program)
-        report = release.suppress_campaign(report, k)
+        report = release.suppress_campaign(report, k, clock.now())
     return CampaignReport(**report)
 
 

@@ -83,14 +83,21 @@ def small(count: int | None, k: int) -> bool:
     return count is not None and 0 < count < k
 
 
-def suppress_campaign(report: dict[str, Any], k: int) -> dict[str, Any]:
+def suppress_campaign(report: dict[str, Any], k: int, now: datetime) -> dict[str, Any]:
     """The campaign report with every group of fewer than k members suppressed, and the
-    revenue of a group whose buyers are fewer than k; the comparison needs both groups."""
+    revenue of a group whose buyers are fewer than k; the comparison needs both groups.
+
+    A campaign that has not ended yet has every figure suppressed: its groups' buyers and
+    revenue grow with each purchase, so two reads made either side of one member's purchase
+    would differ by that member alone (a differencing attack across time). Once it has
+    ended, its window no longer moves and the report is released (bar events imported late
+    with an earlier time)."""
     out = dict(report)
     whole = True
+    running = clock.as_utc(out["ends_at"]) > now
     for name in ("treatment", "holdout"):
         group = dict(out[name])
-        if small(group["members"], k):
+        if running or small(group["members"], k):
             group = {key: None for key in group}
             group["suppressed"] = True
             whole = False
