@@ -38,7 +38,7 @@ from habitue.settings import Settings  # noqa: E402
 SIZE = 1000
 
 
-async def run(url: str, batches: int, profile: bool) -> None:
+async def run(url: str, batches: int, profile: bool, profile_out: str | None = None) -> None:
     settings = Settings(env="test", database_url=url, admin_key="k", scheduler=False, worker=False)
     db = Database(url)
     app = create_app(settings, db=db)
@@ -94,16 +94,20 @@ async def run(url: str, batches: int, profile: bool) -> None:
     print(f"this process: {1e3 * cpu / events:.3f} ms CPU per event; wall {wall:.2f} s")
     if profiler is not None:
         pstats.Stats(profiler).sort_stats("tottime").print_stats(20)
+        if profile_out:
+            profiler.dump_stats(profile_out)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--batches", type=int, default=3)
     ap.add_argument("--profile", action="store_true")
+    ap.add_argument("--profile-out", help="also write the cProfile stats to this file")
     args = ap.parse_args()
     with scratch_pg("bench_batch_statements") as url:
         upgrade(url)
-        asyncio.run(run(url, args.batches, args.profile))
+        asyncio.run(run(url, args.batches, args.profile or bool(args.profile_out),
+                        args.profile_out))
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mappin
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar, cast
 
+import orjson
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -590,6 +591,8 @@ class Database:
                 max_overflow=pool_size,
                 pool_timeout=timeout,
                 connect_args=connect_args,
+                # JSON columns read back (an event's answer, the counters) decoded by orjson
+                json_deserializer=orjson.loads,
             )
             event.listen(self.read_engine.sync_engine, "checkout", _drop_if_closed)
             self.write_engine = self.read_engine

@@ -324,3 +324,42 @@ async def test_two_workers_on_postgresql_never_send_one_delivery_twice_at_once(
     for m in members[:10]:
         types = [o["type"] for o in order if o["data"].get("member_id") == m["id"]]
         assert types == ["member.enrolled", "points.adjusted"], types
+
+
+async def test_a_batchs_domain_events_are_delivered_signed_as_recorded(
+    client: httpx.AsyncClient,
+    program: str,
+    db: Database,
+    hook_settings: Settings,
+    receiver: Receiver,
+) -> None:
+    """The event path's domain events (one multi-row write on PostgreSQL, their payloads
+    encoded by orjson): each delivery verifies, and its data is what the event's answer says,
+    text beyond ASCII included."""
+    hook = await _endpoint(client, program, receiver.url, ["points.earned", "event.recorded"])
+    m = await enrol(client, program, email="batchhook@example.com")
+    events = [
+        {"type": "purchase", "member": {"id": m["id"]}, "external_id": ext, "total": total}
+        for ext, total in (("Reçu-ü-1", "20.00"), ("レシート-2", "3.50"))
+    ]
+    r = await client.post(f"/v1/programs/{program}/events/batch", json={"events": events})
+    assert r.status_code == 200, r.text
+    answers = [slot["body"] for slot in r.json()["results"]]
+    assert [a["external_id"] for a in answers] == ["Reçu-ü-1", "レシート-2"]
+    await worker.run_until_idle(db, hook_settings)
+    delivered = receiver.verified(hook["secret"])
+    assert len(delivered) == len(receiver.calls) == 4
+    by_type: dict[str, list[dict[str, Any]]] = {}
+    for d in delivered:
+        by_type.setdefault(d["type"], []).append(d["data"])
+    recorded = {d["external_id"]: d for d in by_type["event.recorded"]}
+    earned = {d["event_id"]: d for d in by_type["points.earned"]}
+    for a in answers:
+        assert recorded[a["external_id"]] == {
+            "member_id": m["id"], "event_id": a["id"], "type": "purchase",
+            "external_id": a["external_id"], "total": a["total"],
+        }  # fmt: skip
+        assert earned[a["id"]] == {
+            "member_id": m["id"], "points": a["points"], "event_id": a["id"],
+            "event_type": "purchase", "pending": False,
+        }  # fmt: skip

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import orjson
 from sqlalchemy import insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -75,7 +75,9 @@ def array_params(rows: Sequence[dict[str, Any]]) -> dict[str, list[Any]]:
         "ob_programs": [r["program_id"] for r in rows],
         "ob_types": [r["type"] for r in rows],
         "ob_members": [r["member_id"] for r in rows],
-        "ob_payloads": [json.dumps(r["payload"]) for r in rows],
+        # orjson, as the import writes them: the text is stored as sent (a `json` column) and a
+        # webhook's body splices it in, signed as sent; readers decode it.
+        "ob_payloads": [orjson.dumps(r["payload"]).decode() for r in rows],
         "ob_created": [r["created_at"] for r in rows],
     }
 

@@ -3,11 +3,11 @@ with the member, read locked with the member on the event path, bumped by each c
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+import orjson
 from sqlalchemy import ColumnElement, bindparam, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from habitue import clock
 from habitue.db import Part, dialect_name, table_of
 from habitue.programs.service import ProgramInfo
-from habitue.rules.counters import CounterEvent, CounterState, bump, counters_at
+from habitue.rules.counters import CounterEvent, CounterState, bump, counters_at, is_counted
 from habitue.rules.models import MemberCounters
 
 _counters = table_of(MemberCounters)
@@ -126,8 +126,7 @@ async def count_event(
     On PostgreSQL the update of a member's existing counters is returned, not run: the caller
     (the event pipeline) writes it as a part of the event's statement (saves a round trip).
     """
-    probe = CounterState()
-    if bump(probe, event, program.timezone) is probe:
+    if not is_counted(event):
         return None  # an event type no counter reads
     now = clock.now()
     cache: dict[int, CounterState | None] = session.info.setdefault(_COUNTERS_KEY, {})
@@ -158,7 +157,8 @@ async def count_event(
     elif dialect_name(session) == "postgresql":
         # The row was locked with the member, and the unit reads the state from its cache.
         cache[member_id] = state
-        params = {"member": member_id, "state": json.dumps(state_to_json(state)), "at": now}
+        state_text = orjson.dumps(state_to_json(state)).decode()
+        params = {"member": member_id, "state": state_text, "at": now}
         return Part("counters", _COUNTERS_WRITE_SQL, params, "counters")
     else:
         await session.execute(

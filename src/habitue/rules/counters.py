@@ -158,6 +158,11 @@ def _add(into: Mapping[str, int], inc: Mapping[str, int]) -> dict[str, int]:
     return out
 
 
+def is_counted(event: CounterEvent) -> bool:
+    """Whether any counter reads events of this kind (`bump` would change the state)."""
+    return bool(_increments(event))
+
+
 def bump(state: CounterState, event: CounterEvent, timezone: str) -> CounterState:
     """A new state with one more event counted; buckets older than 31 days are dropped."""
     tz = ZoneInfo(timezone)
@@ -168,7 +173,7 @@ def bump(state: CounterState, event: CounterEvent, timezone: str) -> CounterStat
     key = day.isoformat()
     days = dict(state.days)
     days[key] = _add(days.get(key, {}), inc)
-    newest = max(date.fromisoformat(k) for k in days)
+    newest = date.fromisoformat(max(days))  # ISO dates order as their text does
     oldest_kept = (newest - timedelta(days=31)).isoformat()
     days = {k: v for k, v in days.items() if k >= oldest_kept}
     latest = max([day.year, *state.years])
