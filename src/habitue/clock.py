@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 _offset = timedelta(0)
@@ -16,6 +18,19 @@ def advance(delta: timedelta) -> None:
     """Move the clock forward (tests and simulations only)."""
     global _offset
     _offset += delta
+
+
+@contextmanager
+def at(moment: datetime) -> Iterator[None]:
+    """Run with `now()` at `moment`, then put the clock back as it was (simulations only: the
+    demo books its past redemptions at their simulated time)."""
+    global _offset
+    saved = _offset
+    _offset = as_utc(moment) - datetime.now(UTC)
+    try:
+        yield
+    finally:
+        _offset = saved
 
 
 def reset() -> None:

@@ -27,6 +27,7 @@ from habitue.clubs import service as clubs_service
 from habitue.clubs.schemas import CancelRequest, PaymentRecord, PlanCreate, SubscriptionCreate
 from habitue.db import Database, table_of
 from habitue.events import service as events_service
+from habitue.events.models import Event as EventRow
 from habitue.events.pipeline import Pipeline
 from habitue.events.schemas import EventCreate, LineIn, MemberSelector
 from habitue.ledger.models import Account
@@ -210,14 +211,15 @@ async def load_rooms(
     pipeline = rooms.build_pipeline()  # the partner's purchases go through the event path
     loaded = RoomsLoaded()
     ids = [m.external_id for m in people if m.external_id is not None]
-    await _templates(db, program, loaded)
+    with clock.at(end - timedelta(days=365)):  # the café wrote its messages as it opened
+        await _templates(db, program, loaded)
     await _club(db, program, rng, ids, loaded)
     balances = await _balances(db, program)
     canal = [
         m.external_id for m in people if m.external_id and m.attributes.get("store") == "Canal"
     ]
     await _partner(db, pipeline, program, rng, canal or ids, balances, end, loaded)
-    await _rewards(db, program, rng, balances, len(ids), loaded)
+    await _rewards(db, program, rng, balances, len(ids), end, loaded)
     await _offer(db, program, rng, loaded)
     await _campaign(db, program, end, loaded)
     return loaded
@@ -413,28 +415,91 @@ def plan_redemptions(
     return plan
 
 
+async def _earning(db: Database, program: ProgramInfo) -> dict[str, list[tuple[datetime, int]]]:
+    """Each member's events in time order (UTC), by external id: when, and the points they
+    added to the balance (earned less spent)."""
+    events, members = table_of(EventRow), table_of(Member)
+    query = (
+        select(
+            members.c.external_id,
+            events.c.occurred_at,
+            events.c.points - events.c.points_spent - events.c.points_taken_back,
+        )
+        .join(events, events.c.member_id == members.c.id)
+        .where(members.c.program_id == program.id)
+        .order_by(events.c.occurred_at, events.c.id)
+    )
+    out: dict[str, list[tuple[datetime, int]]] = {}
+    async with db.read() as session:
+        for external_id, at, points in (await session.execute(query)).all():
+            if external_id:
+                out.setdefault(external_id, []).append((clock.as_utc(at), int(points)))
+    return out
+
+
+def _affordable_from(history: list[tuple[datetime, int]], needed: int, end: datetime) -> datetime:
+    """The first moment the member's points reached `needed` (`end` if they never did)."""
+    held = 0
+    for at, points in history:
+        held += points
+        if held >= needed:
+            return at
+    return end
+
+
+def _after(
+    times: random.Random, start: datetime, end: datetime, days: tuple[float, float]
+) -> datetime:
+    """A moment `days` (a range) after `start`, never after `end`."""
+    return min(end, start + timedelta(days=times.uniform(*days)))
+
+
 async def _rewards(
     db: Database,
     program: ProgramInfo,
     rng: random.Random,
     balances: dict[str, int],
     members: int,
+    end: datetime,
     loaded: RoomsLoaded,
 ) -> None:
-    """The catalogue, a few hundred redemptions, coupons used at the till, gifts sent."""
+    """The catalogue, a few hundred redemptions, coupons used at the till, gifts sent.
+
+    Each is booked at its simulated moment (`clock.at`), not at the load's: a member redeems
+    within a fortnight of first holding enough points for it, uses a coupon at the till half
+    a day to ten days later; a gift is shipped one to three days after it was ordered and
+    delivered two to five days after that; all before `end`. So the dashboard's redeemed
+    points spread over the year as the members' points build up. The catalogue and the
+    message templates date from the start of the simulated year."""
     rewards = demo_rewards()
 
     async def create(session: AsyncSession) -> None:
         for reward in rewards:
             await catalogue.create(session, program, reward)
 
-    await db.write(create)
+    start = min(end - timedelta(days=365), clock.now() - timedelta(days=365))
+    with clock.at(start):
+        await db.write(create)
     loaded.rewards = len(rewards)
     costs = {r.code: r.cost_points for r in rewards}
     plan = plan_redemptions(rng, balances, costs, max(7, members * 3 // 20))
-    done: list[tuple[str, RedemptionRead]] = []
-    for i in range(0, len(plan), CHUNK):
-        done += await db.write(_redeem(program, plan[i : i + CHUNK]))
+    # The moments have a generator of their own: the demo's other draws stay as they were.
+    times = random.Random(len(plan))  # noqa: S311 - demo data, reproducible by design
+    # A member redeems within a fortnight of first holding enough points for it (and for
+    # what they redeemed before): the redemptions spread over the year as the points build up.
+    history = await _earning(db, program)
+    spent: Counter[str] = Counter()
+    moments = []
+    for external_id, code in plan:
+        spent[external_id] += costs[code]
+        ready = _affordable_from(history.get(external_id, []), spent[external_id], end)
+        moments.append(_after(times, ready, end, (0, 14)))
+    booked: dict[int, tuple[str, RedemptionRead]] = {}
+    for i in sorted(range(len(plan)), key=lambda i: moments[i]):
+        with clock.at(moments[i]):
+            booked[i] = (await db.write(_redeem(program, [plan[i]])))[0]
+    done = [booked[i] for i in range(len(plan))]
+    at = {r.id: moments[i] for i, (_, r) in enumerate(done)}
     loaded.redemptions.update(r.reward for _, r in done)
 
     # The last coupon is given back at the counter; of the others, the first of each kind and
@@ -450,24 +515,46 @@ async def _rewards(
     gifts = [r.id for _, r in done if r.kind == "product"]
     delivered, shipped = gifts[0::3], gifts[0::3] + gifts[1::3]
 
-    async def after(session: AsyncSession) -> None:
-        for n, r in enumerate(used):
-            assert r.coupon is not None
-            basket = BasketIn(
-                total=_total(TILL_BASKETS[r.reward]),
-                lines=[BasketLineIn(sku=s, unit_price=p) for s, p in TILL_BASKETS[r.reward]],
-                member=r.member_id,
-                reference=f"till-{n:05d}",
-            )
-            await coupons.redeem(session, program, r.coupon.code, basket, actor="till")
-        for public_id in shipped:
-            await redeem.fulfil(session, program, public_id, "shipped")
-        for public_id in delivered:
-            await redeem.fulfil(session, program, public_id, "delivered")
-        if given_back is not None:  # its coupon dies and the points return
-            await redeem.cancel(session, program, given_back.id, actor=STAFF)
+    Step = Callable[[AsyncSession], Awaitable[None]]
 
-    await db.write(after)
+    def use(code: str, basket: BasketIn) -> Step:
+        async def step(session: AsyncSession) -> None:
+            await coupons.redeem(session, program, code, basket, actor="till")
+
+        return step
+
+    def fulfil(gift: str, status: str) -> Step:
+        async def step(session: AsyncSession) -> None:
+            await redeem.fulfil(session, program, gift, status)
+
+        return step
+
+    def cancel(redemption: str) -> Step:
+        async def step(session: AsyncSession) -> None:
+            await redeem.cancel(session, program, redemption, actor=STAFF)
+
+        return step
+
+    steps: list[tuple[datetime, Step]] = []
+    for n, r in enumerate(used):
+        assert r.coupon is not None
+        basket = BasketIn(
+            total=_total(TILL_BASKETS[r.reward]),
+            lines=[BasketLineIn(sku=s, unit_price=p) for s, p in TILL_BASKETS[r.reward]],
+            member=r.member_id,
+            reference=f"till-{n:05d}",
+        )
+        steps.append((_after(times, at[r.id], end, (0.5, 10)), use(r.coupon.code, basket)))
+    for public_id in shipped:
+        sent = _after(times, at[public_id], end, (1, 3))
+        steps.append((sent, fulfil(public_id, "shipped")))
+        if public_id in delivered:
+            steps.append((_after(times, sent, end, (2, 5)), fulfil(public_id, "delivered")))
+    if given_back is not None:  # its coupon dies and the points return
+        steps.append((_after(times, at[given_back.id], end, (0.5, 3)), cancel(given_back.id)))
+    for moment, step in sorted(steps, key=lambda item: item[0]):
+        with clock.at(moment):
+            await db.write(step)
     loaded.coupons_used = len(used)
     loaded.shipped = len(shipped) - len(delivered)
     loaded.delivered = len(delivered)

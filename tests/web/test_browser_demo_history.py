@@ -22,6 +22,7 @@ import pytest
 from babel.dates import format_date
 
 from habitue import demo
+from habitue.programs import service as programs_service
 from habitue.web.i18n import date_locale, translations
 from habitue.web.queries import months_back
 from tests.conftest import fresh_database
@@ -40,13 +41,18 @@ MEMBERS, PURCHASES, SEED = 30, 400, 11
 def db_url(db_kind: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """This module's own database with the demo loaded small (the server fixture serves it)."""
     with fresh_database(db_kind, tmp_path_factory.mktemp("demo-db")) as url:
+        # Programs are cached by code for the process's one database: another module's demo
+        # café (tests/test_demo.py) must not stand for this one's.
+        programs_service.forget()
         # `demo.load` runs its own event loops: keep it off Playwright's thread.
         loader = threading.Thread(
             target=lambda: demo.load(url, members=MEMBERS, purchases=PURCHASES, seed=SEED)
         )
         loader.start()
         loader.join()
+        programs_service.forget()
         yield url
+        programs_service.forget()
 
 
 def _rows(page: Any, caption: str) -> list[list[str]]:
@@ -103,6 +109,11 @@ def test_the_demo_dashboard_shows_a_year_of_activity(
     # Points were earned in every month of the year, not all at once.
     assert all(n > 0 for n in issued[:full]), issued
     assert max(issued) < sum(issued) / 4, issued
+    # Redemptions (and the partner's purchases paid with points) happened through the year,
+    # each at its simulated moment, not all in the month the demo was loaded.
+    redeemed = [_number(r[3]) for r in per_month]
+    assert sum(1 for n in redeemed if n > 0) >= 3, redeemed
+    assert redeemed[-1] < sum(redeemed) / 2, redeemed
 
     # Points owed at the end of each month: the liability built up over the year.
     owed_rows = _rows(page, _("Points owed to members over time"))
