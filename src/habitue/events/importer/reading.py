@@ -240,12 +240,10 @@ def line_of(
     )
 
 
-@lru_cache(maxsize=1 << 16)
-def _line(
+def _new_line(
     sku: str, category: str, quantity: str, unit_price: str, amount: str, exponent: int
 ) -> LineInput:
-    """A basket line from its fields (`line_of`). Memoised: a till's file repeats the same
-    article at the same price, and a `LineInput` is immutable."""
+    """A basket line from its fields (`line_of`)."""
     qty, unit, unit_minor, product = _priced(quantity or "1", unit_price, exponent)
     amount_text = amount.strip()
     if amount_text:
@@ -255,6 +253,11 @@ def _line(
     else:
         line_amount = product
     return LineInput(sku or None, category or None, qty, unit_minor, line_amount)
+
+
+_line = lru_cache(maxsize=1 << 16)(_new_line)
+"""`_new_line` memoised: a till's file repeats the same article at the same price, and a
+`LineInput` is immutable."""
 
 
 @lru_cache(maxsize=1 << 16)
@@ -351,7 +354,7 @@ def _parse_group_usual(
             if len(sku) > LABEL_LENGTH or len(category) > LABEL_LENGTH or not unit_price.strip():
                 return None
             try:
-                line = _line(sku, category, quantity, unit_price, amount, exponent)
+                line = _new_line(sku, category, quantity, unit_price, amount, exponent)
             except ValueError:
                 return None
             if len(memo) >= _LINE_MEMO_SIZE:
