@@ -4,7 +4,8 @@ Generates real-like grocery baskets with NumPy: members with a few staples they 
 again, categories they favour, items of Zipf popularity, baskets of about seven lines over four
 months; then runs `habitue.analytics.recommend_eval.evaluate_protocol` (train on the first three
 months, test on the fourth) and prints both tasks' tables, the time and the peak memory. It also
-evaluates the demo café's baskets (`habitue.demo`'s generator, uniform picks from 11 items).
+evaluates the demo café's baskets (`habitue.demo`'s generator: regulars of four kinds, each
+with favourite items they reorder).
 
     .venv/bin/python bench/recommend.py                         # 1,000,000 basket lines
     .venv/bin/python bench/recommend.py --lines 100000          # a quick look

@@ -128,6 +128,44 @@ def _members(n: int, rng: random.Random) -> list[MemberCreate]:
     return out
 
 
+KINDS: tuple[tuple[str, ...], ...] = (
+    ("espresso", "cappuccino", "latte", "croissant", "pain-au-chocolat"),
+    ("filter", "latte", "cookie", "beans-250g", "espresso"),
+    ("tea", "cookie", "croissant", "salad"),
+    ("sandwich", "salad", "filter", "cookie", "latte"),
+)
+"""Kinds of customer (the morning coffee, the coffee lover, the tea drinker, lunch): what a
+customer's favourites and the other things they try are drawn from."""
+
+
+def _taste(rng: random.Random) -> tuple[list[tuple[str, str, str]], list[float], float]:
+    """A customer's kind of items (`KINDS`), their one to three favourites among them with how
+    much they like each, and the share of their basket lines that are a favourite (a
+    regular's usual order); the other lines are, half the time, something else of their kind."""
+    by_sku = {item[0]: item for item in MENU}
+    kind = [by_sku[sku] for sku in rng.choice(KINDS)]
+    favourites = rng.sample(kind, rng.choice([1, 2, 2, 3]))
+    liking = [rng.uniform(0.2, 1.0) for _ in favourites]
+    others = [item for item in kind if item not in favourites] or kind
+    return favourites + others, liking + [0.0] * len(others), rng.uniform(0.5, 0.9)
+
+
+def _line_of(
+    taste: tuple[list[tuple[str, str, str]], list[float], float],
+    rng: random.Random,
+    drawn: tuple[str, str, str],
+) -> tuple[str, str, str]:
+    """A basket line of a customer of this taste: a favourite, something else of their kind,
+    or the item drawn from the whole menu."""
+    items, liking, loyalty = taste
+    if rng.random() < loyalty:
+        return rng.choices(items, weights=liking)[0]
+    favourites = sum(1 for w in liking if w > 0)
+    if favourites < len(items) and rng.random() < 0.5:
+        return rng.choice(items[favourites:])
+    return drawn
+
+
 def _purchases_csv(
     path: Path, n_members: int, n_purchases: int, rng: random.Random, end: datetime
 ) -> None:
@@ -138,6 +176,11 @@ def _purchases_csv(
     stamps = sorted(
         start + timedelta(seconds=rng.randint(0, 365 * 86400 - 1)) for _ in range(n_purchases)
     )
+    # Each customer has a taste: one to three favourite items they reorder, most lines of
+    # their baskets, the rest what the café offers. Drawn from a generator of its own, seeded
+    # by the demo's, so the other draws (who, when, basket sizes, the rooms) stay as they were.
+    taste = random.Random(repr(rng.getstate()))  # noqa: S311 - demo data, reproducible by design
+    tastes = [_taste(taste) for _ in range(n_members)]
     with path.open("w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
         w.writerow(
@@ -157,7 +200,8 @@ def _purchases_csv(
             at = at.replace(hour=local_hour, minute=rng.randint(0, 59))
             if at > end:
                 at = end - timedelta(minutes=rng.randint(1, 600))
-            basket = [rng.choice(MENU) for _ in range(rng.choice([1, 1, 2, 2, 3]))]
+            drawn = [rng.choice(MENU) for _ in range(rng.choice([1, 1, 2, 2, 3]))]
+            basket = [_line_of(tastes[who], taste, item) for item in drawn]
             cents = sum(int(p.replace(".", "")) for _, _, p in basket)
             total = f"{cents // 100}.{cents % 100:02d}"
             for sku, cat, price in basket:

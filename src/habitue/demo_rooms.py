@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from habitue import clock, rooms
@@ -30,7 +30,7 @@ from habitue.events import service as events_service
 from habitue.events.models import Event as EventRow
 from habitue.events.pipeline import Pipeline
 from habitue.events.schemas import EventCreate, LineIn, MemberSelector
-from habitue.ledger.models import Account
+from habitue.ledger.models import Account, Lot
 from habitue.members import service as members_service
 from habitue.members.models import Member
 from habitue.members.schemas import MemberCreate
@@ -237,11 +237,24 @@ async def _templates(db: Database, program: ProgramInfo, loaded: RoomsLoaded) ->
 
 
 async def _balances(db: Database, program: ProgramInfo) -> dict[str, int]:
-    """Available points by external id, in one read of the ledger's member accounts."""
-    accounts, members = table_of(Account), table_of(Member)
+    """Available points by external id, in one read of the ledger's member accounts, less the
+    points of lots past their expiry that the expiry job has not written down yet (a
+    redemption cannot spend them: `ledger.lots.expired_points`)."""
+    accounts, members, lots = table_of(Account), table_of(Member), table_of(Lot)
+    expired = (
+        select(lots.c.account_id, func.sum(lots.c.remaining).label("points"))
+        .where(
+            lots.c.program_id == program.id,
+            lots.c.remaining > 0,
+            lots.c.expires_at <= clock.now(),
+        )
+        .group_by(lots.c.account_id)
+        .subquery()
+    )
     query = (
-        select(members.c.external_id, accounts.c.balance)
+        select(members.c.external_id, accounts.c.balance - func.coalesce(expired.c.points, 0))
         .join(accounts, accounts.c.member_id == members.c.id)
+        .outerjoin(expired, expired.c.account_id == accounts.c.id)
         .where(members.c.program_id == program.id, accounts.c.kind == "available")
     )
     async with db.read() as session:

@@ -260,3 +260,29 @@ def test_backtest_rejects_bad_ladders(tmp_path: Path) -> None:
         backtest.ladder_from_dict(anniversary, currency_exponent=2)
     with pytest.raises(InvalidAnalyticsInput):
         backtest.load_ladder(tmp_path / "missing.json", currency_exponent=2)
+
+
+@pytest.mark.parametrize(
+    "timezone",
+    ["Europe/Paris", "America/St_Johns", "Asia/Kathmandu", "Australia/Lord_Howe", "UTC"],
+)
+def test_the_replays_period_keys_are_the_rules_period_keys(timezone: str) -> None:
+    """The simulated ledger memoises period keys per local day (per quarter hour on the days
+    the zone's offset changes): the same keys as `rules.usage.period_keys`, DST days included."""
+    from habitue.rules.compile import compile_rules
+    from habitue.rules.usage import period_keys
+
+    ledger = backtest.SimulatedLedger(compile_rules(()), timezone)
+    rng = random.Random(3)
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    times = [
+        epoch
+        + timedelta(seconds=rng.randint(0, 60 * 365 * 86_400), microseconds=rng.randint(0, 999_999))
+        for _ in range(3_000)
+    ]
+    changes = (datetime(2026, 3, 28, tzinfo=UTC), datetime(2026, 10, 24, tzinfo=UTC))
+    times += [
+        start + timedelta(minutes=m, seconds=13) for start in changes for m in range(0, 4_320, 7)
+    ]
+    for at in times:
+        assert ledger.period_keys(at) == period_keys(at, timezone), at

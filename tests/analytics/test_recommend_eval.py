@@ -62,16 +62,17 @@ def test_baselines_are_pinned(result: recommend_eval.ProtocolResult) -> None:
 
 
 def test_the_model_on_the_small_set(result: recommend_eval.ProtocolResult) -> None:
-    """On 480 members the blend beats every baseline on new items, and popularity and
-    item-item on the next basket; the member's own repurchase frequency stays slightly ahead
-    there (with six baskets a member, the co-purchase tie-breaks are noise). On a million lines
-    the model is ahead on both tasks (bench/recommend.py, docs/analytics.md)."""
+    """On 480 members the model (own counts smoothed by item-item and popularity, weights
+    chosen on other seeds) beats every baseline on new items, and popularity and item-item on
+    the next basket; the member's own repurchase frequency stays slightly ahead there (0.5785
+    against 0.5734: with six baskets a member and 309 evaluated, within noise). On a million
+    lines the model is ahead on both tasks (bench/recommend.py, docs/analytics.md)."""
     nb = result.task("next basket").by_method()
-    assert rounded(nb["model"]) == (0.3625, 0.4957, 0.5714, 0.9838)
+    assert rounded(nb["model"]) == (0.3657, 0.4994, 0.5734, 0.9838)
     assert nb["model"].ndcg > max(nb["popularity"].ndcg, nb["item-item"].ndcg)
     assert nb["model"].ndcg > 0.98 * nb["repurchase"].ndcg
     new = result.task("new to you").by_method()
-    assert rounded(new["model"]) == (0.0641, 0.1454, 0.1273, 0.4497)
+    assert rounded(new["model"]) == (0.0671, 0.1524, 0.132, 0.4631)
     for baseline in ("popularity", "item-item", "repurchase"):
         assert new["model"].ndcg > new[baseline].ndcg
         assert new["model"].precision > new[baseline].precision
@@ -139,3 +140,29 @@ def test_nobody_with_new_items() -> None:
     assert result.task("next basket").members == 2
     assert result.task("next basket").by_method()["repurchase"].hit_rate == 1.0
     assert result.task("new to you").members == 0
+
+
+def test_the_demo_cafes_customers_have_tastes(tmp_path: Path) -> None:
+    """The demo's regulars reorder their favourites (habitue.demo): the protocol measures
+    something there — repurchase and the model far ahead of popularity on the next basket, the
+    model ahead of repurchase."""
+    import random
+
+    from habitue import demo
+
+    path = tmp_path / "demo.csv"
+    end = datetime(2026, 12, 1, tzinfo=UTC)
+    demo._purchases_csv(path, 600, 8_000, random.Random(7), end)  # noqa: SLF001
+    raw = pacsv.read_csv(path)
+    table = pa.table(
+        {
+            "member_id": raw.column("member_external_id"),
+            "item_id": raw.column("sku"),
+            "occurred_at": raw.column("occurred_at").cast(pa.timestamp("us", "UTC")),
+        }
+    )
+    result = recommend_eval.evaluate_protocol(table, split_at=end - timedelta(days=91))
+    nb = result.task("next basket").by_method()
+    assert nb["repurchase"].ndcg > nb["popularity"].ndcg + 0.1
+    assert nb["model"].ndcg > max(nb["popularity"].ndcg, nb["item-item"].ndcg) + 0.1
+    assert nb["model"].ndcg >= nb["repurchase"].ndcg

@@ -16,10 +16,11 @@ members are decided without a tier and `tier_mix` is None.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -36,6 +37,7 @@ from habitue.analytics.backtest_input import (
 )
 from habitue.analytics.errors import InvalidAnalyticsInput
 from habitue.rules.compile import RuleSet, compile_rules
+from habitue.rules.context import zone
 from habitue.rules.counters import CounterEvent, CounterState, bump, counters_at
 from habitue.rules.decide import decide
 from habitue.rules.types import (
@@ -212,17 +214,42 @@ class SimulatedLedger:
                 self.limited_types.add(rule.spec.event_type)
         self._lazy = _LazyTallies(self)
         self._usage = RuleUsage(self._lazy)
+        self._day_keys: dict[int, dict[Any, str]] = {}
+        """Period keys per local day (days since 1970-01-01)."""
         self._keys: dict[int, dict[Any, str]] = {}
+        """Period keys per quarter hour, on the days the zone's offset changes."""
+        self._offsets: dict[int, int | None] = {}
 
     def period_keys(self, at: datetime) -> dict[Any, str]:
-        """`period_keys` memoised per quarter hour (time zone offsets are whole quarter hours)."""
-        slot = int(at.timestamp()) // 900
-        keys = self._keys.get(slot)
+        """`period_keys` memoised per local day: the keys depend on the local date only, which
+        is the UTC time plus the zone's offset, the same all UTC day but on the days the
+        offset changes (there per quarter hour: offsets are whole quarter hours)."""
+        seconds = math.floor(at.timestamp())
+        day = seconds // 86_400
+        offset = self._offsets.get(day)
+        if offset is None:
+            if len(self._offsets) > 100_000:
+                self._offsets.clear()
+            offset = self._offsets[day] = self._day_offset(day)
+        if offset is None:
+            memo, slot = self._keys, seconds // 900
+        else:
+            memo, slot = self._day_keys, (seconds + offset) // 86_400
+        keys = memo.get(slot)
         if keys is None:
-            if len(self._keys) > 100_000:
-                self._keys.clear()
-            keys = self._keys[slot] = period_keys(at, self.timezone)
+            if len(memo) > 100_000:
+                memo.clear()
+            keys = memo[slot] = period_keys(at, self.timezone)
         return keys
+
+    def _day_offset(self, day: int) -> int | None:
+        """The zone's UTC offset in seconds throughout a UTC day, None when it changes."""
+        tz = zone(self.timezone)
+        first = datetime.fromtimestamp(day * 86_400, UTC).astimezone(tz).utcoffset()
+        last = datetime.fromtimestamp(day * 86_400 + 86_399, UTC).astimezone(tz).utcoffset()
+        if first is None or first != last:
+            return None
+        return int(first.total_seconds())
 
     def usage(self, member: str, event_type: str, keys: dict[Any, str]) -> RuleUsage | None:
         """The caps and budgets state `decide` needs (None when no rule of the type has one)."""

@@ -142,8 +142,8 @@ def recommend(
     return [model.items[i] for i in _top_k(model, histories, excluded, k)[0] if i >= 0]
 
 
-BLEND_ITEM_WEIGHT = 0.05
-BLEND_POPULARITY_WEIGHT = 0.02
+BLEND_ITEM_WEIGHT = 1.0
+BLEND_POPULARITY_WEIGHT = 0.5
 
 
 def recommend_blend(
@@ -154,8 +154,10 @@ def recommend_blend(
     exclude: Iterable[str] = (),
 ) -> list[str]:
     """Up to k items by the blended model of `recommend_eval` (docs/analytics.md): the
-    member's own items by how often they bought them (a history line each), then the best
-    co-purchases, then popular items; never one in ``exclude``."""
+    member's own purchase counts (a history line each) smoothed by how well an item goes with
+    the rest of their history and by its popularity (each scaled to [0, 1], worth at most one
+    and a half purchases), then the best co-purchases, then popular items; never one in
+    ``exclude``."""
     if k < 1:
         raise InvalidAnalyticsInput("k must be at least 1")
     n_items = len(model.items)
@@ -171,9 +173,7 @@ def recommend_blend(
         top = float(values.max(initial=0.0))
         return values / top if top > 0 else values
 
-    scores = (
-        scaled(own) + BLEND_ITEM_WEIGHT * scaled(co) + BLEND_POPULARITY_WEIGHT * scaled(popularity)
-    )
+    scores = own + BLEND_ITEM_WEIGHT * scaled(co) + BLEND_POPULARITY_WEIGHT * scaled(popularity)
     scores[model.index_of(exclude)] = -np.inf
     # Items are stored most popular first, so a stable sort breaks ties by popularity.
     ranked = np.argsort(-scores, kind="stable")[:k]
