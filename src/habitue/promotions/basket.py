@@ -46,6 +46,8 @@ class Priced:
     occurred_at: datetime
     missed: int = 0
     """Codes that named no coupon of the program (they cost the guessing protection a token)."""
+    index: dict[int, int] | None = None
+    """The priced lines' indexes in the basket sent (`parse_lines`)."""
 
 
 def parse_lines(
