@@ -193,3 +193,15 @@ async def test_import_and_backtest_earn_as_the_api(
         rules=rules,
     )
     assert (with_tax.points_issued, with_tax.by_rule) == (231, {"base": 210, "food": 21})
+
+
+async def test_a_line_tax_rate_out_of_range_is_refused(client: httpx.AsyncClient) -> None:
+    program = await _program(client, "tax_excluded")
+    m = await enrol(client, program, external_id="m1")
+    bad = {**BASKET[0], "tax_rate": "1.5"}
+    body = {"type": "purchase", "member": {"id": m["id"]}, "external_id": "x",
+            "total": "21.20", "lines": [bad]}  # fmt: skip
+    r = await client.post(f"{P}/{program}/events", json=body)
+    assert r.status_code == 422, r.text
+    assert "tax_rate" in r.text
+    assert await balance(client, program, m["id"]) == 0
