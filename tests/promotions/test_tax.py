@@ -205,3 +205,25 @@ async def test_a_line_tax_rate_out_of_range_is_refused(client: httpx.AsyncClient
     assert r.status_code == 422, r.text
     assert "tax_rate" in r.text
     assert await balance(client, program, m["id"]) == 0
+
+
+async def test_an_import_through_the_api_path_keeps_the_tax(
+    client: httpx.AsyncClient, db_url: str, tmp_path: Path
+) -> None:
+    # A capped rule sends the import's purchases through the API's path (`delivering`): the
+    # lines keep their tax rates there too. Same file, same 199 points.
+    program = await _program(client, "tax_excluded")
+    r = await client.post(
+        f"{P}/{program}/rules",
+        json={"code": "visit", "event_type": "purchase", "effect": {"kind": "fixed", "points": 1},
+              "caps": [{"period": "day", "count": 5}]},
+    )  # fmt: skip
+    assert r.status_code == 201, r.text
+    m = await enrol(client, program, external_id="m1")
+    engine = make_sync_engine(db_url)
+    try:
+        report = import_purchases(engine, program, _csv(tmp_path, "m1"))
+    finally:
+        engine.dispose()
+    assert (report.imported, report.rejected, report.points) == (2, 0, 199 + 2)
+    assert await balance(client, program, m["id"]) == 201

@@ -147,6 +147,7 @@ def prepare(
                 unit_price_minor=round_minor(unit),
                 amount_minor=amount,
                 tax_minor=tax,
+                tax_rate=line.tax_rate or None,
             )
         )
     if lines:

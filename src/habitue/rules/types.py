@@ -33,6 +33,8 @@ class LineInput:
     tax_minor: int = 0
     """The tax in `amount_minor` (0: none known); a program that earns on amounts without tax
     (`ProgramSnapshot.earn_on`) earns on `amount_minor − tax_minor`."""
+    tax_rate: Decimal | None = None
+    """The rate `tax_minor` came from, when the line was sent with one (not kept in store)."""
 
 
 @dataclass(frozen=True, slots=True)

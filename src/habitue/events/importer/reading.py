@@ -247,6 +247,7 @@ def line_of(
         unit_price_minor=round_minor(unit_price),
         amount_minor=amount,
         tax_minor=tax,
+        tax_rate=tax_rate or None,
     )
 
 
