@@ -78,6 +78,22 @@ def round_minor(value: Decimal) -> int:
     return int(value.to_integral_value(rounding=ROUND_HALF_UP))
 
 
+def line_tax(amount: Decimal | int, rate: Decimal | None, included: bool) -> tuple[int, int]:
+    """A basket line's amount as charged (tax included) and the tax in it, in whole minor
+    units, as the till API reads a line: `included` (the default) means `amount` has the tax
+    in it, which is `amount − amount / (1 + rate)` rounded half up; otherwise `amount` is
+    without tax and the line is charged `amount × (1 + rate)` rounded half up. No rate: no
+    tax. `amount` may be fractional (quantity × a unit price per gram); it is rounded half up
+    first."""
+    whole = amount if isinstance(amount, int) else round_minor(amount)
+    if not rate:
+        return whole, 0
+    if included:
+        return whole, whole - round_minor(Decimal(whole) / (1 + rate))
+    charged = round_minor(Decimal(whole) * (1 + rate))
+    return charged, charged - whole
+
+
 def format_minor(minor: int, exponent: int) -> str:
     """Minor units back to a decimal string with the currency's precision."""
     if exponent == 0:

@@ -118,10 +118,11 @@ async def test_wizard_step_by_step_creates_the_program(
     assert step_of(r.text) == "earning"
     assert (await client.get(f"/v1/programs/{code}")).status_code == 404
 
-    # Step 2: the earn rate.
-    bad = await post_step(client, r.text, earn_rate="lots")
-    assert bad.status_code == 422 and errors_of(bad.text) == {"earn_rate"}
-    r = await post_step(client, bad.text, earn_rate="2")
+    # Step 2: the earn rate, and whether points are earned on amounts with or without tax.
+    assert 'id="f-earn_on"' in r.text and 'value="tax_included" selected' in r.text
+    bad = await post_step(client, r.text, earn_rate="lots", earn_on="net")
+    assert bad.status_code == 422 and errors_of(bad.text) == {"earn_rate", "earn_on"}
+    r = await post_step(client, bad.text, earn_rate="2", earn_on="tax_excluded")
     assert step_of(r.text) == "look"
 
     # Step 3: a colour too light for white text and a file that is not an image are refused.
@@ -198,6 +199,7 @@ async def test_wizard_step_by_step_creates_the_program(
         "Europe/Copenhagen",
     )
     assert (program["points_name"], program["earn_rate"]) == ("beans", "2")
+    assert program["earn_on"] == "tax_excluded"
     ladder = (await client.get(f"/v1/programs/{code}/tiers")).json()
     assert [(t["name"], t["threshold"], t["multiplier"]) for t in ladder["tiers"]] == [
         ("Bronze", "0.00", "1"),

@@ -91,6 +91,7 @@ def test_owner_sets_up_a_program_step_by_step(
     page.locator("#f-earn_rate").wait_for()
     pages.check(f"admin-setup-earning-{lang}")
     page.fill("#f-earn_rate", "2")
+    page.select_option("#f-earn_on", "tax_excluded")
     go(next_)
 
     page.locator("#f-primary_color").wait_for()
@@ -128,6 +129,7 @@ def test_owner_sets_up_a_program_step_by_step(
     pages.check(f"admin-setup-created-{lang}")
 
     made = api.get(f"/v1/programs/{code}").json()
+    assert made["earn_on"] == "tax_excluded"
     assert (made["currency"], made["timezone"], made["earn_rate"]) == (
         "DKK",
         "Europe/Copenhagen",

@@ -181,6 +181,7 @@ def read_store(
             _lines.c.quantity,
             _lines.c.unit_price_minor,
             _lines.c.amount_minor,
+            _lines.c.tax_minor,
         )
         .where(*lines_of)
         .order_by(_lines.c.event_id, _lines.c.line_no)
@@ -193,6 +194,7 @@ def read_store(
                 Decimal(line.quantity),
                 line.unit_price_minor,
                 line.amount_minor,
+                line.tax_minor,
             )
         )
     rows = conn.execute(

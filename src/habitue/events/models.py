@@ -61,6 +61,8 @@ class EventLine(Base):
     quantity: Mapped[str] = mapped_column(String(20))
     unit_price_minor: Mapped[int] = mapped_column(BigInteger)
     amount_minor: Mapped[int] = mapped_column(BigInteger)
+    tax_minor: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    """The tax in `amount_minor` (0: none known)."""
 
 
 class IdempotencyRecord(Base):

@@ -28,6 +28,7 @@ from habitue.money import (
     MAX_MINOR,
     MoneyFormatError,
     format_minor,
+    line_tax,
     parse_minor,
     parse_unit_price,
     round_minor,
@@ -131,6 +132,13 @@ def prepare(
             amount = round_minor(line.quantity * unit)
             if amount > MAX_MINOR:
                 raise ValidationFailed(f"lines[{i}]", "quantity × unit_price is too large")
+        tax = 0
+        if line.tax_rate:
+            amount, tax = line_tax(amount, line.tax_rate, line.tax_included)
+            if not line.tax_included:
+                unit = unit * (1 + line.tax_rate)
+            if amount > MAX_MINOR:
+                raise ValidationFailed(f"lines[{i}]", "the amount with tax is too large")
         lines.append(
             LineInput(
                 sku=line.sku,
@@ -138,6 +146,8 @@ def prepare(
                 quantity=line.quantity,
                 unit_price_minor=round_minor(unit),
                 amount_minor=amount,
+                tax_minor=tax,
+                tax_rate=line.tax_rate or None,
             )
         )
     if lines:

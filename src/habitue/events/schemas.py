@@ -50,6 +50,12 @@ class LineIn(Strict):
     """Price of one unit; up to 4 decimals beyond the currency's (a price per gram)."""
     amount: str | None = None
     """The line's total as the till charged it (6 for 313.00); wins over quantity × unit_price."""
+    tax_rate: Decimal | None = Field(default=None, ge=0, le=1, allow_inf_nan=False)
+    """The line's tax rate as a fraction (0.15 for 15 %), as a basket's line carries it; a
+    program that earns on amounts without tax (`earn_on`) earns on the line less its tax."""
+    tax_included: bool = True
+    """Whether `unit_price` and `amount` include the tax (the default); false: they are
+    without it, and the line is charged with it (875.00 at 0.15 is 1,006.25)."""
 
     @field_validator("quantity", mode="before")
     @classmethod

@@ -42,13 +42,15 @@ _EVENT_SQL = """
                 CAST(:attributes AS json), CAST(:response AS json), :created_at)
     ), lines AS (
         INSERT INTO event_lines (program_id, member_id, event_id, line_no, sku, category,
-                                 quantity, unit_price_minor, amount_minor)
+                                 quantity, unit_price_minor, amount_minor, tax_minor)
         SELECT :program_id, :member_id, :id, line.line_no, line.sku, line.category,
-               line.quantity, line.unit_price_minor, line.amount_minor
+               line.quantity, line.unit_price_minor, line.amount_minor, line.tax_minor
         FROM unnest(CAST(:line_nos AS integer[]), CAST(:skus AS varchar[]),
                     CAST(:categories AS varchar[]), CAST(:quantities AS varchar[]),
-                    CAST(:unit_prices AS bigint[]), CAST(:line_amounts AS bigint[]))
-             AS line(line_no, sku, category, quantity, unit_price_minor, amount_minor)
+                    CAST(:unit_prices AS bigint[]), CAST(:line_amounts AS bigint[]),
+                    CAST(:line_taxes AS bigint[]))
+             AS line(line_no, sku, category, quantity, unit_price_minor, amount_minor,
+                     tax_minor)
     )
 """
 
@@ -102,6 +104,7 @@ class EventRow:
                 "quantities": [str(ln.quantity) for ln in lines],
                 "unit_prices": [ln.unit_price_minor for ln in lines],
                 "line_amounts": [ln.amount_minor for ln in lines],
+                "line_taxes": [ln.tax_minor for ln in lines],
             },
         )
 
@@ -159,6 +162,7 @@ async def write_event(
                     "quantity": str(ln.quantity),
                     "unit_price_minor": ln.unit_price_minor,
                     "amount_minor": ln.amount_minor,
+                    "tax_minor": ln.tax_minor,
                 }
                 for n, ln in enumerate(row.event.lines)
             ],

@@ -349,6 +349,14 @@ def prefetch_named(
     return Prefetch(_read_batch, (program, named[0], named[1], reads), BATCH_SLOT)
 
 
+def hand_over(session: AsyncSession, program: ProgramInfo, ref: MemberRef, reads: Reads) -> None:
+    """Hand a member this unit of work has just read (with `reads`) to the next
+    `resolve_in_batch` of this session that names them by public id, once: a basket's
+    confirm reads its member and then records the purchase, which would read them again."""
+    found: _BatchRefs = session.info.setdefault(BATCH_SLOT, _BatchRefs())
+    found.add(program.id, _BY_ID, ref.public_id, reads, ref)
+
+
 async def resolve_in_batch(
     session: AsyncSession,
     program: ProgramInfo,

@@ -61,6 +61,9 @@ class ProgramCreate(Strict):
     points_name: str = Field(default="points", min_length=1, max_length=64)
     earn_rate: str = "1"
     rounding: Literal["down", "half_up", "up"] = "down"
+    earn_on: Literal["tax_included", "tax_excluded"] = "tax_included"
+    """The amounts purchases earn on: with tax (as charged) or without it (each line's net
+    less its tax, from the lines' `tax_rate`)."""
     pending_days: StrictInt = Field(default=0, ge=0, le=365)
     expiry: Expiry = Field(default_factory=Expiry)
     allow_negative: bool = False
@@ -179,6 +182,7 @@ class ProgramRead(BaseModel):
     points_name: str
     earn_rate: str
     rounding: str
+    earn_on: str
     pending_days: int
     expiry: Expiry
     allow_negative: bool

@@ -67,6 +67,8 @@ class ProgramInfo:
     """Program-defined event types: code → {"attributes": {name: type}, "required": [...]}."""
     branding: dict[str, str] = field(default_factory=dict)
     """The logo and colours of the portal and the wallet pass (`Branding`), empty by default."""
+    earn_on: str = "tax_included"
+    """`tax_included` or `tax_excluded`: the amounts purchases earn on."""
 
     def snapshot(self) -> ProgramSnapshot:
         return ProgramSnapshot(
@@ -78,6 +80,7 @@ class ProgramInfo:
             earn_rate=self.earn_rate,
             rounding=self.rounding,  # type: ignore[arg-type]
             pending_days=self.pending_days,
+            earn_on=self.earn_on,  # type: ignore[arg-type]
         )
 
 
@@ -138,6 +141,7 @@ async def get_info(session: AsyncSession, code: str) -> ProgramInfo:
         system_accounts={k: i for k, i in accounts},
         event_types=dict((row["settings"] or {}).get("event_types", {})),
         branding=dict((row["settings"] or {}).get("branding", {})),
+        earn_on=row["earn_on"],
     )
     _cache[code] = (time.monotonic() + _CACHE_TTL, info)
     return info
@@ -152,6 +156,7 @@ def to_read(info: ProgramInfo, created_at: object = None) -> ProgramRead:
         points_name=info.points_name,
         earn_rate=str(info.earn_rate),
         rounding=info.rounding,
+        earn_on=info.earn_on,
         pending_days=info.pending_days,
         expiry=Expiry(policy=info.expiry_policy, days=info.expiry_days),
         allow_negative=info.allow_negative,
@@ -180,6 +185,7 @@ async def create_program(session: AsyncSession, data: ProgramCreate) -> ProgramI
                     points_name=data.points_name,
                     earn_rate=data.earn_rate,
                     rounding=data.rounding,
+                    earn_on=data.earn_on,
                     pending_days=data.pending_days,
                     expiry_policy=data.expiry.policy,
                     expiry_days=data.expiry.days,

@@ -46,6 +46,8 @@ class Priced:
     occurred_at: datetime
     missed: int = 0
     """Codes that named no coupon of the program (they cost the guessing protection a token)."""
+    index: dict[int, int] | None = None
+    """The priced lines' indexes in the basket sent (`parse_lines`)."""
 
 
 def parse_lines(
@@ -137,6 +139,7 @@ def net_lines(program: ProgramInfo, pricing: Pricing) -> list[LineIn]:
     out: list[LineIn] = []
     for ln, net in zip(pricing.lines, pricing.net_minor, strict=True):
         sku, cat = ln.sku or None, ln.category or None
+        tax = ln.tax_rate or None
         q = ln.quantity
         if q == int(q) and q > 0:
             whole = int(q)
@@ -144,16 +147,16 @@ def net_lines(program: ProgramInfo, pricing: Pricing) -> list[LineIn]:
             if whole - rest:
                 out.append(
                     LineIn(sku=sku, category=cat, quantity=Decimal(whole - rest),
-                           unit_price=format_minor(unit, exp))
+                           unit_price=format_minor(unit, exp), tax_rate=tax)
                 )  # fmt: skip
             if rest:
                 out.append(
                     LineIn(sku=sku, category=cat, quantity=Decimal(rest),
-                           unit_price=format_minor(unit + 1, exp))
+                           unit_price=format_minor(unit + 1, exp), tax_rate=tax)
                 )  # fmt: skip
         else:
             out.append(LineIn(sku=sku, category=cat, quantity=Decimal(1),
-                              unit_price=format_minor(net, exp)))  # fmt: skip
+                              unit_price=format_minor(net, exp), tax_rate=tax))  # fmt: skip
     return out
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from dataclasses import field as _field
 from typing import Any
 
 from habitue.rules.errors import RuleValidationError
@@ -57,20 +58,84 @@ LINE_ROOTS = frozenset({"basket", "line", "member", "now"})
 
 _STRINGS = re.compile(r"""[rRbB]{0,2}('(?:\\.|[^'\\\n])*'|"(?:\\.|[^"\\\n])*")""")
 _PATH = re.compile(r"(?<![.\w])([A-Za-z_]\w*)((?:\s*\.\s*[A-Za-z_]\w*)*)(\s*\()?")
+_MACRO_OPEN = r"\.\s*(?:all|exists|exists_one|map|filter)\s*\(\s*"
 _MACRO_BIND = re.compile(r"\.\s*(?:all|exists|exists_one|map|filter)\s*\(\s*([A-Za-z_]\w*)\s*,")
 
 
-@dataclass(frozen=True, slots=True, eq=False)
+_MISSING = object()
+_SCALARS = (str, int, float, bool, type(None))
+MEMO_LIMIT = 8192
+"""Results a condition keeps (then it starts again): distinct values of what it reads."""
+
+
+@dataclass(slots=True, eq=False)
 class Condition:
-    """A compiled CEL condition and the roots it reads (only those are passed to CEL)."""
+    """A compiled CEL condition over only the values it reads, memoised on them.
+
+    `paths` are the variable paths the source names (`line.sku`, `basket.total`, `member`…),
+    shortest first. Evaluating resolves each path in the roots; when every one ends on a
+    scalar (or a missing field of a dict), the result is memoised on those values, so a line
+    condition such as `line.sku == 'MUG'` runs CEL once per distinct SKU, not once per line
+    and basket. Only the values read are passed to CEL; `basket.lines` is passed with only
+    the line fields the source names. A condition is compiled once per promotion version
+    (`service.deal_of`), so its memo lives as long as that version.
+    """
 
     source: str
     program: Any
     roots: tuple[str, ...]
+    paths: tuple[tuple[str, ...], ...] = ()
+    line_fields: tuple[str, ...] | None = None
+    memo: dict[Any, Any] = _field(default_factory=dict)
 
     def evaluate(self, roots: dict[str, Any]) -> Any:
-        """Evaluate over the roots it reads; CEL errors propagate as Python exceptions."""
-        return self.program.execute({r: roots[r] for r in self.roots if r in roots})
+        """Evaluate over the values it reads; CEL errors propagate as Python exceptions."""
+        resolved: list[tuple[int, Any]] = []
+        key: list[Any] = []
+        memoise = True
+        for path in self.paths:
+            value = roots.get(path[0], _MISSING)
+            depth = 0 if value is _MISSING else 1
+            if depth:
+                for name in path[1:]:
+                    if type(value) is dict and name in value:
+                        value = value[name]
+                        depth += 1
+                    else:
+                        break
+            resolved.append((depth, value))
+            if memoise:
+                if depth == len(path) and isinstance(value, _SCALARS):
+                    key.append((type(value), value))
+                elif depth and depth < len(path) and type(value) is dict:
+                    key.append(depth)
+                else:
+                    memoise = False
+        k = tuple(key)
+        if memoise:
+            hit = self.memo.get(k, _MISSING)
+            if hit is not _MISSING:
+                return hit
+        context: dict[str, Any] = {}
+        for path, (depth, value) in zip(self.paths, resolved, strict=True):
+            if not depth:
+                continue
+            node = context
+            for name in path[: depth - 1]:
+                node = node.setdefault(name, {})
+            if depth < len(path) and type(value) is dict:
+                node.setdefault(path[depth - 1], {})
+            elif path == ("basket", "lines") and self.line_fields is not None:
+                keep = self.line_fields
+                node["lines"] = [{f: ln[f] for f in keep if f in ln} for ln in value]
+            else:
+                node[path[depth - 1]] = value
+        result = self.program.execute(context)
+        if memoise:
+            if len(self.memo) >= MEMO_LIMIT:
+                self.memo.clear()
+            self.memo[k] = result
+        return result
 
 
 def _paths(source: str) -> tuple[list[tuple[str, ...]], set[str]]:
@@ -121,7 +186,35 @@ def compile_condition(source: str, field: str, *, line: bool = False) -> Conditi
         if fn[0] in "_@!" or fn in FUNCTIONS:
             continue
         raise RuleValidationError(field, f"unknown function '{fn}'")
-    return Condition(source, program, tuple(sorted(used)))
+    return Condition(source, program, tuple(sorted(used)), *_reads(paths, bound, roots, source))
+
+
+def _reads(
+    paths: list[tuple[str, ...]], bound: set[str], roots: frozenset[str], source: str
+) -> tuple[tuple[tuple[str, ...], ...], tuple[str, ...] | None]:
+    """The paths a condition reads, none the prefix of another, and the line fields to pass
+    with `basket.lines` (None: whole lines, when `basket` or its lines are read otherwise
+    than through named fields)."""
+    named = sorted(
+        {p for p in paths if p[0] in roots and p[0] not in bound}, key=lambda p: (len(p), p)
+    )
+    kept: list[tuple[str, ...]] = []
+    for path in named:
+        if not any(path[: len(p)] == p for p in kept):
+            kept.append(path)
+    line_fields = None
+    if ("basket", "lines") in kept:
+        text = _STRINGS.sub('""', source)
+        whole = any(
+            len(re.findall(rf"(?<![.\w]){re.escape(b)}\b", text))
+            > len(re.findall(rf"(?<![.\w]){re.escape(b)}\s*\.", text))
+            + len(re.findall(rf"{_MACRO_OPEN}{re.escape(b)}\s*,", text))
+            for b in bound
+        )  # a macro's variable used whole (`l` in `lines.map(l, l)`): pass whole lines
+        if not whole:
+            idents = set(re.findall(r"[A-Za-z_]\w*", text))
+            line_fields = tuple(sorted(idents & LINE_FIELDS.keys()))
+    return tuple(kept), line_fields
 
 
 def holds(expr: Condition, roots: dict[str, Any], what: str) -> bool:

@@ -7,7 +7,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -305,38 +305,33 @@ class Live:
     by_reward: dict[str, Any]
 
 
-async def live(session: AsyncSession, program: ProgramInfo) -> Live:
-    """The active promotions (one query)."""
-    rows = (
-        (
-            await session.execute(
-                select(_promotions).where(
-                    _promotions.c.program_id == program.id, _promotions.c.active.is_(True)
-                )
-            )
-        )
-        .mappings()
-        .all()
-    )
+_LIVE = select(_promotions).where(
+    _promotions.c.program_id == bindparam("live_program"), _promotions.c.active.is_(True)
+)
+_LIVE_WITH_USES = select(
+    _promotions,
+    select(func.count())
+    .where(_uses.c.promotion_id == _promotions.c.id, _uses.c.member_id == bindparam("live_member"))
+    .scalar_subquery()
+    .label("member_uses"),
+).where(_promotions.c.program_id == bindparam("live_program"), _promotions.c.active.is_(True))
+
+
+async def live(session: AsyncSession, program: ProgramInfo, member_id: int | None = None) -> Live:
+    """The active promotions, each with its `updated_at` (a compiled deal is kept per
+    version: `deal_of`), and with `member_id` the member's confirmed baskets per promotion
+    (`member_uses`, for per-member limits): one query."""
+    if member_id is None:
+        result = await session.execute(_LIVE, {"live_program": program.id})
+    else:
+        params = {"live_program": program.id, "live_member": member_id}
+        result = await session.execute(_LIVE_WITH_USES, params)
+    rows = result.mappings().all()
     return Live(
         automatic=[r for r in rows if r["trigger"] == "automatic"],
         by_promo_code={r["promo_code"]: r for r in rows if r["trigger"] == "code"},
         by_reward={r["reward_code"]: r for r in rows if r["trigger"] == "coupon"},
     )
-
-
-async def member_uses(
-    session: AsyncSession, promotion_ids: list[int], member_id: int
-) -> dict[int, int]:
-    """Confirmed baskets of a member per promotion (for per-member limits)."""
-    if not promotion_ids:
-        return {}
-    rows = await session.execute(
-        select(_uses.c.promotion_id, func.count())
-        .where(_uses.c.promotion_id.in_(promotion_ids), _uses.c.member_id == member_id)
-        .group_by(_uses.c.promotion_id)
-    )
-    return {int(pid): int(n) for pid, n in rows.all()}
 
 
 async def record_uses(

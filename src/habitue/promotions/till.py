@@ -21,6 +21,7 @@ from habitue import clock
 from habitue.db import Database, table_of
 from habitue.errors import HabitueError, ValidationFailed
 from habitue.events import service as events_service
+from habitue.events.models import Event
 from habitue.events.pipeline import Pipeline
 from habitue.ledger import service as ledger_service
 from habitue.members import service as members_service
@@ -53,6 +54,7 @@ from habitue.rewards import codes, coupons, offers
 from habitue.rewards.errors import CouponLookupFailed, OfferNotFound
 
 _confirmations = table_of(BasketConfirmation)
+_events = table_of(Event)
 
 
 def _coupon_deal(row: Any, live: promotions_service.Live, code: str) -> Deal | None:
@@ -164,20 +166,24 @@ async def price_in(
     occurred = clock.as_utc(body.occurred_at) if body.occurred_at else now
     if occurred > now + timedelta(minutes=10):
         raise ValidationFailed("occurred_at", "is in the future")
-    lines, refused_lines, _ = parse_lines(program, body)
+    lines, refused_lines, index = parse_lines(program, body)
     member = await _member(session, pipeline, program, body)
-    live = await promotions_service.live(session, program)
+    live = await promotions_service.live(
+        session, program, member.id if member is not None else None
+    )
     snap = None
     terms = None
     uses: dict[int, int] = {}
     if member is not None:
+        # The purchase this basket makes (quoted or recorded) reads this member again: hand
+        # them over instead (same session, same unit of work).
+        members_service.hand_over(session, program, member, pipeline.member_reads)
         snap = await pipeline.snapshot(session, program, member, now)
-        limited = [
-            r["id"]
+        uses = {
+            r["id"]: int(r["member_uses"])
             for r in [*live.automatic, *live.by_promo_code.values(), *live.by_reward.values()]
-            if r["spec"].get("per_member_limit") is not None
-        ]
-        uses = await promotions_service.member_uses(session, limited, member.id)
+            if r["member_uses"]
+        }
         if body.points:
             balance = await ledger_service.balances(session, member.accounts, expiring=0)
             terms = PointsTerms(
@@ -202,7 +208,7 @@ async def price_in(
         refused_lines=refused_lines,
     )
     missed = sum(1 for c in code_inputs if c.lookup_failed)
-    return Priced(pricing, member, occurred, missed)
+    return Priced(pricing, member, occurred, missed, index)
 
 
 async def price_basket(
@@ -212,7 +218,7 @@ async def price_basket(
     answers how many codes named no coupon (for the guessing protection)."""
     now = clock.now()
     priced = await price_in(session, pipeline, program, body, now=now)
-    _, _, index = parse_lines(program, body)
+    index = priced.index or {}
     earned, effects = 0, []
     if priced.member is not None and priced.pricing.lines and not priced.pricing.invalid:
         quote = await events_service.quote(
@@ -220,6 +226,34 @@ async def price_basket(
         )
         earned, effects = quote.points_earned, quote.effects
     return read_answer(program, priced, index=index, earned=earned, effects=effects), priced.missed
+
+
+async def _previous(
+    session: AsyncSession, program: ProgramInfo, body: BasketConfirm
+) -> tuple[BasketRead | None, bool]:
+    """In one statement: the answer stored under this basket's `external_id` (a retry), and
+    whether a purchase event with this source and external id exists already."""
+    c, e = _confirmations.c, _events.c
+    row = (
+        await session.execute(
+            select(
+                select(c.response)
+                .where(c.program_id == program.id, c.external_id == body.external_id)
+                .scalar_subquery()
+                .label("response"),
+                select(e.id)
+                .where(
+                    e.program_id == program.id,
+                    e.source == body.source,
+                    e.external_id == body.external_id,
+                )
+                .scalar_subquery()
+                .label("event_id"),
+            )
+        )
+    ).one()
+    stored = None if row.response is None else BasketRead.model_validate(row.response)
+    return stored, row.event_id is not None
 
 
 async def _stored(
@@ -240,7 +274,7 @@ async def confirm_in(
     session: AsyncSession, pipeline: Pipeline, program: ProgramInfo, body: BasketConfirm
 ) -> BasketRead:
     """Confirm a basket in the caller's transaction (see the module's docstring)."""
-    found = await _stored(session, program, body.external_id)
+    found, event_exists = await _previous(session, program, body)
     if found is not None:
         return found
     now = clock.now()
@@ -276,15 +310,17 @@ async def confirm_in(
         session, program, uses, member_id=member.id if member is not None else None,
         external_id=body.external_id, now=now,
     )  # fmt: skip
-    _, _, index = parse_lines(program, body)
+    index = priced.index or {}
     earned, effects, event_id = 0, [], None
     if member is not None:
-        event = await events_service.record(
-            session,
-            pipeline,
-            program,
-            purchase_body(program, priced, body.external_id, body.source),
-        )
+        purchase = purchase_body(program, priced, body.external_id, body.source)
+        # `record` would look the event up again and write it under a savepoint; the look-up
+        # was made above, and a concurrent duplicate (IntegrityError) fails the whole unit,
+        # which `confirm_basket` answers from what the other one stored or runs once more.
+        if event_exists:
+            event = await events_service.record(session, pipeline, program, purchase)
+        else:
+            event = await events_service.apply(session, pipeline, program, purchase)
         earned, effects, event_id = event.points_earned, event.effects, event.id
     read = read_answer(program, priced, index=index, earned=earned, effects=effects)
     read.event_id = event_id
@@ -313,9 +349,11 @@ async def confirm_basket(
     except IntegrityError:
         async with db.read() as session:
             found = await _stored(session, program, body.external_id)
-        if found is None:
-            raise
-        return found
+        if found is not None:
+            return found
+    # Another request recorded a purchase under this external_id meanwhile (not a basket):
+    # once more, the look-up now finds it and the purchase answers as recorded.
+    return await db.write(lambda s: confirm_in(s, pipeline, program, body), key=key)
 
 
 __all__ = ["HabitueError", "confirm_basket", "price_basket"]

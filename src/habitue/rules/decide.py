@@ -22,6 +22,7 @@ from habitue.rules.compile import STAGE_MULTIPLIER, CompiledRule, RuleSet
 from habitue.rules.context import build_roots, line_values, lines_values, local_time
 from habitue.rules.expressions import Expression
 from habitue.rules.types import (
+    TAX_EXCLUDED,
     AddTierCredits,
     Capped,
     Decision,
@@ -49,7 +50,7 @@ _ONE = Decimal(1)
 
 def base_points(event: EventInput, member: MemberSnapshot, program: ProgramSnapshot) -> int:
     """The program's base earn: rate × what the customer paid, times the member's multiplier."""
-    eligible = max(event.total_minor - event.discount_minor, 0)
+    eligible = paid_minor(event, program)
     rate = program.earn_rate * member.earn_multiplier
     return points_for_amount(eligible, program.currency_exponent, rate, program.rounding)
 
@@ -77,6 +78,26 @@ def _eligible_share(event: EventInput, amount_minor: int) -> int:
         return amount_minor
     eligible = max(event.total_minor - event.discount_minor, 0)
     return amount_minor * eligible // event.total_minor
+
+
+def paid_minor(event: EventInput, program: ProgramSnapshot) -> int:
+    """What the purchase earns on: its total less what points and coupons paid, without the
+    lines' tax when the program earns on amounts without tax."""
+    if program.earn_on == TAX_EXCLUDED and event.lines:
+        tax = sum(ln.tax_minor for ln in event.lines)
+        if tax:
+            return max(_eligible_share(event, event.total_minor - tax), 0)
+    return max(event.total_minor - event.discount_minor, 0)
+
+
+def lines_paid_minor(
+    event: EventInput, program: ProgramSnapshot, lines: Sequence[LineInput]
+) -> int:
+    """What some lines earn on: their share of what was paid (`_eligible_share`), each line
+    without its tax when the program earns on amounts without tax."""
+    if program.earn_on == TAX_EXCLUDED:
+        return _eligible_share(event, sum(ln.amount_minor - ln.tax_minor for ln in lines))
+    return _eligible_share(event, sum(ln.amount_minor for ln in lines))
 
 
 class _Run:
@@ -179,7 +200,7 @@ class _Run:
             factor = eff.factor or _ONE
             share = self.base
             if lines is not None:
-                minor = _eligible_share(event, sum(ln.amount_minor for ln in lines))
+                minor = lines_paid_minor(event, program, lines)
                 rate = program.earn_rate * self.member.earn_multiplier
                 share = min(
                     points_for_amount(minor, program.currency_exponent, rate, program.rounding),
@@ -190,9 +211,9 @@ class _Run:
             return eff.points
         # per_currency_unit and tier_credits by rate
         if lines is not None:
-            minor = _eligible_share(event, sum(ln.amount_minor for ln in lines))
+            minor = lines_paid_minor(event, program, lines)
         else:
-            minor = max(event.total_minor - event.discount_minor, 0)
+            minor = paid_minor(event, program)
         rate = eff.rate or _ONE
         return points_for_amount(minor, program.currency_exponent, rate, program.rounding)
 

@@ -14,6 +14,9 @@ from enum import StrEnum
 from typing import Any, ClassVar, Literal
 
 Rounding = Literal["down", "half_up", "up"]
+EarnOn = Literal["tax_included", "tax_excluded"]
+TAX_INCLUDED: EarnOn = "tax_included"
+TAX_EXCLUDED: EarnOn = "tax_excluded"
 Period = Literal["day", "week", "month", "year", "lifetime"]
 
 
@@ -26,6 +29,12 @@ class LineInput:
     quantity: Decimal
     unit_price_minor: int
     amount_minor: int
+    """The line's amount as charged, tax included."""
+    tax_minor: int = 0
+    """The tax in `amount_minor` (0: none known); a program that earns on amounts without tax
+    (`ProgramSnapshot.earn_on`) earns on `amount_minor − tax_minor`."""
+    tax_rate: Decimal | None = None
+    """The rate `tax_minor` came from, when the line was sent with one (not kept in store)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +81,9 @@ class ProgramSnapshot:
     earn_rate: Decimal
     rounding: Rounding
     pending_days: int
+    earn_on: EarnOn = TAX_INCLUDED
+    """Whether purchases earn on amounts with tax (the default) or without it: each line's
+    amount less its `tax_minor`, after the discounts shared pro rata."""
 
 
 class EffectKind(StrEnum):

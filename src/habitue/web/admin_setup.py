@@ -60,7 +60,7 @@ STEP_NAMES = [name for name, _ in STEPS]
 TIER_ROWS = 3
 FIELDS: dict[str, tuple[str, ...]] = {
     "program": ("name", "code", "currency", "timezone", "points_name"),
-    "earning": ("earn_rate",),
+    "earning": ("earn_rate", "earn_on"),
     "look": ("logo", "primary_color", "background_color"),
     "tiers": tuple(
         f"tier{i}_{part}"
@@ -78,6 +78,11 @@ CURRENCY = _l("Choose a currency from the list.")
 TIMEZONE = _l("Choose a time zone from the list.")
 TOO_LONG = _l("This is too long.")
 EARN_RATE = _l("Enter the points earned per unit of money, from 0 to 10000, such as 1 or 0.5.")
+EARN_ON = _l("Choose amounts with tax or amounts without tax.")
+EARN_ON_CHOICES = (
+    ("tax_included", _l("Amounts with tax, as charged")),
+    ("tax_excluded", _l("Amounts without tax")),
+)
 COLOUR = _l("Choose a colour, written like #1d4e89.")
 TOO_LIGHT = _l("This colour is too light: white text on it would be hard to read.")
 TOO_DARK = _l("This colour is too dark: dark text on it would be hard to read.")
@@ -195,7 +200,13 @@ class Wizard:
         return self.values["earn_rate"]
 
     def earning(self) -> str | None:
-        return self._earn_rate()
+        rate = self._earn_rate()
+        earn_on = self.values.get("earn_on") or "tax_included"
+        if earn_on not in dict(EARN_ON_CHOICES):
+            self.errors["earn_on"] = EARN_ON
+            return None
+        self.values["earn_on"] = earn_on
+        return rate
 
     def look(self) -> Branding | None:
         values = self.values
@@ -339,7 +350,9 @@ class Wizard:
         rate = self.earning()
         if rate is None:
             return None, "earning"
-        program = ProgramCreate.model_validate({**program.model_dump(), "earn_rate": rate})
+        program = ProgramCreate.model_validate(
+            {**program.model_dump(), "earn_rate": rate, "earn_on": self.values["earn_on"]}
+        )
         branding = self.look()
         if branding is None:
             return None, "look"
@@ -360,6 +373,7 @@ def _defaults(console: Console) -> dict[str, str]:
         "timezone": DEFAULTS_BY_LOCALE[locale]["timezone"],
         "points_name": t("points"),
         "earn_rate": "1",
+        "earn_on": "tax_included",
         "primary_color": "#1d4e89",
         "background_color": "#f6f7f9",
         "welcome_locale": locale,
@@ -397,6 +411,7 @@ def _page(
         errors=errors,
         hidden=[(n, values.get(n, "")) for n in ALL_FIELDS if n not in FIELDS[step]],
         currencies=_currencies(console.page.locale),
+        earn_on_choices=[(key, t(text)) for key, text in EARN_ON_CHOICES],
         timezones=_timezones(),
         languages=list(LOCALE_NAMES.items()),
         ladder_rows=ladder_rows,

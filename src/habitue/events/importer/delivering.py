@@ -85,6 +85,7 @@ def body_of(
                 quantity=ln.quantity,
                 unit_price=format_minor(ln.unit_price_minor, exponent),
                 amount=format_minor(ln.amount_minor, exponent),
+                tax_rate=ln.tax_rate,  # the line as charged, tax included: the same tax
             )
             for ln in event.lines
         ],

@@ -450,7 +450,7 @@ def _prepare_chunk(
         for n, ln in enumerate(event.lines):
             lines.append(
                 (pid, member.id, event_id, n, ln.sku, ln.category, str(ln.quantity),
-                 ln.unit_price_minor, ln.amount_minor)
+                 ln.unit_price_minor, ln.amount_minor, ln.tax_minor)
             )  # fmt: skip
         if points:
             credits.earn(

@@ -106,6 +106,7 @@ def _load_program(conn: Connection, code: str) -> _Program:
             earn_rate=Decimal(row["earn_rate"]),
             rounding=row["rounding"],
             pending_days=row["pending_days"],
+            earn_on=row["earn_on"],
         ),
         expiry_policy=row["expiry_policy"],
         expiry_days=row["expiry_days"],

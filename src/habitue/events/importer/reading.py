@@ -24,7 +24,7 @@ from habitue.events.importer.report import (
     ImportReport,
 )
 from habitue.events.service import CENT_TOLERANCE
-from habitue.money import UNIT_PRICE_EXTRA_PLACES, format_minor, round_minor
+from habitue.money import UNIT_PRICE_EXTRA_PLACES, format_minor, line_tax, round_minor
 from habitue.rules.types import (
     EventInput,
     LineInput,
@@ -58,9 +58,12 @@ class _Layout:
     """(position, longest length) of the text columns the import stores."""
     line_columns: tuple[int, ...]
     """Positions of total, sku, category, quantity, unit_price and amount (-1: no column)."""
+    tax_columns: tuple[int, int] = (-1, -1)
+    """Positions of tax_rate and tax_included (-1: no column)."""
     line_key: Any = None
-    """With every column of a basket line: a row's (sku, category, quantity, unit_price,
-    amount) in one C call, the key of `_LINE_MEMO` (`_parse_group_usual`)."""
+    """With every column of a basket line and no tax column: a row's (sku, category,
+    quantity, unit_price, amount) in one C call, the key of `_LINE_MEMO`
+    (`_parse_group_usual`)."""
 
     def line_fields(self, row: list[str]) -> tuple[str, ...]:
         """A row's total, sku, category, quantity, unit_price and amount ("" without the
@@ -70,7 +73,8 @@ class _Layout:
     def __post_init__(self) -> None:
         if all(i >= 0 for i in self.line_columns):  # every column there: one C call a row
             object.__setattr__(self, "line_fields", itemgetter(*self.line_columns))
-            object.__setattr__(self, "line_key", itemgetter(*self.line_columns[1:]))
+            if self.tax_columns == (-1, -1):  # lines with tax go through `_parse_group`
+                object.__setattr__(self, "line_key", itemgetter(*self.line_columns[1:]))
 
     @classmethod
     def of(cls, header: list[str]) -> _Layout:
@@ -85,6 +89,7 @@ class _Layout:
             tuple((col, index[col]) for col in REQUIRED),
             texts,
             tuple(index.get(col, -1) for col in lines),
+            (index.get("tax_rate", -1), index.get("tax_included", -1)),
         )
 
     def get(self, row: list[str], col: str) -> str:
@@ -224,28 +229,71 @@ def line_of(
     quantity: Decimal,
     unit_price: Decimal,
     amount: int | None,
+    tax_rate: Decimal | None = None,
+    tax_included: bool = True,
 ) -> LineInput:
     """A basket line by the API's rule (`events.prepare`): its `amount` as the till charged
-    it when given, otherwise quantity × unit price rounded half up to the minor unit."""
+    it when given, otherwise quantity × unit price rounded half up to the minor unit; with a
+    tax rate, the tax in it (`money.line_tax`: without `tax_included`, the prices are without
+    tax and the line is charged with it)."""
     if amount is None:
         amount = round_minor(quantity * unit_price)
         if amount > MAX_AMOUNT_MINOR:
             raise ValueError("line amount (quantity × unit_price): too large")
+    tax = 0
+    if tax_rate:
+        amount, tax = line_tax(amount, tax_rate, tax_included)
+        if not tax_included:
+            unit_price = unit_price * (1 + tax_rate)
+        if amount > MAX_AMOUNT_MINOR:
+            raise ValueError("line amount with tax: too large")
     return LineInput(
         sku=sku,
         category=category,
         quantity=quantity,
         unit_price_minor=round_minor(unit_price),
         amount_minor=amount,
+        tax_minor=tax,
+        tax_rate=tax_rate or None,
     )
 
 
+_TRUE, _FALSE = ("true", "1", "yes", "t", "y", ""), ("false", "0", "no", "f", "n")
+
+
+@lru_cache(maxsize=256)
+def _tax(rate: str, included: str) -> tuple[Decimal | None, bool]:
+    """A line's `tax_rate` (a fraction, 0 to 1) and `tax_included` (true by default)."""
+    flag = included.strip().lower()
+    if flag not in _TRUE and flag not in _FALSE:
+        raise ValueError("tax_included: not true or false")
+    text = rate.strip()
+    if not text:
+        return None, flag in _TRUE
+    scaled, _ = _parse_decimal(text, "tax_rate", 6)
+    value = Decimal(scaled).scaleb(-6)
+    if value > 1:
+        raise ValueError("tax_rate: a fraction at most 1 (0.2 for 20 %)")
+    return value, flag in _TRUE
+
+
 def _new_line(
-    sku: str, category: str, quantity: str, unit_price: str, amount: str, exponent: int
+    sku: str,
+    category: str,
+    quantity: str,
+    unit_price: str,
+    amount: str,
+    exponent: int,
+    tax_rate: str = "",
+    tax_included: str = "",
 ) -> LineInput:
     """A basket line from its fields (`line_of`)."""
     qty, unit, unit_minor, product = _priced(quantity or "1", unit_price, exponent)
     amount_text = amount.strip()
+    if tax_rate or tax_included:
+        rate, included = _tax(tax_rate, tax_included)
+        line_amount = _parse_amount(amount_text, "amount", exponent) if amount_text else None
+        return line_of(sku or None, category or None, qty, unit, line_amount, rate, included)
     if amount_text:
         line_amount = _parse_amount(amount_text, "amount", exponent)
     elif product > MAX_AMOUNT_MINOR:
@@ -396,11 +444,19 @@ def _parse_group(
     unit_at = layout.line_columns[4]  # every row has the header's fields (`_check_row`)
     if unit_at >= 0 and any(r[unit_at].strip() for r in rows):
         fields = layout.line_fields
+        rate_at, included_at = layout.tax_columns
         for r in rows:
             total_text, sku, category, quantity, unit_price, amount = fields(r)
             if total_text != first_total:
                 raise ValueError("rows of one purchase disagree on total")
-            lines.append(_line(sku, category, quantity, unit_price, amount, exponent))
+            if rate_at < 0 and included_at < 0:
+                lines.append(_line(sku, category, quantity, unit_price, amount, exponent))
+            else:
+                rate = r[rate_at] if rate_at >= 0 else ""
+                included = r[included_at] if included_at >= 0 else ""
+                lines.append(
+                    _line(sku, category, quantity, unit_price, amount, exponent, rate, included)
+                )
         line_sum = sum(ln.amount_minor for ln in lines)
         if abs(line_sum - total) > CENT_TOLERANCE:
             raise ValueError(

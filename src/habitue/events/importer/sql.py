@@ -69,7 +69,7 @@ EVENT_COLS = (
 )  # fmt: skip
 LINE_COLS = (
     "program_id", "member_id", "event_id", "line_no", "sku", "category", "quantity",
-    "unit_price_minor", "amount_minor",
+    "unit_price_minor", "amount_minor", "tax_minor",
 )  # fmt: skip
 OUTBOX_COLS = ("program_id", "seq", "type", "member_id", "created_at", "payload")
 MEMBER_COLS = (
