@@ -18,6 +18,7 @@ from habitue.rules.expressions import (
     MEMBER_FIELDS,
     NOW_FIELDS,
     cel_compile,
+    run_memoised,
 )
 
 BASKET_FIELDS: dict[str, type] = {
@@ -62,12 +63,6 @@ _MACRO_OPEN = r"\.\s*(?:all|exists|exists_one|map|filter)\s*\(\s*"
 _MACRO_BIND = re.compile(r"\.\s*(?:all|exists|exists_one|map|filter)\s*\(\s*([A-Za-z_]\w*)\s*,")
 
 
-_MISSING = object()
-_SCALARS = (str, int, float, bool, type(None))
-MEMO_LIMIT = 8192
-"""Results a condition keeps (then it starts again): distinct values of what it reads."""
-
-
 @dataclass(slots=True, eq=False)
 class Condition:
     """A compiled CEL condition over only the values it reads, memoised on them.
@@ -90,52 +85,9 @@ class Condition:
 
     def evaluate(self, roots: dict[str, Any]) -> Any:
         """Evaluate over the values it reads; CEL errors propagate as Python exceptions."""
-        resolved: list[tuple[int, Any]] = []
-        key: list[Any] = []
-        memoise = True
-        for path in self.paths:
-            value = roots.get(path[0], _MISSING)
-            depth = 0 if value is _MISSING else 1
-            if depth:
-                for name in path[1:]:
-                    if type(value) is dict and name in value:
-                        value = value[name]
-                        depth += 1
-                    else:
-                        break
-            resolved.append((depth, value))
-            if memoise:
-                if depth == len(path) and isinstance(value, _SCALARS):
-                    key.append((type(value), value))
-                elif depth and depth < len(path) and type(value) is dict:
-                    key.append(depth)
-                else:
-                    memoise = False
-        k = tuple(key)
-        if memoise:
-            hit = self.memo.get(k, _MISSING)
-            if hit is not _MISSING:
-                return hit
-        context: dict[str, Any] = {}
-        for path, (depth, value) in zip(self.paths, resolved, strict=True):
-            if not depth:
-                continue
-            node = context
-            for name in path[: depth - 1]:
-                node = node.setdefault(name, {})
-            if depth < len(path) and type(value) is dict:
-                node.setdefault(path[depth - 1], {})
-            elif path == ("basket", "lines") and self.line_fields is not None:
-                keep = self.line_fields
-                node["lines"] = [{f: ln[f] for f in keep if f in ln} for ln in value]
-            else:
-                node[path[depth - 1]] = value
-        result = self.program.execute(context)
-        if memoise:
-            if len(self.memo) >= MEMO_LIMIT:
-                self.memo.clear()
-            self.memo[k] = result
-        return result
+        return run_memoised(
+            self.program, self.paths, self.memo, roots, ("basket", "lines"), self.line_fields
+        )
 
 
 def _paths(source: str) -> tuple[list[tuple[str, ...]], set[str]]:

@@ -288,6 +288,66 @@ _LINE_ATTRS = {
 }
 
 
+def run_memoised(
+    program: Any,
+    paths: tuple[tuple[str, ...], ...],
+    memo: dict[Any, Any],
+    roots: Mapping[str, Any],
+    lines_at: tuple[str, str] | None,
+    line_fields: tuple[str, ...] | None,
+    memoise: bool = True,
+) -> Any:
+    """Execute a compiled CEL `program` over the values its `paths` read from `roots` (plain
+    dicts), remembering the result in `memo` by those values when each is a scalar (or a
+    dict the path stops in: its presence). Only what the paths read is passed to CEL; the
+    list at `lines_at` goes with only `line_fields` of each line. Shared by the rules'
+    expressions and the promotions' conditions; CEL errors propagate as Python exceptions."""
+    resolved: list[tuple[int, Any]] = []
+    key: list[Any] = []
+    for path in paths:
+        value = roots.get(path[0], _MISSING)
+        depth = 0 if value is _MISSING else 1
+        if depth:
+            for name in path[1:]:
+                if type(value) is dict and name in value:
+                    value = value[name]
+                    depth += 1
+                else:
+                    break
+        resolved.append((depth, value))
+        if memoise:
+            if depth == len(path) and isinstance(value, _SCALARS):
+                key.append((type(value), value))
+            elif depth and depth < len(path) and type(value) is dict:
+                key.append(depth)
+            else:
+                memoise = False
+    k = tuple(key)
+    if memoise:
+        hit = memo.get(k, _MISSING)
+        if hit is not _MISSING:
+            return hit
+    context: dict[str, Any] = {}
+    for path, (depth, value) in zip(paths, resolved, strict=True):
+        if not depth:
+            continue
+        node = context
+        for name in path[: depth - 1]:
+            node = node.setdefault(name, {})
+        if depth < len(path) and type(value) is dict:
+            node.setdefault(path[depth - 1], {})
+        elif path == lines_at and line_fields is not None and depth == 2:
+            node[path[1]] = [{f: ln[f] for f in line_fields if f in ln} for ln in value]
+        else:
+            node[path[depth - 1]] = value
+    result = program.execute(context)
+    if memoise:
+        if len(memo) >= _MEMO_LIMIT:
+            memo.clear()
+        memo[k] = result
+    return result
+
+
 @dataclass(slots=True, eq=False)
 class Expression:
     """A compiled CEL expression that evaluates over only the values it reads, memoised.
@@ -358,48 +418,7 @@ class Expression:
         """Evaluate over `roots` (plain dicts); CEL errors propagate as Python exceptions."""
         if self.constant is not None:
             return self.constant
-        resolved: list[tuple[int, Any]] = []
-        key: list[Any] = []
-        for path in self.paths:
-            value = roots.get(path[0], _MISSING)
-            depth = 0 if value is _MISSING else 1
-            if depth:
-                for name in path[1:]:
-                    if type(value) is dict and name in value:
-                        value = value[name]
-                        depth += 1
-                    else:
-                        break
-            resolved.append((depth, value))
-            if memoise:
-                if depth == len(path) and isinstance(value, _SCALARS):
-                    key.append((type(value), value))
-                elif depth and depth < len(path) and type(value) is dict:
-                    key.append(depth)
-                else:
-                    memoise = False
-        if memoise:
-            k = tuple(key)
-            hit = self.memo.get(k, _MISSING)
-            if hit is not _MISSING:
-                return hit
-        context: dict[str, Any] = {}
-        for path, (depth, value) in zip(self.paths, resolved, strict=True):
-            if not depth:
-                continue
-            node = context
-            for name in path[: depth - 1]:
-                node = node.setdefault(name, {})
-            if depth < len(path) and type(value) is dict:
-                node.setdefault(path[depth - 1], {})
-            elif path == ("event", "lines") and self.line_fields is not None and depth == 2:
-                keep = self.line_fields
-                node["lines"] = [{f: ln[f] for f in keep} for ln in value]
-            else:
-                node[path[depth - 1]] = value
-        result = self.program.execute(context)
-        if memoise:
-            if len(self.memo) >= _MEMO_LIMIT:
-                self.memo.clear()
-            self.memo[k] = result
-        return result
+        lines_at = ("event", "lines") if self.line_fields is not None else None
+        return run_memoised(
+            self.program, self.paths, self.memo, roots, lines_at, self.line_fields, memoise
+        )
