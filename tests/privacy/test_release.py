@@ -68,11 +68,10 @@ async def test_an_analytics_key_reads_aggregates_of_at_least_k(
     owner = (await client.get(f"{base}/campaigns/news/report")).json()
     assert owner["treatment"]["members"] + owner["holdout"]["members"] == 4
     assert owner["treatment"]["suppressed"] is owner["holdout"]["suppressed"] is False
-    for group in ("treatment", "holdout"):  # a group drawn empty singles no one out
-        assert report[group]["suppressed"] is (owner[group]["members"] > 0)
-        if owner[group]["members"] > 0:
-            assert report[group]["members"] is None and report[group]["revenue"] is None
-            assert report[group]["revenue_per_member"] is None
+    for group in ("treatment", "holdout"):  # the campaign runs: nothing is released
+        assert report[group]["suppressed"] is True
+        assert report[group]["members"] is None and report[group]["revenue"] is None
+        assert report[group]["revenue_per_member"] is None
     assert report["incremental_revenue"] is None and report["verdict"] == "suppressed"
 
     # k lowered to 2 by the owner: groups of 4 are released

@@ -22,8 +22,6 @@ class Program(Base):
     points_name: Mapped[str] = mapped_column(String(64))
     earn_rate: Mapped[str] = mapped_column(String(32))
     rounding: Mapped[str] = mapped_column(String(16))
-    earn_on: Mapped[str] = mapped_column(String(16), default="tax_included")
-    """`tax_included` or `tax_excluded`: the amounts purchases earn on."""
     pending_days: Mapped[int] = mapped_column(Integer, default=0)
     expiry_policy: Mapped[str] = mapped_column(String(16))
     expiry_days: Mapped[int | None] = mapped_column(Integer, nullable=True)

@@ -32,7 +32,7 @@ from habitue.programs.schemas import (
     ProgramCreate,
     ProgramRead,
 )
-from habitue.rules.types import ProgramSnapshot
+from habitue.rules.types import TAX_EXCLUDED, TAX_INCLUDED, EarnOn, ProgramSnapshot
 
 SYSTEM_ACCOUNTS: tuple[str, ...] = tuple(SystemAccount)
 """The system accounts every program has (`habitue.ledger.kinds.SystemAccount`)."""
@@ -88,6 +88,12 @@ _CACHE_TTL = 5.0
 _cache: dict[str, tuple[float, ProgramInfo]] = {}
 
 
+def earn_on_of(settings: dict[str, Any] | None) -> EarnOn:
+    """A program's `earn_on` (`tax_included` unless set at creation), from `programs.settings`,
+    where it is kept as the program's other later settings are."""
+    return TAX_EXCLUDED if (settings or {}).get("earn_on") == TAX_EXCLUDED else TAX_INCLUDED
+
+
 def forget(code: str | None = None) -> None:
     """Drop cached program settings (after an update, and between tests)."""
     if code is None:
@@ -141,7 +147,7 @@ async def get_info(session: AsyncSession, code: str) -> ProgramInfo:
         system_accounts={k: i for k, i in accounts},
         event_types=dict((row["settings"] or {}).get("event_types", {})),
         branding=dict((row["settings"] or {}).get("branding", {})),
-        earn_on=row["earn_on"],
+        earn_on=earn_on_of(row["settings"]),
     )
     _cache[code] = (time.monotonic() + _CACHE_TTL, info)
     return info
@@ -185,7 +191,6 @@ async def create_program(session: AsyncSession, data: ProgramCreate) -> ProgramI
                     points_name=data.points_name,
                     earn_rate=data.earn_rate,
                     rounding=data.rounding,
-                    earn_on=data.earn_on,
                     pending_days=data.pending_days,
                     expiry_policy=data.expiry.policy,
                     expiry_days=data.expiry.days,
@@ -194,7 +199,7 @@ async def create_program(session: AsyncSession, data: ProgramCreate) -> ProgramI
                     redeem_step=data.redeem_step,
                     card_prefix="",
                     feed_seq=0,
-                    settings={},
+                    settings={"earn_on": data.earn_on},
                     created_at=now,
                 )
                 .returning(_programs.c.id)

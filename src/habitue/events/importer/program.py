@@ -17,7 +17,7 @@ from habitue.db import table_of
 from habitue.ledger.bulk import LedgerTerms
 from habitue.ledger.models import Account
 from habitue.programs.models import Program
-from habitue.programs.service import SYSTEM_ACCOUNTS
+from habitue.programs.service import SYSTEM_ACCOUNTS, earn_on_of
 from habitue.rules.compile import RuleSet, compile_rules
 from habitue.rules.service import live_rule_versions_sync
 from habitue.rules.types import (
@@ -106,7 +106,7 @@ def _load_program(conn: Connection, code: str) -> _Program:
             earn_rate=Decimal(row["earn_rate"]),
             rounding=row["rounding"],
             pending_days=row["pending_days"],
-            earn_on=row["earn_on"],
+            earn_on=earn_on_of(row["settings"]),
         ),
         expiry_policy=row["expiry_policy"],
         expiry_days=row["expiry_days"],
