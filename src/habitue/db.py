@@ -350,6 +350,16 @@ async def _prefetch(session: AsyncSession, jobs: list[_Job]) -> set[str]:
     return slots
 
 
+async def prefetch_now(session: AsyncSession, reads: Sequence[Prefetch]) -> None:
+    """Run `reads` now, in `session`, each `read` once for all the args that name it (a unit
+    that reads for many members itself, as a batch's group does)."""
+    groups: dict[tuple[BatchRead, str], list[Any]] = {}
+    for p in reads:
+        groups.setdefault((p.read, p.slot), []).append(p.arg)
+    for (read, _), args in groups.items():
+        await read(session, args)
+
+
 def _keep_only_own(session: AsyncSession, slots: set[str], job: _Job) -> None:
     """Before a unit runs, drop what other reads left: the unit may change it."""
     own = {p.slot for p in job.prefetch}

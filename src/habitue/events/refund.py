@@ -19,7 +19,7 @@ from habitue.events.kinds import RefundEffectKind
 from habitue.events.pipeline import Pipeline, RefundApplied
 from habitue.events.prepare import Prepared, _events, _member_for, _row
 from habitue.events.schemas import EffectRead, EventRead
-from habitue.events.write import write_event
+from habitue.events.write import EventWrite, write_event
 from habitue.ids import new_id
 from habitue.ledger import service as ledger_service
 from habitue.ledger.kinds import EntryKind, SystemAccount
@@ -213,7 +213,7 @@ async def _refund(
         refers_to=purchase["id"],
     )
     await write_event(
-        session, row, lifetime=-taken, outbox_rows=[refunded_row], writes=after.writes
+        session, EventWrite(row, lifetime=-taken, outbox_rows=[refunded_row], writes=after.writes)
     )
     return response
 

@@ -7,6 +7,7 @@ writes nothing.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -31,19 +32,20 @@ from habitue.events.prepare import (
 )
 from habitue.events.refund import _refund
 from habitue.events.schemas import EventCreate, EventRead
-from habitue.events.write import write_event
+from habitue.events.write import EventWrite, write_event
 from habitue.ids import new_id
 from habitue.ledger import service as ledger_service
 from habitue.ledger.errors import MovementLimit
 from habitue.ledger.kinds import EntryKind, SystemAccount
 from habitue.ledger.service import Leg
 from habitue.members import service as members_service
+from habitue.members.service import MemberRef
 from habitue.messaging import outbox
 from habitue.money import format_minor
 from habitue.privacy import fraud
 from habitue.programs.service import ProgramInfo
 from habitue.rules.compile import CompiledRule
-from habitue.rules.types import EarnPoints
+from habitue.rules.types import Decision, EarnPoints
 
 
 async def _existing(
@@ -170,6 +172,30 @@ async def record_event(
         return found
 
 
+@dataclass(frozen=True, slots=True)
+class Decided:
+    """A purchase (or custom event) after stage 3: the member read, the decision made, the
+    points it earns counted. Nothing written yet but the spend (when it pays with points)."""
+
+    prepared: Prepared
+    member: MemberRef
+    event_id: str
+    decision: Decision
+    earn_legs: list[Leg]
+    earned: int
+    now: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    """A purchase after stage 5: its answer, the writes left to stage 6, and what the
+    `after_record` stages are told once they are written."""
+
+    response: EventRead
+    write: EventWrite
+    applied: EventApplied
+
+
 async def _earn(
     session: AsyncSession,
     pipeline: Pipeline,
@@ -177,6 +203,23 @@ async def _earn(
     prepared: Prepared,
     now: datetime,
 ) -> EventRead:
+    decided = await decide_earn(session, pipeline, program, prepared, now)
+    recorded = await finish_earn(session, pipeline, program, decided)
+    await write_event(session, recorded.write)
+    await pipeline.recorded(session, recorded.applied)
+    return recorded.response
+
+
+async def decide_earn(
+    session: AsyncSession,
+    pipeline: Pipeline,
+    program: ProgramInfo,
+    prepared: Prepared,
+    now: datetime,
+) -> Decided:
+    """Stages 1 to 3 of an event that earns: the member (active), the velocity limits, the
+    spend when it pays with points, the decision. An error raised here (the member unknown
+    or not active, too many points) has written nothing but, for a spend, its debit."""
     body, event = prepared.body, prepared.event
     member = await _member_for(session, pipeline, program, body)
     member.require_active()
@@ -208,6 +251,19 @@ async def _earn(
     earned = sum(leg.amount for leg in earn_legs)
     if earned > MAX_POINTS:
         raise MovementLimit(f"this event would earn {earned} points; at most {MAX_POINTS} at once")
+    return Decided(prepared, member, event_id, decision, earn_legs, earned, now)
+
+
+async def finish_earn(
+    session: AsyncSession, pipeline: Pipeline, program: ProgramInfo, decided: Decided
+) -> Recorded:
+    """Stages 4 and 5: the credit planned, the effects applied (a coupon issued, a benefit
+    granted: written now), the `after_event` stages run; the event's own writes are returned,
+    for `write_event` (one event) or `write_events` (a batch's group), not written."""
+    prepared, member, event_id = decided.prepared, decided.member, decided.event_id
+    now = decided.now
+    body, event, decision, earned = prepared.body, prepared.event, decided.decision, decided.earned
+    spent = body.spend_points
     pending_until = (
         event.occurred_at + timedelta(days=program.pending_days) if program.pending_days else None
     )
@@ -217,7 +273,7 @@ async def _earn(
         ledger_service.plan_credit(
             program,
             member.accounts,
-            earn_legs,
+            decided.earn_legs,
             kind=EntryKind.EARN,
             reference=f"event:{event_id}:earn",
             event_id=event_id,
@@ -288,11 +344,8 @@ async def _earn(
         )
     )
     row = _row(program, member, prepared, event_id, response, now, points=earned, refers_to=None)
-    await write_event(
-        session, row, lifetime=earned, outbox_rows=rows, credit=credit, writes=after.writes
-    )
-    await pipeline.recorded(session, applied)
-    return response
+    write = EventWrite(row, lifetime=earned, outbox_rows=rows, credit=credit, writes=after.writes)
+    return Recorded(response, write, applied)
 
 
 async def get(

@@ -214,3 +214,114 @@ async def credit(
         effective_at=effective_at,
     )
     return await apply_credit(session, plan)
+
+
+# Many credits in one statement (a batch's group, PostgreSQL): the CTEs `ledger_txns`,
+# `ledger_legs`, `ledger_balances` and `ledger_lots`, each credit's rows joined to its
+# transaction by its reference. Each credit's account is credited once in the group, so the
+# balance an account has after the statement is the one its lot is opened against, as
+# `_CREDIT_REST` does for one credit (a debt is repaid first).
+_CREDITS_SQL = """
+    ledger_txns AS (
+        INSERT INTO ledger_transactions (program_id, member_id, kind, reference, event_id,
+                                         actor, reason, created_at, effective_at)
+        SELECT t.program_id, t.member_id, t.kind, t.reference, t.event_id, t.actor, t.reason,
+               t.created_at, t.effective_at
+        FROM unnest(CAST(:t_programs AS bigint[]), CAST(:t_members AS bigint[]),
+                    CAST(:t_kinds AS varchar[]), CAST(:t_refs AS varchar[]),
+                    CAST(:t_events AS varchar[]), CAST(:t_actors AS varchar[]),
+                    CAST(:t_reasons AS varchar[]), CAST(:t_created AS timestamptz[]),
+                    CAST(:t_effective AS timestamptz[]))
+             AS t(program_id, member_id, kind, reference, event_id, actor, reason, created_at,
+                  effective_at)
+        RETURNING id, reference
+    ), ledger_legs AS (
+        INSERT INTO postings (program_id, transaction_id, account_id, member_id, amount,
+                              rule_code, rule_id, rule_version, created_at)
+        SELECT p.program_id, ledger_txns.id, p.account_id, p.member_id, p.amount, p.rule_code,
+               p.rule_id, p.rule_version, p.created_at
+        FROM unnest(CAST(:p_refs AS varchar[]), CAST(:p_programs AS bigint[]),
+                    CAST(:p_accounts AS bigint[]), CAST(:p_members AS bigint[]),
+                    CAST(:p_amounts AS bigint[]), CAST(:p_rule_codes AS varchar[]),
+                    CAST(:p_rule_ids AS bigint[]), CAST(:p_rule_versions AS integer[]),
+                    CAST(:p_created AS timestamptz[]))
+             AS p(reference, program_id, account_id, member_id, amount, rule_code, rule_id,
+                  rule_version, created_at)
+        JOIN ledger_txns ON ledger_txns.reference = p.reference
+    ), ledger_balances AS (
+        UPDATE accounts SET balance = accounts.balance + c.total
+        FROM unnest(CAST(:c_targets AS bigint[]), CAST(:c_totals AS bigint[])) AS c(target, total)
+        WHERE accounts.id = c.target
+        RETURNING accounts.id, accounts.balance
+    ), ledger_lots AS (
+        INSERT INTO lots (program_id, member_id, account_id, transaction_id, event_id, amount,
+                          remaining, earned_at, expires_at, pending_until)
+        SELECT c.program_id, c.member_id, c.target, ledger_txns.id, c.event_id, c.total,
+               least(c.total, ledger_balances.balance), c.earned_at, c.expires_at,
+               c.pending_until
+        FROM unnest(CAST(:c_refs AS varchar[]), CAST(:c_programs AS bigint[]),
+                    CAST(:c_members AS bigint[]), CAST(:c_targets AS bigint[]),
+                    CAST(:c_event_ids AS varchar[]), CAST(:c_totals AS bigint[]),
+                    CAST(:c_earned AS timestamptz[]), CAST(:c_expires AS timestamptz[]),
+                    CAST(:c_pending AS timestamptz[]))
+             AS c(reference, program_id, member_id, target, event_id, total, earned_at,
+                  expires_at, pending_until)
+        JOIN ledger_txns ON ledger_txns.reference = c.reference
+        JOIN ledger_balances ON ledger_balances.id = c.target
+        WHERE least(c.total, ledger_balances.balance) > 0
+    )
+"""
+
+
+def credits_part(plans: Sequence[CreditPlan]) -> Part:
+    """Several planned credits, each to an account of its own, as the CTEs of a composed
+    statement (`db.compose`, PostgreSQL), under the `ledger` namespace: what `apply_credit`
+    writes for each, in one statement."""
+    targets = [plan.target for plan in plans]
+    if len(set(targets)) != len(targets):
+        raise AssertionError("credits_part credits each account once")
+    t: dict[str, list[Any]] = {k: [] for k in (
+        "t_programs", "t_members", "t_kinds", "t_refs", "t_events", "t_actors", "t_reasons",
+        "t_created", "t_effective", "p_refs", "p_programs", "p_accounts", "p_members",
+        "p_amounts", "p_rule_codes", "p_rule_ids", "p_rule_versions", "p_created", "c_refs",
+        "c_programs", "c_members", "c_targets", "c_event_ids", "c_totals", "c_earned",
+        "c_expires", "c_pending",
+    )}  # fmt: skip
+    for plan in plans:
+        txn = plan.txn
+        postings = txn["postings"]
+        if sum(p["amount"] for p in postings) != 0:
+            raise AssertionError("postings of a transaction must sum to zero")
+        ref, program_id, member_id = txn["reference"], txn["program_id"], txn["member_id"]
+        now = txn["now"]
+        t["t_programs"].append(program_id)
+        t["t_members"].append(member_id)
+        t["t_kinds"].append(str(txn["kind"]))
+        t["t_refs"].append(ref)
+        t["t_events"].append(txn["event_id"])
+        t["t_actors"].append(txn["actor"])
+        t["t_reasons"].append(txn["reason"])
+        t["t_created"].append(now)
+        t["t_effective"].append(txn["effective_at"] or now)
+        for p in postings:
+            if not p["amount"]:
+                continue
+            t["p_refs"].append(ref)
+            t["p_programs"].append(program_id)
+            t["p_accounts"].append(p["account_id"])
+            t["p_members"].append(member_id)
+            t["p_amounts"].append(p["amount"])
+            t["p_rule_codes"].append(p.get("rule_code"))
+            t["p_rule_ids"].append(p.get("rule_id"))
+            t["p_rule_versions"].append(p.get("rule_version"))
+            t["p_created"].append(now)
+        t["c_refs"].append(ref)
+        t["c_programs"].append(program_id)
+        t["c_members"].append(member_id)
+        t["c_targets"].append(plan.target)
+        t["c_event_ids"].append(txn["event_id"])
+        t["c_totals"].append(plan.total)
+        t["c_earned"].append(plan.earned_at)
+        t["c_expires"].append(plan.expires_at)
+        t["c_pending"].append(plan.pending_until)
+    return Part("ledger", _CREDITS_SQL, t)

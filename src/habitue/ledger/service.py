@@ -8,7 +8,14 @@ importable as `ledger.service.X` for the other rooms.
 
 from __future__ import annotations
 
-from habitue.ledger.credit import CREDIT_CTES, CreditPlan, apply_credit, credit, plan_credit
+from habitue.ledger.credit import (
+    CREDIT_CTES,
+    CreditPlan,
+    apply_credit,
+    credit,
+    credits_part,
+    plan_credit,
+)
 from habitue.ledger.debit import (
     DEBIT_CTES,
     STRICT_DEBIT_CTES,
@@ -49,6 +56,7 @@ __all__ = [
     "STRICT_DEBIT_CTES",
     "accounts_of",
     "apply_credit",
+    "credits_part",
     "apply_debit",
     "balances",
     "check_movement",

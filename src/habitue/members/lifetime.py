@@ -30,3 +30,22 @@ def lifetime_part(member_id: int, points: int) -> Part:
 async def add_lifetime(session: AsyncSession, member_id: int, points: int) -> None:
     """Add (or, for a take-back, subtract) points to the member's lifetime earned total."""
     await session.execute(_ADD_LIFETIME, {"member": member_id, "points": points})
+
+
+_ADD_LIFETIMES_SQL = """
+    UPDATE members SET lifetime_earned = members.lifetime_earned + d.points
+    FROM unnest(CAST(:members AS bigint[]), CAST(:points AS bigint[])) AS d(id, points)
+    WHERE members.id = d.id
+"""
+
+
+def lifetimes_part(points_by_member: dict[int, int]) -> Part:
+    """`add_lifetime` for several members at once, as a CTE (`lifetimes`) of a composed
+    statement (PostgreSQL); members whose total does not move are left out."""
+    moved = {m: p for m, p in points_by_member.items() if p}
+    return Part(
+        "members",
+        _ADD_LIFETIMES_SQL,
+        {"members": list(moved), "points": list(moved.values())},
+        "lifetimes",
+    )

@@ -508,3 +508,44 @@ async def member_row(
     if row is None:
         raise MemberNotFound("no such member in this program")
     return row
+
+
+async def public_ids_named(
+    session: AsyncSession,
+    program: ProgramInfo,
+    *,
+    external_ids: set[str],
+    card_numbers: set[str],
+) -> tuple[dict[str, str], dict[str, str]]:
+    """The public ids of the members named by these external ids, and by these cards (as the
+    till gave them: number, barcode or QR payload; active cards only), one query each; a name
+    not found is left out. Nothing is locked: a batch names its members by id from here on."""
+    by_external: dict[str, str] = {}
+    if external_ids:
+        rows = await session.execute(
+            select(_members.c.external_id, _members.c.public_id).where(
+                _members.c.program_id == program.id,
+                _members.c.external_id.in_(sorted(external_ids)),
+            )
+        )
+        by_external = {str(ext): str(public) for ext, public in rows}
+    by_card: dict[str, str] = {}
+    numbers: dict[str, list[str]] = {}
+    for given in card_numbers:
+        named = _batch_name(program, None, given, None)
+        if named is not None:
+            numbers.setdefault(named[1], []).append(given)
+    if numbers:
+        rows = await session.execute(
+            select(_cards.c.number, _members.c.public_id)
+            .join(_members, _members.c.id == _cards.c.member_id)
+            .where(
+                _cards.c.program_id == program.id,
+                _cards.c.status == "active",
+                _cards.c.number.in_(sorted(numbers)),
+            )
+        )
+        for number, public in rows:
+            for given in numbers[str(number)]:
+                by_card[given] = str(public)
+    return by_external, by_card

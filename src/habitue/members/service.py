@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from habitue.members.card_actions import block_card, lookup_card, replace_card
 from habitue.members.enrolment import enrol
-from habitue.members.lifetime import add_lifetime, lifetime_part
+from habitue.members.lifetime import add_lifetime, lifetime_part, lifetimes_part
 from habitue.members.profile import balance, balance_of, find, read, update_member
 from habitue.members.refs import (
     BATCH_SLOT,
@@ -18,6 +18,7 @@ from habitue.members.refs import (
     phone_normal,
     prefetch,
     prefetch_named,
+    public_ids_named,
     refs_by_external_id,
     resolve,
     resolve_in_batch,
@@ -39,12 +40,14 @@ __all__ = [
     "enrol",
     "find",
     "lifetime_part",
+    "lifetimes_part",
     "hand_over",
     "lookup_card",
     "member_row",
     "phone_normal",
     "prefetch",
     "prefetch_named",
+    "public_ids_named",
     "read",
     "refs_by_external_id",
     "replace_card",
