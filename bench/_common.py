@@ -192,6 +192,7 @@ class Probe:
         self._thread: threading.Thread | None = None
         self._cpu0 = 0.0
         self.cpu = 0.0
+        self.backend_cpu = 0.0
 
     @staticmethod
     def _hwm(pid: int) -> int:
@@ -262,6 +263,7 @@ class Probe:
         # is what they used since the start, as sampled.
         running = sum(self._cpu_seen[p] - self._cpu_base.get(p, 0.0) for p in self._alive)
         self.cpu = self._own_cpu() - self._cpu0 + backends + running
+        self.backend_cpu = backends
 
     @property
     def peak_rss(self) -> int:

@@ -35,7 +35,8 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import BIN, pgbench_tps, scratch_pg, server  # noqa: E402
+from _common import BIN, Probe, pgbench_tps, scratch_pg, server  # noqa: E402
+from sqlalchemy.engine import make_url  # noqa: E402
 
 from habitue.migrate import upgrade  # noqa: E402
 
@@ -230,10 +231,11 @@ def main() -> None:
         upgrade(url)
         with server(url, admin, workers=args.workers) as base:
             key, members = asyncio.run(_seed(base, admin, args.members))
-            if args.consume:
-                got = _consume(url, members, args)
-            else:
-                got = asyncio.run(_drive(base, key, members, args))
+            with Probe(pg_database=make_url(url).database) as probe:
+                if args.consume:
+                    got = _consume(url, members, args)
+                else:
+                    got = asyncio.run(_drive(base, key, members, args))
             credited = asyncio.run(_credited(base, admin, members))
         count, points = _events_points(url)
         verify = subprocess.run(
@@ -258,6 +260,11 @@ def main() -> None:
     print(f"{'credited once':<30}{'yes' if once else 'NO'} (events {count}, points {points}, "
           f"balances {credited}, retried batch unchanged: {got['retry_ok']})")
     print(f"{'ledger verify':<30}{'ok' if verify.returncode == 0 else 'BREACH'}")
+    # CPU, not wall time: what the step cost its own processes (the server's, the consumers',
+    # this client's) and the PostgreSQL backends serving its database, whatever else ran.
+    n = max(got["events"], 1)
+    print(f"{'CPU per event (us)':<30}{1e6 * probe.cpu / n:.0f}, of which PostgreSQL "
+          f"{1e6 * probe.backend_cpu / n:.0f}  (server or consumer, client, PostgreSQL backends)")
     print(f"{'load average (1/5/15 min)':<30}{load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}")
     print(f"{'pgbench TPC-B tps (32 cl.)':<30}{tps:.0f}")
     print(f"{'ratio events / pgbench':<30}{rate / tps:.2f}  (target >= 3)")
