@@ -159,6 +159,9 @@ class Part:
     sql: str
     params: Mapping[str, Any]
     cte: str | None = None
+    merge: Callable[[Sequence[Part]], Part] | None = None
+    """How several such parts (of several events: a batch's group) become one, if they can:
+    `events.write.write_events` then writes them in its statement instead of one by one."""
 
     def bound(self) -> dict[str, Any]:
         """The part's parameters under its namespace."""

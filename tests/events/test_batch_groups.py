@@ -160,9 +160,9 @@ async def test_a_group_is_read_and_written_in_a_few_statements(
         stop()
     assert [s["status"] for s in r.json()["results"]] == [201] * 40
     if db_kind == "postgres":
-        # The members, the recorded ids, the counters' states, one WITH for every table.
+        # The members, the recorded ids, one WITH for every table (the counters too).
         assert seen.count("WITH") == 1, seen
-        assert len(seen) <= 6, _FULL[-1]
+        assert len(seen) <= 4, _FULL[-1]
     for n, m in enumerate(members):
         balance = (await client.get(f"/v1/programs/{code}/members/{m['id']}/balance")).json()
         assert balance["available"] == (20 if n == 0 else 10)

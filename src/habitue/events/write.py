@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -256,18 +256,26 @@ async def write_event(session: AsyncSession, write: EventWrite) -> None:
 
 async def write_events(session: AsyncSession, group: Sequence[EventWrite]) -> None:
     """`write_event` for each of a group of events whose members are all different (a batch's
-    group): on PostgreSQL the stages' writes first (consecutive ones of one text in one
-    pipelined round trip), then the credits, the events and their lines, the lifetime totals
-    and the domain events in one statement, each table written once for the whole group. On
-    SQLite, `write_event` one after the other."""
+    group): on PostgreSQL the credits, the stages' writes that merge (the counters), the events
+    and their lines, the lifetime totals and the domain events in one statement, each table
+    written once for the whole group. On SQLite, `write_event` one after the other."""
     if not group:
         return
     if dialect_name(session) != "postgresql":
         for write in group:
             await write_event(session, write)
         return
-    staged = [part for write in group for part in write.writes]
-    for _, run in itertools.groupby(staged, key=lambda part: (part.namespace, part.sql)):
+    # The stages' writes: those that merge (`Part.merge`) go into the statement, one part per
+    # kind; the others first, consecutive ones of one text in one pipelined round trip.
+    mergeable: dict[Callable[[Sequence[Part]], Part], list[Part]] = {}
+    others: list[Part] = []
+    for write in group:
+        for part in write.writes:
+            if part.merge is not None:
+                mergeable.setdefault(part.merge, []).append(part)
+            else:
+                others.append(part)
+    for _, run in itertools.groupby(others, key=lambda part: (part.namespace, part.sql)):
         same = list(run)
         await session.execute(text(same[0].sql), [dict(part.params) for part in same])
     credits = [write.credit for write in group if write.credit is not None]
@@ -275,6 +283,7 @@ async def write_events(session: AsyncSession, group: Sequence[EventWrite]) -> No
     for write in group:
         lifetimes[write.row.member_id] = lifetimes.get(write.row.member_id, 0) + write.lifetime
     parts = [ledger_service.credits_part(credits)] if credits else []
+    parts += [merge(same) for merge, same in mergeable.items()]
     parts += [
         events_part([write.row for write in group]),
         members_service.lifetimes_part(lifetimes),

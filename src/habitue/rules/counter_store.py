@@ -3,7 +3,7 @@ with the member, read locked with the member on the event path, bumped by each c
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -75,6 +75,32 @@ _COUNTERS_WRITE = (
     .where(_counters.c.member_id == bindparam("cnt_member"))
     .values(state=bindparam("cnt_state"), updated_at=bindparam("cnt_at"))
 )
+
+
+# Several members' writes in one (a batch's group, `Part.merge`): each member's last state.
+_COUNTERS_WRITE_MANY_SQL = """
+    UPDATE member_counters SET state = CAST(c.state AS json), updated_at = c.at
+    FROM unnest(CAST(:members AS bigint[]), CAST(:states AS text[]),
+                CAST(:ats AS timestamptz[])) AS c(member, state, at)
+    WHERE member_counters.member_id = c.member
+"""
+
+
+def _merge_writes(parts: Sequence[Part]) -> Part:
+    """The counters' writes of several events as one part: each member's last state."""
+    last: dict[int, Mapping[str, Any]] = {}
+    for part in parts:
+        last[part.params["member"]] = part.params
+    return Part(
+        "counters",
+        _COUNTERS_WRITE_MANY_SQL,
+        {
+            "members": list(last),
+            "states": [params["state"] for params in last.values()],
+            "ats": [params["at"] for params in last.values()],
+        },
+        "counters",
+    )
 
 
 def new_counters_row(program_id: int, member_id: int, now: datetime) -> dict[str, Any]:
@@ -159,7 +185,7 @@ async def count_event(
         cache[member_id] = state
         state_text = orjson.dumps(state_to_json(state)).decode()
         params = {"member": member_id, "state": state_text, "at": now}
-        return Part("counters", _COUNTERS_WRITE_SQL, params, "counters")
+        return Part("counters", _COUNTERS_WRITE_SQL, params, "counters", merge=_merge_writes)
     else:
         await session.execute(
             _COUNTERS_WRITE,
