@@ -341,20 +341,49 @@ async def _run(
     if partner is not None:
         await _run_each(db, pipeline, program, segment, slots)
         return
-    for group in _groups(segment, GROUP_SIZE):
-        try:
-            outcomes = await db.write(
-                lambda s, g=group: _record_group(s, pipeline, program, g),  # type: ignore[misc]
-                key=events_service.lock_key(group[0][1]),
+    groups = _groups(segment, GROUP_SIZE)
+    # A group waits only for the earlier groups that hold one of its members: groups of
+    # different members run side by side (the committer's lanes), each member's in order.
+    done: list[asyncio.Task[None]] = []
+    last_of: dict[str, int] = {}
+    for n, group in enumerate(groups):
+        keys = {events_service.lock_key(body) for _, body in group}
+        after = sorted({last_of[k] for k in keys if k in last_of})
+        done.append(
+            asyncio.ensure_future(
+                _run_group(db, pipeline, program, group, slots, [done[k] for k in after])
             )
-        except ServiceUnavailable:
-            raise
-        except Exception as exc:  # the group failed whole: its events one by one
-            log.info("a batch group is recorded event by event", reason=type(exc).__name__)
-            await _run_each(db, pipeline, program, group, slots)
-            continue
-        for (i, _), outcome in zip(group, outcomes, strict=True):
-            slots[i] = _slot_of(outcome, outcomes)
+        )
+        last_of.update(dict.fromkeys(keys, n))
+    outcomes = await asyncio.gather(*done, return_exceptions=True)
+    for outcome in outcomes:  # a database outage fails the whole call, once all have ended
+        if isinstance(outcome, BaseException):
+            raise outcome
+
+
+async def _run_group(
+    db: Database,
+    pipeline: Pipeline,
+    program: ProgramInfo,
+    group: list[tuple[int, EventCreate]],
+    slots: list[Slot | None],
+    after: list[asyncio.Task[None]],
+) -> None:
+    if after:
+        await asyncio.gather(*after)
+    try:
+        outcomes = await db.write(
+            lambda s: _record_group(s, pipeline, program, group),
+            key=events_service.lock_key(group[0][1]),
+        )
+    except ServiceUnavailable:
+        raise
+    except Exception as exc:  # the group failed whole: its events one by one
+        log.info("a batch group is recorded event by event", reason=type(exc).__name__)
+        await _run_each(db, pipeline, program, group, slots)
+        return
+    for (i, _), outcome in zip(group, outcomes, strict=True):
+        slots[i] = _slot_of(outcome, outcomes)
 
 
 def _slot_of(outcome: _Outcome, outcomes: list[_Outcome]) -> Slot:
