@@ -15,6 +15,7 @@ import hashlib
 from collections.abc import Collection, Sequence
 from datetime import datetime
 from decimal import Decimal
+from itertools import compress
 from typing import Any
 
 from habitue.money import points_for_amount, round_points
@@ -248,7 +249,7 @@ class _Run:
                         if len(memo) >= 8192:
                             memo.clear()
                         memo[keys[i]] = results[i] = result
-            return [line for line, result in zip(lines, results, strict=True) if result]
+            return list(compress(lines, results))
         roots = self.roots
         if expr.reads_lines and "lines" not in roots["event"]:
             roots["event"]["lines"] = self.line_dicts()
@@ -338,10 +339,13 @@ class _Run:
             )
             if not won:
                 return None
-        tally = usage.rules.get(rule.code, _NO_TALLY) if usage is not None else _NO_TALLY
+        limited = bool(spec.caps) or spec.budget is not None
+        tally = _NO_TALLY
+        if limited and usage is not None:
+            tally = usage.rules.get(rule.code, _NO_TALLY)
         kind = spec.effect.kind
         if kind in ("benefit", "coupon"):
-            if not self.clip(rule, 1, tally):
+            if limited and not self.clip(rule, 1, tally):
                 return None
             if kind == "benefit":
                 return GrantBenefit(
@@ -352,7 +356,7 @@ class _Run:
         requested = self.amount(rule, lines)
         if requested <= 0:
             return None
-        granted = self.clip(rule, requested, tally)
+        granted = self.clip(rule, requested, tally) if limited else requested
         if granted <= 0:
             return None
         if kind == "tier_credits":
