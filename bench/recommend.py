@@ -112,6 +112,12 @@ def demo_baskets(members: int = 2000, purchases: int = 20000, seed: int = 7) -> 
 def print_result(title: str, result: recommend_eval.ProtocolResult) -> None:
     print(f"\n{title}: {result.train_lines:,} training lines, {result.test_lines:,} test lines, "
           f"split {result.split_at:%Y-%m-%d}, {result.seconds:.2f} s")  # fmt: skip
+    v = result.validation
+    if v is not None and v.split_at is not None:
+        print(f"  model's blends chosen on the training period split at {v.split_at:%Y-%m-%d} "
+              f"({v.members:,} members): "
+              + "; ".join(f"{t}: {recommend_eval.describe(b)} (NDCG@{result.k} {v.ndcg[t]:.4f})"
+                          for t, b in v.blends.items()))  # fmt: skip
     for task in result.tasks:
         print(f"  {task.task} ({task.members:,} members)")
         print(f"    {'method':<11} {'P@10':>7} {'R@10':>7} {'NDCG@10':>8} {'hit rate':>9}")

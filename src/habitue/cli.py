@@ -1072,6 +1072,16 @@ def recommend_evaluate(
                 f"{s.hit_rate:.4f}",
             )
         console.print(table)
+    validation = result.validation
+    if validation is not None and validation.split_at is not None:
+        from habitue.analytics.recommend_eval import describe
+
+        console.print(
+            f"the model's blends, chosen on the training period split at "
+            f"{validation.split_at.isoformat()} ({validation.members:,} members):"
+        )
+        for task_name, blend in validation.blends.items():
+            console.print(f"  {task_name}: {describe(blend)}")
     console.print(f"evaluated in {result.seconds:.2f} s")
 
 

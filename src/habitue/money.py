@@ -109,7 +109,43 @@ def round_points(value: Decimal, rounding: str) -> int:
 
 
 def points_for_amount(amount_minor: int, exponent: int, rate: Decimal, rounding: str) -> int:
-    """Points earned on an amount at `rate` points per currency unit."""
+    """Points earned on an amount at `rate` points per currency unit.
+
+    The same as rounding `Decimal(amount_minor).scaleb(-exponent) * rate` by `rounding`
+    (`points_for_amount_decimal`), in integers when that product is exact in the default
+    context's 28 digits, which is every amount a till sends."""
+    if amount_minor <= 0:
+        return 0
+    ratio = _rate_ratio(rate, exponent)
+    if ratio is None or amount_minor >= ratio[2]:
+        return points_for_amount_decimal(amount_minor, exponent, rate, rounding)
+    numerator, denominator, _ = ratio
+    scaled = amount_minor * numerator
+    if rounding == "down":
+        return scaled // denominator
+    if rounding == "up":
+        return -(-scaled // denominator)
+    if rounding == "half_up":
+        return (2 * scaled + denominator) // (2 * denominator)
+    return points_for_amount_decimal(amount_minor, exponent, rate, rounding)
+
+
+def points_for_amount_decimal(
+    amount_minor: int, exponent: int, rate: Decimal, rounding: str
+) -> int:
+    """`points_for_amount` in decimal arithmetic (the reference the integer path equals)."""
     if amount_minor <= 0:
         return 0
     return round_points(Decimal(amount_minor).scaleb(-exponent) * rate, rounding)
+
+
+@lru_cache(maxsize=1024)
+def _rate_ratio(rate: Decimal, exponent: int) -> tuple[int, int, int] | None:
+    """A non-negative finite rate per currency unit as numerator and denominator per minor
+    unit, and the amount from which the decimal product could be rounded (28 digits); None
+    for any other rate."""
+    if not rate.is_finite() or rate < 0:
+        return None
+    numerator, denominator = rate.as_integer_ratio()
+    digits = len(rate.as_tuple().digits)
+    return numerator, denominator * 10**exponent, 10 ** max(28 - digits, 0)

@@ -67,6 +67,9 @@ class CompiledRule:
     segments: frozenset[str]
     threshold: int | None
     """For random rewards: the rule wins when the draw is below this (probability × 2**64)."""
+    gated: bool = True
+    """Whether the rule has a validity window, a schedule or an audience to check (False:
+    `decide` goes straight to its condition)."""
 
     @property
     def code(self) -> str:
@@ -272,6 +275,13 @@ def compile_rule(spec: RuleSpec, *, rule_id: int | None = None, version: int = 1
         tiers=tiers,
         segments=segments,
         threshold=None if p is None else int(p * 2**64),
+        gated=bool(
+            spec.valid_from is not None
+            or spec.valid_to is not None
+            or spec.schedule is not None
+            or tiers
+            or segments
+        ),
     )
 
 

@@ -12,14 +12,21 @@ order: base, then multipliers (over the base points), then bonuses.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from decimal import Decimal
+from itertools import compress
 from typing import Any
 
 from habitue.money import points_for_amount, round_points
 from habitue.rules.compile import STAGE_MULTIPLIER, CompiledRule, RuleSet
-from habitue.rules.context import build_roots, line_values, lines_values, local_time
+from habitue.rules.context import (
+    build_roots,
+    line_values,
+    lines_values,
+    local_time,
+    now_values,
+)
 from habitue.rules.expressions import Expression
 from habitue.rules.types import (
     TAX_EXCLUDED,
@@ -100,11 +107,23 @@ def lines_paid_minor(
     return _eligible_share(event, sum(ln.amount_minor for ln in lines))
 
 
+class _Unreadable(Exception):
+    """The event or member snapshot could not be turned into CEL variables: `decide` raises
+    the original error, as when the variables were built before any rule ran."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
 class _Run:
-    """The state of one `decide` call."""
+    """The state of one `decide` call. The CEL variables (`roots`) are built on first use:
+    rules whose conditions are plain comparisons (`Expression.simple`) and line conditions
+    over the line's own fields never need them."""
 
     __slots__ = (
-        "event", "member", "program", "base", "roots", "errors", "capped", "draws", "lines"
+        "event", "member", "program", "base", "local", "include", "built", "errors",
+        "capped", "draws", "lines",
     )  # fmt: skip
 
     def __init__(
@@ -113,17 +132,74 @@ class _Run:
         member: MemberSnapshot,
         program: ProgramSnapshot,
         base: int,
-        roots: dict[str, Any],
+        local: datetime,
+        include: Collection[str],
     ) -> None:
         self.event = event
         self.member = member
         self.program = program
         self.base = base
-        self.roots = roots
+        self.local = local
+        self.include = include
+        self.built: dict[str, Any] | None = None
         self.errors: list[RuleError] = []
         self.capped: list[Capped] = []
         self.draws: list[RandomDraw] = []
         self.lines: list[dict[str, Any]] | None = None
+
+    @property
+    def roots(self) -> dict[str, Any]:
+        """The CEL root variables of the event (`build_roots`), built once."""
+        roots = self.built
+        if roots is None:
+            try:
+                roots = self.built = build_roots(
+                    self.event,
+                    self.member,
+                    self.program,
+                    self.local,
+                    self.base,
+                    with_lines=False,
+                    include=self.include,
+                )
+            except Exception as exc:
+                raise _Unreadable(exc) from exc
+        return roots
+
+    def forget_line(self) -> None:
+        """Drop the `line` variable a failed line condition may have left."""
+        if self.built is not None:
+            self.built.pop("line", None)
+
+    def scalar(self, root: str, name: str) -> Any:
+        """One field of the CEL variables, as `build_roots` gives it, without building them
+        (the fields of `expressions.SIMPLE_INT_FIELDS` and `SIMPLE_STR_FIELDS`)."""
+        if root == "event":
+            event = self.event
+            if name == "total_minor":
+                return event.total_minor
+            if name == "discount_minor":
+                return event.discount_minor
+            if name == "base_points":
+                return self.base
+            if name == "line_count":
+                return len(event.lines)
+            if name == "type":
+                return event.type
+            return event.external_id
+        if root == "member":
+            member = self.member
+            if name == "tenure_days":
+                try:
+                    return max((self.event.occurred_at - member.enrolled_at).days, 0)
+                except Exception as exc:
+                    raise _Unreadable(exc) from exc
+            if name == "tier":
+                return member.tier or ""
+            if name == "status":
+                return member.status
+            return member.id
+        return now_values(self.local)[name]
 
     def line_dicts(self) -> list[dict[str, Any]]:
         """The `line` values of the basket, built on first use."""
@@ -133,9 +209,15 @@ class _Run:
 
     def evaluate(self, expr: Expression) -> bool:
         """Evaluate an event-level condition to a bool."""
-        if expr.reads_lines and "lines" not in self.roots["event"]:
-            self.roots["event"]["lines"] = self.line_dicts()
-        result = expr.evaluate_fast(self.roots)
+        simple = expr.simple
+        if simple is not None:
+            holds = simple.holds(self.scalar(simple.root, simple.field))
+            if holds is not None:
+                return holds
+        roots = self.roots
+        if expr.reads_lines and "lines" not in roots["event"]:
+            roots["event"]["lines"] = self.line_dicts()
+        result = expr.evaluate_fast(roots)
         if type(result) is not bool:
             raise TypeError(f"condition returned {type(result).__name__}, not bool")
         return result
@@ -145,12 +227,8 @@ class _Run:
         expr = rule.line_condition
         if expr is None:
             return None
-        roots = self.roots
-        if expr.reads_lines and "lines" not in roots["event"]:
-            roots["event"]["lines"] = self.line_dicts()
-        out: list[LineInput] = []
         key_of = expr.line_key
-        if key_of is not None:
+        if key_of is not None:  # reads the line's own fields only: memoised per line shape
             exponent = self.program.currency_exponent
             memo = expr.line_memos.get(exponent)
             if memo is None:
@@ -162,8 +240,8 @@ class _Run:
                 scale = float(10**exponent)
                 for i, result in enumerate(results):
                     if result is None:
-                        roots["line"] = line_values(lines[i], scale)
-                        result = expr.evaluate(roots, memoise=False)
+                        line_roots = {"line": line_values(lines[i], scale)}
+                        result = expr.evaluate(line_roots, memoise=False)
                         if type(result) is not bool:
                             raise TypeError(
                                 f"line_condition returned {type(result).__name__}, not bool"
@@ -171,15 +249,18 @@ class _Run:
                         if len(memo) >= 8192:
                             memo.clear()
                         memo[keys[i]] = results[i] = result
-            out = [line for line, result in zip(lines, results, strict=True) if result]
-        else:
-            for line, values in zip(self.event.lines, self.line_dicts(), strict=True):
-                roots["line"] = values
-                result = expr.evaluate(roots)
-                if type(result) is not bool:
-                    raise TypeError(f"line_condition returned {type(result).__name__}, not bool")
-                if result:
-                    out.append(line)
+            return list(compress(lines, results))
+        roots = self.roots
+        if expr.reads_lines and "lines" not in roots["event"]:
+            roots["event"]["lines"] = self.line_dicts()
+        out: list[LineInput] = []
+        for line, values in zip(self.event.lines, self.line_dicts(), strict=True):
+            roots["line"] = values
+            result = expr.evaluate(roots)
+            if type(result) is not bool:
+                raise TypeError(f"line_condition returned {type(result).__name__}, not bool")
+            if result:
+                out.append(line)
         roots.pop("line", None)
         return out
 
@@ -258,10 +339,13 @@ class _Run:
             )
             if not won:
                 return None
-        tally = usage.rules.get(rule.code, _NO_TALLY) if usage is not None else _NO_TALLY
+        limited = bool(spec.caps) or spec.budget is not None
+        tally = _NO_TALLY
+        if limited and usage is not None:
+            tally = usage.rules.get(rule.code, _NO_TALLY)
         kind = spec.effect.kind
         if kind in ("benefit", "coupon"):
-            if not self.clip(rule, 1, tally):
+            if limited and not self.clip(rule, 1, tally):
                 return None
             if kind == "benefit":
                 return GrantBenefit(
@@ -272,7 +356,7 @@ class _Run:
         requested = self.amount(rule, lines)
         if requested <= 0:
             return None
-        granted = self.clip(rule, requested, tally)
+        granted = self.clip(rule, requested, tally) if limited else requested
         if granted <= 0:
             return None
         if kind == "tier_credits":
@@ -311,21 +395,7 @@ def decide(
     if not candidates:
         return Decision(effects=tuple(base_effects))
     local = local_time(event.occurred_at, program.timezone)
-    run = _Run(
-        event,
-        member,
-        program,
-        base,
-        build_roots(
-            event,
-            member,
-            program,
-            local,
-            base,
-            with_lines=False,
-            include=rule_set.reads.get(event.type, ()),
-        ),
-    )
+    run = _Run(event, member, program, base, local, rule_set.reads.get(event.type, ()))
     multipliers: list[Effect] = []
     bonuses: list[Effect] = []
     stop_below: int | None = None
@@ -334,20 +404,23 @@ def decide(
         spec = rule.spec
         if stop_below is not None and rule.priority < stop_below:
             break
-        if (spec.valid_from is not None and at < spec.valid_from) or (
-            spec.valid_to is not None and at >= spec.valid_to
-        ):
-            continue
-        if spec.schedule is not None and not in_schedule(rule, local):
-            continue
-        if rule.tiers and (member.tier is None or member.tier not in rule.tiers):
-            continue
-        if rule.segments and rule.segments.isdisjoint(member.segments):
-            continue
+        if rule.gated:
+            if (spec.valid_from is not None and at < spec.valid_from) or (
+                spec.valid_to is not None and at >= spec.valid_to
+            ):
+                continue
+            if spec.schedule is not None and not in_schedule(rule, local):
+                continue
+            if rule.tiers and (member.tier is None or member.tier not in rule.tiers):
+                continue
+            if rule.segments and rule.segments.isdisjoint(member.segments):
+                continue
         try:
             effect = run.apply(rule, usage)
+        except _Unreadable as exc:
+            raise exc.error from None
         except Exception as exc:  # a failing rule never fails the event
-            run.roots.pop("line", None)
+            run.forget_line()
             run.errors.append(RuleError(rule.code, f"{type(exc).__name__}: {exc}", rule.version))
             continue
         if effect is None:

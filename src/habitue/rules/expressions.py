@@ -244,6 +244,67 @@ def _first_position(source: str, name: str) -> tuple[int, int] | None:
 
 _MISSING: Any = object()
 _SCALARS = (str, int, float, bool, type(None))
+
+_COMPARE = re.compile(
+    r"""^\s*(event|member|now)\.([a-z_]+)\s*(==|!=|>=|<=|>|<)\s*"""
+    r"""(-?(?:0|[1-9][0-9]{0,17})|"[A-Za-z0-9 _.:-]*"|'[A-Za-z0-9 _.:-]*')\s*$"""
+)
+"""`root.field op literal`: an int field against an int literal (any comparison) or a string
+field against a plain string literal (equality only), the shape of most rule conditions."""
+SIMPLE_INT_FIELDS: frozenset[tuple[str, str]] = frozenset(
+    {("event", "total_minor"), ("event", "discount_minor"), ("event", "base_points"),
+     ("event", "line_count"), ("member", "tenure_days"), ("now", "weekday"), ("now", "hour"),
+     ("now", "minute"), ("now", "day"), ("now", "month"), ("now", "year")}
+)  # fmt: skip
+SIMPLE_STR_FIELDS: frozenset[tuple[str, str]] = frozenset(
+    {("event", "type"), ("event", "external_id"), ("member", "id"), ("member", "tier"),
+     ("member", "status"), ("now", "weekday_name"), ("now", "time"), ("now", "date")}
+)  # fmt: skip
+INT64 = 1 << 63
+
+
+@dataclass(frozen=True, slots=True)
+class Comparison:
+    """A condition CEL need not run: `root.field op literal` (see `_COMPARE`). `holds` gives
+    what CEL gives for a value of the field's type (`None` for an int outside CEL's 64 bits,
+    which the caller leaves to CEL)."""
+
+    root: str
+    field: str
+    op: str
+    literal: int | str
+
+    def holds(self, value: Any) -> bool | None:
+        """The comparison's result for the field's value."""
+        if type(value) is int and not -INT64 <= value < INT64:
+            return None
+        op, literal = self.op, self.literal
+        if op == "==":
+            return bool(value == literal)
+        if op == "!=":
+            return bool(value != literal)
+        if op == ">=":
+            return bool(value >= literal)
+        if op == "<=":
+            return bool(value <= literal)
+        if op == ">":
+            return bool(value > literal)
+        return bool(value < literal)
+
+
+def comparison(source: str) -> Comparison | None:
+    """The `Comparison` a condition is, or None when it is anything else."""
+    m = _COMPARE.match(source)
+    if m is None:
+        return None
+    root, name, op, text = m.groups()
+    if text[0] in "\"'":
+        if (root, name) not in SIMPLE_STR_FIELDS or op not in ("==", "!="):
+            return None
+        return Comparison(root, name, op, text[1:-1])
+    if (root, name) not in SIMPLE_INT_FIELDS:
+        return None
+    return Comparison(root, name, op, int(text))
 _MEMO_LIMIT = 8192
 
 
@@ -371,6 +432,9 @@ class Expression:
     fast_key: Callable[[Mapping[str, Any]], Any] | None = None
     """The memo key straight from the roots, when every path is a field of fixed type."""
     fast_memo: dict[Any, Any] = field(default_factory=dict)
+    simple: Comparison | None = None
+    """Set when the expression is a plain comparison of one field with a literal: `decide`
+    then compares the field's value in Python, without building the CEL variables."""
 
     @classmethod
     def build(cls, source: str, program: Any) -> Expression:
@@ -393,6 +457,7 @@ class Expression:
             attrs = sorted({_LINE_ATTRS[p[1]] for p in paths})
             expr.line_key = attrgetter(*attrs)
         expr.fast_key = _fast_key(expr.paths)
+        expr.simple = comparison(source)
         return expr
 
     def evaluate_fast(self, roots: Mapping[str, Any]) -> Any:
