@@ -245,3 +245,18 @@ def test_numbers_out_of_bounds_are_refused_in_attributes(value: Any) -> None:
     EventCreate.model_validate({**base, "attributes": {"n": [1, 2**62]}})
     with pytest.raises(ValidationError):
         EventCreate.model_validate({**base, "attributes": {"n": [1, {"m": value}]}})
+
+
+def test_an_endpoint_given_another_dependency_stops_the_app_at_start() -> None:
+    """The lean route calls the endpoint itself: a parameter it does not resolve is refused
+    when the app is built, never at a request."""
+    from habitue.events import api as events_api
+
+    route = lean._route(events_api.router, events_api.record_event)
+
+    async def run(call: lean.Call) -> Any:
+        return None
+
+    lean.Lean(route, run, ("program", "body", "db", "pipeline", "principal"))
+    with pytest.raises(TypeError, match="takes"):
+        lean.Lean(route, run, ("program", "body", "db", "principal"))

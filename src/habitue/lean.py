@@ -64,16 +64,22 @@ class Lean:
     path, the body's model, the scope the caller needs (and whether a partner key may use
     it) and the answer's serialisation are read off the FastAPI route."""
 
-    def __init__(self, route: APIRoute, run: Callable[[Call], Awaitable[Any]]) -> None:
+    def __init__(
+        self, route: APIRoute, run: Callable[[Call], Awaitable[Any]], takes: tuple[str, ...]
+    ) -> None:
         self.route = route
         self.run = run
         self.tail = route.path.removeprefix(PREFIX)
+        parameters = inspect.signature(route.endpoint).parameters
+        if tuple(parameters) != takes:
+            # An endpoint given another dependency: `run` must resolve it too.
+            raise TypeError(f"{route.path}'s endpoint takes {tuple(parameters)}, not {takes}")
         body = route.body_field
         model = body.field_info.annotation if body is not None else None
         if not (isinstance(model, type) and issubclass(model, BaseModel)):
             raise TypeError(f"{route.path} takes no model as its body")
         self.model: type[BaseModel] = model
-        principal = inspect.signature(route.endpoint).parameters["principal"].default
+        principal = parameters["principal"].default
         require = getattr(principal, "dependency", None)
         if not isinstance(require, deps.Require):
             raise TypeError(f"{route.path}'s caller is not a `deps.scoped` dependency")
@@ -235,9 +241,21 @@ def install(app: FastAPI) -> None:
         )
 
     routes = [
-        Lean(_route(events_api.router, events_api.record_event), record_event),
-        Lean(_route(promotions_api.router, promotions_api.price_basket), price_basket),
-        Lean(_route(promotions_api.router, promotions_api.confirm_basket), confirm_basket),
+        Lean(
+            _route(events_api.router, events_api.record_event),
+            record_event,
+            ("program", "body", "db", "pipeline", "principal"),
+        ),
+        Lean(
+            _route(promotions_api.router, promotions_api.price_basket),
+            price_basket,
+            ("request", "program", "body", "session", "pipeline", "principal"),
+        ),
+        Lean(
+            _route(promotions_api.router, promotions_api.confirm_basket),
+            confirm_basket,
+            ("request", "program", "body", "db", "pipeline", "principal"),
+        ),
     ]
     app.router.routes.insert(0, LeanRoutes(app, routes))
 
