@@ -11,9 +11,9 @@ With --rules the program gets 50 active rules (the rules benchmark's set) first.
 With --shapes it drives, one after the other, the request shapes tills send (see SHAPES): the
 member named by `id`, `external_id` or `card_number`; `occurred_at` from the till (a month
 back) or absent; with or without basket lines; an `Idempotency-Key` header; 1,000 and
-`--big` members (enrolled by the import). Each shape gets its own figure and ratio against
-pgbench measured before and after the shapes (their mean); the slowest shape is the figure that
-counts. `habitue ledger verify` runs at the end of each database.
+`--big` members (enrolled by the import; `--big 0`: 1,000 only). Each shape gets its own
+figure and ratio against pgbench measured before and after the shapes (their mean); the
+slowest shape is the figure that counts. `habitue ledger verify` runs at the end of each database.
 """
 
 from __future__ import annotations
@@ -161,7 +161,7 @@ def shapes(args: argparse.Namespace) -> None:
     before = pgbench_tps(clients=args.connections, seconds=args.seconds)
     results: list[tuple[str, int, dict[str, float]]] = []
     verified: list[bool] = []
-    for count in (1000, args.big):
+    for count in (1000, args.big) if args.big else (1000,):  # --big 0: no large program
         admin = secrets.token_hex(16)
         with scratch_pg("bench_shapes") as url:
             upgrade(url)

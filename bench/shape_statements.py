@@ -1,19 +1,25 @@
 """bench/shape_statements: statements per purchase, per request shape, when 32 arrive at once.
 
-    PYTHONPATH=$PWD/src .venv/bin/python bench/shape_statements.py
+    PYTHONPATH=$PWD/src .venv/bin/python bench/shape_statements.py [--rounds 5] [--profile SHAPE]
 
 The deterministic companion of `bench/earn.py --shapes`: the group committer reads the members
 of a batch in one query and sends their writes in one round trip; a shape that does not get
 that path (a member named by external id or card, the till's time, no lines, an
 Idempotency-Key) shows here as more statements per purchase, whatever the machine's load.
-Counted with SQLAlchemy's `before_cursor_execute` (a pipelined executemany counts once) on a
+This process's CPU per purchase (`time.process_time`: the app's Python work and httpx's,
+not PostgreSQL's) is printed next to it; `--profile "by id, no time, 1 line"` cProfiles one
+shape. Counted with SQLAlchemy's `before_cursor_execute` (a pipelined executemany counts once) on a
 scratch PostgreSQL database: 5 rounds of 32 concurrent purchases per shape, by 32 members
 whose counters exist already.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import cProfile
+import io
+import pstats
 import sys
 import time
 from dataclasses import dataclass
@@ -61,12 +67,13 @@ SHAPES = [
 ]
 
 
-async def run(url: str) -> None:
+async def run(url: str, profile: str | None = None, rounds: int = ROUNDS) -> None:
     settings = Settings(env="test", database_url=url, admin_key="k", scheduler=False, worker=False)
     db = Database(url)
     app = create_app(settings, db=db)
     seen: list[str] = []
     sent = 0
+    prof: cProfile.Profile | None = None
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         h = {"Authorization": "Bearer k"}
@@ -103,28 +110,45 @@ async def run(url: str) -> None:
                 seen.append(statement.split(None, 1)[0].upper())
 
             engine = db.write_engine.sync_engine
-            n = ROUNDS * AT_ONCE
+            n = rounds * AT_ONCE
             for shape in SHAPES:
                 await asyncio.gather(*(buy(shape, m) for m in members))  # warm up
                 seen.clear()
                 event.listen(engine, "before_cursor_execute", count)
-                start = time.perf_counter()
-                for _ in range(ROUNDS):
+                start, cpu = time.perf_counter(), time.process_time()
+                if profile is not None and shape.label() == profile:
+                    prof = cProfile.Profile()
+                    prof.enable()
+                for _ in range(rounds):
                     await asyncio.gather(*(buy(shape, m) for m in members))
-                took = time.perf_counter() - start
+                if prof is not None:
+                    prof.disable()
+                took, cpu = time.perf_counter() - start, time.process_time() - cpu
                 event.remove(engine, "before_cursor_execute", count)
                 kinds = {k: round(seen.count(k) / n, 2) for k in sorted(set(seen))}
                 print(
                     f"{shape.label():50} {len(seen) / n:5.2f} statements/purchase {kinds}"
-                    f"  ({1000 * took / n:.1f} ms/purchase in-process)"
+                    f"  ({1000 * took / n:.1f} ms/purchase in-process,"
+                    f" CPU {1000 * cpu / n:.2f} ms)"
                 )
+                if prof is not None:
+                    out = io.StringIO()
+                    stats = pstats.Stats(prof, stream=out)
+                    stats.sort_stats("tottime").print_stats(35)
+                    stats.sort_stats("cumulative").print_stats("habitue|starlette|fastapi", 40)
+                    print(out.getvalue())
+                    prof = None
     await db.dispose()
 
 
 def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--profile", metavar="SHAPE", help="cProfile the shape of this label")
+    ap.add_argument("--rounds", type=int, default=ROUNDS, help="rounds of 32 per shape")
+    args = ap.parse_args()
     with scratch_pg("bench_shapes") as url:
         upgrade(url)
-        asyncio.run(run(url))
+        asyncio.run(run(url, args.profile, args.rounds))
 
 
 if __name__ == "__main__":

@@ -199,7 +199,10 @@ def create_app(
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     openapi.install(app)
+    from habitue import lean
     from habitue.privacy import docs
+
+    lean.install(app)  # the tills' hot routes, matched first (habitue.lean)
     from habitue.privacy.audit_http import AuditTrail
 
     docs.install(app)

@@ -13,6 +13,7 @@ import json
 import math
 import re
 from collections.abc import Mapping
+from datetime import date, datetime, time
 from decimal import Decimal
 from typing import Annotated, Any
 from urllib.parse import parse_qsl
@@ -76,7 +77,35 @@ def check_text(value: str) -> str:
     return value
 
 
+_OPAQUE: frozenset[type] = frozenset({type(None), bool, Decimal, datetime, date, time})
+"""Exact types a field may hold that carry no text and no unbounded number."""
+
+
 def _check_nested(value: Any) -> None:
+    # The usual values by their exact type first (one dict lookup, no ABC check): this runs
+    # for every field of every request body, 20 times for a purchase with 3 lines.
+    kind = type(value)
+    if kind is str:
+        if _FORBIDDEN.search(value) is not None:
+            check_text(value)
+        return
+    if kind in _OPAQUE:
+        return
+    if kind is int:
+        if abs(value) > MAX_ID:
+            raise ValueError("must be a 64-bit integer")
+        return
+    if kind is dict:
+        for k, v in value.items():
+            _check_nested(k)
+            _check_nested(v)
+        return
+    if kind is list:
+        for v in value:
+            _check_nested(v)
+        return
+    if isinstance(value, BaseModel):
+        return  # it validated its own fields
     if isinstance(value, str):
         check_text(value)
     elif isinstance(value, float) and not math.isfinite(value):
@@ -102,8 +131,7 @@ class StrictModel(BaseModel):
     @classmethod
     def _safe_text(cls, value: Any) -> Any:
         # Nested models validate their own fields; only plain containers are walked here.
-        if not isinstance(value, BaseModel):
-            _check_nested(value)
+        _check_nested(value)
         return value
 
 

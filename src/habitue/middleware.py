@@ -61,10 +61,9 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        too_large = PayloadTooLarge(f"body over {self.max_bytes} bytes")
         for name, value in scope["headers"]:
             if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
-                await send_problem(send, too_large)
+                await send_problem(send, self._too_large())
                 return
         chunks: list[bytes] = []
         seen = 0
@@ -77,13 +76,16 @@ class BodyLimit:
             chunk: bytes = message.get("body", b"")
             seen += len(chunk)
             if seen > self.max_bytes:
-                await send_problem(send, too_large)
+                await send_problem(send, self._too_large())
                 return
             chunks.append(chunk)
             if not message.get("more_body"):
                 break
         body = {"type": "http.request", "body": b"".join(chunks), "more_body": False}
         await self.app(scope, _then(body, receive), send)
+
+    def _too_large(self) -> PayloadTooLarge:
+        return PayloadTooLarge(f"body over {self.max_bytes} bytes")
 
 
 def _then(first: Message, receive: Receive) -> Receive:

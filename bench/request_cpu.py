@@ -1,0 +1,205 @@
+"""bench/request_cpu: the server's CPU per request, per route and shape, in-process, no client.
+
+    PYTHONPATH=$PWD/src .venv/bin/python bench/request_cpu.py [--rounds 20] [--profile SHAPE]
+
+The app is called as an ASGI server calls it (a scope, a `receive` that hands over the body,
+a `send` that keeps the answer), so the figure is this process's CPU (`time.process_time`) for
+the server's side alone: no HTTP client in the process, no network; PostgreSQL's CPU is
+another process's and not counted. On a scratch PostgreSQL database, with a scoped till key
+(`events:write`) as bench/earn and bench/price use, each shape sends `--rounds` rounds of 32
+concurrent requests after four rounds of warm-up:
+
+- `POST /events`, a purchase with one line, the member named by `id`, by `external_id`, and by
+  `id` with an `Idempotency-Key` (bench/earn --shapes' shapes);
+- `POST /baskets/price` and `/baskets/confirm`, bench/price's baskets (5 lines, 2 codes, 10
+  promotions).
+
+Prints the mean, the median and the least CPU per request of a round: on a loaded machine
+(other processes taking turns on the cores) the mean wanders by tens of per cent between runs
+of one build, the median and the least much less; compare two trees alternately. `--profile SHAPE`
+(`id`, `external_id`, `idempotency`, `price`, `confirm`) prints cProfile's top functions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import io
+import pstats
+import random
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import scratch_pg  # noqa: E402
+from price import PROMOTIONS  # noqa: E402
+from price_statements import basket  # noqa: E402
+
+from habitue.api import create_app  # noqa: E402
+from habitue.db import Database  # noqa: E402
+from habitue.migrate import upgrade  # noqa: E402
+from habitue.settings import Settings  # noqa: E402
+
+AT_ONCE = 32
+
+
+class Client:
+    """Calls the ASGI app directly, as a server would."""
+
+    def __init__(self, app: Any, key: str) -> None:
+        self.app = app
+        self.key = key
+
+    async def post(
+        self, path: str, body: Any, headers: dict[str, str] | None = None
+    ) -> tuple[int, Any]:
+        raw = orjson.dumps(body)
+        head = [
+            (b"host", b"t"),
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(raw)).encode()),
+            (b"authorization", f"Bearer {self.key}".encode()),
+            *((k.lower().encode(), v.encode()) for k, v in (headers or {}).items()),
+        ]
+        scope = {
+            "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+            "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": b"",
+            "root_path": "", "headers": head, "client": ("127.0.0.1", 1234),
+            "server": ("t", 80), "state": {},
+        }  # fmt: skip
+        sent = False
+
+        async def receive() -> dict[str, Any]:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": raw, "more_body": False}
+            await asyncio.sleep(3600)
+            return {"type": "http.disconnect"}
+
+        status = 0
+        chunks: list[bytes] = []
+
+        async def send(message: dict[str, Any]) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            elif message["type"] == "http.response.body":
+                chunks.append(message.get("body", b""))
+
+        await self.app(scope, receive, send)
+        payload = b"".join(chunks)
+        return status, orjson.loads(payload) if payload else None
+
+
+async def run(url: str, rounds: int, profile: str | None) -> None:
+    settings = Settings(env="test", database_url=url, admin_key="k", scheduler=False, worker=False)
+    db = Database(url)
+    app = create_app(settings, db=db)
+    async with app.router.lifespan_context(app):
+        admin = Client(app, "k")
+        program = {"code": "rc", "name": "B", "currency": "EUR", "timezone": "Europe/Paris"}
+        status, answer = await admin.post("/v1/programs", program)
+        assert status == 201, answer
+        for promotion in PROMOTIONS:
+            status, answer = await admin.post("/v1/programs/rc/promotions", promotion)
+            assert status == 201, answer
+        members = []
+        for i in range(AT_ONCE):
+            status, answer = await admin.post("/v1/programs/rc/members", {"external_id": f"x{i}"})
+            assert status == 201, answer
+            members.append(answer)
+        status, answer = await admin.post(
+            "/v1/programs/rc/api-keys", {"name": "till", "scopes": ["events:write"]}
+        )
+        assert status == 201, answer
+        till = Client(app, answer["key"])
+        rng = random.Random(21)
+        sent = 0
+
+        def purchase(by: str, idempotency: bool) -> Callable[[dict[str, Any]], Any]:
+            async def one(member: dict[str, Any]) -> None:
+                nonlocal sent
+                sent += 1
+                body = {
+                    "type": "purchase", "member": {by: member[by]}, "external_id": f"e{sent}",
+                    "total": "12.50",
+                    "lines": [{"sku": "C1", "category": "coffee", "quantity": 1,
+                               "unit_price": "12.50"}],
+                }  # fmt: skip
+                headers = {"Idempotency-Key": f"k{sent}"} if idempotency else None
+                status, answer = await till.post("/v1/programs/rc/events", body, headers)
+                assert status == 201, answer
+
+            return one
+
+        def at_till(mode: str) -> Callable[[dict[str, Any]], Any]:
+            async def one(member: dict[str, Any]) -> None:
+                nonlocal sent
+                sent += 1
+                body = basket(rng, member["id"])
+                if mode == "confirm":
+                    body["external_id"] = f"b{sent}"
+                status, answer = await till.post(f"/v1/programs/rc/baskets/{mode}", body)
+                assert status == 200, answer
+
+            return one
+
+        shapes = {
+            "id": purchase("id", False),
+            "external_id": purchase("external_id", False),
+            "idempotency": purchase("id", True),
+            "price": at_till("price"),
+            "confirm": at_till("confirm"),
+        }
+        for name, one in shapes.items():
+            for _ in range(4):  # warm up
+                await asyncio.gather(*(one(m) for m in members))
+            prof = cProfile.Profile() if profile == name else None
+            per_round = []
+            wall = time.perf_counter()
+            if prof is not None:
+                prof.enable()
+            for _ in range(rounds):
+                cpu = time.process_time()
+                await asyncio.gather(*(one(m) for m in members))
+                per_round.append((time.process_time() - cpu) / AT_ONCE)
+            if prof is not None:
+                prof.disable()
+            wall = time.perf_counter() - wall
+            n = rounds * AT_ONCE
+            print(
+                f"{name:<12} CPU ms/request: mean {1000 * sum(per_round) / rounds:6.3f}"
+                f"  median {1000 * statistics.median(per_round):6.3f}"
+                f"  min {1000 * min(per_round):6.3f}"
+                f"  (wall {1000 * wall / n:.2f} ms, {n} requests, {AT_ONCE} at once)"
+            )
+            if prof is not None:
+                out = io.StringIO()
+                stats = pstats.Stats(prof, stream=out)
+                stats.sort_stats("tottime").print_stats(45)
+                stats.sort_stats("cumulative").print_stats(60)
+                print(out.getvalue())
+    await db.dispose()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rounds", type=int, default=20)
+    ap.add_argument("--profile", metavar="SHAPE")
+    args = ap.parse_args()
+    with scratch_pg("bench_request_cpu") as url:
+        upgrade(url)
+        asyncio.run(run(url, args.rounds, args.profile))
+
+
+if __name__ == "__main__":
+    main()
