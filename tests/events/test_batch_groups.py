@@ -73,6 +73,10 @@ def _events(members: list[dict[str, Any]]) -> list[Any]:
     ]
 
 
+_IDS = ("member_id", "purchase")
+"""Details that name a member or an event: they differ between two programs."""
+
+
 def _same(body: dict[str, Any]) -> dict[str, Any]:
     """What two programs' answers share: everything but ids."""
     if "points" not in body:
@@ -83,7 +87,7 @@ def _same(body: dict[str, Any]) -> dict[str, Any]:
         "total": body["total"], "pending": body["pending"],
         "effects": [
             (e["kind"], e["rule"], e["points"],
-             {k: v for k, v in (e.get("detail") or {}).items() if k not in ("member_id", "purchase")})
+             {k: v for k, v in (e.get("detail") or {}).items() if k not in _IDS})
             for e in body["effects"]
         ],
     }  # fmt: skip
