@@ -44,14 +44,19 @@ database of the run; the others are the same on both databases."""
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """On `--db postgres`, run only the tests that touch the database: the others (pure
     functions, the CLI's parsing, the outage of a server of their own…) already ran, identically,
-    in the SQLite run of `make test`. `HABITUE_TEST_ALL=1` keeps them."""
+    in the SQLite run of `make test`. The pages driven in Chromium (`browser` fixture) run on
+    SQLite only too: the queries behind those pages run on PostgreSQL in the console's and the
+    portal's HTTP tests, and what Chromium checks (the page's behaviour, its accessibility) does
+    not depend on the database. `HABITUE_TEST_ALL=1` keeps them all."""
     if config.getoption("--db") != "postgres" or os.environ.get("HABITUE_TEST_ALL"):
         return
     keep: list[pytest.Item] = []
     dropped: list[pytest.Item] = []
     for item in items:
         names = set(getattr(item, "fixturenames", ()))
-        if names & DATABASE_FIXTURES or item.get_closest_marker("postgres"):
+        if "browser" in names:
+            dropped.append(item)
+        elif names & DATABASE_FIXTURES or item.get_closest_marker("postgres"):
             keep.append(item)
         else:
             dropped.append(item)
