@@ -69,7 +69,7 @@ _m = table_of(Member)
 
 
 class _Context:
-    """What a batch's preparation reads once: programs, endpoints, events."""
+    """What a batch's preparation reads once: programs, endpoints, events, members."""
 
     def __init__(self, session: AsyncSession, settings: Settings, channels: Channels) -> None:
         self.session = session
@@ -78,8 +78,22 @@ class _Context:
         self.programs: dict[int, tuple[ProgramInfo, dict[str, Any]]] = {}
         self.endpoints: dict[int, Any] = {}
         self.events: dict[int, Any] = {}
+        self.members: dict[tuple[int, str], Any] = {}
 
     async def load(self, deliveries: Sequence[Any]) -> None:
+        # The messages' members in one query: read one by one, they were most of the worker's
+        # time once an import had enrolled 100,000 members (one welcome each; docs/benchmarks.md)
+        member_ids = {
+            d.member_id for d in deliveries if d.channel != "webhook" and d.member_id is not None
+        }
+        if member_ids:
+            rows = await self.session.execute(
+                select(
+                    _m.c.program_id, _m.c.public_id, _m.c.email, _m.c.phone, _m.c.consents,
+                    _m.c.locale, _m.c.status,
+                ).where(_m.c.public_id.in_(sorted(member_ids)))
+            )  # fmt: skip
+            self.members = {(r.program_id, r.public_id): r for r in rows}
         endpoint_ids = {d.endpoint_id for d in deliveries if d.endpoint_id is not None}
         if endpoint_ids:
             rows = await self.session.execute(select(_e).where(_e.c.id.in_(endpoint_ids)))
@@ -172,13 +186,7 @@ async def _templates_for(
 async def _prepare_message(ctx: _Context, d: Any) -> Outgoing | Outcome:
     settings = ctx.settings
     program, program_settings = await ctx.program(d.program_id)
-    member = (
-        await ctx.session.execute(
-            select(_m.c.email, _m.c.phone, _m.c.consents, _m.c.locale, _m.c.status).where(
-                _m.c.program_id == d.program_id, _m.c.public_id == d.member_id
-            )
-        )
-    ).first()
+    member = ctx.members.get((d.program_id, d.member_id))
     if member is None or member.status != "active":
         return _skip(d, "no-member")
     channel = d.channel
