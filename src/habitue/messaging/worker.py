@@ -43,7 +43,7 @@ from habitue.messaging import (
     webhooks,
 )
 from habitue.messaging.channels import Channels, DeliveryError, Outgoing
-from habitue.messaging.claims import Outcome, claim, record, retry_values
+from habitue.messaging.claims import Outcome, claim, record, refresh_statistics, retry_values
 from habitue.messaging.errors import InvalidTemplate
 from habitue.messaging.models import Delivery, MessageTemplate, OutboxEvent, WebhookEndpoint
 from habitue.messaging.planning import PLAN_LIMIT, SIGN_IN_LINK, built_in_channels, plan
@@ -57,6 +57,10 @@ log = structlog.get_logger()
 
 SEND_CONCURRENCY = 64
 """Sends in flight at once per worker (as many as the webhook pool's connections per host)."""
+
+ANALYZE_EVERY_SECONDS = 60.0
+"""While a backlog lasts, the worker refreshes the deliveries' statistics at most this often
+(autovacuum's default nap: a burst of deliveries is planned for before it looks)."""
 
 _d = table_of(Delivery)
 _o = table_of(OutboxEvent)
@@ -378,6 +382,7 @@ async def run(db: Database, settings: Settings, stop: asyncio.Event | None = Non
     # The timed scan runs beside the delivery loop: a long scan (many programs) never holds
     # back the deliveries of events already in the outbox.
     scanner = asyncio.create_task(_scan_loop(db, settings, stop))
+    analysed = -ANALYZE_EVERY_SECONDS
     try:
         while not stop.is_set():
             try:
@@ -388,6 +393,9 @@ async def run(db: Database, settings: Settings, stop: asyncio.Event | None = Non
                 # takes what came in the meantime in one go instead of a few rows at a time
                 # (the cost of a step is mostly fixed). The wait bounds the delivery lag.
                 backlog = planned >= PLAN_LIMIT or delivered >= settings.worker_batch
+                if backlog and time.monotonic() - analysed >= ANALYZE_EVERY_SECONDS:
+                    analysed = time.monotonic()
+                    await db.write(refresh_statistics)
             except Exception:  # the database is away, a bug: try again, less and less often
                 failures += 1
                 if failures == 1 or failures % 20 == 0:
