@@ -37,8 +37,8 @@ MAX_DELAY_SECONDS = 3600.0
 
 
 async def claim(session: AsyncSession, *, limit: int, lease_seconds: float) -> list[Row[Any]]:
-    """Claim due deliveries, the oldest pending one of each order key only; their rows, in id
-    order."""
+    """Claim due deliveries, the oldest pending one of each order key only, those due first
+    first; their rows, in id order."""
     now = clock.now()
     older = _d.alias("older")
     # `OFFSET 0` keeps the test a subquery run per candidate through `ix_deliveries_order`
@@ -64,7 +64,10 @@ async def claim(session: AsyncSession, *, limit: int, lease_seconds: float) -> l
             or_(_d.c.locked_until.is_(None), _d.c.locked_until < now),
             ~waiting,
         )
-        .order_by(_d.c.id)
+        # Due first, in `ix_deliveries_due`'s order (pending rows only): the claim reads about
+        # `limit` entries whatever the backlog. In id order it read and sorted every due row
+        # (the primary key holds the sent ones too): 0.4 s a claim with 100,000 pending.
+        .order_by(_d.c.next_attempt_at, _d.c.id)
         .limit(limit)
     )
     if dialect_name(session) == "postgresql":
@@ -79,6 +82,16 @@ async def claim(session: AsyncSession, *, limit: int, lease_seconds: float) -> l
         )
     ).all()
     return sorted(rows, key=lambda r: int(r.id))
+
+
+async def refresh_statistics(session: AsyncSession) -> None:
+    """ANALYZE `deliveries` (PostgreSQL; nothing on SQLite), so that the claim's plan follows
+    a backlog that grew faster than autovacuum looks (an import's welcome messages).
+
+    Without statistics the planner takes the pending deliveries for a handful and reads them
+    all through a bitmap scan and a sort at every claim: quadratic in the backlog."""
+    if dialect_name(session) == "postgresql":
+        await session.execute(text("ANALYZE deliveries"))
 
 
 @dataclass

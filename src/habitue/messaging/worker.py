@@ -43,7 +43,7 @@ from habitue.messaging import (
     webhooks,
 )
 from habitue.messaging.channels import Channels, DeliveryError, Outgoing
-from habitue.messaging.claims import Outcome, claim, record, retry_values
+from habitue.messaging.claims import Outcome, claim, record, refresh_statistics, retry_values
 from habitue.messaging.errors import InvalidTemplate
 from habitue.messaging.models import Delivery, MessageTemplate, OutboxEvent, WebhookEndpoint
 from habitue.messaging.planning import PLAN_LIMIT, SIGN_IN_LINK, built_in_channels, plan
@@ -58,6 +58,10 @@ log = structlog.get_logger()
 SEND_CONCURRENCY = 64
 """Sends in flight at once per worker (as many as the webhook pool's connections per host)."""
 
+ANALYZE_EVERY_SECONDS = 60.0
+"""While a backlog lasts, the worker refreshes the deliveries' statistics at most this often
+(autovacuum's default nap: a burst of deliveries is planned for before it looks)."""
+
 _d = table_of(Delivery)
 _o = table_of(OutboxEvent)
 _e = table_of(WebhookEndpoint)
@@ -69,7 +73,7 @@ _m = table_of(Member)
 
 
 class _Context:
-    """What a batch's preparation reads once: programs, endpoints, events."""
+    """What a batch's preparation reads once: programs, endpoints, events, members."""
 
     def __init__(self, session: AsyncSession, settings: Settings, channels: Channels) -> None:
         self.session = session
@@ -78,8 +82,22 @@ class _Context:
         self.programs: dict[int, tuple[ProgramInfo, dict[str, Any]]] = {}
         self.endpoints: dict[int, Any] = {}
         self.events: dict[int, Any] = {}
+        self.members: dict[tuple[int, str], Any] = {}
 
     async def load(self, deliveries: Sequence[Any]) -> None:
+        # The messages' members in one query: read one by one, they were most of the worker's
+        # time once an import had enrolled 100,000 members (one welcome each; docs/benchmarks.md)
+        member_ids = {
+            d.member_id for d in deliveries if d.channel != "webhook" and d.member_id is not None
+        }
+        if member_ids:
+            rows = await self.session.execute(
+                select(
+                    _m.c.program_id, _m.c.public_id, _m.c.email, _m.c.phone, _m.c.consents,
+                    _m.c.locale, _m.c.status,
+                ).where(_m.c.public_id.in_(sorted(member_ids)))
+            )  # fmt: skip
+            self.members = {(r.program_id, r.public_id): r for r in rows}
         endpoint_ids = {d.endpoint_id for d in deliveries if d.endpoint_id is not None}
         if endpoint_ids:
             rows = await self.session.execute(select(_e).where(_e.c.id.in_(endpoint_ids)))
@@ -172,13 +190,7 @@ async def _templates_for(
 async def _prepare_message(ctx: _Context, d: Any) -> Outgoing | Outcome:
     settings = ctx.settings
     program, program_settings = await ctx.program(d.program_id)
-    member = (
-        await ctx.session.execute(
-            select(_m.c.email, _m.c.phone, _m.c.consents, _m.c.locale, _m.c.status).where(
-                _m.c.program_id == d.program_id, _m.c.public_id == d.member_id
-            )
-        )
-    ).first()
+    member = ctx.members.get((d.program_id, d.member_id))
     if member is None or member.status != "active":
         return _skip(d, "no-member")
     channel = d.channel
@@ -370,6 +382,7 @@ async def run(db: Database, settings: Settings, stop: asyncio.Event | None = Non
     # The timed scan runs beside the delivery loop: a long scan (many programs) never holds
     # back the deliveries of events already in the outbox.
     scanner = asyncio.create_task(_scan_loop(db, settings, stop))
+    analysed = -ANALYZE_EVERY_SECONDS
     try:
         while not stop.is_set():
             try:
@@ -380,6 +393,9 @@ async def run(db: Database, settings: Settings, stop: asyncio.Event | None = Non
                 # takes what came in the meantime in one go instead of a few rows at a time
                 # (the cost of a step is mostly fixed). The wait bounds the delivery lag.
                 backlog = planned >= PLAN_LIMIT or delivered >= settings.worker_batch
+                if backlog and time.monotonic() - analysed >= ANALYZE_EVERY_SECONDS:
+                    analysed = time.monotonic()
+                    await db.write(refresh_statistics)
             except Exception:  # the database is away, a bug: try again, less and less often
                 failures += 1
                 if failures == 1 or failures % 20 == 0:
