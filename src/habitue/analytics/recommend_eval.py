@@ -653,7 +653,7 @@ def fit_served(baskets: Any, *, until: datetime | None = None, k: int = 10) -> S
     test period starting at `until` (NDCG@`k`, at most `VALIDATION_MEMBERS` members)."""
     if until is not None and until.tzinfo is None:
         raise InvalidAnalyticsInput("until must be timezone-aware")
-    lines = _Lines(baskets)
+    lines = _Lines(in_time_order(baskets))
     shape = (len(lines.members), len(lines.items))
     if until is not None:
         until_us = _micros(until)
@@ -673,6 +673,15 @@ def fit_served(baskets: Any, *, until: datetime | None = None, k: int = 10) -> S
         popularity=np.asarray(bought.sum(axis=0), dtype=np.float64).reshape(-1),
         validation=validation,
     )
+
+
+def in_time_order(baskets: Any) -> pa.Table:
+    """The lines by time, then item id: the items' numbering (which breaks ties between equal
+    scores) then depends on the history alone, not on the order a database returns it in."""
+    table = baskets if isinstance(baskets, pa.Table) else pa.table(baskets)
+    if not {"occurred_at", "item_id"} <= set(table.column_names):
+        return table  # `_Lines` says what is missing
+    return table.sort_by([("occurred_at", "ascending"), ("item_id", "ascending")])
 
 
 def served_task(history: Iterable[str], exclude: Iterable[str]) -> str:
