@@ -423,15 +423,20 @@ class _Block:
                 counts, split.model_similarity, self.fill, split.pop_scaled, history
             )
             self.prior_next[history] = (item_item, popular_next)
-            self.prior_new[history] = (item_item[self.with_new], popular_new[self.with_new])
+            self.prior_new[history] = (item_item, popular_new)
 
     def model_next(self, blend: Blend) -> sparse.csr_matrix:
         """The model's scores for the next basket: own counts plus the prior."""
         return _next_scores(self.own, *self.prior_next[blend.history], blend)
 
-    def model_new(self, blend: Blend) -> sparse.csr_matrix:
-        """The model's scores for new items (members with new items only, own items out)."""
-        return _new_scores(*self.prior_new[blend.history], self.owned, blend)
+    def model_new(self, blend: Blend, *, everyone: bool = False) -> sparse.csr_matrix:
+        """The model's scores for new items, own items out: of the members with new items in
+        the test period (those evaluated), or with `everyone` of every member of the block."""
+        item_item, popular = self.prior_new[blend.history]
+        if everyone:
+            return _new_scores(item_item, popular, self.history, blend)
+        rows = self.with_new
+        return _new_scores(item_item[rows], popular[rows], self.owned, blend)
 
 
 def _prior(
@@ -735,8 +740,9 @@ def model_top_k(
     baskets: Any, *, split_at: datetime, k: int = 10
 ) -> dict[str, dict[str, list[str]]]:
     """The evaluated model's top k of each task for every member with a history before
-    `split_at` (next basket) and those of them with new items after it (new to you), as
-    `evaluate_protocol` ranks them; for checking what is served against what is evaluated."""
+    `split_at`, as `evaluate_protocol` ranks them (it scores, of these, the members with lines
+    after `split_at`, and for new to you those with new items); for checking what is served
+    against what is evaluated."""
     lines = _Lines(baskets)
     shape = (len(lines.members), len(lines.items))
     split_us = _micros(split_at)
@@ -752,8 +758,9 @@ def model_top_k(
         for task, top, rows in (
             ("next basket", _top_k(block.model_next(validation.blends["next basket"]), k),
              block.chosen),
-            ("new to you", _top_k(block.model_new(validation.blends["new to you"]), k),
-             block.chosen[block.with_new]),
+            ("new to you",
+             _top_k(block.model_new(validation.blends["new to you"], everyone=True), k),
+             block.chosen),
         ):  # fmt: skip
             for member, row in zip(rows, top, strict=True):
                 ranked[task][lines.members[member]] = [lines.items[i] for i in row if i >= 0]
