@@ -215,11 +215,13 @@ def _top_k(scores: sparse.csr_matrix, k: int) -> IntArray:
     rows = np.repeat(np.arange(n_rows), np.diff(scores.indptr))
     if scores.nnz == 0:
         return np.full((n_rows, k), -1, dtype=np.int64)
-    # By row, then by score descending; lexsort is stable, so cells of one row with equal
-    # scores keep their (column) order. (Not one key of row + a share of the score: its
-    # rounding grows with the row number, so a member's ranking would depend on their block.)
+    # By row, then by score descending, in one stable sort of integers: row × (distinct
+    # scores) + the score's rank, so cells of one row with equal scores keep their (column)
+    # order. Exact: a float key row + a share of the score rounds more as the row number
+    # grows, and a member's ranking would depend on their place in the block.
     scores.sort_indices()
-    order = np.lexsort((-scores.data, rows))
+    distinct, rank = np.unique(-scores.data, return_inverse=True)
+    order = np.argsort(rows * np.int64(distinct.size) + rank.reshape(-1), kind="stable")
     rank = np.arange(order.size) - scores.indptr[rows[order]]
     keep = rank < k
     top = np.full((n_rows, k), -1, dtype=np.int64)
