@@ -175,6 +175,9 @@ def served_cost(title: str, table: pa.Table, rounds: int = 2) -> None:
         print(f"  round {r + 1}: item-item (default strategy) {cpu_ii:6.2f} s {mem_ii:6.0f} MiB"
               f" | blend (fit_served) {cpu_s:6.2f} s {mem_s:6.0f} MiB")  # fmt: skip
     assert served is not None
+    kept = served.validation
+    cpu_k, mem_k, _ = _step(lambda: recommend_eval.fit_served(table, validation=kept))
+    print(f"  refit with the blends kept (no validation): {cpu_k:6.2f} s {mem_k:6.0f} MiB")
     print("  blends chosen: " + "; ".join(
         f"{t}: {recommend_eval.describe(b)}" for t, b in served.blends.items()))  # fmt: skip
     histories: dict[str, list[str]] = {}

@@ -654,10 +654,17 @@ class ServedModel:
         return self.validation.blends
 
 
-def fit_served(baskets: Any, *, until: datetime | None = None, k: int = 10) -> ServedModel:
+def fit_served(
+    baskets: Any,
+    *,
+    until: datetime | None = None,
+    k: int = 10,
+    validation: Validation | None = None,
+) -> ServedModel:
     """The model on the basket lines before `until` (default: all of them), its blends chosen
     on a validation split of that period exactly as `evaluate_protocol` chooses them for a
-    test period starting at `until` (NDCG@`k`, at most `VALIDATION_MEMBERS` members)."""
+    test period starting at `until` (NDCG@`k`, at most `VALIDATION_MEMBERS` members), or
+    those of `validation` (an earlier fit's: the validation is most of the cost)."""
     if until is not None and until.tzinfo is None:
         raise InvalidAnalyticsInput("until must be timezone-aware")
     lines = _Lines(in_time_order(baskets))
@@ -667,9 +674,10 @@ def fit_served(baskets: Any, *, until: datetime | None = None, k: int = 10) -> S
     else:
         until_us = int(lines.micros.max(initial=0)) + 1
     train = lines.micros < until_us
-    validation = _validate(
-        shape, lines.member, lines.item, lines.micros, train, until_us, None, k, None
-    )
+    if validation is None:
+        validation = _validate(
+            shape, lines.member, lines.item, lines.micros, train, until_us, None, k, None
+        )
     bought = sparse.csr_matrix(
         (np.ones(int(train.sum())), (lines.member[train], lines.item[train])), shape=shape
     )

@@ -386,7 +386,11 @@ SCORES_MAX_AGE = timedelta(hours=24)
 
 _lines = table_of(EventLine)
 _model_cache: dict[int, tuple[tuple[int, ...], recommend.ItemSimilarityModel]] = {}
-_served_cache: dict[int, tuple[tuple[int, ...], recommend_eval.ServedModel]] = {}
+_served_cache: dict[int, tuple[tuple[int, ...], recommend_eval.ServedModel, int]] = {}
+BLENDS_REFRESH = 0.1
+"""The served model's blends are chosen again (`recommend_eval.fit_served`'s validation, most
+of its cost) when the lines they were chosen on have changed by this share; in between the
+model is refitted on every change with the blends kept (docs/analytics.md)."""
 
 
 def baskets(lines: pa.Table) -> pa.Table:
@@ -459,7 +463,12 @@ def recommend_for_member(
                     snapshot.lines(conn, program.id), conn, program.id
                 )
                 training = baskets(lines)
-            served = (stamp, recommend_eval.fit_served(training))
+            chosen_on = training.num_rows
+            validation = None
+            if served is not None and abs(chosen_on - served[2]) <= BLENDS_REFRESH * served[2]:
+                validation, chosen_on = served[1].validation, served[2]
+            fitted = recommend_eval.fit_served(training, validation=validation)
+            served = (stamp, fitted, chosen_on)
             _served_cache[program.id] = served
         return recommend_eval.recommend_top_k(served[1], history, k=k, exclude=exclude), "blend"
     return recommend.recommend(model, history, k=k, exclude=exclude), "item-item"
