@@ -274,6 +274,25 @@ async def test_the_blend_served_is_the_evaluated_model(client: httpx.AsyncClient
         assert r.json()["items"] == ranked["new to you"][member_id]
         differ += ranked["new to you"][member_id] != items
     assert differ == 36
+    # One more basket (a change of less than 10 %): the model is refitted on the new lines
+    # with the blends chosen before (`BLENDS_REFRESH`), not chosen again.
+    member_id = next(iter(ranked["next basket"]))
+    at = end + timedelta(days=1)
+    lines = [{"sku": "i8", "quantity": "1", "unit_price": "1.00"}]
+    r = await purchase(client, code, member_id, "1.00", lines=lines, occurred_at=at.isoformat())
+    assert r.status_code == 201, r.text
+    more = pa.concat_tables(
+        [posted, pa.table({"member_id": [member_id], "item_id": ["i8"],
+                           "occurred_at": pa.array([at], pa.timestamp("us", "UTC"))})]
+    )  # fmt: skip
+    kept = recommend_eval.fit_served(
+        more, validation=recommend_eval.fit_served(posted).validation
+    )
+    history = [i for m, i in zip(more.column("member_id").to_pylist(),
+                                 more.column("item_id").to_pylist(), strict=True)
+               if m == member_id]  # fmt: skip
+    r = await client.get(url.format(member_id), params={"strategy": "blend"})
+    assert r.json()["items"] == recommend_eval.recommend_top_k(kept, history, k=10)
 
 
 async def test_segment_conditions_that_do_not_compile_are_422(client: httpx.AsyncClient) -> None:
