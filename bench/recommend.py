@@ -10,6 +10,15 @@ with favourite items they reorder).
     .venv/bin/python bench/recommend.py                         # 1,000,000 basket lines
     .venv/bin/python bench/recommend.py --lines 100000          # a quick look
     .venv/bin/python bench/recommend.py --write-fixture tests/analytics/data/baskets_small.csv
+    .venv/bin/python bench/recommend.py --served                # cost of the API's blend model
+
+With ``--served``: the cost of what the API caches per program for ``strategy=blend``
+(`recommend_eval.fit_served`: the validation that chooses the blends, the shrunk similarity) on
+the million lines and on the demo café's baskets, beside the item-item model it caches for the
+default strategy (`recommend.fit_item_similarity`), measured alternately, two rounds: CPU time
+of the process (`time.process_time`), the resident high-water mark of each step over what was
+resident before it (Linux VmHWM, reset before each step), and the CPU per request of
+`recommend_top_k` over 1,000 members.
 """
 
 from __future__ import annotations
@@ -20,8 +29,10 @@ import random
 import resource
 import sys
 import tempfile
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -30,7 +41,7 @@ import pyarrow.csv as pacsv
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from habitue.analytics import recommend_eval  # noqa: E402
+from habitue.analytics import recommend, recommend_eval  # noqa: E402
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
 DAYS = 120
@@ -138,13 +149,61 @@ def write_fixture(path: Path) -> None:
     print(f"{table.num_rows:,} lines written to {path}")
 
 
+def _resident_mib(field: str) -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _step(fit: Any) -> tuple[float, float, Any]:
+    """CPU seconds of fit() and its peak resident memory over what was resident before it."""
+    Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS
+    before = _resident_mib("VmRSS")
+    started = time.process_time()
+    model = fit()
+    return time.process_time() - started, _resident_mib("VmHWM") - before, model
+
+
+def served_cost(title: str, table: pa.Table, rounds: int = 2) -> None:
+    print(f"\n{title}: {table.num_rows:,} lines; fitting what the API caches, "
+          f"alternately, {rounds} rounds (CPU s, peak MiB over resident)")  # fmt: skip
+    served = None
+    for r in range(rounds):
+        cpu_ii, mem_ii, _ = _step(lambda: recommend.fit_item_similarity(table))
+        cpu_s, mem_s, served = _step(lambda: recommend_eval.fit_served(table))
+        print(f"  round {r + 1}: item-item (default strategy) {cpu_ii:6.2f} s {mem_ii:6.0f} MiB"
+              f" | blend (fit_served) {cpu_s:6.2f} s {mem_s:6.0f} MiB")  # fmt: skip
+    assert served is not None
+    kept = served.validation
+    cpu_k, mem_k, _ = _step(lambda: recommend_eval.fit_served(table, validation=kept))
+    print(f"  refit with the blends kept (no validation): {cpu_k:6.2f} s {mem_k:6.0f} MiB")
+    print("  blends chosen: " + "; ".join(
+        f"{t}: {recommend_eval.describe(b)}" for t, b in served.blends.items()))  # fmt: skip
+    histories: dict[str, list[str]] = {}
+    for m, i in zip(table.column("member_id").to_pylist(), table.column("item_id").to_pylist(),
+                    strict=True):  # fmt: skip
+        histories.setdefault(str(m), []).append(str(i))
+    members = list(histories)[:1000]
+    started = time.process_time()
+    for m in members:
+        recommend_eval.recommend_top_k(served, histories[m], k=10)
+    per_request = (time.process_time() - started) / len(members) * 1000
+    print(f"  recommend_top_k, next basket, k = 10: {per_request:.2f} ms of CPU per member")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lines", type=int, default=1_000_000)
     parser.add_argument("--write-fixture", type=Path)
+    parser.add_argument("--served", action="store_true")
     args = parser.parse_args()
     if args.write_fixture:
         write_fixture(args.write_fixture)
+        return
+    if args.served:
+        served_cost("grocery-like baskets", grocery_baskets(args.lines))
+        served_cost("demo café", demo_baskets())
         return
     table = grocery_baskets(args.lines)
     members = len(set(table.column("member_id").to_pylist()))

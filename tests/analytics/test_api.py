@@ -5,15 +5,20 @@ from __future__ import annotations
 import io
 import math
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
+import pyarrow as pa
+import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from habitue import clock
+from habitue.analytics import recommend_eval
 from tests.conftest import create_program, enrol, purchase
 
 NOW = datetime(2026, 6, 15, 12, 0, tzinfo=UTC)
+DATA = Path(__file__).parent / "data"
 
 
 def _set_now(moment: datetime) -> None:
@@ -212,6 +217,82 @@ async def test_scores_segments_and_recommendations(client: httpx.AsyncClient) ->
         params={"strategy": "magic"},
     )
     assert r.status_code == 422
+
+
+async def test_the_blend_served_is_the_evaluated_model(client: httpx.AsyncClient) -> None:
+    """`strategy=blend` serves each member the recommendation protocol's model's top k on the
+    program's own lines (`recommend_eval.model_top_k`): next basket, and new to you when the
+    recent purchases excluded are all the member bought. The first 36 members of the tests'
+    small set (tests/analytics/data/baskets_small.csv), every line."""
+    _set_now(NOW)
+    code = await create_program(client)
+    table = pacsv.read_csv(
+        DATA / "baskets_small.csv",
+        convert_options=pacsv.ConvertOptions(
+            column_types={"occurred_at": pa.timestamp("us", "UTC")}
+        ),
+    )
+    baskets: dict[tuple[str, datetime], list[str]] = {}
+    first = set(list(dict.fromkeys(table.column("member_id").to_pylist()))[:36])
+    for row in table.to_pylist():
+        if row["member_id"] in first:
+            baskets.setdefault((row["member_id"], row["occurred_at"]), []).append(row["item_id"])
+    ids: dict[str, str] = {}
+    for (member, at), items in baskets.items():
+        if member not in ids:
+            consents = {"profiling": True, "analytics": True}
+            ids[member] = (await enrol(client, code, consents=consents))["id"]
+        lines = [{"sku": i, "quantity": "1", "unit_price": "1.00"} for i in items]
+        r = await purchase(
+            client, code, ids[member], f"{len(items)}.00", lines=lines, occurred_at=at.isoformat()
+        )
+        assert r.status_code == 201, r.text
+    posted = pa.table(
+        {
+            "member_id": [ids[m] for (m, _), items in baskets.items() for _ in items],
+            "item_id": [i for items in baskets.values() for i in items],
+            "occurred_at": pa.array(
+                [at for (_, at), items in baskets.items() for _ in items],
+                pa.timestamp("us", "UTC"),
+            ),
+        }
+    )
+    end = max(at for _, at in baskets) + timedelta(microseconds=1)
+    ranked = recommend_eval.model_top_k(
+        recommend_eval.in_time_order(posted), split_at=end, k=10
+    )
+    assert len(ranked["next basket"]) == len(ids) == 36
+    url = f"/v1/programs/{code}/members/{{}}/recommendations"
+    differ = 0
+    for member_id, items in ranked["next basket"].items():
+        r = await client.get(url.format(member_id), params={"strategy": "blend"})
+        assert r.status_code == 200, r.text
+        assert r.json() == {"member_id": member_id, "source": "blend", "items": items}
+        r = await client.get(
+            url.format(member_id), params={"strategy": "blend", "exclude_recent_days": 365}
+        )
+        assert r.json()["items"] == ranked["new to you"][member_id]
+        differ += ranked["new to you"][member_id] != items
+    assert differ == 36
+    # One more basket (a change of less than 10 %): the model is refitted on the new lines
+    # with the blends chosen before (`BLENDS_REFRESH`), not chosen again.
+    member_id = next(iter(ranked["next basket"]))
+    at = end + timedelta(days=1)
+    lines = [{"sku": "i8", "quantity": "1", "unit_price": "1.00"}]
+    r = await purchase(client, code, member_id, "1.00", lines=lines, occurred_at=at.isoformat())
+    assert r.status_code == 201, r.text
+    more = pa.concat_tables(
+        [posted, pa.table({"member_id": [member_id], "item_id": ["i8"],
+                           "occurred_at": pa.array([at], pa.timestamp("us", "UTC"))})]
+    )  # fmt: skip
+    kept = recommend_eval.fit_served(
+        more, validation=recommend_eval.fit_served(posted).validation
+    )
+    history = [i for m, i in zip(more.column("member_id").to_pylist(),
+                                 more.column("item_id").to_pylist(), strict=True)
+               if m == member_id]  # fmt: skip
+    r = await client.get(url.format(member_id), params={"strategy": "blend"})
+    assert r.json()["items"] == recommend_eval.recommend_top_k(kept, history, k=10)
 
 
 async def test_segment_conditions_that_do_not_compile_are_422(client: httpx.AsyncClient) -> None:

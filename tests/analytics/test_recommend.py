@@ -123,23 +123,3 @@ def test_model_beats_popularity_on_a_time_split() -> None:
     assert result.model_ndcg == pytest.approx(0.4954476293008202, rel=1e-12)
     assert result.popularity_precision == pytest.approx(0.051254180602006684, rel=1e-12)
     assert result.popularity_ndcg == pytest.approx(0.2927196980466355, rel=1e-12)
-
-
-def test_blend_puts_own_items_first_then_co_purchases_then_popular() -> None:
-    model = recommend.fit_item_similarity(small())
-    # m bought coffee twice and water once: coffee, water (own, by frequency), then croissant
-    # (coffee's co-purchase), then by popularity.
-    history = ["coffee", "coffee", "water"]
-    assert recommend.recommend_blend(model, history, k=4) == [
-        "coffee",
-        "water",
-        "croissant",
-        "scone",
-    ]
-    assert recommend.recommend_blend(model, history, k=2, exclude=["coffee"]) == [
-        "water",
-        "croissant",
-    ]
-    assert recommend.recommend_blend(model, [], k=2) == ["water", "coffee"]
-    with pytest.raises(InvalidAnalyticsInput):
-        recommend.recommend_blend(model, history, k=0)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
@@ -125,6 +127,90 @@ def test_fixed_weights_give_the_earlier_blend(result: recommend_eval.ProtocolRes
         got, want = fixed.task(task).by_method(), result.task(task).by_method()
         for baseline in ("popularity", "item-item", "repurchase"):
             assert got[baseline] == want[baseline]
+
+
+def _ndcg(ranked: dict[str, list[str]], relevant: dict[str, set[str]], k: int) -> float:
+    total = 0.0
+    for member, truth in relevant.items():
+        gains = [1.0 / math.log2(r + 2) for r, i in enumerate(ranked[member]) if i in truth]
+        ideal = sum(1.0 / math.log2(r + 2) for r in range(min(k, len(truth))))
+        total += sum(gains) / ideal
+    return total / len(relevant)
+
+
+def test_model_top_k_is_what_the_protocol_scores(result: recommend_eval.ProtocolResult) -> None:
+    """The model's lists of `model_top_k`, scored by hand, give the protocol's NDCG@10."""
+    table = small_set()
+    ranked = recommend_eval.model_top_k(table, split_at=SPLIT, k=10)
+    bought: dict[str, set[str]] = {}
+    later: dict[str, set[str]] = {}
+    for row in table.to_pylist():
+        into = bought if row["occurred_at"] < SPLIT else later
+        into.setdefault(row["member_id"], set()).add(row["item_id"])
+    next_basket = {m: items for m, items in later.items() if m in bought}
+    new = {m: items - bought[m] for m, items in next_basket.items() if items - bought[m]}
+    assert set(ranked["new to you"]) == set(ranked["next basket"]) == set(bought)
+    assert len(next_basket) == result.task("next basket").members
+    models = {t: result.task(t).by_method()["model"].ndcg for t in recommend_eval.TASKS}
+    assert _ndcg(ranked["next basket"], next_basket, 10) == pytest.approx(models["next basket"])
+    assert _ndcg(ranked["new to you"], new, 10) == pytest.approx(models["new to you"])
+
+
+def test_the_served_model_is_the_evaluated_model(result: recommend_eval.ProtocolResult) -> None:
+    """What `recommend_top_k` serves a member (the API's `strategy=blend`) is the evaluated
+    model's top k for them, on both tasks: next basket (nothing excluded) and new to you
+    (everything they bought excluded), with the blends the protocol chose (and their first
+    three for k = 3)."""
+    k = 10
+    table = small_set()
+    served = recommend_eval.fit_served(table, until=SPLIT, k=k)
+    assert result.validation is not None
+    assert served.blends == result.validation.blends
+    assert served.validation.split_at == result.validation.split_at
+    ranked = recommend_eval.model_top_k(recommend_eval.in_time_order(table), split_at=SPLIT, k=k)
+    history: dict[str, list[str]] = {}
+    for row in table.to_pylist():
+        if row["occurred_at"] < SPLIT:
+            history.setdefault(row["member_id"], []).append(row["item_id"])
+    assert set(ranked["next basket"]) == set(history)
+    assert set(ranked["new to you"]) == set(history)
+    for member, items in ranked["next basket"].items():
+        assert len(items) == k
+        assert recommend_eval.recommend_top_k(served, history[member], k=k) == items
+        assert recommend_eval.recommend_top_k(served, history[member], k=3) == items[:3]
+    for member, items in ranked["new to you"].items():
+        assert not set(items) & set(history[member])
+        got = recommend_eval.recommend_top_k(
+            served, history[member], k=k, exclude=history[member]
+        )
+        assert got == items
+        three = recommend_eval.recommend_top_k(
+            served, history[member], k=3, exclude=history[member]
+        )
+        assert three == items[:3]
+    # The blends differ between the tasks, so the served lists do too.
+    assert served.blends["next basket"] != served.blends["new to you"]
+
+
+def test_served_model_edges() -> None:
+    """Recent purchases excluded: still the next basket, without them; unknown items and an
+    empty history; k out of range."""
+    served = recommend_eval.fit_served(small_set(), until=SPLIT)
+    assert recommend_eval.served_task(["i1", "i2"], ["i1"]) == "next basket"
+    assert recommend_eval.served_task(["i1", "i2"], ["i2", "i1", "i3"]) == "new to you"
+    assert recommend_eval.served_task([], []) == "next basket"
+    history = ["i116", "i116", "i926", "i3"]
+    full = recommend_eval.recommend_top_k(served, history, k=10)
+    assert full[0] == "i116"
+    without = recommend_eval.recommend_top_k(served, history, k=9, exclude=["i116"])
+    assert without == [i for i in full if i != "i116"][:9]
+    assert recommend_eval.recommend_top_k(served, ["nope"], k=5) == [
+        served.items[i] for i in np.argsort(-served.popularity, kind="stable")[:5]
+    ]
+    with pytest.raises(InvalidAnalyticsInput):
+        recommend_eval.recommend_top_k(served, history, k=0)
+    empty = recommend_eval.fit_served(lines([]))
+    assert recommend_eval.recommend_top_k(empty, ["x"], k=3) == []
 
 
 def lines(rows: list[tuple[str, str, int]]) -> pa.Table:

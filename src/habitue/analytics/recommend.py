@@ -142,44 +142,6 @@ def recommend(
     return [model.items[i] for i in _top_k(model, histories, excluded, k)[0] if i >= 0]
 
 
-BLEND_ITEM_WEIGHT = 1.0
-BLEND_POPULARITY_WEIGHT = 0.5
-
-
-def recommend_blend(
-    model: ItemSimilarityModel,
-    history: Iterable[str],
-    *,
-    k: int = 10,
-    exclude: Iterable[str] = (),
-) -> list[str]:
-    """Up to k items by the blended model of `recommend_eval` (docs/analytics.md): the
-    member's own purchase counts (a history line each) smoothed by how well an item goes with
-    the rest of their history and by its popularity (each scaled to [0, 1], worth at most one
-    and a half purchases), then the best co-purchases, then popular items; never one in
-    ``exclude``."""
-    if k < 1:
-        raise InvalidAnalyticsInput("k must be at least 1")
-    n_items = len(model.items)
-    if n_items == 0:
-        return []
-    positions = model.index_of(history)
-    own = np.bincount(positions, minlength=n_items).astype(np.float64)
-    bought = (own > 0).astype(np.float64)
-    co = np.asarray(model.similarity.T @ bought).reshape(-1)
-    popularity = model.buyers.astype(np.float64)
-
-    def scaled(values: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-        top = float(values.max(initial=0.0))
-        return values / top if top > 0 else values
-
-    scores = own + BLEND_ITEM_WEIGHT * scaled(co) + BLEND_POPULARITY_WEIGHT * scaled(popularity)
-    scores[model.index_of(exclude)] = -np.inf
-    # Items are stored most popular first, so a stable sort breaks ties by popularity.
-    ranked = np.argsort(-scores, kind="stable")[:k]
-    return [model.items[i] for i in ranked if scores[i] > -np.inf]
-
-
 def popular_items(
     model: ItemSimilarityModel, *, k: int = 10, exclude: Iterable[str] = ()
 ) -> list[str]:

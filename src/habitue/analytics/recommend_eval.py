@@ -45,6 +45,7 @@ a million basket lines evaluate in seconds and a bounded amount of memory.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -111,12 +112,30 @@ class ProtocolResult:
         return next(t for t in self.tasks if t.task == name)
 
 
-def _encode(values: Any) -> tuple[int, IntArray]:
+def _encode(values: Any) -> tuple[list[str], IntArray]:
+    """The distinct values in order of first appearance, and each row's position among them."""
     encoded = pc.dictionary_encode(values.cast(pa.string()))
     if isinstance(encoded, pa.ChunkedArray):
         encoded = encoded.combine_chunks()
     indices = np.asarray(encoded.indices.to_numpy(zero_copy_only=False), dtype=np.int64)
-    return len(encoded.dictionary), indices
+    return [str(v) for v in encoded.dictionary.to_pylist()], indices
+
+
+class _Lines:
+    """Basket lines (member_id, item_id, occurred_at) encoded: members and items numbered in
+    order of first appearance (the columns of every matrix), times in microseconds."""
+
+    def __init__(self, baskets: Any) -> None:
+        table = baskets if isinstance(baskets, pa.Table) else pa.table(baskets)
+        missing = {"member_id", "item_id", "occurred_at"} - set(table.column_names)
+        if missing:
+            raise InvalidAnalyticsInput(f"baskets need columns {sorted(missing)}")
+        table = table.filter(pc.is_valid(table.column("item_id")))
+        table = table.filter(pc.is_valid(table.column("member_id")))
+        self.members, self.member = _encode(table.column("member_id"))
+        self.items, self.item = _encode(table.column("item_id"))
+        at = table.column("occurred_at").cast(pa.timestamp("us", "UTC"))
+        self.micros = np.asarray(at.to_numpy(), dtype="datetime64[us]").astype(np.int64)
 
 
 def _top_columns(values: FloatArray, keep: int) -> IntArray:
@@ -192,19 +211,35 @@ def _top_k(scores: sparse.csr_matrix, k: int) -> IntArray:
     -1 where a row has fewer than k cells. Cells must hold positive scores."""
     scores = scores.tocsr()
     scores.eliminate_zeros()
+    scores.sort_indices()
     n_rows = scores.shape[0]
-    rows = np.repeat(np.arange(n_rows), np.diff(scores.indptr))
     if scores.nnz == 0:
         return np.full((n_rows, k), -1, dtype=np.int64)
-    # One sort on row + (a descending share of the score) in [0, 0.5]: stable, so cells of one
+    rows = np.repeat(np.arange(n_rows), np.diff(scores.indptr))
+    data = scores.data
+    highest = float(data.max())
+    # A cheap sort on row + (a descending share of the score) finds each row's k-th best
+    # score, up to rounding: the key rounds more as the row number grows (at most about
+    # 1e-12 × highest with blocks of 2,048 rows), so a ranking by it alone would depend on a
+    # member's place in the block. The cells that can be in the top k (within 1e-9 × highest
+    # of that score, or all of a row with fewer than k) are then ranked exactly.
+    approx = np.argsort(rows + 0.5 * (1.0 - data / highest), kind="stable")
+    approx_rank = np.arange(approx.size) - scores.indptr[rows[approx]]
+    at_k = approx[approx_rank == k - 1]
+    kth = np.zeros(n_rows)
+    kth[rows[at_k]] = data[at_k]
+    cells = np.flatnonzero(data >= kth[rows] - 1e-9 * highest)  # by row, then column
+    # Exactly: one stable sort of row × (distinct scores) + the score's rank, so cells of a
     # row with equal scores keep their (column) order.
-    highest = float(scores.data.max())
-    key = rows + 0.5 * (1.0 - scores.data / highest)
-    order = np.argsort(key, kind="stable")
-    rank = np.arange(order.size) - scores.indptr[rows[order]]
-    keep = rank < k
+    distinct, rank = np.unique(-data[cells], return_inverse=True)
+    order = cells[
+        np.argsort(rows[cells] * np.int64(distinct.size) + rank.reshape(-1), kind="stable")
+    ]
+    ordered_rows = rows[order]
+    place = np.arange(order.size) - np.searchsorted(ordered_rows, ordered_rows)
+    keep = place < k
     top = np.full((n_rows, k), -1, dtype=np.int64)
-    top[rows[order][keep], rank[keep]] = scores.indices[order][keep]
+    top[ordered_rows[keep], place[keep]] = scores.indices[order][keep]
     return top
 
 
@@ -308,6 +343,23 @@ def describe(blend: Blend) -> str:
     )
 
 
+def _fill_items(popularity: FloatArray, k: int) -> IntArray:
+    """The k + FILL_EXTRA most bought items (ties: the lower column), bought at least once."""
+    fill_items = np.argsort(-popularity, kind="stable")[: k + FILL_EXTRA]
+    return fill_items[popularity[fill_items] > 0]
+
+
+def _fill(rows: int, fill_items: IntArray, n_items: int) -> sparse.csr_matrix:
+    """A rows × items matrix of ones on the fill items of every row."""
+    return sparse.csr_matrix(
+        (
+            np.ones(rows * fill_items.size),
+            (np.repeat(np.arange(rows), fill_items.size), np.tile(fill_items, rows)),
+        ),
+        shape=(rows, n_items),
+    )
+
+
 class _Split:
     """The matrices of one time split: what is known before it and what is bought after."""
 
@@ -352,8 +404,7 @@ class _Split:
         new.eliminate_zeros()
         self.new = new.tocsr()
         # Popular items fill what a method cannot rank: the most bought, enough for k new ones.
-        fill_items = np.argsort(-self.popularity, kind="stable")[: k + FILL_EXTRA]
-        self.fill_items = fill_items[self.popularity[fill_items] > 0]
+        self.fill_items = _fill_items(self.popularity, k)
         self.n_items = shape[1]
 
     def blocks(self, members: IntArray) -> Any:
@@ -370,13 +421,7 @@ class _Block:
         fill_items = split.fill_items
         self.chosen = chosen
         self.history = split.bought[chosen]
-        self.fill = sparse.csr_matrix(
-            (
-                np.ones(rows * fill_items.size),
-                (np.repeat(np.arange(rows), fill_items.size), np.tile(fill_items, rows)),
-            ),
-            shape=(rows, split.n_items),
-        )
+        self.fill = _fill(rows, fill_items, split.n_items)
         self.item_item = (self.history @ split.similarity).tocsr()
         self.candidates = (self.history + (self.item_item > 0) + self.fill).tocsr()
         self.popular = _on(self.fill, split.pop_scaled)
@@ -388,28 +433,73 @@ class _Block:
         self.own = split.decayed[chosen]
         self.prior_next: dict[str, tuple[sparse.csr_matrix, sparse.csr_matrix]] = {}
         self.prior_new: dict[str, tuple[sparse.csr_matrix, sparse.csr_matrix]] = {}
+        counts = split.counts[chosen]
         for history in ("binary", "log"):
-            weights = self.history
-            if history == "log":
-                weights = split.counts[chosen].copy()
-                weights.data = np.log1p(weights.data)
-            model_ii = (weights @ split.model_similarity).tocsr()
-            scaled = _scale_rows(model_ii)
-            candidates = (self.history + (model_ii > 0) + self.fill).tocsr()
-            self.prior_next[history] = (scaled, _on(candidates, split.pop_scaled))
-            new_candidates = ((model_ii > 0) + self.fill).tocsr()[self.with_new]
-            self.prior_new[history] = (scaled[self.with_new], _on(new_candidates, split.pop_scaled))
+            item_item, popular_next, popular_new = _prior(
+                counts, split.model_similarity, self.fill, split.pop_scaled, history
+            )
+            self.prior_next[history] = (item_item, popular_next)
+            self.prior_new[history] = (item_item, popular_new)
 
     def model_next(self, blend: Blend) -> sparse.csr_matrix:
         """The model's scores for the next basket: own counts plus the prior."""
-        item_item, popular = self.prior_next[blend.history]
-        return self.own + blend.item_weight * item_item + blend.popularity_weight * popular
+        return _next_scores(self.own, *self.prior_next[blend.history], blend)
 
-    def model_new(self, blend: Blend) -> sparse.csr_matrix:
-        """The model's scores for new items (members with new items only, own items out)."""
+    def model_new(self, blend: Blend, *, everyone: bool = False) -> sparse.csr_matrix:
+        """The model's scores for new items, own items out: of the members with new items in
+        the test period (those evaluated), or with `everyone` of every member of the block."""
         item_item, popular = self.prior_new[blend.history]
-        score = blend.item_weight * item_item + blend.popularity_weight * popular
-        return _without(score.tocsr(), self.owned)
+        if everyone:
+            return _new_scores(item_item, popular, self.history, blend)
+        rows = self.with_new
+        return _new_scores(item_item[rows], popular[rows], self.owned, blend)
+
+
+def _prior(
+    counts: sparse.csr_matrix,
+    similarity: sparse.csr_matrix,
+    fill: sparse.csr_matrix,
+    pop_scaled: FloatArray,
+    history: str,
+) -> tuple[sparse.csr_matrix, sparse.csr_matrix, sparse.csr_matrix]:
+    """The model's prior for members of purchase `counts` (member × item): the item-item
+    score over the shrunk `similarity` scaled to [0, 1] per member (each item bought weighing
+    1, or log(1 + times bought) with `history` "log"), and popularity on the candidates of
+    each task (next basket: own items, neighbours, `fill`; new to you: neighbours, `fill`)."""
+    bought = counts.copy()
+    bought.data[:] = 1.0
+    weights = bought
+    if history == "log":
+        weights = counts.copy()
+        weights.data = np.log1p(weights.data)
+    model_ii = (weights @ similarity).tocsr()
+    reach = ((model_ii > 0) + fill).tocsr()
+    return (
+        _scale_rows(model_ii),
+        _on((bought + reach).tocsr(), pop_scaled),
+        _on(reach, pop_scaled),
+    )
+
+
+def _next_scores(
+    own: sparse.csr_matrix, item_item: sparse.csr_matrix, popular: sparse.csr_matrix, blend: Blend
+) -> sparse.csr_matrix:
+    """The model's score for the next basket: own counts + the blend of the prior."""
+    scores: sparse.csr_matrix = (
+        own + blend.item_weight * item_item + blend.popularity_weight * popular
+    ).tocsr()
+    return scores
+
+
+def _new_scores(
+    item_item: sparse.csr_matrix,
+    popular: sparse.csr_matrix,
+    owned: sparse.csr_matrix,
+    blend: Blend,
+) -> sparse.csr_matrix:
+    """The model's score for new items: the blend of the prior, the `owned` items out."""
+    score = blend.item_weight * item_item + blend.popularity_weight * popular
+    return _without(score.tocsr(), owned)
 
 
 def _choose(split: _Split, members: IntArray, k: int) -> tuple[dict[str, Blend], dict[str, float]]:
@@ -459,16 +549,9 @@ def evaluate_protocol(
         raise InvalidAnalyticsInput("split_at must be timezone-aware")
     if not 1 <= k <= 100:
         raise InvalidAnalyticsInput("k must be between 1 and 100")
-    table = baskets if isinstance(baskets, pa.Table) else pa.table(baskets)
-    missing = {"member_id", "item_id", "occurred_at"} - set(table.column_names)
-    if missing:
-        raise InvalidAnalyticsInput(f"baskets need columns {sorted(missing)}")
-    table = table.filter(pc.is_valid(table.column("item_id")))
-    table = table.filter(pc.is_valid(table.column("member_id")))
-    n_members, member = _encode(table.column("member_id"))
-    n_items, item = _encode(table.column("item_id"))
-    at = table.column("occurred_at").cast(pa.timestamp("us", "UTC"))
-    micros = np.asarray(at.to_numpy(), dtype="datetime64[us]").astype(np.int64)
+    lines = _Lines(baskets)
+    member, item, micros = lines.member, lines.item, lines.micros
+    n_members, n_items = len(lines.members), len(lines.items)
     split_us = _micros(split_at)
     train = micros < split_us
     test = ~train
@@ -563,3 +646,146 @@ def _validate(
     blends, ndcg = _choose(inner, members, k)
     at = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=inner_us)
     return Validation(at, int(members.size), blends, ndcg)
+
+
+# The model as the API serves it ---------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ServedModel:
+    """The protocol's model fitted on a whole history, to recommend to one member at a time:
+    the same shrunk item-item similarity, popularity and blends chosen on validation as
+    `evaluate_protocol` (`recommend_top_k` scores through the same functions)."""
+
+    items: tuple[str, ...]
+    similarity: sparse.csr_matrix
+    popularity: FloatArray
+    """Distinct buyers of each item, in the order of ``items``."""
+    validation: Validation
+
+    @property
+    def blends(self) -> dict[str, Blend]:
+        return self.validation.blends
+
+
+def fit_served(
+    baskets: Any,
+    *,
+    until: datetime | None = None,
+    k: int = 10,
+    validation: Validation | None = None,
+) -> ServedModel:
+    """The model on the basket lines before `until` (default: all of them), its blends chosen
+    on a validation split of that period exactly as `evaluate_protocol` chooses them for a
+    test period starting at `until` (NDCG@`k`, at most `VALIDATION_MEMBERS` members), or
+    those of `validation` (an earlier fit's: the validation is most of the cost)."""
+    if until is not None and until.tzinfo is None:
+        raise InvalidAnalyticsInput("until must be timezone-aware")
+    lines = _Lines(in_time_order(baskets))
+    shape = (len(lines.members), len(lines.items))
+    if until is not None:
+        until_us = _micros(until)
+    else:
+        until_us = int(lines.micros.max(initial=0)) + 1
+    train = lines.micros < until_us
+    if validation is None:
+        validation = _validate(
+            shape, lines.member, lines.item, lines.micros, train, until_us, None, k, None
+        )
+    bought = sparse.csr_matrix(
+        (np.ones(int(train.sum())), (lines.member[train], lines.item[train])), shape=shape
+    )
+    bought.data[:] = 1.0
+    return ServedModel(
+        items=tuple(lines.items),
+        similarity=item_neighbours(bought, shrink=MODEL_SHRINK),
+        popularity=np.asarray(bought.sum(axis=0), dtype=np.float64).reshape(-1),
+        validation=validation,
+    )
+
+
+def in_time_order(baskets: Any) -> pa.Table:
+    """The lines by time, then item id: the items' numbering (which breaks ties between equal
+    scores) then depends on the history alone, not on the order a database returns it in."""
+    table = baskets if isinstance(baskets, pa.Table) else pa.table(baskets)
+    if not {"occurred_at", "item_id"} <= set(table.column_names):
+        return table  # `_Lines` says what is missing
+    return table.sort_by([("occurred_at", "ascending"), ("item_id", "ascending")])
+
+
+def served_task(history: Iterable[str], exclude: Iterable[str]) -> str:
+    """The task a request is: "new to you" when every item the member bought is excluded,
+    else "next basket" (what they bought may be recommended again)."""
+    bought = set(history)
+    return "new to you" if bought and bought <= set(exclude) else "next basket"
+
+
+def recommend_top_k(
+    model: ServedModel, history: Iterable[str], *, k: int = 10, exclude: Iterable[str] = ()
+) -> list[str]:
+    """Up to k items for a member who bought `history` (a line each), never one in `exclude`:
+    the model's top k for the task of the request (`served_task`), with that task's blend."""
+    if not 1 <= k <= 100:
+        raise InvalidAnalyticsInput("k must be between 1 and 100")
+    history = list(history)
+    exclude = list(exclude)
+    n_items = len(model.items)
+    if n_items == 0:
+        return []
+    task = served_task(history, exclude)
+    blend = model.blends[task]
+    lookup = {item: i for i, item in enumerate(model.items)}
+    own = np.fromiter((lookup[i] for i in history if i in lookup), dtype=np.int64)
+    counts = sparse.csr_matrix(
+        (np.ones(own.size), (np.zeros(own.size, dtype=np.int64), own)), shape=(1, n_items)
+    )
+    fill = _fill(1, _fill_items(model.popularity, k), n_items)
+    pop_scaled = model.popularity / max(float(model.popularity.max(initial=0.0)), 1.0)
+    item_item, popular_next, popular_new = _prior(
+        counts, model.similarity, fill, pop_scaled, blend.history
+    )
+    if task == "next basket":
+        scores = _next_scores(counts, item_item, popular_next, blend)
+    else:
+        owned = counts.copy()
+        owned.data[:] = 1.0
+        scores = _new_scores(item_item, popular_new, owned, blend)
+    gone = np.fromiter((lookup[i] for i in set(exclude) if i in lookup), dtype=np.int64)
+    if gone.size:
+        excluded = sparse.csr_matrix(
+            (np.ones(gone.size), (np.zeros(gone.size, dtype=np.int64), gone)),
+            shape=(1, n_items),
+        )
+        scores = _without(scores, excluded)
+    return [model.items[i] for i in _top_k(scores, k)[0] if i >= 0]
+
+
+def model_top_k(
+    baskets: Any, *, split_at: datetime, k: int = 10
+) -> dict[str, dict[str, list[str]]]:
+    """The evaluated model's top k of each task for every member with a history before
+    `split_at`, as `evaluate_protocol` ranks them (it scores, of these, the members with lines
+    after `split_at`, and for new to you those with new items); for checking what is served
+    against what is evaluated."""
+    lines = _Lines(baskets)
+    shape = (len(lines.members), len(lines.items))
+    split_us = _micros(split_at)
+    train = lines.micros < split_us
+    test = ~train
+    validation = _validate(
+        shape, lines.member, lines.item, lines.micros, train, split_us, None, k, None
+    )
+    split = _Split(shape, lines.member, lines.item, lines.micros, train, test, split_us, None, k)
+    ranked: dict[str, dict[str, list[str]]] = {task: {} for task in TASKS}
+    with_history = np.flatnonzero(np.diff(split.bought.indptr) > 0)
+    for block in split.blocks(with_history):
+        for task, top, rows in (
+            ("next basket", _top_k(block.model_next(validation.blends["next basket"]), k),
+             block.chosen),
+            ("new to you",
+             _top_k(block.model_new(validation.blends["new to you"], everyone=True), k),
+             block.chosen),
+        ):  # fmt: skip
+            for member, row in zip(rows, top, strict=True):
+                ranked[task][lines.members[member]] = [lines.items[i] for i in row if i >= 0]
+    return ranked

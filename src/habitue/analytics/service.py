@@ -386,6 +386,11 @@ SCORES_MAX_AGE = timedelta(hours=24)
 
 _lines = table_of(EventLine)
 _model_cache: dict[int, tuple[tuple[int, ...], recommend.ItemSimilarityModel]] = {}
+_served_cache: dict[int, tuple[tuple[int, ...], recommend_eval.ServedModel, int]] = {}
+BLENDS_REFRESH = 0.1
+"""The served model's blends are chosen again (`recommend_eval.fit_served`'s validation, most
+of its cost) when the lines they were chosen on have changed by this share; in between the
+model is refitted on every change with the blends kept (docs/analytics.md)."""
 
 
 def baskets(lines: pa.Table) -> pa.Table:
@@ -421,20 +426,23 @@ def recommend_for_member(
     personal: bool = True,
     strategy: str = "item-item",
 ) -> tuple[list[str], str]:
-    """Up to k items for a member and the source: 'item-item' (or 'blend', the model of the
-    recommendation protocol, with ``strategy="blend"``) or 'popular' (no history, or
-    `personal` false: the member has not consented to profiling)."""
+    """Up to k items for a member and the source: 'item-item' (or 'blend', the model the
+    recommendation protocol evaluates, with ``strategy="blend"``: `recommend_eval.fit_served`,
+    its blends chosen on the program's own lines, cached until they change) or 'popular' (no
+    history, or `personal` false: the member has not consented to profiling)."""
     if not 1 <= k <= 100:
         raise AnalyticsError("k must be between 1 and 100")
     if exclude_recent_days is not None and exclude_recent_days < 1:
         raise AnalyticsError("exclude_recent_days must be at least 1")
     stamp = (*_lines_stamp(conn, program.id), *consented.consents_stamp(conn, program.id))
     cached = _model_cache.get(program.id)
+    training: pa.Table | None = None
     if cached is not None and cached[0] == stamp:
         model = cached[1]
     else:  # learnt from the baskets of the members consenting to analytics only
         lines = consented.training_lines(snapshot.lines(conn, program.id), conn, program.id)
-        model = recommend.fit_item_similarity(baskets(lines))
+        training = baskets(lines)
+        model = recommend.fit_item_similarity(training)
         _model_cache[program.id] = (stamp, model)
     mine = baskets(snapshot.lines(conn, program.id, member_id=member_id))
     history = mine.column("item_id").to_pylist()
@@ -448,7 +456,21 @@ def recommend_for_member(
     if not history or not personal:
         return recommend.popular_items(model, k=k, exclude=exclude), "popular"
     if strategy == "blend":
-        return recommend.recommend_blend(model, history, k=k, exclude=exclude), "blend"
+        served = _served_cache.get(program.id)
+        if served is None or served[0] != stamp:
+            if training is None:
+                lines = consented.training_lines(
+                    snapshot.lines(conn, program.id), conn, program.id
+                )
+                training = baskets(lines)
+            chosen_on = training.num_rows
+            validation = None
+            if served is not None and abs(chosen_on - served[2]) <= BLENDS_REFRESH * served[2]:
+                validation, chosen_on = served[1].validation, served[2]
+            fitted = recommend_eval.fit_served(training, validation=validation)
+            served = (stamp, fitted, chosen_on)
+            _served_cache[program.id] = served
+        return recommend_eval.recommend_top_k(served[1], history, k=k, exclude=exclude), "blend"
     return recommend.recommend(model, history, k=k, exclude=exclude), "item-item"
 
 
