@@ -35,12 +35,12 @@ from typing import Any
 import orjson
 import structlog
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from sqlalchemy import select
+from sqlalchemy import JSON, String, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from habitue import clock
 from habitue.api import validation_problem
-from habitue.db import Database, prefetch_now, table_of
+from habitue.db import Database, dialect_name, prefetch_now, table_of
 from habitue.errors import ERROR_BASE, Forbidden, HabitueError, ServiceUnavailable
 from habitue.events import service as events_service
 from habitue.events.models import Event
@@ -308,19 +308,44 @@ async def _record_group(
     return outcomes
 
 
+# One index probe per name (`uq_events_program_id_source_external_id`), whatever the planner
+# knows of the table: with an IN list it may scan the program's events and filter them, which
+# costs as much as the events recorded (a table never analysed while it grows).
+_RECORDED = text("""
+    SELECT e.source, e.external_id, e.response
+    FROM unnest(CAST(:sources AS varchar[]), CAST(:external_ids AS varchar[]))
+         AS wanted(source, external_id)
+    CROSS JOIN LATERAL (
+        SELECT events.source, events.external_id, events.response FROM events
+        WHERE events.program_id = :program AND events.source = wanted.source
+          AND events.external_id = wanted.external_id
+    ) AS e
+""").columns(source=String(), external_id=String(), response=JSON())
+
+
 async def _recorded(
     session: AsyncSession, program: ProgramInfo, bodies: list[EventCreate]
 ) -> dict[tuple[str, str], EventRead]:
     """The first answers of the group's events already recorded (a retry), read once its
     members are locked: a concurrent event of one of them has committed by then."""
-    wanted = sorted({body.external_id for body in bodies})
-    rows = await session.execute(
-        select(_events.c.source, _events.c.external_id, _events.c.response).where(
-            _events.c.program_id == program.id,
-            _events.c.source.in_(sorted({body.source for body in bodies})),
-            _events.c.external_id.in_(wanted),
+    wanted = sorted({(body.source, body.external_id) for body in bodies})
+    if dialect_name(session) == "postgresql":
+        rows = await session.execute(
+            _RECORDED,
+            {
+                "program": program.id,
+                "sources": [source for source, _ in wanted],
+                "external_ids": [external_id for _, external_id in wanted],
+            },
         )
-    )
+    else:
+        rows = await session.execute(
+            select(_events.c.source, _events.c.external_id, _events.c.response).where(
+                _events.c.program_id == program.id,
+                _events.c.source.in_(sorted({source for source, _ in wanted})),
+                _events.c.external_id.in_(sorted({external_id for _, external_id in wanted})),
+            )
+        )
     return {(r.source, r.external_id): EventRead.model_validate(r.response) for r in rows}
 
 

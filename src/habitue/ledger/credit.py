@@ -218,9 +218,11 @@ async def credit(
 
 # Many credits in one statement (a batch's group, PostgreSQL): the CTEs `ledger_txns`,
 # `ledger_legs`, `ledger_balances` and `ledger_lots`, each credit's rows joined to its
-# transaction by its reference. Each credit's account is credited once in the group, so the
-# balance an account has after the statement is the one its lot is opened against, as
-# `_CREDIT_REST` does for one credit (a debt is repaid first).
+# transaction by its reference. The accounts are found by their key (`id = ANY(...)`), never by
+# a scan of the table: without it the planner may hash the whole table (and its dead rows).
+# Each credit's account is credited once in the group, so the balance an account has after
+# the statement is the one its lot is opened against, as `_CREDIT_REST` does for one credit
+# (a debt is repaid first).
 _CREDITS_SQL = """
     ledger_txns AS (
         INSERT INTO ledger_transactions (program_id, member_id, kind, reference, event_id,
@@ -251,7 +253,7 @@ _CREDITS_SQL = """
     ), ledger_balances AS (
         UPDATE accounts SET balance = accounts.balance + c.total
         FROM unnest(CAST(:c_targets AS bigint[]), CAST(:c_totals AS bigint[])) AS c(target, total)
-        WHERE accounts.id = c.target
+        WHERE accounts.id = c.target AND accounts.id = ANY(CAST(:c_targets AS bigint[]))
         RETURNING accounts.id, accounts.balance
     ), ledger_lots AS (
         INSERT INTO lots (program_id, member_id, account_id, transaction_id, event_id, amount,

@@ -35,7 +35,7 @@ async def add_lifetime(session: AsyncSession, member_id: int, points: int) -> No
 _ADD_LIFETIMES_SQL = """
     UPDATE members SET lifetime_earned = members.lifetime_earned + d.points
     FROM unnest(CAST(:members AS bigint[]), CAST(:points AS bigint[])) AS d(id, points)
-    WHERE members.id = d.id
+    WHERE members.id = d.id AND members.id = ANY(CAST(:members AS bigint[]))
 """
 
 

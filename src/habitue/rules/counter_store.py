@@ -77,12 +77,14 @@ _COUNTERS_WRITE = (
 )
 
 
-# Several members' writes in one (a batch's group, `Part.merge`): each member's last state.
+# Several members' writes in one (a batch's group, `Part.merge`): each member's last state,
+# the rows found by their key (`= ANY`), never by a scan of the table.
 _COUNTERS_WRITE_MANY_SQL = """
     UPDATE member_counters SET state = CAST(c.state AS json), updated_at = c.at
     FROM unnest(CAST(:members AS bigint[]), CAST(:states AS text[]),
                 CAST(:ats AS timestamptz[])) AS c(member, state, at)
     WHERE member_counters.member_id = c.member
+      AND member_counters.member_id = ANY(CAST(:members AS bigint[]))
 """
 
 
