@@ -157,3 +157,33 @@ async def test_late_writes_wait_for_the_batch_end_but_not_past_another_unit(
     assert results[-1] == [0, 1]  # what the late units before it wrote, and nothing after
     assert await _rows(db, table) == [0, 1, 3, 4]
     assert seen.count("INSERT") == 2  # two pipelined writes of two rows each
+
+
+async def test_a_unit_that_asks_to_run_alone_gets_a_transaction_of_its_own(
+    probe: tuple[Database, str, list[str]],
+) -> None:
+    """A batch's group (`alone=True`) is never joined to other units, nor they to it; the
+    units queued around it are still grouped, and every unit runs once, in queue order."""
+    db, table, _ = probe
+    committer = GroupCommitter(db.writer)
+    ran: list[int] = []
+
+    def unit(key: int) -> Any:
+        async def work(session: AsyncSession) -> AsyncSession:
+            await _insert(table, key)(session)
+            ran.append(key)
+            return session
+
+        return work
+
+    jobs = [
+        committer.run(unit(k), key=f"{k:03d}", alone=k in (2, 3)) for k in range(6)
+    ]
+    sessions = await asyncio.gather(*jobs)
+    await committer.close()
+    assert sorted(ran) == list(range(6))
+    assert ran.index(2) < ran.index(3)  # the queue's order
+    for k in (2, 3):
+        assert all(sessions[k] is not sessions[j] for j in range(6) if j != k)
+    assert sessions[0] is sessions[1] and sessions[4] is sessions[5]
+    assert await _rows(db, table) == list(range(6))

@@ -378,6 +378,7 @@ class _Job:
     tries: int = 0
     prefetch: tuple[Prefetch, ...] = ()
     late: bool = False
+    alone: bool = False
 
 
 @dataclass
@@ -398,13 +399,22 @@ class GroupCommitter:
     max_batch: int = 64
     _queue: asyncio.Queue[_Job] = field(default_factory=asyncio.Queue)
     _task: asyncio.Task[None] | None = None
+    _next: _Job | None = None
 
     async def run(
-        self, work: Work[T], key: str = "", prefetch: Prefetches = (), late: bool = False
+        self,
+        work: Work[T],
+        key: str = "",
+        prefetch: Prefetches = (),
+        late: bool = False,
+        alone: bool = False,
     ) -> T:
         loop = asyncio.get_running_loop()
         reads = (prefetch,) if isinstance(prefetch, Prefetch) else tuple(prefetch or ())
-        job = _Job(work=work, future=loop.create_future(), key=key, prefetch=reads, late=late)
+        job = _Job(
+            work=work, future=loop.create_future(), key=key, prefetch=reads, late=late,
+            alone=alone,
+        )  # fmt: skip
         await self._queue.put(job)
         if self._task is None or self._task.done():
             self._task = loop.create_task(self._loop())
@@ -419,9 +429,16 @@ class GroupCommitter:
 
     async def _loop(self) -> None:
         while True:
-            jobs = [await self._queue.get()]
-            while len(jobs) < self.max_batch and not self._queue.empty():
-                jobs.append(self._queue.get_nowait())
+            first, self._next = self._next, None
+            jobs = [first if first is not None else await self._queue.get()]
+            # A unit that asks to run alone (a batch's group: many members, many rows) gets a
+            # transaction of its own: joined to others it would hold their locks longer.
+            while not jobs[0].alone and len(jobs) < self.max_batch and not self._queue.empty():
+                job = self._queue.get_nowait()
+                if job.alone:
+                    self._next = job
+                    break
+                jobs.append(job)
             # Units that lock one member's rows run in key order, so that two batches
             # (two server processes) always take row locks in the same order: no deadlock.
             jobs.sort(key=lambda j: j.key)
@@ -500,6 +517,9 @@ class GroupCommitter:
 
     def _fail(self, jobs: list[_Job], exc: BaseException) -> None:
         """The database is unreachable: answer the batch and everyone queued behind it."""
+        if self._next is not None:
+            jobs.append(self._next)
+            self._next = None
         while not self._queue.empty():
             jobs.append(self._queue.get_nowait())
         for job in jobs:
@@ -644,19 +664,26 @@ class Database:
         return True
 
     async def write(
-        self, work: Work[T], *, key: str = "", prefetch: Prefetches = (), late: bool = False
+        self,
+        work: Work[T],
+        *,
+        key: str = "",
+        prefetch: Prefetches = (),
+        late: bool = False,
+        alone: bool = False,
     ) -> T:
         """Run one unit of work in a transaction (grouped with its neighbours when enabled).
 
         `key` names what the unit locks (e.g. the member): grouped units run in key order.
         `prefetch`: reads the units of a batch share (see `Prefetch`). `late`: the unit's
-        `write_late` writes may wait for the batch's end (see there).
+        `write_late` writes may wait for the batch's end (see there). `alone`: the unit is
+        large (a batch's group) and runs in a transaction of its own, in its lane's order.
         """
         hook = _unit_hook.get()
         try:
             if hook is None:
-                return await self._write(work, key, prefetch, late)
-            value = await self._write(_hooked(work, hook), key, prefetch, late)
+                return await self._write(work, key, prefetch, late, alone)
+            value = await self._write(_hooked(work, hook), key, prefetch, late, alone)
         except ServiceUnavailable:
             raise
         except Exception as exc:
@@ -666,10 +693,12 @@ class Database:
         hook.committed(value)
         return value
 
-    async def _write(self, work: Work[T], key: str, prefetch: Prefetches, late: bool) -> T:
+    async def _write(
+        self, work: Work[T], key: str, prefetch: Prefetches, late: bool, alone: bool = False
+    ) -> T:
         if self.committers:
             lane = zlib.crc32(key.encode()) % len(self.committers) if key else 0
-            return await self.committers[lane].run(work, key, prefetch, late)
+            return await self.committers[lane].run(work, key, prefetch, late, alone)
         for attempt in range(6):
             try:
                 async with self.writer() as session, session.begin():

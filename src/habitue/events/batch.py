@@ -400,6 +400,7 @@ async def _run_group(
         outcomes = await db.write(
             lambda s: _record_group(s, pipeline, program, group),
             key=events_service.lock_key(group[0][1]),
+            alone=True,
         )
     except ServiceUnavailable:
         raise
