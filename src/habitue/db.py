@@ -12,7 +12,15 @@ import os
 import re
 import socket
 import zlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar, cast
 
@@ -339,14 +347,18 @@ class Prefetch:
 Prefetches = Prefetch | tuple[Prefetch, ...] | None
 
 
+def _grouped(reads: Iterable[Prefetch]) -> dict[tuple[BatchRead, str], list[Any]]:
+    """The args of `reads`, by the read (and slot) they name, in order."""
+    groups: dict[tuple[BatchRead, str], list[Any]] = {}
+    for p in reads:
+        groups.setdefault((p.read, p.slot), []).append(p.arg)
+    return groups
+
+
 async def _prefetch(session: AsyncSession, jobs: list[_Job]) -> set[str]:
     """Run the batch's shared reads; returns the slots they filled."""
-    groups: dict[tuple[BatchRead, str], list[Any]] = {}
-    for job in jobs:
-        for p in job.prefetch:
-            groups.setdefault((p.read, p.slot), []).append(p.arg)
     slots = set()
-    for (read, slot), args in groups.items():
+    for (read, slot), args in _grouped(p for job in jobs for p in job.prefetch).items():
         if len(args) > 1:
             await read(session, args)
             slots.add(slot)
@@ -356,10 +368,7 @@ async def _prefetch(session: AsyncSession, jobs: list[_Job]) -> set[str]:
 async def prefetch_now(session: AsyncSession, reads: Sequence[Prefetch]) -> None:
     """Run `reads` now, in `session`, each `read` once for all the args that name it (a unit
     that reads for many members itself, as a batch's group does)."""
-    groups: dict[tuple[BatchRead, str], list[Any]] = {}
-    for p in reads:
-        groups.setdefault((p.read, p.slot), []).append(p.arg)
-    for (read, _), args in groups.items():
+    for (read, _), args in _grouped(reads).items():
         await read(session, args)
 
 

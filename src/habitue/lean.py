@@ -36,6 +36,7 @@ from starlette.types import Message, Receive, Scope, Send
 from habitue import deps
 from habitue.db import Database
 from habitue.events.pipeline import Pipeline
+from habitue.middleware import replay_first
 from habitue.partners.access import PartnerAccess
 from habitue.programs import service as programs_service
 from habitue.programs.service import Principal, ProgramInfo
@@ -130,14 +131,14 @@ class LeanRoutes(BaseRoute):
         while True:
             message = await receive()
             if message["type"] != "http.request":
-                await self._decline(scope, _replay(message, receive), send)
+                await self._decline(scope, replay_first(message, receive), send)
                 return
             body += message.get("body", b"")
             if not message.get("more_body"):
                 break
         call = self._resolve(scope, receive, route, code, body)
         if call is None:
-            await self._decline(scope, _replay(_request(body), receive), send)
+            await self._decline(scope, replay_first(_request(body), receive), send)
             return
         principal = call.principal
         if principal.key_id is not None and programs_service.last_use_due(principal.key_id):
@@ -203,20 +204,6 @@ class LeanRoutes(BaseRoute):
 
 def _request(body: bytes) -> Message:
     return {"type": "http.request", "body": body, "more_body": False}
-
-
-def _replay(first: Message, receive: Receive) -> Receive:
-    """A receive that answers `first` once, then defers to `receive` (for the disconnect)."""
-    pending: Message | None = first
-
-    async def replay() -> Message:
-        nonlocal pending
-        if pending is not None:
-            message, pending = pending, None
-            return message
-        return await receive()
-
-    return replay
 
 
 def install(app: FastAPI) -> None:

@@ -71,7 +71,7 @@ class BodyLimit:
             message = await receive()
             if message["type"] != "http.request":
                 # The client went away before the end of the body: the app sees the disconnect.
-                await self.app(scope, _then(message, receive), send)
+                await self.app(scope, replay_first(message, receive), send)
                 return
             chunk: bytes = message.get("body", b"")
             seen += len(chunk)
@@ -82,13 +82,13 @@ class BodyLimit:
             if not message.get("more_body"):
                 break
         body = {"type": "http.request", "body": b"".join(chunks), "more_body": False}
-        await self.app(scope, _then(body, receive), send)
+        await self.app(scope, replay_first(body, receive), send)
 
     def _too_large(self) -> PayloadTooLarge:
         return PayloadTooLarge(f"body over {self.max_bytes} bytes")
 
 
-def _then(first: Message, receive: Receive) -> Receive:
+def replay_first(first: Message, receive: Receive) -> Receive:
     """A receive that answers `first` once, then defers to `receive` (for the disconnect)."""
     pending: Message | None = first
 

@@ -71,3 +71,19 @@ async def ledger(client: httpx.AsyncClient, program: str, member: str) -> list[d
     assert r.status_code == 200, r.text
     items: list[dict[str, Any]] = r.json()["items"]
     return items
+
+
+async def food_rule_and_ten_code(client: httpx.AsyncClient, program: str) -> None:
+    """The Odoo-derived setup of "points after discounts": 1 point per unit of currency on
+    food lines (rule `food`), and a code `TEN` for 10 % off the order."""
+    r = await client.post(
+        f"/v1/programs/{program}/rules",
+        json={"code": "food", "event_type": "purchase",
+              "effect": {"kind": "per_currency_unit", "rate": "1"},
+              "line_condition": "line.category == 'food'"},
+    )  # fmt: skip
+    assert r.status_code == 201, r.text
+    await promo(
+        client, program, code="ten", trigger="code", promo_code="TEN",
+        effect={"type": "order_percent", "percent": "10"},
+    )  # fmt: skip

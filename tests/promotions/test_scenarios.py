@@ -21,6 +21,7 @@ from tests.promotions.helpers import (
     confirmed,
     coupon_of,
     coupon_state,
+    food_rule_and_ten_code,
     ledger,
     offs,
     price,
@@ -212,17 +213,7 @@ async def test_gift_card_with_a_code(client: httpx.AsyncClient, program: str) ->
 
 async def test_points_after_discounts(client: httpx.AsyncClient) -> None:
     program = await create_program(client, earn_rate="0")
-    r = await client.post(
-        f"{P}/{program}/rules",
-        json={"code": "food", "event_type": "purchase",
-              "effect": {"kind": "per_currency_unit", "rate": "1"},
-              "line_condition": "line.category == 'food'"},
-    )  # fmt: skip
-    assert r.status_code == 201, r.text
-    await promo(
-        client, program, code="ten", trigger="code", promo_code="TEN",
-        effect={"type": "order_percent", "percent": "10"},
-    )  # fmt: skip
+    await food_rule_and_ten_code(client, program)
     m = await enrol(client, program, external_id="m1")
     body = {
         "member": {"id": m["id"]},

@@ -35,7 +35,7 @@ from habitue.programs import service as programs_service
 from habitue.rules.compile import compile_rules
 from habitue.rules.service import live_rule_versions_sync
 from tests.conftest import create_program, enrol
-from tests.promotions.helpers import confirmed, offs, price, promo
+from tests.promotions.helpers import confirmed, food_rule_and_ten_code, offs, price
 from tests.rewards.conftest import balance, give
 
 P = "/v1/programs"
@@ -50,17 +50,7 @@ BASKET: list[dict[str, Any]] = [
 async def _program(client: httpx.AsyncClient, earn_on: str | None) -> str:
     extra = {} if earn_on is None else {"earn_on": earn_on}
     program = await create_program(client, earn_rate="1", **extra)
-    r = await client.post(
-        f"{P}/{program}/rules",
-        json={"code": "food", "event_type": "purchase",
-              "effect": {"kind": "per_currency_unit", "rate": "1"},
-              "line_condition": "line.category == 'food'"},
-    )  # fmt: skip
-    assert r.status_code == 201, r.text
-    await promo(
-        client, program, code="ten", trigger="code", promo_code="TEN",
-        effect={"type": "order_percent", "percent": "10"},
-    )  # fmt: skip
+    await food_rule_and_ten_code(client, program)
     return program
 
 
