@@ -36,6 +36,7 @@ from habitue.analytics.backtest_input import (
     store_ladder,
 )
 from habitue.analytics.errors import InvalidAnalyticsInput
+from habitue.collect import fewer_collections
 from habitue.rules.compile import RuleSet, compile_rules
 from habitue.rules.context import zone
 from habitue.rules.counters import CounterEvent, CounterState, bump, counters_at
@@ -301,8 +302,34 @@ def run_backtest(
 
     With `counters`, each member's counters (`member.counters`, as `rules.counters` keeps
     them) are replayed too, from zero at the first transaction, so "after N visits" rules
-    decide as on the event path; without, rules see only the event decided counted.
+    decide as on the event path; without, rules see only the event decided counted. The
+    replay (and the reading of `transactions`, which it drives) runs with fewer cyclic
+    collections (`collect.fewer_collections`).
     """
+    with fewer_collections():
+        return _replay(
+            transactions,
+            program=program,
+            rules=rules,
+            redemption_rate=redemption_rate,
+            point_value_minor=point_value_minor,
+            progress=progress,
+            ladder=ladder,
+            counters=counters,
+        )
+
+
+def _replay(
+    transactions: Iterable[Transaction],
+    *,
+    program: ProgramSnapshot,
+    rules: RuleSet | None,
+    redemption_rate: float,
+    point_value_minor: Decimal,
+    progress: Callable[[int], None] | None,
+    ladder: QualifyingLadder | None,
+    counters: bool,
+) -> BacktestResult:
     if not 0.0 <= redemption_rate <= 1.0:
         raise InvalidAnalyticsInput("redemption_rate must be between 0 and 1")
     if point_value_minor < 0:

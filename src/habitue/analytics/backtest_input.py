@@ -18,6 +18,7 @@ from habitue.analytics.errors import InvalidAnalyticsInput
 from habitue.db import table_of
 from habitue.events.importer.reading import CsvReject, read_purchases
 from habitue.events.models import Event, EventLine
+from habitue.frozen import fast_init
 from habitue.money import MoneyFormatError, parse_minor
 from habitue.rules.compile import RuleSet, compile_rules
 from habitue.rules.model import parse_rule
@@ -32,6 +33,7 @@ _lines = table_of(EventLine)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Transaction:
     """One event to replay: a member key, the event, and for a refund the purchase it refunds."""

@@ -13,6 +13,8 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any, ClassVar, Literal
 
+from habitue.frozen import fast_init
+
 Rounding = Literal["down", "half_up", "up"]
 EarnOn = Literal["tax_included", "tax_excluded"]
 TAX_INCLUDED: EarnOn = "tax_included"
@@ -20,6 +22,7 @@ TAX_EXCLUDED: EarnOn = "tax_excluded"
 Period = Literal["day", "week", "month", "year", "lifetime"]
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class LineInput:
     """One basket line; money in minor units of the program's currency."""
@@ -37,6 +40,7 @@ class LineInput:
     """The rate `tax_minor` came from, when the line was sent with one (not kept in store)."""
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class EventInput:
     """An event as the rules see it (a purchase, a refund or an action)."""
@@ -53,6 +57,7 @@ class EventInput:
     """Money taken off the basket by spent points and coupons: not eligible for earning."""
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class MemberSnapshot:
     """What the rules may know about the member at decision time."""
@@ -101,6 +106,7 @@ class EffectKind(StrEnum):
     """A coupon of a catalogue reward issued to the member, burnt once at the till."""
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class EarnPoints:
     """Credit points to the member (pending first when `pending_until` is set)."""
@@ -115,6 +121,7 @@ class EarnPoints:
     """Points a cap or budget took off what the rule asked for."""
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class AddTierCredits:
     """Tier credits, separate from spendable points."""
@@ -162,6 +169,7 @@ class RuleError:
     rule_version: int | None = None
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Capped:
     """A rule whose grant a cap or budget reduced (`granted` may be 0: nothing applied)."""
@@ -188,6 +196,7 @@ class RandomDraw:
     won: bool
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Tally:
     """Points and grants a rule already gave one member in one period."""
@@ -196,6 +205,7 @@ class Tally:
     count: int = 0
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class RuleTally:
     """One rule's usage: this member's tallies for the periods containing the event, and
@@ -205,6 +215,7 @@ class RuleTally:
     budget_used: int = 0
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class RuleUsage:
     """Usage state for caps and budgets, by rule code; rules not listed have used nothing."""
@@ -212,6 +223,7 @@ class RuleUsage:
     rules: dict[str, RuleTally] = field(default_factory=dict)
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Decision:
     """The outcome of `decide`: effects to apply and rule errors to record."""

@@ -39,7 +39,7 @@ from habitue.events.importer.partitioning import (
 )
 from habitue.events.importer.preparing import _InFlight, _prepare_chunk, _Writes
 from habitue.events.importer.program import _load_program, member_share
-from habitue.events.importer.reading import CHUNK, _groups, _Layout, _open_csv, _rows
+from habitue.events.importer.reading import CHUNK, _groups, _Layout, _open_csv
 from habitue.events.importer.report import ImportReport, write_rejects
 from habitue.events.importer.sql import _Ids
 from habitue.events.importer.writing import (
@@ -171,7 +171,7 @@ def import_purchases(
                 batch.clear()
 
             with _no_collection():
-                for group in _groups(_rows(reader, report), layout.index["external_id"]):
+                for group in _groups(reader, layout.index["external_id"], report):
                     report.rows += len(group)
                     batch.append(group)
                     if len(batch) >= chunk:

@@ -35,7 +35,6 @@ from habitue.events.importer.reading import (
     _groups,
     _Layout,
     _open_csv,
-    _rows,
 )
 from habitue.events.importer.report import (
     ImportReport,
@@ -438,7 +437,7 @@ def _import_partitioned(
                 del first_at[:-_RECENT]
 
             with _no_collection():
-                for group in _groups(_rows(reader, report), ext_at):
+                for group in _groups(reader, ext_at, report):
                     report.rows += len(group)
                     first = group[0]
                     ext = first[ext_at].strip() if ext_at < len(first) else ""

@@ -16,7 +16,7 @@ from functools import lru_cache
 from itertools import chain
 from operator import itemgetter
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from habitue import clock
 from habitue.bounds import MAX_AMOUNT_MINOR
@@ -24,6 +24,7 @@ from habitue.events.importer.report import (
     ImportReport,
 )
 from habitue.events.service import CENT_TOLERANCE
+from habitue.frozen import fast_init
 from habitue.money import UNIT_PRICE_EXTRA_PLACES, format_minor, line_tax, round_minor
 from habitue.rules.types import (
     EventInput,
@@ -113,21 +114,6 @@ def _printable(value: str) -> str:
     return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
-def _rows(reader: Any, report: ImportReport) -> Iterator[list[str]]:
-    """The CSV's rows after its header; blank lines skipped, and a line the CSV reader
-    cannot read (a field over its size limit) counted as a rejected row."""
-    while True:
-        try:
-            for row in reader:  # the reader goes on after a line it could not read
-                if row:
-                    yield row
-            return
-        except csv.Error as exc:
-            report.rows += 1
-            report.rejected += 1
-            report.rejects.append(({}, f"line {reader.line_num}: not readable as CSV ({exc})"))
-
-
 @contextmanager
 def _open_csv(path: Path) -> Iterator[tuple[Any, list[str]]]:
     """A reader of the file and its header. Text is UTF-8 (a byte-order mark is skipped);
@@ -146,16 +132,29 @@ def _open_csv(path: Path) -> Iterator[tuple[Any, list[str]]]:
         yield reader, header
 
 
-def _groups(reader: Iterator[list[str]], key: int) -> Iterator[list[list[str]]]:
+def _groups(reader: Any, key: int, report: ImportReport) -> Iterator[list[list[str]]]:
+    """The CSV's rows after its header, in runs of one `external_id` (column `key`); blank
+    lines skipped, and a line the CSV reader cannot read (a field over its size limit)
+    counted as a rejected row of `report` when the reader meets it."""
     group: list[list[str]] = []
     current = ""
-    for row in reader:
-        this = row[key] if key < len(row) else ""
-        if this != current and group:
-            yield group
-            group = []
-        current = this
-        group.append(row)
+    while True:
+        try:
+            for row in reader:  # the reader goes on after a line it could not read
+                if not row:
+                    continue
+                this = row[key] if key < len(row) else ""
+                if this != current and group:
+                    yield group
+                    group = [row]
+                else:
+                    group.append(row)
+                current = this
+            break
+        except csv.Error as exc:
+            report.rows += 1
+            report.rejected += 1
+            report.rejects.append(({}, f"line {reader.line_num}: not readable as CSV ({exc})"))
     if group:
         yield group
 
@@ -292,19 +291,28 @@ def _new_line(
     tax_included: str = "",
 ) -> LineInput:
     """A basket line from its fields (`line_of`)."""
-    qty, unit, unit_minor, product = _priced(quantity or "1", unit_price, exponent)
-    amount_text = amount.strip()
     if tax_rate or tax_included:
+        qty, unit, _, _ = _priced(quantity or "1", unit_price, exponent)
         rate, included = _tax(tax_rate, tax_included)
+        amount_text = amount.strip()
         line_amount = _parse_amount(amount_text, "amount", exponent) if amount_text else None
         return line_of(sku or None, category or None, qty, unit, line_amount, rate, included)
-    if amount_text:
-        line_amount = _parse_amount(amount_text, "amount", exponent)
-    elif product > MAX_AMOUNT_MINOR:
-        raise ValueError("line amount (quantity × unit_price): too large")
-    else:
-        line_amount = product
+    qty, unit_minor, line_amount = _charged(quantity, unit_price, amount, exponent)
     return LineInput(sku or None, category or None, qty, unit_minor, line_amount)
+
+
+def _charged(
+    quantity: str, unit_price: str, amount: str, exponent: int
+) -> tuple[Decimal, int, int]:
+    """A line without tax's quantity, unit price in minor units and amount as charged: its
+    `amount` when given, otherwise quantity × unit price (`line_of`'s rule)."""
+    qty, _, unit_minor, product = _priced(quantity or "1", unit_price, exponent)
+    amount_text = amount.strip()
+    if amount_text:
+        return qty, unit_minor, _parse_amount(amount_text, "amount", exponent)
+    if product > MAX_AMOUNT_MINOR:
+        raise ValueError("line amount (quantity × unit_price): too large")
+    return qty, unit_minor, product
 
 
 _line = lru_cache(maxsize=1 << 16)(_new_line)
@@ -355,9 +363,13 @@ def _check_row(row: list[str], layout: _Layout) -> None:
             raise ValueError(f"{layout.header[col]}: longer than {limit} characters")
 
 
-_LINE_MEMO: dict[tuple[int, tuple[str, ...]], LineInput] = {}
-"""Basket lines by currency exponent and (sku, category, quantity, unit_price, amount), for
-`_parse_group_usual`; cleared when it passes `_LINE_MEMO_SIZE` entries."""
+_LINE_MEMOS: dict[int, dict[tuple[str, ...], LineInput]] = {}
+"""Basket lines by currency exponent, then by (sku, category, quantity, unit_price,
+amount), for `_parse_group_usual`; a memo is cleared when it passes `_LINE_MEMO_SIZE`
+entries."""
+_CHARGED_MEMOS: dict[int, dict[tuple[str, str, str], tuple[Decimal, int, int]]] = {}
+"""`_charged` by currency exponent, then by (quantity, unit_price, amount): prices repeat
+even where articles do not."""
 _LINE_MEMO_SIZE = 1 << 17
 
 
@@ -368,15 +380,13 @@ def _parse_group_usual(
     priced and valid), in one pass and with each line looked up whole; None for anything
     else, which `_parse_group` then checks row by row to give the import's reason. Accepts
     exactly what `_parse_group`'s checks accept, with the same result."""
-    key_of = layout.line_key
-    width = len(layout.header)
-    for r in rows:
-        if len(r) != width:
-            return None
-    joined = "".join(chain.from_iterable(rows))
-    if not joined.isascii() or _CONTROL.search(joined) is not None:
-        return None
     first = rows[0]
+    width = len(layout.header)
+    if len(first) != width:
+        return None
+    joined = "".join(chain.from_iterable(rows))
+    if not joined.isascii() or not joined.isprintable():  # ASCII: printable = no _CONTROL
+        return None
     for _, i in layout.required:
         if not first[i].strip():
             return None
@@ -393,30 +403,40 @@ def _parse_group_usual(
         return None
     if occurred > latest:
         return None
-    lines: list[LineInput] = []
+    memo = _LINE_MEMOS.get(exponent)
+    if memo is None:
+        memo = _LINE_MEMOS[exponent] = {}
+    prices = _CHARGED_MEMOS.get(exponent)
+    if prices is None:
+        prices = _CHARGED_MEMOS[exponent] = {}
+    lines = list(map(memo.get, map(layout.line_key, rows)))
     line_sum = 0
-    memo = _LINE_MEMO
-    for r in rows:
-        if r[total_at] != first_total or len(r[member_at]) > ID_LENGTH:
+    for n, (r, line) in enumerate(zip(rows, lines, strict=True)):
+        if len(r) != width or r[total_at] != first_total or len(r[member_at]) > ID_LENGTH:
             return None
-        fields = key_of(r)
-        line = memo.get((exponent, fields))
         if line is None:
+            fields = layout.line_key(r)
             sku, category, quantity, unit_price, amount = fields
             if len(sku) > LABEL_LENGTH or len(category) > LABEL_LENGTH or not unit_price.strip():
                 return None
-            try:
-                line = _new_line(sku, category, quantity, unit_price, amount, exponent)
-            except ValueError:
-                return None
+            charged = prices.get((quantity, unit_price, amount))
+            if charged is None:
+                try:
+                    charged = _charged(quantity, unit_price, amount, exponent)
+                except ValueError:
+                    return None
+                if len(prices) >= _LINE_MEMO_SIZE:
+                    prices.clear()
+                prices[quantity, unit_price, amount] = charged
+            line = LineInput(sku or None, category or None, *charged)
             if len(memo) >= _LINE_MEMO_SIZE:
                 memo.clear()
-            memo[exponent, fields] = line
-        lines.append(line)
+            memo[fields] = lines[n] = line
         line_sum += line.amount_minor
     if abs(line_sum - total) > CENT_TOLERANCE:
         return None
-    event = EventInput("purchase", external_id.strip(), occurred, total, tuple(lines))
+    priced = cast("list[LineInput]", lines)  # every None was replaced above
+    event = EventInput("purchase", external_id.strip(), occurred, total, tuple(priced))
     return event, first[member_at].strip()
 
 
@@ -433,7 +453,7 @@ def _parse_order_usual(
     if len(row) != len(layout.header):
         return None
     joined = "".join(row)
-    if not joined.isascii() or _CONTROL.search(joined) is not None:
+    if not joined.isascii() or not joined.isprintable():  # ASCII: printable = no _CONTROL
         return None
     for _, i in layout.required:
         if not row[i].strip():
@@ -516,6 +536,7 @@ def _parse_group(
     return event, get(first, "member_external_id").strip()
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class CsvPurchase:
     """A purchase of an import file, parsed and checked as the import parses it."""
@@ -545,7 +566,7 @@ def read_purchases(
         layout = _Layout.of(header)
         key = layout.index["external_id"]
         unreadable = 0
-        for rows in _groups(_rows(reader, report), key):
+        for rows in _groups(reader, key, report):
             while unreadable < len(report.rejects):
                 unreadable += 1
                 yield CsvReject("", report.rejects[unreadable - 1][1])
