@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
@@ -30,9 +31,9 @@ GROUPS = [
 ]  # fmt: skip
 
 
-def _outcome(rows: list[list[str]], layout: _Layout) -> object:
+def _outcome(rows: list[list[str]], layout: _Layout, plain: bool = False) -> object:
     try:
-        return _parse_group(rows, layout, 2, LATEST)
+        return _parse_group(rows, layout, 2, LATEST, plain)
     except ValueError as exc:
         return f"rejected: {exc}"
 
@@ -111,6 +112,9 @@ def test_a_file_with_lines_reads_alike_on_both_paths(rows: list[list[str]]) -> N
     object.__setattr__(checked, "line_key", None)  # the row-by-row checks only
     for _ in range(2):
         assert _outcome(rows, usual) == _outcome(rows, checked)
+    text = "".join(field for row in rows for field in row)
+    if text.isascii() and text.isprintable() and '"' not in text:  # as in a plain file
+        assert _outcome(rows, usual, plain=True) == _outcome(rows, checked)
 
 
 def test_the_usual_purchases_with_lines_take_the_fast_path() -> None:
@@ -119,3 +123,18 @@ def test_the_usual_purchases_with_lines_take_the_fast_path() -> None:
     usual = _Layout.of(LINES_HEADER)
     taken = [g[0][1] for g in LINE_GROUPS if _parse_group_usual(g, usual, 2, LATEST) is not None]
     assert taken == ["B1", "B2", "B3", "B4", "B5", "B16", "B21"]  # B8, B12: valid, checked
+
+
+@pytest.mark.parametrize(
+    ("text", "plain"),
+    [("a,b\r\n1,2\n", True), ("a,b\n1,\"2\"\n", False), ("a,b\n1,2\t\n", False),
+     ("a,b\n1,caf\u00e9\n", False), ("\ufeffa,b\n1,2\n", False), ("a,b\n1,2\x7f\n", False)],
+)  # fmt: skip
+def test_a_plain_file_is_printable_ascii_without_quotes(
+    tmp_path: Path, text: str, plain: bool
+) -> None:
+    from habitue.events.importer.reading import plain_file
+
+    path = tmp_path / "f.csv"
+    path.write_text(text, encoding="utf-8", newline="")
+    assert plain_file(path, block=4) is plain
