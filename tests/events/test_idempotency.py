@@ -384,6 +384,7 @@ async def test_the_answer_is_stored_with_the_work_and_nothing_after_it(
         await settle(self, session, answer)
 
     monkeypatch.setattr(idempotency.RequestClaim, "settle", spy)
+    monkeypatch.setattr(idempotency.InlineClaim, "settle", spy)
     m = await enrol(client, program)
     r = await client.post(
         f"/v1/programs/{program}/events",
@@ -404,3 +405,185 @@ async def test_the_answer_is_stored_with_the_work_and_nothing_after_it(
         headers={"Idempotency-Key": "a2"},
     )
     assert r.status_code == 409 and len(settled) == 1 and settled[0].status == 409
+
+
+# POST /events: the key is taken by the event's own unit of work (idempotency.InlineClaim).
+
+
+async def _stored(db: Database, key: str) -> list[dict[str, Any]]:
+    async with db.read() as session:
+        rows = await session.execute(select(_records).where(_records.c.key == key))
+        return [dict(row) for row in rows.mappings()]
+
+
+async def test_an_event_s_key_is_taken_with_its_work_and_replays_its_answer(
+    client: httpx.AsyncClient, program: str, db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No claim before the event: its record is written in the event's transaction, with
+    the answer sent, and a retry replays it without running the event again."""
+    m = await enrol(client, program)
+    url, key = f"/v1/programs/{program}/events", new_code("k")
+    claims: list[Any] = []
+    claim = idempotency.claim
+
+    async def spy(*args: Any, **kw: Any) -> Any:
+        claims.append(kw)
+        return await claim(*args, **kw)
+
+    monkeypatch.setattr(idempotency, "claim", spy)
+    body = _purchase(m["id"], new_code("r"))
+    first = await client.post(url, json=body, headers={"Idempotency-Key": key})
+    assert first.status_code == 201 and "idempotent-replayed" not in first.headers, first.text
+    assert claims == []
+    [record] = await _stored(db, key)
+    assert record["committed_at"] is not None
+    assert (record["status_code"], record["body"]) == (201, first.json())
+    again = await client.post(url, json=body, headers={"Idempotency-Key": key})
+    assert again.headers["idempotent-replayed"] == "true"
+    assert (again.status_code, again.json()) == (201, first.json())
+    assert await _available(client, program, m["id"]) == first.json()["points"] > 0
+
+
+async def test_simultaneous_events_with_one_key_credit_once_and_answer_alike(
+    client: httpx.AsyncClient, program: str, db: Database
+) -> None:
+    """Twenty copies of one purchase under one key at once (grouped in the committer's
+    batches, so one batch's statement fails and runs again unit by unit): one credits, every
+    other one gets its answer, replayed."""
+    m = await enrol(client, program)
+    url, key = f"/v1/programs/{program}/events", new_code("k")
+    body = _purchase(m["id"], new_code("r"), "30.00")
+    h = {"Idempotency-Key": key}
+    answers = await asyncio.gather(*(client.post(url, json=body, headers=h) for _ in range(20)))
+    assert {r.status_code for r in answers} == {201}, [r.text for r in answers]
+    firsts = [r for r in answers if "idempotent-replayed" not in r.headers]
+    assert len(firsts) == 1
+    assert all(r.json() == firsts[0].json() for r in answers)
+    assert await _available(client, program, m["id"]) == firsts[0].json()["points"] > 0
+    [record] = await _stored(db, key)
+    assert record["body"] == firsts[0].json()
+
+
+async def test_simultaneous_events_reusing_a_key_with_other_bodies_credit_one(
+    client: httpx.AsyncClient, program: str, db: Database
+) -> None:
+    """Twenty different purchases under one key at once: the one whose key commits is the
+    only one recorded; every other one is refused `idempotency-key-reused`, its work rolled
+    back, and a retry of the first is replayed."""
+    m = await enrol(client, program)
+    url, key = f"/v1/programs/{program}/events", new_code("k")
+    bodies = [_purchase(m["id"], new_code("r"), f"{10 + i}.00") for i in range(20)]
+    h = {"Idempotency-Key": key}
+    answers = await asyncio.gather(*(client.post(url, json=b, headers=h) for b in bodies))
+    assert sorted(r.status_code for r in answers) == [201] + [422] * 19, [r.text for r in answers]
+    for r in answers:
+        if r.status_code == 422:
+            assert r.json()["type"].endswith("/idempotency-key-reused")
+            assert r.headers["content-type"] == "application/problem+json"
+    [won] = [i for i, r in enumerate(answers) if r.status_code == 201]
+    assert await _available(client, program, m["id"]) == answers[won].json()["points"] > 0
+    found = await client.get(f"/v1/programs/{program}/members/{m['id']}/ledger")
+    assert found.status_code == 200 and len(found.json()["items"]) == 1, found.text
+    again = await client.post(url, json=bodies[won], headers=h)
+    assert again.headers["idempotent-replayed"] == "true" and again.json() == answers[won].json()
+    other = await client.post(url, json=bodies[(won + 1) % 20], headers=h)
+    assert other.status_code == 422 and "idempotent-replayed" not in other.headers
+    assert await _available(client, program, m["id"]) == answers[won].json()["points"]
+
+
+async def test_simultaneous_events_with_their_own_keys_each_keep_their_answer(
+    client: httpx.AsyncClient, program: str, db: Database
+) -> None:
+    """Many purchases at once, each with its own key: their records are written at their
+    batch's end, each with its own answer."""
+    members = [await enrol(client, program) for _ in range(6)]
+    url = f"/v1/programs/{program}/events"
+    sent = [
+        (new_code("k"), _purchase(members[i % 6]["id"], new_code("r"), f"{5 + i}.00"))
+        for i in range(24)
+    ]
+    answers = await asyncio.gather(
+        *(client.post(url, json=body, headers={"Idempotency-Key": k}) for k, body in sent)
+    )
+    assert {r.status_code for r in answers} == {201}
+    for (k, body), first in zip(sent, answers, strict=True):
+        [record] = await _stored(db, k)
+        assert (record["status_code"], record["body"]) == (201, first.json())
+        again = await client.post(url, json=body, headers={"Idempotency-Key": k})
+        assert again.headers["idempotent-replayed"] == "true" and again.json() == first.json()
+    total = sum(r.json()["points"] for r in answers)
+    assert sum([await _available(client, program, m["id"]) for m in members]) == total
+
+
+async def test_a_refused_event_is_replayed_and_its_key_refuses_another_body(
+    client: httpx.AsyncClient, program: str, db: Database
+) -> None:
+    """An event that commits nothing (an unknown member: 404) takes its key after it answers,
+    with that answer: a retry replays the refusal even once the member exists, and another
+    body under the key is refused."""
+    url, key = f"/v1/programs/{program}/events", new_code("k")
+    h = {"Idempotency-Key": key}
+    body = {"type": "purchase", "member": {"external_id": "later"}, "external_id": "r1",
+            "total": "10.00"}  # fmt: skip
+    first = await client.post(url, json=body, headers=h)
+    assert first.status_code == 404 and first.json()["type"].endswith("/member-not-found")
+    [record] = await _stored(db, key)
+    assert record["status_code"] == 404 and record["committed_at"] is None
+    m = await enrol(client, program, external_id="later")
+    again = await client.post(url, json=body, headers=h)
+    assert (again.status_code, again.json()) == (404, first.json())
+    assert again.headers["idempotent-replayed"] == "true"
+    other = await client.post(url, json={**body, "external_id": "r2"}, headers=h)
+    assert other.status_code == 422 and other.json()["type"].endswith("/idempotency-key-reused")
+    assert await _available(client, program, m["id"]) == 0
+    # A body the route refuses before any work (422) is kept the same way.
+    key2 = new_code("k")
+    bad = await client.post(url, json={"type": "purchase"}, headers={"Idempotency-Key": key2})
+    assert bad.status_code == 422
+    again = await client.post(url, json={"type": "purchase"}, headers={"Idempotency-Key": key2})
+    assert again.json() == bad.json() and again.headers["idempotent-replayed"] == "true"
+
+
+async def test_an_event_s_expired_key_is_taken_over_and_the_event_recorded_once(
+    client: httpx.AsyncClient, program: str, db: Database
+) -> None:
+    """The key's record is older than its time: the event's own insert finds it taken, its
+    work is rolled back, the claim takes the expired key over and the event runs again, once."""
+    m = await enrol(client, program)
+    url, key = f"/v1/programs/{program}/events", new_code("k")
+    h = {"Idempotency-Key": key}
+    first = await client.post(url, json=_purchase(m["id"], new_code("r"), "10.00"), headers=h)
+    assert first.status_code == 201
+    clock.advance(timedelta(hours=24, seconds=1))
+    body = _purchase(m["id"], new_code("r"), "20.00")
+    second = await client.post(url, json=body, headers=h)
+    assert second.status_code == 201 and "idempotent-replayed" not in second.headers
+    assert second.json()["id"] != first.json()["id"]
+    points = first.json()["points"] + second.json()["points"]
+    assert await _available(client, program, m["id"]) == points
+    again = await client.post(url, json=body, headers=h)
+    assert again.headers["idempotent-replayed"] == "true" and again.json() == second.json()
+    assert await _available(client, program, m["id"]) == points
+
+
+async def test_an_event_s_key_held_by_a_request_in_progress_is_busy(
+    client: httpx.AsyncClient, program: str, db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An adjustment holds the key (claimed, not committed): an event under the same key runs,
+    finds the key taken, is rolled back and refused; nothing is credited twice."""
+    m = await enrol(client, program)
+    key = new_code("k")
+    h = {"Idempotency-Key": key}
+    gate = Gate(db, monkeypatch)
+    first = asyncio.create_task(
+        client.post(
+            _adjust_url(program, m["id"]), json={"points": 10, "reason": "goodwill"}, headers=h
+        )
+    )
+    await asyncio.wait_for(gate.held.wait(), 10)
+    url = f"/v1/programs/{program}/events"
+    r = await client.post(url, json=_purchase(m["id"], new_code("r")), headers=h)
+    assert r.status_code == 422 and r.json()["type"].endswith("/idempotency-key-reused")
+    gate.release.set()
+    assert (await first).status_code == 201
+    assert await _available(client, program, m["id"]) == 10
