@@ -143,6 +143,12 @@ class IdempotencyKeys:
     The request's units of work store the response in their own transaction (a
     `habitue.db.UnitHook`), so that the usual path costs the claim (one statement) and
     nothing after the answer; a POST without the header costs one header scan.
+
+    `POST /v1/programs/{p}/events` is not claimed first: the event's unit of work inserts the
+    key's record with its answer (`idempotency.InlineClaim`), so its usual request costs no
+    statement of its own. Its answer is held until the key is known to be its own: when the
+    event's unit found the key taken, or the request committed nothing (a refusal), the usual
+    claim decides (replay, refusal, busy, or the request runs again under a claimed key).
     """
 
     def __init__(self, app: ASGIApp) -> None:

@@ -587,3 +587,62 @@ async def test_an_event_s_key_held_by_a_request_in_progress_is_busy(
     gate.release.set()
     assert (await first).status_code == 201
     assert await _available(client, program, m["id"]) == 10
+
+
+async def test_an_inline_key_s_later_units_keep_its_answer_and_a_taken_key_rolls_back(
+    db: Database,
+) -> None:
+    """`InlineClaim` over several units (none in `POST /events` today): the first inserts the
+    record, the later ones update it, and one whose value is not the answer keeps the answer
+    stored. Another request's unit under the key is rolled back, its work with it."""
+    from habitue.db import unit_hook
+    from habitue.events.errors import RequestInProgress
+
+    key = new_code("k")
+    answer = idempotency.Response(201, "application/json", {"id": "e1"})
+
+    def claim_for(request_hash: str) -> idempotency.InlineClaim:
+        return idempotency.InlineClaim(
+            program_id=0,
+            credential="admin",
+            key=key,
+            request_hash=request_hash,
+            lease=LEASE,
+            describe=lambda value: answer if value == "answer" else None,
+        )
+
+    def unit(value: str) -> Any:
+        async def work(_session: Any) -> str:
+            return value
+
+        return work
+
+    first = claim_for("h1")
+    with unit_hook(first):
+        await db.write(unit("other"))
+        [record] = await _stored(db, key)
+        assert record["status_code"] is None and record["committed_at"] is not None
+        await db.write(unit("answer"))
+        await db.write(unit("other"))
+    [record] = await _stored(db, key)
+    assert (record["status_code"], record["body"]) == (201, {"id": "e1"})
+    assert first.recorded and first.stored == answer and not first.taken
+
+    second = claim_for("h2")
+    marker = new_code("cli")
+
+    async def writes(session: Any) -> str:
+        await session.execute(
+            insert(_records).values(
+                program_id=0, credential="admin", key=marker, request_hash="h", token="t",
+                lease_until=clock.now(), created_at=clock.now(),
+            )
+        )  # fmt: skip
+        return "answer"
+
+    with unit_hook(second), pytest.raises(RequestInProgress):
+        await db.write(writes)
+    assert second.taken and not second.recorded
+    assert await _stored(db, marker) == []  # the unit's own work was rolled back
+    [record] = await _stored(db, key)
+    assert record["request_hash"] == "h1"

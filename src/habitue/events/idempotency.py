@@ -25,6 +25,12 @@ response; one whose work committed without a storable response (the coupon CSV b
 409 `idempotent-response-lost` rather than doing the work twice. Events are also idempotent on
 their own by `(program, source, external_id)`.
 
+`POST /events` (one unit of work, whose value is the answer) takes no claim first
+(`InlineClaim`): the event's own unit inserts the record, committed and answered, in its
+transaction; the record's unique key makes a second request under the key fail in its own
+unit (rolled back whole), after which `claim` decides for it as above. So the usual event
+with a key costs no transaction and, in a grouped batch, one statement for all its records.
+
 An expired record (older than the TTL) is treated as absent: the key may carry another request.
 `purge` deletes expired records (the scheduler and `habitue idempotency purge`).
 """
@@ -231,12 +237,11 @@ class InlineClaim:
             return
         response = self.describe(value)
         now = clock.now()
-        if self.recorded:  # a later unit of the request
-            result = await session.execute(
-                update(_records)
-                .where(self._mine())
-                .values(committed_at=now, **_answer_columns(response))
-            )
+        if self.recorded:  # a later unit of the request: as `RequestClaim.within`
+            values: dict[str, Any] = {"committed_at": now}
+            if response is not None:  # else the answer stored before stays
+                values.update(_answer_columns(response))
+            result = await session.execute(update(_records).where(self._mine()).values(**values))
             if getattr(result, "rowcount", 0) != 1:
                 raise RequestInProgress(
                     "this request's lease on its Idempotency-Key ran out and a retry took it over"
