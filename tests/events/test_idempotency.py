@@ -374,8 +374,8 @@ async def test_a_refused_request_is_replayed_and_a_csv_answer_keeps_its_type(
 async def test_the_answer_is_stored_with_the_work_and_nothing_after_it(
     client: httpx.AsyncClient, program: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """An event or an adjustment costs the claim and one statement in its own transaction:
-    no write after the answer."""
+    """An adjustment costs the claim and one statement in its own transaction, an event only
+    its record's insert in its own transaction: no write after the answer."""
     settled: list[Any] = []
     settle = idempotency.RequestClaim.settle
 
