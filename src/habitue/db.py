@@ -251,17 +251,10 @@ def write_at_end(session: AsyncSession, statement: Executable, params: dict[str,
     return True
 
 
-async def _write_at_end(session: AsyncSession) -> None:
-    pending: list[tuple[Executable, dict[str, Any]]] = session.info.pop(_AT_END, [])
-    for _, run in itertools.groupby(pending, key=lambda write: id(write[0])):
-        writes = list(run)
-        group = [params for _, params in writes]
-        await session.execute(writes[0][0], group if len(group) > 1 else group[0])
-
-
-async def _write_pending(session: AsyncSession) -> None:
-    """The batch's late writes, in order, consecutive ones of one text together."""
-    pending: list[tuple[Executable, dict[str, Any]]] = session.info.pop(_BATCHED, [])
+async def _write_pending(session: AsyncSession, slot: str = _BATCHED) -> None:
+    """The batch's late writes (or, `slot` `_AT_END`, its writes at its end), in order,
+    consecutive ones of one text together."""
+    pending: list[tuple[Executable, dict[str, Any]]] = session.info.pop(slot, [])
     for _, run in itertools.groupby(pending, key=lambda write: id(write[0])):
         writes = list(run)
         group = [params for _, params in writes]
@@ -502,7 +495,7 @@ class GroupCommitter:
                         await _write_pending(session)
                     values.append(await _unit(job.work, session))
                 await _write_pending(session)
-                await _write_at_end(session)
+                await _write_pending(session, _AT_END)
         except Exception as exc:  # rolled back whole: the caller runs the batch unit by unit
             if is_unavailable(exc):
                 self._fail(jobs, exc)
