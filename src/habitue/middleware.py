@@ -226,8 +226,7 @@ class IdempotencyKeys:
                 answer=answer,
             )
 
-        if scope["path"].count("/") == 4 and scope["path"].endswith("/events"):
-            # POST /v1/programs/{p}/events: one unit of work, whose value is the answer.
+        if inline_claimed(scope["path"]):
             inline = idempotency.InlineClaim(
                 program_id=program_id,
                 credential=credential,
@@ -312,6 +311,12 @@ class IdempotencyKeys:
             await db.write(work)
         except Exception as exc:  # the store is away: the lease frees the key
             log.warning("idempotency_record_unsettled", error=type(exc).__name__)
+
+
+def inline_claimed(path: str) -> bool:
+    """Whether a POST to `path` takes its key in its own unit of work (`InlineClaim`):
+    `POST /v1/programs/{p}/events`, one unit of work whose value is the answer."""
+    return path.count("/") == 4 and path.endswith("/events")
 
 
 def _response_of(messages: list[Message]) -> tuple[int, str, bytes]:

@@ -646,3 +646,92 @@ async def test_an_inline_key_s_later_units_keep_its_answer_and_a_taken_key_rolls
     assert await _stored(db, marker) == []  # the unit's own work was rolled back
     [record] = await _stored(db, key)
     assert record["request_hash"] == "h1"
+
+
+async def test_an_event_that_dies_before_its_commit_leaves_its_key_free(
+    client: httpx.AsyncClient, program: str, db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Killed before its unit of work ran: nothing was written, not even its key, so the
+    retry runs at once (no lease to wait out) and the purchase is credited once."""
+    m = await enrol(client, program)
+    url, key = f"/v1/programs/{program}/events", new_code("k")
+    body = _purchase(m["id"], new_code("r"))
+    gate = Gate(db, monkeypatch)
+    first = asyncio.create_task(client.post(url, json=body, headers={"Idempotency-Key": key}))
+    await asyncio.wait_for(gate.held.wait(), 10)
+    first.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await first
+    monkeypatch.undo()
+    assert await _stored(db, key) == []
+    r = await client.post(url, json=body, headers={"Idempotency-Key": key})
+    assert r.status_code == 201 and "idempotent-replayed" not in r.headers, r.text
+    again = await client.post(url, json=body, headers={"Idempotency-Key": key})
+    assert again.json() == r.json() and again.headers["idempotent-replayed"] == "true"
+    assert await _available(client, program, m["id"]) == r.json()["points"] > 0
+
+
+async def test_a_held_event_overtaken_by_its_duplicate_answers_the_duplicate_s_answer(
+    client: httpx.AsyncClient, program: str, db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first request's unit of work is held; a duplicate under the same key runs and
+    commits; the first, released, finds the purchase recorded and replays that answer."""
+    m = await enrol(client, program)
+    url, key = f"/v1/programs/{program}/events", new_code("k")
+    body = _purchase(m["id"], new_code("r"), "40.00")
+    h = {"Idempotency-Key": key}
+    gate = Gate(db, monkeypatch)
+    first = asyncio.create_task(client.post(url, json=body, headers=h))
+    await asyncio.wait_for(gate.held.wait(), 10)
+    second = await client.post(url, json=body, headers=h)
+    assert second.status_code == 201 and "idempotent-replayed" not in second.headers
+    gate.release.set()
+    late = await first
+    assert late.status_code == 201 and late.headers["idempotent-replayed"] == "true", late.text
+    assert late.json() == second.json()
+    assert await _available(client, program, m["id"]) == second.json()["points"] > 0
+
+
+@pytest.mark.parametrize("inline", [True, False], ids=["inline", "claimed-first"])
+async def test_an_event_s_key_answers_alike_taken_inline_or_claimed_first(
+    client: httpx.AsyncClient,
+    program: str,
+    db: Database,
+    monkeypatch: pytest.MonkeyPatch,
+    inline: bool,
+) -> None:
+    """The reference for the inline key: the same requests with the key claimed first (the
+    path every other POST takes) give the same answers, replays, refusals and records."""
+    from habitue import middleware
+
+    monkeypatch.setattr(middleware, "inline_claimed", lambda _path: inline)
+    m = await enrol(client, program)
+    url = f"/v1/programs/{program}/events"
+    k1, k2 = new_code("k"), new_code("k")
+    body = _purchase(m["id"], "same-sale", "25.00")
+    first = await client.post(url, json=body, headers={"Idempotency-Key": k1})
+    again = await client.post(url, json=body, headers={"Idempotency-Key": k1})
+    other = await client.post(url, json={**body, "total": "26.00"}, headers={"Idempotency-Key": k1})
+    # The same sale under another key: the event's own idempotency answers, kept under k2.
+    by_id = await client.post(url, json=body, headers={"Idempotency-Key": k2})
+    missing = {**body, "member": {"external_id": "nobody"}, "external_id": "s2"}
+    refused = await client.post(url, json=missing, headers={"Idempotency-Key": new_code("k")})
+    seen = [
+        (r.status_code, r.headers.get("idempotent-replayed"), r.headers["content-type"])
+        for r in (first, again, other, by_id, refused)
+    ]
+    assert seen == [
+        (201, None, "application/json"),
+        (201, "true", "application/json"),
+        (422, None, "application/problem+json"),
+        (201, None, "application/json"),
+        (404, None, "application/problem+json"),
+    ]
+    assert again.json() == by_id.json() == first.json()
+    assert other.json()["type"].endswith("/idempotency-key-reused")
+    for key, committed in ((k1, True), (k2, False)):  # k2's request committed nothing
+        [record] = await _stored(db, key)
+        assert (record["status_code"], record["content_type"]) == (201, "application/json")
+        assert record["body"] == first.json()
+        assert (record["committed_at"] is not None) == committed
+    assert await _available(client, program, m["id"]) == first.json()["points"] > 0
