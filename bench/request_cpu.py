@@ -1,6 +1,7 @@
 """bench/request_cpu: the server's CPU per request, per route and shape, in-process, no client.
 
     PYTHONPATH=$PWD/src .venv/bin/python bench/request_cpu.py [--rounds 20] [--profile SHAPE]
+        [--shapes id,idempotency]
 
 The app is called as an ASGI server calls it (a scope, a `receive` that hands over the body,
 a `send` that keeps the answer), so the figure is this process's CPU (`time.process_time`) for
@@ -17,7 +18,8 @@ concurrent requests after four rounds of warm-up:
 Prints the mean, the median and the least CPU per request of a round: on a loaded machine
 (other processes taking turns on the cores) the mean wanders by tens of per cent between runs
 of one build, the median and the least much less; compare two trees alternately. `--profile SHAPE`
-(`id`, `external_id`, `idempotency`, `price`, `confirm`) prints cProfile's top functions.
+(`id`, `external_id`, `idempotency`, `price`, `confirm`) prints cProfile's top functions;
+`--shapes id,idempotency` runs only those shapes.
 """
 
 from __future__ import annotations
@@ -100,7 +102,7 @@ class Client:
         return status, orjson.loads(payload) if payload else None
 
 
-async def run(url: str, rounds: int, profile: str | None) -> None:
+async def run(url: str, rounds: int, profile: str | None, only: list[str] | None = None) -> None:
     settings = Settings(env="test", database_url=url, admin_key="k", scheduler=False, worker=False)
     db = Database(url)
     app = create_app(settings, db=db)
@@ -161,6 +163,8 @@ async def run(url: str, rounds: int, profile: str | None) -> None:
             "confirm": at_till("confirm"),
         }
         for name, one in shapes.items():
+            if only is not None and name not in only:
+                continue
             for _ in range(4):  # warm up
                 await asyncio.gather(*(one(m) for m in members))
             prof = cProfile.Profile() if profile == name else None
@@ -195,10 +199,12 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=20)
     ap.add_argument("--profile", metavar="SHAPE")
+    ap.add_argument("--shapes", help="comma-separated shapes to run (default: all)")
     args = ap.parse_args()
+    only = args.shapes.split(",") if args.shapes else None
     with scratch_pg("bench_request_cpu") as url:
         upgrade(url)
-        asyncio.run(run(url, args.rounds, args.profile))
+        asyncio.run(run(url, args.rounds, args.profile, only))
 
 
 if __name__ == "__main__":

@@ -231,9 +231,30 @@ async def write_late(session: AsyncSession, statement: Executable, params: dict[
         pending.append((statement, params))
 
 
-async def _write_pending(session: AsyncSession) -> None:
-    """The batch's late writes, in order, consecutive ones of one text together."""
-    pending: list[tuple[Executable, dict[str, Any]]] = session.info.pop(_BATCHED, [])
+_AT_END = "habitue.end_statements"
+
+
+def write_at_end(session: AsyncSession, statement: Executable, params: dict[str, Any]) -> bool:
+    """In a grouped batch's first, optimistic run, keep a unit's write for the batch's end,
+    after its late writes, with the batch's other writes of the same statement in one round
+    trip, and return True; elsewhere (a unit alone, or the batch run again unit by unit in
+    savepoints) return False: the caller writes now, and may look at what its write did.
+
+    Only for a write nothing in the batch reads back and that reads nothing the batch writes
+    (the Idempotency-Key records of habitue.events.idempotency). If it fails (a unique key
+    taken), the batch is rolled back whole and runs again unit by unit, as on any failure.
+    """
+    pending: list[tuple[Executable, dict[str, Any]]] | None = session.info.get(_AT_END)
+    if pending is None:
+        return False
+    pending.append((statement, params))
+    return True
+
+
+async def _write_pending(session: AsyncSession, slot: str = _BATCHED) -> None:
+    """The batch's late writes (or, `slot` `_AT_END`, its writes at its end), in order,
+    consecutive ones of one text together."""
+    pending: list[tuple[Executable, dict[str, Any]]] = session.info.pop(slot, [])
     for _, run in itertools.groupby(pending, key=lambda write: id(write[0])):
         writes = list(run)
         group = [params for _, params in writes]
@@ -464,6 +485,7 @@ class GroupCommitter:
         values: list[Any] = []
         try:
             async with self.sessionmaker() as session, session.begin():
+                session.info[_AT_END] = []
                 slots = await _prefetch(session, jobs)
                 for job in jobs:
                     _keep_only_own(session, slots, job)
@@ -473,6 +495,7 @@ class GroupCommitter:
                         await _write_pending(session)
                     values.append(await _unit(job.work, session))
                 await _write_pending(session)
+                await _write_pending(session, _AT_END)
         except Exception as exc:  # rolled back whole: the caller runs the batch unit by unit
             if is_unavailable(exc):
                 self._fail(jobs, exc)
@@ -577,6 +600,17 @@ _unit_hook: contextvars.ContextVar[UnitHook | None] = contextvars.ContextVar(
 def unit_hook(hook: UnitHook) -> Iterator[None]:
     """Run `hook` in every unit of work written from this context (this request)."""
     token = _unit_hook.set(hook)
+    try:
+        yield
+    finally:
+        _unit_hook.reset(token)
+
+
+@contextlib.contextmanager
+def no_unit_hook() -> Iterator[None]:
+    """Units of work written from this context are not the request's work (bookkeeping such
+    as an API key's last use): the request's hook does not run in them."""
+    token = _unit_hook.set(None)
     try:
         yield
     finally:

@@ -10,7 +10,7 @@ import structlog
 from fastapi import Depends, Path, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from habitue.db import Database
+from habitue.db import Database, no_unit_hook
 from habitue.errors import Forbidden, Unauthorized
 from habitue.events.pipeline import Pipeline
 from habitue.partners.access import PartnerAccess
@@ -77,7 +77,8 @@ async def _record_use(db: Database, key_id: int) -> None:
     """Stamp the key's last use: once a minute per key and process (`last_use_due`), in a unit
     of work of its own; a failure is logged, never the request's."""
     try:
-        await db.write(lambda s: programs_service.record_key_use(s, key_id))
+        with no_unit_hook():  # not the request's work: no Idempotency-Key record of it
+            await db.write(lambda s: programs_service.record_key_use(s, key_id))
     except Exception:  # bookkeeping must not fail the request
         log.warning("could not record an API key's use", key_id=key_id, exc_info=False)
 

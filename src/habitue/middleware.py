@@ -5,8 +5,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import time
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import structlog
@@ -17,6 +18,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from habitue.errors import HabitueError, PayloadTooLarge, ValidationFailed
 from habitue.events import idempotency
+
+if TYPE_CHECKING:
+    from habitue.db import Database
 
 log = structlog.get_logger()
 REQUESTS = Counter("habitue_http_requests_total", "HTTP requests", ["method", "status"])
@@ -139,6 +143,12 @@ class IdempotencyKeys:
     The request's units of work store the response in their own transaction (a
     `habitue.db.UnitHook`), so that the usual path costs the claim (one statement) and
     nothing after the answer; a POST without the header costs one header scan.
+
+    `POST /v1/programs/{p}/events` is not claimed first: the event's unit of work inserts the
+    key's record with its answer (`idempotency.InlineClaim`), so its usual request costs no
+    statement of its own. Its answer is held until the key is known to be its own: when the
+    event's unit found the key taken, or the request committed nothing (a refusal), the usual
+    claim decides (replay, refusal, busy, or the request runs again under a claimed key).
     """
 
     def __init__(self, app: ASGIApp) -> None:
@@ -185,7 +195,7 @@ class IdempotencyKeys:
         credential: str,
         key: str,
     ) -> None:
-        from habitue.db import Database, unit_hook
+        from habitue.db import unit_hook
         from habitue.settings import Settings
 
         db: Database = scope["app"].state.db
@@ -202,7 +212,9 @@ class IdempotencyKeys:
         lease = timedelta(seconds=settings.idempotency_lease_seconds)
         ttl = timedelta(hours=settings.idempotency_ttl_hours)
 
-        async def take(session: AsyncSession) -> idempotency.Outcome:
+        async def take(
+            session: AsyncSession, answer: idempotency.Response | None = None
+        ) -> idempotency.Outcome:
             return await idempotency.claim(
                 session,
                 program_id=program_id,
@@ -211,9 +223,49 @@ class IdempotencyKeys:
                 request_hash=digest,
                 lease=lease,
                 ttl=ttl,
+                answer=answer,
             )
 
-        outcome = await db.write(take)
+        if inline_claimed(scope["path"]):
+            inline = idempotency.InlineClaim(
+                program_id=program_id,
+                credential=credential,
+                key=key,
+                request_hash=digest,
+                lease=lease,
+                describe=lambda value: _describe(scope, value),
+            )
+            kept: list[Message] = []
+
+            async def keep(message: Message) -> None:
+                kept.append(message)
+
+            try:
+                with unit_hook(inline):
+                    await self.app(scope, _replay_body(body), keep)
+            finally:
+                inline.closed = True
+            status, content_type, payload = _response_of(kept)
+            answer = _answer(status, content_type, payload)
+            if inline.recorded:  # the work committed with its key (and its answer)
+                sent = answer
+                if sent is not None and sent != inline.stored:
+                    await self._settle(db, lambda s: inline.settle(s, sent))
+                await _send_all(send, kept)
+                return
+            if answer is None and not inline.taken:  # a 5xx: nothing committed, nothing kept
+                await _send_all(send, kept)
+                return
+            # Its work found the key taken (and was rolled back), or it committed nothing
+            # (a refusal, an event recorded before): the usual claim decides, storing this
+            # answer with the key when the request committed nothing.
+            stored = None if inline.taken else answer
+            outcome = await db.write(lambda s: take(s, stored))
+            if outcome.token is not None and stored is not None:
+                await _send_all(send, kept)
+                return
+        else:
+            outcome = await db.write(take)
         if outcome.replay is not None:
             await _send_replay(send, outcome.replay)
             return
@@ -251,16 +303,44 @@ class IdempotencyKeys:
             if answer is None and held.committed_any:
                 pass  # keep what the work committed; a retry replays it (or is told it is lost)
             elif answer is None or answer != held.stored:
-                try:
-                    await db.write(lambda s: held.settle(s, answer))
-                except Exception as exc:  # the store is away: the lease frees the key
-                    log.warning("idempotency_record_unsettled", error=type(exc).__name__)
+                await self._settle(db, lambda s: held.settle(s, answer))
+
+    @staticmethod
+    async def _settle(db: Database, work: Callable[[AsyncSession], Awaitable[None]]) -> None:
+        try:
+            await db.write(work)
+        except Exception as exc:  # the store is away: the lease frees the key
+            log.warning("idempotency_record_unsettled", error=type(exc).__name__)
+
+
+def inline_claimed(path: str) -> bool:
+    """Whether a POST to `path` takes its key in its own unit of work (`InlineClaim`):
+    `POST /v1/programs/{p}/events`, one unit of work whose value is the answer."""
+    return path.count("/") == 4 and path.endswith("/events")
+
+
+def _response_of(messages: list[Message]) -> tuple[int, str, bytes]:
+    """The status, content type and body of a response's messages (500 when none started)."""
+    status, content_type, chunks = 500, "", []
+    for message in messages:
+        if message["type"] == "http.response.start":
+            status = message["status"]
+            for name, value in message.get("headers", []):
+                if name.lower() == b"content-type":
+                    content_type = value.decode("latin-1")
+        elif message["type"] == "http.response.body":
+            chunks.append(message.get("body", b""))
+    return status, content_type, b"".join(chunks)
+
+
+async def _send_all(send: Send, messages: list[Message]) -> None:
+    for message in messages:
+        await send(message)
 
 
 async def _caller(scope: Scope, auth: bytes, code: str) -> tuple[int, str] | None:
     """(program id, credential) of an authenticated caller of program `code`; None when the
     route should decide (no key, unknown key or program, another program's key)."""
-    from habitue.db import Database
     from habitue.programs import service as programs_service
     from habitue.settings import Settings
 

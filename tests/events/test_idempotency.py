@@ -374,8 +374,8 @@ async def test_a_refused_request_is_replayed_and_a_csv_answer_keeps_its_type(
 async def test_the_answer_is_stored_with_the_work_and_nothing_after_it(
     client: httpx.AsyncClient, program: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """An event or an adjustment costs the claim and one statement in its own transaction:
-    no write after the answer."""
+    """An adjustment costs the claim and one statement in its own transaction, an event only
+    its record's insert in its own transaction: no write after the answer."""
     settled: list[Any] = []
     settle = idempotency.RequestClaim.settle
 
@@ -384,6 +384,7 @@ async def test_the_answer_is_stored_with_the_work_and_nothing_after_it(
         await settle(self, session, answer)
 
     monkeypatch.setattr(idempotency.RequestClaim, "settle", spy)
+    monkeypatch.setattr(idempotency.InlineClaim, "settle", spy)
     m = await enrol(client, program)
     r = await client.post(
         f"/v1/programs/{program}/events",
@@ -404,3 +405,333 @@ async def test_the_answer_is_stored_with_the_work_and_nothing_after_it(
         headers={"Idempotency-Key": "a2"},
     )
     assert r.status_code == 409 and len(settled) == 1 and settled[0].status == 409
+
+
+# POST /events: the key is taken by the event's own unit of work (idempotency.InlineClaim).
+
+
+async def _stored(db: Database, key: str) -> list[dict[str, Any]]:
+    async with db.read() as session:
+        rows = await session.execute(select(_records).where(_records.c.key == key))
+        return [dict(row) for row in rows.mappings()]
+
+
+async def test_an_event_s_key_is_taken_with_its_work_and_replays_its_answer(
+    client: httpx.AsyncClient, program: str, db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No claim before the event: its record is written in the event's transaction, with
+    the answer sent, and a retry replays it without running the event again."""
+    m = await enrol(client, program)
+    url, key = f"/v1/programs/{program}/events", new_code("k")
+    claims: list[Any] = []
+    claim = idempotency.claim
+
+    async def spy(*args: Any, **kw: Any) -> Any:
+        claims.append(kw)
+        return await claim(*args, **kw)
+
+    monkeypatch.setattr(idempotency, "claim", spy)
+    body = _purchase(m["id"], new_code("r"))
+    first = await client.post(url, json=body, headers={"Idempotency-Key": key})
+    assert first.status_code == 201 and "idempotent-replayed" not in first.headers, first.text
+    assert claims == []
+    [record] = await _stored(db, key)
+    assert record["committed_at"] is not None
+    assert (record["status_code"], record["body"]) == (201, first.json())
+    again = await client.post(url, json=body, headers={"Idempotency-Key": key})
+    assert again.headers["idempotent-replayed"] == "true"
+    assert (again.status_code, again.json()) == (201, first.json())
+    assert await _available(client, program, m["id"]) == first.json()["points"] > 0
+
+
+async def test_simultaneous_events_with_one_key_credit_once_and_answer_alike(
+    client: httpx.AsyncClient, program: str, db: Database
+) -> None:
+    """Twenty copies of one purchase under one key at once (grouped in the committer's
+    batches, so one batch's statement fails and runs again unit by unit): one credits, every
+    other one gets its answer, replayed."""
+    m = await enrol(client, program)
+    url, key = f"/v1/programs/{program}/events", new_code("k")
+    body = _purchase(m["id"], new_code("r"), "30.00")
+    h = {"Idempotency-Key": key}
+    answers = await asyncio.gather(*(client.post(url, json=body, headers=h) for _ in range(20)))
+    assert {r.status_code for r in answers} == {201}, [r.text for r in answers]
+    firsts = [r for r in answers if "idempotent-replayed" not in r.headers]
+    assert len(firsts) == 1
+    assert all(r.json() == firsts[0].json() for r in answers)
+    assert await _available(client, program, m["id"]) == firsts[0].json()["points"] > 0
+    [record] = await _stored(db, key)
+    assert record["body"] == firsts[0].json()
+
+
+async def test_simultaneous_events_reusing_a_key_with_other_bodies_credit_one(
+    client: httpx.AsyncClient, program: str, db: Database
+) -> None:
+    """Twenty different purchases under one key at once: the one whose key commits is the
+    only one recorded; every other one is refused `idempotency-key-reused`, its work rolled
+    back, and a retry of the first is replayed."""
+    m = await enrol(client, program)
+    url, key = f"/v1/programs/{program}/events", new_code("k")
+    bodies = [_purchase(m["id"], new_code("r"), f"{10 + i}.00") for i in range(20)]
+    h = {"Idempotency-Key": key}
+    answers = await asyncio.gather(*(client.post(url, json=b, headers=h) for b in bodies))
+    assert sorted(r.status_code for r in answers) == [201] + [422] * 19, [r.text for r in answers]
+    for r in answers:
+        if r.status_code == 422:
+            assert r.json()["type"].endswith("/idempotency-key-reused")
+            assert r.headers["content-type"] == "application/problem+json"
+    [won] = [i for i, r in enumerate(answers) if r.status_code == 201]
+    assert await _available(client, program, m["id"]) == answers[won].json()["points"] > 0
+    found = await client.get(f"/v1/programs/{program}/members/{m['id']}/ledger")
+    assert found.status_code == 200 and len(found.json()["items"]) == 1, found.text
+    again = await client.post(url, json=bodies[won], headers=h)
+    assert again.headers["idempotent-replayed"] == "true" and again.json() == answers[won].json()
+    other = await client.post(url, json=bodies[(won + 1) % 20], headers=h)
+    assert other.status_code == 422 and "idempotent-replayed" not in other.headers
+    assert await _available(client, program, m["id"]) == answers[won].json()["points"]
+
+
+async def test_simultaneous_events_with_their_own_keys_each_keep_their_answer(
+    client: httpx.AsyncClient, program: str, db: Database
+) -> None:
+    """Many purchases at once, each with its own key: their records are written at their
+    batch's end, each with its own answer."""
+    members = [await enrol(client, program) for _ in range(6)]
+    url = f"/v1/programs/{program}/events"
+    sent = [
+        (new_code("k"), _purchase(members[i % 6]["id"], new_code("r"), f"{5 + i}.00"))
+        for i in range(24)
+    ]
+    answers = await asyncio.gather(
+        *(client.post(url, json=body, headers={"Idempotency-Key": k}) for k, body in sent)
+    )
+    assert {r.status_code for r in answers} == {201}
+    for (k, body), first in zip(sent, answers, strict=True):
+        [record] = await _stored(db, k)
+        assert (record["status_code"], record["body"]) == (201, first.json())
+        again = await client.post(url, json=body, headers={"Idempotency-Key": k})
+        assert again.headers["idempotent-replayed"] == "true" and again.json() == first.json()
+    total = sum(r.json()["points"] for r in answers)
+    assert sum([await _available(client, program, m["id"]) for m in members]) == total
+
+
+async def test_a_refused_event_is_replayed_and_its_key_refuses_another_body(
+    client: httpx.AsyncClient, program: str, db: Database
+) -> None:
+    """An event that commits nothing (an unknown member: 404) takes its key after it answers,
+    with that answer: a retry replays the refusal even once the member exists, and another
+    body under the key is refused."""
+    url, key = f"/v1/programs/{program}/events", new_code("k")
+    h = {"Idempotency-Key": key}
+    body = {"type": "purchase", "member": {"external_id": "later"}, "external_id": "r1",
+            "total": "10.00"}  # fmt: skip
+    first = await client.post(url, json=body, headers=h)
+    assert first.status_code == 404 and first.json()["type"].endswith("/member-not-found")
+    [record] = await _stored(db, key)
+    assert record["status_code"] == 404 and record["committed_at"] is None
+    m = await enrol(client, program, external_id="later")
+    again = await client.post(url, json=body, headers=h)
+    assert (again.status_code, again.json()) == (404, first.json())
+    assert again.headers["idempotent-replayed"] == "true"
+    other = await client.post(url, json={**body, "external_id": "r2"}, headers=h)
+    assert other.status_code == 422 and other.json()["type"].endswith("/idempotency-key-reused")
+    assert await _available(client, program, m["id"]) == 0
+    # A body the route refuses before any work (422) is kept the same way.
+    key2 = new_code("k")
+    bad = await client.post(url, json={"type": "purchase"}, headers={"Idempotency-Key": key2})
+    assert bad.status_code == 422
+    again = await client.post(url, json={"type": "purchase"}, headers={"Idempotency-Key": key2})
+    assert again.json() == bad.json() and again.headers["idempotent-replayed"] == "true"
+
+
+async def test_an_event_s_expired_key_is_taken_over_and_the_event_recorded_once(
+    client: httpx.AsyncClient, program: str, db: Database
+) -> None:
+    """The key's record is older than its time: the event's own insert finds it taken, its
+    work is rolled back, the claim takes the expired key over and the event runs again, once."""
+    m = await enrol(client, program)
+    url, key = f"/v1/programs/{program}/events", new_code("k")
+    h = {"Idempotency-Key": key}
+    first = await client.post(url, json=_purchase(m["id"], new_code("r"), "10.00"), headers=h)
+    assert first.status_code == 201
+    clock.advance(timedelta(hours=24, seconds=1))
+    body = _purchase(m["id"], new_code("r"), "20.00")
+    second = await client.post(url, json=body, headers=h)
+    assert second.status_code == 201 and "idempotent-replayed" not in second.headers
+    assert second.json()["id"] != first.json()["id"]
+    points = first.json()["points"] + second.json()["points"]
+    assert await _available(client, program, m["id"]) == points
+    again = await client.post(url, json=body, headers=h)
+    assert again.headers["idempotent-replayed"] == "true" and again.json() == second.json()
+    assert await _available(client, program, m["id"]) == points
+
+
+async def test_an_event_s_key_held_by_a_request_in_progress_is_busy(
+    client: httpx.AsyncClient, program: str, db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An adjustment holds the key (claimed, not committed): an event under the same key runs,
+    finds the key taken, is rolled back and refused; nothing is credited twice."""
+    m = await enrol(client, program)
+    key = new_code("k")
+    h = {"Idempotency-Key": key}
+    gate = Gate(db, monkeypatch)
+    first = asyncio.create_task(
+        client.post(
+            _adjust_url(program, m["id"]), json={"points": 10, "reason": "goodwill"}, headers=h
+        )
+    )
+    await asyncio.wait_for(gate.held.wait(), 10)
+    url = f"/v1/programs/{program}/events"
+    r = await client.post(url, json=_purchase(m["id"], new_code("r")), headers=h)
+    assert r.status_code == 422 and r.json()["type"].endswith("/idempotency-key-reused")
+    gate.release.set()
+    assert (await first).status_code == 201
+    assert await _available(client, program, m["id"]) == 10
+
+
+async def test_an_inline_key_s_later_units_keep_its_answer_and_a_taken_key_rolls_back(
+    db: Database,
+) -> None:
+    """`InlineClaim` over several units (none in `POST /events` today): the first inserts the
+    record, the later ones update it, and one whose value is not the answer keeps the answer
+    stored. Another request's unit under the key is rolled back, its work with it."""
+    from habitue.db import unit_hook
+    from habitue.events.errors import RequestInProgress
+
+    key = new_code("k")
+    answer = idempotency.Response(201, "application/json", {"id": "e1"})
+
+    def claim_for(request_hash: str) -> idempotency.InlineClaim:
+        return idempotency.InlineClaim(
+            program_id=0,
+            credential="admin",
+            key=key,
+            request_hash=request_hash,
+            lease=LEASE,
+            describe=lambda value: answer if value == "answer" else None,
+        )
+
+    def unit(value: str) -> Any:
+        async def work(_session: Any) -> str:
+            return value
+
+        return work
+
+    first = claim_for("h1")
+    with unit_hook(first):
+        await db.write(unit("other"))
+        [record] = await _stored(db, key)
+        assert record["status_code"] is None and record["committed_at"] is not None
+        await db.write(unit("answer"))
+        await db.write(unit("other"))
+    [record] = await _stored(db, key)
+    assert (record["status_code"], record["body"]) == (201, {"id": "e1"})
+    assert first.recorded and first.stored == answer and not first.taken
+
+    second = claim_for("h2")
+    marker = new_code("cli")
+
+    async def writes(session: Any) -> str:
+        await session.execute(
+            insert(_records).values(
+                program_id=0, credential="admin", key=marker, request_hash="h", token="t",
+                lease_until=clock.now(), created_at=clock.now(),
+            )
+        )  # fmt: skip
+        return "answer"
+
+    with unit_hook(second), pytest.raises(RequestInProgress):
+        await db.write(writes)
+    assert second.taken and not second.recorded
+    assert await _stored(db, marker) == []  # the unit's own work was rolled back
+    [record] = await _stored(db, key)
+    assert record["request_hash"] == "h1"
+
+
+async def test_an_event_that_dies_before_its_commit_leaves_its_key_free(
+    client: httpx.AsyncClient, program: str, db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Killed before its unit of work ran: nothing was written, not even its key, so the
+    retry runs at once (no lease to wait out) and the purchase is credited once."""
+    m = await enrol(client, program)
+    url, key = f"/v1/programs/{program}/events", new_code("k")
+    body = _purchase(m["id"], new_code("r"))
+    gate = Gate(db, monkeypatch)
+    first = asyncio.create_task(client.post(url, json=body, headers={"Idempotency-Key": key}))
+    await asyncio.wait_for(gate.held.wait(), 10)
+    first.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await first
+    monkeypatch.undo()
+    assert await _stored(db, key) == []
+    r = await client.post(url, json=body, headers={"Idempotency-Key": key})
+    assert r.status_code == 201 and "idempotent-replayed" not in r.headers, r.text
+    again = await client.post(url, json=body, headers={"Idempotency-Key": key})
+    assert again.json() == r.json() and again.headers["idempotent-replayed"] == "true"
+    assert await _available(client, program, m["id"]) == r.json()["points"] > 0
+
+
+async def test_a_held_event_overtaken_by_its_duplicate_answers_the_duplicate_s_answer(
+    client: httpx.AsyncClient, program: str, db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first request's unit of work is held; a duplicate under the same key runs and
+    commits; the first, released, finds the purchase recorded and replays that answer."""
+    m = await enrol(client, program)
+    url, key = f"/v1/programs/{program}/events", new_code("k")
+    body = _purchase(m["id"], new_code("r"), "40.00")
+    h = {"Idempotency-Key": key}
+    gate = Gate(db, monkeypatch)
+    first = asyncio.create_task(client.post(url, json=body, headers=h))
+    await asyncio.wait_for(gate.held.wait(), 10)
+    second = await client.post(url, json=body, headers=h)
+    assert second.status_code == 201 and "idempotent-replayed" not in second.headers
+    gate.release.set()
+    late = await first
+    assert late.status_code == 201 and late.headers["idempotent-replayed"] == "true", late.text
+    assert late.json() == second.json()
+    assert await _available(client, program, m["id"]) == second.json()["points"] > 0
+
+
+@pytest.mark.parametrize("inline", [True, False], ids=["inline", "claimed-first"])
+async def test_an_event_s_key_answers_alike_taken_inline_or_claimed_first(
+    client: httpx.AsyncClient,
+    program: str,
+    db: Database,
+    monkeypatch: pytest.MonkeyPatch,
+    inline: bool,
+) -> None:
+    """The reference for the inline key: the same requests with the key claimed first (the
+    path every other POST takes) give the same answers, replays, refusals and records."""
+    from habitue import middleware
+
+    monkeypatch.setattr(middleware, "inline_claimed", lambda _path: inline)
+    m = await enrol(client, program)
+    url = f"/v1/programs/{program}/events"
+    k1, k2 = new_code("k"), new_code("k")
+    body = _purchase(m["id"], "same-sale", "25.00")
+    first = await client.post(url, json=body, headers={"Idempotency-Key": k1})
+    again = await client.post(url, json=body, headers={"Idempotency-Key": k1})
+    other = await client.post(url, json={**body, "total": "26.00"}, headers={"Idempotency-Key": k1})
+    # The same sale under another key: the event's own idempotency answers, kept under k2.
+    by_id = await client.post(url, json=body, headers={"Idempotency-Key": k2})
+    missing = {**body, "member": {"external_id": "nobody"}, "external_id": "s2"}
+    refused = await client.post(url, json=missing, headers={"Idempotency-Key": new_code("k")})
+    seen = [
+        (r.status_code, r.headers.get("idempotent-replayed"), r.headers["content-type"])
+        for r in (first, again, other, by_id, refused)
+    ]
+    assert seen == [
+        (201, None, "application/json"),
+        (201, "true", "application/json"),
+        (422, None, "application/problem+json"),
+        (201, None, "application/json"),
+        (404, None, "application/problem+json"),
+    ]
+    assert again.json() == by_id.json() == first.json()
+    assert other.json()["type"].endswith("/idempotency-key-reused")
+    for key, committed in ((k1, True), (k2, False)):  # k2's request committed nothing
+        [record] = await _stored(db, key)
+        assert (record["status_code"], record["content_type"]) == (201, "application/json")
+        assert record["body"] == first.json()
+        assert (record["committed_at"] is not None) == committed
+    assert await _available(client, program, m["id"]) == first.json()["points"] > 0

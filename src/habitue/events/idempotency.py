@@ -25,6 +25,12 @@ response; one whose work committed without a storable response (the coupon CSV b
 409 `idempotent-response-lost` rather than doing the work twice. Events are also idempotent on
 their own by `(program, source, external_id)`.
 
+`POST /events` (one unit of work, whose value is the answer) takes no claim first
+(`InlineClaim`): the event's own unit inserts the record, committed and answered, in its
+transaction; the record's unique key makes a second request under the key fail in its own
+unit (rolled back whole), after which `claim` decides for it as above. So the usual event
+with a key costs no transaction and, in a grouped batch, one statement for all its records.
+
 An expired record (older than the TTL) is treated as absent: the key may carry another request.
 `purge` deletes expired records (the scheduler and `habitue idempotency purge`).
 """
@@ -39,12 +45,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, delete, select, update
+from sqlalchemy import insert as plain_insert
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from habitue import clock
-from habitue.db import dialect_name, table_of
+from habitue.db import dialect_name, table_of, write_at_end
 from habitue.errors import HabitueError
 from habitue.events.errors import IdempotencyKeyReused, RequestInProgress, ResponseLost
 from habitue.events.models import IdempotencyRecord
@@ -94,18 +101,21 @@ async def claim(
     request_hash: str,
     lease: timedelta,
     ttl: timedelta,
+    answer: Response | None = None,
 ) -> Outcome:
-    """Take `key` for this request, or say why not. One statement when the key is new."""
+    """Take `key` for this request, or say why not. One statement when the key is new.
+
+    With `answer` (a request that ran before it took its key and committed nothing: see
+    `InlineClaim`), the key is taken with that answer stored: a retry replays it."""
     now = clock.now()
     token = secrets.token_hex(16)
+    answered = _answer_columns(answer)
     fresh = {
         "request_hash": request_hash,
         "token": token,
         "lease_until": now + lease,
         "committed_at": None,
-        "status_code": None,
-        "content_type": None,
-        "body": None,
+        **answered,
         "created_at": now,
     }
     scope = and_(
@@ -146,6 +156,8 @@ async def claim(
             )
         else:  # the lease ran out before anything committed: this retry runs it
             values = {"token": token, "lease_until": now + lease}
+            if answer is not None:
+                values.update(answered)
         taken = await session.execute(
             update(_records)
             .where(_records.c.id == row["id"], _records.c.token == row["token"])
@@ -155,6 +167,123 @@ async def claim(
             return Outcome(record_id=row["id"], token=token)
         return _busy(now + timedelta(seconds=1), now)  # another retry won the race
     return _busy(now + timedelta(seconds=1), now)
+
+
+def _answer_columns(response: Response | None) -> dict[str, Any]:
+    if response is None:
+        return {"status_code": None, "content_type": None, "body": None}
+    return {
+        "status_code": response.status,
+        "content_type": response.content_type,
+        "body": response.body,
+    }
+
+
+_INSERT = plain_insert(_records)
+
+
+class InlineClaim:
+    """A key taken by the request's own unit of work, with its answer: a `habitue.db.UnitHook`
+    for a request made of one unit of work whose value is its answer (`POST /events`).
+
+    No claim runs before the request: its unit inserts the key's record, committed and
+    answered, in its own transaction (in a grouped batch, all the batch's records in one
+    statement at its end: `habitue.db.write_at_end`). The record's unique key decides between
+    two requests with one key: a second one's insert conflicts (on PostgreSQL it waits for the
+    first's transaction) and its unit is rolled back whole (`taken`), so only one of them
+    ever commits work. The middleware then runs the usual `claim`, which replays the first
+    answer, refuses another request under the key, or (the first record expired, or a claim
+    whose lease ran out) takes the key, and the request runs again, as any claimed one.
+
+    A request that commits nothing (a refusal, a replayed event) takes its key afterwards,
+    with its answer (`claim(answer=...)`): a retry replays that answer as if it had been
+    claimed first. A later unit of the same request (none in `POST /events` today) updates the
+    record as `RequestClaim` does.
+    """
+
+    def __init__(
+        self,
+        *,
+        program_id: int,
+        credential: str,
+        key: str,
+        request_hash: str,
+        lease: timedelta,
+        describe: Callable[[Any], Response | None],
+    ) -> None:
+        self.program_id = program_id
+        self.credential = credential
+        self.key = key
+        self.request_hash = request_hash
+        self.lease = lease
+        self.token = secrets.token_hex(16)
+        self.describe = describe
+        self.closed = False
+        self.recorded = False  # a unit of this request committed the record
+        self.taken = False  # a unit found the key taken: its work was rolled back
+        self.stored: Response | None = None
+        self._pending: tuple[Any, Response | None] | None = None
+
+    def _mine(self) -> Any:
+        return (
+            (_records.c.program_id == self.program_id)
+            & (_records.c.credential == self.credential)
+            & (_records.c.key == self.key)
+            & (_records.c.token == self.token)
+        )
+
+    async def within(self, session: AsyncSession, value: Any) -> None:
+        if self.closed:  # a task the request left behind: not the request's work
+            return
+        response = self.describe(value)
+        now = clock.now()
+        if self.recorded:  # a later unit of the request: as `RequestClaim.within`
+            values: dict[str, Any] = {"committed_at": now}
+            if response is not None:  # else the answer stored before stays
+                values.update(_answer_columns(response))
+            result = await session.execute(update(_records).where(self._mine()).values(**values))
+            if getattr(result, "rowcount", 0) != 1:
+                raise RequestInProgress(
+                    "this request's lease on its Idempotency-Key ran out and a retry took it over"
+                )
+        else:
+            row = {
+                "program_id": self.program_id,
+                "credential": self.credential,
+                "key": self.key,
+                "request_hash": self.request_hash,
+                "token": self.token,
+                "lease_until": now + self.lease,
+                "committed_at": now,
+                **_answer_columns(response),
+                "created_at": now,
+            }
+            if not write_at_end(session, _INSERT, row):
+                insert = pg_insert if dialect_name(session) == "postgresql" else sqlite_insert
+                stmt = (
+                    insert(_records)
+                    .values(**row)
+                    .on_conflict_do_nothing(index_elements=["program_id", "credential", "key"])
+                    .returning(_records.c.id)
+                )
+                if (await session.execute(stmt)).scalar() is None:
+                    self.taken = True
+                    raise RequestInProgress("another request holds this Idempotency-Key")
+        self._pending = (value, response)
+
+    def committed(self, value: Any) -> None:
+        if self.closed:
+            return
+        self.recorded = True
+        pending = self._pending
+        if pending is not None and pending[0] is value and pending[1] is not None:
+            self.stored = pending[1]
+
+    async def settle(self, session: AsyncSession, response: Response) -> None:
+        """Store the answer sent when it is not the one stored with the work."""
+        await session.execute(
+            update(_records).where(self._mine()).values(**_answer_columns(response))
+        )
 
 
 class RequestClaim:
