@@ -60,7 +60,9 @@ def _assert_unavailable(r: httpx.Response, elapsed: float) -> None:
     assert r.json()["type"] == SERVICE_UNAVAILABLE
     assert r.json()["status"] == 503
     assert r.headers["retry-after"] == "1"
-    assert elapsed < 2.0, elapsed
+    # Refused at once, not after a pool's or a driver's 30 s wait (the margin is for a loaded
+    # machine: 2.07 s was seen with a load average of 12 on 2 cores).
+    assert elapsed < 8.0, elapsed
 
 
 async def test_an_unreachable_database_answers_503_with_retry_after(
