@@ -10,9 +10,11 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from habitue import clock
+from habitue.bounds import MAX_POINTS
 from habitue.events.schemas import EventCreate, LineIn, MemberSelector
 from habitue.members.service import MemberRef
-from habitue.money import MoneyFormatError, format_minor, parse_minor
+from habitue.money import MAX_MINOR, MoneyFormatError, format_minor, line_tax, parse_minor
 from habitue.programs.service import ProgramInfo
 from habitue.promotions.errors import BasketRefused
 from habitue.promotions.pricing import (
@@ -33,6 +35,7 @@ from habitue.promotions.schemas import (
     RefusalRead,
 )
 from habitue.rewards import catalogue
+from habitue.rules.types import EventInput, LineInput
 
 CENT_TOLERANCE = 1
 
@@ -181,6 +184,63 @@ def purchase_body(
             "basket_total": format_minor(pricing.total_minor, exp),
             "basket_discount": format_minor(pricing.discount_minor, exp),
         },
+    )
+
+
+MAX_EVENT_LINES = 500
+"""`EventCreate.lines`' bound."""
+
+
+def quote_event(
+    program: ProgramInfo, priced: Priced, external_id: str = "price"
+) -> EventInput | None:
+    """The purchase a priced basket would record, as the rules see it: what `prepare` makes
+    of `purchase_body(program, priced, external_id, ...)`, computed straight from the net
+    amounts in minor units (no money string formatted and parsed back). None when a check of
+    `prepare` or a bound of the body could fail (an amount beyond `MAX_MINOR`, points it
+    refuses, too many lines): the caller then goes through the body, and fails as it did.
+    tests/promotions/test_fast_answers.py compares the two."""
+    pricing = priced.pricing
+    total = sum(pricing.net_minor)
+    if total > MAX_MINOR:
+        return None
+    lines: list[LineInput] = []
+    for ln, net in zip(pricing.lines, pricing.net_minor, strict=True):
+        sku, cat = ln.sku or None, ln.category or None
+        rate = ln.tax_rate or None
+        q = ln.quantity
+        if q == int(q) and q > 0:
+            whole = int(q)
+            unit, rest = divmod(net, whole)
+            parts = [(whole - rest, unit), (rest, unit + 1)]
+        else:
+            parts = [(1, net)]
+        for n, price in parts:
+            if not n:
+                continue
+            amount, tax = line_tax(n * price, rate, True)
+            lines.append(LineInput(sku, cat, Decimal(n), price, amount, tax, rate))
+    exp = program.currency_exponent
+    discount = 0
+    if pricing.points:
+        value = (Decimal(pricing.points) * program.redeem_rate).scaleb(exp)
+        discount = int(value.to_integral_value())
+        if discount > total or pricing.points % program.redeem_step:
+            return None
+    if len(lines) > MAX_EVENT_LINES or pricing.points > MAX_POINTS:
+        return None  # beyond an event body's bounds
+    return EventInput(
+        type="purchase",
+        external_id=external_id,
+        occurred_at=clock.as_utc(priced.occurred_at),
+        total_minor=total,
+        lines=tuple(lines),
+        attributes={
+            "basket_total": format_minor(pricing.total_minor, exp),
+            "basket_discount": format_minor(pricing.discount_minor, exp),
+        },
+        points_spent=pricing.points,
+        discount_minor=discount,
     )
 
 
