@@ -32,6 +32,7 @@ from habitue.programs.service import ProgramInfo
 from habitue.promotions import service as promotions_service
 from habitue.promotions.basket import (
     Priced,
+    answer_json,
     parse_lines,
     purchase_body,
     quote_event,
@@ -234,9 +235,10 @@ async def price_in(
 
 async def price_basket(
     session: AsyncSession, pipeline: Pipeline, program: ProgramInfo, body: BasketIn
-) -> tuple[BasketRead, int]:
-    """What the basket costs with every deal, and what it would earn; writes nothing. Also
-    answers how many codes named no coupon (for the guessing protection)."""
+) -> tuple[bytes, int]:
+    """What the basket costs with every deal, and what it would earn, as the JSON of its
+    `BasketRead` (`basket.answer_json`); writes nothing. Also answers how many codes named
+    no coupon (for the guessing protection)."""
     now = clock.now()
     priced = await price_in(session, pipeline, program, body, now=now)
     index = priced.index or {}
@@ -253,7 +255,8 @@ async def price_basket(
                 session, pipeline, program, purchase_body(program, priced, "price", "default")
             )
             earned, effects = quote.points_earned, quote.effects
-    return read_answer(program, priced, index=index, earned=earned, effects=effects), priced.missed
+    answer = answer_json(program, priced, index=index, earned=earned, effects=effects)
+    return answer, priced.missed
 
 
 async def _previous(
