@@ -1,7 +1,7 @@
 """bench/request_cpu: the server's CPU per request, per route and shape, in-process, no client.
 
     PYTHONPATH=$PWD/src .venv/bin/python bench/request_cpu.py [--rounds 20] [--profile SHAPE]
-        [--shapes id,idempotency]
+        [--shapes id,idempotency] [--at-once 32]
 
 The app is called as an ASGI server calls it (a scope, a `receive` that hands over the body,
 a `send` that keeps the answer), so the figure is this process's CPU (`time.process_time`) for
@@ -102,7 +102,13 @@ class Client:
         return status, orjson.loads(payload) if payload else None
 
 
-async def run(url: str, rounds: int, profile: str | None, only: list[str] | None = None) -> None:
+async def run(
+    url: str,
+    rounds: int,
+    profile: str | None,
+    only: list[str] | None = None,
+    at_once: int = AT_ONCE,
+) -> None:
     settings = Settings(env="test", database_url=url, admin_key="k", scheduler=False, worker=False)
     db = Database(url)
     app = create_app(settings, db=db)
@@ -115,7 +121,7 @@ async def run(url: str, rounds: int, profile: str | None, only: list[str] | None
             status, answer = await admin.post("/v1/programs/rc/promotions", promotion)
             assert status == 201, answer
         members = []
-        for i in range(AT_ONCE):
+        for i in range(at_once):
             status, answer = await admin.post("/v1/programs/rc/members", {"external_id": f"x{i}"})
             assert status == 201, answer
             members.append(answer)
@@ -175,16 +181,16 @@ async def run(url: str, rounds: int, profile: str | None, only: list[str] | None
             for _ in range(rounds):
                 cpu = time.process_time()
                 await asyncio.gather(*(one(m) for m in members))
-                per_round.append((time.process_time() - cpu) / AT_ONCE)
+                per_round.append((time.process_time() - cpu) / at_once)
             if prof is not None:
                 prof.disable()
             wall = time.perf_counter() - wall
-            n = rounds * AT_ONCE
+            n = rounds * at_once
             print(
                 f"{name:<12} CPU ms/request: mean {1000 * sum(per_round) / rounds:6.3f}"
                 f"  median {1000 * statistics.median(per_round):6.3f}"
                 f"  min {1000 * min(per_round):6.3f}"
-                f"  (wall {1000 * wall / n:.2f} ms, {n} requests, {AT_ONCE} at once)"
+                f"  (wall {1000 * wall / n:.2f} ms, {n} requests, {at_once} at once)"
             )
             if prof is not None:
                 out = io.StringIO()
@@ -200,11 +206,17 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=20)
     ap.add_argument("--profile", metavar="SHAPE")
     ap.add_argument("--shapes", help="comma-separated shapes to run (default: all)")
+    ap.add_argument(
+        "--at-once",
+        type=int,
+        default=AT_ONCE,
+        help="concurrent requests (above the pool's 20, connections are opened and closed)",
+    )
     args = ap.parse_args()
     only = args.shapes.split(",") if args.shapes else None
     with scratch_pg("bench_request_cpu") as url:
         upgrade(url)
-        asyncio.run(run(url, args.rounds, args.profile, only))
+        asyncio.run(run(url, args.rounds, args.profile, only, args.at_once))
 
 
 if __name__ == "__main__":

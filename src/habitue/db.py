@@ -673,6 +673,15 @@ class Database:
             event.listen(self.read_engine.sync_engine, "checkout", _drop_if_closed)
             self.write_engine = self.read_engine
         self.reader = async_sessionmaker(self.read_engine, expire_on_commit=False)
+        # `read_statements`: on PostgreSQL, the same pool's connections without a transaction.
+        self.statement_reader = (
+            self.reader
+            if self.sqlite
+            else async_sessionmaker(
+                self.read_engine.execution_options(isolation_level="AUTOCOMMIT"),
+                expire_on_commit=False,
+            )
+        )
         self.writer = async_sessionmaker(self.write_engine, expire_on_commit=False)
         # SQLite has one writer: everything that writes goes through one committer there.
         # PostgreSQL gets several lanes so that batches of different members commit in
@@ -689,6 +698,23 @@ class Database:
     async def read(self) -> AsyncIterator[AsyncSession]:
         try:
             async with self.reader() as session:
+                yield session
+        except ServiceUnavailable:
+            raise
+        except Exception as exc:
+            if is_unavailable(exc):
+                raise unavailable(exc) from exc
+            raise
+
+    @contextlib.asynccontextmanager
+    async def read_statements(self) -> AsyncIterator[AsyncSession]:
+        """`read` for read-only work whose statements share nothing but what each reads: on
+        PostgreSQL they run without a transaction around them, each on its own snapshot as
+        in `read`'s READ COMMITTED transaction, without its BEGIN and ROLLBACK round trips
+        (about a sixth of the client's CPU of a session of two statements). SQLite: `read`
+        (a transaction there gives its statements one snapshot)."""
+        try:
+            async with self.statement_reader() as session:
                 yield session
         except ServiceUnavailable:
             raise

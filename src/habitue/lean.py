@@ -217,7 +217,8 @@ def install(app: FastAPI) -> None:
         )
 
     async def price_basket(call: Call) -> Any:
-        async with call.db.read() as session:
+        # Pricing writes nothing and its reads need no snapshot in common: no transaction.
+        async with call.db.read_statements() as session:
             return await promotions_api.price_basket(
                 call.request, call.program, call.body, session, call.pipeline, call.principal
             )

@@ -31,7 +31,7 @@ from habitue.events.prepare import (
     prepare,
 )
 from habitue.events.refund import _refund
-from habitue.events.schemas import EventCreate, EventRead
+from habitue.events.schemas import EffectRead, EventCreate, EventRead
 from habitue.events.write import EventWrite, write_event
 from habitue.ids import new_id
 from habitue.ledger import service as ledger_service
@@ -45,7 +45,7 @@ from habitue.money import format_minor
 from habitue.privacy import fraud
 from habitue.programs.service import ProgramInfo
 from habitue.rules.compile import CompiledRule
-from habitue.rules.types import Decision, EarnPoints
+from habitue.rules.types import Decision, EarnPoints, EventInput
 
 
 async def _existing(
@@ -105,6 +105,20 @@ async def quote(
     )
 
 
+async def quote_input(
+    session: AsyncSession,
+    pipeline: Pipeline,
+    program: ProgramInfo,
+    member: MemberRef,
+    event: EventInput,
+) -> tuple[int, list[EffectRead]]:
+    """`quote`'s `points_earned` and `effects` of an event already prepared for `member`
+    (a basket's purchase: `promotions.basket.quote_event`), by the same `decide`."""
+    now = clock.now()
+    decision = await pipeline.decide(session, program, member, event, now)
+    return decision.points, apply_effects.entries(decision, now)
+
+
 async def record(
     session: AsyncSession, pipeline: Pipeline, program: ProgramInfo, body: EventCreate
 ) -> EventRead:
@@ -131,6 +145,16 @@ async def apply(
     if body.type == "refund":
         return await _refund(session, pipeline, program, prepared, now)
     return await _earn(session, pipeline, program, prepared, now)
+
+
+async def apply_prepared(
+    session: AsyncSession, pipeline: Pipeline, program: ProgramInfo, prepared: Prepared
+) -> EventRead:
+    """`apply` of a purchase `prepare`d already (a confirmed basket's: its body, and the
+    event as `promotions.basket.quote_event` computes what `prepare` would make of it)."""
+    if prepared.body.type != "purchase":
+        raise ValueError("only a purchase is applied prepared")
+    return await _earn(session, pipeline, program, prepared, clock.now())
 
 
 async def record_event(

@@ -38,10 +38,11 @@ async def price_basket(
     session: ReadSession,
     pipeline: PipelineDep,
     principal: Principal = scoped("events:write"),
-) -> BasketRead:
+) -> Response:
     """Every discount that applies to the basket, what is left to pay and what it would earn;
     writes nothing. Codes that name no coupon drain the coupon-guessing buckets (429 once
-    empty), as at `POST /coupons/{code}/redeem`."""
+    empty), as at `POST /coupons/{code}/redeem`. (The answer is a `BasketRead`, written
+    straight to JSON: `basket.answer_json`.)"""
     member = _member_key(body.member)
     async with guard.basket_lookups(
         request, program, principal=principal, member=member
@@ -49,7 +50,7 @@ async def price_basket(
         answer, missed = await till.price_basket(session, pipeline, program, body)
         if missed:
             attempt.fail()
-    return answer
+    return Response(answer, media_type="application/json")
 
 
 @router.post("/baskets/confirm", response_model=BasketRead)

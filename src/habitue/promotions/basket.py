@@ -10,9 +10,13 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from habitue.events.schemas import EventCreate, LineIn, MemberSelector
+import orjson
+
+from habitue import clock
+from habitue.bounds import MAX_POINTS
+from habitue.events.schemas import EffectRead, EventCreate, LineIn, MemberSelector
 from habitue.members.service import MemberRef
-from habitue.money import MoneyFormatError, format_minor, parse_minor
+from habitue.money import MAX_MINOR, MoneyFormatError, format_minor, line_tax, parse_minor
 from habitue.programs.service import ProgramInfo
 from habitue.promotions.errors import BasketRefused
 from habitue.promotions.pricing import (
@@ -33,6 +37,7 @@ from habitue.promotions.schemas import (
     RefusalRead,
 )
 from habitue.rewards import catalogue
+from habitue.rules.types import EventInput, LineInput
 
 CENT_TOLERANCE = 1
 
@@ -184,6 +189,63 @@ def purchase_body(
     )
 
 
+MAX_EVENT_LINES = 500
+"""`EventCreate.lines`' bound."""
+
+
+def quote_event(
+    program: ProgramInfo, priced: Priced, external_id: str = "price"
+) -> EventInput | None:
+    """The purchase a priced basket would record, as the rules see it: what `prepare` makes
+    of `purchase_body(program, priced, external_id, ...)`, computed straight from the net
+    amounts in minor units (no money string formatted and parsed back). None when a check of
+    `prepare` or a bound of the body could fail (an amount beyond `MAX_MINOR`, points it
+    refuses, too many lines): the caller then goes through the body, and fails as it did.
+    tests/promotions/test_fast_answers.py compares the two."""
+    pricing = priced.pricing
+    total = sum(pricing.net_minor)
+    if total > MAX_MINOR:
+        return None
+    lines: list[LineInput] = []
+    for ln, net in zip(pricing.lines, pricing.net_minor, strict=True):
+        sku, cat = ln.sku or None, ln.category or None
+        rate = ln.tax_rate or None
+        q = ln.quantity
+        if q == int(q) and q > 0:
+            whole = int(q)
+            unit, rest = divmod(net, whole)
+            parts = [(whole - rest, unit), (rest, unit + 1)]
+        else:
+            parts = [(1, net)]
+        for n, price in parts:
+            if not n:
+                continue
+            amount, tax = line_tax(n * price, rate, True)
+            lines.append(LineInput(sku, cat, Decimal(n), price, amount, tax, rate))
+    exp = program.currency_exponent
+    discount = 0
+    if pricing.points:
+        value = (Decimal(pricing.points) * program.redeem_rate).scaleb(exp)
+        discount = int(value.to_integral_value())
+        if discount > total or pricing.points % program.redeem_step:
+            return None
+    if len(lines) > MAX_EVENT_LINES or pricing.points > MAX_POINTS:
+        return None  # beyond an event body's bounds
+    return EventInput(
+        type="purchase",
+        external_id=external_id,
+        occurred_at=clock.as_utc(priced.occurred_at),
+        total_minor=total,
+        lines=tuple(lines),
+        attributes={
+            "basket_total": format_minor(pricing.total_minor, exp),
+            "basket_discount": format_minor(pricing.discount_minor, exp),
+        },
+        points_spent=pricing.points,
+        discount_minor=discount,
+    )
+
+
 def read_answer(
     program: ProgramInfo,
     priced: Priced,
@@ -234,6 +296,71 @@ def read_answer(
         effects=effects,
         errors=list(p.errors),
     )
+
+
+def answer_json(
+    program: ProgramInfo,
+    priced: Priced,
+    *,
+    index: dict[int, int],
+    earned: int,
+    effects: list[EffectRead],
+) -> bytes:
+    """`read_answer(...).model_dump_json()`, byte for byte, without building its models:
+    the same fields in the same order from the same values (money as `format_minor`
+    strings, the enums as their strings, the effects dumped by their model), written by
+    orjson (by the models when orjson cannot write a value).
+    tests/promotions/test_fast_answers.py compares the two."""
+    p = priced.pricing
+    exp = program.currency_exponent
+    line_off: dict[int, int] = {}
+    for d in p.discounts:
+        for i, a in d.lines:
+            line_off[i] = line_off.get(i, 0) + a
+    net = p.net_minor
+    answer = {
+        "currency": program.currency,
+        "member_id": priced.member.public_id if priced.member is not None else None,
+        "total": format_minor(p.total_minor, exp),
+        "discount": format_minor(p.discount_minor, exp),
+        "points_spent": p.points,
+        "points_value": format_minor(p.points_minor, exp),
+        "to_pay": format_minor(p.to_pay_minor, exp),
+        "points_earned": earned,
+        "lines": [
+            {
+                "line": index.get(i, i),
+                "sku": ln.sku,
+                "amount": format_minor(ln.amount_minor, exp),
+                "discount": format_minor(line_off.get(i, 0), exp),
+                "net": format_minor(net[i], exp),
+            }
+            for i, ln in enumerate(p.lines)
+        ],
+        "discounts": [
+            {
+                "source": str(d.source),
+                "code": d.code,
+                "effect": str(d.effect),
+                "level": d.level,
+                "amount": format_minor(d.amount_minor, exp),
+                "lines": [
+                    {"line": index.get(i, i), "amount": format_minor(a, exp)} for i, a in d.lines
+                ],
+            }
+            for d in p.discounts
+        ],
+        "refused": [{"field": r.field, "code": r.code, "reason": r.reason} for r in p.refused],
+        "effects": [e.model_dump(mode="json") for e in effects],
+        "errors": list(p.errors),
+        "event_id": None,
+        "external_id": None,
+    }
+    try:
+        return orjson.dumps(answer)
+    except TypeError:  # a value orjson does not write (an integer beyond 64 bits): the models
+        model = read_answer(program, priced, index=index, earned=earned, effects=effects)
+        return model.model_dump_json().encode()
 
 
 def refuse(pricing: Pricing) -> BasketRefused:

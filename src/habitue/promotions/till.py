@@ -13,16 +13,18 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from habitue import clock
-from habitue.db import Database, table_of
+from habitue.db import Database, dialect_name, table_of
 from habitue.errors import HabitueError, ValidationFailed
 from habitue.events import service as events_service
 from habitue.events.models import Event
 from habitue.events.pipeline import Pipeline
+from habitue.events.prepare import Prepared
+from habitue.events.schemas import EffectRead
 from habitue.ledger import service as ledger_service
 from habitue.members import service as members_service
 from habitue.members.service import MemberRef
@@ -30,8 +32,10 @@ from habitue.programs.service import ProgramInfo
 from habitue.promotions import service as promotions_service
 from habitue.promotions.basket import (
     Priced,
+    answer_json,
     parse_lines,
     purchase_body,
+    quote_event,
     read_answer,
     refuse,
     terms_deal,
@@ -55,6 +59,24 @@ from habitue.rewards.errors import CouponLookupFailed, OfferNotFound
 
 _confirmations = table_of(BasketConfirmation)
 _events = table_of(Event)
+
+_USES_AND_CONFIRMATION = text(
+    """
+    WITH uses AS (
+        INSERT INTO promotion_uses (program_id, promotion_id, member_id, external_id,
+                                    discount_minor, created_at)
+        SELECT CAST(:program_id AS bigint), u.promotion_id, CAST(:member_id AS bigint),
+               CAST(:external_id AS varchar), u.discount_minor, CAST(:created_at AS timestamptz)
+        FROM unnest(CAST(:promotion_ids AS bigint[]), CAST(:discounts AS bigint[]))
+             AS u(promotion_id, discount_minor)
+    )
+    INSERT INTO basket_confirmations (program_id, external_id, member_id, response, created_at)
+    VALUES (CAST(:program_id AS bigint), CAST(:external_id AS varchar),
+            CAST(:member_id AS bigint), CAST(:response AS json), CAST(:created_at AS timestamptz))
+    """
+)
+"""PostgreSQL: a confirmed basket's promotion uses (`service.record_uses`) and its
+confirmation, in one round trip."""
 
 
 def _coupon_deal(row: Any, live: promotions_service.Live, code: str) -> Deal | None:
@@ -213,19 +235,28 @@ async def price_in(
 
 async def price_basket(
     session: AsyncSession, pipeline: Pipeline, program: ProgramInfo, body: BasketIn
-) -> tuple[BasketRead, int]:
-    """What the basket costs with every deal, and what it would earn; writes nothing. Also
-    answers how many codes named no coupon (for the guessing protection)."""
+) -> tuple[bytes, int]:
+    """What the basket costs with every deal, and what it would earn, as the JSON of its
+    `BasketRead` (`basket.answer_json`); writes nothing. Also answers how many codes named
+    no coupon (for the guessing protection)."""
     now = clock.now()
     priced = await price_in(session, pipeline, program, body, now=now)
     index = priced.index or {}
-    earned, effects = 0, []
+    earned = 0
+    effects: list[EffectRead] = []
     if priced.member is not None and priced.pricing.lines and not priced.pricing.invalid:
-        quote = await events_service.quote(
-            session, pipeline, program, purchase_body(program, priced, "price", "default")
-        )
-        earned, effects = quote.points_earned, quote.effects
-    return read_answer(program, priced, index=index, earned=earned, effects=effects), priced.missed
+        event = quote_event(program, priced)
+        if event is not None:
+            earned, effects = await events_service.quote_input(
+                session, pipeline, program, priced.member, event
+            )
+        else:
+            quote = await events_service.quote(
+                session, pipeline, program, purchase_body(program, priced, "price", "default")
+            )
+            earned, effects = quote.points_earned, quote.effects
+    answer = answer_json(program, priced, index=index, earned=earned, effects=effects)
+    return answer, priced.missed
 
 
 async def _previous(
@@ -306,10 +337,12 @@ async def confirm_in(
                 raise CouponTaken(f"offer {deal.code} was used meanwhile: nothing written")
         if deal.promotion_id is not None:
             uses.append((deal.promotion_id, d.amount_minor))
-    await promotions_service.record_uses(
-        session, program, uses, member_id=member.id if member is not None else None,
-        external_id=body.external_id, now=now,
-    )  # fmt: skip
+    member_id = member.id if member is not None else None
+    together = dialect_name(session) == "postgresql"
+    if not together:
+        await promotions_service.record_uses(
+            session, program, uses, member_id=member_id, external_id=body.external_id, now=now
+        )
     index = priced.index or {}
     earned, effects, event_id = 0, [], None
     if member is not None:
@@ -317,19 +350,36 @@ async def confirm_in(
         # `record` would look the event up again and write it under a savepoint; the look-up
         # was made above, and a concurrent duplicate (IntegrityError) fails the whole unit,
         # which `confirm_basket` answers from what the other one stored or runs once more.
+        quoted = quote_event(program, priced, body.external_id)
         if event_exists:
             event = await events_service.record(session, pipeline, program, purchase)
+        elif quoted is not None:  # what `prepare` makes of the purchase, without parsing it
+            ready = Prepared(purchase, quoted, quoted.discount_minor)
+            event = await events_service.apply_prepared(session, pipeline, program, ready)
         else:
             event = await events_service.apply(session, pipeline, program, purchase)
         earned, effects, event_id = event.points_earned, event.effects, event.id
     read = read_answer(program, priced, index=index, earned=earned, effects=effects)
     read.event_id = event_id
     read.external_id = body.external_id
+    if together:
+        # The promotions' uses and the confirmation in one statement (nothing in between
+        # reads the uses: the purchase's rules know nothing of promotions).
+        await session.execute(
+            _USES_AND_CONFIRMATION,
+            {
+                "program_id": program.id, "member_id": member_id,
+                "external_id": body.external_id, "created_at": now,
+                "promotion_ids": [pid for pid, _ in uses], "discounts": [off for _, off in uses],
+                "response": read.model_dump_json(),
+            },
+        )  # fmt: skip
+        return read
     await session.execute(
         insert(_confirmations).values(
             program_id=program.id,
             external_id=body.external_id,
-            member_id=member.id if member is not None else None,
+            member_id=member_id,
             response=read.model_dump(mode="json"),
             created_at=now,
         )

@@ -1,0 +1,140 @@
+"""bench/price_paths: the server's CPU per basket with the till's fast paths on and off, in one
+process, alternated round by round.
+
+    PYTHONPATH=$PWD/src .venv/bin/python bench/price_paths.py [--shape price] [--rounds 60]
+
+On a machine shared with other work, two runs of one tree differ by tens of per cent; the same
+process switching a path on and off between rounds (in a shuffled order) compares them under
+the same load. As `bench/request_cpu.py`: bench/price's baskets (5 lines, 2 codes, 10
+promotions) sent to the ASGI app in this process, `--at-once` at a time (16: one server
+worker's share of bench/price's 32 connections), on a scratch PostgreSQL database; the figure
+is this process's CPU (`time.process_time`) per request. The paths (each patched off alone,
+then all together, the reference):
+
+- `quote_event`: the purchase quoted (price) and recorded (confirm) from the net amounts,
+  not through the event body (`promotions.basket.quote_event`);
+- `answer_json`: the price's answer written straight to JSON, not through `BasketRead`;
+- `read_statements`: the price's reads without a transaction (PostgreSQL);
+- `merged insert`: a confirm's promotion uses and confirmation in one statement.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import scratch_pg  # noqa: E402
+from price import PROMOTIONS  # noqa: E402
+from price_statements import basket  # noqa: E402
+from request_cpu import Client  # noqa: E402
+
+from habitue.api import create_app  # noqa: E402
+from habitue.db import Database  # noqa: E402
+from habitue.migrate import upgrade  # noqa: E402
+from habitue.promotions import basket as basket_shapes  # noqa: E402
+from habitue.promotions import till  # noqa: E402
+from habitue.settings import Settings  # noqa: E402
+
+CONFIGS: dict[str, set[str]] = {
+    "all fast paths": set(),
+    "no quote_event": {"quote"},
+    "no answer_json": {"json"},
+    "no read_statements": {"statements"},
+    "no merged insert": {"merge"},
+    "reference (none)": {"quote", "json", "statements", "merge"},
+}
+
+
+def _reference_json(*args: Any, **kw: Any) -> bytes:
+    return basket_shapes.read_answer(*args, **kw).model_dump_json().encode()
+
+
+async def run(url: str, shape: str, rounds: int, at_once: int) -> None:
+    settings = Settings(env="test", database_url=url, admin_key="k", scheduler=False, worker=False)
+    db = Database(url)
+    app = create_app(settings, db=db)
+    read_statements = Database.read_statements
+    dialect_name = till.dialect_name
+
+    def switch(off: set[str]) -> None:
+        till.quote_event = (lambda *_: None) if "quote" in off else basket_shapes.quote_event
+        till.answer_json = _reference_json if "json" in off else basket_shapes.answer_json
+        Database.read_statements = Database.read if "statements" in off else read_statements
+        till.dialect_name = (lambda _: "other") if "merge" in off else dialect_name
+
+    async with app.router.lifespan_context(app):
+        admin = Client(app, "k")
+        program = {"code": "pp", "name": "B", "currency": "EUR", "timezone": "Europe/Paris"}
+        status, answer = await admin.post("/v1/programs", program)
+        assert status == 201, answer
+        for promotion in PROMOTIONS:
+            status, answer = await admin.post("/v1/programs/pp/promotions", promotion)
+            assert status == 201, answer
+        members = []
+        for i in range(at_once):
+            status, answer = await admin.post("/v1/programs/pp/members", {"external_id": f"x{i}"})
+            assert status == 201, answer
+            members.append(answer)
+        status, answer = await admin.post(
+            "/v1/programs/pp/api-keys", {"name": "till", "scopes": ["events:write"]}
+        )
+        assert status == 201, answer
+        client = Client(app, answer["key"])
+        rng = random.Random(21)
+        sent = 0
+
+        async def one(member: dict[str, Any]) -> None:
+            nonlocal sent
+            sent += 1
+            body = basket(rng, member["id"])
+            if shape == "confirm":
+                body["external_id"] = f"b{sent}"
+            status, answer = await client.post(f"/v1/programs/pp/baskets/{shape}", body)
+            assert status == 200, answer
+
+        async def round_() -> None:
+            await asyncio.gather(*(one(m) for m in members))
+
+        for _ in range(4):  # warm up
+            await round_()
+        cpu: dict[str, list[float]] = {name: [] for name in CONFIGS}
+        names = list(CONFIGS)
+        for _ in range(rounds):
+            random.shuffle(names)
+            for name in names:
+                switch(CONFIGS[name])
+                await round_()  # the switch's first round: caches, prepared statements
+                start = time.process_time()
+                await round_()
+                cpu[name].append((time.process_time() - start) / at_once)
+        switch(set())
+        for name, values in cpu.items():
+            print(
+                f"{shape:<8} {name:<20} CPU ms/request:"
+                f" median {1000 * statistics.median(values):6.3f}"
+                f"  mean {1000 * statistics.mean(values):6.3f}  min {1000 * min(values):6.3f}"
+            )
+    await db.dispose()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--shape", choices=["price", "confirm"], default="price")
+    ap.add_argument("--rounds", type=int, default=60)
+    ap.add_argument("--at-once", type=int, default=16)
+    args = ap.parse_args()
+    with scratch_pg("bench_price_paths") as url:
+        upgrade(url)
+        asyncio.run(run(url, args.shape, args.rounds, args.at_once))
+
+
+if __name__ == "__main__":
+    main()
