@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from datetime import UTC, datetime, timedelta
+from datetime import timezone as dt_timezone
 from decimal import Decimal
 from pathlib import Path
 
@@ -286,3 +287,13 @@ def test_the_replays_period_keys_are_the_rules_period_keys(timezone: str) -> Non
     ]
     for at in times:
         assert ledger.period_keys(at) == period_keys(at, timezone), at
+    # In time order (the replay's order: the last span's keys are kept), with times of other
+    # zones, and around the spans' bounds.
+    fixed = dt_timezone(timedelta(hours=-5, minutes=-30))
+    ordered = sorted(times)
+    days = (*changes, datetime(2026, 1, 6, tzinfo=UTC), datetime(2026, 7, 6, tzinfo=UTC))
+    ordered += [day + timedelta(minutes=m) for day in days for m in range(0, 4_320, 15)]
+    ordered += [at.astimezone(fixed) for at in ordered[::5]]
+    for at in sorted(ordered):
+        for near in (at, at - timedelta(microseconds=1), at + timedelta(seconds=1)):
+            assert ledger.period_keys(near) == period_keys(near, timezone), near

@@ -18,7 +18,7 @@ from rules_factories import create_member, create_program
 from habitue.money import points_for_amount, points_for_amount_decimal
 from habitue.rules.compile import CompiledRule, RuleSet, compile_rules
 from habitue.rules.context import build_roots, local_time
-from habitue.rules.decide import decide
+from habitue.rules.decide import base_points, decide
 from habitue.rules.expressions import (
     INT64,
     SIMPLE_INT_FIELDS,
@@ -269,3 +269,52 @@ def test_a_snapshot_that_cannot_be_read_still_fails_the_decision() -> None:
         build_roots(event, naive, create_program(), local_time(event.occurred_at, "UTC"), 10)
     with pytest.raises(TypeError):
         decide(event, naive, create_program(), rule_set, event.occurred_at)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    lines=st.lists(
+        st.tuples(st.integers(0, 5_000), st.integers(0, 800), st.integers(1, 4)), max_size=5
+    ),
+    extra=st.integers(-100, 3_000),
+    discount=st.integers(0, 4_000),
+    earn_on=st.sampled_from(["tax_included", "tax_excluded"]),
+    rate=st.sampled_from([Decimal(1), Decimal("1.5"), Decimal("0.1"), Decimal("2.00")]),
+    multiplier=st.sampled_from([Decimal(1), Decimal(2), Decimal("1.25")]),
+    rounding=st.sampled_from(["down", "half_up", "up"]),
+    event_type=st.sampled_from(["purchase", "visit", "refund"]),
+)
+def test_decides_base_earn_is_base_points(
+    lines: list[tuple[int, int, int]],
+    extra: int,
+    discount: int,
+    earn_on: str,
+    rate: Decimal,
+    multiplier: Decimal,
+    rounding: str,
+    event_type: str,
+) -> None:
+    """`decide` computes the base earn inline: the same points as `base_points`, with or
+    without rules for the event's type."""
+    basket = tuple(
+        LineInput("s", "coffee", Decimal(qty), amount // qty, amount, tax_minor=min(tax, amount))
+        for amount, tax, qty in lines
+    )
+    total = max(sum(ln.amount_minor for ln in basket) + extra, 0)
+    event = EventInput(
+        event_type, "e", datetime(2026, 3, 4, 12, tzinfo=UTC), total, basket,
+        discount_minor=min(discount, total),
+    )  # fmt: skip
+    program = replace(create_program(earn_rate=rate), earn_on=earn_on, rounding=rounding)
+    member = replace(create_member(), earn_multiplier=multiplier)
+    want = base_points(event, member, program) if event_type == "purchase" else 0
+    for rule_set in (compile_rules(()), _BASE_TEST_RULES):
+        decision = decide(event, member, program, rule_set, event.occurred_at)
+        got = sum(e.amount for e in decision.effects if e.rule_code == "base")
+        assert got == want
+
+
+_BASE_TEST_RULES = compile_rules(
+    [RuleSpec.model_validate({"code": "any", "event_type": "purchase",
+                              "effect": {"kind": "fixed", "points": 1}})]
+)  # fmt: skip

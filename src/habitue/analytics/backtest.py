@@ -20,7 +20,7 @@ import math
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -160,6 +160,12 @@ class _Purchase:
 
 _ZERO = Tally()
 _NO_COUNTS = CounterState()
+_UTC_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _utc(seconds: int) -> datetime:
+    """A UTC time from whole seconds since 1970 (any year `datetime` holds)."""
+    return _UTC_EPOCH + timedelta(seconds=seconds)
 
 
 class _LazyTallies(dict[str, RuleTally]):
@@ -220,11 +226,22 @@ class SimulatedLedger:
         self._keys: dict[int, dict[Any, str]] = {}
         """Period keys per quarter hour, on the days the zone's offset changes."""
         self._offsets: dict[int, int | None] = {}
+        self._last: tuple[datetime, datetime, dict[Any, str]] | None = None
+        """The span (UTC, start included, end excluded) of the last keys given, and the keys."""
 
     def period_keys(self, at: datetime) -> dict[Any, str]:
         """`period_keys` memoised per local day: the keys depend on the local date only, which
         is the UTC time plus the zone's offset, the same all UTC day but on the days the
-        offset changes (there per quarter hour: offsets are whole quarter hours)."""
+        offset changes (there per quarter hour: offsets are whole quarter hours). The keys of
+        the last span asked are kept with its bounds: a replay in time order mostly asks the
+        same span again, answered by two comparisons of times."""
+        last = self._last
+        if last is not None:
+            try:
+                if last[0] <= at < last[1]:
+                    return last[2]
+            except TypeError:  # a naive time: not comparable with the span's
+                pass
         seconds = math.floor(at.timestamp())
         day = seconds // 86_400
         offset = self._offsets.get(day)
@@ -234,13 +251,21 @@ class SimulatedLedger:
             offset = self._offsets[day] = self._day_offset(day)
         if offset is None:
             memo, slot = self._keys, seconds // 900
+            start, end = slot * 900, slot * 900 + 900
         else:
             memo, slot = self._day_keys, (seconds + offset) // 86_400
+            # the local day, within the UTC day whose offset it is
+            start = max(day * 86_400, slot * 86_400 - offset)
+            end = min(day * 86_400 + 86_400, slot * 86_400 + 86_400 - offset)
         keys = memo.get(slot)
         if keys is None:
             if len(memo) > 100_000:
                 memo.clear()
             keys = memo[slot] = period_keys(at, self.timezone)
+        try:
+            self._last = (_utc(start), _utc(end), keys)
+        except OverflowError:  # the last day `datetime` holds
+            self._last = None
         return keys
 
     def _day_offset(self, day: int) -> int | None:
@@ -339,6 +364,9 @@ def _replay(
     result = BacktestResult(redemption_rate=redemption_rate, point_value_minor=point_value_minor)
     by_month = result.by_month
     limited = bool(ledger.limits)
+    limited_types = ledger.limited_types
+    lazy = ledger._lazy
+    ledger_usage = ledger._usage
     snapshots: dict[str, MemberSnapshot] = {}
     balances = ledger.balances
     purchases = ledger.purchases
@@ -385,7 +413,11 @@ def _replay(
                     tier=tier.code if tier is not None else None,
                     earn_multiplier=Decimal(tier.multiplier) if tier is not None else Decimal(1),
                 )
-        usage = ledger.usage(member_key, event.type, keys) if limited else None
+        usage = None
+        if limited and event.type in limited_types:  # `ledger.usage`, inlined
+            lazy.member = member_key
+            lazy.period_keys = keys
+            usage = ledger_usage
         decided = member
         if counters:
             state = states.get(member_key, _NO_COUNTS)

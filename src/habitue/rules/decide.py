@@ -24,8 +24,8 @@ from habitue.rules.context import (
     build_roots,
     line_values,
     lines_values,
-    local_time,
     now_values,
+    zone,
 )
 from habitue.rules.expressions import Expression
 from habitue.rules.types import (
@@ -214,6 +214,11 @@ class _Run:
             holds = simple.holds(self.scalar(simple.root, simple.field))
             if holds is not None:
                 return holds
+        return self.evaluate_cel(expr)
+
+    def evaluate_cel(self, expr: Expression) -> bool:
+        """Evaluate an event-level condition to a bool in CEL (`evaluate` without its plain
+        comparison)."""
         roots = self.roots
         if expr.reads_lines and "lines" not in roots["event"]:
             roots["event"]["lines"] = self.line_dicts()
@@ -320,10 +325,19 @@ class _Run:
     def apply(self, rule: CompiledRule, usage: RuleUsage | None) -> Effect | None:
         """The effect of one rule on this event, or None when it does not apply."""
         condition = rule.condition
-        if condition.constant is None:
-            if not self.evaluate(condition):
-                return None
-        elif not condition.constant:
+        constant = condition.constant
+        if constant is None:
+            simple = condition.simple
+            if simple is None:
+                if not self.evaluate_cel(condition):
+                    return None
+            else:  # `evaluate` inlined: most conditions are plain comparisons
+                holds = simple.holds(self.scalar(simple.root, simple.field))
+                if holds is None:
+                    holds = self.evaluate_cel(condition)
+                if not holds:
+                    return None
+        elif not constant:
             return None
         lines = None
         if rule.line_condition is not None:
@@ -388,18 +402,30 @@ def decide(
     (the decision time) is kept for callers and not read by rules.
     """
     del now
-    base = base_points(event, member, program) if event.type == "purchase" else 0
-    base_effects: list[Effect] = [EarnPoints(amount=base, rule_code=BASE_RULE)] if base > 0 else []
+    event_type = event.type
+    base = 0
+    if event_type == "purchase":  # `base_points` and `paid_minor`, inlined
+        if program.earn_on == TAX_EXCLUDED and event.lines:
+            eligible = paid_minor(event, program)
+        else:
+            eligible = max(event.total_minor - event.discount_minor, 0)
+        base = points_for_amount(
+            eligible,
+            program.currency_exponent,
+            program.earn_rate * member.earn_multiplier,
+            program.rounding,
+        )
+    base_effects: tuple[Effect, ...] = (EarnPoints(base, BASE_RULE),) if base > 0 else ()
     rule_set = rules if isinstance(rules, RuleSet) else RuleSet.of(rules)
-    candidates = rule_set.for_event(event.type)
+    candidates = rule_set.by_event_type.get(event_type)
     if not candidates:
-        return Decision(effects=tuple(base_effects))
-    local = local_time(event.occurred_at, program.timezone)
-    run = _Run(event, member, program, base, local, rule_set.reads.get(event.type, ()))
+        return Decision(base_effects)
+    at = event.occurred_at
+    local = at.astimezone(zone(program.timezone))  # `local_time`, inlined
+    run = _Run(event, member, program, base, local, rule_set.reads.get(event_type, ()))
     multipliers: list[Effect] = []
     bonuses: list[Effect] = []
     stop_below: int | None = None
-    at = event.occurred_at
     for rule in candidates:
         spec = rule.spec
         if stop_below is not None and rule.priority < stop_below:
@@ -428,11 +454,12 @@ def decide(
         (multipliers if rule.stage == STAGE_MULTIPLIER else bonuses).append(effect)
         if spec.exclusive:
             stop_below = rule.priority
+    errors, capped, draws = run.errors, run.capped, run.draws
     return Decision(
-        effects=(*base_effects, *multipliers, *bonuses),
-        errors=tuple(run.errors),
-        capped=tuple(run.capped),
-        draws=tuple(run.draws),
+        (*base_effects, *multipliers, *bonuses),
+        tuple(errors) if errors else (),
+        tuple(capped) if capped else (),
+        tuple(draws) if draws else (),
     )
 
 
