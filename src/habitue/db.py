@@ -626,6 +626,20 @@ def _hooked(work: Work[T], hook: UnitHook) -> Work[T]:
     return run
 
 
+@contextlib.asynccontextmanager
+async def _reading(maker: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
+    """A session of `maker`; an unreachable store raises `ServiceUnavailable`."""
+    try:
+        async with maker() as session:
+            yield session
+    except ServiceUnavailable:
+        raise
+    except Exception as exc:
+        if is_unavailable(exc):
+            raise unavailable(exc) from exc
+        raise
+
+
 class Database:
     """The store: an async engine for reads, one for writes, and the group committer."""
 
@@ -694,34 +708,17 @@ class Database:
         )
         self.committer = self.committers[0] if self.committers else None
 
-    @contextlib.asynccontextmanager
-    async def read(self) -> AsyncIterator[AsyncSession]:
-        try:
-            async with self.reader() as session:
-                yield session
-        except ServiceUnavailable:
-            raise
-        except Exception as exc:
-            if is_unavailable(exc):
-                raise unavailable(exc) from exc
-            raise
+    def read(self) -> contextlib.AbstractAsyncContextManager[AsyncSession]:
+        """A session to read in; an unreachable store raises `ServiceUnavailable`."""
+        return _reading(self.reader)
 
-    @contextlib.asynccontextmanager
-    async def read_statements(self) -> AsyncIterator[AsyncSession]:
+    def read_statements(self) -> contextlib.AbstractAsyncContextManager[AsyncSession]:
         """`read` for read-only work whose statements share nothing but what each reads: on
         PostgreSQL they run without a transaction around them, each on its own snapshot as
         in `read`'s READ COMMITTED transaction, without its BEGIN and ROLLBACK round trips
         (about a sixth of the client's CPU of a session of two statements). SQLite: `read`
         (a transaction there gives its statements one snapshot)."""
-        try:
-            async with self.statement_reader() as session:
-                yield session
-        except ServiceUnavailable:
-            raise
-        except Exception as exc:
-            if is_unavailable(exc):
-                raise unavailable(exc) from exc
-            raise
+        return _reading(self.statement_reader)
 
     async def ready(self) -> bool:
         """Whether a `SELECT 1` answers within the connection timeout."""

@@ -279,19 +279,10 @@ class IdempotencyKeys:
         held = idempotency.RequestClaim(
             outcome.record_id, outcome.token, lambda value: _describe(scope, value)
         )
-        status = 500
-        content_type = ""
-        chunks: list[bytes] = []
+        messages: list[Message] = []
 
         async def capture(message: Message) -> None:
-            nonlocal status, content_type
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                for name, value in message.get("headers", []):
-                    if name.lower() == b"content-type":
-                        content_type = value.decode("latin-1")
-            elif message["type"] == "http.response.body":
-                chunks.append(message.get("body", b""))
+            messages.append(message)
             await send(message)
 
         try:
@@ -299,7 +290,7 @@ class IdempotencyKeys:
                 await self.app(scope, _replay_body(body), capture)
         finally:
             held.closed = True
-            answer = _answer(status, content_type, b"".join(chunks))
+            answer = _answer(*_response_of(messages))
             if answer is None and held.committed_any:
                 pass  # keep what the work committed; a retry replays it (or is told it is lost)
             elif answer is None or answer != held.stored:

@@ -5,6 +5,7 @@ No I/O: `till` reads and writes around these.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -136,33 +137,35 @@ def terms_deal(row: Any, source: Source, code: str) -> Deal | None:
     return None
 
 
-def net_lines(program: ProgramInfo, pricing: Pricing) -> list[LineIn]:
-    """The purchase's lines at their net amounts, exact to the minor unit: a line of q whole
-    units whose net does not divide by q is sent as two lines (q − r at u, r at u + 1); a
-    fractional quantity is sent as one unit at the line's net."""
-    exp = program.currency_exponent
-    out: list[LineIn] = []
+def _net_parts(
+    pricing: Pricing,
+) -> Iterator[tuple[str | None, str | None, Decimal | None, int, int]]:
+    """The purchase's lines at their net amounts, exact to the minor unit, as (sku, category,
+    tax rate, units, unit price in minor units): a line of q whole units whose net does not
+    divide by q is two lines (q − r at u, r at u + 1); a fractional quantity is one unit at
+    the line's net."""
     for ln, net in zip(pricing.lines, pricing.net_minor, strict=True):
-        sku, cat = ln.sku or None, ln.category or None
-        tax = ln.tax_rate or None
+        sku, cat, rate = ln.sku or None, ln.category or None, ln.tax_rate or None
         q = ln.quantity
         if q == int(q) and q > 0:
             whole = int(q)
             unit, rest = divmod(net, whole)
-            if whole - rest:
-                out.append(
-                    LineIn(sku=sku, category=cat, quantity=Decimal(whole - rest),
-                           unit_price=format_minor(unit, exp), tax_rate=tax)
-                )  # fmt: skip
-            if rest:
-                out.append(
-                    LineIn(sku=sku, category=cat, quantity=Decimal(rest),
-                           unit_price=format_minor(unit + 1, exp), tax_rate=tax)
-                )  # fmt: skip
+            parts: tuple[tuple[int, int], ...] = ((whole - rest, unit), (rest, unit + 1))
         else:
-            out.append(LineIn(sku=sku, category=cat, quantity=Decimal(1),
-                              unit_price=format_minor(net, exp), tax_rate=tax))  # fmt: skip
-    return out
+            parts = ((1, net),)
+        for n, price in parts:
+            if n:
+                yield sku, cat, rate, n, price
+
+
+def net_lines(program: ProgramInfo, pricing: Pricing) -> list[LineIn]:
+    """The purchase's lines at their net amounts, exact to the minor unit (`_net_parts`)."""
+    exp = program.currency_exponent
+    return [
+        LineIn(sku=sku, category=cat, quantity=Decimal(n),
+               unit_price=format_minor(price, exp), tax_rate=rate)
+        for sku, cat, rate, n, price in _net_parts(pricing)
+    ]  # fmt: skip
 
 
 def purchase_body(
@@ -207,21 +210,9 @@ def quote_event(
     if total > MAX_MINOR:
         return None
     lines: list[LineInput] = []
-    for ln, net in zip(pricing.lines, pricing.net_minor, strict=True):
-        sku, cat = ln.sku or None, ln.category or None
-        rate = ln.tax_rate or None
-        q = ln.quantity
-        if q == int(q) and q > 0:
-            whole = int(q)
-            unit, rest = divmod(net, whole)
-            parts = [(whole - rest, unit), (rest, unit + 1)]
-        else:
-            parts = [(1, net)]
-        for n, price in parts:
-            if not n:
-                continue
-            amount, tax = line_tax(n * price, rate, True)
-            lines.append(LineInput(sku, cat, Decimal(n), price, amount, tax, rate))
+    for sku, cat, rate, n, price in _net_parts(pricing):
+        amount, tax = line_tax(n * price, rate, True)
+        lines.append(LineInput(sku, cat, Decimal(n), price, amount, tax, rate))
     exp = program.currency_exponent
     discount = 0
     if pricing.points:
