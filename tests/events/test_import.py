@@ -171,6 +171,50 @@ async def test_import_repays_a_debt_like_the_api(
         assert all(not rows for rows in (await verify(session)).values())
 
 
+async def test_workers_repay_debts_like_the_api(
+    client: httpx.AsyncClient, db: Database, db_url: str, tmp_path: Path
+) -> None:
+    """Members at -30 in each worker's share of a partitioned import, over several chunks:
+    each member's first purchase (20) repays debt only, the second (15) leaves 5 open, as
+    the inline import and the API do. On SQLite the second worker's part reaches the first
+    one table by table, its lots repaying under the transaction that writes them."""
+    code = await create_program(client, allow_negative=True)
+    base = f"/v1/programs/{code}"
+    debtors = [f"D{i}" for i in range(6)]
+    assert {member_share(d, 2) for d in debtors} == {0, 1}
+    ids = {}
+    for d in debtors:
+        m = await enrol(client, code, external_id=d)
+        ids[d] = m["id"]
+        r = await client.post(f"{base}/events", json={
+            "type": "purchase", "member": {"id": m["id"]}, "external_id": f"buy-{d}",
+            "total": "40.00"})
+        assert r.status_code == 201, r.text
+        await client.post(f"{base}/members/{m['id']}/spends", json={"points": 30})
+        await client.post(f"{base}/events", json={
+            "type": "refund", "external_id": f"ref-{d}", "refers_to": f"buy-{d}",
+            "total": "40.00"})
+        assert (await client.get(f"{base}/members/{m['id']}/balance")).json()["available"] == -30
+    path = tmp_path / "p.csv"
+    at = "2026-03-04T09:30:00+01:00"
+    rows = [[f"N{i}", f"X{i}", at, "1.00"] + [""] * 4 for i in range(150)]
+    for n, d in enumerate(debtors):  # the debtors' purchases spread over the chunks
+        rows.insert(20 * n, [d, f"I1-{d}", at, "20.00"] + [""] * 4)
+        rows.insert(20 * n + 100, [d, f"I2-{d}", at, "15.00"] + [""] * 4)
+    _write(path, rows)
+    engine = make_sync_engine(db_url)
+    try:
+        report = import_purchases(engine, code, path, enrol_missing=True, chunk=40,
+                                  writer_process=True, workers=2)
+    finally:
+        engine.dispose()
+    assert (report.imported, report.rejected) == (162, 0)
+    for d in debtors:
+        assert (await client.get(f"{base}/members/{ids[d]}/balance")).json()["available"] == 5
+    async with db.read() as session:
+        assert all(not rows for rows in (await verify(session)).values())
+
+
 def _purchases(path: Path, n: int, members: int) -> None:
     rows = []
     for i in range(n):

@@ -9,7 +9,7 @@ import queue
 import subprocess
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime
@@ -26,6 +26,7 @@ from habitue.events.importer.preparing import (
     _Chunk,
     _InFlight,
     _prepare_chunk,
+    _Writes,
 )
 from habitue.events.importer.program import (
     _load_program,
@@ -48,6 +49,7 @@ from habitue.events.importer.writing import (
     _no_collection,
     _read_ahead,
     _report_failure,
+    _SqliteWriter,
 )
 
 
@@ -87,7 +89,7 @@ def import_worker(
     # transaction; on SQLite, which has one writer at a time, the first worker writes the
     # whole chunk (the others' parts come with the decision).
     writes = not sqlite or job.part == 0
-    messages = _read_ahead(inbox)
+    messages = _read_ahead(inbox, unpickle=False)
     try:
         report = ImportReport()
         writer = _child_writer(engine, share)
@@ -104,18 +106,23 @@ def import_worker(
                 staged: _Chunk | None = None
                 """Prepared while `waiting` waits for its decision."""
                 decided: int | None = None
+                heads: list[_Writes] = []
+                """(SQLite, the writing worker) the other workers' parts of `waiting`
+                written so far, whose totals are added when the chunk is committed."""
 
                 def hand_in(chunk: _Chunk) -> _Chunk:
-                    part: bytes | None = None
                     if writes:
                         writer.write(chunk.writes)
-                    else:  # pickled here, so that the importing process only passes it on
-                        part = pickle.dumps(chunk.writes, pickle.HIGHEST_PROTOCOL)
-                    outbox.send(("ready", (chunk.writes.number, part)))
+                    else:
+                        for part in _part_messages(chunk.writes):
+                            outbox.send(("part", part))
+                    outbox.send(("ready", chunk.writes.number))
                     chunk.writes.rows = []  # written or sent: only what later chunks need stays
                     return chunk
 
-                for message in messages:
+                for pickled in messages:
+                    message = pickle.loads(pickled)  # noqa: S301 - from the importing process
+                    del pickled
                     kind, value = message
                     # The message's rows go as soon as they are used, not when the next
                     # message comes: they would double what a worker holds while it writes.
@@ -143,14 +150,27 @@ def import_worker(
                         else:
                             assert staged is None, "a chunk came before its turn"
                             staged = prepared
-                    elif kind == "commit":
-                        number, parts = value
+                    elif kind == "part":  # (SQLite) another worker's part of `waiting`
+                        assert isinstance(writer, _SqliteWriter)
+                        assert waiting is not None
+                        writer.begin_part(value)
+                        heads.append(value)
+                    elif kind == "rows":  # (SQLite) one table of that part
+                        assert isinstance(writer, _SqliteWriter)
+                        assert heads
+                        table, cols, rows = value
                         del value
+                        writer.write_table(table, cols, rows)
+                        del rows
+                    elif kind == "commit":
+                        number = value
                         assert waiting is not None
                         assert waiting.writes.number == number
                         if writes:
-                            while parts:
-                                writer.write(pickle.loads(parts.pop(0)))  # noqa: S301 - our own worker's
+                            for head in heads:
+                                assert isinstance(writer, _SqliteWriter)
+                                writer.add_totals(head)
+                            heads.clear()
                             writer.commit()
                             in_flight.committed(number)
                         else:
@@ -174,6 +194,23 @@ def import_worker(
         _report_failure(outbox, exc, messages)
     finally:
         engine.dispose()
+
+
+def _part_messages(writes: _Writes) -> Iterator[bytes]:
+    """(SQLite) A worker's part of a chunk as the messages the writing worker receives,
+    pickled here so that the importing process only passes them on: first the part
+    without its rows (`("part", writes)`: its ids and totals), then each table's rows
+    (`("rows", (table, cols, rows))`). Each table's rows go once pickled, and the writing
+    worker unpickles and writes one table at a time: a whole part pickled at once held the
+    part's rows, their pickle, and in the writing worker both again (over 1 GB there at
+    chunks of 100,000)."""
+    rows, writes.rows = writes.rows, []
+    yield pickle.dumps(("part", writes), pickle.HIGHEST_PROTOCOL)
+    while rows:
+        table = rows.pop(0)
+        message = pickle.dumps(("rows", table), pickle.HIGHEST_PROTOCOL)
+        del table
+        yield message
 
 
 class ImportFailed(RuntimeError):
@@ -212,8 +249,11 @@ class _ProcessWriter:
         self._broken: str | None = None
         self.report: ImportReport | None = None
         """A worker's report, once it finished."""
-        self._ready: dict[int, Any] = {}
-        """A worker's chunks ready to commit, with the part it hands over (or None)."""
+        self._ready: dict[int, list[bytes]] = {}
+        """A worker's chunks ready to commit, with the messages of the part it hands over
+        (`_part_messages`; none if it wrote its part itself)."""
+        self._parts: list[bytes] = []
+        """The messages of the part being handed over, until it is ready."""
         self._early: list[int] = []
 
     def _feed(self) -> None:
@@ -232,6 +272,10 @@ class _ProcessWriter:
 
     def submit(self, writes: Any) -> None:
         self._put(writes)
+
+    def submit_bytes(self, message: bytes) -> None:
+        """`submit` of a message pickled already (`_part_messages`)."""
+        self._put(message)
 
     def submit_pickled(self, message: Any) -> None:
         """`submit`, pickled now: what waits in the queue is its compact pickle rather than
@@ -261,9 +305,11 @@ class _ProcessWriter:
         if kind == "report":
             self.report = value
             return None
+        if kind == "part":
+            self._parts.append(value)
+            return None
         if kind == "ready":
-            number, part = value
-            self._ready[number] = part
+            self._ready[int(value)], self._parts = self._parts, []
             return None
         if kind == "conflict":
             raise ImportConflict(value)
@@ -280,8 +326,9 @@ class _ProcessWriter:
             raise ImportFailed("the import's writer process stopped") from None
         return message
 
-    def wait_ready(self, number: int) -> Any:
-        """Wait until a worker has chunk `number` ready to commit; the part it hands over."""
+    def wait_ready(self, number: int) -> list[bytes]:
+        """Wait until a worker has chunk `number` ready to commit; the messages of the part
+        it hands over."""
         while number not in self._ready:
             if self._finished:
                 raise ImportFailed("an import worker ended before its chunk was ready")
@@ -405,9 +452,14 @@ def _import_partitioned(
                 while decided < through:
                     number = decided + 1
                     handed = [worker.wait_ready(number) for worker in workers]
-                    others = [p for p in handed[1:] if p is not None]
-                    for k, worker in enumerate(workers):
-                        worker.submit(("commit", (number, others if k == 0 else [])))
+                    # (SQLite) the other workers' parts go to the first one, which writes
+                    # them in its transaction; each message let go once queued.
+                    for messages in handed[1:]:
+                        while messages:
+                            workers[0].submit_bytes(messages.pop(0))
+                    del handed
+                    for worker in workers:
+                        worker.submit(("commit", number))
                     decided = number
                     settle(wait=False)
 

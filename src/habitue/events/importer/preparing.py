@@ -292,7 +292,8 @@ def _prepare_chunk(
     source: str,
     now: datetime,
 ) -> _Chunk:
-    """Parse, look up, decide and build the rows of one chunk; write nothing.
+    """Parse, look up, decide and build the rows of one chunk; write nothing. `groups` is
+    emptied once its rows are no longer needed.
 
     Lots are built as if no balance were negative; the writer corrects the lots of members
     whose balance is (`_repay_debts`), under the transaction that writes them.
@@ -347,6 +348,7 @@ def _prepare_chunk(
             continue
         seen.add(event.external_id)
         todo.append((event, member, rows))
+    del parsed
     if not todo:
         return chunk
     # By member, each member's purchases keeping their order in the file: the ids drawn
@@ -410,6 +412,13 @@ def _prepare_chunk(
             reject(rows, f"points: more than {MAX_POINTS:,} for one purchase")
             continue
         decided.append((event, member, effects, legs, points))
+    # The file's rows are no longer needed (only rejects and purchases set aside quote them):
+    # they go now, and each decided purchase once its rows are built, rather than all of them
+    # staying until the chunk's rows are complete.
+    del todo, in_file, snapshots, rows
+    groups.clear()
+    imported = len(decided)
+    decided.reverse()
     txn_id_list = ids.take(_txns, sum(1 for d in decided if d[3]))
     if txn_id_list:
         chunk.writes.first_ids[_txns.name] = txn_id_list[0]
@@ -432,7 +441,8 @@ def _prepare_chunk(
         event_rows.earned_payload,
     )
     recorded_type, earned_type = event_rows.EVENT_RECORDED, event_rows.POINTS_EARNED
-    for event, member, effects, legs, points in decided:
+    while decided:
+        event, member, effects, legs, points = decided.pop()
         event_id = new_id()
         occurred = event.occurred_at
         pending_until = occurred + pending_delta if pending_delta is not None else None
@@ -472,5 +482,5 @@ def _prepare_chunk(
     chunk.writes.add(_lots, bulk.LOT_COLS, credits.lots)
     chunk.writes.add(_outbox, OUTBOX_COLS, outbox)
     chunk.fold_new_rows()
-    report.imported += len(decided)
+    report.imported += imported
     return chunk
