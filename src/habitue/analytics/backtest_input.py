@@ -16,7 +16,8 @@ from sqlalchemy import Connection, select
 from habitue import clock
 from habitue.analytics.errors import InvalidAnalyticsInput
 from habitue.db import table_of
-from habitue.events.importer.reading import CsvReject, read_purchases
+from habitue.events.importer.columns import read_runs
+from habitue.events.importer.reading import CsvReject
 from habitue.events.models import Event, EventLine
 from habitue.frozen import fast_init
 from habitue.money import MoneyFormatError, parse_minor
@@ -143,15 +144,16 @@ class CsvTransactions:
     def __iter__(self) -> Iterator[Transaction]:
         self.rejects.clear()
         batch: list[Transaction] = []
-        append = batch.append
+        append, reject = batch.append, self.rejects.append
         try:
-            for item in read_purchases(
+            for run in read_runs(
                 self.path, currency_exponent=self.currency_exponent, latest=self.latest
             ):
-                if isinstance(item, CsvReject):
-                    self.rejects.append(item)
-                    continue
-                append(Transaction(item.member_external_id, item.event))
+                for item in run:
+                    if type(item) is tuple:
+                        append(Transaction(*item))
+                    else:
+                        reject(item)  # type: ignore[arg-type]
                 if len(batch) >= READ_AHEAD:
                     yield from batch
                     batch.clear()
