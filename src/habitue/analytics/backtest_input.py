@@ -144,16 +144,19 @@ class CsvTransactions:
     def __iter__(self) -> Iterator[Transaction]:
         self.rejects.clear()
         batch: list[Transaction] = []
-        append, reject = batch.append, self.rejects.append
+        rejects = self.rejects
         try:
             for run in read_runs(
-                self.path, currency_exponent=self.currency_exponent, latest=self.latest
+                self.path,
+                currency_exponent=self.currency_exponent,
+                latest=self.latest,
+                make=Transaction,
             ):
                 for item in run:
-                    if type(item) is tuple:
-                        append(Transaction(*item))
+                    if isinstance(item, CsvReject):
+                        rejects.append(item)
                     else:
-                        reject(item)  # type: ignore[arg-type]
+                        batch.append(item)
                 if len(batch) >= READ_AHEAD:
                     yield from batch
                     batch.clear()

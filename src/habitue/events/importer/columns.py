@@ -18,11 +18,12 @@ rest of the file, from the purchase being read, to the row-by-row reader.
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from itertools import repeat
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -46,13 +47,15 @@ from habitue.events.service import CENT_TOLERANCE
 from habitue.money import UNIT_PRICE_EXTRA_PLACES
 from habitue.rules.types import EventInput, LineInput
 
-Item = tuple[str, EventInput] | CsvReject
+T = TypeVar("T")
+Parsed = tuple[str, EventInput] | CsvReject
 """A purchase as (member external id, event), or what the import would reject."""
 
 BLOCK_SIZE = 1 << 20
 """Bytes pyarrow parses at a time (about 12,000 rows of a 7-line till file)."""
 _INT64_MAX = 2**63 - 1
-_POW10 = np.array([10**k for k in range(19)], dtype=np.int64)
+_DIGITS = 18
+"""Digits of the decimals read in columns (their scaled values fit an int64)."""
 _TIME = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:Z|[+-][0-9]{2}:[0-9]{2})$"
 _DAYS = np.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31], dtype=np.int64)
 
@@ -70,18 +73,24 @@ def _header(path: Path) -> list[str] | None:
 
 
 def read_runs(
-    path: Path, *, currency_exponent: int, latest: datetime, block_size: int = BLOCK_SIZE
-) -> Iterator[list[Item]]:
-    """The purchases of an import file in file order, in runs (one a block of the file), as
-    `reading.read_purchases` gives them: the same events, the same rejects with the same
-    reasons, a repeated `external_id` rejected after its first purchase."""
+    path: Path,
+    *,
+    currency_exponent: int,
+    latest: datetime,
+    make: Callable[[str, EventInput], T],
+    block_size: int = BLOCK_SIZE,
+) -> Iterator[list[T | CsvReject]]:
+    """The purchases of an import file in file order, in runs (about one a block of the
+    file), each as `make(member external id, event)`, as `reading.read_purchases` gives them:
+    the same events, the same rejects with the same reasons, a repeated `external_id`
+    rejected after its first purchase. A missing required column raises `ValueError`."""
     seen: set[str] = set()
     header = _header(path) if _file_shape(path) == (True, True) else None
     layout = _Layout.of(header) if header and all(c in header for c in REQUIRED) else None
     if layout is None or layout.line_key is None or currency_exponent + 4 > 12:
-        yield from _runs(_read_rows(path, currency_exponent, latest, seen))
+        yield from _runs(_read_rows(path, currency_exponent, latest, seen), make)
         return
-    reader = _Columns(layout, currency_exponent, latest, seen)
+    reader = _Columns(layout, currency_exponent, latest, seen, make)
     options = (
         pacsv.ReadOptions(
             use_threads=False,
@@ -103,10 +112,10 @@ def read_runs(
             except StopIteration:
                 break
             except pa.ArrowException:  # a row of another width, a line over a block
-                yield from _runs(_read_rows(path, currency_exponent, latest, seen, done))
+                yield from _runs(_read_rows(path, currency_exponent, latest, seen, done), make)
                 return
             if any((pc.max(pc.binary_length(c)).as_py() or 0) > limit for c in batch.columns):
-                yield from _runs(_read_rows(path, currency_exponent, latest, seen, done))
+                yield from _runs(_read_rows(path, currency_exponent, latest, seen, done), make)
                 return
             table = pa.Table.from_batches([batch])
             if carry is not None:
@@ -123,10 +132,13 @@ def read_runs(
         yield reader.purchases(carry)
 
 
-def _runs(items: Iterator[Item], size: int = 1024) -> Iterator[list[Item]]:
-    run: list[Item] = []
+def _runs(
+    items: Iterator[Parsed], make: Callable[[str, EventInput], T], size: int = 1024
+) -> Iterator[list[T | CsvReject]]:
+    """The row-by-row reader's purchases in runs of `size`."""
+    run: list[T | CsvReject] = []
     for item in items:
-        run.append(item)
+        run.append(item if isinstance(item, CsvReject) else make(*item))
         if len(run) >= size:
             yield run
             run = []
@@ -156,22 +168,20 @@ def _numpy(array: Any) -> np.ndarray[Any, Any]:
     return np.asarray(array.to_numpy(zero_copy_only=False))
 
 
-def _scaled(
-    column: pa.Array, places: int, whole: int
-) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
-    """A column of plain decimals as integers scaled by 10**places, and where a value is of
-    the usual shape (1 to `whole` digits, optionally a point and 1 to `places` digits) and
-    so read; other values read as 0 and are left to the row-by-row reader."""
+def _scaled(column: pa.Array, places: int) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+    """A column of plain decimals as integers scaled by 10**places (at most 10**18), and
+    where a value is of the usual shape (digits, optionally a point and 1 to `places`
+    digits) and so read; other values read as 0, left to the row-by-row reader."""
+    whole = _DIGITS - places
     pattern = rf"^[0-9]{{1,{whole}}}(?:\.[0-9]{{1,{places}}})?$" if places else (
         rf"^[0-9]{{1,{whole}}}$"
     )
     ok = pc.match_substring_regex(column, pattern)
-    safe = column if pc.all(ok).as_py() else pc.if_else(ok, column, "0")
-    dot = _numpy(pc.find_substring(safe, "."))
-    length = _numpy(pc.binary_length(safe))
-    decimals = np.where(dot < 0, 0, length - dot - 1)
-    digits = _numpy(pc.cast(pc.replace_substring(safe, ".", ""), pa.int64()))
-    return _numpy(ok), digits * _POW10[places - decimals]
+    safe = column if pc.all(ok).as_py() is not False else pc.if_else(ok, column, "0")
+    decimals = pc.cast(safe, pa.decimal128(_DIGITS, places))
+    # the unscaled values, below 10**18: the low 64 bits of each 128-bit integer
+    unscaled = np.frombuffer(decimals.buffers()[1], dtype=np.int64)
+    return _numpy(ok), unscaled[2 * decimals.offset : 2 * (decimals.offset + len(decimals)) : 2]
 
 
 def _epoch_seconds(times: pa.Array) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
@@ -213,10 +223,18 @@ def _epoch_seconds(times: pa.Array) -> tuple[np.ndarray[Any, Any], np.ndarray[An
     return valid, seconds - sign * (off_h * 3600 + off_m * 60)
 
 
-class _Columns:
+class _Columns(Generic[T]):
     """The purchases of blocks of rows, checked in columns."""
 
-    def __init__(self, layout: _Layout, exponent: int, latest: datetime, seen: set[str]):
+    def __init__(
+        self,
+        layout: _Layout,
+        exponent: int,
+        latest: datetime,
+        seen: set[str],
+        make: Callable[[str, EventInput], T],
+    ):
+        self.make = make
         self.layout = layout
         self.exponent = exponent
         self.latest = latest
@@ -245,91 +263,88 @@ class _Columns:
             np.array(scaled, dtype=np.int64)[index],
         )
 
-    def purchases(self, table: pa.Table) -> list[Item]:
+    def purchases(self, table: pa.Table) -> list[T | CsvReject]:
+        """The purchases of `table`'s rows (whole purchases), in order."""
         layout, exponent = self.layout, self.exponent
+        columns = [c.combine_chunks() for c in table.columns]
         at = layout.index
-        col = table.column
-
-        def text(name: str) -> pa.Array:
-            return col(at[name]).combine_chunks()
-
+        ext, member = columns[at["external_id"]], columns[at["member_external_id"]]
+        total, sku, category = columns[at["total"]], columns[at["sku"]], columns[at["category"]]
+        amount_text = columns[at["amount"]]
         n = table.num_rows
-        ext, member, total = text("external_id"), text("member_external_id"), text("total")
         same = _numpy(pc.equal(ext[1:], ext[:-1]))
         starts = np.concatenate(([0], np.flatnonzero(~same) + 1)).astype(np.int64)
+        firsts = pa.array(starts)
+        ends = np.append(starts[1:], n)
 
-        amount_places = exponent
-        price_places = exponent + UNIT_PRICE_EXTRA_PLACES
-        ok = _is_id(ext) & _is_id(member)
-        # every row of a purchase with its first row's total
+        # each row: its first row's total, its fields of the usual shapes and lengths
+        ok = np.ones(n, dtype=bool)
         ok[1:] &= ~same | _numpy(pc.equal(total[1:], total[:-1]))
-        sku, category = text("sku"), text("category")
-        ok &= _numpy(pc.less_equal(pc.binary_length(sku), LABEL_LENGTH))
-        ok &= _numpy(pc.less_equal(pc.binary_length(category), LABEL_LENGTH))
-        quantities, qty_scaled = self._quantities(text("quantity"))
+        for column, limit in ((member, ID_LENGTH), (sku, LABEL_LENGTH), (category, LABEL_LENGTH)):
+            if (pc.max(pc.binary_length(column)).as_py() or 0) > limit:
+                ok &= _numpy(pc.less_equal(pc.binary_length(column), limit))
+        quantities, qty_scaled = self._quantities(columns[at["quantity"]])
         ok &= qty_scaled > 0
-        price_ok, price = _scaled(text("unit_price"), price_places, 18 - price_places)
-        ok &= price_ok
-        # quantity × unit price exactly in int64: at most 10**12 × 10**18 / 10**3 overflows
+        price_ok, price = _scaled(columns[at["unit_price"]], exponent + UNIT_PRICE_EXTRA_PLACES)
+        ok &= price_ok & (price <= _PRICE_BOUND)
+        # quantity × unit price exactly in int64 (both are at most 10**18)
         small = qty_scaled.astype(np.float64) * price.astype(np.float64) < 9e18
         ok &= small
-        product_scaled = np.where(small, qty_scaled * np.where(small, price, 0), 0)
         unscale = 10 ** (QUANTITY_PLACES + UNIT_PRICE_EXTRA_PLACES)
-        product = (product_scaled + unscale // 2) // unscale
-        unit_minor = (price + 5 * 10 ** (UNIT_PRICE_EXTRA_PLACES - 1)) // 10**UNIT_PRICE_EXTRA_PLACES
-        amount_text = text("amount")
+        product = (np.where(small, qty_scaled * price, 0) + unscale // 2) // unscale
+        extra = 10**UNIT_PRICE_EXTRA_PLACES
+        unit_minor = (price + extra // 2) // extra
         given = _numpy(pc.not_equal(amount_text, ""))
-        amount_ok, amount = _scaled(amount_text, amount_places, 18 - amount_places)
-        ok &= amount_ok | ~given
-        line_amount = np.where(given, amount, product)
-        ok &= (line_amount <= MAX_AMOUNT_MINOR) & (price <= _PRICE_BOUND)
+        line_amount = product
+        if given.any():
+            where = np.flatnonzero(given)
+            amount_ok, amount = _scaled(amount_text.take(pa.array(where)), exponent)
+            ok[where] &= amount_ok
+            line_amount = product.copy()
+            line_amount[where] = amount
+        ok &= line_amount <= MAX_AMOUNT_MINOR
 
-        # per purchase: the first row's total and time, every row good, the lines' sum
-        firsts = pa.array(starts)
-        total_ok, total_minor = _scaled(total.take(firsts), amount_places, 18 - amount_places)
-        time_ok, seconds = _epoch_seconds(text("occurred_at").take(firsts))
+        # each purchase: every row good, its first row's ids, total and time, the lines' sum
+        firsts_ext, firsts_member = ext.take(firsts), member.take(firsts)
+        total_ok, total_minor = _scaled(total.take(firsts), exponent)
+        time_ok, seconds = _epoch_seconds(columns[at["occurred_at"]].take(firsts))
         good = np.logical_and.reduceat(ok, starts)
-        sums = np.add.reduceat(line_amount, starts)
-        good &= total_ok & (total_minor <= MAX_AMOUNT_MINOR)
-        good &= np.abs(sums - total_minor) <= CENT_TOLERANCE
+        good &= _is_id(firsts_ext) & _is_id(firsts_member)
+        good &= total_ok & (total_minor <= MAX_AMOUNT_MINOR) & (ends - starts <= 1000)
+        good &= np.abs(np.add.reduceat(line_amount, starts) - total_minor) <= CENT_TOLERANCE
         good &= time_ok & (seconds >= 0) & (seconds <= self.latest_second)
-        good &= np.diff(np.append(starts, n)) <= 1000  # the sums cannot overflow
 
-        skus = _labels(sku)
-        categories = _labels(category)
-        lines = list(map(LineInput, skus, categories, quantities, unit_minor.tolist(),
-                         line_amount.tolist()))  # fmt: skip
-        ext_ids = _numpy(ext.take(firsts)).tolist()
-        members = _numpy(member.take(firsts)).tolist()
-        out: list[Item] = []
+        lines = list(map(LineInput, _labels(sku), _labels(category), quantities,
+                         unit_minor.tolist(), line_amount.tolist()))  # fmt: skip
+        ext_ids = _numpy(firsts_ext).tolist()
+        bounds = zip(starts.tolist(), ends.tolist(), strict=True)
+        events = list(map(
+            EventInput,
+            repeat("purchase"),
+            ext_ids,
+            map(datetime.fromtimestamp, seconds.tolist(), repeat(UTC)),
+            total_minor.tolist(),
+            [tuple(lines[a:b]) for a, b in bounds],
+        ))  # fmt: skip
+        members = _numpy(firsts_member).tolist()
         seen = self.seen
-        fromtimestamp = datetime.fromtimestamp
-        bounds = np.append(starts, n).tolist()
-        rows: list[list[str]] | None = None
-        for g, (good_g, ext_id, member_id, total_g, second) in enumerate(
-            zip(good.tolist(), ext_ids, members, total_minor.tolist(), seconds.tolist(),
-                strict=True)  # fmt: skip
-        ):
-            if good_g:
-                event = EventInput(
-                    "purchase",
-                    ext_id,
-                    fromtimestamp(second, UTC),
-                    total_g,
-                    tuple(lines[bounds[g] : bounds[g + 1]]),
-                )
-                item: Item = (member_id, event)
+        if good.all() and len(set(ext_ids)) == len(ext_ids) and seen.isdisjoint(ext_ids):
+            seen.update(ext_ids)
+            return list(map(self.make, members, events))
+        out: list[T | CsvReject] = []
+        rows = [list(r) for r in zip(*(c.to_pylist() for c in columns), strict=True)]
+        for g, is_good in enumerate(good.tolist()):
+            if is_good:
+                parsed: tuple[str, EventInput] | CsvReject = (members[g], events[g])
             else:
-                if rows is None:
-                    rows = [list(r) for r in zip(*(c.to_pylist() for c in table.columns))]
-                item = _slow(rows[bounds[g] : bounds[g + 1]], layout, exponent, self.latest)
-            if isinstance(item, tuple):
-                key = item[1].external_id
-                if key in seen:
-                    item = CsvReject(key, "duplicate external_id in the file")
-                else:
-                    seen.add(key)
-            out.append(item)
+                parsed = _slow(rows[starts[g] : ends[g]], layout, exponent, self.latest)
+            if isinstance(parsed, CsvReject):
+                out.append(parsed)
+            elif parsed[1].external_id in seen:
+                out.append(CsvReject(parsed[1].external_id, "duplicate external_id in the file"))
+            else:
+                seen.add(parsed[1].external_id)
+                out.append(self.make(*parsed))
         return out
 
 
@@ -364,7 +379,7 @@ def _labels(column: pa.Array) -> list[str | None]:
     return np.array(values, dtype=object)[_numpy(encoded.indices)].tolist()  # type: ignore[no-any-return]
 
 
-def _slow(rows: list[list[str]], layout: _Layout, exponent: int, latest: datetime) -> Item:
+def _slow(rows: list[list[str]], layout: _Layout, exponent: int, latest: datetime) -> Parsed:
     """One purchase through the import's row-by-row parsing."""
     from habitue.events.importer.reading import _parse_group
 

@@ -600,9 +600,10 @@ def read_purchases(
     A plain file is read in columns (`columns.read_runs`), with the same result."""
     from habitue.events.importer.columns import read_runs
 
-    for run in read_runs(path, currency_exponent=currency_exponent, latest=latest):
-        for item in run:
-            yield item if isinstance(item, CsvReject) else CsvPurchase(*item)
+    for run in read_runs(
+        path, currency_exponent=currency_exponent, latest=latest, make=CsvPurchase
+    ):
+        yield from run
 
 
 def _read_rows(
