@@ -19,11 +19,11 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Callable, Iterator
-from itertools import repeat
 from datetime import UTC, datetime
 from decimal import Decimal
+from itertools import repeat
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 import numpy as np
 import pyarrow as pa
@@ -38,9 +38,9 @@ from habitue.events.importer.reading import (
     QUANTITY_PLACES,
     REQUIRED,
     CsvReject,
+    _file_shape,
     _Layout,
     _parse_quantity,
-    _file_shape,
     _read_rows,
 )
 from habitue.events.service import CENT_TOLERANCE
@@ -87,47 +87,50 @@ def read_runs(
     seen: set[str] = set()
     header = _header(path) if _file_shape(path) == (True, True) else None
     layout = _Layout.of(header) if header and all(c in header for c in REQUIRED) else None
-    if layout is None or layout.line_key is None or currency_exponent + 4 > 12:
+    if layout is None or layout.line_key is None or currency_exponent > _DIGITS // 2:
         yield from _runs(_read_rows(path, currency_exponent, latest, seen), make)
         return
     reader = _Columns(layout, currency_exponent, latest, seen, make)
+    names = [f"c{i}" for i in range(len(layout.header))]  # the header's own may repeat
     options = (
         pacsv.ReadOptions(
-            use_threads=False,
-            block_size=block_size,
-            skip_rows=1,
-            column_names=[f"c{i}" for i in range(len(header))],
+            use_threads=False, block_size=block_size, skip_rows=1, column_names=names
         ),
         pacsv.ParseOptions(quote_char=False, double_quote=False),
-        pacsv.ConvertOptions(column_types=dict.fromkeys([f"c{i}" for i in range(len(header))],
-                                                        pa.string())),
-    )  # fmt: skip
+        pacsv.ConvertOptions(column_types=dict.fromkeys(names, pa.string())),
+    )
     limit = csv.field_size_limit()
     done = 0  # rows of the file read and given out, the carried purchase's excluded
     carry: pa.Table | None = None
-    with pacsv.open_csv(path, *options) as stream:
-        while True:
-            try:
-                batch = stream.read_next_batch()
-            except StopIteration:
-                break
-            except pa.ArrowException:  # a row of another width, a line over a block
-                yield from _runs(_read_rows(path, currency_exponent, latest, seen, done), make)
-                return
-            if any((pc.max(pc.binary_length(c)).as_py() or 0) > limit for c in batch.columns):
-                yield from _runs(_read_rows(path, currency_exponent, latest, seen, done), make)
-                return
-            table = pa.Table.from_batches([batch])
-            if carry is not None:
-                table = pa.concat_tables([carry, table]).combine_chunks()
-            ext = table.column(layout.index["external_id"]).combine_chunks()
-            last = _last_run(ext)
-            if last == 0:
-                carry = table
-                continue
-            carry = table.slice(last)
+    try:
+        stream = pacsv.open_csv(path, *options)
+    except pa.ArrowException:  # a row of another width in the first block
+        stream = None
+    while stream is not None:
+        try:
+            batch = stream.read_next_batch()
+        except StopIteration:
+            break
+        except pa.ArrowException:  # a row of another width, a line over a block
+            batch = None
+        if batch is None or any(
+            (pc.max(pc.binary_length(c)).as_py() or 0) > limit for c in batch.columns
+        ):  # the rest row by row, from the purchase being read
+            stream.close()
+            stream = None
+            break
+        table = pa.Table.from_batches([batch])
+        if carry is not None:
+            table = pa.concat_tables([carry, table]).combine_chunks()
+        last = _last_run(table.column(layout.index["external_id"]).combine_chunks())
+        carry = table.slice(last)
+        if last:
             done += last
             yield reader.purchases(table.slice(0, last))
+    if stream is None:
+        yield from _runs(_read_rows(path, currency_exponent, latest, seen, done), make)
+        return
+    stream.close()
     if carry is not None and carry.num_rows:
         yield reader.purchases(carry)
 
@@ -173,9 +176,8 @@ def _scaled(column: pa.Array, places: int) -> tuple[np.ndarray[Any, Any], np.nda
     where a value is of the usual shape (digits, optionally a point and 1 to `places`
     digits) and so read; other values read as 0, left to the row-by-row reader."""
     whole = _DIGITS - places
-    pattern = rf"^[0-9]{{1,{whole}}}(?:\.[0-9]{{1,{places}}})?$" if places else (
-        rf"^[0-9]{{1,{whole}}}$"
-    )
+    fraction = rf"(?:\.[0-9]{{1,{places}}})?" if places else ""
+    pattern = rf"^[0-9]{{1,{whole}}}{fraction}$"
     ok = pc.match_substring_regex(column, pattern)
     safe = column if pc.all(ok).as_py() is not False else pc.if_else(ok, column, "0")
     decimals = pc.cast(safe, pa.decimal128(_DIGITS, places))
@@ -195,10 +197,7 @@ def _epoch_seconds(times: pa.Array) -> tuple[np.ndarray[Any, Any], np.ndarray[An
     d = data[offsets[:-1, None] + np.arange(25)].astype(np.int64) - 48
 
     def number(at: int, width: int) -> np.ndarray[Any, Any]:
-        value = d[:, at]
-        for k in range(1, width):
-            value = value * 10 + d[:, at + k]
-        return value
+        return np.asarray(d[:, at : at + width] @ (10 ** np.arange(width - 1, -1, -1)))
 
     year, month, day = number(0, 4), number(5, 2), number(8, 2)
     hour, minute, second = number(11, 2), number(14, 2), number(17, 2)
@@ -252,8 +251,9 @@ class _Columns(Generic[T]):
         decimals: list[Decimal | None] = []
         scaled: list[int] = []
         for text in encoded.dictionary.to_pylist():
-            parsed = known.get(text, False)
-            if parsed is False:
+            if text in known:
+                parsed = known[text]
+            else:
                 parsed = known[text] = _quantity(text)
             decimals.append(None if parsed is None else parsed[0])
             scaled.append(0 if parsed is None else parsed[1])
@@ -314,15 +314,17 @@ class _Columns(Generic[T]):
         good &= np.abs(np.add.reduceat(line_amount, starts) - total_minor) <= CENT_TOLERANCE
         good &= time_ok & (seconds >= 0) & (seconds <= self.latest_second)
 
-        lines = list(map(LineInput, _labels(sku), _labels(category), quantities,
-                         unit_minor.tolist(), line_amount.tolist()))  # fmt: skip
+        # every row's line (a bad row's, never used, may hold None or nonsense)
+        lines = list(map(LineInput, _labels(sku), _labels(category),
+                         cast("list[Decimal]", quantities), unit_minor.tolist(),
+                         line_amount.tolist()))  # fmt: skip
         ext_ids = _numpy(firsts_ext).tolist()
         bounds = zip(starts.tolist(), ends.tolist(), strict=True)
         events = list(map(
             EventInput,
             repeat("purchase"),
             ext_ids,
-            map(datetime.fromtimestamp, seconds.tolist(), repeat(UTC)),
+            map(datetime.fromtimestamp, np.where(good, seconds, 0).tolist(), repeat(UTC)),
             total_minor.tolist(),
             [tuple(lines[a:b]) for a, b in bounds],
         ))  # fmt: skip
@@ -384,6 +386,7 @@ def _slow(rows: list[list[str]], layout: _Layout, exponent: int, latest: datetim
     from habitue.events.importer.reading import _parse_group
 
     try:
-        return _parse_group(rows, layout, exponent, latest, True)
+        event, member = _parse_group(rows, layout, exponent, latest, True)
     except ValueError as exc:
         return CsvReject(layout.get(rows[0], "external_id").strip(), str(exc))
+    return member, event
