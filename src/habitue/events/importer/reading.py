@@ -121,8 +121,8 @@ _PLAIN_BYTES = bytes(range(0x20, 0x7F)).replace(b'"', b"")
 def plain_file(path: Path, block: int = 1 << 20) -> bool:
     """Whether a file holds nothing but printable ASCII, line ends and no quote: then no
     field the CSV reader gives of it can hold a control character or a byte that is not
-    ASCII, and the usual-purchase path skips those checks. One pass over the bytes, about
-    2 % of reading the file as CSV."""
+    ASCII, and the usual-purchase path skips those checks. One pass over the bytes by
+    `bytes.translate` (a regular expression took a quarter of the reading's time)."""
     return _file_shape(path, block)[0]
 
 
