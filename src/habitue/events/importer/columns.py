@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from itertools import repeat
 from pathlib import Path
-from typing import Any, Generic, TypeVar, cast
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -44,6 +44,7 @@ from habitue.events.importer.reading import (
     _read_rows,
 )
 from habitue.events.service import CENT_TOLERANCE
+from habitue.frozen import build_many
 from habitue.money import UNIT_PRICE_EXTRA_PLACES
 from habitue.rules.types import EventInput, LineInput
 
@@ -114,7 +115,7 @@ def read_runs(
         except pa.ArrowException:  # a row of another width, a line over a block
             batch = None
         if batch is None or any(
-            (pc.max(pc.binary_length(c)).as_py() or 0) > limit for c in batch.columns
+            _longest(c) > limit for c in batch.columns
         ):  # the rest row by row, from the purchase being read
             stream.close()
             stream = None
@@ -167,6 +168,12 @@ def _is_id(column: pa.Array) -> np.ndarray[Any, Any]:
     return _numpy(pc.and_not(fits, spaced))
 
 
+def _longest(column: Any) -> int:
+    """The length of a column's longest value (0 without values)."""
+    lengths = _numpy(pc.binary_length(column))
+    return int(lengths.max()) if len(lengths) else 0
+
+
 def _numpy(array: Any) -> np.ndarray[Any, Any]:
     return np.asarray(array.to_numpy(zero_copy_only=False))
 
@@ -179,11 +186,12 @@ def _scaled(column: pa.Array, places: int) -> tuple[np.ndarray[Any, Any], np.nda
     fraction = rf"(?:\.[0-9]{{1,{places}}})?" if places else ""
     pattern = rf"^[0-9]{{1,{whole}}}{fraction}$"
     ok = pc.match_substring_regex(column, pattern)
-    safe = column if pc.all(ok).as_py() is not False else pc.if_else(ok, column, "0")
+    usual = _numpy(ok)
+    safe = column if usual.all() else pc.if_else(ok, column, "0")
     decimals = pc.cast(safe, pa.decimal128(_DIGITS, places))
     # the unscaled values, below 10**18: the low 64 bits of each 128-bit integer
     unscaled = np.frombuffer(decimals.buffers()[1], dtype=np.int64)
-    return _numpy(ok), unscaled[2 * decimals.offset : 2 * (decimals.offset + len(decimals)) : 2]
+    return usual, unscaled[2 * decimals.offset : 2 * (decimals.offset + len(decimals)) : 2]
 
 
 def _epoch_seconds(times: pa.Array) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
@@ -281,7 +289,7 @@ class _Columns(Generic[T]):
         ok = np.ones(n, dtype=bool)
         ok[1:] &= ~same | _numpy(pc.equal(total[1:], total[:-1]))
         for column, limit in ((member, ID_LENGTH), (sku, LABEL_LENGTH), (category, LABEL_LENGTH)):
-            if (pc.max(pc.binary_length(column)).as_py() or 0) > limit:
+            if _longest(column) > limit:
                 ok &= _numpy(pc.less_equal(pc.binary_length(column), limit))
         quantities, qty_scaled = self._quantities(columns[at["quantity"]])
         ok &= qty_scaled > 0
@@ -315,18 +323,24 @@ class _Columns(Generic[T]):
         good &= time_ok & (seconds >= 0) & (seconds <= self.latest_second)
 
         # every row's line (a bad row's, never used, may hold None or nonsense)
-        lines = list(map(LineInput, _labels(sku), _labels(category),
-                         cast("list[Decimal]", quantities), unit_minor.tolist(),
-                         line_amount.tolist()))  # fmt: skip
+        lines = build_many(
+            LineInput,
+            _labels(sku),
+            _labels(category),
+            quantities,
+            unit_minor.tolist(),
+            line_amount.tolist(),
+            repeat(0, n),
+            repeat(None, n),
+        )
         ext_ids = _numpy(firsts_ext).tolist()
-        bounds = zip(starts.tolist(), ends.tolist(), strict=True)
         events = list(map(
             EventInput,
             repeat("purchase"),
             ext_ids,
             map(datetime.fromtimestamp, np.where(good, seconds, 0).tolist(), repeat(UTC)),
             total_minor.tolist(),
-            [tuple(lines[a:b]) for a, b in bounds],
+            map(tuple, map(lines.__getitem__, map(slice, starts.tolist(), ends.tolist()))),
         ))  # fmt: skip
         members = _numpy(firsts_member).tolist()
         seen = self.seen
