@@ -134,3 +134,24 @@ def test_refused_where_it_would_not_be_exact() -> None:
     for cls in (Mutable, WithPostInit, NotInInit):
         with pytest.raises(TypeError):
             fast_init(cls)
+
+
+def test_build_many_gives_the_constructors_objects() -> None:
+    from habitue.frozen import build_many
+
+    values = [
+        ("s1", "tea", Decimal("1.5"), 120, 180, 0, None),
+        (None, None, Decimal(2), 5, 10, 1, Decimal("0.2")),
+    ]
+    made = build_many(types.LineInput, *zip(*values, strict=True))
+    assert [repr(m) for m in made] == [repr(types.LineInput(*v)) for v in values]
+    assert made == [types.LineInput(*v) for v in values]
+    with pytest.raises(FrozenInstanceError):
+        made[0].sku = "x"  # type: ignore[misc]
+    assert build_many(types.LineInput, *([],) * 7) == []
+    with pytest.raises(TypeError):
+        build_many(types.LineInput, ["s1"], ["tea"])  # a column short
+    with pytest.raises(TypeError):  # not a fast_init class
+        build_many(_twin(Sample), [1], ["b"], [[]], [Decimal(1)], [5])
+    with pytest.raises(ValueError, match="lengths"):
+        build_many(Sample, [1, 2], ["b"], [[]], [Decimal(1)], [5])

@@ -57,12 +57,17 @@ async def run_all(db: Database) -> None:
     async with db.read() as session:
         codes = await programs_service.list_programs(session)
     for code in codes:
-        await run_release(db, code)
-        await run_expiry(db, code)
-        await __import__("habitue.tiers.jobs", fromlist=["x"]).run_evaluation(db, code)  # tiers
-        await __import__("habitue.clubs.jobs", fromlist=["x"]).run_renewals(db, code)  # clubs
-        await __import__("habitue.rewards.tasks", fromlist=["x"]).run_for_program(db, code)
-        await __import__("habitue.analytics.service", fromlist=["x"]).run_scheduled(db, code)
+        await run_program(db, code)
+
+
+async def run_program(db: Database, code: str) -> None:
+    """Every periodic job of one program, in the scheduler's order."""
+    await run_release(db, code)
+    await run_expiry(db, code)
+    await __import__("habitue.tiers.jobs", fromlist=["x"]).run_evaluation(db, code)  # tiers
+    await __import__("habitue.clubs.jobs", fromlist=["x"]).run_renewals(db, code)  # clubs
+    await __import__("habitue.rewards.tasks", fromlist=["x"]).run_for_program(db, code)
+    await __import__("habitue.analytics.service", fromlist=["x"]).run_scheduled(db, code)
 
 
 async def purge_idempotency(db: Database, ttl_hours: int) -> int:

@@ -1,6 +1,7 @@
 """Routes: run a program's scheduled jobs now, as the scheduler and the CLI do.
 
-Each job is also run by the server's scheduler (`jobs.run_all`) and by a CLI command:
+Each job is also run by the server's scheduler (`jobs.run_all`; `jobs.run_program` for one
+program) and by a CLI command:
 
 | path | CLI | job |
 |---|---|---|

@@ -305,7 +305,7 @@ async def test_referrals(client: httpx.AsyncClient, db: Database) -> None:
     from habitue import jobs
 
     clock.advance(timedelta(days=15))
-    await jobs.run_all(db)
+    await jobs.run_program(db, program)
     mine = (await client.get(f"{base}/members/{referrer}/referrals")).json()
     assert sorted(i["status"] for i in mine) == ["canceled", "rewarded"]
     assert await balance(client, program, referrer) == 500
@@ -324,7 +324,7 @@ async def test_expiry_job_marks_coupons(
     clock.advance(timedelta(days=2))
     from habitue import jobs
 
-    await jobs.run_all(db)
+    await jobs.run_program(db, program)
     r = await client.get(f"/v1/programs/{program}/coupons/{red['coupon']['code']}")
     assert r.json()["state"] == "expired"
     problem(await client.post(f"/v1/programs/{program}/redemptions/{red['id']}/cancel"), 409,

@@ -16,7 +16,8 @@ from sqlalchemy import Connection, select
 from habitue import clock
 from habitue.analytics.errors import InvalidAnalyticsInput
 from habitue.db import table_of
-from habitue.events.importer.reading import CsvReject, read_purchases
+from habitue.events.importer.columns import read_runs
+from habitue.events.importer.reading import CsvReject
 from habitue.events.models import Event, EventLine
 from habitue.frozen import fast_init
 from habitue.money import MoneyFormatError, parse_minor
@@ -143,15 +144,19 @@ class CsvTransactions:
     def __iter__(self) -> Iterator[Transaction]:
         self.rejects.clear()
         batch: list[Transaction] = []
-        append = batch.append
+        rejects = self.rejects
         try:
-            for item in read_purchases(
-                self.path, currency_exponent=self.currency_exponent, latest=self.latest
+            for run in read_runs(
+                self.path,
+                currency_exponent=self.currency_exponent,
+                latest=self.latest,
+                make=Transaction,
             ):
-                if isinstance(item, CsvReject):
-                    self.rejects.append(item)
-                    continue
-                append(Transaction(item.member_external_id, item.event))
+                for item in run:
+                    if isinstance(item, CsvReject):
+                        rejects.append(item)
+                    else:
+                        batch.append(item)
                 if len(batch) >= READ_AHEAD:
                     yield from batch
                     batch.clear()

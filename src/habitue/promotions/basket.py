@@ -237,6 +237,15 @@ def quote_event(
     )
 
 
+def _line_discounts(pricing: Pricing) -> dict[int, int]:
+    """Each line's discount in minor units: the sum of its shares of every discount."""
+    line_off: dict[int, int] = {}
+    for d in pricing.discounts:
+        for i, a in d.lines:
+            line_off[i] = line_off.get(i, 0) + a
+    return line_off
+
+
 def read_answer(
     program: ProgramInfo,
     priced: Priced,
@@ -247,10 +256,7 @@ def read_answer(
 ) -> BasketRead:
     p = priced.pricing
     exp = program.currency_exponent
-    line_off: dict[int, int] = {}
-    for d in p.discounts:
-        for i, a in d.lines:
-            line_off[i] = line_off.get(i, 0) + a
+    line_off = _line_discounts(p)
     return BasketRead(
         currency=program.currency,
         member_id=priced.member.public_id if priced.member is not None else None,
@@ -304,10 +310,7 @@ def answer_json(
     tests/promotions/test_fast_answers.py compares the two."""
     p = priced.pricing
     exp = program.currency_exponent
-    line_off: dict[int, int] = {}
-    for d in p.discounts:
-        for i, a in d.lines:
-            line_off[i] = line_off.get(i, 0) + a
+    line_off = _line_discounts(p)
     net = p.net_minor
     answer = {
         "currency": program.currency,
