@@ -198,9 +198,15 @@ class _LiveTally:
         self.held: dict[Any, _Count] = {}
 
     def current(self, keys: dict[Any, str]) -> None:
-        """Make `periods` the counts held for the periods of `keys`."""
+        """Make `periods` the counts held for the periods of `keys` (in place: `periods` is
+        always a part of `held`)."""
         self.keys = keys
-        self.periods = {p: count for p, count in self.held.items() if count.key == keys[p]}
+        periods = self.periods
+        for period, count in self.held.items():
+            if count.key == keys[period]:
+                periods[period] = count
+            elif period in periods:
+                del periods[period]
 
     def add(self, period: Any, key: str, amount: int) -> None:
         """Count a grant of `amount` in a period (its key `key`, that of `keys`)."""
