@@ -318,3 +318,89 @@ _BASE_TEST_RULES = compile_rules(
     [RuleSpec.model_validate({"code": "any", "event_type": "purchase",
                               "effect": {"kind": "fixed", "points": 1}})]
 )  # fmt: skip
+
+
+REFERENCE_EFFECTS: list[dict[str, Any]] = [
+    *EFFECTS,
+    {"kind": "per_line", "points": 7},
+    {"kind": "tier_credits", "rate": "2"},
+    {"kind": "benefit", "benefit": "fast_lane", "days": 7},
+    {"kind": "coupon", "reward_code": "free-coffee"},
+    {"kind": "per_line", "points": 3, "probability": "0.5"},
+]
+
+
+def _limited_spec(rng: random.Random, i: int) -> dict[str, Any]:
+    """A random rule as `_random_spec`, with caps over several periods (points and counts)
+    and budgets more often, and benefits and coupons."""
+    spec = _random_spec(rng, i)
+    effect = dict(rng.choice(REFERENCE_EFFECTS))
+    spec["effect"] = effect
+    points_kind = effect["kind"] not in ("benefit", "coupon")
+    caps: list[dict[str, Any]] = []
+    for period in rng.sample(["day", "week", "month", "year", "lifetime"], rng.randint(0, 3)):
+        cap: dict[str, Any] = {"period": period}
+        if points_kind and rng.random() < 0.5:
+            cap["points"] = rng.randint(1, 400)
+        if "points" not in cap or rng.random() < 0.3:
+            cap["count"] = rng.randint(1, 4)
+        caps.append(cap)
+    spec["caps"] = caps
+    spec.pop("budget", None)
+    if effect["kind"] in ("fixed", "per_line", "per_unit", "per_currency_unit", "multiplier"):
+        if rng.random() < 0.4:
+            spec["budget"] = rng.randint(1, 500)
+    return spec
+
+
+def _usage(rng: random.Random, specs: list[RuleSpec]) -> RuleUsage:
+    """Random tallies: some periods used (some beyond their caps), some budgets spent."""
+    rules: dict[str, RuleTally] = {}
+    for spec in specs:
+        if rng.random() < 0.2:
+            continue  # not listed: nothing used
+        periods = {
+            period: Tally(rng.randint(0, 500), rng.randint(0, 5))
+            for period in ("day", "week", "month", "year", "lifetime")
+            if rng.random() < 0.5
+        }
+        rules[spec.code] = RuleTally(periods, rng.choice([0, 0, rng.randint(0, 600)]))  # type: ignore[arg-type]
+    return RuleUsage(rules)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_decisions_equal_the_reference_decide(seed: int) -> None:
+    """`decide` against its code before this evening's fast paths (`decide_reference`): seeded
+    random rule sets with caps over several periods, budgets, benefits, coupons, per-line
+    rules and random draws, each decided on 200 random baskets, members, times and tallies,
+    every event twice (the second time from the memos of shared effects): the same
+    decisions, effects, clippings, draws and errors."""
+    import decide_reference  # noqa: PLC0415 - the reference module beside this one
+
+    rng = random.Random(1000 + seed)
+    specs = [RuleSpec.model_validate(_limited_spec(rng, i)) for i in range(rng.randint(1, 6))]
+    rule_set = compile_rules(specs)
+    program = create_program(earn_rate=rng.choice([Decimal(1), Decimal("1.5"), Decimal("0.1")]))
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    for n in range(200):
+        lines = _basket(rng)
+        total = sum(ln.amount_minor for ln in lines) or rng.randint(0, 5_000)
+        event = EventInput(
+            rng.choice(["purchase", "purchase", "purchase", "visit"]),
+            f"e{seed}-{n}",
+            start + timedelta(minutes=rng.randint(0, 200 * 24 * 60)),
+            total,
+            lines,
+            discount_minor=rng.choice([0, 0, 0, min(300, total)]),
+        )
+        member: MemberSnapshot = create_member(
+            tier=rng.choice([None, "gold", "silver"]),
+            enrolled_at=start - timedelta(days=rng.randint(0, 90)),
+            earn_multiplier=rng.choice([Decimal(1), Decimal(2)]),
+        )
+        usage = _usage(rng, specs) if rng.random() < 0.7 else None
+        want = decide_reference.decide(event, member, program, rule_set, event.occurred_at, usage)
+        for _ in range(2):
+            got = decide(event, member, program, rule_set, event.occurred_at, usage)
+            assert got == want, (n, [s.code for s in specs])
+            assert [type(e) for e in got.effects] == [type(e) for e in want.effects]

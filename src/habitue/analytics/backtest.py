@@ -51,7 +51,6 @@ from habitue.rules.types import (
     ProgramSnapshot,
     RuleTally,
     RuleUsage,
-    Tally,
 )
 from habitue.rules.usage import period_keys
 from habitue.tiers.qualify import Qualifier, QualifyingLadder, metric_amount
@@ -151,6 +150,8 @@ class BacktestResult:
 
 @dataclass(slots=True)
 class _Purchase:
+    """A purchase's refund state, made on its first refund (see `SimulatedLedger.purchases`)."""
+
     member: str
     total: int
     points: int
@@ -158,7 +159,6 @@ class _Purchase:
     taken_back: int = 0
 
 
-_ZERO = Tally()
 _NO_COUNTS = CounterState()
 _UTC_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -168,12 +168,62 @@ def _utc(seconds: int) -> datetime:
     return _UTC_EPOCH + timedelta(seconds=seconds)
 
 
-class _LazyTallies(dict[str, RuleTally]):
-    """The `RuleUsage.rules` mapping, built only for the rules `decide` asks about.
+class _Count:
+    """A rule's points and grants for one member in the period of key `key`: a `Tally` the
+    ledger adds to in place (`decide` reads `points` and `count` only)."""
 
-    `decide` reads a rule's tally only once the rule's condition holds, so building every
-    limited rule's tally for every event would be wasted work; this mapping answers `get` from
-    the simulated ledger for the member and periods of the event being decided.
+    __slots__ = ("key", "points", "count")
+
+    def __init__(self, key: str, points: int, count: int) -> None:
+        self.key = key
+        self.points = points
+        self.count = count
+
+
+class _LiveTally:
+    """One rule's usage as `decide` reads a `RuleTally` (`periods`, `budget_used`), kept and
+    updated in place by the ledger instead of built for each event: for one member, or for a
+    rule without caps, for all members (its budget only).
+
+    `held` keeps, per cap period, the count of the period it was last added in (its key);
+    `periods` is the part of it current for the period keys `keys` (the event being
+    decided), rebuilt when those change."""
+
+    __slots__ = ("periods", "budget_used", "keys", "held")
+
+    def __init__(self, keys: dict[Any, str] | None) -> None:
+        self.periods: dict[Any, _Count] = {}
+        self.budget_used = 0
+        self.keys = keys
+        self.held: dict[Any, _Count] = {}
+
+    def current(self, keys: dict[Any, str]) -> None:
+        """Make `periods` the counts held for the periods of `keys` (in place: `periods` is
+        always a part of `held`)."""
+        self.keys = keys
+        periods = self.periods
+        for period, count in self.held.items():
+            if count.key == keys[period]:
+                periods[period] = count
+            elif period in periods:
+                del periods[period]
+
+    def add(self, period: Any, key: str, amount: int) -> None:
+        """Count a grant of `amount` in a period (its key `key`, that of `keys`)."""
+        count = self.held.get(period)
+        if count is None or count.key != key:
+            self.held[period] = self.periods[period] = _Count(key, amount, 1)
+        else:
+            count.points += amount
+            count.count += 1
+
+
+class _LazyTallies(dict[str, RuleTally]):
+    """The `RuleUsage.rules` mapping, answering only for the rules `decide` asks about.
+
+    `decide` reads a rule's tally only once the rule's condition holds; this mapping answers
+    `get` from the simulated ledger for the member and periods of the event being decided,
+    with the ledger's own `_LiveTally` (nothing built per event).
     """
 
     def __init__(self, ledger: SimulatedLedger) -> None:
@@ -184,20 +234,24 @@ class _LazyTallies(dict[str, RuleTally]):
 
     def get(self, code: str, default: Any = None) -> Any:
         """The rule's tally for the current member and periods; default for unlimited rules."""
-        limits = self.ledger.limits.get(code)
+        ledger = self.ledger
+        limits = ledger.limits.get(code)
         if limits is None:
             return default
         cap_periods, has_budget = limits
-        mine = self.ledger.tallies.get(self.member)
-        periods: dict[Any, Tally] = {}
+        if not cap_periods:
+            return ledger.budget_tallies[code]
+        mine = ledger.tallies.get(self.member)  # `ledger.live`, inlined
         if mine is not None:
-            keys = self.period_keys
-            for period in cap_periods:
-                entry = mine.get((code, period))
-                if entry is not None and entry[0] == keys[period]:
-                    periods[period] = entry[1]
-        budget_used = self.ledger.budgets.get(code, 0) if has_budget else 0
-        return RuleTally(periods, budget_used)
+            tally = mine.get(code)
+            if tally is not None:
+                keys = self.period_keys
+                if tally.keys is not keys:
+                    tally.current(keys)
+                if has_budget:
+                    tally.budget_used = ledger.budgets.get(code, 0)
+                return tally
+        return ledger.live(self.member, code, self.period_keys, has_budget)
 
 
 class SimulatedLedger:
@@ -206,19 +260,26 @@ class SimulatedLedger:
     def __init__(self, rules: RuleSet, timezone: str) -> None:
         self.timezone = timezone
         self.balances: dict[str, int] = {}
-        self.purchases: dict[str, _Purchase] = {}
+        self.purchases: dict[str, tuple[str, int, int] | _Purchase] = {}
+        """Per purchase that earned: (member, total, points), its `_Purchase` once refunded."""
         self.enrolled: dict[str, datetime] = {}
-        self.tallies: dict[str, dict[tuple[str, Any], tuple[str, Tally]]] = {}
-        """Per member, per (rule, period): the current period's key and its tally."""
+        self.tallies: dict[str, dict[str, _LiveTally]] = {}
+        """Per member, per rule with caps: its tallies for the periods of the member's last
+        event the rule was decided on."""
         self.budgets: dict[str, int] = {}
+        self.budget_tallies: dict[str, _LiveTally] = {}
+        """Per rule with a budget and no caps: its usage (the budget used)."""
         self.limits: dict[str, tuple[tuple[Any, ...], bool]] = {}
         """Per rule with caps or a budget: the periods of its caps, and whether it has a budget."""
         self.limited_types: set[str] = set()
         for rule in rules.rules:
-            if rule.spec.caps or rule.spec.budget is not None:
-                periods = tuple(dict.fromkeys(cap.period for cap in rule.spec.caps))
-                self.limits[rule.code] = (periods, rule.spec.budget is not None)
+            if rule.limited:
+                periods = tuple(dict.fromkeys(period for period, _, _ in rule.caps))
+                code = rule.spec.code
+                self.limits[code] = (periods, rule.budget is not None)
                 self.limited_types.add(rule.spec.event_type)
+                if not periods:
+                    self.budget_tallies[code] = _LiveTally(None)
         self._lazy = _LazyTallies(self)
         self._usage = RuleUsage(self._lazy)
         self._day_keys: dict[int, dict[Any, str]] = {}
@@ -228,6 +289,22 @@ class SimulatedLedger:
         self._offsets: dict[int, int | None] = {}
         self._last: tuple[datetime, datetime, dict[Any, str]] | None = None
         """The span (UTC, start included, end excluded) of the last keys given, and the keys."""
+
+    def live(
+        self, member: str, code: str, keys: dict[Any, str], has_budget: bool
+    ) -> _LiveTally:
+        """A rule with caps: its tallies for a member in the periods of `keys`."""
+        mine = self.tallies.get(member)
+        if mine is None:
+            mine = self.tallies[member] = {}
+        tally = mine.get(code)
+        if tally is None:
+            tally = mine[code] = _LiveTally(keys)
+        elif tally.keys is not keys:
+            tally.current(keys)
+        if has_budget:
+            tally.budget_used = self.budgets.get(code, 0)
+        return tally
 
     def period_keys(self, at: datetime) -> dict[Any, str]:
         """`period_keys` memoised per local day: the keys depend on the local date only, which
@@ -288,7 +365,6 @@ class SimulatedLedger:
     def record_usage(self, member: str, keys: dict[Any, str], decision: Decision) -> None:
         """Add a decision's grants to the tallies and budgets of its limited rules."""
         limits = self.limits
-        mine: dict[tuple[str, Any], tuple[str, Tally]] | None = None
         for effect in decision.effects:
             code = effect.rule_code
             found = limits.get(code)
@@ -297,19 +373,19 @@ class SimulatedLedger:
             cap_periods, has_budget = found
             amount = effect.amount if isinstance(effect, EarnPoints | AddTierCredits) else 0
             if has_budget:
-                self.budgets[code] = self.budgets.get(code, 0) + amount
-            if mine is None:
+                used = self.budgets[code] = self.budgets.get(code, 0) + amount
+                if not cap_periods:
+                    self.budget_tallies[code].budget_used = used
+            if cap_periods:
+                # `decide` asked for this tally (`_LazyTallies.get`): it is there
                 mine = self.tallies.get(member)
-                if mine is None:
-                    mine = self.tallies[member] = {}
-            for period in cap_periods:
-                key = keys[period]
-                entry = mine.get((code, period))
-                if entry is None or entry[0] != key:
-                    mine[(code, period)] = (key, Tally(amount, 1))
-                else:
-                    prev = entry[1]
-                    mine[(code, period)] = (key, Tally(prev.points + amount, prev.count + 1))
+                tally = mine.get(code) if mine is not None else None
+                if tally is None:
+                    tally = self.live(member, code, keys, False)
+                elif tally.keys is not keys:
+                    tally.current(keys)
+                for period in cap_periods:
+                    tally.add(period, keys[period], amount)
 
 
 def run_backtest(
@@ -371,6 +447,11 @@ def _replay(
     balances = ledger.balances
     purchases = ledger.purchases
     period_keys_of = ledger.period_keys
+    span_start = span_end = _UTC_EPOCH
+    span_keys: dict[Any, str] = {}
+    """The period keys of `ledger.period_keys`'s last span, checked here first (inlined)."""
+    month_keys: dict[Any, str] | None = None
+    month: dict[str, int] = {}
     qualifier = Qualifier(ladder, program.timezone) if ladder is not None else None
     tier_mix: dict[str, dict[str, int]] = {}
     ranks: dict[str, int] = {}
@@ -391,19 +472,29 @@ def _replay(
             member = snapshots[member_key] = MemberSnapshot(
                 id=member_key, status="active", enrolled_at=event.occurred_at
             )
-        if event.type == "refund":
+        event_type = event.type
+        if event_type == "refund":
             taken_back += _refund(ledger, tx)
             if counters:
                 refunded = CounterEvent("refund", event.occurred_at, event.total_minor)
                 states[member_key] = bump(states.get(member_key, _NO_COUNTS), refunded, tz)
             continue
-        keys = period_keys_of(event.occurred_at)
+        at = event.occurred_at
+        try:
+            if span_start <= at < span_end:
+                keys = span_keys
+            else:
+                keys = period_keys_of(at)
+                if ledger._last is not None:
+                    span_start, span_end, span_keys = ledger._last
+        except TypeError:  # a naive time: not comparable with the span's
+            keys = period_keys_of(at)
         if qualifier is not None and ladder is not None:
             if mix_month != keys["month"]:
                 if mix_month is not None:
                     tier_mix[mix_month] = qualifier.mix()
                 mix_month = keys["month"]
-            qualifier.advance(qualifier.local_day(event.occurred_at))
+            qualifier.advance(qualifier.local_day(at))
             rank = qualifier.rank(member_key)
             if ranks.get(member_key) != rank:
                 ranks[member_key] = rank
@@ -414,7 +505,7 @@ def _replay(
                     earn_multiplier=Decimal(tier.multiplier) if tier is not None else Decimal(1),
                 )
         usage = None
-        if limited and event.type in limited_types:  # `ledger.usage`, inlined
+        if limited and event_type in limited_types:  # `ledger.usage`, inlined
             lazy.member = member_key
             lazy.period_keys = keys
             usage = ledger_usage
@@ -422,22 +513,24 @@ def _replay(
         if counters:
             state = states.get(member_key, _NO_COUNTS)
             if state.lifetime:
-                decided = replace(member, counters=counters_at(state, event.occurred_at, tz))
-        decision = decide(event, decided, program, rule_set, event.occurred_at, usage)
+                decided = replace(member, counters=counters_at(state, at, tz))
+        decision = decide(event, decided, program, rule_set, at, usage)
         if counters:
             categories = tuple(line.category for line in event.lines if line.category)
-            counted = CounterEvent(event.type, event.occurred_at, event.total_minor, categories)
+            counted = CounterEvent(event_type, at, event.total_minor, categories)
             states[member_key] = bump(states.get(member_key, _NO_COUNTS), counted, tz)
         if decision.errors:
             errors += len(decision.errors)
+        if keys is not month_keys:
+            month_keys = keys
+            month = by_month.setdefault(keys["month"], {})
         points = 0
-        month = by_month.get(keys["month"])
-        if month is None:
-            month = by_month[keys["month"]] = {}
         for effect in decision.effects:
             if type(effect) is EarnPoints:
-                points += effect.amount
-                month[effect.rule_code] = month.get(effect.rule_code, 0) + effect.amount
+                amount = effect.amount
+                points += amount
+                code = effect.rule_code
+                month[code] = month.get(code, 0) + amount
             elif type(effect) is GrantBenefit or type(effect) is IssueCoupon:
                 grants[effect.rule_code] = grants.get(effect.rule_code, 0) + 1
                 member_grants[member_key] = member_grants.get(member_key, 0) + 1
@@ -445,14 +538,12 @@ def _replay(
             ledger.record_usage(member_key, keys, decision)
         if qualifier is not None and ladder is not None:
             amount = metric_amount(ladder.metric, event, decision)
-            qualifier.add(member_key, event.occurred_at, amount)
+            qualifier.add(member_key, at, amount)
         if points:
             issued += points
             balances[member_key] = balances.get(member_key, 0) + points
-            if event.type == "purchase":
-                purchases[tx.key or event.external_id] = _Purchase(
-                    member_key, event.total_minor, points
-                )
+            if event_type == "purchase":
+                purchases[tx.key or event.external_id] = (member_key, event.total_minor, points)
         if progress is not None and count % 10_000 == 0:
             progress(10_000)
     if progress is not None and count % 10_000:
@@ -481,9 +572,13 @@ def _replay(
 
 def _refund(ledger: SimulatedLedger, tx: Transaction) -> int:
     """Take back the refunded share of the purchase's points, as the real refund does."""
-    purchase = ledger.purchases.get(tx.refers_to or "")
+    key = tx.refers_to or ""
+    purchase = ledger.purchases.get(key)
     if purchase is None:
         return 0
+    if isinstance(purchase, tuple):
+        member, total, points = purchase
+        purchase = ledger.purchases[key] = _Purchase(member, total, points)
     amount = min(tx.event.total_minor, purchase.total - purchase.refunded)
     if amount <= 0:
         return 0

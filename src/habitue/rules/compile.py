@@ -6,7 +6,7 @@ import re
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -15,7 +15,15 @@ from habitue.rules.context import build_roots, local_time
 from habitue.rules.errors import RuleValidationError
 from habitue.rules.expressions import ROOTS, Expression, cel_compile, check_references
 from habitue.rules.model import POINT_KINDS, WEEKDAYS, RuleSpec
-from habitue.rules.types import EventInput, LineInput, MemberSnapshot, ProgramSnapshot
+from habitue.rules.types import (
+    EarnPoints,
+    EffectKind,
+    EventInput,
+    LineInput,
+    MemberSnapshot,
+    Period,
+    ProgramSnapshot,
+)
 
 _CODE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
 _EVENT_TYPE = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
@@ -70,6 +78,56 @@ class CompiledRule:
     gated: bool = True
     """Whether the rule has a validity window, a schedule or an audience to check (False:
     `decide` goes straight to its condition)."""
+    # Read from `spec` once (`__post_init__`): a pydantic model's nested attributes cost about
+    # 0.15 µs a read, and `decide` reads these for every event its rule is evaluated on.
+    kind: str = field(init=False)
+    """The effect's kind (`spec.effect.kind`)."""
+    effect_kind: EffectKind = field(init=False)
+    """The public kind of the points it credits: `multiplier` or `earn`."""
+    points: int = field(init=False)
+    """`spec.effect.points`, 0 when unset."""
+    caps: tuple[tuple[Period, int | None, int | None], ...] = field(init=False)
+    """The caps as (period, points, count), in the spec's order."""
+    budget: int | None = field(init=False)
+    limited: bool = field(init=False)
+    """Whether the rule has caps or a budget."""
+    counts_lines: bool = field(init=False)
+    """A `per_line` rule whose line condition reads only the line's own fields (`line_key`):
+    `decide` counts its matching lines without listing them."""
+    exclusive: bool = field(init=False)
+    valid_from: datetime | None = field(init=False)
+    valid_to: datetime | None = field(init=False)
+    scheduled: bool = field(init=False)
+    """Whether the rule has a ritual schedule."""
+    earned: dict[int, EarnPoints] = field(init=False)
+    """`decide`'s memo of this rule's unclipped `EarnPoints`, per number of points."""
+
+    def __post_init__(self) -> None:
+        spec = self.spec
+        effect = spec.effect
+        kind = effect.kind
+        caps = tuple((cap.period, cap.points, cap.count) for cap in spec.caps)
+        line_condition = self.line_condition
+        for name, value in (
+            ("kind", kind),
+            ("effect_kind", EffectKind.MULTIPLIER if kind == "multiplier" else EffectKind.EARN),
+            ("points", effect.points or 0),
+            ("caps", caps),
+            ("budget", spec.budget),
+            ("limited", bool(caps) or spec.budget is not None),
+            ("exclusive", spec.exclusive),
+            ("valid_from", spec.valid_from),
+            ("valid_to", spec.valid_to),
+            ("scheduled", spec.schedule is not None),
+            (
+                "counts_lines",
+                kind == "per_line"
+                and line_condition is not None
+                and line_condition.line_key is not None,
+            ),
+        ):
+            object.__setattr__(self, name, value)
+        object.__setattr__(self, "earned", {})
 
     @property
     def code(self) -> str:

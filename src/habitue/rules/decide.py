@@ -35,7 +35,6 @@ from habitue.rules.types import (
     Decision,
     EarnPoints,
     Effect,
-    EffectKind,
     EventInput,
     GrantBenefit,
     IssueCoupon,
@@ -107,6 +106,33 @@ def lines_paid_minor(
     return _eligible_share(event, sum(ln.amount_minor for ln in lines))
 
 
+_NOTHING = Decision(())
+_BASE_DECISIONS: dict[int, Decision] = {}
+"""The decision of the base earn alone, per number of points: `Decision` and `EarnPoints` are
+frozen values, so one instance per amount serves every decision (building them costs about
+0.8 µs); a decision with rules reuses its `effects`."""
+_MEMO_SIZE = 4096
+
+
+def _base_decision(points: int) -> Decision:
+    """The base earn's decision for a number of points, memoised in `_BASE_DECISIONS`."""
+    if len(_BASE_DECISIONS) >= _MEMO_SIZE:
+        _BASE_DECISIONS.clear()
+    decision = _BASE_DECISIONS[points] = Decision((EarnPoints(points, BASE_RULE),))
+    return decision
+
+
+def _earned(rule: CompiledRule, points: int) -> EarnPoints:
+    """A rule's unclipped grant of points, memoised in `rule.earned` (as `_base_effects`)."""
+    memo = rule.earned
+    if len(memo) >= _MEMO_SIZE:
+        memo.clear()
+    earned = memo[points] = EarnPoints(
+        points, rule.spec.code, rule.rule_id, rule.version, rule.effect_kind, 0
+    )
+    return earned
+
+
 class _Unreadable(Exception):
     """The event or member snapshot could not be turned into CEL variables: `decide` raises
     the original error, as when the variables were built before any rule ran."""
@@ -142,9 +168,9 @@ class _Run:
         self.local = local
         self.include = include
         self.built: dict[str, Any] | None = None
-        self.errors: list[RuleError] = []
-        self.capped: list[Capped] = []
-        self.draws: list[RandomDraw] = []
+        self.errors: list[RuleError] | None = None
+        self.capped: list[Capped] | None = None
+        self.draws: list[RandomDraw] | None = None
         self.lines: list[dict[str, Any]] | None = None
 
     @property
@@ -227,11 +253,28 @@ class _Run:
             raise TypeError(f"condition returned {type(result).__name__}, not bool")
         return result
 
+    def count_lines(self, expr: Expression) -> int:
+        """How many lines a line condition over the line's own fields (`line_key`) matches:
+        the memo's answers summed, `matching_lines` when a line shape is new."""
+        key_of = expr.line_key
+        assert key_of is not None
+        memo = expr.line_memos.get(self.program.currency_exponent)
+        if memo is not None:
+            try:
+                return sum(map(memo.__getitem__, map(key_of, self.event.lines)))
+            except KeyError:
+                pass
+        return len(self.matching(expr))
+
     def matching_lines(self, rule: CompiledRule) -> list[LineInput] | None:
         """The lines a line rule matches (None: the rule has no line condition)."""
         expr = rule.line_condition
         if expr is None:
             return None
+        return self.matching(expr)
+
+    def matching(self, expr: Expression) -> list[LineInput]:
+        """The lines a line condition matches."""
         key_of = expr.line_key
         if key_of is not None:  # reads the line's own fields only: memoised per line shape
             exponent = self.program.currency_exponent
@@ -271,17 +314,17 @@ class _Run:
 
     def amount(self, rule: CompiledRule, lines: list[LineInput] | None) -> int:
         """Points (or tier credits) the rule asks for, before caps."""
-        eff = rule.spec.effect
-        kind = eff.kind
+        kind = rule.kind
         program, event = self.program, self.event
         if kind in ("fixed", "per_line", "per_unit"):
-            points = eff.points or 0
+            points = rule.points
             if kind == "fixed":
                 return points
             if kind == "per_line":
                 return points * len(lines if lines is not None else event.lines)
             qty = sum((ln.quantity for ln in (lines if lines is not None else event.lines)), 0)
             return round_points(Decimal(points) * Decimal(qty), program.rounding)
+        eff = rule.spec.effect
         if kind == "multiplier":
             factor = eff.factor or _ONE
             share = self.base
@@ -306,20 +349,24 @@ class _Run:
     def clip(self, rule: CompiledRule, requested: int, tally: RuleTally) -> int:
         """What caps and budget leave of a request (0: nothing), recording any clipping."""
         granted, reason = requested, ""
-        for cap in rule.spec.caps:
-            used = tally.periods.get(cap.period, _ZERO)
-            if cap.count is not None and used.count >= cap.count:
-                granted, reason = 0, f"count cap {cap.count} per {cap.period} reached"
+        for period, points, count in rule.caps:
+            used = tally.periods.get(period, _ZERO)
+            if count is not None and used.count >= count:
+                granted, reason = 0, f"count cap {count} per {period} reached"
                 break
-            if cap.points is not None and cap.points - used.points < granted:
-                granted = max(cap.points - used.points, 0)
-                reason = f"points cap {cap.points} per {cap.period}"
-        budget = rule.spec.budget
+            if points is not None and points - used.points < granted:
+                granted = max(points - used.points, 0)
+                reason = f"points cap {points} per {period}"
+        budget = rule.budget
         if budget is not None and granted > 0 and budget - tally.budget_used < granted:
             granted = max(budget - tally.budget_used, 0)
             reason = f"budget {budget}"
         if granted != requested:
-            self.capped.append(Capped(rule.code, requested, granted, reason, rule.version))
+            capped = Capped(rule.spec.code, requested, granted, reason, rule.version)
+            if self.capped is None:
+                self.capped = [capped]
+            else:
+                self.capped.append(capped)
         return granted
 
     def apply(self, rule: CompiledRule, usage: RuleUsage | None) -> Effect | None:
@@ -340,50 +387,57 @@ class _Run:
         elif not constant:
             return None
         lines = None
-        if rule.line_condition is not None:
-            lines = self.matching_lines(rule)
-            if not lines:
-                return None
         spec = rule.spec
+        code = spec.code
+        kind = rule.kind
+        requested = 0
+        if rule.line_condition is not None:
+            if rule.counts_lines:  # `per_line` over the line's own fields: a count is enough
+                requested = rule.points * self.count_lines(rule.line_condition)
+                if not requested:
+                    return None
+            else:
+                lines = self.matching_lines(rule)
+                if not lines:
+                    return None
         if rule.threshold is not None and spec.effect.probability is not None:
-            draw = random_draw(rule.code, rule.version, self.event.external_id)
+            draw = random_draw(code, rule.version, self.event.external_id)
             won = draw < rule.threshold
-            self.draws.append(
-                RandomDraw(rule.code, rule.version, draw, spec.effect.probability, won)
-            )
+            drawn = RandomDraw(code, rule.version, draw, spec.effect.probability, won)
+            if self.draws is None:
+                self.draws = [drawn]
+            else:
+                self.draws.append(drawn)
             if not won:
                 return None
-        limited = bool(spec.caps) or spec.budget is not None
+        limited = rule.limited
         tally = _NO_TALLY
         if limited and usage is not None:
-            tally = usage.rules.get(rule.code, _NO_TALLY)
-        kind = spec.effect.kind
+            tally = usage.rules.get(code, _NO_TALLY)
         if kind in ("benefit", "coupon"):
             if limited and not self.clip(rule, 1, tally):
                 return None
             if kind == "benefit":
                 return GrantBenefit(
-                    spec.effect.benefit or "", rule.code, spec.effect.days, rule.rule_id,
-                    rule.version,
-                )  # fmt: skip
-            return IssueCoupon(spec.effect.reward_code or "", rule.code, rule.rule_id, rule.version)
-        requested = self.amount(rule, lines)
-        if requested <= 0:
-            return None
+                    spec.effect.benefit or "", code, spec.effect.days, rule.rule_id, rule.version
+                )
+            return IssueCoupon(spec.effect.reward_code or "", code, rule.rule_id, rule.version)
+        if not requested:
+            requested = self.amount(rule, lines)
+            if requested <= 0:
+                return None
         granted = self.clip(rule, requested, tally) if limited else requested
         if granted <= 0:
             return None
         if kind == "tier_credits":
-            return AddTierCredits(
-                granted, rule.code, rule.rule_id, rule.version, requested - granted
-            )
+            return AddTierCredits(granted, code, rule.rule_id, rule.version, requested - granted)
+        if granted == requested:  # the usual grant, unclipped: one shared value per amount
+            earned = rule.earned.get(granted)
+            if earned is None:
+                earned = _earned(rule, granted)
+            return earned
         return EarnPoints(
-            granted,
-            rule.code,
-            rule.rule_id,
-            rule.version,
-            EffectKind.MULTIPLIER if kind == "multiplier" else EffectKind.EARN,
-            clipped=requested - granted,
+            granted, code, rule.rule_id, rule.version, rule.effect_kind, requested - granted
         )
 
 
@@ -415,11 +469,14 @@ def decide(
             program.earn_rate * member.earn_multiplier,
             program.rounding,
         )
-    base_effects: tuple[Effect, ...] = (EarnPoints(base, BASE_RULE),) if base > 0 else ()
+    based = _NOTHING
+    if base > 0:
+        based = _BASE_DECISIONS.get(base) or _base_decision(base)
     rule_set = rules if isinstance(rules, RuleSet) else RuleSet.of(rules)
     candidates = rule_set.by_event_type.get(event_type)
     if not candidates:
-        return Decision(base_effects)
+        return based
+    base_effects = based.effects
     at = event.occurred_at
     local = at.astimezone(zone(program.timezone))  # `local_time`, inlined
     run = _Run(event, member, program, base, local, rule_set.reads.get(event_type, ()))
@@ -427,15 +484,14 @@ def decide(
     bonuses: list[Effect] = []
     stop_below: int | None = None
     for rule in candidates:
-        spec = rule.spec
         if stop_below is not None and rule.priority < stop_below:
             break
         if rule.gated:
-            if (spec.valid_from is not None and at < spec.valid_from) or (
-                spec.valid_to is not None and at >= spec.valid_to
+            if (rule.valid_from is not None and at < rule.valid_from) or (
+                rule.valid_to is not None and at >= rule.valid_to
             ):
                 continue
-            if spec.schedule is not None and not in_schedule(rule, local):
+            if rule.scheduled and not in_schedule(rule, local):
                 continue
             if rule.tiers and (member.tier is None or member.tier not in rule.tiers):
                 continue
@@ -447,16 +503,23 @@ def decide(
             raise exc.error from None
         except Exception as exc:  # a failing rule never fails the event
             run.forget_line()
-            run.errors.append(RuleError(rule.code, f"{type(exc).__name__}: {exc}", rule.version))
+            error = RuleError(rule.spec.code, f"{type(exc).__name__}: {exc}", rule.version)
+            if run.errors is None:
+                run.errors = [error]
+            else:
+                run.errors.append(error)
             continue
         if effect is None:
             continue
         (multipliers if rule.stage == STAGE_MULTIPLIER else bonuses).append(effect)
-        if spec.exclusive:
+        if rule.exclusive:
             stop_below = rule.priority
     errors, capped, draws = run.errors, run.capped, run.draws
+    effects = (*base_effects, *multipliers, *bonuses) if multipliers else (*base_effects, *bonuses)
+    if errors is None and capped is None and draws is None:
+        return Decision(effects)
     return Decision(
-        (*base_effects, *multipliers, *bonuses),
+        effects,
         tuple(errors) if errors else (),
         tuple(capped) if capped else (),
         tuple(draws) if draws else (),
