@@ -165,7 +165,7 @@ async def run(
                 sent += 1
                 body: dict[str, Any] = {
                     "type": "purchase", "member": {by: member[by]}, "external_id": f"e{sent}",
-                    "total": f"{12.5 * lines:.2f}",
+                    "total": f"{12.5 * max(lines, 1):.2f}",
                 }  # fmt: skip
                 if lines:
                     body["lines"] = [
