@@ -21,8 +21,8 @@ Prints the mean, the median and the least CPU per request of a round: on a loade
 of one build, the median and the least much less; compare two trees alternately. Next to it,
 the CPU the PostgreSQL backends serving the scratch database used per request over the shape's
 rounds (from /proc, clock ticks; the WAL writer and checkpointer not counted). `--profile SHAPE`
-(`id`, `external_id`, `idempotency`, `price`, `confirm`) prints cProfile's top functions;
-`--shapes id,idempotency` runs only those shapes.
+(`id`, `external_id`, `card`, `nolines`, `lines3`, `idempotency`, `price`, `confirm`) prints
+cProfile's top functions; `--shapes id,idempotency` runs only those shapes.
 """
 
 from __future__ import annotations

@@ -209,6 +209,47 @@ async def test_grouped_purchases_with_lines_are_written_in_one_statement(
     assert [x for x in recorded if x.startswith("w")] == ["w0", "w1", "w2", "w3"]
 
 
+async def test_a_batch_reads_its_members_by_one_statement_whatever_its_size(
+    client: httpx.AsyncClient, db: Database, settings: Settings, db_kind: str
+) -> None:
+    """On PostgreSQL the batch's members are named by one array parameter: batches of 1, 2
+    and 3 members send the same statement (one prepared statement and plan per connection)."""
+    program = await create_program(client)
+    members = [(await enrol(client, program))["id"] for _ in range(6)]
+    one_lane = Database(settings.database_url, lanes=1)
+    texts: list[str] = []
+
+    def keep(_c: Any, _cur: Any, statement: str, *_: Any) -> None:
+        if statement.startswith("SELECT") and "anon_1" in statement:
+            texts.append(statement)
+
+    engine = one_lane.write_engine.sync_engine
+    event.listen(engine, "before_cursor_execute", keep)
+    try:
+        async with one_lane.read() as session:
+            info = await programs_service.get_info(session, program)
+        sent = 0
+        for size in (1, 2, 3):
+            bodies = []
+            for m in members[sent : sent + size]:
+                bodies.append(EventCreate.model_validate({
+                    "type": "purchase", "member": {"id": m}, "external_id": f"s{sent}",
+                    "total": "3.00"}))  # fmt: skip
+                sent += 1
+            answers = await asyncio.gather(
+                *[events_service.record_event(one_lane, PIPELINE, info, b) for b in bodies]
+            )
+            assert [r.points_earned for r in answers] == [3] * size
+    finally:
+        event.remove(engine, "before_cursor_execute", keep)
+        await one_lane.dispose()
+    if db_kind == "postgres":
+        assert len(texts) == 2 and len(set(texts)) == 1, texts  # the batches of 2 and 3
+    for m in members:
+        balance = (await client.get(f"/v1/programs/{program}/members/{m}/balance")).json()
+        assert balance["available"] == 3
+
+
 async def test_grouped_purchases_by_external_id_or_card_read_their_members_in_one_query(
     client: httpx.AsyncClient, db: Database, settings: Settings, db_kind: str
 ) -> None:
