@@ -10,16 +10,19 @@ another process's and not counted. On a scratch PostgreSQL database, with a scop
 (`events:write`) as bench/earn and bench/price use, each shape sends `--rounds` rounds of 32
 concurrent requests after four rounds of warm-up:
 
-- `POST /events`, a purchase with one line, the member named by `id`, by `external_id`, and by
-  `id` with an `Idempotency-Key` (bench/earn --shapes' shapes);
+- `POST /events`, a purchase with one line, the member named by `id`, by `external_id`, by
+  `card_number`, and by `id` with an `Idempotency-Key` (bench/earn --shapes' shapes); by `id`
+  with no lines (`nolines`) and with three (`lines3`);
 - `POST /baskets/price` and `/baskets/confirm`, bench/price's baskets (5 lines, 2 codes, 10
   promotions).
 
 Prints the mean, the median and the least CPU per request of a round: on a loaded machine
 (other processes taking turns on the cores) the mean wanders by tens of per cent between runs
-of one build, the median and the least much less; compare two trees alternately. `--profile SHAPE`
-(`id`, `external_id`, `idempotency`, `price`, `confirm`) prints cProfile's top functions;
-`--shapes id,idempotency` runs only those shapes.
+of one build, the median and the least much less; compare two trees alternately. Next to it,
+the CPU the PostgreSQL backends serving the scratch database used per request over the shape's
+rounds (from /proc, clock ticks; the WAL writer and checkpointer not counted). `--profile SHAPE`
+(`id`, `external_id`, `card`, `nolines`, `lines3`, `idempotency`, `price`, `confirm`) prints
+cProfile's top functions; `--shapes id,idempotency` runs only those shapes.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import argparse
 import asyncio
 import cProfile
 import io
+import os
 import pstats
 import random
 import statistics
@@ -51,6 +55,25 @@ from habitue.migrate import upgrade  # noqa: E402
 from habitue.settings import Settings  # noqa: E402
 
 AT_ONCE = 32
+
+
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def backend_ticks(dbname: str) -> dict[int, int]:
+    """CPU (user + system, clock ticks) of each PostgreSQL backend serving `dbname`, by pid
+    (from /proc: the backends' titles name their database; {} where there is no /proc)."""
+    found: dict[int, int] = {}
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            title = (proc / "cmdline").read_bytes()
+            if not title.startswith(b"postgres: ") or f" {dbname} ".encode() not in title:
+                continue
+            fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        found[int(proc.name)] = int(fields[11]) + int(fields[12])
+    return found
 
 
 class Client:
@@ -109,6 +132,7 @@ async def run(
     only: list[str] | None = None,
     at_once: int = AT_ONCE,
 ) -> None:
+    dbname = url.rsplit("/", 1)[1]
     settings = Settings(env="test", database_url=url, admin_key="k", scheduler=False, worker=False)
     db = Database(url)
     app = create_app(settings, db=db)
@@ -133,16 +157,22 @@ async def run(
         rng = random.Random(21)
         sent = 0
 
-        def purchase(by: str, idempotency: bool) -> Callable[[dict[str, Any]], Any]:
+        def purchase(
+            by: str, idempotency: bool, lines: int = 1
+        ) -> Callable[[dict[str, Any]], Any]:
             async def one(member: dict[str, Any]) -> None:
                 nonlocal sent
                 sent += 1
-                body = {
+                body: dict[str, Any] = {
                     "type": "purchase", "member": {by: member[by]}, "external_id": f"e{sent}",
-                    "total": "12.50",
-                    "lines": [{"sku": "C1", "category": "coffee", "quantity": 1,
-                               "unit_price": "12.50"}],
+                    "total": f"{12.5 * max(lines, 1):.2f}",
                 }  # fmt: skip
+                if lines:
+                    body["lines"] = [
+                        {"sku": f"C{n}", "category": "coffee", "quantity": 1,
+                         "unit_price": "12.50"}
+                        for n in range(lines)
+                    ]  # fmt: skip
                 headers = {"Idempotency-Key": f"k{sent}"} if idempotency else None
                 status, answer = await till.post("/v1/programs/rc/events", body, headers)
                 assert status == 201, answer
@@ -164,6 +194,9 @@ async def run(
         shapes = {
             "id": purchase("id", False),
             "external_id": purchase("external_id", False),
+            "card": purchase("card_number", False),
+            "nolines": purchase("id", False, lines=0),
+            "lines3": purchase("id", False, lines=3),
             "idempotency": purchase("id", True),
             "price": at_till("price"),
             "confirm": at_till("confirm"),
@@ -175,6 +208,7 @@ async def run(
                 await asyncio.gather(*(one(m) for m in members))
             prof = cProfile.Profile() if profile == name else None
             per_round = []
+            backends = backend_ticks(dbname)
             wall = time.perf_counter()
             if prof is not None:
                 prof.enable()
@@ -186,10 +220,13 @@ async def run(
                 prof.disable()
             wall = time.perf_counter() - wall
             n = rounds * at_once
+            after = backend_ticks(dbname)
+            pg = sum(t - backends.get(pid, 0) for pid, t in after.items()) / TICKS
             print(
                 f"{name:<12} CPU ms/request: mean {1000 * sum(per_round) / rounds:6.3f}"
                 f"  median {1000 * statistics.median(per_round):6.3f}"
                 f"  min {1000 * min(per_round):6.3f}"
+                f"  PostgreSQL {1000 * pg / n:6.3f}"
                 f"  (wall {1000 * wall / n:.2f} ms, {n} requests, {at_once} at once)"
             )
             if prof is not None:

@@ -231,6 +231,33 @@ async def write_late(session: AsyncSession, statement: Executable, params: dict[
         pending.append((statement, params))
 
 
+@dataclass(frozen=True, slots=True)
+class _Merged:
+    """A late write kept as a value: the batch's consecutive ones of one `flush` are written
+    by one call of it, with all their values, just before the batch commits."""
+
+    flush: Callable[[AsyncSession, list[Any]], Awaitable[None]]
+    value: Any
+
+
+def write_late_merged(
+    session: AsyncSession,
+    flush: Callable[[AsyncSession, list[Any]], Awaitable[None]],
+    value: Any,
+) -> bool:
+    """`write_late` for a write the caller can merge with others of its kind: in a grouped
+    batch whose units allow late writes, keep `value` and return True; at the batch's end,
+    `flush(session, values)` writes it with the consecutive late writes of the same `flush`
+    (in their order), so a table gets one multi-row statement for the batch instead of one per
+    unit. Elsewhere return False: the caller writes now. The same rule as `write_late`:
+    nothing in the batch reads back what it writes before the commit."""
+    pending: list[Any] | None = session.info.get(_BATCHED)
+    if pending is None:
+        return False
+    pending.append(_Merged(flush, value))
+    return True
+
+
 _AT_END = "habitue.end_statements"
 
 
@@ -254,9 +281,16 @@ def write_at_end(session: AsyncSession, statement: Executable, params: dict[str,
 async def _write_pending(session: AsyncSession, slot: str = _BATCHED) -> None:
     """The batch's late writes (or, `slot` `_AT_END`, its writes at its end), in order,
     consecutive ones of one text together."""
-    pending: list[tuple[Executable, dict[str, Any]]] = session.info.pop(slot, [])
-    for _, run in itertools.groupby(pending, key=lambda write: id(write[0])):
+    pending: list[Any] = session.info.pop(slot, [])
+
+    def kind(write: Any) -> int:
+        return id(write.flush) if isinstance(write, _Merged) else id(write[0])
+
+    for _, run in itertools.groupby(pending, key=kind):
         writes = list(run)
+        if isinstance(writes[0], _Merged):
+            await writes[0].flush(session, [write.value for write in writes])
+            continue
         group = [params for _, params in writes]
         await session.execute(writes[0][0], group if len(group) > 1 else group[0])
 

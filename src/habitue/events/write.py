@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import insert, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from habitue.db import Part, bind, compose, dialect_name, table_of, write_late
+from habitue.db import Part, bind, compose, dialect_name, table_of, write_late_merged
 from habitue.events.models import Event, EventLine
 from habitue.events.schemas import EventRead
 from habitue.ledger import service as ledger_service
@@ -204,15 +204,10 @@ async def write_event(session: AsyncSession, write: EventWrite) -> None:
     row, lifetime, outbox_rows = write.row, write.lifetime, write.outbox_rows
     credit, writes = write.credit, write.writes
     if dialect_name(session) == "postgresql":
-        parts = [credit.part()] if credit is not None else []
-        parts += writes
-        parts += [
-            row.part(),
-            members_service.lifetime_part(row.member_id, lifetime),
-            outbox.part(outbox_rows),
-        ]
-        # Nothing reads these rows back in the unit: a batch may write them all at its end.
-        await write_late(session, compose(parts), bind(parts))
+        # Nothing reads these rows back in the unit: a grouped batch writes them all at its
+        # end, its consecutive events in one statement (`_write_late`).
+        if not write_late_merged(session, _write_late, write):
+            await _write_one(session, write)
         return
     if credit is not None:
         await ledger_service.apply_credit(session, credit)
@@ -252,6 +247,38 @@ async def write_event(session: AsyncSession, write: EventWrite) -> None:
     if lifetime:
         await members_service.add_lifetime(session, row.member_id, lifetime)
     await outbox.emit_many(session, outbox_rows)
+
+
+async def _write_one(session: AsyncSession, write: EventWrite) -> None:
+    """`write_event` on PostgreSQL: one statement."""
+    row = write.row
+    parts = [write.credit.part()] if write.credit is not None else []
+    parts += write.writes
+    parts += [
+        row.part(),
+        members_service.lifetime_part(row.member_id, write.lifetime),
+        outbox.part(write.outbox_rows),
+    ]
+    await session.execute(compose(parts), bind(parts))
+
+
+async def _write_late(session: AsyncSession, writes: list[EventWrite]) -> None:
+    """The events a grouped batch's units left to its end (PostgreSQL), in their order: each
+    run of events whose members are all different in one statement (`write_events`), a lone
+    one in its own (`_write_one`). An event of a member already in the run starts the next
+    run, so a member's events are written one after the other, as the units made them."""
+    run: list[EventWrite] = []
+    members: set[int] = set()
+    for write in [*writes, None]:
+        if write is None or write.row.member_id in members:
+            if len(run) == 1:
+                await _write_one(session, run[0])
+            elif run:
+                await write_events(session, run)
+            run, members = [], set()
+        if write is not None:
+            run.append(write)
+            members.add(write.row.member_id)
 
 
 async def write_events(session: AsyncSession, group: Sequence[EventWrite]) -> None:

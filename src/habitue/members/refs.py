@@ -10,11 +10,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, bindparam, select
+from sqlalchemy import ColumnElement, String, any_, bindparam, select
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from habitue import clock
-from habitue.db import Prefetch, table_of
+from habitue.db import Prefetch, dialect_name, table_of
 from habitue.errors import ValidationFailed
 from habitue.ledger.models import Account
 from habitue.ledger.service import MemberAccounts
@@ -213,15 +214,25 @@ def _event_ref_query(column: str, reads: Reads) -> Any:
     return query
 
 
-_EVENT_REFS_BY: dict[tuple[str, Reads], Any] = {}
+_EVENT_REFS_BY: dict[tuple[str, Reads, bool], Any] = {}
 
 # How a batch's members can be named, and the column of their one query (`_event_refs_query`).
 _BY_ID, _BY_EXTERNAL_ID, _BY_CARD = "public_id", "external_id", "card"
 
 
-def _event_refs_query(kind: str, reads: Reads) -> Any:
-    """The members of a batch named one way (`kind`), with `reads`, in one statement."""
-    query = _EVENT_REFS_BY.get((kind, reads))
+def _named_in(column: ColumnElement[Any], array: bool) -> ColumnElement[bool]:
+    """`column` among the batch's names: on PostgreSQL `= ANY(array)`, one statement (one
+    prepared statement, one cached plan per connection) whatever the batch's size, where
+    `IN (...)` is a statement of its own for each number of names."""
+    if array:
+        return column == any_(bindparam("refs_ids", type_=ARRAY(String)))
+    return column.in_(bindparam("refs_ids", expanding=True))
+
+
+def _event_refs_query(kind: str, reads: Reads, array: bool = False) -> Any:
+    """The members of a batch named one way (`kind`), with `reads`, in one statement (the
+    names as one array parameter when `array`: PostgreSQL)."""
+    query = _EVENT_REFS_BY.get((kind, reads, array))
     if query is None:
         base = _REF_BASE.where(_members.c.program_id == bindparam("refs_program"))
         if kind == _BY_CARD:
@@ -233,7 +244,7 @@ def _event_refs_query(kind: str, reads: Reads) -> Any:
                 .where(
                     _cards.c.program_id == bindparam("refs_program"),
                     _cards.c.status == "active",
-                    _cards.c.number.in_(bindparam("refs_ids", expanding=True)),
+                    _named_in(_cards.c.number, array),
                 )
                 .order_by(_cards.c.number)
             )
@@ -241,22 +252,23 @@ def _event_refs_query(kind: str, reads: Reads) -> Any:
             column = _members.c[kind]
             base = (
                 base.add_columns(column.label("named"))
-                .where(column.in_(bindparam("refs_ids", expanding=True)))
+                .where(_named_in(column, array))
                 .order_by(column)
             )
         # Sorted in a subquery (which PostgreSQL does not flatten), so that the extras' row
         # locks are taken in the order of the name, the order grouped units run and lock in.
         inner = base.subquery()
         query = select(inner, *_extra_columns(inner.c.id, reads))
-        _EVENT_REFS_BY[(kind, reads)] = query
+        _EVENT_REFS_BY[(kind, reads, array)] = query
     return query
 
 
 async def _refs_named(
     session: AsyncSession, program: ProgramInfo, kind: str, names: list[str], reads: Reads
 ) -> list[tuple[str, MemberRef]]:
+    query = _event_refs_query(kind, reads, dialect_name(session) == "postgresql")
     rows = await session.execute(
-        _event_refs_query(kind, reads), {"refs_program": program.id, "refs_ids": sorted(set(names))}
+        query, {"refs_program": program.id, "refs_ids": sorted(set(names))}
     )
     return [(str(row.named), _to_ref(row, reads)) for row in rows]
 
