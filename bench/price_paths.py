@@ -15,7 +15,9 @@ then all together, the reference):
   not through the event body (`promotions.basket.quote_event`);
 - `answer_json`: the price's answer written straight to JSON, not through `BasketRead`;
 - `read_statements`: the price's reads without a transaction (PostgreSQL);
-- `merged insert`: a confirm's promotion uses and confirmation in one statement.
+- `merged insert`: a confirm's promotion uses and confirmation in one statement;
+- `live straight`: the live promotions' query sent to asyncpg straight, not through the
+  session (`promotions.service._driver`; h5/price).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from habitue.api import create_app  # noqa: E402
 from habitue.db import Database  # noqa: E402
 from habitue.migrate import upgrade  # noqa: E402
 from habitue.promotions import basket as basket_shapes  # noqa: E402
+from habitue.promotions import service as promotions_service  # noqa: E402
 from habitue.promotions import till  # noqa: E402
 from habitue.settings import Settings  # noqa: E402
 
@@ -49,7 +52,8 @@ CONFIGS: dict[str, set[str]] = {
     "no answer_json": {"json"},
     "no read_statements": {"statements"},
     "no merged insert": {"merge"},
-    "reference (none)": {"quote", "json", "statements", "merge"},
+    "no live straight": {"straight"},
+    "reference (none)": {"quote", "json", "statements", "merge", "straight"},
 }
 
 
@@ -63,12 +67,17 @@ async def run(url: str, shape: str, rounds: int, at_once: int) -> None:
     app = create_app(settings, db=db)
     read_statements = Database.read_statements
     dialect_name = till.dialect_name
+    driver = promotions_service._driver
+
+    async def no_driver(_session: Any) -> None:
+        return None
 
     def switch(off: set[str]) -> None:
         till.quote_event = (lambda *_: None) if "quote" in off else basket_shapes.quote_event
         till.answer_json = _reference_json if "json" in off else basket_shapes.answer_json
         Database.read_statements = Database.read if "statements" in off else read_statements
         till.dialect_name = (lambda _: "other") if "merge" in off else dialect_name
+        promotions_service._driver = no_driver if "straight" in off else driver  # type: ignore[assignment]
 
     async with app.router.lifespan_context(app):
         admin = Client(app, "k")

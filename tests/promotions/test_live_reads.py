@@ -1,0 +1,175 @@
+"""The live promotions' read sent to asyncpg straight (`promotions.service._driver`).
+
+The answers of `POST /baskets/price` and `/baskets/confirm` with the read sent straight are
+the answers with it through the session (bytes for a price); and a promotion changed, ended,
+deactivated or deleted through one app is priced so at once by another app on the same
+database (two server workers), as a member's use of a limited promotion is.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from habitue.api import create_app
+from habitue.db import Database
+from habitue.promotions import service as promotions_service
+from habitue.settings import Settings
+from tests.conftest import ADMIN_KEY, create_program, enrol
+from tests.promotions.helpers import confirm, food_rule_and_ten_code, offs, price, promo
+
+
+def _counting(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """Counts the live reads sent straight (True) and through the session (False)."""
+    taken: list[bool] = []
+    driver = promotions_service._driver
+
+    async def counted(session: AsyncSession) -> Any:
+        raw = await driver(session)
+        taken.append(raw is not None)
+        return raw
+
+    monkeypatch.setattr(promotions_service, "_driver", counted)
+    return taken
+
+
+async def _none(_session: AsyncSession) -> None:
+    return None
+
+
+def _basket(rng: random.Random, member: str | None) -> dict[str, Any]:
+    lines = [
+        {"sku": rng.choice(["MUG", "TEA", "CAB"]), "category": rng.choice(["food", "home"]),
+         "quantity": rng.randint(1, 4), "unit_price": f"{rng.randint(1, 4000) / 100:.2f}"}
+        for _ in range(rng.randint(1, 5))
+    ]  # fmt: skip
+    codes = rng.sample(["TEN", "SAVE2"], rng.randint(0, 2))
+    body: dict[str, Any] = {"lines": lines, "codes": codes}
+    if member is not None:
+        body["member"] = {"id": member}
+    return body
+
+
+async def _setup(client: httpx.AsyncClient) -> tuple[str, list[str]]:
+    program = await create_program(client)
+    await food_rule_and_ten_code(client, program)
+    await promo(
+        client, program, code="mugs", effect={"type": "lines_percent", "percent": "15"},
+        line_condition="line.sku == 'MUG'", per_member_limit=2,
+    )  # fmt: skip
+    await promo(
+        client, program, code="save2", trigger="code", promo_code="SAVE2",
+        effect={"type": "order_amount", "amount": "2.00"}, per_member_limit=1,
+    )  # fmt: skip
+    await promo(client, program, code="off", effect={"type": "cheapest"}, active=False)
+    members = [(await enrol(client, program))["id"] for _ in range(3)]
+    return program, members
+
+
+async def test_prices_and_confirms_with_the_read_sent_straight_are_the_sessions(
+    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch, db_kind: str
+) -> None:
+    program, members = await _setup(client)
+    taken = _counting(monkeypatch)
+    rng = random.Random(5)
+    url = f"/v1/programs/{program}/baskets/price"
+    for n in range(30):
+        member = rng.choice([*members, None])
+        body = _basket(rng, member)
+        fast = await client.post(url, json=body)
+        with monkeypatch.context() as m:
+            m.setattr(promotions_service, "_driver", _none)
+            reference = await client.post(url, json=body)
+        assert (fast.status_code, fast.content) == (reference.status_code, reference.content), n
+        if n % 3 == 0 and member is not None:  # uses of the limited promotions, both ways
+            sent = await confirm(client, program, external_id=f"c{n}", **body)
+            assert sent.status_code in (200, 422), sent.text
+    priced = list(taken)
+    if db_kind == "postgres":
+        assert priced and all(priced)  # every price and confirm sent it straight
+    else:
+        assert not any(priced)  # SQLite: always the session
+
+
+async def test_confirm_with_the_read_sent_straight_is_the_sessions(
+    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch, db_kind: str
+) -> None:
+    program, members = await _setup(client)
+    taken = _counting(monkeypatch)
+    body = {
+        "lines": [{"sku": "MUG", "category": "home", "quantity": 2, "unit_price": "10.00"}],
+        "codes": ["SAVE2"],
+        "occurred_at": "2026-12-07T09:30:00+00:00",
+    }
+    answers = []
+    for n, member in enumerate(members[:2]):
+        with monkeypatch.context() as m:
+            if n:
+                m.setattr(promotions_service, "_driver", _none)
+            r = await confirm(client, program, external_id=f"x{n}", member={"id": member}, **body)
+        assert r.status_code == 200, r.text
+        a = r.json()
+        for key in ("external_id", "event_id", "member_id"):
+            a.pop(key, None)
+        answers.append(a)
+    assert answers[0] == answers[1]
+    assert offs(answers[0]) == {"promotion:mugs": "3.00", "promotion:save2": "2.00"}
+    assert taken[0] is (db_kind == "postgres")
+    # the second confirm of the first member: SAVE2 (once per member) is used up
+    again = await confirm(client, program, member={"id": members[0]}, **body)
+    assert again.status_code == 422 or "promotion:save2" not in offs(again.json()), again.text
+
+
+@pytest.fixture
+async def other(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """A second app with its own `Database` on the same database (another server worker)."""
+    database = Database(settings.database_url, group_commit=settings.group_commit)
+    app = create_app(settings, db=database)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://test",
+            headers={"Authorization": f"Bearer {ADMIN_KEY}"},
+        ) as c:  # fmt: skip
+            yield c
+    await database.dispose()
+
+
+async def test_a_promotion_changed_through_one_worker_is_priced_so_by_the_other(
+    client: httpx.AsyncClient, other: httpx.AsyncClient
+) -> None:
+    program, members = await _setup(client)
+    member = {"id": members[0]}
+    mugs = [{"sku": "MUG", "category": "home", "quantity": 2, "unit_price": "10.00"}]
+    path = f"/v1/programs/{program}/promotions"
+
+    async def seen(**kw: Any) -> dict[str, str]:
+        return offs(await price(other, program, lines=mugs, member=member, **kw))
+
+    assert await seen() == {"promotion:mugs": "3.00"}
+    half = {"effect": {"type": "lines_percent", "percent": "50"}}
+    r = await client.patch(f"{path}/mugs", json=half)
+    assert r.status_code == 200, r.text
+    assert await seen() == {"promotion:mugs": "10.00"}
+    r = await client.patch(f"{path}/off", json={"active": True})
+    assert r.status_code == 200, r.text
+    assert await seen() == {"promotion:mugs": "10.00", "promotion:off": "5.00"}
+    r = await client.patch(f"{path}/off", json={"valid_until": "2020-01-02T00:00:00Z",
+                                                "valid_from": "2020-01-01T00:00:00Z"})  # fmt: skip
+    assert r.status_code == 200, r.text
+    assert await seen() == {"promotion:mugs": "10.00"}
+    assert (await client.delete(f"{path}/off")).status_code == 204  # never used: deleted
+    assert await seen(codes=["SAVE2"]) == {"promotion:mugs": "10.00", "promotion:save2": "2.00"}
+    sent = await confirm(client, program, member=member, lines=mugs, codes=["SAVE2"])
+    assert sent.status_code == 200, sent.text
+    assert await seen(codes=["SAVE2"]) == {"promotion:mugs": "10.00"}  # SAVE2: once a member
+    assert (await client.delete(f"{path}/mugs")).status_code == 204  # used: deactivated
+    assert await seen() == {}
+    r = await client.patch(f"{path}/save2", json={"active": False})
+    assert r.status_code == 200, r.text
+    assert await seen(codes=["SAVE2"]) == {}
