@@ -51,7 +51,8 @@ def _url(db_url: str) -> None:
 
 
 async def _app_client(url: str) -> tuple[Database, httpx.AsyncClient]:
-    db = Database(url)
+    # a fresh pool per example: under load a connect may outlast the server's 2-second wait
+    db = Database(url, timeout=20)
     app = create_app(
         Settings(env="test", database_url=url, admin_key=ADMIN_KEY, scheduler=False, worker=False,
                  hmac_key="test-hmac-key"),
