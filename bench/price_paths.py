@@ -34,9 +34,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import scratch_pg  # noqa: E402
-from price import PROMOTIONS  # noqa: E402
 from price_statements import basket  # noqa: E402
-from request_cpu import Client  # noqa: E402
+from request_cpu import seed_till  # noqa: E402
 
 from habitue.api import create_app  # noqa: E402
 from habitue.db import Database  # noqa: E402
@@ -80,23 +79,7 @@ async def run(url: str, shape: str, rounds: int, at_once: int) -> None:
         promotions_service._driver = no_driver if "straight" in off else driver  # type: ignore[assignment]
 
     async with app.router.lifespan_context(app):
-        admin = Client(app, "k")
-        program = {"code": "pp", "name": "B", "currency": "EUR", "timezone": "Europe/Paris"}
-        status, answer = await admin.post("/v1/programs", program)
-        assert status == 201, answer
-        for promotion in PROMOTIONS:
-            status, answer = await admin.post("/v1/programs/pp/promotions", promotion)
-            assert status == 201, answer
-        members = []
-        for i in range(at_once):
-            status, answer = await admin.post("/v1/programs/pp/members", {"external_id": f"x{i}"})
-            assert status == 201, answer
-            members.append(answer)
-        status, answer = await admin.post(
-            "/v1/programs/pp/api-keys", {"name": "till", "scopes": ["events:write"]}
-        )
-        assert status == 201, answer
-        client = Client(app, answer["key"])
+        members, client = await seed_till(app, "pp", at_once)
         rng = random.Random(21)
         sent = 0
 

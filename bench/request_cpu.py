@@ -125,6 +125,28 @@ class Client:
         return status, orjson.loads(payload) if payload else None
 
 
+async def seed_till(app: Any, code: str, members: int) -> tuple[list[dict[str, Any]], Client]:
+    """A program `code` with bench/price's promotions, `members` members (external ids x0,
+    x1, …) and a till's scoped key: the members' answers and the till's client."""
+    admin = Client(app, "k")
+    program = {"code": code, "name": "B", "currency": "EUR", "timezone": "Europe/Paris"}
+    status, answer = await admin.post("/v1/programs", program)
+    assert status == 201, answer
+    for promotion in PROMOTIONS:
+        status, answer = await admin.post(f"/v1/programs/{code}/promotions", promotion)
+        assert status == 201, answer
+    enrolled = []
+    for i in range(members):
+        status, answer = await admin.post(f"/v1/programs/{code}/members", {"external_id": f"x{i}"})
+        assert status == 201, answer
+        enrolled.append(answer)
+    status, answer = await admin.post(
+        f"/v1/programs/{code}/api-keys", {"name": "till", "scopes": ["events:write"]}
+    )
+    assert status == 201, answer
+    return enrolled, Client(app, answer["key"])
+
+
 async def run(
     url: str,
     rounds: int,
@@ -137,23 +159,7 @@ async def run(
     db = Database(url)
     app = create_app(settings, db=db)
     async with app.router.lifespan_context(app):
-        admin = Client(app, "k")
-        program = {"code": "rc", "name": "B", "currency": "EUR", "timezone": "Europe/Paris"}
-        status, answer = await admin.post("/v1/programs", program)
-        assert status == 201, answer
-        for promotion in PROMOTIONS:
-            status, answer = await admin.post("/v1/programs/rc/promotions", promotion)
-            assert status == 201, answer
-        members = []
-        for i in range(at_once):
-            status, answer = await admin.post("/v1/programs/rc/members", {"external_id": f"x{i}"})
-            assert status == 201, answer
-            members.append(answer)
-        status, answer = await admin.post(
-            "/v1/programs/rc/api-keys", {"name": "till", "scopes": ["events:write"]}
-        )
-        assert status == 201, answer
-        till = Client(app, answer["key"])
+        members, till = await seed_till(app, "rc", at_once)
         rng = random.Random(21)
         sent = 0
 

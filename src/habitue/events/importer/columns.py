@@ -42,6 +42,7 @@ from habitue.events.importer.reading import (
     CsvReject,
     _file_shape,
     _Layout,
+    _parse_group,
     _parse_quantity,
     _read_rows,
 )
@@ -399,8 +400,6 @@ def _labels(column: pa.Array) -> list[str | None]:
 
 def _slow(rows: list[list[str]], layout: _Layout, exponent: int, latest: datetime) -> Parsed:
     """One purchase through the import's row-by-row parsing."""
-    from habitue.events.importer.reading import _parse_group
-
     try:
         event, member = _parse_group(rows, layout, exponent, latest, True)
     except ValueError as exc:
