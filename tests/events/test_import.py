@@ -28,6 +28,8 @@ from habitue.events.importer import (
 )
 from habitue.ledger.models import LedgerTransaction
 from habitue.ledger.verify import verify
+from habitue.messaging import worker
+from habitue.settings import Settings
 from tests.conftest import create_program, enrol, purchase
 
 HEADER = [
@@ -518,3 +520,36 @@ async def test_awkward_ids_are_found_again(
         assert [m["external_id"] for m in r.json()["items"]] == [ext]
     async with db.read() as session:
         assert all(not rows for rows in (await verify(session)).values())
+
+
+async def test_imported_members_get_no_welcome_message(
+    client: httpx.AsyncClient, db: Database, db_url: str, settings: Settings, tmp_path: Path
+) -> None:
+    """An import enrols existing customers brought over from a file: their `member.enrolled`
+    says `source: import` (webhooks still get it) and calls for no welcome message, where a
+    member enrolled through the API gets one (here skipped: no consent)."""
+    code = await create_program(client)
+    base = f"/v1/programs/{code}"
+    path = tmp_path / "p.csv"
+    _write(path, [[f"W{i}", f"WR{i}", "2026-02-01T10:00:00Z", "5.00", "", "", "", ""]
+                  for i in range(3)])
+    engine = make_sync_engine(db_url)
+    try:
+        report = import_purchases(engine, code, path, enrol_missing=True)
+    finally:
+        engine.dispose()
+    assert report.imported == 3
+    joined = await enrol(client, code)
+    await worker.run_until_idle(db, settings.model_copy(update={"smtp_url": None}))
+    feed = (await client.get(f"{base}/events-feed", params={"limit": 100})).json()["items"]
+    enrolled = {e["data"]["member_id"]: e["data"] for e in feed if e["type"] == "member.enrolled"}
+    assert len(enrolled) == 4
+    imported = [m for m, data in enrolled.items() if data.get("source") == "import"]
+    assert len(imported) == 3 and joined["id"] not in imported
+    for member in imported:
+        r = await client.get(f"{base}/members/{member}/messages")
+        assert r.status_code == 200 and r.json()["items"] == []
+    r = await client.get(f"{base}/members/{joined['id']}/messages")
+    assert [(m["template"], m["status"], m["reason"]) for m in r.json()["items"]] == [
+        ("welcome", "skipped", "no-consent")
+    ]

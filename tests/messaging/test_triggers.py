@@ -42,3 +42,8 @@ def test_a_message_needs_consent_and_an_address(
     expected: str | None,
 ) -> None:
     assert triggers.blocked(channel, consents=consents, email=email, phone=phone) == expected
+
+
+def test_an_imported_member_calls_for_no_welcome() -> None:
+    assert triggers.template_code("member.enrolled", {"source": triggers.IMPORTED}) is None
+    assert triggers.template_code("member.enrolled", {"source": "api"}) == "welcome"

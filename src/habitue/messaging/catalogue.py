@@ -30,6 +30,8 @@ FIELDS: dict[str, dict[str, tuple[str | list[str], str]]] = {
         "card_number": (_S, "the member's card number"),
         "external_id": ([_S, "null"], "the member's id in the caller's system"),
         "locale": (_S, "the member's language"),
+        "source": (_S, "`import` when enrolled by `habitue import purchases --enrol-missing`"
+                   " (no welcome message is sent); absent otherwise"),
     },
     "member.updated": {
         **_MEMBER,

@@ -25,6 +25,12 @@ TRIGGERS: dict[str, str] = {
 timed scan (`messaging.timed`), not by a request.
 """
 
+IMPORTED = "import"
+"""`member.enrolled`'s `source` for a member enrolled by `habitue import purchases
+--enrol-missing`. Such a member is an existing customer brought over from a file (no email
+address, no consent: a welcome could only ever be recorded as skipped), so the event calls for
+no welcome message; webhooks still get it."""
+
 Blocked = Literal["no-consent", "no-address"]
 
 
@@ -33,6 +39,8 @@ def template_code(type_: str, payload: Mapping[str, Any]) -> str | None:
     code = TRIGGERS.get(type_)
     if code == "tier_up" and payload.get("direction") != "up":
         return None
+    if code == "welcome" and payload.get("source") == IMPORTED:
+        return None  # a migration of existing customers: no welcome (see IMPORTED)
     return code
 
 

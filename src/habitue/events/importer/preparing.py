@@ -50,6 +50,7 @@ from habitue.ledger import bulk
 from habitue.ledger.models import Account, LedgerTransaction, Lot, Posting
 from habitue.members.cards import new_card_numbers
 from habitue.members.models import Card, Member
+from habitue.messaging import triggers
 from habitue.messaging.models import OutboxEvent
 from habitue.money import format_minor
 from habitue.rules import decide as rules_decide
@@ -240,7 +241,8 @@ def _enrol_missing(
         accounts.append((pending, pid, mid, "pending", 0))
         counters.append((mid, pid, nothing_counted, ts))
         cards.append((pid, mid, number, "physical", "active", None, ts, None))
-        payload = {"member_id": public, "card_number": number, "external_id": ext, "locale": "en"}
+        payload = {"member_id": public, "card_number": number, "external_id": ext, "locale": "en",
+                   "source": triggers.IMPORTED}
         outbox.append((pid, None, "member.enrolled", public, ts, _json_text(payload)))
         out[ext] = _Member(mid, public, "active", available, pending, now, None)
     chunk.writes.add(_members, MEMBER_COLS, members)
