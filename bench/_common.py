@@ -108,6 +108,28 @@ def run_wrk(url: str, script: Path, *, connections: int, seconds: int,
     }
 
 
+def wait_drained(url: str, *, timeout: float = 900.0) -> float:
+    """Wait until the server's delivery workers have caught up with the outbox (every event
+    sequenced and planned, no delivery pending); the seconds it took. An import writes its
+    domain events to the outbox at once: a measurement taken while the workers drain them
+    measures the drain, so the benches wait for it and print it apart."""
+    dsn = url.replace("postgresql+psycopg", "postgresql")
+    start = time.perf_counter()
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        while True:
+            behind = conn.execute(
+                "SELECT EXISTS (SELECT 1 FROM outbox WHERE seq IS NULL)"
+                " OR EXISTS (SELECT 1 FROM outbox o JOIN delivery_cursors c"
+                "            ON c.program_id = o.program_id WHERE o.seq > c.last_seq)"
+                " OR EXISTS (SELECT 1 FROM deliveries WHERE status = 'pending')"
+            ).fetchone()
+            if not (behind and behind[0]):
+                return time.perf_counter() - start
+            if time.perf_counter() - start > timeout:
+                raise SystemExit(f"the delivery workers did not catch up in {timeout:.0f} s")
+            time.sleep(0.5)
+
+
 def pgbench_tps(*, clients: int, seconds: int, scale: int = 10) -> float:
     """TPC-B tps of pgbench on a scratch database of the same PostgreSQL."""
     with scratch_pg("pgbench") as url:

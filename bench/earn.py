@@ -1,7 +1,7 @@
 """bench/earn: purchases/s through the API on PostgreSQL vs pgbench TPC-B on the same server.
 
     .venv/bin/python bench/earn.py [--seconds 20] [--connections 32] [--rules]
-    .venv/bin/python bench/earn.py --shapes [--seconds 10] [--big 100000]
+    .venv/bin/python bench/earn.py --shapes [--seconds 10] [--big 100000] [--warmup 3]
 
 Starts `habitue serve` (production settings, 2 workers) on a scratch database, enrols
 members, drives purchase events with unique ids through wrk at 32 connections, then runs
@@ -14,6 +14,9 @@ back) or absent; with or without basket lines; an `Idempotency-Key` header; 1,00
 `--big` members (enrolled by the import; `--big 0`: 1,000 only). Each shape gets its own
 figure and ratio against pgbench measured before and after the shapes (their mean); the
 slowest shape is the figure that counts. `habitue ledger verify` runs at the end of each database.
+Before the shapes it waits until the server's delivery workers have planned the enrolling
+import's domain events (printed), then sends `--warmup` seconds of purchases (not counted): the
+server is fresh, its pools and prepared statements are not (a till meets a running server).
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import BIN, pgbench_tps, run_wrk, scratch_pg, server  # noqa: E402
+from _common import BIN, pgbench_tps, run_wrk, scratch_pg, server, wait_drained  # noqa: E402
 
 from habitue.migrate import upgrade  # noqa: E402
 
@@ -161,6 +164,7 @@ def shapes(args: argparse.Namespace) -> None:
     before = pgbench_tps(clients=args.connections, seconds=args.seconds)
     results: list[tuple[str, int, dict[str, float]]] = []
     verified: list[bool] = []
+    drains: list[tuple[int, float]] = []
     for count in (1000, args.big) if args.big else (1000,):  # --big 0: no large program
         admin = secrets.token_hex(16)
         with scratch_pg("bench_shapes") as url:
@@ -168,10 +172,17 @@ def shapes(args: argparse.Namespace) -> None:
             with server(url, admin, workers=args.workers) as base:
                 key, _ = asyncio.run(_seed(base, admin, 0, args.rules))
                 _enrol_by_import(url, count)
+                drains.append((count, wait_drained(url)))
                 with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as fh:
                     fh.write("\n".join(_member_names(url)))
                 script = Path(__file__).with_name("shapes.lua")
                 todo = SHAPES if count == 1000 else [SHAPES[0], SHAPES[-1]]
+                if args.warmup:  # a fresh server: pools, prepared statements (not counted)
+                    os.environ.update({"BENCH_PREFIX": "warmx", "BENCH_MEMBERS": fh.name,
+                                       "BENCH_KEY": key, "BENCH_BY": "id", "BENCH_TIME": "now",
+                                       "BENCH_LINES": "1", "BENCH_IDEM": "0"})
+                    run_wrk(base + "/v1/programs/bench/events", script,
+                            connections=args.connections, seconds=args.warmup)
                 for n, shape in enumerate(todo):
                     os.environ.update({
                         # ids of their own per shape: a shape never replays an earlier one's
@@ -191,6 +202,10 @@ def shapes(args: argparse.Namespace) -> None:
     tps = (before + after) / 2
     print(f"rules: {'50 active' if args.rules else 'base rate only'}; pgbench TPC-B "
           f"(32 cl., scale 10) {before:.0f} before, {after:.0f} after, mean {tps:.0f}")
+    for count, seconds in drains:
+        print(f"{count:,} members imported; their domain events planned by the server's "
+              f"workers in {seconds:.1f} s, before the shapes; warm-up {args.warmup} s "
+              "(not counted)")
     print(f"{'shape':<52}{'members':>9}{'events/s':>10}{'p50 ms':>8}{'p99 ms':>8}"
           f"{'non2xx':>8}{'ratio':>7}{'WAL KB/req':>11}")
     for label, count, got in results:
@@ -211,6 +226,9 @@ def main() -> None:
     ap.add_argument("--rules", action="store_true", help="50 active rules")
     ap.add_argument("--shapes", action="store_true", help="every request shape tills send")
     ap.add_argument("--big", type=int, default=100_000, help="members of the large program")
+    ap.add_argument("--warmup", type=int, default=3,
+                    help="--shapes: seconds of purchases on the fresh server before the first"
+                    " shape (not counted; 0: none)")
     args = ap.parse_args()
     if args.shapes:
         shapes(args)

@@ -14,6 +14,8 @@ with their cards) and at each size measures:
 - the import's rows/s: `--probe` purchases of members already enrolled, one file of the
   same size at every size (the enrolling imports differ in size, so they are shown but not
   compared);
+- (before those) how long the server's delivery workers take to plan the imports' domain
+  events (`member.enrolled`, `points.earned`, `event.recorded`), waited for and shown apart;
 - the query plans, by `EXPLAIN (ANALYZE, BUFFERS)` of the statements the application sends
   for a member found by id, by external id and by card number, and for a balance read
   (captured from the services themselves): each must use indexes only, and the buffers it
@@ -47,7 +49,15 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import BIN, Probe, pgbench_tps, run_wrk, scratch_pg, server  # noqa: E402
+from _common import (  # noqa: E402
+    BIN,
+    Probe,
+    pgbench_tps,
+    run_wrk,
+    scratch_pg,
+    server,
+    wait_drained,
+)
 
 from habitue.migrate import upgrade  # noqa: E402
 
@@ -250,6 +260,10 @@ def main() -> None:
                 enrol_rate, _ = _enrol(url, enrolled, size)
                 enrolled = size
                 import_rate, imported = _probe_import(url, size, args.probe, f"probe{size}")
+                # the imports' domain events are planned by the server's delivery workers:
+                # measured apart, not under the purchases and reads below
+                with Probe(pg_database=url.rsplit("/", 1)[1], include_self=False) as drained:
+                    drain = wait_drained(url)
                 sample = _sample(url, SAMPLE)
                 with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as fh:
                     fh.write("\n".join(",".join(m) for m in sample))
@@ -268,7 +282,7 @@ def main() -> None:
                     "size": size, "enrol": enrol_rate, "import": import_rate,
                     "import_cpu": imported.cpu / args.probe * 1e6, "events": events,
                     "event_cpu": event_cpu, "reads": reads, "read_cpu": read_cpu,
-                    "plans": explain(url, sample[0]),
+                    "plans": explain(url, sample[0]), "drain": drain, "drain_cpu": drained.cpu,
                 })  # fmt: skip
         credited = _credited_once(url)
         verified = _verify(url)
@@ -285,16 +299,19 @@ def _print(figures: list[dict[str, Any]], tps: float, credited: bool, verified: 
 
     print(f"{'members':>10}{'purchases/s':>13}{'p99 ms':>8}{'µs CPU':>8}{'ratio':>7}"
           f"{'reads/s':>9}{'p99 ms':>8}{'µs CPU':>8}{'p99 ratio':>10}"
-          f"{'import r/s':>12}{'µs CPU':>8}{'ratio':>7}{'enrol r/s':>11}")
+          f"{'import r/s':>12}{'µs CPU':>8}{'ratio':>7}{'enrol r/s':>11}{'drain s':>9}"
+          f"{'CPU s':>7}")
     for f in figures:
         e, r = f["events"], f["reads"]
         print(f"{f['size']:>10,}{e['rps']:>13,.0f}{e['p99_ms']:>8.0f}{f['event_cpu']:>8,.0f}"
               f"{ratio(f, 'events', 'rps'):>7}{r['rps']:>9,.0f}{r['p99_ms']:>8.0f}"
               f"{f['read_cpu']:>8,.0f}{ratio(f, 'reads', 'p99_ms'):>10}"
               f"{f['import']:>12,.0f}{f['import_cpu']:>8,.0f}{ratio(f, 'import'):>7}"
-              f"{f['enrol']:>11,.0f}")
+              f"{f['enrol']:>11,.0f}{f['drain']:>9.1f}{f['drain_cpu']:>7.1f}")
     print("µs CPU: per purchase, read or imported row, of the server's (or the import's) "
-          "processes, wrk's and their PostgreSQL backends")
+          "processes, wrk's and their PostgreSQL backends; drain: the wait, after the "
+          "imports, until the server's delivery workers had planned their domain events "
+          "(its CPU: the server's and its backends'), before the purchases and reads")
     non2xx = sum(f["events"]["non2xx"] + f["reads"]["non2xx"] for f in figures)
     print(f"non-2xx answers: {non2xx:.0f}; every purchase credited once: "
           f"{'yes' if credited else 'NO'}; ledger verify {'ok' if verified else 'BREACH'}; "
