@@ -14,6 +14,8 @@ with their cards) and at each size measures:
 - the import's rows/s: `--probe` purchases of members already enrolled, one file of the
   same size at every size (the enrolling imports differ in size, so they are shown but not
   compared);
+- (before the first size's figures) `--warmup` seconds of purchases and of reads, not
+  counted: the server is fresh, its pools and prepared statements cold;
 - (before those) how long the server's delivery workers take to plan the imports' domain
   events (`member.enrolled`, `points.earned`, `event.recorded`), waited for and shown apart;
 - the query plans, by `EXPLAIN (ANALYZE, BUFFERS)` of the statements the application sends
@@ -244,6 +246,9 @@ def main() -> None:
     ap.add_argument("--seconds", type=int, default=10)
     ap.add_argument("--probe", type=int, default=50_000, help="rows of the same-size import")
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--warmup", type=int, default=3,
+                    help="seconds of purchases and of reads on the fresh server before the "
+                    "first size's figures (not counted; 0: none)")
     ap.add_argument("--sizes", help="members at each step, e.g. 2000,5000 (a smoke run)")
     args = ap.parse_args()
     sizes = [10_000, 100_000] if args.quick else [10_000, 100_000, 1_000_000]
@@ -268,6 +273,13 @@ def main() -> None:
                 with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as fh:
                     fh.write("\n".join(",".join(m) for m in sample))
                 try:
+                    if size == sizes[0] and args.warmup:  # a fresh server (not counted)
+                        _server_wrk(url, base, "shapes.lua", "/v1/programs/bench/events", {
+                            "BENCH_MEMBERS": fh.name, "BENCH_KEY": till,
+                            "BENCH_BY": "external_id", "BENCH_TIME": "past", "BENCH_LINES": "0",
+                            "BENCH_IDEM": "0", "BENCH_PREFIX": "warmx"}, args.warmup)
+                        _server_wrk(url, base, "balance.lua", "/", {
+                            "BENCH_MEMBERS": fh.name, "BENCH_KEY": reader}, args.warmup)
                     events, event_cpu = _server_wrk(url, base, "shapes.lua",
                                                     "/v1/programs/bench/events", {
                         "BENCH_MEMBERS": fh.name, "BENCH_KEY": till, "BENCH_BY": "external_id",
