@@ -1,0 +1,119 @@
+"""bench/schema_cpu: what a schema change saves PostgreSQL per request, measured in pairs.
+
+    PYTHONPATH=$PWD/src .venv/bin/python bench/schema_cpu.py --drop NAME[,NAME…]
+        [--rounds 150] [--shapes id,nolines,lines3]
+
+Two scratch PostgreSQL databases migrated alike, the second with the named constraints or
+indexes removed (`bench/request_cpu.drop`); one app per database in this process, called as
+bench/request_cpu calls it (32 concurrent requests of a shape, a scoped till key). Each round
+of 32 goes to one database and then the other (the order swapped every round), so both see
+the same minutes of a shared machine's load; per database it sums the CPU its PostgreSQL
+backends used over its rounds (the scheduler's nanoseconds, from /proc) and the MultiXacts
+the server created during them (server-wide: other databases' work counts too). Prints, per
+shape, both figures per request for each database and the change, and the per-round ratio's
+median (each round's figure is noisy; the sums are what to quote).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import sys
+import time
+from contextlib import AsyncExitStack
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import scratch_pg  # noqa: E402
+from request_cpu import AT_ONCE, backend_seconds, drop, next_multixact, seed_till  # noqa: E402
+
+from habitue.api import create_app  # noqa: E402
+from habitue.db import Database  # noqa: E402
+from habitue.migrate import upgrade  # noqa: E402
+from habitue.settings import Settings  # noqa: E402
+
+SHAPES = {"id": ("id", 1), "nolines": ("id", 0), "lines3": ("id", 3), "external_id": (
+    "external_id", 1), "card": ("card_number", 1)}  # fmt: skip
+
+
+async def run(urls: list[str], rounds: int, shapes: list[str]) -> None:
+    async with AsyncExitStack() as stack:
+        targets: list[dict[str, Any]] = []
+        for url in urls:
+            settings = Settings(
+                env="test", database_url=url, admin_key="k", scheduler=False, worker=False
+            )
+            db = Database(url)
+            stack.push_async_callback(db.dispose)
+            app = create_app(settings, db=db)
+            await stack.enter_async_context(app.router.lifespan_context(app))
+            members, till = await seed_till(app, "rc", AT_ONCE)
+            targets.append({"db": url.rsplit("/", 1)[1], "members": members, "till": till})
+        sent = 0
+
+        async def one(target: dict[str, Any], member: dict[str, Any], by: str, lines: int) -> None:
+            nonlocal sent
+            sent += 1
+            body: dict[str, Any] = {
+                "type": "purchase", "member": {by: member[by]}, "external_id": f"e{sent}",
+                "total": f"{12.5 * max(lines, 1):.2f}",
+                "lines": [{"sku": f"C{n}", "category": "coffee", "quantity": 1,
+                           "unit_price": "12.50"} for n in range(lines)],
+            }  # fmt: skip
+            if not lines:
+                del body["lines"]
+            status, answer = await target["till"].post("/v1/programs/rc/events", body)
+            assert status == 201, answer
+
+        async def round_of(target: dict[str, Any], by: str, lines: int) -> None:
+            await asyncio.gather(*(one(target, m, by, lines) for m in target["members"]))
+
+        for shape in shapes:
+            by, lines = SHAPES[shape]
+            for _ in range(4):  # warm up
+                for target in targets:
+                    await round_of(target, by, lines)
+            pg = [0.0] * len(targets)
+            mx = [0] * len(targets)
+            per_round: list[list[float]] = [[] for _ in targets]
+            wall = time.perf_counter()
+            for r in range(rounds):
+                order = range(len(targets)) if r % 2 == 0 else reversed(range(len(targets)))
+                for i in order:
+                    target = targets[i]
+                    before, m0 = backend_seconds(target["db"]), next_multixact()
+                    await round_of(target, by, lines)
+                    after, m1 = backend_seconds(target["db"]), next_multixact()
+                    cpu = sum(t - before.get(pid, 0.0) for pid, t in after.items())
+                    pg[i] += cpu
+                    mx[i] += m1 - m0
+                    per_round[i].append(cpu)
+            n = rounds * AT_ONCE
+            ratios = [b / a for a, b in zip(per_round[0], per_round[1], strict=True) if a > 0]
+            print(
+                f"{shape:<12} PostgreSQL ms/request: as is {1000 * pg[0] / n:6.3f}"
+                f"  changed {1000 * pg[1] / n:6.3f} ({100 * (pg[1] / pg[0] - 1):+.1f} %,"
+                f" median of rounds {100 * (statistics.median(ratios) - 1):+.1f} %)"
+                f"  MultiXacts/request: as is {mx[0] / n:.3f}  changed {mx[1] / n:.3f}"
+                f"  ({n} requests each, {time.perf_counter() - wall:.0f} s)"
+            )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rounds", type=int, default=150)
+    ap.add_argument("--shapes", default="id,nolines,lines3")
+    ap.add_argument("--drop", required=True, help="constraints or indexes the second lacks")
+    args = ap.parse_args()
+    with scratch_pg("bench_schema_cpu") as base, scratch_pg("bench_schema_cpu") as changed:
+        upgrade(base)
+        upgrade(changed)
+        drop(changed, args.drop.split(","))
+        asyncio.run(run([base, changed], args.rounds, args.shapes.split(",")))
+
+
+if __name__ == "__main__":
+    main()
