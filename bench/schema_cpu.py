@@ -1,7 +1,7 @@
 """bench/schema_cpu: what a schema change saves PostgreSQL per request, measured in pairs.
 
     PYTHONPATH=$PWD/src .venv/bin/python bench/schema_cpu.py --drop NAME[,NAME…]
-        [--rounds 150] [--shapes id,nolines,lines3]
+        [--rounds 100] [--shapes id,nolines,lines3] [--pool 40]
 
 Two scratch PostgreSQL databases migrated alike, the second with the named constraints or
 indexes removed (`bench/request_cpu.drop`); one app per database in this process, called as
@@ -12,6 +12,13 @@ backends used over its rounds (the scheduler's nanoseconds, from /proc) and the 
 the server created during them (server-wide: other databases' work counts too). Prints, per
 shape, both figures per request for each database and the change, and the per-round ratio's
 median (each round's figure is noisy; the sums are what to quote).
+
+Each app's pool holds `--pool` connections (default 40, above the 32 requests of a round), so
+that no connection is opened or closed mid-run and the figures are the steady state's. With
+the server's default pool of 20 (as bench/request_cpu runs), the requests past 20 open
+connections that are closed after use: a new backend loads its caches and plans its
+statements again, foreign-key checks included, and PostgreSQL's figures are two to five
+times higher.
 """
 
 from __future__ import annotations
@@ -39,14 +46,14 @@ SHAPES = {"id": ("id", 1), "nolines": ("id", 0), "lines3": ("id", 3), "external_
     "external_id", 1), "card": ("card_number", 1)}  # fmt: skip
 
 
-async def run(urls: list[str], rounds: int, shapes: list[str]) -> None:
+async def run(urls: list[str], rounds: int, shapes: list[str], pool: int) -> None:
     async with AsyncExitStack() as stack:
         targets: list[dict[str, Any]] = []
         for url in urls:
             settings = Settings(
                 env="test", database_url=url, admin_key="k", scheduler=False, worker=False
             )
-            db = Database(url)
+            db = Database(url, pool_size=pool)
             stack.push_async_callback(db.dispose)
             app = create_app(settings, db=db)
             await stack.enter_async_context(app.router.lifespan_context(app))
@@ -104,15 +111,16 @@ async def run(urls: list[str], rounds: int, shapes: list[str]) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--rounds", type=int, default=150)
+    ap.add_argument("--rounds", type=int, default=100)
     ap.add_argument("--shapes", default="id,nolines,lines3")
     ap.add_argument("--drop", required=True, help="constraints or indexes the second lacks")
+    ap.add_argument("--pool", type=int, default=40, help="connections in each app's pool")
     args = ap.parse_args()
     with scratch_pg("bench_schema_cpu") as base, scratch_pg("bench_schema_cpu") as changed:
         upgrade(base)
         upgrade(changed)
         drop(changed, args.drop.split(","))
-        asyncio.run(run([base, changed], args.rounds, args.shapes.split(",")))
+        asyncio.run(run([base, changed], args.rounds, args.shapes.split(","), args.pool))
 
 
 if __name__ == "__main__":
