@@ -1,7 +1,7 @@
 """bench/request_cpu: the server's CPU per request, per route and shape, in-process, no client.
 
     PYTHONPATH=$PWD/src .venv/bin/python bench/request_cpu.py [--rounds 20] [--profile SHAPE]
-        [--shapes id,idempotency] [--at-once 32]
+        [--shapes id,idempotency] [--at-once 32] [--drop fk_events_program_id_programs,...]
 
 The app is called as an ASGI server calls it (a scope, a `receive` that hands over the body,
 a `send` that keeps the answer), so the figure is this process's CPU (`time.process_time`) for
@@ -20,9 +20,14 @@ Prints the mean, the median and the least CPU per request of a round: on a loade
 (other processes taking turns on the cores) the mean wanders by tens of per cent between runs
 of one build, the median and the least much less; compare two trees alternately. Next to it,
 the CPU the PostgreSQL backends serving the scratch database used per request over the shape's
-rounds (from /proc, clock ticks; the WAL writer and checkpointer not counted). `--profile SHAPE`
-(`id`, `external_id`, `card`, `nolines`, `lines3`, `idempotency`, `price`, `confirm`) prints
-cProfile's top functions; `--shapes id,idempotency` runs only those shapes.
+rounds (from /proc, the scheduler's nanoseconds; the WAL writer and checkpointer not
+counted), and the MultiXacts the server's PostgreSQL created per request (`mxid_age`: the
+whole server's, so other databases' transactions count too; row locks taken by several
+transactions at once, such as foreign-key checks of one parent row). `--drop` names
+constraints or indexes removed from the scratch database after its migrations, to measure
+what the schema costs. `--profile SHAPE` (`id`, `external_id`, `card`, `nolines`, `lines3`,
+`idempotency`, `price`, `confirm`) prints cProfile's top functions; `--shapes id,idempotency`
+runs only those shapes.
 """
 
 from __future__ import annotations
@@ -42,10 +47,11 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import scratch_pg  # noqa: E402
+from _common import PG_ADMIN, scratch_pg  # noqa: E402
 from price import PROMOTIONS  # noqa: E402
 from price_statements import basket  # noqa: E402
 
@@ -60,20 +66,54 @@ AT_ONCE = 32
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def backend_ticks(dbname: str) -> dict[int, int]:
-    """CPU (user + system, clock ticks) of each PostgreSQL backend serving `dbname`, by pid
-    (from /proc: the backends' titles name their database; {} where there is no /proc)."""
-    found: dict[int, int] = {}
+def backend_seconds(dbname: str) -> dict[int, float]:
+    """CPU seconds of each PostgreSQL backend serving `dbname`, by pid (from /proc: the
+    backends' titles name their database; {} where there is no /proc). The scheduler's run
+    time (`schedstat`, nanoseconds) where the kernel keeps it: user + system time in clock
+    ticks (`stat`) is sampled 100 times a second, so 20 backends' few seconds over a run
+    carry an error of several per cent."""
+    found: dict[int, float] = {}
     for proc in Path("/proc").glob("[0-9]*"):
         try:
             title = (proc / "cmdline").read_bytes()
             if not title.startswith(b"postgres: ") or f" {dbname} ".encode() not in title:
                 continue
+            try:
+                found[int(proc.name)] = int((proc / "schedstat").read_text().split()[0]) / 1e9
+                continue
+            except (OSError, IndexError, ValueError):
+                pass
             fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        found[int(proc.name)] = int(fields[11]) + int(fields[12])
+        found[int(proc.name)] = (int(fields[11]) + int(fields[12])) / TICKS
     return found
+
+
+def next_multixact() -> int:
+    """The server's next MultiXact id, as it is now (`mxid_age` reads it from shared memory;
+    pg_control_checkpoint() has it only as of the last checkpoint)."""
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        row = conn.execute("SELECT mxid_age('1'::xid)").fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def drop(url: str, names: list[str]) -> None:
+    """Remove the named constraints (`fk_…`) and indexes from the database at `url`."""
+    dsn = url.replace("postgresql+psycopg", "postgresql")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        for name in names:
+            row = conn.execute(
+                "SELECT conrelid::regclass::text FROM pg_constraint WHERE conname = %s", (name,)
+            ).fetchone()
+            if row is not None:
+                conn.execute(f'ALTER TABLE {row[0]} DROP CONSTRAINT "{name}"')
+            elif conn.execute("SELECT 1 FROM pg_class WHERE relname = %s AND relkind = 'i'",
+                              (name,)).fetchone():
+                conn.execute(f'DROP INDEX "{name}"')
+            else:
+                raise SystemExit(f"--drop: no constraint or index named {name}")
 
 
 class Client:
@@ -214,7 +254,8 @@ async def run(
                 await asyncio.gather(*(one(m) for m in members))
             prof = cProfile.Profile() if profile == name else None
             per_round = []
-            backends = backend_ticks(dbname)
+            backends = backend_seconds(dbname)
+            multixacts = next_multixact()
             wall = time.perf_counter()
             if prof is not None:
                 prof.enable()
@@ -226,13 +267,15 @@ async def run(
                 prof.disable()
             wall = time.perf_counter() - wall
             n = rounds * at_once
-            after = backend_ticks(dbname)
-            pg = sum(t - backends.get(pid, 0) for pid, t in after.items()) / TICKS
+            after = backend_seconds(dbname)
+            multixacts = next_multixact() - multixacts
+            pg = sum(t - backends.get(pid, 0.0) for pid, t in after.items())
             print(
                 f"{name:<12} CPU ms/request: mean {1000 * sum(per_round) / rounds:6.3f}"
                 f"  median {1000 * statistics.median(per_round):6.3f}"
                 f"  min {1000 * min(per_round):6.3f}"
                 f"  PostgreSQL {1000 * pg / n:6.3f}"
+                f"  MultiXacts/request {multixacts / n:.3f}"
                 f"  (wall {1000 * wall / n:.2f} ms, {n} requests, {at_once} at once)"
             )
             if prof is not None:
@@ -255,10 +298,16 @@ def main() -> None:
         default=AT_ONCE,
         help="concurrent requests (above the pool's 20, connections are opened and closed)",
     )
+    ap.add_argument(
+        "--drop",
+        help="comma-separated constraints or indexes removed after the migrations",
+    )
     args = ap.parse_args()
     only = args.shapes.split(",") if args.shapes else None
     with scratch_pg("bench_request_cpu") as url:
         upgrade(url)
+        if args.drop:
+            drop(url, args.drop.split(","))
         asyncio.run(run(url, args.rounds, args.profile, only, args.at_once))
 
 

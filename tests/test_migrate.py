@@ -62,6 +62,32 @@ def _index_sql(url: str, name: str) -> str:
     return str(sql)
 
 
+def test_the_foreign_keys_are_those_the_models_create(db_url: str) -> None:
+    """Each table's foreign keys are those its model's CREATE TABLE has on this dialect:
+    0038_pgcost's references (`habitue.db.sqlite_foreign_key`) on SQLite only."""
+    import re
+
+    from sqlalchemy import inspect
+    from sqlalchemy.schema import CreateTable
+
+    engine = create_engine(sync_url(db_url))
+    reflected: dict[str, set[str]] = {}
+    try:
+        found = inspect(engine)
+        for table in Base.metadata.sorted_tables:
+            ddl = str(CreateTable(table).compile(dialect=engine.dialect))
+            declared = set(re.findall(r"CONSTRAINT (\w+) FOREIGN KEY", ddl))
+            reflected[table.name] = {fk["name"] for fk in found.get_foreign_keys(table.name)}
+            assert reflected[table.name] == declared, table.name
+    finally:
+        engine.dispose()
+    sqlite = engine.dialect.name == "sqlite"
+    assert ("fk_events_program_id_programs" in reflected["events"]) == sqlite
+    assert ("fk_event_lines_event_id_events" in reflected["event_lines"]) == sqlite
+    assert ("fk_postings_account_id_accounts" in reflected["postings"]) == sqlite
+    assert "fk_accounts_program_id_programs" in reflected["accounts"]
+
+
 def test_the_feed_sequencer_index_holds_only_unsequenced_rows(db_url: str) -> None:
     assert "seq IS NULL" in _index_sql(db_url, "ix_outbox_program_unsequenced")
 
@@ -100,6 +126,7 @@ def scratch_url(db_kind: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
         "0035_rule_drafts",
         "0036_kind_checks",
         "0037_promo",
+        "0038_pgcost",
     ],
 )
 def test_a_migration_goes_down_and_up_again(scratch_url: str, revision: str) -> None:

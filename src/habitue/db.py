@@ -28,6 +28,7 @@ import orjson
 from sqlalchemy import (
     JSON,
     BigInteger,
+    ForeignKeyConstraint,
     Index,
     Integer,
     MetaData,
@@ -834,6 +835,20 @@ def partial_index(name: str, *columns: str, where: str, unique: bool = False) ->
     """An index over the rows that match `where`, alike on PostgreSQL and SQLite."""
     return Index(
         name, *columns, unique=unique, postgresql_where=text(where), sqlite_where=text(where)
+    )
+
+
+def sqlite_foreign_key(column: str, target: str) -> ForeignKeyConstraint:
+    """A foreign key that SQLite enforces and PostgreSQL does not (migration 0038).
+
+    On PostgreSQL each check of a reference is a query per row written, and a reference to a
+    row every till shares (the program, its `issued` account) locks that row in every
+    transaction; the purchase path's references are checked by `habitue ledger verify`
+    instead (`habitue.ledger.verify.REFERENCES`). Alembic's autogenerate leaves it out on
+    PostgreSQL (`info["dialects"]`, read by the migrations' environment).
+    """
+    return ForeignKeyConstraint([column], [target], info={"dialects": ("sqlite",)}).ddl_if(
+        dialect="sqlite"
     )
 
 

@@ -61,7 +61,8 @@ def test_account_kinds_agree_with_the_check(db_kind: str, db_url: str) -> None:
 def test_an_unknown_kind_is_refused(db_kind: str, db_url: str) -> None:
     engine = create_engine(sync_url(db_url))
     try:
-        # The CHECK is evaluated before the program's foreign key (PostgreSQL) is.
+        # The CHECK refuses it (SQLite checks the program's foreign key after it; PostgreSQL
+        # has none since 0038).
         with pytest.raises(IntegrityError, match="kind_known"), engine.begin() as conn:
             conn.execute(
                 text(

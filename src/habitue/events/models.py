@@ -17,15 +17,15 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from habitue.db import Base, BigId, JSONType, ident
+from habitue.db import Base, BigId, JSONType, ident, sqlite_foreign_key
 
 
 class Event(Base):
     __tablename__ = "events"
 
     id: Mapped[str] = mapped_column(ident(36), primary_key=True)
-    program_id: Mapped[int] = mapped_column(ForeignKey("programs.id"))
-    member_id: Mapped[int] = mapped_column(ForeignKey("members.id"))
+    program_id: Mapped[int] = mapped_column(BigId)
+    member_id: Mapped[int] = mapped_column(BigId)
     type: Mapped[str] = mapped_column(String(32))
     source: Mapped[str] = mapped_column(ident(64))
     external_id: Mapped[str] = mapped_column(ident(200))
@@ -45,6 +45,9 @@ class Event(Base):
         UniqueConstraint("program_id", "source", "external_id"),
         Index("ix_events_member_occurred", "member_id", "occurred_at"),
         Index("ix_events_program_occurred", "program_id", "occurred_at"),
+        # Migration 0038: foreign keys on SQLite only (`habitue.db.sqlite_foreign_key`).
+        sqlite_foreign_key("program_id", "programs.id"),
+        sqlite_foreign_key("member_id", "members.id"),
     )
 
 
@@ -54,7 +57,7 @@ class EventLine(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     program_id: Mapped[int] = mapped_column(BigInteger)
     member_id: Mapped[int] = mapped_column(BigInteger)
-    event_id: Mapped[str] = mapped_column(ForeignKey("events.id"), index=True)
+    event_id: Mapped[str] = mapped_column(ident(36), index=True)
     line_no: Mapped[int] = mapped_column(Integer)
     sku: Mapped[str | None] = mapped_column(String(100), nullable=True)
     category: Mapped[str | None] = mapped_column(String(100), nullable=True)
@@ -63,6 +66,9 @@ class EventLine(Base):
     amount_minor: Mapped[int] = mapped_column(BigInteger)
     tax_minor: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     """The tax in `amount_minor` (0: none known)."""
+
+    # Migration 0038: a foreign key on SQLite only (`habitue.db.sqlite_foreign_key`).
+    __table_args__ = (sqlite_foreign_key("event_id", "events.id"),)
 
 
 class IdempotencyRecord(Base):

@@ -8,7 +8,7 @@ from sqlalchemy import BigInteger, CheckConstraint, DateTime, ForeignKey, Index,
 from sqlalchemy.orm import Mapped, mapped_column
 
 from habitue.bounds import MAX_BALANCE
-from habitue.db import Base, BigId, ident, partial_index
+from habitue.db import Base, BigId, ident, partial_index, sqlite_foreign_key
 from habitue.ledger.kinds import ACCOUNT_KIND_CHECK, ENTRY_KIND_CHECK
 
 BALANCE_BOUNDS = f"{{column}} BETWEEN -{MAX_BALANCE} AND {MAX_BALANCE}"
@@ -49,7 +49,7 @@ class LedgerTransaction(Base):
     __tablename__ = "ledger_transactions"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    program_id: Mapped[int] = mapped_column(ForeignKey("programs.id"))
+    program_id: Mapped[int] = mapped_column(BigId)
     member_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     kind: Mapped[str] = mapped_column(String(16))
     reference: Mapped[str] = mapped_column(ident(200))
@@ -69,6 +69,8 @@ class LedgerTransaction(Base):
         Index("ux_ledger_transactions_reference", "program_id", "reference", unique=True),
         # Migration 0032: a member's history in order of effect.
         Index("ix_ledger_transactions_member", "member_id", "effective_at", "id"),
+        # Migration 0038: a foreign key on SQLite only (`habitue.db.sqlite_foreign_key`).
+        sqlite_foreign_key("program_id", "programs.id"),
     )
 
 
@@ -79,8 +81,8 @@ class Posting(Base):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     program_id: Mapped[int] = mapped_column(BigInteger)
-    transaction_id: Mapped[int] = mapped_column(ForeignKey("ledger_transactions.id"), index=True)
-    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
+    transaction_id: Mapped[int] = mapped_column(BigId, index=True)
+    account_id: Mapped[int] = mapped_column(BigId, index=True)
     member_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     amount: Mapped[int] = mapped_column(BigInteger)
     rule_code: Mapped[str | None] = mapped_column(String(64), nullable=True)
@@ -90,6 +92,9 @@ class Posting(Base):
 
     __table_args__ = (
         CheckConstraint(BALANCE_BOUNDS.format(column="amount"), name="amount_bounds"),
+        # Migration 0038: foreign keys on SQLite only (`habitue.db.sqlite_foreign_key`).
+        sqlite_foreign_key("transaction_id", "ledger_transactions.id"),
+        sqlite_foreign_key("account_id", "accounts.id"),
     )
 
 
@@ -101,7 +106,7 @@ class Lot(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     program_id: Mapped[int] = mapped_column(BigInteger)
     member_id: Mapped[int] = mapped_column(BigInteger)
-    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"))
+    account_id: Mapped[int] = mapped_column(BigId)
     transaction_id: Mapped[int] = mapped_column(BigInteger)
     event_id: Mapped[str | None] = mapped_column(ident(36), nullable=True)
     amount: Mapped[int] = mapped_column(BigInteger)
@@ -123,4 +128,6 @@ class Lot(Base):
             where="pending_until IS NOT NULL",
         ),
         Index("ix_lots_event", "event_id"),
+        # Migration 0038: a foreign key on SQLite only (`habitue.db.sqlite_foreign_key`).
+        sqlite_foreign_key("account_id", "accounts.id"),
     )

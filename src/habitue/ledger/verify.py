@@ -5,6 +5,30 @@ from __future__ import annotations
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+REFERENCES: dict[str, tuple[str, str, str]] = {
+    "events name an existing program": ("events", "program_id", "programs"),
+    "events name an existing member": ("events", "member_id", "members"),
+    "basket lines name an existing event": ("event_lines", "event_id", "events"),
+    "transactions name an existing program": ("ledger_transactions", "program_id", "programs"),
+    "postings name an existing transaction": ("postings", "transaction_id", "ledger_transactions"),
+    "postings name an existing account": ("postings", "account_id", "accounts"),
+    "lots name an existing account": ("lots", "account_id", "accounts"),
+}
+"""The references a purchase writes that PostgreSQL does not enforce with a foreign key
+(migration 0038: each check cost a query per row, and those to the one `programs` row and the
+program's `issued` account a row lock shared by every till's transaction). SQLite keeps them
+as foreign keys, except while the import writes with them off. No parent is ever deleted
+(erasure keeps the member's row, pseudonymised), so a row that names a missing parent is a
+writer's bug; these checks find it: (child table, column, parent table whose `id` it names)."""
+
+
+def _orphans(child: str, column: str, parent: str) -> str:
+    """The rows of `child` whose `column` names no row of `parent` (names from REFERENCES)."""
+    return f"""
+        SELECT c.id, c.{column} FROM {child} c
+        WHERE NOT EXISTS (SELECT 1 FROM {parent} p WHERE p.id = c.{column})"""  # noqa: S608
+
+
 CHECKS: dict[str, str] = {
     "transaction postings sum to zero": """
         SELECT transaction_id, SUM(amount) FROM postings
@@ -33,6 +57,7 @@ CHECKS: dict[str, str] = {
         SELECT t.id FROM ledger_transactions t
         LEFT JOIN postings p ON p.transaction_id = t.id
         GROUP BY t.id HAVING COUNT(p.id) < 2""",
+    **{name: _orphans(*reference) for name, reference in REFERENCES.items()},
 }
 
 
