@@ -19,7 +19,19 @@ from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import case, exists, insert, null, or_, select, text, update
+from sqlalchemy import (
+    CompoundSelect,
+    case,
+    exists,
+    insert,
+    literal,
+    null,
+    or_,
+    select,
+    text,
+    union_all,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from habitue import clock
@@ -363,31 +375,38 @@ async def _plan_postgresql(
     return int(upto - last)
 
 
+_NO_CURSOR = 0
+"""In `_todo`'s answer: a program has no cursor yet (program ids start at 1)."""
+
+
+def _todo() -> CompoundSelect[Any]:
+    """The programs with outbox rows not yet sequenced or after their cursor, in id order,
+    led by `_NO_CURSOR` when a program lacks a cursor: one statement, through the outbox's
+    indexes."""
+    unsequenced = exists().where(_o.c.program_id == _c.c.program_id, _o.c.seq.is_(None))
+    ahead = exists().where(_o.c.program_id == _c.c.program_id, _o.c.seq > _c.c.last_seq)
+    no_cursor = exists(select(_p.c.id).where(~exists().where(_c.c.program_id == _p.c.id)).limit(1))
+    return union_all(
+        select(literal(_NO_CURSOR).label("id")).where(no_cursor),
+        select(_c.c.program_id.label("id")).where(or_(unsequenced, ahead)),
+    ).order_by("id")
+
+
 async def plan(db: Database, *, built_in: Collection[str] = ("email",)) -> int:
     """Plan every program with events after its cursor; the number of events read.
 
-    An idle worker only reads: which programs lack a cursor, which have outbox rows not yet
-    sequenced or after their cursor (both through the outbox's indexes)."""
-    async with db.read() as session:
-        missing = (
-            await session.execute(
-                select(_p.c.id).where(~exists().where(_c.c.program_id == _p.c.id)).limit(1)
-            )
-        ).first()
-    if missing is not None:
+    An idle worker only reads, in one statement: which programs lack a cursor, which have
+    outbox rows not yet sequenced or after their cursor (both through the outbox's indexes)."""
+    async with db.read_statements() as session:
+        ids = [int(i) for i in (await session.execute(_todo())).scalars()]
+    if ids[:1] == [_NO_CURSOR]:
         await db.write(ensure_cursors)
-    unsequenced = exists().where(_o.c.program_id == _c.c.program_id, _o.c.seq.is_(None))
-    ahead = exists().where(_o.c.program_id == _c.c.program_id, _o.c.seq > _c.c.last_seq)
-    async with db.read() as session:
-        ids = list(
-            (
-                await session.execute(
-                    select(_c.c.program_id).where(or_(unsequenced, ahead)).order_by(_c.c.program_id)
-                )
-            ).scalars()
-        )
+        async with db.read_statements() as session:
+            ids = [int(i) for i in (await session.execute(_todo())).scalars()]
     total = 0
     for program_id in ids:
+        if program_id == _NO_CURSOR:  # one made since `ensure_cursors`: the next plan's
+            continue
         total += await db.write(
             functools.partial(_plan_one, program_id=program_id, built_in=built_in)
         )
