@@ -2,10 +2,20 @@
 
 For each program, under its cursor's row lock (`FOR UPDATE SKIP LOCKED` on PostgreSQL: one
 planner per program at a time, the others skip it), the committed outbox events get their feed
-positions (`outbox.sequence_pending`), and the events after the cursor become deliveries — one
-per subscribed webhook endpoint and one per message channel — in the same transaction that
-moves the cursor. A worker killed here loses nothing: the transaction is rolled back and the
-next planner reads the same events.
+positions (`outbox.sequence_pending`; on PostgreSQL its twin in the plan's own statement), and
+the events after the cursor become deliveries — one per subscribed webhook endpoint and one per
+message channel — in the same transaction that moves the cursor. A worker killed here loses
+nothing: the transaction is rolled back and the next planner reads the same events.
+
+Feed positions are contiguous, so a step plans the next `limit` positions after the cursor;
+of their events it reads back only those of the types that can call for a delivery in the
+program as it stands (`wanted_types`: the enabled endpoints' subscriptions, the messages with
+a written or built-in text, sign-in links, newsletters), and their payload only where the
+plan needs it (`PAYLOAD_TYPES`). Most events (`event.recorded`, and `points.earned` while no
+one asked for it) are numbered and passed over without a row reaching Python. On PostgreSQL a
+step is two statements (a third when there are deliveries): the cursor and program locks with
+the endpoints and templates, then the numbering, the move of the feed and of the cursor and
+the wanted events in one statement.
 
 The rows of a plan go in one statement: on PostgreSQL an `INSERT … SELECT FROM unnest(…)` of
 parallel arrays (one statement whatever the number of rows), on SQLite an `executemany` (in
