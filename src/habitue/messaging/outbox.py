@@ -95,7 +95,8 @@ async def sequence_pending(session: AsyncSession, program_id: int, *, limit: int
 
     Runs under the program row's lock, so positions only grow: an event committed after a
     reader saw position N always gets a position above N. One `UPDATE … FROM` numbers them
-    all (not a statement per event).
+    all (not a statement per event). The delivery planner numbers the same way on PostgreSQL,
+    within its own statement (`planning._PG_NUMBER_AND_PICK`), under the same lock.
     """
     q = select(_programs.c.feed_seq).where(_programs.c.id == program_id)
     if dialect_name(session) == "postgresql":
