@@ -232,6 +232,7 @@ _PAYLOADS = [
     {"template": "spring_news", "newsletter_id": 7},
     {"template": "welcome"},
     {"points": 5},
+    {"source": triggers.IMPORTED},
 ]
 _CODES = sorted({*triggers.TRIGGERS.values(), "spring_news", "nope"})
 

@@ -166,9 +166,10 @@ async def insert_deliveries(
     await session.execute(insert(_d), values)
 
 
-PAYLOAD_TYPES = frozenset({newsletters.QUEUED, "tier.changed"})
+PAYLOAD_TYPES = frozenset({newsletters.QUEUED, "tier.changed", "member.enrolled"})
 """The event types whose payload the plan reads (`message_code`: a newsletter's template and
-id, a tier change's direction); of the others it reads the id, position, type and member only."""
+id, a tier change's direction, an enrolment's `source`: an imported member gets no welcome);
+of the others it reads the id, position, type and member only."""
 
 
 def _channels(
