@@ -100,6 +100,7 @@ def scratch_url(db_kind: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
         "0035_rule_drafts",
         "0036_kind_checks",
         "0037_promo",
+        "0038_price",
     ],
 )
 def test_a_migration_goes_down_and_up_again(scratch_url: str, revision: str) -> None:

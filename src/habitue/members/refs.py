@@ -190,6 +190,21 @@ def _locked_status(member_id: ColumnElement[int]) -> ColumnElement[Any]:
     )
 
 
+_of_program = table_of(Member).alias("member_program")
+
+
+def program_of(member_id: ColumnElement[int]) -> ColumnElement[int]:
+    """The member's program id as a scalar subquery, for another room's `MemberColumn` that
+    reads a table by program (the promotions' stamp)."""
+    # Correlated to the member's query at any depth (auto-correlation stops one level up).
+    return (
+        select(_of_program.c.program_id)
+        .where(_of_program.c.id == member_id)
+        .correlate_except(_of_program)
+        .scalar_subquery()
+    )
+
+
 LOCKED_STATUS = MemberColumn("members.locked_status", _locked_status)
 """The member's status read under the member's row lock (PostgreSQL), for the event path.
 

@@ -172,7 +172,7 @@ async def _member(
         member_id=sel.id,
         card_number=sel.card_number,
         external_id=sel.external_id,
-        reads=pipeline.member_reads,
+        reads=(*pipeline.member_reads, *promotions_service.MEMBER_READS),
     )
 
 
@@ -190,22 +190,15 @@ async def price_in(
         raise ValidationFailed("occurred_at", "is in the future")
     lines, refused_lines, index = parse_lines(program, body)
     member = await _member(session, pipeline, program, body)
-    live = await promotions_service.live(
-        session, program, member.id if member is not None else None
-    )
+    live = await promotions_service.live(session, program, member)
+    uses = live.uses
     snap = None
     terms = None
-    uses: dict[int, int] = {}
     if member is not None:
         # The purchase this basket makes (quoted or recorded) reads this member again: hand
         # them over instead (same session, same unit of work).
         members_service.hand_over(session, program, member, pipeline.member_reads)
         snap = await pipeline.snapshot(session, program, member, now)
-        uses = {
-            r["id"]: int(r["member_uses"])
-            for r in [*live.automatic, *live.by_promo_code.values(), *live.by_reward.values()]
-            if r["member_uses"]
-        }
         if body.points:
             balance = await ledger_service.balances(session, member.accounts, expiring=0)
             terms = PointsTerms(
