@@ -23,6 +23,7 @@ from habitue.db import Database
 from habitue.members import service as members_service
 from habitue.programs import service as programs_service
 from habitue.promotions import service as promotions_service
+from habitue.promotions import till
 from habitue.settings import Settings
 from tests.conftest import ADMIN_KEY, create_program, enrol
 from tests.promotions.helpers import confirm, food_rule_and_ten_code, offs, price, promo
@@ -47,10 +48,25 @@ async def _none(_session: AsyncSession) -> None:
 
 
 def _read_every_time(m: pytest.MonkeyPatch) -> None:
-    """The reference: the live promotions read through the session at every basket (no
-    stamp read with the member, so no cache)."""
+    """The reference: the member and the live promotions read through the session at every
+    basket (no stamp read with the member, so no cache)."""
     m.setattr(promotions_service, "_driver", _none)
     m.setattr(promotions_service, "MEMBER_READS", ())
+    m.setattr(till, "_member_driver", _none)
+
+
+def _member_reads(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """Counts the members read straight (True) and through the session (False)."""
+    taken: list[bool] = []
+    driver = till._member_driver
+
+    async def counted(session: AsyncSession) -> Any:
+        raw = await driver(session)
+        taken.append(raw is not None)
+        return raw
+
+    monkeypatch.setattr(till, "_member_driver", counted)
+    return taken
 
 
 def _basket(rng: random.Random, member: str | None) -> dict[str, Any]:
@@ -87,12 +103,15 @@ async def test_prices_and_confirms_with_the_read_sent_straight_are_the_sessions(
 ) -> None:
     program, members = await _setup(client)
     taken = _counting(monkeypatch)
+    straight = _member_reads(monkeypatch)
     rng = random.Random(5)
     url = f"/v1/programs/{program}/baskets/price"
     for n in range(30):
         member = rng.choice([*members, None])
         body = _basket(rng, member)
         fast = await client.post(url, json=body)
+        if member is not None:  # a price's member: straight on PostgreSQL
+            assert straight.pop() is (db_kind == "postgres")
         with monkeypatch.context() as m:
             _read_every_time(m)
             reference = await client.post(url, json=body)
@@ -100,6 +119,7 @@ async def test_prices_and_confirms_with_the_read_sent_straight_are_the_sessions(
         if n % 3 == 0 and member is not None:  # uses of the limited promotions, both ways
             sent = await confirm(client, program, external_id=f"c{n}", **body)
             assert sent.status_code in (200, 422), sent.text
+            assert straight.pop() is False  # a confirm's member: the session (locks)
     priced = list(taken)
     if db_kind == "postgres":
         assert priced and all(priced)  # every read the cache did not spare went straight
@@ -252,3 +272,30 @@ async def test_the_uses_read_with_the_member_are_the_querys(
             assert [r["code"] for r in cached.automatic] == [r["code"] for r in read.automatic]
     assert read.uses == {}
     assert ref.extras[promotions_service.STAMP] is not None
+
+
+async def test_a_member_read_straight_is_the_sessions(
+    client: httpx.AsyncClient, db: Database, db_kind: str
+) -> None:
+    """`members.resolve(..., raw=...)` (a price's member on PostgreSQL) gives the member the
+    session's query gives, with every column read with them."""
+    program, members = await _setup(client)
+    rich = await enrol(client, program, external_id="rich", attributes={"city": "Århus", "n": 3})
+    mugs = [{"sku": "MUG", "category": "home", "quantity": 1, "unit_price": "10.00"}]
+    sent = await confirm(client, program, member={"id": rich["id"]}, lines=mugs, codes=["SAVE2"])
+    assert sent.status_code == 200, sent.text
+    info = programs_service.cached_info(program)
+    assert info is not None
+    app = client._transport.app  # type: ignore[attr-defined]
+    reads = (*app.state.pipeline.member_reads, *promotions_service.MEMBER_READS)
+    async with db.read_statements() as session:
+        for named in [{"member_id": m} for m in [*members, rich["id"]]] + [
+            {"external_id": "rich"}, {"card_number": rich["card_number"]}
+        ]:  # fmt: skip
+            raw = await till._member_driver(session)
+            assert (raw is not None) is (db_kind == "postgres")
+            fast = await members_service.resolve(session, info, reads=reads, raw=raw, **named)
+            slow = await members_service.resolve(session, info, reads=reads, **named)
+            assert fast == slow, named
+    assert fast.attributes == {"city": "Århus", "n": 3}
+    assert promotions_service._parse_uses(fast.extras[promotions_service.USES])

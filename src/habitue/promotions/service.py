@@ -17,15 +17,18 @@ from sqlalchemy import (
     delete,
     func,
     insert,
+    literal_column,
     select,
     text,
     update,
 )
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.functions import FunctionElement
 
 from habitue import clock
-from habitue.db import table_of
+from habitue.db import driver_connection, table_of
 from habitue.members.service import MemberColumn, MemberRef, program_of
 from habitue.money import MoneyFormatError, format_minor, parse_minor
 from habitue.programs.service import ProgramInfo
@@ -380,6 +383,26 @@ _used = _uses.alias("promotion_used")
 _counted = _promotions.alias("promotion_counted")
 
 
+class _Joined(FunctionElement[str]):
+    """Texts joined by commas (an aggregate), its separator written in the SQL: SQLAlchemy's
+    `aggregate_strings` sends it as a literal parameter, which makes the statement be
+    rendered again at every execution."""
+
+    type = String()
+    name = "joined"
+    inherit_cache = True
+
+
+@compiles(_Joined)
+def _group_concat(element: _Joined, compiler: Any, **kw: Any) -> str:
+    return f"group_concat({compiler.process(element.clauses, **kw)}, ',')"
+
+
+@compiles(_Joined, "postgresql")
+def _string_agg(element: _Joined, compiler: Any, **kw: Any) -> str:
+    return f"string_agg({compiler.process(element.clauses, **kw)}, ',')"
+
+
 def _uses_column(member_id: ColumnElement[int]) -> ColumnElement[Any]:
     # `_LIVE_WITH_USES`'s counts, as one text: "id:count,id:count" over the live promotions.
     count = (
@@ -388,8 +411,9 @@ def _uses_column(member_id: ColumnElement[int]) -> ColumnElement[Any]:
         .correlate_except(_used)
         .scalar_subquery()
     )
+    pair = cast(_counted.c.id, String) + literal_column("':'", String) + cast(count, String)
     return (
-        select(func.aggregate_strings(cast(_counted.c.id, String) + ":" + cast(count, String), ","))
+        select(_Joined(pair))
         .where(_counted.c.program_id == program_of(member_id), _counted.c.active.is_(True))
         .scalar_subquery()
     )
@@ -412,24 +436,9 @@ def forget() -> None:
 
 
 async def _driver(session: AsyncSession) -> Any | None:
-    """The asyncpg connection under `session` when a statement sent on it straight runs
-    where the session's own would: on PostgreSQL through asyncpg, on a connection in
-    autocommit (`Database.read_statements`) or inside the transaction the session has
-    begun already (SQLAlchemy's asyncpg adapter sends BEGIN with its first statement).
-    Else None: the caller goes through the session. Through the driver, a query costs
-    about half the client's CPU (no compiling of the statement's cache key, no result
-    wrapping; docs/benchmarks.md, h5/price); its rows are asyncpg records, read by name
-    as the session's mappings, their JSON decoded by the codec the dialect set up."""
-    if session.get_bind().dialect.driver != "asyncpg":
-        return None
-    conn = await session.connection()
-    fairy = await conn.get_raw_connection()
-    adapted = fairy.dbapi_connection
-    if getattr(adapted, "isolation_level", None) != "autocommit" and (
-        getattr(adapted, "_transaction", None) is None
-    ):
-        return None
-    return fairy.driver_connection
+    """The asyncpg connection to send the live promotions' query to straight, or None
+    (`db.driver_connection`; h5/price)."""
+    return await driver_connection(session)
 
 
 def _split(rows: Sequence[Any], uses: dict[int, int]) -> Live:

@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from habitue import clock
-from habitue.db import Database, dialect_name, table_of
+from habitue.db import Database, dialect_name, driver_connection, table_of
 from habitue.errors import HabitueError, ValidationFailed
 from habitue.events import service as events_service
 from habitue.events.models import Event
@@ -160,6 +160,15 @@ async def _offer_inputs(
     return out
 
 
+async def _member_driver(session: AsyncSession) -> Any | None:
+    """The asyncpg connection to send the member's query to straight
+    (`members.resolve(..., raw=...)`): a price's, whose reads run in autocommit. In a
+    transaction (a confirm) the query locks the member's row and counters, and a deadlock
+    must reach `Database.write`'s retry as SQLAlchemy raises it: the session reads them."""
+    raw = await driver_connection(session)
+    return None if raw is None or raw.is_in_transaction() else raw
+
+
 async def _member(
     session: AsyncSession, pipeline: Pipeline, program: ProgramInfo, body: BasketIn
 ) -> MemberRef | None:
@@ -173,6 +182,7 @@ async def _member(
         card_number=sel.card_number,
         external_id=sel.external_id,
         reads=(*pipeline.member_reads, *promotions_service.MEMBER_READS),
+        raw=await _member_driver(session),
     )
 
 
