@@ -13,7 +13,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import insert, select, text
+from sqlalchemy import bindparam, insert, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -262,30 +262,37 @@ async def price_basket(
     return answer, priced.missed
 
 
+_PREVIOUS = select(
+    select(_confirmations.c.response)
+    .where(
+        _confirmations.c.program_id == bindparam("prev_program"),
+        _confirmations.c.external_id == bindparam("prev_external_id"),
+    )
+    .scalar_subquery()
+    .label("response"),
+    select(_events.c.id)
+    .where(
+        _events.c.program_id == bindparam("prev_program"),
+        _events.c.source == bindparam("prev_source"),
+        _events.c.external_id == bindparam("prev_external_id"),
+    )
+    .scalar_subquery()
+    .label("event_id"),
+)
+"""`_previous`'s statement, built once (building it per confirm cost ~0.1 ms of CPU)."""
+
+
 async def _previous(
     session: AsyncSession, program: ProgramInfo, body: BasketConfirm
 ) -> tuple[BasketRead | None, bool]:
     """In one statement: the answer stored under this basket's `external_id` (a retry), and
     whether a purchase event with this source and external id exists already."""
-    c, e = _confirmations.c, _events.c
-    row = (
-        await session.execute(
-            select(
-                select(c.response)
-                .where(c.program_id == program.id, c.external_id == body.external_id)
-                .scalar_subquery()
-                .label("response"),
-                select(e.id)
-                .where(
-                    e.program_id == program.id,
-                    e.source == body.source,
-                    e.external_id == body.external_id,
-                )
-                .scalar_subquery()
-                .label("event_id"),
-            )
-        )
-    ).one()
+    params = {
+        "prev_program": program.id,
+        "prev_external_id": body.external_id,
+        "prev_source": body.source,
+    }
+    row = (await session.execute(_PREVIOUS, params)).one()
     stored = None if row.response is None else BasketRead.model_validate(row.response)
     return stored, row.event_id is not None
 
