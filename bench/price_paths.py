@@ -17,7 +17,11 @@ then all together, the reference):
 - `read_statements`: the price's reads without a transaction (PostgreSQL);
 - `merged insert`: a confirm's promotion uses and confirmation in one statement;
 - `live straight`: the live promotions' query sent to asyncpg straight, not through the
-  session (`promotions.service._driver`; h5/price).
+  session (`promotions.service._driver`; h5/price);
+- `live cache`: the live promotions kept in the process under the stamp read with the
+  member, not read at every basket (`promotions.service.live`; h6/price);
+- `member straight`: a price's member read sent to asyncpg straight, not through the
+  session (`promotions.till._member_driver`; h6/price).
 """
 
 from __future__ import annotations
@@ -52,7 +56,9 @@ CONFIGS: dict[str, set[str]] = {
     "no read_statements": {"statements"},
     "no merged insert": {"merge"},
     "no live straight": {"straight"},
-    "reference (none)": {"quote", "json", "statements", "merge", "straight"},
+    "no live cache": {"cache"},
+    "no member straight": {"member"},
+    "reference (none)": {"quote", "json", "statements", "merge", "straight", "cache", "member"},
 }
 
 
@@ -67,6 +73,8 @@ async def run(url: str, shape: str, rounds: int, at_once: int) -> None:
     read_statements = Database.read_statements
     dialect_name = till.dialect_name
     driver = promotions_service._driver
+    member_reads = promotions_service.MEMBER_READS
+    member_driver = till._member_driver
 
     async def no_driver(_session: Any) -> None:
         return None
@@ -77,6 +85,8 @@ async def run(url: str, shape: str, rounds: int, at_once: int) -> None:
         Database.read_statements = Database.read if "statements" in off else read_statements
         till.dialect_name = (lambda _: "other") if "merge" in off else dialect_name
         promotions_service._driver = no_driver if "straight" in off else driver  # type: ignore[assignment]
+        promotions_service.MEMBER_READS = () if "cache" in off else member_reads  # type: ignore[assignment]
+        till._member_driver = no_driver if "member" in off else member_driver  # type: ignore[assignment]
 
     async with app.router.lifespan_context(app):
         members, client = await seed_till(app, "pp", at_once)

@@ -100,13 +100,19 @@ async def run(  # noqa: PLR0915
                 if show and len(shown) < 40:
                     shown.append(" ".join(statement.split())[:150])
 
-            # Statements sent to asyncpg straight (`promotions.service._driver`), which
-            # SQLAlchemy's events do not see: counted apart, as "SELECT*".
+            # Statements sent to asyncpg straight (`db.driver_connection`: the live
+            # promotions, a price's member), which SQLAlchemy's events do not see: counted
+            # apart, as "SELECT*".
             fetch = asyncpg.Connection.fetch
+            fetchrow = asyncpg.Connection.fetchrow
 
             async def straight(self: Any, query: str, *args: Any, **kw: Any) -> Any:
                 seen[query.split(None, 1)[0].upper() + "*"] += 1
                 return await fetch(self, query, *args, **kw)
+
+            async def straight_row(self: Any, query: str, *args: Any, **kw: Any) -> Any:
+                seen[query.split(None, 1)[0].upper() + "*"] += 1
+                return await fetchrow(self, query, *args, **kw)
 
             for mode in ("price", "confirm"):
                 n = 0
@@ -126,6 +132,7 @@ async def run(  # noqa: PLR0915
                 for engine in engines:
                     event.listen(engine, "before_cursor_execute", count)
                 asyncpg.Connection.fetch = straight  # type: ignore[method-assign]
+                asyncpg.Connection.fetchrow = straight_row  # type: ignore[method-assign]
                 prof = cProfile.Profile() if profile else None
                 cpu, wall = time.process_time(), time.perf_counter()
                 if prof is not None:
@@ -138,6 +145,7 @@ async def run(  # noqa: PLR0915
                 for engine in engines:
                     event.remove(engine, "before_cursor_execute", count)
                 asyncpg.Connection.fetch = fetch  # type: ignore[method-assign]
+                asyncpg.Connection.fetchrow = fetchrow  # type: ignore[method-assign]
                 if show:
                     print(f"{mode}: the statements of the first requests measured")
                     print("\n".join(f"  {t}" for t in shown))

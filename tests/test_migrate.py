@@ -127,6 +127,7 @@ def scratch_url(db_kind: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
         "0036_kind_checks",
         "0037_promo",
         "0038_pgcost",
+        "0039_price",
     ],
 )
 def test_a_migration_goes_down_and_up_again(scratch_url: str, revision: str) -> None:
@@ -306,3 +307,41 @@ async def test_members_enrolled_before_0034_get_a_counters_row(scratch_url: str)
     assert after[ids[bought["id"]]] == counted[ids[bought["id"]]]
     assert state_from_json(after[ids[idle["id"]]]) == state_from_json({})
     engine.dispose()
+
+
+async def test_each_program_with_promotions_gets_a_stamp(scratch_url: str) -> None:
+    """0039_price: the programs that have promotions get a stamp of their own (so the till
+    keeps them in its process at once); a program without promotions gets none."""
+    from tests.conftest import create_program
+    from tests.promotions.helpers import promo
+
+    upgrade(scratch_url)
+    async with _operator_api(scratch_url) as c:
+        programs = [await create_program(c) for _ in range(3)]
+        for program in programs[:2]:
+            await promo(c, program, code="five", effect={"type": "order_percent", "percent": "5"})
+    config = alembic_config(scratch_url)
+    command.downgrade(config, "0038_pgcost")
+    command.upgrade(config, "heads")
+    engine = create_engine(sync_url(scratch_url))
+    with engine.connect() as conn:
+        stamps = conn.execute(
+            text(
+                "SELECT p.code, s.stamp FROM promotion_stamps AS s"
+                " JOIN programs AS p ON p.id = s.program_id"
+            )
+        ).all()
+    engine.dispose()
+    assert sorted(code for code, _ in stamps) == sorted(programs[:2])
+    assert len({stamp for _, stamp in stamps}) == 2
+    assert all(len(stamp) == 32 for _, stamp in stamps)
+    async with _operator_api(scratch_url) as c:  # and the till prices with them
+        member = (await c.post(f"/v1/programs/{programs[0]}/members", json={})).json()["id"]
+        line = {"sku": "A", "category": "x", "quantity": 1, "unit_price": "10.00"}
+        for _ in range(2):  # read, then from the cache
+            r = await c.post(
+                f"/v1/programs/{programs[0]}/baskets/price",
+                json={"member": {"id": member}, "lines": [line]},
+            )
+            assert r.status_code == 200, r.text
+            assert [d["amount"] for d in r.json()["discounts"]] == ["0.50"]

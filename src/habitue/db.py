@@ -860,3 +860,70 @@ def table_of(model: type[Base]) -> Table:
 def dialect_name(session: AsyncSession) -> str:
     """`postgresql` or `sqlite`: for the few statements that differ."""
     return session.get_bind().dialect.name
+
+
+async def driver_connection(session: AsyncSession) -> Any | None:
+    """The asyncpg connection under `session` when a statement sent on it straight runs
+    where the session's own would: on PostgreSQL through asyncpg, on a connection in
+    autocommit (`Database.read_statements`) or inside the transaction the session has
+    begun already (SQLAlchemy's asyncpg adapter sends BEGIN with its first statement).
+    Else None: the caller goes through the session. Through the driver, a read costs about
+    half the client's CPU (no compiling of the statement's cache key, no result wrapping;
+    docs/benchmarks.md, h5/price and h6/price); its rows are asyncpg records, read by name,
+    their JSON decoded by the codec the dialect set up on the connection."""
+    if session.get_bind().dialect.driver != "asyncpg":
+        return None
+    conn = await session.connection()
+    fairy = await conn.get_raw_connection()
+    adapted = fairy.dbapi_connection
+    if getattr(adapted, "isolation_level", None) != "autocommit" and (
+        getattr(adapted, "_transaction", None) is None
+    ):
+        return None
+    return fairy.driver_connection
+
+
+@dataclass(frozen=True, slots=True)
+class Straight:
+    """A SQLAlchemy query compiled once for asyncpg: its SQL, the order of its parameters
+    and the values written into the query itself (`straight`)."""
+
+    sql: str
+    names: tuple[str, ...]
+    fixed: dict[str, Any]
+
+    def args(self, params: Mapping[str, Any]) -> list[Any]:
+        """The positional arguments for `params` (the query's bound parameters)."""
+        return [params[n] if n in params else self.fixed[n] for n in self.names]
+
+
+_straight: dict[tuple[Any, int], Straight | None] = {}
+
+
+def straight(query: Any, dialect: Any) -> Straight | None:
+    """`query` (a statement built once and reused) as asyncpg runs it with
+    `driver_connection`; None when SQLAlchemy would process a parameter or a column on the
+    way (a type's bind or result processor, a parameter rendered into the SQL at each
+    execution): that query goes through the session."""
+    key = (query, id(dialect))
+    if key in _straight:
+        return _straight[key]
+    compiled = query.compile(dialect=dialect)
+    plan: Straight | None = None
+    plain = (
+        compiled.positiontup is not None
+        and not compiled.literal_execute_params
+        and not compiled.post_compile_params
+        and all(b.type._cached_bind_processor(dialect) is None for b in compiled.binds.values())
+        and all(c[3]._cached_result_processor(dialect, None) is None
+                for c in compiled._result_columns)
+    )  # fmt: skip
+    if plain:
+        required = {b.key for b in compiled.binds.values() if b.required}
+        values = compiled.construct_params(_check=False)
+        fixed = {k: v for k, v in values.items() if k not in required}
+        plan = Straight(str(compiled), tuple(compiled.positiontup), fixed)
+    if len(_straight) > 256:
+        _straight.clear()
+    _straight[key] = plan
+    return plan

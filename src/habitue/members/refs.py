@@ -15,7 +15,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from habitue import clock
-from habitue.db import Prefetch, dialect_name, table_of
+from habitue.db import Prefetch, dialect_name, straight, table_of
 from habitue.errors import ValidationFailed
 from habitue.ledger.models import Account
 from habitue.ledger.service import MemberAccounts
@@ -186,6 +186,21 @@ def _locked_status(member_id: ColumnElement[int]) -> ColumnElement[Any]:
         select(_locking.c.status)
         .where(_locking.c.id == member_id)
         .with_for_update(key_share=True)
+        .scalar_subquery()
+    )
+
+
+_of_program = table_of(Member).alias("member_program")
+
+
+def program_of(member_id: ColumnElement[int]) -> ColumnElement[int]:
+    """The member's program id as a scalar subquery, for another room's `MemberColumn` that
+    reads a table by program (the promotions' stamp)."""
+    # Correlated to the member's query at any depth (auto-correlation stops one level up).
+    return (
+        select(_of_program.c.program_id)
+        .where(_of_program.c.id == member_id)
+        .correlate_except(_of_program)
         .scalar_subquery()
     )
 
@@ -409,16 +424,18 @@ _CARD_BY_NUMBER = select(_cards.c.member_id, _cards.c.status).where(
 
 
 def _to_ref(row: Any, reads: Reads = ()) -> MemberRef:
-    mapping = row._mapping
+    # A SQLAlchemy row, or an asyncpg record (`resolve(..., raw=...)`): read by name.
+    mapping = getattr(row, "_mapping", row)
     extras = {read: mapping[f"extra_{n}"] for n, read in enumerate(reads)}
+    member_id = mapping["id"]
     return MemberRef(
-        id=row.id,
-        public_id=row.public_id,
-        status=extras.get(LOCKED_STATUS) or row.status,
-        tier=row.tier,
-        enrolled_at=clock.as_utc(row.enrolled_at),
-        attributes=row.attributes or {},
-        accounts=MemberAccounts(row.id, row.available, row.pending),
+        id=member_id,
+        public_id=mapping["public_id"],
+        status=extras.get(LOCKED_STATUS) or mapping["status"],
+        tier=mapping["tier"],
+        enrolled_at=clock.as_utc(mapping["enrolled_at"]),
+        attributes=mapping["attributes"] or {},
+        accounts=MemberAccounts(member_id, mapping["available"], mapping["pending"]),
         extras=extras,
     )
 
@@ -431,10 +448,13 @@ async def resolve(
     card_number: str | None = None,
     external_id: str | None = None,
     reads: Reads = (),
+    raw: Any | None = None,
 ) -> MemberRef:
     """Find a member by public id, card (number, barcode or QR) or external id.
 
     `reads`: with what the event pipeline's rooms read with the member, in the same query.
+    `raw`: the session's asyncpg connection (`db.driver_connection`), to send the member's
+    query to straight (the same SQL and rows, half the client's CPU).
     """
     if member_id is not None:
         column, value = "public_id", member_id
@@ -462,7 +482,12 @@ async def resolve(
     else:
         raise ValidationFailed("member", "give one of id, card_number or external_id")
     query = _event_ref_query(column, reads) if reads else _REF_BY[column]
-    row = (await session.execute(query, {"ref_program": program.id, "ref_v": value})).first()
+    params = {"ref_program": program.id, "ref_v": value}
+    plan = straight(query, session.get_bind().dialect) if raw is not None else None
+    if raw is not None and plan is not None:
+        row = await raw.fetchrow(plan.sql, *plan.args(params))
+    else:
+        row = (await session.execute(query, params)).first()
     if row is None:
         raise MemberNotFound("no such member in this program")
     return _to_ref(row, reads)

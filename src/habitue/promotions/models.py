@@ -40,6 +40,16 @@ class Promotion(Base):
     __table_args__ = (UniqueConstraint("program_id", "code"),)
 
 
+class PromotionStamp(Base):
+    """A random token replaced with every change of a program's promotions: the till's
+    process cache of the live promotions is current while the token is the same."""
+
+    __tablename__ = "promotion_stamps"
+
+    program_id: Mapped[int] = mapped_column(ForeignKey("programs.id"), primary_key=True)
+    stamp: Mapped[str] = mapped_column(String(32))
+
+
 class PromotionUse(Base):
     """One confirmed basket a promotion took something off (for per-member limits)."""
 

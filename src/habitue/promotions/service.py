@@ -2,23 +2,39 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, insert, select, update
+from sqlalchemy import (
+    ColumnElement,
+    String,
+    bindparam,
+    cast,
+    delete,
+    func,
+    insert,
+    literal_column,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.functions import FunctionElement
 
 from habitue import clock
-from habitue.db import table_of
+from habitue.db import driver_connection, table_of
+from habitue.members.service import MemberColumn, MemberRef, program_of
 from habitue.money import MoneyFormatError, format_minor, parse_minor
 from habitue.programs.service import ProgramInfo
 from habitue.promotions.conditions import compile_condition
 from habitue.promotions.errors import InvalidPromotion, PromotionExists, PromotionNotFound
-from habitue.promotions.models import Promotion, PromotionUse
+from habitue.promotions.models import Promotion, PromotionStamp, PromotionUse
 from habitue.promotions.pricing import Deal, EffectType, Source, Stacking
 from habitue.promotions.schemas import (
     PromotionCreate,
@@ -31,6 +47,7 @@ from habitue.rules.errors import RuleValidationError
 
 _promotions = table_of(Promotion)
 _uses = table_of(PromotionUse)
+_stamps = table_of(PromotionStamp)
 
 _NEEDS: dict[EffectType, tuple[str, ...]] = {
     EffectType.ORDER_PERCENT: ("percent",),
@@ -146,6 +163,19 @@ def _read(program: ProgramInfo, row: Any) -> PromotionRead:
     )
 
 
+_TOUCH = text(
+    "INSERT INTO promotion_stamps (program_id, stamp) VALUES (:program_id, :stamp)"
+    " ON CONFLICT (program_id) DO UPDATE SET stamp = excluded.stamp"
+)
+
+
+async def _touch(session: AsyncSession, program: ProgramInfo) -> None:
+    """A new stamp for the program's promotions, in the transaction that changes them: every
+    process's cached live promotions (`live`) are stale from its commit on. The row's lock
+    orders concurrent changes; each commit leaves a token no earlier state had."""
+    await session.execute(_TOUCH, {"program_id": program.id, "stamp": secrets.token_hex(16)})
+
+
 async def _row(session: AsyncSession, program: ProgramInfo, code: str) -> Any:
     row = (
         (
@@ -187,6 +217,7 @@ async def create(
             await session.execute(insert(_promotions).values(**values))
     except IntegrityError as exc:
         raise PromotionExists(f"promotion {data.code!r} exists") from exc
+    await _touch(session, program)
     return _read(program, values)
 
 
@@ -211,6 +242,7 @@ async def update_promotion(
         "updated_at": clock.now(),
     }
     await session.execute(update(_promotions).where(_promotions.c.id == row["id"]).values(**values))
+    await _touch(session, program)
     return _read(program, {**row, **values})
 
 
@@ -226,6 +258,7 @@ async def delete_promotion(session: AsyncSession, program: ProgramInfo, code: st
         )
     else:
         await session.execute(delete(_promotions).where(_promotions.c.id == row["id"]))
+    await _touch(session, program)
 
 
 async def get(session: AsyncSession, program: ProgramInfo, code: str) -> PromotionRead:
@@ -299,11 +332,13 @@ def deal_of(row: Any, *, source: Source = Source.PROMOTION, code: str | None = N
 
 @dataclass(frozen=True, slots=True)
 class Live:
-    """A program's active promotions, split by trigger."""
+    """A program's active promotions, split by trigger; with a member, the member's
+    confirmed baskets per promotion (`uses`, for per-member limits; zeros left out)."""
 
     automatic: list[Any]
     by_promo_code: dict[str, Any]
     by_reward: dict[str, Any]
+    uses: dict[int, int] = field(default_factory=dict)
 
 
 _LIVE = select(_promotions).where(
@@ -332,33 +367,118 @@ _LIVE_WITH_USES_SQL = (
 )
 """`_LIVE` and `_LIVE_WITH_USES` as asyncpg runs them (sent straight: `_driver`)."""
 
+_COLUMNS = ("id", "program_id", "code", "trigger", "promo_code", "reward_code", "priority",
+            "active", "spec", "created_at", "updated_at")  # fmt: skip
+
+
+def _stamp_column(member_id: ColumnElement[int]) -> ColumnElement[Any]:
+    return (
+        select(_stamps.c.stamp)
+        .where(_stamps.c.program_id == program_of(member_id))
+        .scalar_subquery()
+    )
+
+
+_used = _uses.alias("promotion_used")
+_counted = _promotions.alias("promotion_counted")
+
+
+class _Joined(FunctionElement[str]):
+    """Texts joined by commas (an aggregate), its separator written in the SQL: SQLAlchemy's
+    `aggregate_strings` sends it as a literal parameter, which makes the statement be
+    rendered again at every execution."""
+
+    type = String()
+    name = "joined"
+    inherit_cache = True
+
+
+@compiles(_Joined)
+def _group_concat(element: _Joined, compiler: Any, **kw: Any) -> str:
+    return f"group_concat({compiler.process(element.clauses, **kw)}, ',')"
+
+
+@compiles(_Joined, "postgresql")
+def _string_agg(element: _Joined, compiler: Any, **kw: Any) -> str:
+    return f"string_agg({compiler.process(element.clauses, **kw)}, ',')"
+
+
+def _uses_column(member_id: ColumnElement[int]) -> ColumnElement[Any]:
+    # `_LIVE_WITH_USES`'s counts, as one text: "id:count,id:count" over the live promotions.
+    count = (
+        select(func.count())
+        .where(_used.c.promotion_id == _counted.c.id, _used.c.member_id == member_id)
+        .correlate_except(_used)
+        .scalar_subquery()
+    )
+    pair = cast(_counted.c.id, String) + literal_column("':'", String) + cast(count, String)
+    return (
+        select(_Joined(pair))
+        .where(_counted.c.program_id == program_of(member_id), _counted.c.active.is_(True))
+        .scalar_subquery()
+    )
+
+
+STAMP = MemberColumn("promotions.stamp", _stamp_column)
+"""The stamp of the member's program's promotions (`_touch`), read with the member."""
+USES = MemberColumn("promotions.member_uses", _uses_column)
+"""The member's confirmed baskets per live promotion of their program, read with the member."""
+MEMBER_READS = (STAMP, USES)
+"""What the till reads with its member (`live` then prices from its process's cache)."""
+
+_cache: dict[int, tuple[str, Live]] = {}
+"""Per program: the live promotions read under a stamp (no member's uses)."""
+
+
+def forget() -> None:
+    """Drop the process's cached live promotions (tests; never needed for correctness)."""
+    _cache.clear()
+
 
 async def _driver(session: AsyncSession) -> Any | None:
-    """The asyncpg connection under `session` when a statement sent on it straight runs
-    where the session's own would: on PostgreSQL through asyncpg, on a connection in
-    autocommit (`Database.read_statements`) or inside the transaction the session has
-    begun already (SQLAlchemy's asyncpg adapter sends BEGIN with its first statement).
-    Else None: the caller goes through the session. Through the driver, a query costs
-    about half the client's CPU (no compiling of the statement's cache key, no result
-    wrapping; docs/benchmarks.md, h5/price); its rows are asyncpg records, read by name
-    as the session's mappings, their JSON decoded by the codec the dialect set up."""
-    if session.get_bind().dialect.driver != "asyncpg":
-        return None
-    conn = await session.connection()
-    fairy = await conn.get_raw_connection()
-    adapted = fairy.dbapi_connection
-    if getattr(adapted, "isolation_level", None) != "autocommit" and (
-        getattr(adapted, "_transaction", None) is None
-    ):
-        return None
-    return fairy.driver_connection
+    """The asyncpg connection to send the live promotions' query to straight, or None
+    (`db.driver_connection`; h5/price)."""
+    return await driver_connection(session)
 
 
-async def live(session: AsyncSession, program: ProgramInfo, member_id: int | None = None) -> Live:
+def _split(rows: Sequence[Any], uses: dict[int, int]) -> Live:
+    return Live(
+        automatic=[r for r in rows if r["trigger"] == "automatic"],
+        by_promo_code={r["promo_code"]: r for r in rows if r["trigger"] == "code"},
+        by_reward={r["reward_code"]: r for r in rows if r["trigger"] == "coupon"},
+        uses=uses,
+    )
+
+
+def _parse_uses(value: str | None) -> dict[int, int]:
+    uses: dict[int, int] = {}
+    for item in value.split(",") if value else ():
+        pid, _, n = item.partition(":")
+        if n != "0":
+            uses[int(pid)] = int(n)
+    return uses
+
+
+async def live(
+    session: AsyncSession, program: ProgramInfo, member: MemberRef | None = None
+) -> Live:
     """The active promotions, each with its `updated_at` (a compiled deal is kept per
-    version: `deal_of`), and with `member_id` the member's confirmed baskets per promotion
-    (`member_uses`, for per-member limits): one query, sent to asyncpg straight where it
-    can be (`_driver`)."""
+    version: `deal_of`), and with `member` the member's confirmed baskets per promotion
+    (`Live.uses`, for per-member limits).
+
+    A member resolved with `MEMBER_READS` brings the program's promotions' stamp and their
+    uses: when this process read the promotions under that very stamp, they are its cache,
+    and no statement is sent. The stamp is replaced in every transaction that changes the
+    promotions (`_touch`) and read in the member's statement, so a change committed by any
+    process is priced by the next basket read after it. Otherwise one query, sent to asyncpg
+    straight where it can be (`_driver`); its rows are kept under the member's stamp (read
+    no later than they were: a later change has another stamp)."""
+    stamp = member.extras.get(STAMP) if member is not None else None
+    if stamp is not None and member is not None:
+        hit = _cache.get(program.id)
+        if hit is not None and hit[0] == stamp:
+            return replace(hit[1], uses=_parse_uses(member.extras[USES]))
+    member_id = member.id if member is not None else None
     rows: Sequence[Any]
     raw = await _driver(session)
     if raw is not None:
@@ -371,11 +491,13 @@ async def live(session: AsyncSession, program: ProgramInfo, member_id: int | Non
     else:
         params = {"live_program": program.id, "live_member": member_id}
         rows = (await session.execute(_LIVE_WITH_USES, params)).mappings().all()
-    return Live(
-        automatic=[r for r in rows if r["trigger"] == "automatic"],
-        by_promo_code={r["promo_code"]: r for r in rows if r["trigger"] == "code"},
-        by_reward={r["reward_code"]: r for r in rows if r["trigger"] == "coupon"},
-    )
+    uses = {r["id"]: int(r["member_uses"]) for r in rows if r["member_uses"]} if member else {}
+    if stamp is not None:
+        if len(_cache) > 1024:
+            _cache.clear()
+        kept = [{name: r[name] for name in _COLUMNS} for r in rows]  # no member's uses
+        _cache[program.id] = (stamp, _split(kept, {}))
+    return _split(rows, uses)
 
 
 async def record_uses(
