@@ -1,7 +1,7 @@
 """bench/request_cpu: the server's CPU per request, per route and shape, in-process, no client.
 
     PYTHONPATH=$PWD/src .venv/bin/python bench/request_cpu.py [--rounds 20] [--profile SHAPE]
-        [--shapes id,idempotency] [--at-once 32]
+        [--shapes id,idempotency] [--at-once 32] [--repeat 1]
 
 The app is called as an ASGI server calls it (a scope, a `receive` that hands over the body,
 a `send` that keeps the answer), so the figure is this process's CPU (`time.process_time`) for
@@ -22,7 +22,9 @@ of one build, the median and the least much less; compare two trees alternately.
 the CPU the PostgreSQL backends serving the scratch database used per request over the shape's
 rounds (from /proc, clock ticks; the WAL writer and checkpointer not counted). `--profile SHAPE`
 (`id`, `external_id`, `card`, `nolines`, `lines3`, `idempotency`, `price`, `confirm`) prints
-cProfile's top functions; `--shapes id,idempotency` runs only those shapes.
+cProfile's top functions; `--shapes id,idempotency` runs only those shapes; `--repeat N` runs
+them N times, alternated, and prints the least and median over all the runs (two shapes compared
+in the same minutes).
 """
 
 from __future__ import annotations
@@ -153,6 +155,7 @@ async def run(
     profile: str | None,
     only: list[str] | None = None,
     at_once: int = AT_ONCE,
+    repeat: int = 1,
 ) -> None:
     dbname = url.rsplit("/", 1)[1]
     settings = Settings(env="test", database_url=url, admin_key="k", scheduler=False, worker=False)
@@ -207,11 +210,13 @@ async def run(
             "price": at_till("price"),
             "confirm": at_till("confirm"),
         }
-        for name, one in shapes.items():
-            if only is not None and name not in only:
-                continue
+        chosen = [name for name in shapes if only is None or name in only]
+        for name in chosen:
             for _ in range(4):  # warm up
-                await asyncio.gather(*(one(m) for m in members))
+                await asyncio.gather(*(shapes[name](m) for m in members))
+        totals: dict[str, tuple[list[float], list[float]]] = {}
+        for name in chosen * repeat:
+            one = shapes[name]
             prof = cProfile.Profile() if profile == name else None
             per_round = []
             backends = backend_ticks(dbname)
@@ -228,6 +233,9 @@ async def run(
             n = rounds * at_once
             after = backend_ticks(dbname)
             pg = sum(t - backends.get(pid, 0) for pid, t in after.items()) / TICKS
+            kept = totals.setdefault(name, ([], []))
+            kept[0].extend(per_round)
+            kept[1].append(pg / n)
             print(
                 f"{name:<12} CPU ms/request: mean {1000 * sum(per_round) / rounds:6.3f}"
                 f"  median {1000 * statistics.median(per_round):6.3f}"
@@ -241,6 +249,14 @@ async def run(
                 stats.sort_stats("tottime").print_stats(45)
                 stats.sort_stats("cumulative").print_stats(60)
                 print(out.getvalue())
+        if repeat > 1:
+            print(f"\nover {repeat} alternated runs: server CPU ms/request of a round, "
+                  "PostgreSQL ms/request of a run")
+            for name, (cpu_rounds, pg_runs) in totals.items():
+                print(f"{name:<12} server least {1000 * min(cpu_rounds):6.3f}"
+                      f"  median {1000 * statistics.median(cpu_rounds):6.3f}"
+                      f"  PostgreSQL least {1000 * min(pg_runs):6.3f}"
+                      f"  median {1000 * statistics.median(pg_runs):6.3f}")
     await db.dispose()
 
 
@@ -255,11 +271,17 @@ def main() -> None:
         default=AT_ONCE,
         help="concurrent requests (above the pool's 20, connections are opened and closed)",
     )
+    ap.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="run the shapes this many times, alternated, and print least and median over all",
+    )
     args = ap.parse_args()
     only = args.shapes.split(",") if args.shapes else None
     with scratch_pg("bench_request_cpu") as url:
         upgrade(url)
-        asyncio.run(run(url, args.rounds, args.profile, only, args.at_once))
+        asyncio.run(run(url, args.rounds, args.profile, only, args.at_once, args.repeat))
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import event as sa_event
 from sqlalchemy import func, insert, select
 from typer.testing import CliRunner
 
@@ -513,6 +514,42 @@ async def test_simultaneous_events_with_their_own_keys_each_keep_their_answer(
         assert again.headers["idempotent-replayed"] == "true" and again.json() == first.json()
     total = sum(r.json()["points"] for r in answers)
     assert sum([await _available(client, program, m["id"]) for m in members]) == total
+
+
+async def test_a_grouped_batch_writes_its_keys_records_in_one_execution(
+    client: httpx.AsyncClient, program: str, db: Database, db_kind: str
+) -> None:
+    """The records of a grouped batch's events are written at its end by one statement: on
+    PostgreSQL one execution of parallel arrays, not an executemany (one execution per
+    record); each record keeps its own answer."""
+    members = [await enrol(client, program) for _ in range(8)]
+    url = f"/v1/programs/{program}/events"
+    sent = [
+        (new_code("k"), _purchase(members[i % 8]["id"], new_code("r"), f"{3 + i}.00"))
+        for i in range(16)
+    ]
+    inserts: list[bool] = []
+
+    def count(_c: Any, _cur: Any, statement: str, _p: Any, _ctx: Any, many: bool) -> None:
+        if statement.lstrip().upper().startswith("INSERT INTO IDEMPOTENCY_RECORDS"):
+            inserts.append(many)
+
+    engine = db.write_engine.sync_engine
+    sa_event.listen(engine, "before_cursor_execute", count)
+    try:
+        answers = await asyncio.gather(
+            *(client.post(url, json=body, headers={"Idempotency-Key": k}) for k, body in sent)
+        )
+    finally:
+        sa_event.remove(engine, "before_cursor_execute", count)
+    assert {r.status_code for r in answers} == {201}, [r.text for r in answers]
+    assert 0 < len(inserts) < len(sent)  # grouped: fewer statements than records
+    if db_kind == "postgres":
+        assert not any(inserts), inserts
+    for (k, _), first in zip(sent, answers, strict=True):
+        [record] = await _stored(db, k)
+        assert (record["status_code"], record["body"]) == (201, first.json())
+        assert record["committed_at"] is not None and record["token"]
 
 
 async def test_a_refused_event_is_replayed_and_its_key_refuses_another_body(

@@ -37,6 +37,7 @@ An expired record (older than the TTL) is treated as absent: the key may carry a
 
 from __future__ import annotations
 
+import json
 import math
 import secrets
 from collections.abc import Callable
@@ -44,7 +45,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, select, update
+import orjson
+from sqlalchemy import and_, delete, select, text, update
 from sqlalchemy import insert as plain_insert
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -181,6 +183,54 @@ def _answer_columns(response: Response | None) -> dict[str, Any]:
 
 _INSERT = plain_insert(_records)
 
+# A grouped batch's new records in one INSERT of parallel arrays (PostgreSQL): one execution
+# of one prepared statement whatever their number (an executemany is one per record).
+_RECORDS_SQL = text("""
+    INSERT INTO idempotency_records (program_id, credential, key, request_hash, token,
+                                     lease_until, committed_at, status_code, content_type,
+                                     body, created_at)
+    SELECT r.program_id, r.credential, r.key, r.request_hash, r.token, r.lease_until,
+           r.committed_at, r.status_code, r.content_type, CAST(r.body AS json), r.created_at
+    FROM unnest(CAST(:programs AS bigint[]), CAST(:credentials AS varchar[]),
+                CAST(:keys AS varchar[]), CAST(:hashes AS varchar[]), CAST(:tokens AS varchar[]),
+                CAST(:leases AS timestamptz[]), CAST(:committed AS timestamptz[]),
+                CAST(:statuses AS integer[]), CAST(:content_types AS varchar[]),
+                CAST(:bodies AS text[]), CAST(:created AS timestamptz[]))
+         AS r(program_id, credential, key, request_hash, token, lease_until, committed_at,
+              status_code, content_type, body, created_at)
+""")
+
+
+def _json_text(value: Any) -> str:
+    """`value` as the JSON column's text (orjson; what it cannot encode, as the column would)."""
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:
+        return json.dumps(value)
+
+
+async def _write_records(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    """Insert a grouped batch's new records (`InlineClaim` rows), in one statement."""
+    if dialect_name(session) != "postgresql":
+        await session.execute(_INSERT, rows if len(rows) > 1 else rows[0])
+        return
+    await session.execute(
+        _RECORDS_SQL,
+        {
+            "programs": [r["program_id"] for r in rows],
+            "credentials": [r["credential"] for r in rows],
+            "keys": [r["key"] for r in rows],
+            "hashes": [r["request_hash"] for r in rows],
+            "tokens": [r["token"] for r in rows],
+            "leases": [r["lease_until"] for r in rows],
+            "committed": [r["committed_at"] for r in rows],
+            "statuses": [r["status_code"] for r in rows],
+            "content_types": [r["content_type"] for r in rows],
+            "bodies": [_json_text(r["body"]) for r in rows],
+            "created": [r["created_at"] for r in rows],
+        },
+    )
+
 
 class InlineClaim:
     """A key taken by the request's own unit of work, with its answer: a `habitue.db.UnitHook`
@@ -258,7 +308,7 @@ class InlineClaim:
                 **_answer_columns(response),
                 "created_at": now,
             }
-            if not write_at_end(session, _INSERT, row):
+            if not write_at_end(session, _write_records, row):
                 insert = pg_insert if dialect_name(session) == "postgresql" else sqlite_insert
                 stmt = (
                     insert(_records)
