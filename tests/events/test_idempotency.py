@@ -13,8 +13,9 @@ from sqlalchemy import event as sa_event
 from sqlalchemy import func, insert, select
 from typer.testing import CliRunner
 
-from habitue import clock, jobs
+from habitue import clock, jobs, middleware
 from habitue.db import Database, _unit_hook, make_sync_engine, table_of
+from habitue.events import api as events_api
 from habitue.events import idempotency
 from habitue.events.models import IdempotencyRecord
 from tests.conftest import enrol, new_code
@@ -432,10 +433,19 @@ async def test_an_event_s_key_is_taken_with_its_work_and_replays_its_answer(
         return await claim(*args, **kw)
 
     monkeypatch.setattr(idempotency, "claim", spy)
+    parsed: list[bytes] = []
+    answer_of = middleware._answer
+
+    def parsing(status: int, content_type: str, payload: bytes) -> Any:
+        parsed.append(payload)
+        return answer_of(status, content_type, payload)
+
+    monkeypatch.setattr(middleware, "_answer", parsing)
     body = _purchase(m["id"], new_code("r"))
     first = await client.post(url, json=body, headers={"Idempotency-Key": key})
     assert first.status_code == 201 and "idempotent-replayed" not in first.headers, first.text
     assert claims == []
+    assert parsed == []  # the answer sent is the one stored, byte for byte: not parsed back
     [record] = await _stored(db, key)
     assert record["committed_at"] is not None
     assert (record["status_code"], record["body"]) == (201, first.json())
@@ -443,6 +453,32 @@ async def test_an_event_s_key_is_taken_with_its_work_and_replays_its_answer(
     assert again.headers["idempotent-replayed"] == "true"
     assert (again.status_code, again.json()) == (201, first.json())
     assert await _available(client, program, m["id"]) == first.json()["points"] > 0
+
+
+async def test_an_event_s_answer_shaped_after_its_work_is_the_one_replayed(
+    client: httpx.AsyncClient, program: str, db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When the answer sent is not the one the event's unit stored with its key (a route that
+    shapes its answer after the work), the answer sent is stored after it, and replayed."""
+    record_event = events_api.record_event
+
+    async def shaped(*args: Any) -> Any:
+        answer = await record_event(*args)
+        answer.body = answer.body[:-1] + b',"shaped":true}'
+        answer.init_headers()
+        return answer
+
+    monkeypatch.setattr(events_api, "record_event", shaped)  # as the lean route calls it
+    m = await enrol(client, program)
+    url, key = f"/v1/programs/{program}/events", new_code("k")
+    body = _purchase(m["id"], new_code("r"))
+    first = await client.post(url, json=body, headers={"Idempotency-Key": key})
+    assert first.status_code == 201 and first.json().get("shaped") is True, first.text
+    [record] = await _stored(db, key)
+    assert record["body"] == first.json()
+    again = await client.post(url, json=body, headers={"Idempotency-Key": key})
+    assert again.headers["idempotent-replayed"] == "true"
+    assert again.content == first.content
 
 
 async def test_simultaneous_events_with_one_key_credit_once_and_answer_alike(
