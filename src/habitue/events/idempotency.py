@@ -53,7 +53,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from habitue import clock
-from habitue.db import dialect_name, table_of, write_at_end
+from habitue.db import dialect_name, driver_connection, table_of, write_at_end
 from habitue.errors import HabitueError
 from habitue.events.errors import IdempotencyKeyReused, RequestInProgress, ResponseLost
 from habitue.events.models import IdempotencyRecord
@@ -209,27 +209,40 @@ def _json_text(value: Any) -> str:
         return json.dumps(value)
 
 
+_COLUMNS = (
+    "program_id", "credential", "key", "request_hash", "token", "lease_until", "committed_at",
+    "status_code", "content_type", "body", "created_at",
+)  # fmt: skip
+_RECORDS_DRIVER_SQL = """
+    INSERT INTO idempotency_records (program_id, credential, key, request_hash, token,
+                                     lease_until, committed_at, status_code, content_type,
+                                     body, created_at)
+    SELECT r.program_id, r.credential, r.key, r.request_hash, r.token, r.lease_until,
+           r.committed_at, r.status_code, r.content_type, CAST(r.body AS json), r.created_at
+    FROM unnest($1::bigint[], $2::varchar[], $3::varchar[], $4::varchar[], $5::varchar[],
+                $6::timestamptz[], $7::timestamptz[], $8::integer[], $9::varchar[],
+                $10::text[], $11::timestamptz[])
+         AS r(program_id, credential, key, request_hash, token, lease_until, committed_at,
+              status_code, content_type, body, created_at)
+"""
+"""`_RECORDS_SQL` as asyncpg runs it, sent straight (`db.driver_connection`)."""
+
+
 async def _write_records(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
-    """Insert a grouped batch's new records (`InlineClaim` rows), in one statement."""
+    """Insert a grouped batch's new records (`InlineClaim` rows), in one statement: on
+    PostgreSQL one INSERT of parallel arrays, sent to asyncpg straight where it can be."""
     if dialect_name(session) != "postgresql":
         await session.execute(_INSERT, rows if len(rows) > 1 else rows[0])
         return
-    await session.execute(
-        _RECORDS_SQL,
-        {
-            "programs": [r["program_id"] for r in rows],
-            "credentials": [r["credential"] for r in rows],
-            "keys": [r["key"] for r in rows],
-            "hashes": [r["request_hash"] for r in rows],
-            "tokens": [r["token"] for r in rows],
-            "leases": [r["lease_until"] for r in rows],
-            "committed": [r["committed_at"] for r in rows],
-            "statuses": [r["status_code"] for r in rows],
-            "content_types": [r["content_type"] for r in rows],
-            "bodies": [_json_text(r["body"]) for r in rows],
-            "created": [r["created_at"] for r in rows],
-        },
-    )
+    columns = [[r[c] for r in rows] for c in _COLUMNS]
+    columns[9] = [_json_text(body) for body in columns[9]]
+    raw = await driver_connection(session)
+    if raw is not None:
+        await raw.execute(_RECORDS_DRIVER_SQL, *columns)
+        return
+    names = ("programs", "credentials", "keys", "hashes", "tokens", "leases", "committed",
+             "statuses", "content_types", "bodies", "created")  # fmt: skip
+    await session.execute(_RECORDS_SQL, dict(zip(names, columns, strict=True)))
 
 
 class InlineClaim:
