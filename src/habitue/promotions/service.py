@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from habitue import clock
-from habitue.db import table_of
+from habitue.db import driver_connection, table_of
 from habitue.money import MoneyFormatError, format_minor, parse_minor
 from habitue.programs.service import ProgramInfo
 from habitue.promotions.conditions import compile_condition
@@ -333,25 +333,12 @@ _LIVE_WITH_USES_SQL = (
 """`_LIVE` and `_LIVE_WITH_USES` as asyncpg runs them (sent straight: `_driver`)."""
 
 
-async def _driver(session: AsyncSession) -> Any | None:
-    """The asyncpg connection under `session` when a statement sent on it straight runs
-    where the session's own would: on PostgreSQL through asyncpg, on a connection in
-    autocommit (`Database.read_statements`) or inside the transaction the session has
-    begun already (SQLAlchemy's asyncpg adapter sends BEGIN with its first statement).
-    Else None: the caller goes through the session. Through the driver, a query costs
-    about half the client's CPU (no compiling of the statement's cache key, no result
-    wrapping; docs/benchmarks.md, h5/price); its rows are asyncpg records, read by name
-    as the session's mappings, their JSON decoded by the codec the dialect set up."""
-    if session.get_bind().dialect.driver != "asyncpg":
-        return None
-    conn = await session.connection()
-    fairy = await conn.get_raw_connection()
-    adapted = fairy.dbapi_connection
-    if getattr(adapted, "isolation_level", None) != "autocommit" and (
-        getattr(adapted, "_transaction", None) is None
-    ):
-        return None
-    return fairy.driver_connection
+_driver = driver_connection
+"""The asyncpg connection under a session where a statement sent straight runs where the
+session's own would, else None (`habitue.db.driver_connection`). Through the driver, a query
+costs about half the client's CPU (docs/benchmarks.md, h5/price); its rows are asyncpg
+records, read by name as the session's mappings, their JSON decoded by the codec the dialect
+set up."""
 
 
 async def live(session: AsyncSession, program: ProgramInfo, member_id: int | None = None) -> Live:
