@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -55,7 +55,7 @@ class Call:
     request: Request
     program: ProgramInfo
     principal: Principal
-    key: str
+    key: str = field(repr=False)  # the bearer key: a secret, never in a repr or a log
     body: Any
     db: Database
     pipeline: Pipeline
