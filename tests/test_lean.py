@@ -3,6 +3,9 @@ everything else handed to the FastAPI route; control characters refused as befor
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -10,7 +13,9 @@ import pytest
 from pydantic import ValidationError
 
 from habitue import lean
+from habitue.db import Database
 from habitue.events.schemas import EventCreate
+from habitue.programs import service as programs_service
 from habitue.promotions.schemas import BasketIn
 from tests.conftest import enrol, new_code
 
@@ -260,3 +265,84 @@ def test_an_endpoint_given_another_dependency_stops_the_app_at_start() -> None:
     lean.Lean(route, run, ("program", "body", "db", "pipeline", "principal"))
     with pytest.raises(TypeError, match="takes"):
         lean.Lean(route, run, ("program", "body", "db", "principal"))
+
+
+def _expiry(key_header: dict[str, str], program: str) -> tuple[float, float]:
+    key = key_header["Authorization"].removeprefix("Bearer ")
+    key_hit = programs_service._key_cache[programs_service.hash_key(key)]
+    return key_hit[0], programs_service._cache[program][0]
+
+
+async def test_the_key_and_program_are_read_again_before_they_expire_by_one_request(
+    client: httpx.AsyncClient, program: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Requests that see their key and program about to expire: one reads them again, the
+    others go on with the cached entries, and all stay on the lean route (before, every request
+    in flight at an expiry read them itself, through FastAPI's route)."""
+    member = (await enrol(client, program))["id"]
+    till = await till_key(client, program, "events:write")
+    url = f"/v1/programs/{program}/events"
+
+    def purchase() -> dict[str, Any]:
+        return {"type": "purchase", "member": {"id": member}, "external_id": new_code("e"),
+                "total": "2.00"}  # fmt: skip
+
+    assert (await client.post(url, json=purchase(), headers=till)).status_code == 201
+    before = _expiry(till, program)
+    monkeypatch.setattr(programs_service, "_REFRESH_AHEAD", programs_service._CACHE_TTL)
+    loads: list[str] = []
+    load_principal, load_info = programs_service._load_principal, programs_service._load_info
+
+    async def counting_principal(session: Any, key: str) -> Any:
+        loads.append("key")
+        return await load_principal(session, key)
+
+    async def counting_info(session: Any, code: str) -> Any:
+        loads.append("program")
+        return await load_info(session, code)
+
+    monkeypatch.setattr(programs_service, "_load_principal", counting_principal)
+    monkeypatch.setattr(programs_service, "_load_info", counting_info)
+    spy = Spy(monkeypatch)
+    answers = await asyncio.gather(
+        *(client.post(url, json=purchase(), headers=till) for _ in range(8))
+    )
+    assert {r.status_code for r in answers} == {201}, [r.text for r in answers]
+    assert (spy.lean, spy.declined) == (8, 0)
+    # Every request saw the entries due: one at a time read them (here, one after the other).
+    assert 0 < loads.count("key") == loads.count("program") < 8, loads
+    after = _expiry(till, program)
+    assert after[0] > before[0] and after[1] > before[1]
+    assert not programs_service._refreshing
+
+
+async def test_a_key_revoked_while_it_is_read_again_is_not_cached(
+    client: httpx.AsyncClient, program: str, db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A revocation (`forget_key`) that lands while a request reads the key again: what that
+    read found is not cached, so the process refuses the key from then on."""
+    till = await till_key(client, program, "events:write")
+    key = till["Authorization"].removeprefix("Bearer ")
+    async with db.read() as session:
+        assert await programs_service.authenticate(session, key, None) is not None
+    monkeypatch.setattr(programs_service, "_REFRESH_AHEAD", programs_service._CACHE_TTL)
+    revoked: list[bool] = []
+
+    @contextlib.asynccontextmanager
+    async def read_then_revoke() -> AsyncIterator[Any]:
+        async with db.read() as session:
+            execute = session.execute
+
+            async def executing(*args: Any, **kw: Any) -> Any:
+                result = await execute(*args, **kw)
+                if not revoked:  # the key revoked after its read, once
+                    revoked.append(True)
+                    programs_service.forget_key()
+                return result
+
+            monkeypatch.setattr(session, "execute", executing)
+            yield session
+
+    await programs_service.refresh_ahead(read_then_revoke, key, program)
+    assert programs_service.cached_principal(key, None) == (False, None)
+    assert not programs_service._refreshing

@@ -262,20 +262,25 @@ def write_late_merged(
 _AT_END = "habitue.end_statements"
 
 
-def write_at_end(session: AsyncSession, statement: Executable, params: dict[str, Any]) -> bool:
-    """In a grouped batch's first, optimistic run, keep a unit's write for the batch's end,
-    after its late writes, with the batch's other writes of the same statement in one round
-    trip, and return True; elsewhere (a unit alone, or the batch run again unit by unit in
-    savepoints) return False: the caller writes now, and may look at what its write did.
+def write_at_end(
+    session: AsyncSession,
+    flush: Callable[[AsyncSession, list[Any]], Awaitable[None]],
+    value: Any,
+) -> bool:
+    """In a grouped batch's first, optimistic run, keep a unit's write (`value`) for the
+    batch's end, after its late writes, and return True: there `flush(session, values)` writes
+    it with the batch's other such writes of the same `flush`, in their order, so that a table
+    gets one statement for the batch. Elsewhere (a unit alone, or the batch run again unit by
+    unit in savepoints) return False: the caller writes now, and may look at what its write did.
 
     Only for a write nothing in the batch reads back and that reads nothing the batch writes
     (the Idempotency-Key records of habitue.events.idempotency). If it fails (a unique key
     taken), the batch is rolled back whole and runs again unit by unit, as on any failure.
     """
-    pending: list[tuple[Executable, dict[str, Any]]] | None = session.info.get(_AT_END)
+    pending: list[Any] | None = session.info.get(_AT_END)
     if pending is None:
         return False
-    pending.append((statement, params))
+    pending.append(_Merged(flush, value))
     return True
 
 

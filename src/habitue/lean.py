@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -55,6 +55,7 @@ class Call:
     request: Request
     program: ProgramInfo
     principal: Principal
+    key: str = field(repr=False)  # the bearer key: a secret, never in a repr or a log
     body: Any
     db: Database
     pipeline: Pipeline
@@ -143,6 +144,9 @@ class LeanRoutes(BaseRoute):
         principal = call.principal
         if principal.key_id is not None and programs_service.last_use_due(principal.key_id):
             await deps._record_use(call.db, principal.key_id)
+        # The key and the program read again before their cached entries expire, by one
+        # request: the requests in flight at an expiry would all leave this route.
+        await programs_service.refresh_ahead(call.db.read, call.key, code)
         scope.setdefault("state", {})["principal"] = principal
         # As the router sets them (the Idempotency-Key record reads the route).
         scope.update(
@@ -194,7 +198,9 @@ class LeanRoutes(BaseRoute):
         except (orjson.JSONDecodeError, ValidationError):
             return None
         state = self.app.state
-        return Call(Request(scope, receive), program, principal, parsed, state.db, state.pipeline)
+        return Call(
+            Request(scope, receive), program, principal, key, parsed, state.db, state.pipeline
+        )
 
     async def _decline(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Hand the request to the FastAPI route, which answers it as it always has."""

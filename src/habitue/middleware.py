@@ -16,11 +16,13 @@ from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from habitue.db import unit_hook
 from habitue.errors import HabitueError, PayloadTooLarge, ValidationFailed
 from habitue.events import idempotency
 
 if TYPE_CHECKING:
     from habitue.db import Database
+    from habitue.settings import Settings
 
 log = structlog.get_logger()
 REQUESTS = Counter("habitue_http_requests_total", "HTTP requests", ["method", "status"])
@@ -106,7 +108,23 @@ def replay_first(first: Message, receive: Receive) -> Receive:
     return replay
 
 
+_Children = tuple[Any, Any]  # a method and status's request counter and latency histogram
+_CHILDREN: dict[tuple[str, int], _Children] = {}
+
+
+def _children(method: str, status: int) -> _Children:
+    """The metrics' children for `method` and `status`, looked up once per process: `labels`
+    checks and locks at every call (about a fifth of this middleware's CPU)."""
+    children = _CHILDREN.get((method, status))
+    if children is None:
+        children = (REQUESTS.labels(method, str(status)), LATENCY.labels(method))
+        _CHILDREN[(method, status)] = children
+    return children
+
+
 class Metrics:
+    """Counts each HTTP request by method and status and times it (`/metrics`)."""
+
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
@@ -126,8 +144,9 @@ class Metrics:
         try:
             await self.app(scope, receive, sending)
         finally:
-            REQUESTS.labels(scope["method"], str(status)).inc()
-            LATENCY.labels(scope["method"]).observe(time.perf_counter() - start)
+            requests, latency = _children(scope["method"], status)
+            requests.inc()
+            latency.observe(time.perf_counter() - start)
 
 
 class IdempotencyKeys:
@@ -195,9 +214,6 @@ class IdempotencyKeys:
         credential: str,
         key: str,
     ) -> None:
-        from habitue.db import unit_hook
-        from habitue.settings import Settings
-
         db: Database = scope["app"].state.db
         settings: Settings = scope["app"].state.settings
         body_chunks: list[bytes] = []
@@ -246,6 +262,9 @@ class IdempotencyKeys:
             finally:
                 inline.closed = True
             status, content_type, payload = _response_of(kept)
+            if inline.recorded and _is_stored(inline.stored, status, content_type, payload):
+                await _send_all(send, kept)  # the usual answer: its work committed it as sent
+                return
             answer = _answer(status, content_type, payload)
             if inline.recorded:  # the work committed with its key (and its answer)
                 sent = answer
@@ -333,7 +352,6 @@ async def _caller(scope: Scope, auth: bytes, code: str) -> tuple[int, str] | Non
     """(program id, credential) of an authenticated caller of program `code`; None when the
     route should decide (no key, unknown key or program, another program's key)."""
     from habitue.programs import service as programs_service
-    from habitue.settings import Settings
 
     scheme, _, raw = auth.decode("latin-1").partition(" ")
     bearer = raw.strip()
@@ -384,6 +402,29 @@ def _describe(scope: Scope, value: Any) -> idempotency.Response | None:
 
 
 JSON_TYPE = "application/json"
+
+
+def _is_stored(
+    stored: idempotency.Response | None, status: int, content_type: str, body: bytes
+) -> bool:
+    """Whether the answer sent is, byte for byte, the JSON of the answer stored (so nothing is
+    left to settle), without parsing it back: the usual case, where both are made of one
+    model. False says only "compare them" (`_answer`)."""
+    return (
+        stored is not None
+        and stored.status == status
+        and stored.content_type == content_type
+        and "json" in content_type
+        and stored.body is not None
+        and _dumps(stored.body) == body
+    )
+
+
+def _dumps(value: Any) -> bytes | None:
+    try:
+        return orjson.dumps(value)
+    except TypeError:
+        return None
 
 
 def _answer(status: int, content_type: str, body: bytes) -> idempotency.Response | None:

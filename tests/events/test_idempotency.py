@@ -9,11 +9,13 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import event as sa_event
 from sqlalchemy import func, insert, select
 from typer.testing import CliRunner
 
-from habitue import clock, jobs
+from habitue import clock, jobs, middleware
 from habitue.db import Database, _unit_hook, make_sync_engine, table_of
+from habitue.events import api as events_api
 from habitue.events import idempotency
 from habitue.events.models import IdempotencyRecord
 from tests.conftest import enrol, new_code
@@ -431,10 +433,19 @@ async def test_an_event_s_key_is_taken_with_its_work_and_replays_its_answer(
         return await claim(*args, **kw)
 
     monkeypatch.setattr(idempotency, "claim", spy)
+    parsed: list[bytes] = []
+    answer_of = middleware._answer
+
+    def parsing(status: int, content_type: str, payload: bytes) -> Any:
+        parsed.append(payload)
+        return answer_of(status, content_type, payload)
+
+    monkeypatch.setattr(middleware, "_answer", parsing)
     body = _purchase(m["id"], new_code("r"))
     first = await client.post(url, json=body, headers={"Idempotency-Key": key})
     assert first.status_code == 201 and "idempotent-replayed" not in first.headers, first.text
     assert claims == []
+    assert parsed == []  # the answer sent is the one stored, byte for byte: not parsed back
     [record] = await _stored(db, key)
     assert record["committed_at"] is not None
     assert (record["status_code"], record["body"]) == (201, first.json())
@@ -442,6 +453,32 @@ async def test_an_event_s_key_is_taken_with_its_work_and_replays_its_answer(
     assert again.headers["idempotent-replayed"] == "true"
     assert (again.status_code, again.json()) == (201, first.json())
     assert await _available(client, program, m["id"]) == first.json()["points"] > 0
+
+
+async def test_an_event_s_answer_shaped_after_its_work_is_the_one_replayed(
+    client: httpx.AsyncClient, program: str, db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When the answer sent is not the one the event's unit stored with its key (a route that
+    shapes its answer after the work), the answer sent is stored after it, and replayed."""
+    record_event = events_api.record_event
+
+    async def shaped(*args: Any) -> Any:
+        answer = await record_event(*args)
+        answer.body = answer.body[:-1] + b',"shaped":true}'
+        answer.init_headers()
+        return answer
+
+    monkeypatch.setattr(events_api, "record_event", shaped)  # as the lean route calls it
+    m = await enrol(client, program)
+    url, key = f"/v1/programs/{program}/events", new_code("k")
+    body = _purchase(m["id"], new_code("r"))
+    first = await client.post(url, json=body, headers={"Idempotency-Key": key})
+    assert first.status_code == 201 and first.json().get("shaped") is True, first.text
+    [record] = await _stored(db, key)
+    assert record["body"] == first.json()
+    again = await client.post(url, json=body, headers={"Idempotency-Key": key})
+    assert again.headers["idempotent-replayed"] == "true"
+    assert again.content == first.content
 
 
 async def test_simultaneous_events_with_one_key_credit_once_and_answer_alike(
@@ -513,6 +550,63 @@ async def test_simultaneous_events_with_their_own_keys_each_keep_their_answer(
         assert again.headers["idempotent-replayed"] == "true" and again.json() == first.json()
     total = sum(r.json()["points"] for r in answers)
     assert sum([await _available(client, program, m["id"]) for m in members]) == total
+
+
+async def test_a_grouped_batch_writes_its_keys_records_in_one_execution(
+    client: httpx.AsyncClient,
+    program: str,
+    db: Database,
+    db_kind: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The records of a grouped batch's events are written at its end by one statement: on
+    PostgreSQL one INSERT of parallel arrays sent to asyncpg straight, never an executemany
+    (one execution per record); each record keeps its own answer."""
+    members = [await enrol(client, program) for _ in range(8)]
+    url = f"/v1/programs/{program}/events"
+    sent = [
+        (new_code("k"), _purchase(members[i % 8]["id"], new_code("r"), f"{3 + i}.00"))
+        for i in range(16)
+    ]
+    flushes: list[int] = []
+    straight: list[bool] = []
+    write_records, driver = idempotency._write_records, idempotency.driver_connection
+
+    async def writing(session: Any, rows: list[dict[str, Any]]) -> None:
+        flushes.append(len(rows))
+        await write_records(session, rows)
+
+    async def driving(session: Any) -> Any:
+        raw = await driver(session)
+        straight.append(raw is not None)
+        return raw
+
+    monkeypatch.setattr(idempotency, "_write_records", writing)
+    monkeypatch.setattr(idempotency, "driver_connection", driving)
+    many: list[bool] = []
+
+    def count(_c: Any, _cur: Any, statement: str, _p: Any, _ctx: Any, executemany: bool) -> None:
+        if statement.lstrip().upper().startswith("INSERT INTO IDEMPOTENCY_RECORDS"):
+            many.append(executemany)
+
+    engine = db.write_engine.sync_engine
+    sa_event.listen(engine, "before_cursor_execute", count)
+    try:
+        answers = await asyncio.gather(
+            *(client.post(url, json=body, headers={"Idempotency-Key": k}) for k, body in sent)
+        )
+    finally:
+        sa_event.remove(engine, "before_cursor_execute", count)
+    assert {r.status_code for r in answers} == {201}, [r.text for r in answers]
+    assert flushes and max(flushes) > 1  # grouped: several records in one statement
+    if db_kind == "postgres":
+        assert not any(many), many
+        if db.write_engine.dialect.driver == "asyncpg":  # else the session sends the same
+            assert straight and all(straight), straight
+    for (k, _), first in zip(sent, answers, strict=True):
+        [record] = await _stored(db, k)
+        assert (record["status_code"], record["body"]) == (201, first.json())
+        assert record["committed_at"] is not None and record["token"]
 
 
 async def test_a_refused_event_is_replayed_and_its_key_refuses_another_body(

@@ -37,6 +37,7 @@ An expired record (older than the TTL) is treated as absent: the key may carry a
 
 from __future__ import annotations
 
+import json
 import math
 import secrets
 from collections.abc import Callable
@@ -44,14 +45,15 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, select, update
+import orjson
+from sqlalchemy import and_, delete, select, text, update
 from sqlalchemy import insert as plain_insert
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from habitue import clock
-from habitue.db import dialect_name, table_of, write_at_end
+from habitue.db import dialect_name, driver_connection, table_of, write_at_end
 from habitue.errors import HabitueError
 from habitue.events.errors import IdempotencyKeyReused, RequestInProgress, ResponseLost
 from habitue.events.models import IdempotencyRecord
@@ -181,6 +183,67 @@ def _answer_columns(response: Response | None) -> dict[str, Any]:
 
 _INSERT = plain_insert(_records)
 
+# A grouped batch's new records in one INSERT of parallel arrays (PostgreSQL): one execution
+# of one prepared statement whatever their number (an executemany is one per record).
+_RECORDS_SQL = text("""
+    INSERT INTO idempotency_records (program_id, credential, key, request_hash, token,
+                                     lease_until, committed_at, status_code, content_type,
+                                     body, created_at)
+    SELECT r.program_id, r.credential, r.key, r.request_hash, r.token, r.lease_until,
+           r.committed_at, r.status_code, r.content_type, CAST(r.body AS json), r.created_at
+    FROM unnest(CAST(:programs AS bigint[]), CAST(:credentials AS varchar[]),
+                CAST(:keys AS varchar[]), CAST(:hashes AS varchar[]), CAST(:tokens AS varchar[]),
+                CAST(:leases AS timestamptz[]), CAST(:committed AS timestamptz[]),
+                CAST(:statuses AS integer[]), CAST(:content_types AS varchar[]),
+                CAST(:bodies AS text[]), CAST(:created AS timestamptz[]))
+         AS r(program_id, credential, key, request_hash, token, lease_until, committed_at,
+              status_code, content_type, body, created_at)
+""")
+
+
+def _json_text(value: Any) -> str:
+    """`value` as the JSON column's text (orjson; what it cannot encode, as the column would)."""
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:
+        return json.dumps(value)
+
+
+_COLUMNS = (
+    "program_id", "credential", "key", "request_hash", "token", "lease_until", "committed_at",
+    "status_code", "content_type", "body", "created_at",
+)  # fmt: skip
+_RECORDS_DRIVER_SQL = """
+    INSERT INTO idempotency_records (program_id, credential, key, request_hash, token,
+                                     lease_until, committed_at, status_code, content_type,
+                                     body, created_at)
+    SELECT r.program_id, r.credential, r.key, r.request_hash, r.token, r.lease_until,
+           r.committed_at, r.status_code, r.content_type, CAST(r.body AS json), r.created_at
+    FROM unnest($1::bigint[], $2::varchar[], $3::varchar[], $4::varchar[], $5::varchar[],
+                $6::timestamptz[], $7::timestamptz[], $8::integer[], $9::varchar[],
+                $10::text[], $11::timestamptz[])
+         AS r(program_id, credential, key, request_hash, token, lease_until, committed_at,
+              status_code, content_type, body, created_at)
+"""
+"""`_RECORDS_SQL` as asyncpg runs it, sent straight (`db.driver_connection`)."""
+
+
+async def _write_records(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    """Insert a grouped batch's new records (`InlineClaim` rows), in one statement: on
+    PostgreSQL one INSERT of parallel arrays, sent to asyncpg straight where it can be."""
+    if dialect_name(session) != "postgresql":
+        await session.execute(_INSERT, rows if len(rows) > 1 else rows[0])
+        return
+    columns = [[r[c] for r in rows] for c in _COLUMNS]
+    columns[9] = [_json_text(body) for body in columns[9]]
+    raw = await driver_connection(session)
+    if raw is not None:
+        await raw.execute(_RECORDS_DRIVER_SQL, *columns)
+        return
+    names = ("programs", "credentials", "keys", "hashes", "tokens", "leases", "committed",
+             "statuses", "content_types", "bodies", "created")  # fmt: skip
+    await session.execute(_RECORDS_SQL, dict(zip(names, columns, strict=True)))
+
 
 class InlineClaim:
     """A key taken by the request's own unit of work, with its answer: a `habitue.db.UnitHook`
@@ -258,7 +321,7 @@ class InlineClaim:
                 **_answer_columns(response),
                 "created_at": now,
             }
-            if not write_at_end(session, _INSERT, row):
+            if not write_at_end(session, _write_records, row):
                 insert = pg_insert if dialect_name(session) == "postgresql" else sqlite_insert
                 stmt = (
                     insert(_records)

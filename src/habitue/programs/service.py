@@ -6,10 +6,13 @@ import hashlib
 import hmac
 import secrets
 import time
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+import structlog
 from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -33,6 +36,8 @@ from habitue.programs.schemas import (
     ProgramRead,
 )
 from habitue.rules.types import TAX_EXCLUDED, TAX_INCLUDED, EarnOn, ProgramSnapshot
+
+log = structlog.get_logger()
 
 SYSTEM_ACCOUNTS: tuple[str, ...] = tuple(SystemAccount)
 """The system accounts every program has (`habitue.ledger.kinds.SystemAccount`)."""
@@ -94,8 +99,18 @@ def earn_on_of(settings: dict[str, Any] | None) -> EarnOn:
     return TAX_EXCLUDED if (settings or {}).get("earn_on") == TAX_EXCLUDED else TAX_INCLUDED
 
 
+_REFRESH_AHEAD = 1.0
+"""Seconds before a cached program or key expires when the first request to see it reads it
+again (`refresh_ahead`)."""
+_refreshing: set[str] = set()
+_generation = 0
+"""Counts `forget` and `forget_key`: a read that began before one is not cached."""
+
+
 def forget(code: str | None = None) -> None:
     """Drop cached program settings (after an update, and between tests)."""
+    global _generation
+    _generation += 1
     if code is None:
         _cache.clear()
     else:
@@ -113,6 +128,12 @@ async def get_info(session: AsyncSession, code: str) -> ProgramInfo:
     cached = cached_info(code)
     if cached is not None:
         return cached
+    return await _load_info(session, code)
+
+
+async def _load_info(session: AsyncSession, code: str) -> ProgramInfo:
+    """A program's settings read from the store, and cached."""
+    generation = _generation
     row = (
         (await session.execute(select(_programs).where(_programs.c.code == code)))
         .mappings()
@@ -149,7 +170,8 @@ async def get_info(session: AsyncSession, code: str) -> ProgramInfo:
         branding=dict((row["settings"] or {}).get("branding", {})),
         earn_on=earn_on_of(row["settings"]),
     )
-    _cache[code] = (time.monotonic() + _CACHE_TTL, info)
+    if generation == _generation:  # else forgotten meanwhile: what was read may be stale
+        _cache[code] = (time.monotonic() + _CACHE_TTL, info)
     return info
 
 
@@ -362,6 +384,8 @@ def cached_principal(key: str, admin_key: str | None) -> tuple[bool, Principal |
 def forget_key(key_id: int | None = None) -> None:
     """Drop a key (every key when None) from this process's cache: a revoked key is refused
     by this process from now on."""
+    global _generation
+    _generation += 1
     if key_id is None:
         _key_cache.clear()
         _last_use_marks.clear()
@@ -376,6 +400,12 @@ async def authenticate(session: AsyncSession, key: str, admin_key: str | None) -
     known, principal = cached_principal(key, admin_key)
     if known:
         return principal
+    return await _load_principal(session, key)
+
+
+async def _load_principal(session: AsyncSession, key: str) -> Principal | None:
+    """A bearer key's principal read from the store (None: unknown or revoked), and cached."""
+    generation = _generation
     digest = hash_key(key)
     row = (
         (
@@ -399,8 +429,48 @@ async def authenticate(session: AsyncSession, key: str, admin_key: str | None) -
             partner=row["partner_code"],
             key_id=row["id"],
         )
-    _key_cache[digest] = (time.monotonic() + _CACHE_TTL, principal)
+    if generation == _generation:  # else forgotten meanwhile (a revocation): not cached
+        _key_cache[digest] = (time.monotonic() + _CACHE_TTL, principal)
     return principal
+
+
+def _due(name: str, expires: float | None) -> bool:
+    """Whether this request reads `name` again now: it expires within `_REFRESH_AHEAD` and
+    no other request is reading it (one reads, the others go on with the cached entry)."""
+    if expires is None or expires - time.monotonic() > _REFRESH_AHEAD or name in _refreshing:
+        return False
+    _refreshing.add(name)
+    return True
+
+
+async def refresh_ahead(
+    read: Callable[[], AbstractAsyncContextManager[AsyncSession]], key: str, code: str
+) -> None:
+    """Read a bearer key's principal and a program's settings again before their cached
+    entries expire, when they are about to (`_REFRESH_AHEAD`), by one request at a time.
+
+    Under steady traffic the entries then never expire: the requests in flight at an expiry
+    would each read them from the store, and the tills' lean routes would hand them all to
+    FastAPI's (`habitue.lean`). What is cached is never older than `_CACHE_TTL`, as before: a
+    revoked key is refused within it. A failed read is logged; the entry expires as before."""
+    digest = hash_key(key)
+    key_hit = _key_cache.get(digest)
+    info_hit = _cache.get(code)
+    reload_key = _due(digest, key_hit[0] if key_hit is not None else None)
+    reload_info = _due(f"program:{code}", info_hit[0] if info_hit is not None else None)
+    if not (reload_key or reload_info):
+        return
+    try:
+        async with read() as session:
+            if reload_key:
+                await _load_principal(session, key)
+            if reload_info:
+                await _load_info(session, code)
+    except Exception as exc:  # the cached entries stay until they expire
+        log.warning("cache_refresh_failed", error=type(exc).__name__)
+    finally:
+        _refreshing.discard(digest)
+        _refreshing.discard(f"program:{code}")
 
 
 LAST_USE_INTERVAL = 60.0
