@@ -230,3 +230,44 @@ async def test_a_worker_in_a_backlog_refreshes_the_deliveries_statistics(
     after = await analysed()
     assert after is not None
     assert before is None or after > before
+
+
+async def test_a_worker_in_a_backlog_vacuums_the_outbox(
+    client: httpx.AsyncClient,
+    program: str,
+    db: Database,
+    settings: Settings,
+    db_kind: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Numbering walks the dead entries numbered events leave in the partial index of
+    unnumbered ones until the outbox is vacuumed: a worker in a backlog vacuums it
+    (`outbox.vacuum`, at most every `VACUUM_EVERY_SECONDS`), outside a transaction."""
+    if db_kind != "postgres":
+        pytest.skip("VACUUM is PostgreSQL's (outbox.vacuum does nothing on SQLite)")
+    monkeypatch.setattr(worker, "VACUUM_EVERY_SECONDS", 0.0)
+    settings = settings.model_copy(
+        update={"worker_batch": 5, "smtp_url": None, "worker_idle_seconds": 0.05}
+    )
+    await worker.run_until_idle(db, settings)
+
+    async def vacuumed() -> Any:
+        async with db.read() as s:
+            await s.execute(text("SELECT pg_stat_clear_snapshot()"))
+            query = "SELECT vacuum_count FROM pg_stat_user_tables WHERE relname = 'outbox'"
+            return (await s.execute(text(query))).scalar()
+
+    before = await vacuumed()
+    for _ in range(12):  # 12 welcomes, 5 a batch: a backlog
+        await enrol(client, program)
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(db, settings, stop))
+    try:
+        for _ in range(200):
+            if await vacuumed() != before:
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        stop.set()
+        await task
+    assert await vacuumed() > before

@@ -35,6 +35,7 @@ from habitue.db import Database, table_of
 from habitue.members.models import Member
 from habitue.messaging import (
     defaults,
+    outbox,
     render,
     signing,
     timed,
@@ -61,6 +62,10 @@ SEND_CONCURRENCY = 64
 ANALYZE_EVERY_SECONDS = 60.0
 """While a backlog lasts, the worker refreshes the deliveries' statistics at most this often
 (autovacuum's default nap: a burst of deliveries is planned for before it looks)."""
+
+VACUUM_EVERY_SECONDS = 10.0
+"""While a backlog lasts, the worker vacuums the outbox at most this often (`outbox.vacuum`):
+numbering's steps then walk at most ten seconds' worth of dead index entries."""
 
 _d = table_of(Delivery)
 _o = table_of(OutboxEvent)
@@ -383,6 +388,7 @@ async def run(db: Database, settings: Settings, stop: asyncio.Event | None = Non
     # back the deliveries of events already in the outbox.
     scanner = asyncio.create_task(_scan_loop(db, settings, stop))
     analysed = -ANALYZE_EVERY_SECONDS
+    vacuumed = time.monotonic()
     try:
         while not stop.is_set():
             try:
@@ -396,6 +402,9 @@ async def run(db: Database, settings: Settings, stop: asyncio.Event | None = Non
                 if backlog and time.monotonic() - analysed >= ANALYZE_EVERY_SECONDS:
                     analysed = time.monotonic()
                     await db.write(refresh_statistics)
+                if backlog and time.monotonic() - vacuumed >= VACUUM_EVERY_SECONDS:
+                    vacuumed = time.monotonic()
+                    await outbox.vacuum(db)
             except Exception:  # the database is away, a bug: try again, less and less often
                 failures += 1
                 if failures == 1 or failures % 20 == 0:
