@@ -29,18 +29,23 @@ from tests.conftest import ADMIN_KEY, create_program, enrol
 from tests.promotions.helpers import confirm, food_rule_and_ten_code, offs, price, promo
 
 
-def _counting(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
-    """Counts the live reads sent straight (True) and through the session (False)."""
+def _count_straight(monkeypatch: pytest.MonkeyPatch, module: Any, name: str) -> list[bool]:
+    """Counts the reads `module.name` sends straight (True) and through the session (False)."""
     taken: list[bool] = []
-    driver = promotions_service._driver
+    driver = getattr(module, name)
 
     async def counted(session: AsyncSession) -> Any:
         raw = await driver(session)
         taken.append(raw is not None)
         return raw
 
-    monkeypatch.setattr(promotions_service, "_driver", counted)
+    monkeypatch.setattr(module, name, counted)
     return taken
+
+
+def _counting(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """Counts the live reads sent straight (True) and through the session (False)."""
+    return _count_straight(monkeypatch, promotions_service, "_driver")
 
 
 async def _none(_session: AsyncSession) -> None:
@@ -57,16 +62,7 @@ def _read_every_time(m: pytest.MonkeyPatch) -> None:
 
 def _member_reads(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
     """Counts the members read straight (True) and through the session (False)."""
-    taken: list[bool] = []
-    driver = till._member_driver
-
-    async def counted(session: AsyncSession) -> Any:
-        raw = await driver(session)
-        taken.append(raw is not None)
-        return raw
-
-    monkeypatch.setattr(till, "_member_driver", counted)
-    return taken
+    return _count_straight(monkeypatch, till, "_member_driver")
 
 
 def _basket(rng: random.Random, member: str | None) -> dict[str, Any]:

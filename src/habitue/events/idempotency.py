@@ -53,7 +53,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from habitue import clock
-from habitue.db import dialect_name, driver_connection, table_of, write_at_end
+from habitue.db import dialect_name, driver_connection, straight, table_of, write_at_end
 from habitue.errors import HabitueError
 from habitue.events.errors import IdempotencyKeyReused, RequestInProgress, ResponseLost
 from habitue.events.models import IdempotencyRecord
@@ -213,19 +213,6 @@ _COLUMNS = (
     "program_id", "credential", "key", "request_hash", "token", "lease_until", "committed_at",
     "status_code", "content_type", "body", "created_at",
 )  # fmt: skip
-_RECORDS_DRIVER_SQL = """
-    INSERT INTO idempotency_records (program_id, credential, key, request_hash, token,
-                                     lease_until, committed_at, status_code, content_type,
-                                     body, created_at)
-    SELECT r.program_id, r.credential, r.key, r.request_hash, r.token, r.lease_until,
-           r.committed_at, r.status_code, r.content_type, CAST(r.body AS json), r.created_at
-    FROM unnest($1::bigint[], $2::varchar[], $3::varchar[], $4::varchar[], $5::varchar[],
-                $6::timestamptz[], $7::timestamptz[], $8::integer[], $9::varchar[],
-                $10::text[], $11::timestamptz[])
-         AS r(program_id, credential, key, request_hash, token, lease_until, committed_at,
-              status_code, content_type, body, created_at)
-"""
-"""`_RECORDS_SQL` as asyncpg runs it, sent straight (`db.driver_connection`)."""
 
 
 async def _write_records(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
@@ -236,13 +223,15 @@ async def _write_records(session: AsyncSession, rows: list[dict[str, Any]]) -> N
         return
     columns = [[r[c] for r in rows] for c in _COLUMNS]
     columns[9] = [_json_text(body) for body in columns[9]]
-    raw = await driver_connection(session)
-    if raw is not None:
-        await raw.execute(_RECORDS_DRIVER_SQL, *columns)
-        return
     names = ("programs", "credentials", "keys", "hashes", "tokens", "leases", "committed",
              "statuses", "content_types", "bodies", "created")  # fmt: skip
-    await session.execute(_RECORDS_SQL, dict(zip(names, columns, strict=True)))
+    params = dict(zip(names, columns, strict=True))
+    raw = await driver_connection(session)
+    plan = straight(_RECORDS_SQL, session.get_bind().dialect) if raw is not None else None
+    if raw is not None and plan is not None:
+        await raw.execute(plan.sql, *plan.args(params))
+        return
+    await session.execute(_RECORDS_SQL, params)
 
 
 class InlineClaim:
