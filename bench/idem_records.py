@@ -24,7 +24,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import scratch_pg  # noqa: E402
-from request_cpu import TICKS, backend_ticks  # noqa: E402
+from request_cpu import backend_seconds  # noqa: E402
 
 from habitue import clock  # noqa: E402
 from habitue.db import Database  # noqa: E402
@@ -65,7 +65,7 @@ async def run(url: str, batches: int, per_batch: int, rounds: int) -> None:
     for _ in range(rounds):
         for mode in seen:
             async with db.writer() as session, session.begin():
-                pg = backend_ticks(dbname)
+                pg = backend_seconds(dbname)
                 cpu = time.process_time()
                 for _ in range(batches):
                     if mode == "executemany":
@@ -73,9 +73,9 @@ async def run(url: str, batches: int, per_batch: int, rounds: int) -> None:
                     else:
                         await idempotency._write_records(session, rows())
                 cpu = time.process_time() - cpu
-                after = backend_ticks(dbname)
+                after = backend_seconds(dbname)
             records = batches * per_batch
-            pg_s = sum(t - pg.get(pid, 0) for pid, t in after.items()) / TICKS
+            pg_s = sum(t - pg.get(pid, 0) for pid, t in after.items())
             seen[mode].append((1e6 * cpu / records, 1e6 * pg_s / records))
     await db.dispose()
     for mode, got in seen.items():

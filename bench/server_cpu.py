@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import BIN, _children, _cpu_seconds, run_wrk, scratch_pg, server  # noqa: E402
 from earn import _enrol_by_import, _member_names, _seed  # noqa: E402
-from request_cpu import TICKS, backend_ticks  # noqa: E402
+from request_cpu import backend_seconds  # noqa: E402
 
 from habitue.migrate import upgrade  # noqa: E402
 
@@ -117,14 +117,14 @@ def main() -> None:
                             "BENCH_LINES": "1", "BENCH_IDEM": SHAPES[shape],
                         })  # fmt: skip
                         spies = _spy(args.spy, f"{run}-{shape}", args.seconds)
-                        cpu, pg = _tree_cpu(), backend_ticks(dbname)
+                        cpu, pg = _tree_cpu(), backend_seconds(dbname)
                         got = run_wrk(base + "/v1/programs/bench/events", script,
                                       connections=args.connections, seconds=args.seconds)
                         cpu = _tree_cpu() - cpu
                         for spy in spies:
                             spy.wait()
-                        after = backend_ticks(dbname)
-                        pg_s = sum(t - pg.get(pid, 0) for pid, t in after.items()) / TICKS
+                        after = backend_seconds(dbname)
+                        pg_s = sum(t - pg.get(pid, 0) for pid, t in after.items())
                         n = max(got["requests"], 1)
                         row = (1000 * cpu / n, 1000 * pg_s / n, got["rps"])
                         figures.setdefault((tree, shape), []).append(row)
