@@ -239,23 +239,33 @@ class _Merged:
 
     flush: Callable[[AsyncSession, list[Any]], Awaitable[None]]
     value: Any
+    carry: Callable[[AsyncSession, list[Any], Sequence[Part]], Awaitable[None]] | None = None
+    """(A late write) `flush` whose last statement also writes the given parts."""
+    part: Callable[[list[Any]], Part] | None = None
+    """(A write at the end) the values as one part of another statement."""
 
 
 def write_late_merged(
     session: AsyncSession,
     flush: Callable[[AsyncSession, list[Any]], Awaitable[None]],
     value: Any,
+    *,
+    carry: Callable[[AsyncSession, list[Any], Sequence[Part]], Awaitable[None]] | None = None,
 ) -> bool:
     """`write_late` for a write the caller can merge with others of its kind: in a grouped
     batch whose units allow late writes, keep `value` and return True; at the batch's end,
     `flush(session, values)` writes it with the consecutive late writes of the same `flush`
     (in their order), so a table gets one multi-row statement for the batch instead of one per
     unit. Elsewhere return False: the caller writes now. The same rule as `write_late`:
-    nothing in the batch reads back what it writes before the commit."""
+    nothing in the batch reads back what it writes before the commit.
+
+    With `carry`, when this write is among the batch's last late writes, the batch's writes
+    at its end that can be parts (`write_at_end(part=...)`) go into its last statement:
+    `carry(session, values, parts)` instead of `flush` and a statement of their own."""
     pending: list[Any] | None = session.info.get(_BATCHED)
     if pending is None:
         return False
-    pending.append(_Merged(flush, value))
+    pending.append(_Merged(flush, value, carry=carry))
     return True
 
 
@@ -266,6 +276,8 @@ def write_at_end(
     session: AsyncSession,
     flush: Callable[[AsyncSession, list[Any]], Awaitable[None]],
     value: Any,
+    *,
+    part: Callable[[list[Any]], Part] | None = None,
 ) -> bool:
     """In a grouped batch's first, optimistic run, keep a unit's write (`value`) for the
     batch's end, after its late writes, and return True: there `flush(session, values)` writes
@@ -276,29 +288,62 @@ def write_at_end(
     Only for a write nothing in the batch reads back and that reads nothing the batch writes
     (the Idempotency-Key records of habitue.events.idempotency). If it fails (a unique key
     taken), the batch is rolled back whole and runs again unit by unit, as on any failure.
+
+    With `part` (the values of the batch's consecutive such writes made one `Part`), the
+    writes ride in the last statement of the batch's late writes when that one can carry
+    them (`write_late_merged(carry=...)`): one round trip and one statement fewer.
     """
     pending: list[Any] | None = session.info.get(_AT_END)
     if pending is None:
         return False
-    pending.append(_Merged(flush, value))
+    pending.append(_Merged(flush, value, part=part))
     return True
 
 
-async def _write_pending(session: AsyncSession, slot: str = _BATCHED) -> None:
-    """The batch's late writes (or, `slot` `_AT_END`, its writes at its end), in order,
-    consecutive ones of one text together."""
-    pending: list[Any] = session.info.pop(slot, [])
+def _runs(pending: list[Any]) -> list[list[Any]]:
+    """Consecutive writes of one text (or of one flush) together."""
 
     def kind(write: Any) -> int:
         return id(write.flush) if isinstance(write, _Merged) else id(write[0])
 
-    for _, run in itertools.groupby(pending, key=kind):
-        writes = list(run)
+    return [list(run) for _, run in itertools.groupby(pending, key=kind)]
+
+
+def _as_parts(ends: list[Any]) -> list[Part] | None:
+    """The batch's writes at its end as parts of another statement, if every one can be."""
+    parts = []
+    for writes in _runs(ends):
+        make = writes[0].part
+        if make is None:
+            return None
+        parts.append(make([write.value for write in writes]))
+    return parts
+
+
+async def _write_pending(
+    session: AsyncSession, slot: str = _BATCHED, ends: list[Any] | None = None
+) -> None:
+    """The batch's late writes (or, `slot` `_AT_END`, its writes at its end), in order,
+    consecutive ones of one text together. With `ends` (the writes at the end), those go into
+    the last late statement when it can carry them, else after it, in a statement of their
+    own."""
+    runs = _runs(session.info.pop(slot, []))
+    for n, writes in enumerate(runs):
         if isinstance(writes[0], _Merged):
-            await writes[0].flush(session, [write.value for write in writes])
+            values = [write.value for write in writes]
+            carry = writes[0].carry
+            parts = _as_parts(ends) if ends and carry and n == len(runs) - 1 else None
+            if carry is not None and parts is not None:
+                await carry(session, values, parts)
+                ends = None
+            else:
+                await writes[0].flush(session, values)
             continue
         group = [params for _, params in writes]
         await session.execute(writes[0][0], group if len(group) > 1 else group[0])
+    if ends:
+        session.info[_AT_END] = ends
+        await _write_pending(session, _AT_END)
 
 
 async def _unit(work: Work[T], session: AsyncSession) -> T:
@@ -534,8 +579,7 @@ class GroupCommitter:
                     else:  # it may read what they write: they go first, its own at once
                         await _write_pending(session)
                     values.append(await _unit(job.work, session))
-                await _write_pending(session)
-                await _write_pending(session, _AT_END)
+                await _write_pending(session, ends=session.info.pop(_AT_END))
         except Exception as exc:  # rolled back whole: the caller runs the batch unit by unit
             if is_unavailable(exc):
                 self._fail(jobs, exc)

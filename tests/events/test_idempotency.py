@@ -559,9 +559,10 @@ async def test_a_grouped_batch_writes_its_keys_records_in_one_execution(
     db_kind: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """The records of a grouped batch's events are written at its end by one statement: on
-    PostgreSQL one INSERT of parallel arrays sent to asyncpg straight, never an executemany
-    (one execution per record); each record keeps its own answer."""
+    """The records of a grouped batch's events are written at its end, several in one
+    statement, never as an executemany (one execution per record): on PostgreSQL inside the
+    statement that writes the batch's last events (a CTE of parallel arrays: no statement of
+    their own); on SQLite by one statement after them. Each record keeps its own answer."""
     members = [await enrol(client, program) for _ in range(8)]
     url = f"/v1/programs/{program}/events"
     sent = [
@@ -569,25 +570,24 @@ async def test_a_grouped_batch_writes_its_keys_records_in_one_execution(
         for i in range(16)
     ]
     flushes: list[int] = []
-    straight: list[bool] = []
-    write_records, driver = idempotency._write_records, idempotency.driver_connection
+    carried: list[int] = []
+    write_records, records_part = idempotency._write_records, idempotency._records_part
 
     async def writing(session: Any, rows: list[dict[str, Any]]) -> None:
         flushes.append(len(rows))
         await write_records(session, rows)
 
-    async def driving(session: Any) -> Any:
-        raw = await driver(session)
-        straight.append(raw is not None)
-        return raw
+    def part(rows: list[dict[str, Any]]) -> Any:
+        carried.append(len(rows))
+        return records_part(rows)
 
     monkeypatch.setattr(idempotency, "_write_records", writing)
-    monkeypatch.setattr(idempotency, "driver_connection", driving)
-    many: list[bool] = []
+    monkeypatch.setattr(idempotency, "_records_part", part)
+    seen: list[tuple[str, bool]] = []
 
     def count(_c: Any, _cur: Any, statement: str, _p: Any, _ctx: Any, executemany: bool) -> None:
-        if statement.lstrip().upper().startswith("INSERT INTO IDEMPOTENCY_RECORDS"):
-            many.append(executemany)
+        if "INSERT INTO IDEMPOTENCY_RECORDS" in statement.upper():
+            seen.append((statement.lstrip()[:4].upper(), executemany))
 
     engine = db.write_engine.sync_engine
     sa_event.listen(engine, "before_cursor_execute", count)
@@ -598,15 +598,48 @@ async def test_a_grouped_batch_writes_its_keys_records_in_one_execution(
     finally:
         sa_event.remove(engine, "before_cursor_execute", count)
     assert {r.status_code for r in answers} == {201}, [r.text for r in answers]
-    assert flushes and max(flushes) > 1  # grouped: several records in one statement
     if db_kind == "postgres":
-        assert not any(many), many
-        if db.write_engine.dialect.driver == "asyncpg":  # else the session sends the same
-            assert straight and all(straight), straight
+        assert carried and max(carried) > 1, carried  # grouped, in the events' statement
+        assert not flushes, flushes  # no statement of their own
+        assert seen and all(kind == "WITH" and not many for kind, many in seen), seen
+    else:
+        assert flushes and max(flushes) > 1  # grouped: several records in one statement
+        assert not carried
     for (k, _), first in zip(sent, answers, strict=True):
         [record] = await _stored(db, k)
         assert (record["status_code"], record["body"]) == (201, first.json())
         assert record["committed_at"] is not None and record["token"]
+
+
+async def test_a_key_taken_in_a_grouped_batch_fails_the_events_statement_and_only_that_unit(
+    client: httpx.AsyncClient, program: str, db: Database
+) -> None:
+    """Two purchases under one key in one grouped batch, among others with keys of their own:
+    the records ride in the events' statement, whose unique key fails it; the batch runs again
+    unit by unit, and only one of the two keeps the key (the other gets 409 or the replay):
+    every other event is recorded once, with its record."""
+    members = [await enrol(client, program) for _ in range(6)]
+    url = f"/v1/programs/{program}/events"
+    shared = new_code("k")
+    body = _purchase(members[0]["id"], new_code("r"), "5.00")
+    sent = [(shared, body), (shared, body)] + [
+        (new_code("k"), _purchase(members[i]["id"], new_code("r"), f"{4 + i}.00"))
+        for i in range(1, 6)
+    ]
+    answers = await asyncio.gather(
+        *(client.post(url, json=b, headers={"Idempotency-Key": k}) for k, b in sent)
+    )
+    first, second = answers[0], answers[1]
+    assert {first.status_code, second.status_code} <= {201, 409}, (first.text, second.text)
+    assert 201 in {first.status_code, second.status_code}
+    for (k, _), answer in zip(sent[2:], answers[2:], strict=True):
+        assert answer.status_code == 201, answer.text
+        [record] = await _stored(db, k)
+        assert (record["status_code"], record["body"]) == (201, answer.json())
+    [record] = await _stored(db, shared)
+    assert record["status_code"] == 201
+    total = sum(a.json()["points"] for a in answers[2:]) + record["body"]["points"]
+    assert sum([await _available(client, program, m["id"]) for m in members]) == total
 
 
 async def test_a_refused_event_is_replayed_and_its_key_refuses_another_body(

@@ -206,7 +206,7 @@ async def write_event(session: AsyncSession, write: EventWrite) -> None:
     if dialect_name(session) == "postgresql":
         # Nothing reads these rows back in the unit: a grouped batch writes them all at its
         # end, its consecutive events in one statement (`_write_late`).
-        if not write_late_merged(session, _write_late, write):
+        if not write_late_merged(session, _write_late_flush, write, carry=_write_late):
             await _write_one(session, write)
         return
     if credit is not None:
@@ -249,46 +249,62 @@ async def write_event(session: AsyncSession, write: EventWrite) -> None:
     await outbox.emit_many(session, outbox_rows)
 
 
-async def _write_one(session: AsyncSession, write: EventWrite) -> None:
-    """`write_event` on PostgreSQL: one statement."""
+async def _write_one(
+    session: AsyncSession, write: EventWrite, carried: Sequence[Part] = ()
+) -> None:
+    """`write_event` on PostgreSQL: one statement (with `carried`, other rooms' parts)."""
     row = write.row
     parts = [write.credit.part()] if write.credit is not None else []
     parts += write.writes
     parts += [
         row.part(),
         members_service.lifetime_part(row.member_id, write.lifetime),
+        *carried,
         outbox.part(write.outbox_rows),
     ]
     await session.execute(compose(parts), bind(parts))
 
 
-async def _write_late(session: AsyncSession, writes: list[EventWrite]) -> None:
+async def _write_late_flush(session: AsyncSession, writes: list[EventWrite]) -> None:
+    await _write_late(session, writes)
+
+
+async def _write_late(
+    session: AsyncSession, writes: list[EventWrite], carried: Sequence[Part] = ()
+) -> None:
     """The events a grouped batch's units left to its end (PostgreSQL), in their order: each
     run of events whose members are all different in one statement (`write_events`), a lone
     one in its own (`_write_one`). An event of a member already in the run starts the next
-    run, so a member's events are written one after the other, as the units made them."""
+    run, so a member's events are written one after the other, as the units made them.
+    `carried`: the batch's writes at its end (`db.write_at_end`, the Idempotency-Key
+    records), written by the last statement."""
     run: list[EventWrite] = []
     members: set[int] = set()
     for write in [*writes, None]:
         if write is None or write.row.member_id in members:
+            last = carried if write is None else ()
             if len(run) == 1:
-                await _write_one(session, run[0])
+                await _write_one(session, run[0], last)
             elif run:
-                await write_events(session, run)
+                await write_events(session, run, last)
             run, members = [], set()
         if write is not None:
             run.append(write)
             members.add(write.row.member_id)
 
 
-async def write_events(session: AsyncSession, group: Sequence[EventWrite]) -> None:
+async def write_events(
+    session: AsyncSession, group: Sequence[EventWrite], carried: Sequence[Part] = ()
+) -> None:
     """`write_event` for each of a group of events whose members are all different (a batch's
     group): on PostgreSQL the credits, the stages' writes that merge (the counters), the events
     and their lines, the lifetime totals and the domain events in one statement, each table
-    written once for the whole group. On SQLite, `write_event` one after the other."""
+    written once for the whole group (with `carried`, other rooms' parts: PostgreSQL only).
+    On SQLite, `write_event` one after the other."""
     if not group:
         return
     if dialect_name(session) != "postgresql":
+        assert not carried, "parts are carried on PostgreSQL only"
         for write in group:
             await write_event(session, write)
         return
@@ -314,6 +330,7 @@ async def write_events(session: AsyncSession, group: Sequence[EventWrite]) -> No
     parts += [
         events_part([write.row for write in group]),
         members_service.lifetimes_part(lifetimes),
+        *carried,
         outbox.part([row for write in group for row in write.outbox_rows]),
     ]
     await session.execute(compose(parts), bind(parts))
