@@ -26,6 +26,7 @@ from typing import Any, Protocol, TypeVar, cast
 
 import orjson
 from sqlalchemy import (
+    ARRAY,
     JSON,
     BigInteger,
     ForeignKeyConstraint,
@@ -914,9 +915,10 @@ def dialect_name(session: AsyncSession) -> str:
 async def driver_connection(session: AsyncSession) -> Any | None:
     """The asyncpg connection under `session` when a statement sent on it straight runs
     where the session's own would: on PostgreSQL through asyncpg, on a connection in
-    autocommit (`Database.read_statements`) or inside the transaction the session has
-    begun already (SQLAlchemy's asyncpg adapter sends BEGIN with its first statement).
-    Else None: the caller goes through the session. Through the driver, a read costs about
+    autocommit (`Database.read_statements`) or inside the session's transaction. SQLAlchemy's
+    asyncpg adapter sends BEGIN with the transaction's first statement; when none has run yet
+    (a grouped batch's member read), it is sent here, as the adapter would send it. Else
+    None: the caller goes through the session. Through the driver, a read costs about
     half the client's CPU (no compiling of the statement's cache key, no result wrapping;
     docs/benchmarks.md, h5/price and h6/price); its rows are asyncpg records, read by name,
     their JSON decoded by the codec the dialect set up on the connection."""
@@ -924,11 +926,19 @@ async def driver_connection(session: AsyncSession) -> Any | None:
         return None
     conn = await session.connection()
     fairy = await conn.get_raw_connection()
-    adapted = fairy.dbapi_connection
+    adapted: Any = fairy.dbapi_connection
     if getattr(adapted, "isolation_level", None) != "autocommit" and (
         getattr(adapted, "_transaction", None) is None
     ):
-        return None
+        start = getattr(adapted, "_start_transaction", None)
+        mutex = getattr(adapted, "_execute_mutex", None)
+        if start is None or mutex is None:
+            return None
+        async with mutex:
+            if adapted._transaction is None:
+                await start()
+        if adapted._transaction is None:
+            return None
     return fairy.driver_connection
 
 
@@ -949,6 +959,17 @@ class Straight:
 _straight: dict[tuple[Any, int], Straight | None] = {}
 
 
+def _passes_as_is(type_: Any, dialect: Any) -> bool:
+    """Whether SQLAlchemy sends a parameter of `type_` to the driver unchanged: no bind
+    processor, or an ARRAY of items that have none (its processor only makes a list of the
+    sequence, which asyncpg takes as it is)."""
+    if type_._cached_bind_processor(dialect) is None:
+        return True
+    if isinstance(type_, ARRAY):
+        return _passes_as_is(type_.item_type.dialect_impl(dialect), dialect)
+    return False
+
+
 def straight(query: Any, dialect: Any) -> Straight | None:
     """`query` (a statement built once and reused) as asyncpg runs it with
     `driver_connection`; None when SQLAlchemy would process a parameter or a column on the
@@ -963,7 +984,7 @@ def straight(query: Any, dialect: Any) -> Straight | None:
         compiled.positiontup is not None
         and not compiled.literal_execute_params
         and not compiled.post_compile_params
-        and all(b.type._cached_bind_processor(dialect) is None for b in compiled.binds.values())
+        and all(_passes_as_is(b.type, dialect) for b in compiled.binds.values())
         and all(c[3]._cached_result_processor(dialect, None) is None
                 for c in compiled._result_columns)
     )  # fmt: skip

@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
+import asyncpg
 import httpx
 from sqlalchemy import event, text
 
@@ -108,7 +109,29 @@ def _count_statements(database: Database) -> tuple[list[str], Callable[[], None]
 
     engine = database.write_engine.sync_engine
     event.listen(engine, "before_cursor_execute", count)
-    return seen, lambda: event.remove(engine, "before_cursor_execute", count)
+    # The statements sent to asyncpg straight (`db.driver_connection`): SQLAlchemy sees none.
+    originals = {name: getattr(asyncpg.Connection, name) for name in _STRAIGHT_CALLS}
+    for name, original in originals.items():
+        setattr(asyncpg.Connection, name, _counted(original, seen))
+
+    def stop() -> None:
+        event.remove(engine, "before_cursor_execute", count)
+        for name, original in originals.items():
+            setattr(asyncpg.Connection, name, original)
+
+    return seen, stop
+
+
+_STRAIGHT_CALLS = ("execute", "fetch", "fetchrow", "fetchval")
+
+
+def _counted(original: Any, seen: list[str]) -> Any:
+    async def counted(self: Any, query: str, *args: Any, **kwargs: Any) -> Any:
+        if args:  # not the adapter's own BEGIN, COMMIT or ROLLBACK (no parameters)
+            seen.append(query.split(None, 1)[0].upper())
+        return await original(self, query, *args, **kwargs)
+
+    return counted
 
 
 async def test_grouped_purchases_read_their_members_in_one_query(
@@ -225,6 +248,13 @@ async def test_a_batch_reads_its_members_by_one_statement_whatever_its_size(
 
     engine = one_lane.write_engine.sync_engine
     event.listen(engine, "before_cursor_execute", keep)
+    fetch = asyncpg.Connection.fetch
+
+    async def fetching(self: Any, query: str, *args: Any, **kwargs: Any) -> Any:
+        keep(None, None, query)  # a batch's members read straight (`db.driver_connection`)
+        return await fetch(self, query, *args, **kwargs)
+
+    asyncpg.Connection.fetch = fetching  # type: ignore[method-assign]
     try:
         async with one_lane.read() as session:
             info = await programs_service.get_info(session, program)
@@ -241,6 +271,7 @@ async def test_a_batch_reads_its_members_by_one_statement_whatever_its_size(
             )
             assert [r.points_earned for r in answers] == [3] * size
     finally:
+        asyncpg.Connection.fetch = fetch  # type: ignore[method-assign]
         event.remove(engine, "before_cursor_execute", keep)
         await one_lane.dispose()
     if db_kind == "postgres":

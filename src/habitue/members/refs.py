@@ -15,7 +15,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from habitue import clock
-from habitue.db import Prefetch, dialect_name, straight, table_of
+from habitue.db import Prefetch, dialect_name, driver_connection, straight, table_of
 from habitue.errors import ValidationFailed
 from habitue.ledger.models import Account
 from habitue.ledger.service import MemberAccounts
@@ -281,10 +281,17 @@ def _event_refs_query(kind: str, reads: Reads, array: bool = False) -> Any:
 async def _refs_named(
     session: AsyncSession, program: ProgramInfo, kind: str, names: list[str], reads: Reads
 ) -> list[tuple[str, MemberRef]]:
-    query = _event_refs_query(kind, reads, dialect_name(session) == "postgresql")
-    rows = await session.execute(
-        query, {"refs_program": program.id, "refs_ids": sorted(set(names))}
-    )
+    postgresql = dialect_name(session) == "postgresql"
+    query = _event_refs_query(kind, reads, postgresql)
+    params = {"refs_program": program.id, "refs_ids": sorted(set(names))}
+    # Sent to asyncpg straight where it can be (the same SQL and rows, read by name: about
+    # half the client's CPU of the session's way; `db.straight`).
+    raw = await driver_connection(session) if postgresql else None
+    plan = straight(query, session.get_bind().dialect) if raw is not None else None
+    if raw is not None and plan is not None:
+        records = await raw.fetch(plan.sql, *plan.args(params))
+        return [(str(r["named"]), _to_ref(r, reads)) for r in records]
+    rows = await session.execute(query, params)
     return [(str(row.named), _to_ref(row, reads)) for row in rows]
 
 
