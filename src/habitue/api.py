@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import os
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -12,6 +13,7 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from fastapi.telemetry import TelemetryConfig
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy.exc import IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -98,6 +100,27 @@ def install_error_handlers(app: FastAPI) -> None:
         return await _unexpected(request, exc)
 
 
+def fastapi_telemetry() -> TelemetryConfig | None:
+    """FastAPI's own OpenTelemetry spans, metrics and logs: its defaults (on, through the
+    global providers) when OpenTelemetry is set up before the app is made (an `OTEL_*` or
+    `FASTAPI_OTEL_*` variable, or a provider set in code, as `opentelemetry-instrument` does);
+    else off. Left on with nothing set up, FastAPI looks at the three global providers at
+    every request to find them unset (11.6 µs a request here: each look reads `os.environ`
+    for a name that is not there; docs/benchmarks.md)."""
+    if any(name.startswith(("OTEL_", "FASTAPI_OTEL_")) for name in os.environ):
+        return None
+    from opentelemetry import _logs, metrics, trace
+
+    providers = (
+        trace.get_tracer_provider(),
+        metrics.get_meter_provider(),
+        _logs.get_logger_provider(),
+    )
+    if any(not type(p).__name__.lstrip("_").startswith(("Proxy", "NoOp")) for p in providers):
+        return None
+    return {"tracing": False, "metrics": False, "logs": False}
+
+
 def create_app(
     settings: Settings | None = None,
     *,
@@ -163,6 +186,7 @@ def create_app(
                 await app.state.db.dispose()
 
     app = FastAPI(
+        telemetry=fastapi_telemetry(),
         title="Habitué",
         version="0.1.0",
         description="Loyalty-program engine: members, cards, points, rules, tiers, rewards.",
