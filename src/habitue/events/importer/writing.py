@@ -128,13 +128,19 @@ def _apply_chunk(conn: Connection, chunk: _Writes) -> None:
 
 ANALYZED = ("members", "accounts", "cards", "events")
 """The tables whose statistics the import's own lookups (and the API's) depend on."""
+ANALYZE_FLOOR = 50
+"""Rows inserted below which a table is never analysed (`autovacuum_analyze_threshold`'s
+default)."""
 
 
 class _Statistics:
-    """Which of `ANALYZED` a bulk load has changed enough to ANALYZE (PostgreSQL), by the
-    rule autovacuum follows (`autovacuum_analyze_threshold` rows plus
-    `autovacuum_analyze_scale_factor` of the table's rows as last analysed), counting the
-    rows this import inserted and updated since it last analysed each table.
+    """Which of `ANALYZED` a bulk load has grown enough to ANALYZE (PostgreSQL): those into
+    which this import inserted, since it last analysed them, more rows than they held when
+    last analysed (`pg_class.reltuples`; a table never analysed holds none), and more than
+    `ANALYZE_FLOOR`. The running totals it updates change no statistic its lookups use. A
+    table an import grows from nothing is then analysed after its first chunk, and again
+    each time it has doubled (the schedule was "after chunks 1, 2, 4, 8…" for all four
+    tables, whatever their size).
 
     Fresh tables have no statistics until someone analyses them, and the server may run
     without autovacuum (or it may not have caught up): the planner would take them for
@@ -142,7 +148,7 @@ class _Statistics:
     a large table does not analyse it: ANALYZE samples 30,000 rows of each table whatever
     its size, 1.8 s for the four at 1,000,000 members, which every import paid after its
     first chunk (35 µs a row of a 50,000-row import). `parts`: the import's workers, which
-    share the members evenly (one of them counts and analyses for all)."""
+    share the members evenly (one of them counts its own rows and analyses for all)."""
 
     def __init__(self, parts: int = 1) -> None:
         self.parts = parts
@@ -152,28 +158,20 @@ class _Statistics:
         for table, _, rows in writes.rows:
             if table in self.changed:
                 self.changed[table] += len(rows)
-        for totals, _, deltas in writes.totals():
-            if totals.name in self.changed:
-                self.changed[totals.name] += len(deltas)
 
     def due(self, conn: Connection) -> list[str]:
-        """The tables to analyse now (read with the server's thresholds)."""
-        changed = {t: n * self.parts for t, n in self.changed.items() if n}
+        """The tables to analyse now."""
+        changed = {t: n * self.parts for t, n in self.changed.items() if n > 0}
         if not changed:
             return []
         found = conn.execute(
-            text(
-                "SELECT c.relname, c.reltuples, "
-                "current_setting('autovacuum_analyze_threshold')::float8, "
-                "current_setting('autovacuum_analyze_scale_factor')::float8 "
-                "FROM pg_class c WHERE c.oid = ANY(CAST(:tables AS regclass[]))"
-            ),
-            {"tables": list(changed)},
+            text("SELECT relname, reltuples FROM pg_class WHERE oid = ANY(CAST(:t AS regclass[]))"),
+            {"t": list(changed)},
         ).all()
         return sorted(
             name
-            for name, reltuples, threshold, share in found
-            if changed[name] > threshold + share * max(float(reltuples), 0.0)
+            for name, reltuples in found
+            if changed[name] > max(float(reltuples), ANALYZE_FLOOR)
         )
 
     def refresh(self, conn: Connection) -> list[str]:
