@@ -182,14 +182,22 @@ def _add_to(conn: Connection, table: Table, column: str, deltas: dict[int, int])
     if conn.dialect.name == "postgresql":
         with raw.cursor() as pg_cur:
             pg_cur.execute(
-                f"UPDATE {table.name} t SET {column} = t.{column} + d.delta "  # noqa: S608
-                "FROM unnest(%s::bigint[], %s::bigint[]) AS d(id, delta) WHERE t.id = d.id",
+                _add_from_sql(table.name, column),
                 (_pg_array(ids), _pg_array([deltas[i] for i in ids])),
             )
         return
     cur = raw.cursor()
     cur.executemany(_add_sql(table.name, column), [(deltas[i], i) for i in ids])
     cur.close()
+
+
+def _add_from_sql(table: str, column: str) -> str:
+    """PostgreSQL's `column += delta` for arrays of ids and deltas (`%s` parameters, their
+    text by `_pg_array`); the writer sends it with joins by key only (`writing._BY_KEY`)."""
+    return (
+        f"UPDATE {table} t SET {column} = t.{column} + d.delta "  # noqa: S608
+        "FROM unnest(%s::bigint[], %s::bigint[]) AS d(id, delta) WHERE t.id = d.id"
+    )
 
 
 def _add_sql(table: str, column: str) -> str:
