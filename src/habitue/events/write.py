@@ -206,7 +206,7 @@ async def write_event(session: AsyncSession, write: EventWrite) -> None:
     if dialect_name(session) == "postgresql":
         # Nothing reads these rows back in the unit: a grouped batch writes them all at its
         # end, its consecutive events in one statement (`_write_late`).
-        if not write_late_merged(session, _write_late_flush, write, carry=_write_late):
+        if not write_late_merged(session, _write_late, write, carry=_write_late):
             await _write_one(session, write)
         return
     if credit is not None:
@@ -263,10 +263,6 @@ async def _write_one(
         outbox.part(write.outbox_rows),
     ]
     await session.execute(compose(parts), bind(parts))
-
-
-async def _write_late_flush(session: AsyncSession, writes: list[EventWrite]) -> None:
-    await _write_late(session, writes)
 
 
 async def _write_late(
