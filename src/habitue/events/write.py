@@ -205,8 +205,8 @@ async def write_event(session: AsyncSession, write: EventWrite) -> None:
     credit, writes = write.credit, write.writes
     if dialect_name(session) == "postgresql":
         # Nothing reads these rows back in the unit: a grouped batch writes them all at its
-        # end, its consecutive events in one statement (`_write_late`).
-        if not write_late_merged(session, _write_late, write):
+        # end, its consecutive events in one statement (`write_runs`).
+        if not write_late_merged(session, write_runs, write):
             await _write_one(session, write)
         return
     if credit is not None:
@@ -262,7 +262,7 @@ async def _write_one(session: AsyncSession, write: EventWrite) -> None:
     await session.execute(compose(parts), bind(parts))
 
 
-async def _write_late(session: AsyncSession, writes: list[EventWrite]) -> None:
+async def write_runs(session: AsyncSession, writes: Sequence[EventWrite]) -> None:
     """The events a grouped batch's units left to its end (PostgreSQL), in their order: each
     run of events whose members are all different in one statement (`write_events`), a lone
     one in its own (`_write_one`). An event of a member already in the run starts the next
