@@ -10,6 +10,7 @@ purchase's `external_id`.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -21,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from habitue import clock
 from habitue.db import (
     Database,
+    Part,
     Prefetch,
     dialect_name,
     driver_connection,
@@ -69,28 +71,8 @@ from habitue.rewards.errors import CouponLookupFailed, OfferNotFound
 _confirmations = table_of(BasketConfirmation)
 _events = table_of(Event)
 
-_USES_AND_CONFIRMATION = text(
-    """
-    WITH uses AS (
-        INSERT INTO promotion_uses (program_id, promotion_id, member_id, external_id,
-                                    discount_minor, created_at)
-        SELECT CAST(:program_id AS bigint), u.promotion_id, CAST(:member_id AS bigint),
-               CAST(:external_id AS varchar), u.discount_minor, CAST(:created_at AS timestamptz)
-        FROM unnest(CAST(:promotion_ids AS bigint[]), CAST(:discounts AS bigint[]))
-             AS u(promotion_id, discount_minor)
-    )
-    INSERT INTO basket_confirmations (program_id, external_id, member_id, response, created_at)
-    VALUES (CAST(:program_id AS bigint), CAST(:external_id AS varchar),
-            CAST(:member_id AS bigint), CAST(:response AS json), CAST(:created_at AS timestamptz))
-    """
-)
-"""PostgreSQL: a confirmed basket's promotion uses (`service.record_uses`) and its
-confirmation, in one round trip."""
-
-
-_USES_AND_CONFIRMATIONS = text(
-    """
-    WITH uses AS (
+_CONFIRM_CTES = """
+    confirm_uses AS (
         INSERT INTO promotion_uses (program_id, promotion_id, member_id, external_id,
                                     discount_minor, created_at)
         SELECT u.program_id, u.promotion_id, u.member_id, u.external_id, u.discount_minor,
@@ -99,43 +81,25 @@ _USES_AND_CONFIRMATIONS = text(
                     CAST(:u_members AS bigint[]), CAST(:u_external_ids AS varchar[]),
                     CAST(:u_discounts AS bigint[]), CAST(:u_created AS timestamptz[]))
              AS u(program_id, promotion_id, member_id, external_id, discount_minor, created_at)
+    ), confirm_rows AS (
+        INSERT INTO basket_confirmations (program_id, external_id, member_id, response,
+                                          created_at)
+        SELECT c.program_id, c.external_id, c.member_id, CAST(c.response AS json), c.created_at
+        FROM unnest(CAST(:programs AS bigint[]), CAST(:external_ids AS varchar[]),
+                    CAST(:members AS bigint[]), CAST(:responses AS text[]),
+                    CAST(:created AS timestamptz[]))
+             AS c(program_id, external_id, member_id, response, created_at)
     )
-    INSERT INTO basket_confirmations (program_id, external_id, member_id, response, created_at)
-    SELECT c.program_id, c.external_id, c.member_id, CAST(c.response AS json), c.created_at
-    FROM unnest(CAST(:programs AS bigint[]), CAST(:external_ids AS varchar[]),
-                CAST(:members AS bigint[]), CAST(:responses AS text[]),
-                CAST(:created AS timestamptz[]))
-         AS c(program_id, external_id, member_id, response, created_at)
-    """
-)
-"""PostgreSQL: `_USES_AND_CONFIRMATION` for the confirms of a grouped batch, at its end."""
+"""
+"""PostgreSQL: the promotions' uses and the confirmations of one or more confirmed baskets
+(their parameters as arrays), as CTEs of a composed statement (`db.compose`): of their
+purchases' (`_confirm_part`) or, for guests, of `_USES_AND_CONFIRMATIONS`."""
+
+_USES_AND_CONFIRMATIONS = text("WITH " + _CONFIRM_CTES.strip() + "\nSELECT 1")
+"""PostgreSQL: `_CONFIRM_CTES` on their own (confirms without a purchase written with them)."""
 
 
-@dataclass(frozen=True, slots=True)
-class _Confirmed:
-    """What a confirm writes last (PostgreSQL): its purchase when it was left unwritten
-    (`events_service.earn_prepared`), its promotions' uses and its confirmation."""
-
-    event: EventWrite | None
-    program_id: int
-    member_id: int | None
-    external_id: str
-    created_at: datetime
-    uses: list[tuple[int, int]]
-    response: str
-
-
-async def _write_confirmed(session: AsyncSession, confirms: list[_Confirmed]) -> None:
-    """A grouped batch's consecutive confirms, written at its end (`db.write_late_merged`):
-    their purchases as the batch's purchases are (`write_runs`: one statement per run of
-    different members), then every use and confirmation in one statement."""
-    pending: dict[int, Counter[int]] = session.info.get(PENDING_USES, {})
-    for c in confirms:  # written now: the member's later confirms read them
-        if c.member_id is not None and c.member_id in pending:
-            pending[c.member_id].subtract(pid for pid, _ in c.uses)
-    events = [c.event for c in confirms if c.event is not None]
-    if events:
-        await write_runs(session, events)
+def _confirm_params(confirms: Sequence[_Confirmed]) -> dict[str, list[Any]]:
     p: dict[str, list[Any]] = {k: [] for k in (
         "u_programs", "u_promotions", "u_members", "u_external_ids", "u_discounts",
         "u_created", "programs", "external_ids", "members", "responses", "created",
@@ -153,7 +117,57 @@ async def _write_confirmed(session: AsyncSession, confirms: list[_Confirmed]) ->
         p["members"].append(c.member_id)
         p["responses"].append(c.response)
         p["created"].append(c.created_at)
-    await session.execute(_USES_AND_CONFIRMATIONS, p)
+    return p
+
+
+def _merge_confirms(parts: Sequence[Part]) -> Part:
+    """The uses and confirmations of several confirms' purchases as one part (a batch's run
+    of purchases written by `events.write.write_events`)."""
+    merged: dict[str, list[Any]] = {}
+    for part in parts:
+        for name, values in part.params.items():
+            merged.setdefault(name, []).extend(values)
+    return Part("confirm", _CONFIRM_CTES, merged, merge=_merge_confirms)
+
+
+def _confirm_part(confirmed: _Confirmed) -> Part:
+    """A confirm's uses and confirmation as a write of its purchase's statement
+    (`EventWrite.writes`): one statement for the purchase and them."""
+    return Part(
+        "confirm", _CONFIRM_CTES, _confirm_params([confirmed]), merge=_merge_confirms
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Confirmed:
+    """What a confirm writes last (PostgreSQL): its promotions' uses, its confirmation and,
+    when it was left unwritten (`events_service.earn_prepared`), its purchase, whose
+    statement then writes them (`_confirm_part` in its `writes`)."""
+
+    event: EventWrite | None
+    program_id: int
+    member_id: int | None
+    external_id: str
+    created_at: datetime
+    uses: list[tuple[int, int]]
+    response: str
+
+
+async def _write_confirmed(session: AsyncSession, confirms: list[_Confirmed]) -> None:
+    """A grouped batch's consecutive confirms, written at its end (`db.write_late_merged`):
+    their purchases with their uses and confirmations as the batch's purchases are
+    (`write_runs`: one statement per run of different members), then the uses and
+    confirmations of those without a purchase written with them, in one statement."""
+    pending: dict[int, Counter[int]] = session.info.get(PENDING_USES, {})
+    for c in confirms:  # written now: the member's later confirms read them
+        if c.member_id is not None and c.member_id in pending:
+            pending[c.member_id].subtract(pid for pid, _ in c.uses)
+    events = [c.event for c in confirms if c.event is not None]
+    if events:  # each with its uses and confirmation (`_confirm_part`)
+        await write_runs(session, events)
+    alone = [c for c in confirms if c.event is None]
+    if alone:
+        await session.execute(_USES_AND_CONFIRMATIONS, _confirm_params(alone))
 
 
 PENDING_USES = "habitue.promotions.pending_uses"
@@ -554,29 +568,24 @@ async def confirm_in(
     read.external_id = body.external_id
     if together:
         confirmed = _Confirmed(
-            unwritten.write if unwritten is not None else None,
-            program.id, member_id, body.external_id, now, uses, read.model_dump_json(),
-        )  # fmt: skip
+            None, program.id, member_id, body.external_id, now, uses, read.model_dump_json()
+        )
+        if unwritten is not None:  # the uses and the confirmation in the purchase's statement
+            write = unwritten.write
+            write = replace(write, writes=[*write.writes, _confirm_part(confirmed)])
+            confirmed = replace(confirmed, event=write)
         # In a grouped batch whose units write late, with the batch's other confirms at its
         # end (`_write_confirmed`); the member's uses are counted for its later confirms.
         if write_late_merged(session, _write_confirmed, confirmed):
             if member_id is not None and uses:
                 pending = session.info.setdefault(PENDING_USES, {})
                 pending.setdefault(member_id, Counter()).update(pid for pid, _ in uses)
+        elif confirmed.event is not None:
+            await write_event(session, confirmed.event)
         else:
-            if unwritten is not None:
-                await write_event(session, unwritten.write)
             # The promotions' uses and the confirmation in one statement (nothing in between
             # reads the uses: the purchase's rules know nothing of promotions).
-            await session.execute(
-                _USES_AND_CONFIRMATION,
-                {
-                    "program_id": program.id, "member_id": member_id,
-                    "external_id": body.external_id, "created_at": now,
-                    "promotion_ids": [pid for pid, _ in uses],
-                    "discounts": [off for _, off in uses], "response": confirmed.response,
-                },
-            )  # fmt: skip
+            await session.execute(_USES_AND_CONFIRMATIONS, _confirm_params([confirmed]))
         if unwritten is not None:
             await pipeline.recorded(session, unwritten.applied)
         return read
@@ -592,6 +601,29 @@ async def confirm_in(
     return read
 
 
+def _grouping(
+    pipeline: Pipeline, program: ProgramInfo, body: BasketConfirm
+) -> tuple[tuple[Prefetch, ...], bool]:
+    """How a confirm joins a grouped batch (`Database.write`'s `prefetch` and `late`): the
+    batch reads its confirms' previous answers and members in one statement each and (on
+    PostgreSQL) writes their purchases, uses and confirmations at its end, as it does the
+    purchases of `/events` (`record_event`); not late when the basket pays with points (the
+    spend reads the lots an earlier purchase of the batch may credit)."""
+    prefetch = [_previous_prefetch(program, body)]
+    sel = body.member
+    if sel is not None:
+        named = members_service.prefetch_named(
+            program,
+            member_id=sel.id,
+            card_number=sel.card_number,
+            external_id=sel.external_id,
+            reads=_reads(pipeline),
+        )
+        if named is not None:
+            prefetch.append(named)
+    return tuple(prefetch), not body.points
+
+
 async def confirm_basket(
     db: Database, pipeline: Pipeline, program: ProgramInfo, body: BasketConfirm
 ) -> BasketRead:
@@ -599,31 +631,12 @@ async def confirm_basket(
     key = ""
     if body.member is not None:
         key = body.member.id or body.member.card_number or body.member.external_id or ""
-    # A grouped batch reads its confirms' members and previous answers in one statement
-    # each, and (PostgreSQL) writes their purchases, uses and confirmations at its end, as
-    # it does the purchases of `/events` (`record_event`): not when the basket pays with
-    # points (the spend reads the lots an earlier purchase of the batch may credit).
-    prefetch: list[Prefetch] = [_previous_prefetch(program, body)]
-    sel = body.member
-    named = (
-        members_service.prefetch_named(
-            program,
-            member_id=sel.id,
-            card_number=sel.card_number,
-            external_id=sel.external_id,
-            reads=_reads(pipeline),
-        )
-        if sel is not None
-        else None
-    )
-    if named is not None:
-        prefetch.append(named)
-    late = not body.points
+    prefetch, late = _grouping(pipeline, program, body)
     try:
         return await db.write(
             lambda s: confirm_in(s, pipeline, program, body),
             key=key,
-            prefetch=tuple(prefetch),
+            prefetch=prefetch,
             late=late,
         )
     except IntegrityError:
