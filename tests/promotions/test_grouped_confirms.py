@@ -204,3 +204,37 @@ async def test_the_same_external_id_twice_in_one_batch_is_confirmed_once(
     assert await _rows(db, Event, bodies[0]["external_id"]) == 1
     assert await _rows(db, BasketConfirmation, bodies[0]["external_id"]) == 1
     assert await balance(client, program, a) + await balance(client, program, b) == 20
+
+
+async def test_a_retry_in_a_batch_answers_from_what_the_batch_read(
+    client: httpx.AsyncClient, db: Database, settings: Settings
+) -> None:
+    """A batch's previous answers and purchases, read for all its confirms at once: a retry
+    of a confirmed basket answers the first answer and writes nothing; a basket under the
+    `external_id` of a purchase posted to `/events` answers as that purchase."""
+    program = await create_program(client)
+    await promo(client, program, code="two", effect={"type": "order_amount", "amount": "2.00"})
+    a, b, c = [(await enrol(client, program))["id"] for _ in range(3)]
+    first = _basket(a, "first")
+    r = await client.post(f"/v1/programs/{program}/baskets/confirm", json=first)
+    assert r.status_code == 200, r.text
+    first_answer = r.json()
+    posted = _basket(c, "posted")
+    r = await client.post(
+        f"/v1/programs/{program}/events",
+        json={"type": "purchase", "member": {"id": c}, "external_id": posted["external_id"],
+              "total": "7.00"},
+    )  # fmt: skip
+    assert r.status_code == 201, r.text
+    answers, _ = await _grouped(settings, program, [first, _basket(b, "new"), posted])
+    assert all(isinstance(x, BasketRead) for x in answers), answers
+    retried, new, as_posted = answers
+    assert isinstance(retried, BasketRead) and retried.model_dump(mode="json") == first_answer
+    assert isinstance(new, BasketRead) and new.discount == "2.00"
+    assert isinstance(as_posted, BasketRead) and as_posted.points_earned == 7
+    assert await _rows(db, Event, first["external_id"]) == 1
+    assert await _rows(db, BasketConfirmation, first["external_id"]) == 1
+    assert await _rows(db, PromotionUse, first["external_id"]) == 1
+    assert await _rows(db, Event, posted["external_id"]) == 1
+    assert await balance(client, program, a) == 18
+    assert await balance(client, program, c) == 7
