@@ -197,6 +197,13 @@ class EventWrite:
     writes: Sequence[Part] = ()
 
 
+async def write_runs(session: AsyncSession, writes: Sequence[EventWrite]) -> None:
+    """Events a caller kept for a grouped batch's end itself (a confirmed basket's purchase,
+    `promotions.till._write_confirmed`), written as the batch's own late events are
+    (`_write_late`: each run of different members in one statement)."""
+    await _write_late(session, list(writes))
+
+
 async def write_event(session: AsyncSession, write: EventWrite) -> None:
     """Write the event's row, its basket lines, the points it adds to (or, refunded, takes
     off) the member's lifetime total and its domain events; first the `credit`, if any, and
@@ -205,8 +212,8 @@ async def write_event(session: AsyncSession, write: EventWrite) -> None:
     credit, writes = write.credit, write.writes
     if dialect_name(session) == "postgresql":
         # Nothing reads these rows back in the unit: a grouped batch writes them all at its
-        # end, its consecutive events in one statement (`write_runs`).
-        if not write_late_merged(session, write_runs, write):
+        # end, its consecutive events in one statement (`_write_late`).
+        if not write_late_merged(session, _write_late, write):
             await _write_one(session, write)
         return
     if credit is not None:
@@ -262,7 +269,7 @@ async def _write_one(session: AsyncSession, write: EventWrite) -> None:
     await session.execute(compose(parts), bind(parts))
 
 
-async def write_runs(session: AsyncSession, writes: Sequence[EventWrite]) -> None:
+async def _write_late(session: AsyncSession, writes: list[EventWrite]) -> None:
     """The events a grouped batch's units left to its end (PostgreSQL), in their order: each
     run of events whose members are all different in one statement (`write_events`), a lone
     one in its own (`_write_one`). An event of a member already in the run starts the next
