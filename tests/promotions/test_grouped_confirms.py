@@ -119,8 +119,10 @@ async def test_grouped_confirms_answer_as_alone_in_fewer_statements(
         assert await _rows(db, BasketConfirmation, body["external_id"]) == 1
     if db_kind == "postgres":
         # One read of the previous answers, one of the members, and one statement for the
-        # purchases, the uses and the confirmations: 3 for 4 confirms (12 one by one).
-        assert seen == ["SELECT", "SELECT", "WITH"], seen
+        # purchases, the uses and the confirmations: 3 for 4 confirms (12 one by one). (Only
+        # what goes through SQLAlchemy is counted: a read sent to asyncpg straight is not.)
+        assert [s for s in seen if s == "WITH"] == ["WITH"], seen
+        assert len(seen) <= 3 and set(seen) <= {"SELECT", "WITH"}, seen
     for member in members:
         assert await balance(client, program, member) == 3 * 18
 
