@@ -1,5 +1,6 @@
 -- wrk script: 5-line baskets with 2 codes for random members; BENCH_MODE=confirm adds a
--- unique external_id (each basket confirmed once), price sends none.
+-- unique external_id (each basket confirmed once; BENCH_PREFIX, if set, starts it: runs on one
+-- database stay unique), price sends none.
 local members = {}
 local counter = 0
 local thread_id = 0
@@ -38,7 +39,7 @@ function request()
   end
   local ext = ""
   if confirm then
-    ext = string.format('"external_id":"b%d-%d",', thread_id, counter)
+    ext = string.format('"external_id":"%sb%d-%d",', os.getenv("BENCH_PREFIX") or "", thread_id, counter)
   end
   local body = string.format(
     '{%s"member":{"id":"%s"},"codes":["SAVE5","TENOFF"],"lines":[%s]}',

@@ -21,7 +21,10 @@ then all together, the reference):
 - `live cache`: the live promotions kept in the process under the stamp read with the
   member, not read at every basket (`promotions.service.live`; h6/price);
 - `member straight`: a price's member read sent to asyncpg straight, not through the
-  session (`promotions.till._member_driver`; h6/price).
+  session (`promotions.till._member_driver`; h6/price);
+- `grouped confirm`: a grouped batch reads its confirms' previous answers and members in
+  one statement each and writes their purchases, uses and confirmations at its end
+  (`promotions.till._grouping`; h7/confirm); `late confirm`: only the writes at its end.
 """
 
 from __future__ import annotations
@@ -58,7 +61,11 @@ CONFIGS: dict[str, set[str]] = {
     "no live straight": {"straight"},
     "no live cache": {"cache"},
     "no member straight": {"member"},
-    "reference (none)": {"quote", "json", "statements", "merge", "straight", "cache", "member"},
+    "no grouped confirm": {"group"},
+    "no late confirm": {"late"},
+    "reference (none)": {
+        "quote", "json", "statements", "merge", "straight", "cache", "member", "group",
+    },
 }
 
 
@@ -75,6 +82,13 @@ async def run(url: str, shape: str, rounds: int, at_once: int) -> None:
     driver = promotions_service._driver
     member_reads = promotions_service.MEMBER_READS
     member_driver = till._member_driver
+    grouping = till._grouping
+
+    def alone(*_: Any) -> tuple[tuple[Any, ...], bool]:
+        return (), False
+
+    def not_late(*args: Any) -> tuple[tuple[Any, ...], bool]:
+        return grouping(*args)[0], False
 
     async def no_driver(_session: Any) -> None:
         return None
@@ -87,6 +101,9 @@ async def run(url: str, shape: str, rounds: int, at_once: int) -> None:
         promotions_service._driver = no_driver if "straight" in off else driver  # type: ignore[assignment]
         promotions_service.MEMBER_READS = () if "cache" in off else member_reads  # type: ignore[assignment]
         till._member_driver = no_driver if "member" in off else member_driver  # type: ignore[assignment]
+        till._grouping = (  # type: ignore[assignment]
+            alone if "group" in off else not_late if "late" in off else grouping
+        )
 
     async with app.router.lifespan_context(app):
         members, client = await seed_till(app, "pp", at_once)

@@ -157,6 +157,19 @@ async def apply_prepared(
     return await _earn(session, pipeline, program, prepared, clock.now())
 
 
+async def earn_prepared(
+    session: AsyncSession, pipeline: Pipeline, program: ProgramInfo, prepared: Prepared
+) -> Recorded:
+    """`apply_prepared` to stage 5: the answer and the writes, not written. The caller
+    writes `Recorded.write` (`write_event`, or with writes of its own at a grouped batch's
+    end: `events.write.write_runs`) and runs `pipeline.recorded(session, Recorded.applied)`,
+    in this unit of work, as `_earn` does (a confirmed basket's purchase)."""
+    if prepared.body.type != "purchase":
+        raise ValueError("only a purchase is applied prepared")
+    decided = await decide_earn(session, pipeline, program, prepared, clock.now())
+    return await finish_earn(session, pipeline, program, decided)
+
+
 async def record_event(
     db: Database, pipeline: Pipeline, program: ProgramInfo, body: EventCreate
 ) -> EventRead:

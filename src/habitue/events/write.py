@@ -197,6 +197,13 @@ class EventWrite:
     writes: Sequence[Part] = ()
 
 
+async def write_runs(session: AsyncSession, writes: Sequence[EventWrite]) -> None:
+    """Events a caller kept for a grouped batch's end itself (a confirmed basket's purchase,
+    `promotions.till._write_confirmed`), written as the batch's own late events are
+    (`_write_late`: each run of different members in one statement)."""
+    await _write_late(session, list(writes))
+
+
 async def write_event(session: AsyncSession, write: EventWrite) -> None:
     """Write the event's row, its basket lines, the points it adds to (or, refunded, takes
     off) the member's lifetime total and its domain events; first the `credit`, if any, and

@@ -9,7 +9,9 @@ purchase's `external_id`.
 
 from __future__ import annotations
 
-from dataclasses import replace
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -18,16 +20,25 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from habitue import clock
-from habitue.db import Database, dialect_name, driver_connection, table_of
+from habitue.db import (
+    Database,
+    Part,
+    Prefetch,
+    dialect_name,
+    driver_connection,
+    table_of,
+    write_late_merged,
+)
 from habitue.errors import HabitueError, ValidationFailed
 from habitue.events import service as events_service
 from habitue.events.models import Event
 from habitue.events.pipeline import Pipeline
 from habitue.events.prepare import Prepared
 from habitue.events.schemas import EffectRead
+from habitue.events.write import EventWrite, write_event, write_runs
 from habitue.ledger import service as ledger_service
 from habitue.members import service as members_service
-from habitue.members.service import MemberRef
+from habitue.members.service import MemberColumn, MemberRef
 from habitue.programs.service import ProgramInfo
 from habitue.promotions import service as promotions_service
 from habitue.promotions.basket import (
@@ -60,23 +71,116 @@ from habitue.rewards.errors import CouponLookupFailed, OfferNotFound
 _confirmations = table_of(BasketConfirmation)
 _events = table_of(Event)
 
-_USES_AND_CONFIRMATION = text(
-    """
-    WITH uses AS (
+_CONFIRM_CTES = """
+    confirm_uses AS (
         INSERT INTO promotion_uses (program_id, promotion_id, member_id, external_id,
                                     discount_minor, created_at)
-        SELECT CAST(:program_id AS bigint), u.promotion_id, CAST(:member_id AS bigint),
-               CAST(:external_id AS varchar), u.discount_minor, CAST(:created_at AS timestamptz)
-        FROM unnest(CAST(:promotion_ids AS bigint[]), CAST(:discounts AS bigint[]))
-             AS u(promotion_id, discount_minor)
+        SELECT u.program_id, u.promotion_id, u.member_id, u.external_id, u.discount_minor,
+               u.created_at
+        FROM unnest(CAST(:u_programs AS bigint[]), CAST(:u_promotions AS bigint[]),
+                    CAST(:u_members AS bigint[]), CAST(:u_external_ids AS varchar[]),
+                    CAST(:u_discounts AS bigint[]), CAST(:u_created AS timestamptz[]))
+             AS u(program_id, promotion_id, member_id, external_id, discount_minor, created_at)
+    ), confirm_rows AS (
+        INSERT INTO basket_confirmations (program_id, external_id, member_id, response,
+                                          created_at)
+        SELECT c.program_id, c.external_id, c.member_id, CAST(c.response AS json), c.created_at
+        FROM unnest(CAST(:programs AS bigint[]), CAST(:external_ids AS varchar[]),
+                    CAST(:members AS bigint[]), CAST(:responses AS text[]),
+                    CAST(:created AS timestamptz[]))
+             AS c(program_id, external_id, member_id, response, created_at)
     )
-    INSERT INTO basket_confirmations (program_id, external_id, member_id, response, created_at)
-    VALUES (CAST(:program_id AS bigint), CAST(:external_id AS varchar),
-            CAST(:member_id AS bigint), CAST(:response AS json), CAST(:created_at AS timestamptz))
-    """
-)
-"""PostgreSQL: a confirmed basket's promotion uses (`service.record_uses`) and its
-confirmation, in one round trip."""
+"""
+"""PostgreSQL: the promotions' uses and the confirmations of one or more confirmed baskets
+(their parameters as arrays), as CTEs of a composed statement (`db.compose`): of their
+purchases' (`_confirm_part`) or, for guests, of `_USES_AND_CONFIRMATIONS`."""
+
+_USES_AND_CONFIRMATIONS = text("WITH " + _CONFIRM_CTES.strip() + "\nSELECT 1")
+"""PostgreSQL: `_CONFIRM_CTES` on their own (confirms without a purchase written with them)."""
+
+
+def _confirm_params(confirms: Sequence[_Confirmed]) -> dict[str, list[Any]]:
+    p: dict[str, list[Any]] = {k: [] for k in (
+        "u_programs", "u_promotions", "u_members", "u_external_ids", "u_discounts",
+        "u_created", "programs", "external_ids", "members", "responses", "created",
+    )}  # fmt: skip
+    for c in confirms:
+        for pid, off in c.uses:
+            p["u_programs"].append(c.program_id)
+            p["u_promotions"].append(pid)
+            p["u_members"].append(c.member_id)
+            p["u_external_ids"].append(c.external_id)
+            p["u_discounts"].append(off)
+            p["u_created"].append(c.created_at)
+        p["programs"].append(c.program_id)
+        p["external_ids"].append(c.external_id)
+        p["members"].append(c.member_id)
+        p["responses"].append(c.response)
+        p["created"].append(c.created_at)
+    return p
+
+
+def _merge_confirms(parts: Sequence[Part]) -> Part:
+    """The uses and confirmations of several confirms' purchases as one part (a batch's run
+    of purchases written by `events.write.write_events`)."""
+    merged: dict[str, list[Any]] = {}
+    for part in parts:
+        for name, values in part.params.items():
+            merged.setdefault(name, []).extend(values)
+    return Part("confirm", _CONFIRM_CTES, merged, merge=_merge_confirms)
+
+
+def _confirm_part(confirmed: _Confirmed) -> Part:
+    """A confirm's uses and confirmation as a write of its purchase's statement
+    (`EventWrite.writes`): one statement for the purchase and them."""
+    return Part(
+        "confirm", _CONFIRM_CTES, _confirm_params([confirmed]), merge=_merge_confirms
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Confirmed:
+    """What a confirm writes last (PostgreSQL): its promotions' uses, its confirmation and,
+    when it was left unwritten (`events_service.earn_prepared`), its purchase, whose
+    statement then writes them (`_confirm_part` in its `writes`)."""
+
+    event: EventWrite | None
+    program_id: int
+    member_id: int | None
+    external_id: str
+    created_at: datetime
+    uses: list[tuple[int, int]]
+    response: str
+
+
+async def _write_confirmed(session: AsyncSession, confirms: list[_Confirmed]) -> None:
+    """A grouped batch's consecutive confirms, written at its end (`db.write_late_merged`):
+    their purchases with their uses and confirmations as the batch's purchases are
+    (`write_runs`: one statement per run of different members), then the uses and
+    confirmations of those without a purchase written with them, in one statement."""
+    pending: dict[int, Counter[int]] = session.info.get(PENDING_USES, {})
+    for c in confirms:  # written now: the member's later confirms read them
+        if c.member_id is not None and c.member_id in pending:
+            pending[c.member_id].subtract(pid for pid, _ in c.uses)
+    events = [c.event for c in confirms if c.event is not None]
+    if events:  # each with its uses and confirmation (`_confirm_part`)
+        await write_runs(session, events)
+    alone = [c for c in confirms if c.event is None]
+    if alone:
+        await session.execute(_USES_AND_CONFIRMATIONS, _confirm_params(alone))
+
+
+PENDING_USES = "habitue.promotions.pending_uses"
+"""`session.info`: per member, the uses of each promotion that this batch's confirms left to
+its end (`_write_confirmed`), counted by the member's later confirms in the batch."""
+
+
+def _with_pending(session: AsyncSession, member_id: int, uses: dict[int, int]) -> dict[int, int]:
+    pending: dict[int, Counter[int]] | None = session.info.get(PENDING_USES)
+    mine = pending.get(member_id) if pending is not None else None
+    if not mine:
+        return uses
+    return {**uses, **{pid: uses.get(pid, 0) + n for pid, n in mine.items() if n}}
 
 
 def _coupon_deal(row: Any, live: promotions_service.Live, code: str) -> Deal | None:
@@ -169,20 +273,37 @@ async def _member_driver(session: AsyncSession) -> Any | None:
     return None if raw is None or raw.is_in_transaction() else raw
 
 
+def _reads(pipeline: Pipeline) -> tuple[MemberColumn, ...]:
+    """What the till reads with its member: the event pipeline's columns and the
+    promotions' (their stamp, the member's uses)."""
+    return (*pipeline.member_reads, *promotions_service.MEMBER_READS)
+
+
 async def _member(
     session: AsyncSession, pipeline: Pipeline, program: ProgramInfo, body: BasketIn
 ) -> MemberRef | None:
     sel = body.member
     if sel is None:
         return None
+    raw = await _member_driver(session)
+    if raw is None:
+        # A confirm: from what its grouped batch read for its units (`_prefetch`) if it can.
+        return await members_service.resolve_in_batch(
+            session,
+            program,
+            member_id=sel.id,
+            card_number=sel.card_number,
+            external_id=sel.external_id,
+            reads=_reads(pipeline),
+        )
     return await members_service.resolve(
         session,
         program,
         member_id=sel.id,
         card_number=sel.card_number,
         external_id=sel.external_id,
-        reads=(*pipeline.member_reads, *promotions_service.MEMBER_READS),
-        raw=await _member_driver(session),
+        reads=_reads(pipeline),
+        raw=raw,
     )
 
 
@@ -202,6 +323,8 @@ async def price_in(
     member = await _member(session, pipeline, program, body)
     live = await promotions_service.live(session, program, member)
     uses = live.uses
+    if member is not None:
+        uses = _with_pending(session, member.id, uses)
     snap = None
     terms = None
     if member is not None:
@@ -282,11 +405,77 @@ _PREVIOUS = select(
 """`_previous`'s statement, built once (building it per confirm cost ~0.1 ms of CPU)."""
 
 
+_PREVIOUS_MANY = text(
+    """
+    SELECT c.program_id, c.external_id, CAST(NULL AS varchar) AS source, c.response
+    FROM basket_confirmations AS c
+    WHERE c.program_id = ANY(CAST(:programs AS bigint[]))
+      AND c.external_id = ANY(CAST(:external_ids AS varchar[]))
+    UNION ALL
+    SELECT e.program_id, e.external_id, e.source, CAST(NULL AS json)
+    FROM events AS e
+    WHERE e.program_id = ANY(CAST(:programs AS bigint[]))
+      AND e.source = ANY(CAST(:sources AS varchar[]))
+      AND e.external_id = ANY(CAST(:external_ids AS varchar[]))
+    """
+)
+"""PostgreSQL: `_PREVIOUS` for a grouped batch's confirms at once (`_read_previous`): the
+stored answers under their external ids, and the purchases under their sources and external
+ids (rows of other pairs of the arrays are dropped by the caller)."""
+
+PREVIOUS_SLOT = "habitue.promotions.previous"
+
+
+@dataclass(slots=True)
+class _Previous:
+    """What a grouped batch read for its confirms (`_read_previous`): the (program, source,
+    external id) it asked about, the answers stored and the purchases found."""
+
+    asked: set[tuple[int, str, str]]
+    answers: dict[tuple[int, str], Any]
+    purchases: set[tuple[int, str, str]]
+
+
+async def _read_previous(session: AsyncSession, args: list[tuple[int, str, str]]) -> None:
+    """A `Prefetch`: the batch's confirms' stored answers and purchases, in one statement
+    (PostgreSQL; elsewhere each confirm reads its own)."""
+    if dialect_name(session) != "postgresql":
+        return
+    rows = await session.execute(
+        _PREVIOUS_MANY,
+        {
+            "programs": sorted({a[0] for a in args}),
+            "sources": sorted({a[1] for a in args}),
+            "external_ids": sorted({a[2] for a in args}),
+        },
+    )
+    found = _Previous(set(args), {}, set())
+    for program_id, external_id, source, response in rows:
+        if source is None:
+            found.answers[(program_id, external_id)] = response
+        else:
+            found.purchases.add((program_id, source, external_id))
+    session.info[PREVIOUS_SLOT] = found
+
+
+def _previous_prefetch(program: ProgramInfo, body: BasketConfirm) -> Prefetch:
+    return Prefetch(_read_previous, (program.id, body.source, body.external_id), PREVIOUS_SLOT)
+
+
 async def _previous(
     session: AsyncSession, program: ProgramInfo, body: BasketConfirm
 ) -> tuple[BasketRead | None, bool]:
     """In one statement: the answer stored under this basket's `external_id` (a retry), and
-    whether a purchase event with this source and external id exists already."""
+    whether a purchase event with this source and external id exists already. In a grouped
+    batch, from what it read for its confirms (`_read_previous`, in its transaction before
+    any unit ran: a confirm of the batch under the same external id fails the batch's
+    writes on the unique keys, and the batch runs again unit by unit)."""
+    batch: _Previous | None = session.info.get(PREVIOUS_SLOT)
+    asked = (program.id, body.source, body.external_id)
+    if batch is not None and asked in batch.asked:
+        answer = batch.answers.get((program.id, body.external_id))
+        stored = None if answer is None else BasketRead.model_validate(answer)
+        return stored, asked in batch.purchases
     params = {
         "prev_program": program.id,
         "prev_external_id": body.external_id,
@@ -355,6 +544,7 @@ async def confirm_in(
         )
     index = priced.index or {}
     earned, effects, event_id = 0, [], None
+    unwritten: events_service.Recorded | None = None
     if member is not None:
         purchase = purchase_body(program, priced, body.external_id, body.source)
         # `record` would look the event up again and write it under a savepoint; the look-up
@@ -365,7 +555,11 @@ async def confirm_in(
             event = await events_service.record(session, pipeline, program, purchase)
         elif quoted is not None:  # what `prepare` makes of the purchase, without parsing it
             ready = Prepared(purchase, quoted, quoted.discount_minor)
-            event = await events_service.apply_prepared(session, pipeline, program, ready)
+            if together:  # written below, with the uses and the confirmation
+                unwritten = await events_service.earn_prepared(session, pipeline, program, ready)
+                event = unwritten.response
+            else:
+                event = await events_service.apply_prepared(session, pipeline, program, ready)
         else:
             event = await events_service.apply(session, pipeline, program, purchase)
         earned, effects, event_id = event.points_earned, event.effects, event.id
@@ -373,17 +567,27 @@ async def confirm_in(
     read.event_id = event_id
     read.external_id = body.external_id
     if together:
-        # The promotions' uses and the confirmation in one statement (nothing in between
-        # reads the uses: the purchase's rules know nothing of promotions).
-        await session.execute(
-            _USES_AND_CONFIRMATION,
-            {
-                "program_id": program.id, "member_id": member_id,
-                "external_id": body.external_id, "created_at": now,
-                "promotion_ids": [pid for pid, _ in uses], "discounts": [off for _, off in uses],
-                "response": read.model_dump_json(),
-            },
-        )  # fmt: skip
+        confirmed = _Confirmed(
+            None, program.id, member_id, body.external_id, now, uses, read.model_dump_json()
+        )
+        if unwritten is not None:  # the uses and the confirmation in the purchase's statement
+            write = unwritten.write
+            write = replace(write, writes=[*write.writes, _confirm_part(confirmed)])
+            confirmed = replace(confirmed, event=write)
+        # In a grouped batch whose units write late, with the batch's other confirms at its
+        # end (`_write_confirmed`); the member's uses are counted for its later confirms.
+        if write_late_merged(session, _write_confirmed, confirmed):
+            if member_id is not None and uses:
+                pending = session.info.setdefault(PENDING_USES, {})
+                pending.setdefault(member_id, Counter()).update(pid for pid, _ in uses)
+        elif confirmed.event is not None:
+            await write_event(session, confirmed.event)
+        else:
+            # The promotions' uses and the confirmation in one statement (nothing in between
+            # reads the uses: the purchase's rules know nothing of promotions).
+            await session.execute(_USES_AND_CONFIRMATIONS, _confirm_params([confirmed]))
+        if unwritten is not None:
+            await pipeline.recorded(session, unwritten.applied)
         return read
     await session.execute(
         insert(_confirmations).values(
@@ -397,6 +601,29 @@ async def confirm_in(
     return read
 
 
+def _grouping(
+    pipeline: Pipeline, program: ProgramInfo, body: BasketConfirm
+) -> tuple[tuple[Prefetch, ...], bool]:
+    """How a confirm joins a grouped batch (`Database.write`'s `prefetch` and `late`): the
+    batch reads its confirms' previous answers and members in one statement each and (on
+    PostgreSQL) writes their purchases, uses and confirmations at its end, as it does the
+    purchases of `/events` (`record_event`); not late when the basket pays with points (the
+    spend reads the lots an earlier purchase of the batch may credit)."""
+    prefetch = [_previous_prefetch(program, body)]
+    sel = body.member
+    if sel is not None:
+        named = members_service.prefetch_named(
+            program,
+            member_id=sel.id,
+            card_number=sel.card_number,
+            external_id=sel.external_id,
+            reads=_reads(pipeline),
+        )
+        if named is not None:
+            prefetch.append(named)
+    return tuple(prefetch), not body.points
+
+
 async def confirm_basket(
     db: Database, pipeline: Pipeline, program: ProgramInfo, body: BasketConfirm
 ) -> BasketRead:
@@ -404,8 +631,14 @@ async def confirm_basket(
     key = ""
     if body.member is not None:
         key = body.member.id or body.member.card_number or body.member.external_id or ""
+    prefetch, late = _grouping(pipeline, program, body)
     try:
-        return await db.write(lambda s: confirm_in(s, pipeline, program, body), key=key)
+        return await db.write(
+            lambda s: confirm_in(s, pipeline, program, body),
+            key=key,
+            prefetch=prefetch,
+            late=late,
+        )
     except IntegrityError:
         async with db.read() as session:
             found = await _stored(session, program, body.external_id)
