@@ -2,6 +2,7 @@
 process, alternated round by round.
 
     PYTHONPATH=$PWD/src .venv/bin/python bench/price_paths.py [--shape price] [--rounds 60]
+        [--configs "all fast paths"]
 
 On a machine shared with other work, two runs of one tree differ by tens of per cent; the same
 process switching a path on and off between rounds (in a shuffled order) compares them under
@@ -22,6 +23,10 @@ then all together, the reference):
   member, not read at every basket (`promotions.service.live`; h6/price);
 - `member straight`: a price's member read sent to asyncpg straight, not through the
   session (`promotions.till._member_driver`; h6/price).
+
+`--configs` runs only the configurations named (comma-separated): `--configs "all fast
+paths"` with `PYTHONPATH` set to one tree's `src`, then another's, compares two trees (the
+script runs on any tree that has the paths above).
 """
 
 from __future__ import annotations
@@ -66,7 +71,7 @@ def _reference_json(*args: Any, **kw: Any) -> bytes:
     return basket_shapes.read_answer(*args, **kw).model_dump_json().encode()
 
 
-async def run(url: str, shape: str, rounds: int, at_once: int) -> None:
+async def run(url: str, shape: str, rounds: int, at_once: int, configs: list[str]) -> None:
     settings = Settings(env="test", database_url=url, admin_key="k", scheduler=False, worker=False)
     db = Database(url)
     app = create_app(settings, db=db)
@@ -107,8 +112,8 @@ async def run(url: str, shape: str, rounds: int, at_once: int) -> None:
 
         for _ in range(4):  # warm up
             await round_()
-        cpu: dict[str, list[float]] = {name: [] for name in CONFIGS}
-        names = list(CONFIGS)
+        cpu: dict[str, list[float]] = {name: [] for name in configs}
+        names = list(configs)
         for _ in range(rounds):
             random.shuffle(names)
             for name in names:
@@ -132,10 +137,15 @@ def main() -> None:
     ap.add_argument("--shape", choices=["price", "confirm"], default="price")
     ap.add_argument("--rounds", type=int, default=60)
     ap.add_argument("--at-once", type=int, default=16)
+    ap.add_argument("--configs", default=",".join(CONFIGS), help="comma-separated names")
     args = ap.parse_args()
+    configs = [name.strip() for name in args.configs.split(",")]
+    unknown = [name for name in configs if name not in CONFIGS]
+    if unknown:
+        raise SystemExit(f"--configs: unknown {unknown}; known: {list(CONFIGS)}")
     with scratch_pg("bench_price_paths") as url:
         upgrade(url)
-        asyncio.run(run(url, args.shape, args.rounds, args.at_once))
+        asyncio.run(run(url, args.shape, args.rounds, args.at_once, configs))
 
 
 if __name__ == "__main__":

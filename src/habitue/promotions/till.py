@@ -125,7 +125,8 @@ async def _code_inputs(
 def _with_uses(deal: Deal, uses: dict[int, int]) -> Deal:
     if deal.promotion_id is None or deal.per_member_limit is None:
         return deal
-    return replace(deal, member_uses=uses.get(deal.promotion_id, 0))
+    used = uses.get(deal.promotion_id, 0)
+    return deal if used == deal.member_uses else replace(deal, member_uses=used)
 
 
 async def _offer_inputs(
@@ -233,7 +234,7 @@ async def price_in(
         refused_lines=refused_lines,
     )
     missed = sum(1 for c in code_inputs if c.lookup_failed)
-    return Priced(pricing, member, occurred, missed, index)
+    return Priced(pricing, member, occurred, missed, index, snap)
 
 
 async def price_basket(
@@ -251,7 +252,7 @@ async def price_basket(
         event = quote_event(program, priced)
         if event is not None:
             earned, effects = await events_service.quote_input(
-                session, pipeline, program, priced.member, event
+                session, pipeline, program, priced.member, event, priced.snapshot
             )
         else:
             quote = await events_service.quote(
