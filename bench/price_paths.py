@@ -22,7 +22,9 @@ then all together, the reference):
 - `live cache`: the live promotions kept in the process under the stamp read with the
   member, not read at every basket (`promotions.service.live`; h6/price);
 - `member straight`: a price's member read sent to asyncpg straight, not through the
-  session (`promotions.till._member_driver`; h6/price).
+  session (`promotions.till._member_driver`; h6/price);
+- `pooled member`: that read on a connection of the pool checked out for it alone, not on
+  the session's (`promotions.till._member_connection`, `db.pooled_driver`; h7/price).
 
 `--configs` runs only the configurations named (comma-separated): `--configs "all fast
 paths"` with `PYTHONPATH` set to one tree's `src`, then another's, compares two trees (the
@@ -37,6 +39,8 @@ import random
 import statistics
 import sys
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -63,7 +67,8 @@ CONFIGS: dict[str, set[str]] = {
     "no live straight": {"straight"},
     "no live cache": {"cache"},
     "no member straight": {"member"},
-    "reference (none)": {"quote", "json", "statements", "merge", "straight", "cache", "member"},
+    "no pooled member": {"pooled"},
+    "reference (none)": set("quote json statements merge straight cache member pooled".split()),
 }
 
 
@@ -80,6 +85,11 @@ async def run(url: str, shape: str, rounds: int, at_once: int, configs: list[str
     driver = promotions_service._driver
     member_reads = promotions_service.MEMBER_READS
     member_driver = till._member_driver
+    member_connection = getattr(till, "_member_connection", None)  # h7/price on
+
+    @asynccontextmanager
+    async def session_connection(session: Any) -> AsyncIterator[Any]:
+        yield await till._member_driver(session)
 
     async def no_driver(_session: Any) -> None:
         return None
@@ -92,6 +102,9 @@ async def run(url: str, shape: str, rounds: int, at_once: int, configs: list[str
         promotions_service._driver = no_driver if "straight" in off else driver  # type: ignore[assignment]
         promotions_service.MEMBER_READS = () if "cache" in off else member_reads  # type: ignore[assignment]
         till._member_driver = no_driver if "member" in off else member_driver  # type: ignore[assignment]
+        if member_connection is not None:
+            pooled = not off & {"member", "pooled"}
+            till._member_connection = member_connection if pooled else session_connection  # type: ignore[assignment]
 
     async with app.router.lifespan_context(app):
         members, client = await seed_till(app, "pp", at_once)

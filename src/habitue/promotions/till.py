@@ -9,6 +9,8 @@ purchase's `external_id`.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -18,7 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from habitue import clock
-from habitue.db import Database, dialect_name, driver_connection, table_of
+from habitue.db import Database, dialect_name, driver_connection, pooled_driver, table_of
 from habitue.errors import HabitueError, ValidationFailed
 from habitue.events import service as events_service
 from habitue.events.models import Event
@@ -170,21 +172,31 @@ async def _member_driver(session: AsyncSession) -> Any | None:
     return None if raw is None or raw.is_in_transaction() else raw
 
 
+@asynccontextmanager
+async def _member_connection(session: AsyncSession) -> AsyncIterator[Any | None]:
+    """The asyncpg connection a price's member is read on straight, or None: one of the
+    pool's, checked out for the read alone (`db.pooled_driver`: a session reading in
+    autocommit that has begun nothing), else `_member_driver`'s."""
+    async with pooled_driver(session) as raw:
+        yield raw if raw is not None else await _member_driver(session)
+
+
 async def _member(
     session: AsyncSession, pipeline: Pipeline, program: ProgramInfo, body: BasketIn
 ) -> MemberRef | None:
     sel = body.member
     if sel is None:
         return None
-    return await members_service.resolve(
-        session,
-        program,
-        member_id=sel.id,
-        card_number=sel.card_number,
-        external_id=sel.external_id,
-        reads=(*pipeline.member_reads, *promotions_service.MEMBER_READS),
-        raw=await _member_driver(session),
-    )
+    reads = (*pipeline.member_reads, *promotions_service.MEMBER_READS)
+    if sel.card_number is not None:  # the card's look-up goes through the session first
+        raw = await _member_driver(session)
+        return await members_service.resolve(
+            session, program, card_number=sel.card_number, reads=reads, raw=raw
+        )
+    async with _member_connection(session) as raw:
+        return await members_service.resolve(
+            session, program, member_id=sel.id, external_id=sel.external_id, reads=reads, raw=raw
+        )
 
 
 async def price_in(
