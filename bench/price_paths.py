@@ -2,6 +2,7 @@
 process, alternated round by round.
 
     PYTHONPATH=$PWD/src .venv/bin/python bench/price_paths.py [--shape price] [--rounds 60]
+        [--configs "all fast paths"]
 
 On a machine shared with other work, two runs of one tree differ by tens of per cent; the same
 process switching a path on and off between rounds (in a shuffled order) compares them under
@@ -25,6 +26,12 @@ then all together, the reference):
 - `grouped confirm`: a grouped batch reads its confirms' previous answers and members in
   one statement each and writes their purchases, uses and confirmations at its end
   (`promotions.till._grouping`; h7/confirm); `late confirm`: only the writes at its end.
+- `pooled member`: that read on a connection of the pool checked out for it alone, not on
+  the session's (`promotions.till._member_connection`, `db.pooled_driver`; h7/price).
+
+`--configs` runs only the configurations named (comma-separated): `--configs "all fast
+paths"` with `PYTHONPATH` set to one tree's `src`, then another's, compares two trees (the
+script runs on any tree that has the paths above).
 """
 
 from __future__ import annotations
@@ -35,6 +42,8 @@ import random
 import statistics
 import sys
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -63,8 +72,10 @@ CONFIGS: dict[str, set[str]] = {
     "no member straight": {"member"},
     "no grouped confirm": {"group"},
     "no late confirm": {"late"},
+    "no pooled member": {"pooled"},
     "reference (none)": {
         "quote", "json", "statements", "merge", "straight", "cache", "member", "group",
+        "pooled",
     },
 }
 
@@ -73,7 +84,7 @@ def _reference_json(*args: Any, **kw: Any) -> bytes:
     return basket_shapes.read_answer(*args, **kw).model_dump_json().encode()
 
 
-async def run(url: str, shape: str, rounds: int, at_once: int) -> None:
+async def run(url: str, shape: str, rounds: int, at_once: int, configs: list[str]) -> None:
     settings = Settings(env="test", database_url=url, admin_key="k", scheduler=False, worker=False)
     db = Database(url)
     app = create_app(settings, db=db)
@@ -90,6 +101,12 @@ async def run(url: str, shape: str, rounds: int, at_once: int) -> None:
     def not_late(*args: Any) -> tuple[tuple[Any, ...], bool]:
         return grouping(*args)[0], False
 
+    member_connection = getattr(till, "_member_connection", None)  # h7/price on
+
+    @asynccontextmanager
+    async def session_connection(session: Any) -> AsyncIterator[Any]:
+        yield await till._member_driver(session)
+
     async def no_driver(_session: Any) -> None:
         return None
 
@@ -104,6 +121,9 @@ async def run(url: str, shape: str, rounds: int, at_once: int) -> None:
         till._grouping = (  # type: ignore[assignment]
             alone if "group" in off else not_late if "late" in off else grouping
         )
+        if member_connection is not None:
+            pooled = not off & {"member", "pooled"}
+            till._member_connection = member_connection if pooled else session_connection  # type: ignore[assignment]
 
     async with app.router.lifespan_context(app):
         members, client = await seed_till(app, "pp", at_once)
@@ -124,8 +144,8 @@ async def run(url: str, shape: str, rounds: int, at_once: int) -> None:
 
         for _ in range(4):  # warm up
             await round_()
-        cpu: dict[str, list[float]] = {name: [] for name in CONFIGS}
-        names = list(CONFIGS)
+        cpu: dict[str, list[float]] = {name: [] for name in configs}
+        names = list(configs)
         for _ in range(rounds):
             random.shuffle(names)
             for name in names:
@@ -149,10 +169,15 @@ def main() -> None:
     ap.add_argument("--shape", choices=["price", "confirm"], default="price")
     ap.add_argument("--rounds", type=int, default=60)
     ap.add_argument("--at-once", type=int, default=16)
+    ap.add_argument("--configs", default=",".join(CONFIGS), help="comma-separated names")
     args = ap.parse_args()
+    configs = [name.strip() for name in args.configs.split(",")]
+    unknown = [name for name in configs if name not in CONFIGS]
+    if unknown:
+        raise SystemExit(f"--configs: unknown {unknown}; known: {list(CONFIGS)}")
     with scratch_pg("bench_price_paths") as url:
         upgrade(url)
-        asyncio.run(run(url, args.shape, args.rounds, args.at_once))
+        asyncio.run(run(url, args.shape, args.rounds, args.at_once, configs))
 
 
 if __name__ == "__main__":

@@ -51,6 +51,7 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.pool import NullPool
 from sqlalchemy.sql.base import Executable
+from sqlalchemy.util.concurrency import greenlet_spawn
 
 from habitue.errors import ServiceUnavailable
 
@@ -940,6 +941,36 @@ async def driver_connection(session: AsyncSession) -> Any | None:
         if adapted._transaction is None:
             return None
     return fairy.driver_connection
+
+
+@contextlib.asynccontextmanager
+async def pooled_driver(session: AsyncSession) -> AsyncIterator[Any | None]:
+    """An asyncpg connection of `session`'s pool, for statements sent straight, given back
+    to the pool as the block ends; None (nothing checked out) unless the session reads in
+    autocommit (`Database.read_statements`) on asyncpg and has begun nothing yet.
+
+    Such a session's statements each run on their own snapshot, outside any transaction; a
+    statement sent straight on a connection of the same pool (which the pool hands back
+    reset, outside a transaction) runs as it would have, without the session's checkout of
+    its connection (`driver_connection`), which costs ~0.15-0.2 ms of CPU more than the
+    pool's (bench/price: a price's member read, docs/benchmarks.md, h7/price). The session
+    stays usable, and checks out a connection of its own if something reads through it
+    later (after the block: one connection at a time)."""
+    bind = session.get_bind()
+    if (
+        not isinstance(bind, Engine)
+        or bind.dialect.driver != "asyncpg"
+        or session.in_transaction()
+        or bind.get_execution_options().get("isolation_level") != "AUTOCOMMIT"
+    ):
+        yield None
+        return
+    fairy = await greenlet_spawn(bind.raw_connection)
+    try:
+        raw = fairy.driver_connection
+        yield None if raw is None or raw.is_in_transaction() else raw
+    finally:
+        await greenlet_spawn(fairy.close)
 
 
 @dataclass(frozen=True, slots=True)

@@ -94,10 +94,18 @@ def line_tax(amount: Decimal | int, rate: Decimal | None, included: bool) -> tup
     return charged, charged - whole
 
 
+_POWERS = tuple(10**e for e in range(19))
+_FORMATS = ("%d", *(f"%d.%0{e}d" for e in range(1, 19)))
+
+
 def format_minor(minor: int, exponent: int) -> str:
     """Minor units back to a decimal string with the currency's precision."""
     if exponent == 0:
         return str(minor)
+    if minor >= 0 and 0 < exponent < 19:
+        # The usual case in one `%` (a priced basket's answer formats ~45 amounts).
+        formatted: str = _FORMATS[exponent] % divmod(minor, _POWERS[exponent])
+        return formatted
     sign = "-" if minor < 0 else ""
     whole, frac = divmod(abs(minor), 10**exponent)
     return f"{sign}{whole}.{frac:0{exponent}d}"

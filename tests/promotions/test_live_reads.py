@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
@@ -19,7 +20,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from habitue.api import create_app
-from habitue.db import Database
+from habitue.db import Database, pooled_driver
 from habitue.members import service as members_service
 from habitue.programs import service as programs_service
 from habitue.promotions import service as promotions_service
@@ -52,17 +53,33 @@ async def _none(_session: AsyncSession) -> None:
     return None
 
 
+@asynccontextmanager
+async def _no_connection(_session: AsyncSession) -> AsyncIterator[None]:
+    yield None
+
+
 def _read_every_time(m: pytest.MonkeyPatch) -> None:
     """The reference: the member and the live promotions read through the session at every
     basket (no stamp read with the member, so no cache)."""
     m.setattr(promotions_service, "_driver", _none)
     m.setattr(promotions_service, "MEMBER_READS", ())
     m.setattr(till, "_member_driver", _none)
+    m.setattr(till, "_member_connection", _no_connection)
 
 
 def _member_reads(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
     """Counts the members read straight (True) and through the session (False)."""
-    return _count_straight(monkeypatch, till, "_member_driver")
+    taken: list[bool] = []
+    connection = till._member_connection
+
+    @asynccontextmanager
+    async def counted(session: AsyncSession) -> AsyncIterator[Any]:
+        async with connection(session) as raw:
+            taken.append(raw is not None)
+            yield raw
+
+    monkeypatch.setattr(till, "_member_connection", counted)
+    return taken
 
 
 def _basket(rng: random.Random, member: str | None) -> dict[str, Any]:
@@ -288,10 +305,14 @@ async def test_a_member_read_straight_is_the_sessions(
         for named in [{"member_id": m} for m in [*members, rich["id"]]] + [
             {"external_id": "rich"}, {"card_number": rich["card_number"]}
         ]:  # fmt: skip
+            async with db.read_statements() as fresh, pooled_driver(fresh) as pooled:
+                # a price's member: on a connection of the pool, checked out for it alone
+                assert (pooled is not None) is (db_kind == "postgres")
+                alone = await members_service.resolve(fresh, info, reads=reads, raw=pooled, **named)
             raw = await till._member_driver(session)
             assert (raw is not None) is (db_kind == "postgres")
             fast = await members_service.resolve(session, info, reads=reads, raw=raw, **named)
             slow = await members_service.resolve(session, info, reads=reads, **named)
-            assert fast == slow, named
+            assert fast == slow == alone, named
     assert fast.attributes == {"city": "Århus", "n": 3}
     assert promotions_service._parse_uses(fast.extras[promotions_service.USES])

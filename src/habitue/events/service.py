@@ -45,7 +45,7 @@ from habitue.money import format_minor
 from habitue.privacy import fraud
 from habitue.programs.service import ProgramInfo
 from habitue.rules.compile import CompiledRule
-from habitue.rules.types import Decision, EarnPoints, EventInput
+from habitue.rules.types import Decision, EarnPoints, EventInput, MemberSnapshot
 
 
 async def _existing(
@@ -111,11 +111,13 @@ async def quote_input(
     program: ProgramInfo,
     member: MemberRef,
     event: EventInput,
+    snap: MemberSnapshot | None = None,
 ) -> tuple[int, list[EffectRead]]:
     """`quote`'s `points_earned` and `effects` of an event already prepared for `member`
-    (a basket's purchase: `promotions.basket.quote_event`), by the same `decide`."""
+    (a basket's purchase: `promotions.basket.quote_event`), by the same `decide`; `snap`:
+    the member as `pipeline.snapshot` made them for this request already (the till's)."""
     now = clock.now()
-    decision = await pipeline.decide(session, program, member, event, now)
+    decision = await pipeline.decide(session, program, member, event, now, snap)
     return decision.points, apply_effects.entries(decision, now)
 
 

@@ -38,7 +38,7 @@ from habitue.promotions.schemas import (
     RefusalRead,
 )
 from habitue.rewards import catalogue
-from habitue.rules.types import EventInput, LineInput
+from habitue.rules.types import EventInput, LineInput, MemberSnapshot
 
 CENT_TOLERANCE = 1
 
@@ -54,6 +54,9 @@ class Priced:
     """Codes that named no coupon of the program (they cost the guessing protection a token)."""
     index: dict[int, int] | None = None
     """The priced lines' indexes in the basket sent (`parse_lines`)."""
+    snapshot: MemberSnapshot | None = None
+    """The member as the rules see them (`Pipeline.snapshot`), made for the pricing: the
+    purchase's quote decides on it rather than making it again."""
 
 
 def parse_lines(

@@ -5,7 +5,7 @@ Plain frozen dataclasses and documented enums; no I/O and no logic beyond tax ar
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 from enum import StrEnum
@@ -140,16 +140,22 @@ class Deal:
     promotion_id: int | None = None
     ref: int | None = None
     """The caller's id of the coupon or offer (to burn it at confirm)."""
+    phase: int = field(init=False, repr=False, compare=False)
+    """0: a line effect (`LINE_EFFECTS`), 1: an order effect, 2: a payment."""
+    label: str = field(init=False, repr=False, compare=False)
+    """`promotion:CODE`, `coupon:CODE`, `offer:CODE`."""
+    sort_key: tuple[int, int, int, str] = field(init=False, repr=False, compare=False)
+    """The order of play: line deals, then order deals, then payments; by priority (highest
+    first), source and code."""
 
-    @property
-    def label(self) -> str:
-        """`promotion:CODE`, `coupon:CODE`, `offer:CODE`."""
-        return f"{self.source}:{self.code}"
-
-    @property
-    def sort_key(self) -> tuple[int, int, int, str]:
+    def __post_init__(self) -> None:
+        # Computed once per deal (a basket sorts and labels its deals several times).
         phase = 0 if self.effect in LINE_EFFECTS else 1 if self.effect in ORDER_EFFECTS else 2
-        return (phase, -self.priority, SOURCE_RANK[self.source], self.code)
+        object.__setattr__(self, "phase", phase)
+        object.__setattr__(self, "label", f"{self.source}:{self.code}")
+        object.__setattr__(
+            self, "sort_key", (phase, -self.priority, SOURCE_RANK[self.source], self.code)
+        )
 
 
 @dataclass(frozen=True, slots=True)

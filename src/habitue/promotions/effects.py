@@ -14,7 +14,6 @@ from typing import Any
 
 from habitue.promotions.conditions import holds
 from habitue.promotions.deals import (
-    LINE_EFFECTS,
     BasketLine,
     Deal,
     Discount,
@@ -42,15 +41,18 @@ class State:
 def allocate(amount: int, weights: Sequence[int]) -> list[int]:
     """Split `amount` pro rata to `weights` (largest remainder, ties to the first); each share
     is at most its weight when the amount is at most their sum."""
-    total = sum(w for w in weights if w > 0)
+    positive = [w if w > 0 else 0 for w in weights]
+    total = sum(positive)
     if amount <= 0 or total <= 0:
         return [0] * len(weights)
     amount = min(amount, total)
-    shares = [amount * max(w, 0) // total for w in weights]
+    shares = [amount * w // total for w in positive]
     rest = amount - sum(shares)
-    order = sorted(range(len(weights)), key=lambda i: (-(amount * max(weights[i], 0) % total), i))
-    for i in order[:rest]:
-        shares[i] += 1
+    if rest:
+        remainders = [amount * w % total for w in positive]
+        order = sorted(range(len(positive)), key=lambda i: (-remainders[i], i))
+        for i in order[:rest]:
+            shares[i] += 1
     return shares
 
 
@@ -60,7 +62,10 @@ def _percent_of(amount: int, percent: Decimal) -> int:
 
 def line_values(line: BasketLine, scale: float) -> dict[str, Any]:
     """The `line` variable of a basket line."""
-    excl = line.amount_excl_minor
+    return _line_values(line, scale, line.amount_excl_minor)
+
+
+def _line_values(line: BasketLine, scale: float, excl: int) -> dict[str, Any]:
     return {
         "sku": line.sku,
         "category": line.category,
@@ -85,8 +90,9 @@ def roots_for(
 ) -> dict[str, Any]:
     """The CEL roots `basket`, `member` and `now` of a basket."""
     scale = float(10**exponent)
+    excls = [ln.amount_excl_minor for ln in lines]
     total = sum(ln.amount_minor for ln in lines)
-    excl = sum(ln.amount_excl_minor for ln in lines)
+    excl = sum(excls)
     basket = {
         "total": total / scale,
         "total_minor": total,
@@ -94,7 +100,7 @@ def roots_for(
         "total_excl_minor": excl,
         "quantity": float(sum((ln.quantity for ln in lines), Decimal(0))),
         "line_count": len(lines),
-        "lines": [line_values(ln, scale) for ln in lines],
+        "lines": [_line_values(ln, scale, x) for ln, x in zip(lines, excls, strict=True)],
         "codes": sorted(codes),
     }
     if member is None:
@@ -232,7 +238,7 @@ def _order_shares(deal: Deal, state: State, roots: dict[str, Any]) -> dict[int, 
 def apply(deal: Deal, state: State, roots: dict[str, Any]) -> Discount | None:
     """Apply one deal to the state; None when it takes nothing off."""
     used: dict[int, int] = {}
-    if deal.effect in LINE_EFFECTS:
+    if deal.phase == 0:  # a line effect (`LINE_EFFECTS`)
         shares, used = _line_shares(deal, state, roots)
         level = "line"
     else:

@@ -10,7 +10,8 @@ purchase's `external_id`.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -26,6 +27,7 @@ from habitue.db import (
     Prefetch,
     dialect_name,
     driver_connection,
+    pooled_driver,
     table_of,
     write_late_merged,
 )
@@ -34,7 +36,7 @@ from habitue.events import service as events_service
 from habitue.events.models import Event
 from habitue.events.pipeline import Pipeline
 from habitue.events.prepare import Prepared
-from habitue.events.schemas import EffectRead
+from habitue.events.schemas import EffectRead, MemberSelector
 from habitue.events.write import EventWrite, write_event, write_runs
 from habitue.ledger import service as ledger_service
 from habitue.members import service as members_service
@@ -229,7 +231,8 @@ async def _code_inputs(
 def _with_uses(deal: Deal, uses: dict[int, int]) -> Deal:
     if deal.promotion_id is None or deal.per_member_limit is None:
         return deal
-    return replace(deal, member_uses=uses.get(deal.promotion_id, 0))
+    used = uses.get(deal.promotion_id, 0)
+    return deal if used == deal.member_uses else replace(deal, member_uses=used)
 
 
 async def _offer_inputs(
@@ -279,13 +282,35 @@ def _reads(pipeline: Pipeline) -> tuple[MemberColumn, ...]:
     return (*pipeline.member_reads, *promotions_service.MEMBER_READS)
 
 
+@asynccontextmanager
+async def _member_connection(session: AsyncSession) -> AsyncIterator[Any | None]:
+    """The asyncpg connection a price's member is read on straight, or None: one of the
+    pool's, checked out for the read alone (`db.pooled_driver`: a session reading in
+    autocommit that has begun nothing), else `_member_driver`'s."""
+    async with pooled_driver(session) as raw:
+        yield raw if raw is not None else await _member_driver(session)
+
+
 async def _member(
     session: AsyncSession, pipeline: Pipeline, program: ProgramInfo, body: BasketIn
 ) -> MemberRef | None:
     sel = body.member
     if sel is None:
         return None
-    raw = await _member_driver(session)
+    reads = _reads(pipeline)
+    if sel.card_number is not None:  # the card's look-up goes through the session first
+        return await _resolve(session, program, sel, reads, await _member_driver(session))
+    async with _member_connection(session) as raw:
+        return await _resolve(session, program, sel, reads, raw)
+
+
+async def _resolve(
+    session: AsyncSession,
+    program: ProgramInfo,
+    sel: MemberSelector,
+    reads: tuple[MemberColumn, ...],
+    raw: Any | None,
+) -> MemberRef:
     if raw is None:
         # A confirm: from what its grouped batch read for its units (`_prefetch`) if it can.
         return await members_service.resolve_in_batch(
@@ -294,7 +319,7 @@ async def _member(
             member_id=sel.id,
             card_number=sel.card_number,
             external_id=sel.external_id,
-            reads=_reads(pipeline),
+            reads=reads,
         )
     return await members_service.resolve(
         session,
@@ -302,7 +327,7 @@ async def _member(
         member_id=sel.id,
         card_number=sel.card_number,
         external_id=sel.external_id,
-        reads=_reads(pipeline),
+        reads=reads,
         raw=raw,
     )
 
@@ -356,7 +381,7 @@ async def price_in(
         refused_lines=refused_lines,
     )
     missed = sum(1 for c in code_inputs if c.lookup_failed)
-    return Priced(pricing, member, occurred, missed, index)
+    return Priced(pricing, member, occurred, missed, index, snap)
 
 
 async def price_basket(
@@ -374,7 +399,7 @@ async def price_basket(
         event = quote_event(program, priced)
         if event is not None:
             earned, effects = await events_service.quote_input(
-                session, pipeline, program, priced.member, event
+                session, pipeline, program, priced.member, event, priced.snapshot
             )
         else:
             quote = await events_service.quote(
