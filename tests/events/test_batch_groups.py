@@ -13,7 +13,7 @@ import httpx
 import pytest
 from sqlalchemy import event as sa_event
 
-from habitue.db import Database
+from habitue.db import Database, listen_straight
 from habitue.events import batch as batch_module
 from habitue.ledger.verify import verify
 from tests.conftest import create_program, enrol
@@ -113,7 +113,13 @@ def _count_statements(db: Database) -> tuple[list[str], Callable[[], None]]:
 
     engine = db.write_engine.sync_engine
     sa_event.listen(engine, "before_cursor_execute", count)
-    return seen, lambda: sa_event.remove(engine, "before_cursor_execute", count)
+    forget = listen_straight(lambda sql: count(None, None, sql))  # `db.execute_composed`
+
+    def stop() -> None:
+        sa_event.remove(engine, "before_cursor_execute", count)
+        forget()
+
+    return seen, stop
 
 
 async def test_a_batch_leaves_what_the_same_events_one_by_one_leave(

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 from sqlalchemy import event, text
 
-from habitue.db import Database
+from habitue.db import Database, listen_straight
 from habitue.events import service as events_service
 from habitue.events.schemas import EventCreate
 from habitue.ledger.verify import verify
@@ -106,9 +106,18 @@ def _count_statements(database: Database) -> tuple[list[str], Callable[[], None]
         kind = statement.split(None, 1)[0].upper()
         seen.append(f"{kind} x{len(params)}" if many else kind)
 
+    def count_straight(statement: str) -> None:  # `db.execute_composed` sends to asyncpg
+        seen.append(statement.split(None, 1)[0].upper())
+
     engine = database.write_engine.sync_engine
     event.listen(engine, "before_cursor_execute", count)
-    return seen, lambda: event.remove(engine, "before_cursor_execute", count)
+    forget = listen_straight(count_straight)
+
+    def stop() -> None:
+        event.remove(engine, "before_cursor_execute", count)
+        forget()
+
+    return seen, stop
 
 
 async def test_grouped_purchases_read_their_members_in_one_query(

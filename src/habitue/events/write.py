@@ -19,7 +19,15 @@ from typing import Any
 from sqlalchemy import insert, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from habitue.db import Part, bind, compose, dialect_name, table_of, write_late_merged
+from habitue.db import (
+    Part,
+    bind,
+    compose,
+    dialect_name,
+    execute_composed,
+    table_of,
+    write_late_merged,
+)
 from habitue.events.models import Event, EventLine
 from habitue.events.schemas import EventRead
 from habitue.ledger import service as ledger_service
@@ -316,4 +324,4 @@ async def write_events(session: AsyncSession, group: Sequence[EventWrite]) -> No
         members_service.lifetimes_part(lifetimes),
         outbox.part([row for write in group for row in write.outbox_rows]),
     ]
-    await session.execute(compose(parts), bind(parts))
+    await execute_composed(session, parts)
