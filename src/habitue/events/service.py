@@ -367,7 +367,12 @@ async def finish_earn(
             ),
         )
     )
-    row = _row(program, member, prepared, event_id, response, now, points=earned, refers_to=None)
+    # Made once: the event's row stores it, a batch's slot answers with it.
+    text = response.model_dump_json()
+    row = _row(
+        program, member, prepared, event_id, response, now, points=earned, refers_to=None,
+        response_json=text,
+    )  # fmt: skip
     write = EventWrite(row, lifetime=earned, outbox_rows=rows, credit=credit, writes=after.writes)
     return Recorded(response, write, applied)
 
