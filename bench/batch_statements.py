@@ -23,11 +23,11 @@ import pstats
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import psycopg
 from sqlalchemy import event
@@ -39,15 +39,6 @@ from request_cpu import backend_seconds  # noqa: E402
 
 from habitue.api import create_app  # noqa: E402
 from habitue.db import Database  # noqa: E402
-
-try:  # the statements sent to asyncpg straight (a tree without it sends none)
-    from habitue.db import listen_straight
-except ImportError:
-
-    def listen_straight(listener: Callable[[str], None]) -> Callable[[], None]:
-        del listener
-        return lambda: None
-
 from habitue.migrate import upgrade  # noqa: E402
 from habitue.settings import Settings  # noqa: E402
 
@@ -125,8 +116,20 @@ async def run(url: str, batches: int, profile: bool, profile_out: str | None = N
             engine = db.write_engine.sync_engine
             event.listen(engine, "before_cursor_execute", count)
             event.listen(engine, "commit", count_commit)
-            # The statements `db.execute_composed` sends to asyncpg straight (where it does).
-            forget = listen_straight(lambda sql: count(None, None, sql))
+            # The statements sent to asyncpg straight (`db.driver_connection`, where a tree
+            # does): SQLAlchemy sees none. Those with parameters (not the adapter's BEGIN).
+            straight_calls = {n: getattr(asyncpg.Connection, n) for n in ("execute", "fetch")}
+
+            def counting(original: Any) -> Any:
+                async def counted(self: Any, query: str, *args: Any, **kw: Any) -> Any:
+                    if args:
+                        count(None, None, query)
+                    return await original(self, query, *args, **kw)
+
+                return counted
+
+            for name, original in straight_calls.items():
+                setattr(asyncpg.Connection, name, counting(original))
             profiler = cProfile.Profile() if profile else None
             cpu, wall = time.process_time(), time.perf_counter()
             if profiler is not None:
@@ -140,7 +143,8 @@ async def run(url: str, batches: int, profile: bool, profile_out: str | None = N
             pg_cpu = sum(t - backends0.get(pid, 0.0) for pid, t in backends.items())
             event.remove(engine, "before_cursor_execute", count)
             event.remove(engine, "commit", count_commit)
-            forget()
+            for name, original in straight_calls.items():
+                setattr(asyncpg.Connection, name, original)
     await db.dispose()
     await asyncio.sleep(0.5)
     tables1, wal1 = _pg_state(url)

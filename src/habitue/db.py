@@ -214,17 +214,6 @@ def bind(parts: Sequence[Part]) -> dict[str, Any]:
     return params
 
 
-_straight_listeners: list[Callable[[str], None]] = []
-
-
-def listen_straight(listener: Callable[[str], None]) -> Callable[[], None]:
-    """Call `listener(sql)` for each statement `execute_composed` sends to asyncpg straight
-    (SQLAlchemy's `before_cursor_execute` does not see them: tests count statements with
-    both); returns what removes it."""
-    _straight_listeners.append(listener)
-    return lambda: _straight_listeners.remove(listener)
-
-
 async def execute_composed(session: AsyncSession, parts: Sequence[Part]) -> None:
     """Run `compose(parts)` with `bind(parts)`'s values, its result unread: on PostgreSQL
     through asyncpg straight (`driver_connection`, `straight`) when the session's transaction
@@ -238,8 +227,6 @@ async def execute_composed(session: AsyncSession, parts: Sequence[Part]) -> None
     if raw is None or plan is None:
         await session.execute(statement, bind(parts))
         return
-    for listener in _straight_listeners:
-        listener(plan.sql)
     await raw.execute(plan.sql, *plan.args(bind(parts)))
 
 

@@ -9,11 +9,12 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 from sqlalchemy import event as sa_event
 
-from habitue.db import Database, listen_straight
+from habitue.db import Database
 from habitue.events import batch as batch_module
 from habitue.ledger.verify import verify
 from tests.conftest import create_program, enrol
@@ -113,11 +114,19 @@ def _count_statements(db: Database) -> tuple[list[str], Callable[[], None]]:
 
     engine = db.write_engine.sync_engine
     sa_event.listen(engine, "before_cursor_execute", count)
-    forget = listen_straight(lambda sql: count(None, None, sql))  # `db.execute_composed`
+    # The statements sent to asyncpg straight (`db.execute_composed`): SQLAlchemy sees none.
+    execute = asyncpg.Connection.execute
+
+    async def executing(self: Any, query: str, *args: Any, **kwargs: Any) -> Any:
+        if args:  # not the adapter's own BEGIN, COMMIT or ROLLBACK (no parameters)
+            count(None, None, query)
+        return await execute(self, query, *args, **kwargs)
+
+    asyncpg.Connection.execute = executing  # type: ignore[method-assign]
 
     def stop() -> None:
         sa_event.remove(engine, "before_cursor_execute", count)
-        forget()
+        asyncpg.Connection.execute = execute  # type: ignore[method-assign]
 
     return seen, stop
 

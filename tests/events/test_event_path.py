@@ -6,10 +6,11 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
+import asyncpg
 import httpx
 from sqlalchemy import event, text
 
-from habitue.db import Database, listen_straight
+from habitue.db import Database
 from habitue.events import service as events_service
 from habitue.events.schemas import EventCreate
 from habitue.ledger.verify import verify
@@ -106,18 +107,31 @@ def _count_statements(database: Database) -> tuple[list[str], Callable[[], None]
         kind = statement.split(None, 1)[0].upper()
         seen.append(f"{kind} x{len(params)}" if many else kind)
 
-    def count_straight(statement: str) -> None:  # `db.execute_composed` sends to asyncpg
-        seen.append(statement.split(None, 1)[0].upper())
-
     engine = database.write_engine.sync_engine
     event.listen(engine, "before_cursor_execute", count)
-    forget = listen_straight(count_straight)
+    # The statements sent to asyncpg straight (`db.driver_connection`): SQLAlchemy sees none.
+    originals = {name: getattr(asyncpg.Connection, name) for name in _STRAIGHT_CALLS}
+    for name, original in originals.items():
+        setattr(asyncpg.Connection, name, _counted(original, seen))
 
     def stop() -> None:
         event.remove(engine, "before_cursor_execute", count)
-        forget()
+        for name, original in originals.items():
+            setattr(asyncpg.Connection, name, original)
 
     return seen, stop
+
+
+_STRAIGHT_CALLS = ("execute", "fetch", "fetchrow", "fetchval")
+
+
+def _counted(original: Any, seen: list[str]) -> Any:
+    async def counted(self: Any, query: str, *args: Any, **kwargs: Any) -> Any:
+        if args:  # not the adapter's own BEGIN, COMMIT or ROLLBACK (no parameters)
+            seen.append(query.split(None, 1)[0].upper())
+        return await original(self, query, *args, **kwargs)
+
+    return counted
 
 
 async def test_grouped_purchases_read_their_members_in_one_query(
