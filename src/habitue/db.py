@@ -216,6 +216,22 @@ def bind(parts: Sequence[Part]) -> dict[str, Any]:
     return params
 
 
+async def execute_composed(session: AsyncSession, parts: Sequence[Part]) -> None:
+    """Run `compose(parts)` with `bind(parts)`'s values, its result unread: on PostgreSQL
+    through asyncpg straight (`driver_connection`, `straight`) when the session's transaction
+    has begun, skipping SQLAlchemy's processing of every parameter and of the result (a
+    batch group's statement carries some sixty arrays); else through the session. Sent
+    straight, a failure is asyncpg's own exception, not SQLAlchemy's: `is_retryable` and
+    `is_unavailable` read both."""
+    statement = compose(parts)
+    raw = await driver_connection(session)
+    plan = straight(statement, session.get_bind().dialect) if raw is not None else None
+    if raw is None or plan is None:
+        await session.execute(statement, bind(parts))
+        return
+    await raw.execute(plan.sql, *plan.args(bind(parts)))
+
+
 _BATCHED = "habitue.batched_statements"
 
 
@@ -356,14 +372,17 @@ RETRYABLE_SQLSTATES = {"40001", "40P01"}
 
 
 def is_retryable(exc: BaseException) -> bool:
-    """A serialization failure or deadlock that is safe to retry."""
+    """A serialization failure or deadlock that is safe to retry (through SQLAlchemy, or
+    raised by asyncpg itself for a statement sent straight: `execute_composed`)."""
     if isinstance(exc, DBAPIError):
         code = getattr(exc.orig, "sqlstate", None)
         if code in RETRYABLE_SQLSTATES:
             return True
         text = str(exc.orig).lower()
         return "database is locked" in text
-    return False
+    return type(exc).__module__.startswith("asyncpg") and (
+        getattr(exc, "sqlstate", None) in RETRYABLE_SQLSTATES
+    )
 
 
 # Connection exceptions (08xxx), the server shutting down or starting (57P01-57P03),

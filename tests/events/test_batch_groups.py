@@ -9,6 +9,7 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 from sqlalchemy import event as sa_event
@@ -113,7 +114,21 @@ def _count_statements(db: Database) -> tuple[list[str], Callable[[], None]]:
 
     engine = db.write_engine.sync_engine
     sa_event.listen(engine, "before_cursor_execute", count)
-    return seen, lambda: sa_event.remove(engine, "before_cursor_execute", count)
+    # The statements sent to asyncpg straight (`db.execute_composed`): SQLAlchemy sees none.
+    execute = asyncpg.Connection.execute
+
+    async def executing(self: Any, query: str, *args: Any, **kwargs: Any) -> Any:
+        if args:  # not the adapter's own BEGIN, COMMIT or ROLLBACK (no parameters)
+            count(None, None, query)
+        return await execute(self, query, *args, **kwargs)
+
+    asyncpg.Connection.execute = executing  # type: ignore[method-assign]
+
+    def stop() -> None:
+        sa_event.remove(engine, "before_cursor_execute", count)
+        asyncpg.Connection.execute = execute  # type: ignore[method-assign]
+
+    return seen, stop
 
 
 async def test_a_batch_leaves_what_the_same_events_one_by_one_leave(

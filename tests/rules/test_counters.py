@@ -74,3 +74,49 @@ def test_incremental_matches_recompute(events: list[CounterEvent], later: int) -
     as_of = last + timedelta(minutes=later)
     assert counters_at(state, as_of, PARIS) == recompute_counters(events, as_of, PARIS)
     assert len(state.days) <= 32
+
+
+def _reference_bump(state: CounterState, event: CounterEvent, timezone: str) -> CounterState:
+    """`bump` as it was first written (every bucket filtered, dates parsed): the faster one
+    must keep exactly the same buckets."""
+    from datetime import date
+    from zoneinfo import ZoneInfo
+
+    from habitue.rules.counters import _add, _increments
+
+    inc = _increments(event)
+    if not inc:
+        return state
+    day = event.occurred_at.astimezone(ZoneInfo(timezone)).date()
+    days = dict(state.days)
+    days[day.isoformat()] = _add(days.get(day.isoformat(), {}), inc)
+    oldest_kept = (date.fromisoformat(max(days)) - timedelta(days=31)).isoformat()
+    days = {k: v for k, v in days.items() if k >= oldest_kept}
+    latest = max([day.year, *state.years])
+    years = {y: v for y, v in state.years.items() if y >= latest - 1}
+    years[day.year] = _add(years.get(day.year, {}), inc)
+    return CounterState(days=days, years=years, lifetime=_add(state.lifetime, inc))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(counter_events, max_size=40), st.integers(0, 60 * 24 * 40))
+def test_bump_keeps_the_reference_buckets(events: list[CounterEvent], later: int) -> None:
+    """Events in any order (a till's late purchase): the same state as the reference, and
+    through its JSON form (`state_from_json` shares the decoded dicts) the same counters."""
+    import orjson
+
+    from habitue.rules.counter_store import state_from_json, state_to_json
+
+    state = reference = CounterState()
+    for ev in events:
+        state = bump(state, ev, PARIS)
+        reference = _reference_bump(reference, ev, PARIS)
+        assert state == reference
+        state = state_from_json(orjson.loads(orjson.dumps(state_to_json(state))))
+    if events:
+        as_of = max(e.occurred_at for e in events) + timedelta(minutes=later)
+        ordered = sorted(events, key=lambda e: e.occurred_at)
+        in_order = CounterState()
+        for ev in ordered:
+            in_order = bump(in_order, ev, PARIS)
+        assert counters_at(in_order, as_of, PARIS) == recompute_counters(events, as_of, PARIS)

@@ -83,6 +83,8 @@ class Slot:
     status: int
     event: EventRead | None = None
     problem: dict[str, Any] | None = None
+    text: str | None = None
+    """The event's JSON, when it was made already (as its row stores it)."""
 
     def body(self) -> dict[str, Any]:
         if self.event is not None:
@@ -91,7 +93,12 @@ class Slot:
         return self.problem
 
     def json(self) -> bytes:
-        body = self.event.model_dump_json().encode() if self.event else orjson.dumps(self.problem)
+        if self.text is not None:
+            body = self.text.encode()
+        elif self.event is not None:
+            body = self.event.model_dump_json().encode()
+        else:
+            body = orjson.dumps(self.problem)
         return b'{"status":%d,"body":%s}' % (self.status, body)
 
 
@@ -236,9 +243,10 @@ class _Regroup(Exception):
     """A group named one member twice (in two ways): it is recorded event by event instead."""
 
 
-_Outcome = EventRead | HabitueError | int
-"""A group's answer for one event: the event, its error, or (a repeat of an `external_id`
-earlier in the group) the position of the event whose answer it gets."""
+_Outcome = EventRead | tuple[EventRead, str] | HabitueError | int
+"""A group's answer for one event: the event (recorded by the group: with its JSON, as its
+row stores it), its error, or (a repeat of an `external_id` earlier in the group) the
+position of the event whose answer it gets."""
 
 
 async def _record_group(
@@ -299,7 +307,8 @@ async def _record_group(
         members.add(decided.member.id)
         done = await events_service.finish_earn(session, pipeline, program, decided)
         first[key] = len(outcomes)
-        outcomes.append(done.response)
+        text = done.write.row.response_json
+        outcomes.append(done.response if text is None else (done.response, text))
         writes.append(done.write)
         applied.append(done.applied)
     await write_events(session, writes)
@@ -415,6 +424,8 @@ async def _run_group(
 def _slot_of(outcome: _Outcome, outcomes: list[_Outcome]) -> Slot:
     if isinstance(outcome, int):
         outcome = outcomes[outcome]
+    if isinstance(outcome, tuple):
+        return Slot(201, event=outcome[0], text=outcome[1])
     if isinstance(outcome, EventRead):
         return Slot(201, event=outcome)
     assert isinstance(outcome, HabitueError)

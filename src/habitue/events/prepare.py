@@ -207,6 +207,7 @@ def _row(
     *,
     points: int,
     refers_to: str | None,
+    response_json: str | None = None,
 ) -> EventRow:
     body = prepared.body
     return EventRow(
@@ -223,4 +224,5 @@ def _row(
         attributes=body.attributes,
         response=response,
         created_at=now,
+        response_json=response_json,
     )

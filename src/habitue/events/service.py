@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from habitue import clock
 from habitue.bounds import MAX_POINTS
-from habitue.db import Database
+from habitue.db import Database, dialect_name
 from habitue.errors import ValidationFailed
 from habitue.events import apply as apply_effects
 from habitue.events import rows as event_rows
@@ -382,7 +382,13 @@ async def finish_earn(
             ),
         )
     )
-    row = _row(program, member, prepared, event_id, response, now, points=earned, refers_to=None)
+    # Made once on PostgreSQL, where the event's row stores the text: a batch's slot answers
+    # with it (SQLite stores the answer as a dict: its slot makes the text itself).
+    text = response.model_dump_json() if dialect_name(session) == "postgresql" else None
+    row = _row(
+        program, member, prepared, event_id, response, now, points=earned, refers_to=None,
+        response_json=text,
+    )  # fmt: skip
     write = EventWrite(row, lifetime=earned, outbox_rows=rows, credit=credit, writes=after.writes)
     return Recorded(response, write, applied)
 

@@ -19,7 +19,15 @@ from typing import Any
 from sqlalchemy import insert, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from habitue.db import Part, bind, compose, dialect_name, table_of, write_late_merged
+from habitue.db import (
+    Part,
+    bind,
+    compose,
+    dialect_name,
+    execute_composed,
+    table_of,
+    write_late_merged,
+)
 from habitue.events.models import Event, EventLine
 from habitue.events.schemas import EventRead
 from habitue.ledger import service as ledger_service
@@ -73,6 +81,13 @@ class EventRow:
     attributes: dict[str, Any]
     response: EventRead
     created_at: datetime
+    response_json: str | None = None
+    """The answer's JSON when the caller made it already (a batch's slot answers with it)."""
+
+    def response_text(self) -> str:
+        """The answer as stored: its JSON, made once."""
+        text = self.response_json
+        return self.response.model_dump_json() if text is None else text
 
     def columns(self) -> dict[str, Any]:
         return {
@@ -97,7 +112,7 @@ class EventRow:
             {
                 **self.columns(),
                 "attributes": json.dumps(self.attributes) if self.attributes else "{}",
-                "response": self.response.model_dump_json(),
+                "response": self.response_text(),
                 "created_at": self.created_at,
                 "line_nos": list(range(len(lines))),
                 "skus": [ln.sku for ln in lines],
@@ -168,7 +183,7 @@ def events_part(rows: Sequence[EventRow]) -> Part:
         p["spent"].append(row.points_spent)
         p["refers_to"].append(row.refers_to)
         p["attributes"].append(json.dumps(row.attributes) if row.attributes else "{}")
-        p["responses"].append(row.response.model_dump_json())
+        p["responses"].append(row.response_text())
         p["created"].append(row.created_at)
         for n, ln in enumerate(event.lines):
             p["l_programs"].append(row.program_id)
@@ -336,4 +351,4 @@ async def write_events(
         *carried,
         outbox.part([row for write in group for row in write.outbox_rows]),
     ]
-    await session.execute(compose(parts), bind(parts))
+    await execute_composed(session, parts)

@@ -31,11 +31,15 @@ def state_to_json(state: CounterState) -> dict[str, Any]:
 
 
 def state_from_json(data: Mapping[str, Any]) -> CounterState:
-    """The `CounterState` of its JSON form."""
+    """The `CounterState` of its JSON form (freshly decoded: its dicts are the state's own,
+    not copied; a `CounterState`'s dicts are never changed, `bump` makes new ones)."""
+    days = data.get("days")
+    years = data.get("years")
+    lifetime = data.get("lifetime")
     return CounterState(
-        days={k: dict(v) for k, v in data.get("days", {}).items()},
-        years={int(y): dict(v) for y, v in data.get("years", {}).items()},
-        lifetime=dict(data.get("lifetime", {})),
+        days=days if type(days) is dict else dict(days or {}),
+        years={int(y): v for y, v in years.items()} if years else {},
+        lifetime=lifetime if type(lifetime) is dict else dict(lifetime or {}),
     )
 
 

@@ -19,8 +19,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from functools import lru_cache
 from typing import NamedTuple
 from zoneinfo import ZoneInfo
+
+from habitue.frozen import fast_init
 
 COUNTERS: tuple[str, ...] = (
     "visits_30d",
@@ -142,6 +145,7 @@ def recompute_counters(
     return out
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class CounterState:
     """Incremental counters: per-day buckets (ISO date → tallies), per-year and lifetime sums."""
@@ -158,55 +162,96 @@ def _add(into: Mapping[str, int], inc: Mapping[str, int]) -> dict[str, int]:
     return out
 
 
+_ZONES: dict[str, ZoneInfo] = {}
+
+
+def _zone(timezone: str) -> ZoneInfo:
+    """The program's time zone, looked up once per process (`ZoneInfo(name)` costs a call
+    through its own cache every time)."""
+    zone = _ZONES.get(timezone)
+    if zone is None:
+        zone = _ZONES[timezone] = ZoneInfo(timezone)
+    return zone
+
+
+@lru_cache(maxsize=4096)
+def _days_before(day: str, days: int) -> str:
+    """The ISO date `days` days before the ISO date `day`."""
+    return (date.fromisoformat(day) - timedelta(days=days)).isoformat()
+
+
+_NOTHING: dict[str, int] = {}
+
+
 def is_counted(event: CounterEvent) -> bool:
     """Whether any counter reads events of this kind (`bump` would change the state)."""
     return bool(_increments(event))
 
 
 def bump(state: CounterState, event: CounterEvent, timezone: str) -> CounterState:
-    """A new state with one more event counted; buckets older than 31 days are dropped."""
-    tz = ZoneInfo(timezone)
+    """A new state with one more event counted; buckets older than 31 days are dropped.
+
+    The event path runs it for every counted event (and the backtest for every purchase):
+    ISO dates are compared as text (they order as the dates do) and the buckets are filtered
+    only when one has fallen out; the state's dicts are never changed, only replaced."""
     inc = _increments(event)
     if not inc:
         return state
-    day = _local_date(event.occurred_at, tz)
+    day = event.occurred_at.astimezone(_zone(timezone)).date()
     key = day.isoformat()
     days = dict(state.days)
-    days[key] = _add(days.get(key, {}), inc)
-    newest = date.fromisoformat(max(days))  # ISO dates order as their text does
-    oldest_kept = (newest - timedelta(days=31)).isoformat()
-    days = {k: v for k, v in days.items() if k >= oldest_kept}
-    latest = max([day.year, *state.years])
-    years = {y: v for y, v in state.years.items() if y >= latest - 1}
-    years[day.year] = _add(years.get(day.year, {}), inc)
+    days[key] = _add(days.get(key, _NOTHING), inc)
+    oldest_kept = _days_before(max(days), 31)
+    if min(days) < oldest_kept:
+        days = {k: v for k, v in days.items() if k >= oldest_kept}
+    year = day.year
+    kept = state.years
+    latest = max(year, max(kept)) if kept else year
+    years = {y: v for y, v in kept.items() if y >= latest - 1}
+    years[year] = _add(years.get(year, _NOTHING), inc)
     return CounterState(days=days, years=years, lifetime=_add(state.lifetime, inc))
+
+
+@lru_cache(maxsize=1024)
+def _windows(today: date) -> tuple[str, str, str]:
+    """`today` and the first days of its 30- and 7-day windows, as ISO dates."""
+    return (
+        today.isoformat(),
+        (today - timedelta(days=_WINDOWS["30d"] - 1)).isoformat(),
+        (today - timedelta(days=_WINDOWS["7d"] - 1)).isoformat(),
+    )
 
 
 def counters_at(state: CounterState, as_of: datetime, timezone: str) -> dict[str, int]:
     """Counters as of a time not earlier than the last event counted into `state`."""
-    today = _local_date(as_of, ZoneInfo(timezone))
-    win: dict[str, dict[str, int]] = {"30d": {}, "7d": {}}
-    for key, tallies in state.days.items():
-        age = (today - date.fromisoformat(key)).days
-        for name, days in _WINDOWS.items():
-            if 0 <= age < days:
-                win[name] = _add(win[name], tallies)
-    year = state.years.get(today.year, {})
+    today = as_of.astimezone(_zone(timezone)).date()
+    last, first_30, first_7 = _windows(today)
+    w30: dict[str, int] = {}
+    w7: dict[str, int] = {}
+    for key, tallies in state.days.items():  # a day is in a window: first <= key <= last
+        if key > last or key < first_30:
+            continue
+        for name, value in tallies.items():
+            w30[name] = w30.get(name, 0) + value
+        if key >= first_7:
+            for name, value in tallies.items():
+                w7[name] = w7.get(name, 0) + value
+    year = state.years.get(today.year, _NOTHING)
     life = state.lifetime
     out = {
-        "visits_30d": win["30d"].get("visits", 0),
+        "visits_30d": w30.get("visits", 0),
         "visits_lifetime": life.get("visits", 0),
-        "purchases_30d": win["30d"].get("purchases", 0),
+        "purchases_30d": w30.get("purchases", 0),
         "purchases_year": year.get("purchases", 0),
         "purchases_lifetime": life.get("purchases", 0),
-        "spend_30d_minor": win["30d"].get("spend_minor", 0),
+        "spend_30d_minor": w30.get("spend_minor", 0),
         "spend_year_minor": year.get("spend_minor", 0),
         "spend_lifetime_minor": life.get("spend_minor", 0),
-        "reviews_7d": win["7d"].get("reviews", 0),
+        "reviews_7d": w7.get("reviews", 0),
         "reviews_lifetime": life.get("reviews", 0),
         "referrals_lifetime": life.get("referrals", 0),
     }
-    for name, value in win["30d"].items():
+    for name, value in w30.items():
         if name.startswith("purchases.") and value:
             out[CATEGORY_PREFIX + name.removeprefix("purchases.")] = value
     return out

@@ -441,6 +441,22 @@ class _Run:
         )
 
 
+_RULE_SETS: dict[tuple[CompiledRule, ...], RuleSet] = {}
+
+
+def _rule_set_of(rules: Sequence[CompiledRule]) -> RuleSet:
+    """`RuleSet.of(rules)`, kept per process for the same rules (compiled rules are frozen and
+    compared by identity; the event path hands `decide` the same cached ones event after
+    event, as a list: indexing them again cost every event a sort and a dict)."""
+    key = tuple(rules)
+    found = _RULE_SETS.get(key)
+    if found is None:
+        if len(_RULE_SETS) >= 64:  # a program's rules changed, or drafts tested: start over
+            _RULE_SETS.clear()
+        found = _RULE_SETS[key] = RuleSet.of(key)
+    return found
+
+
 def decide(
     event: EventInput,
     member: MemberSnapshot,
@@ -472,7 +488,7 @@ def decide(
     based = _NOTHING
     if base > 0:
         based = _BASE_DECISIONS.get(base) or _base_decision(base)
-    rule_set = rules if isinstance(rules, RuleSet) else RuleSet.of(rules)
+    rule_set = rules if isinstance(rules, RuleSet) else _rule_set_of(rules)
     candidates = rule_set.by_event_type.get(event_type)
     if not candidates:
         return based
