@@ -9,15 +9,14 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
-import asyncpg
 import httpx
 import pytest
-from sqlalchemy import event as sa_event
 
 from habitue.db import Database
 from habitue.events import batch as batch_module
 from habitue.ledger.verify import verify
 from tests.conftest import create_program, enrol
+from tests.statements import count_statements
 from tests.tiers.helpers import ladder
 
 _FULL: list[list[str]] = []
@@ -104,31 +103,9 @@ async def _state(client: httpx.AsyncClient, code: str, members: list[dict[str, A
 
 
 def _count_statements(db: Database) -> tuple[list[str], Callable[[], None]]:
-    seen: list[str] = []
     full: list[str] = []
     _FULL.append(full)
-
-    def count(_c: Any, _cur: Any, statement: str, *_: Any) -> None:
-        seen.append(statement.split(None, 1)[0].upper())
-        full.append(statement[:200])
-
-    engine = db.write_engine.sync_engine
-    sa_event.listen(engine, "before_cursor_execute", count)
-    # The statements sent to asyncpg straight (`db.execute_composed`): SQLAlchemy sees none.
-    execute = asyncpg.Connection.execute
-
-    async def executing(self: Any, query: str, *args: Any, **kwargs: Any) -> Any:
-        if args:  # not the adapter's own BEGIN, COMMIT or ROLLBACK (no parameters)
-            count(None, None, query)
-        return await execute(self, query, *args, **kwargs)
-
-    asyncpg.Connection.execute = executing  # type: ignore[method-assign]
-
-    def stop() -> None:
-        sa_event.remove(engine, "before_cursor_execute", count)
-        asyncpg.Connection.execute = execute  # type: ignore[method-assign]
-
-    return seen, stop
+    return count_statements(db, full)
 
 
 async def test_a_batch_leaves_what_the_same_events_one_by_one_leave(

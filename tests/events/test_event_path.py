@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from typing import Any
 
 import asyncpg
@@ -23,6 +22,7 @@ from habitue.rules.hooks import COUNTERS
 from habitue.settings import Settings
 from habitue.tiers.granted import EXTRA as GRANTED
 from tests.conftest import create_program, enrol, purchase
+from tests.statements import count_statements
 
 PIPELINE = build_pipeline()
 
@@ -98,42 +98,6 @@ async def test_a_purchase_is_two_statements_on_postgresql(
     assert (balance["available"], balance["lifetime_earned"]) == (43, 43)
 
 
-def _count_statements(database: Database) -> tuple[list[str], Callable[[], None]]:
-    """The statements `database` sends from now until `stop()`: each one's first word, with
-    ` x<n>` for a pipelined executemany of n parameter sets."""
-    seen: list[str] = []
-
-    def count(_c: Any, _cur: Any, statement: str, params: Any, _ctx: Any, many: bool) -> None:
-        kind = statement.split(None, 1)[0].upper()
-        seen.append(f"{kind} x{len(params)}" if many else kind)
-
-    engine = database.write_engine.sync_engine
-    event.listen(engine, "before_cursor_execute", count)
-    # The statements sent to asyncpg straight (`db.driver_connection`): SQLAlchemy sees none.
-    originals = {name: getattr(asyncpg.Connection, name) for name in _STRAIGHT_CALLS}
-    for name, original in originals.items():
-        setattr(asyncpg.Connection, name, _counted(original, seen))
-
-    def stop() -> None:
-        event.remove(engine, "before_cursor_execute", count)
-        for name, original in originals.items():
-            setattr(asyncpg.Connection, name, original)
-
-    return seen, stop
-
-
-_STRAIGHT_CALLS = ("execute", "fetch", "fetchrow", "fetchval")
-
-
-def _counted(original: Any, seen: list[str]) -> Any:
-    async def counted(self: Any, query: str, *args: Any, **kwargs: Any) -> Any:
-        if args:  # not the adapter's own BEGIN, COMMIT or ROLLBACK (no parameters)
-            seen.append(query.split(None, 1)[0].upper())
-        return await original(self, query, *args, **kwargs)
-
-    return counted
-
-
 async def test_grouped_purchases_read_their_members_in_one_query(
     client: httpx.AsyncClient, db: Database, settings: Settings, db_kind: str
 ) -> None:
@@ -142,7 +106,7 @@ async def test_grouped_purchases_read_their_members_in_one_query(
     for m in (a, b, c):
         await purchase(client, program, m, "1.00")  # counters' rows exist from here on
     one_lane = Database(settings.database_url, lanes=1)
-    seen, stop = _count_statements(one_lane)
+    seen, stop = count_statements(one_lane)
     try:
         async with one_lane.read() as session:
             info = await programs_service.get_info(session, program)
@@ -188,7 +152,7 @@ async def test_grouped_purchases_with_lines_are_written_in_one_statement(
     for m in members:
         await purchase(client, program, m, "1.00")  # counters' rows exist from here on
     one_lane = Database(settings.database_url, lanes=1)
-    seen, stop = _count_statements(one_lane)
+    seen, stop = count_statements(one_lane)
     line = {"sku": "latte", "category": "coffee", "unit_price": "2.50"}
     baskets = [[line, {**line, "sku": "bun", "quantity": 2}], [line], [], [line] * 3]
     try:
@@ -293,7 +257,7 @@ async def test_grouped_purchases_by_external_id_or_card_read_their_members_in_on
     blocked = (await client.post(f"/v1/programs/{program}/cards/{d['card_number']}/block")).json()
     assert blocked["status"] == "blocked"
     one_lane = Database(settings.database_url, lanes=1)
-    seen, stop = _count_statements(one_lane)
+    seen, stop = count_statements(one_lane)
     try:
         async with one_lane.read() as session:
             info = await programs_service.get_info(session, program)

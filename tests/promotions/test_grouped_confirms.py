@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import event, select, update
+from sqlalchemy import select, update
 
 from habitue.db import Database
 from habitue.events.models import Event
@@ -26,21 +26,10 @@ from habitue.settings import Settings
 from tests.conftest import create_program, enrol, new_code
 from tests.promotions.helpers import coupon_of, promo
 from tests.rewards.conftest import balance, give, reward
+from tests.statements import count_statements
 
 PIPELINE = build_pipeline()
 _RUN = new_code("grouped")  # the external ids of this module's baskets start with it
-
-
-def _count_statements(database: Database) -> tuple[list[str], Callable[[], None]]:
-    """The statements `database` sends through SQLAlchemy until `stop()`, by first word."""
-    seen: list[str] = []
-
-    def count(_c: Any, _cur: Any, statement: str, *_: Any) -> None:
-        seen.append(statement.split(None, 1)[0].upper())
-
-    engine = database.write_engine.sync_engine
-    event.listen(engine, "before_cursor_execute", count)
-    return seen, lambda: event.remove(engine, "before_cursor_execute", count)
 
 
 async def _grouped(
@@ -68,7 +57,7 @@ async def _grouped(
 
         if warm_up:
             await batch(warm_up)
-        seen, stop = _count_statements(one_lane)
+        seen, stop = count_statements(one_lane)
         try:
             answers = await batch(bodies)
         finally:
@@ -119,8 +108,8 @@ async def test_grouped_confirms_answer_as_alone_in_fewer_statements(
         assert await _rows(db, BasketConfirmation, body["external_id"]) == 1
     if db_kind == "postgres":
         # One read of the previous answers, one of the members, and one statement for the
-        # purchases, the uses and the confirmations: 3 for 4 confirms (12 one by one). (Only
-        # what goes through SQLAlchemy is counted: a read sent to asyncpg straight is not.)
+        # purchases, the uses and the confirmations: 3 for 4 confirms (12 one by one), those
+        # sent to asyncpg straight counted too.
         assert [s for s in seen if s == "WITH"] == ["WITH"], seen
         assert len(seen) <= 3 and set(seen) <= {"SELECT", "WITH"}, seen
     for member in members:
