@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from sqlalchemy import bindparam, insert, select, text
@@ -311,24 +312,20 @@ async def _resolve(
     reads: tuple[MemberColumn, ...],
     raw: Any | None,
 ) -> MemberRef:
-    if raw is None:
-        # A confirm: from what its grouped batch read for its units (`_prefetch`) if it can.
-        return await members_service.resolve_in_batch(
-            session,
-            program,
-            member_id=sel.id,
-            card_number=sel.card_number,
-            external_id=sel.external_id,
-            reads=reads,
-        )
-    return await members_service.resolve(
+    # Without a connection of its own (a confirm): from what its grouped batch read for its
+    # units (`_prefetch`) if it can.
+    find = (
+        members_service.resolve_in_batch
+        if raw is None
+        else partial(members_service.resolve, raw=raw)
+    )
+    return await find(
         session,
         program,
         member_id=sel.id,
         card_number=sel.card_number,
         external_id=sel.external_id,
         reads=reads,
-        raw=raw,
     )
 
 
